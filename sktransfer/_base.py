@@ -112,3 +112,11 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "net_")
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        # skorch maps a net pickled on CUDA to the CPU when no GPU is here;
+        # keep device_ telling where the network now lives.
+        net = self.__dict__.get("net_")
+        if net is not None:
+            self.device_ = str(net.device)

@@ -172,4 +172,5 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
     def predict(self, X):
         """Predicted class labels of images ``X``, taken from ``classes_``."""
-        return self.classes_[np.argmax(self._predict_outputs(X), axis=1)]
+        outputs = self._predict_outputs(X)  # checks that the model is fitted
+        return self.classes_[np.argmax(outputs, axis=1)]

@@ -48,7 +48,7 @@ class StopOnNonFiniteLoss(Callback):
         if training and loss is not None and not bool(torch.isfinite(loss).all()):
             epoch = len(net.history)
             raise TrainingDivergedError(
-                f"training diverged: the loss became {float(loss)} in epoch {epoch}. "
+                f"training diverged: the loss became {float(loss.detach())} in epoch {epoch}. "
                 "Lower `lr`, or freeze more of the backbone (`freeze_depth`)."
             )
 
@@ -115,6 +115,12 @@ def train(net, dataset) -> None:
     quietly, so an interrupted fit never looks like a finished one.
     """
     net.initialize()
+    # skorch moves module_ & co. through torch's map_location on unpickling,
+    # but pickles the `module` init argument plainly; it is the same trained
+    # instance here, so route it the same way (else a net pickled on CUDA
+    # cannot load on a CPU-only machine, and the module is stored twice).
+    if "module" not in net.cuda_dependent_attributes_:
+        net.cuda_dependent_attributes_ = [*net.cuda_dependent_attributes_, "module"]
     net.notify("on_train_begin", X=dataset, y=None)
     net.fit_loop(dataset, None)
     net.notify("on_train_end", X=dataset, y=None)
