@@ -128,11 +128,17 @@ def check_images(X) -> CheckedImages:
     """Validate images and name their layout; raise errors a user can act on."""
     if X is None:
         raise ValueError("X is None; pass images (an array, file paths or PIL images).")
+    if isinstance(X, (str, os.PathLike)) or _is_pil(X):
+        raise TypeError(
+            "X is a single image; pass a list of image paths or PIL images, or an "
+            "array of images, even for one image: [X]."
+        )
     if hasattr(X, "to_numpy") and getattr(X, "ndim", 2) == 1:
         X = list(X.to_numpy())  # a pandas Series of paths
     if isinstance(X, (list, tuple)) and X and _is_file_item(X[0]):
         return _check_files(list(X))
-    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS":
+    if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and (
+            X.dtype.kind in "US" or (X.size and _is_file_item(X.flat[0]))):
         if X.ndim != 1:
             raise ValueError(
                 f"an array of image paths must be 1-D; got shape {X.shape}."

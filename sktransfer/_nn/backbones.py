@@ -109,8 +109,14 @@ class BackboneAdapter:
     mean: tuple = field(default=IMAGENET_MEAN)
     std: tuple = field(default=IMAGENET_STD)
 
-    def build(self, name: str) -> nn.Module:
-        """Build the torchvision network ``name`` with random parameters."""
+    def build(self, name: str, input_size: int | None = None) -> nn.Module:
+        """Build the torchvision network ``name`` with random parameters.
+
+        ``input_size`` matters only for fixed-size architectures (ViT), whose
+        position embeddings depend on it; others accept any size.
+        """
+        if self.fixed_size and input_size is not None:
+            return tvm.get_model(name, weights=None, image_size=input_size)
         return tvm.get_model(name, weights=None)
 
 

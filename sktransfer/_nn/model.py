@@ -28,7 +28,7 @@ class Preprocessing:
 def _is_path(weights) -> bool:
     if isinstance(weights, os.PathLike):
         return True
-    return isinstance(weights, str) and (
+    return isinstance(weights, str) and (os.path.isfile(weights) or
         os.sep in weights or "/" in weights or weights.lower().endswith(
             (".pth", ".pt", ".bin", ".ckpt", ".safetensors"))
     )
@@ -58,18 +58,20 @@ def _adapter_preprocessing(adapter: bb.BackboneAdapter) -> Preprocessing:
 
 def _named_trunk(name: str, weights, progress: bool):
     adapter = bb.get_adapter(name)
-    model = adapter.build(name)
-    prep = _adapter_preprocessing(adapter)
     skip = adapter.head_path + "."
-    if weights is None:
-        pass  # torchvision's constructor already initialised it at random
-    elif _is_path(weights):
-        load_into(model, read_state_dict(weights), str(weights), skip_prefix=skip)
-    else:
-        tv_weights = torchvision_weights(name, weights)
-        path = fetch_torchvision_file(name, tv_weights, progress=progress)
-        load_into(model, read_state_dict(path), f"{name}.{tv_weights.name}", skip_prefix=skip)
-        prep = _weights_preprocessing(tv_weights, adapter)
+    if weights is None or _is_path(weights):
+        model = adapter.build(name)
+        prep = _adapter_preprocessing(adapter)
+        if weights is not None:
+            load_into(model, read_state_dict(weights), str(weights), skip_prefix=skip)
+        return model, adapter, prep
+    tv_weights = torchvision_weights(name, weights)
+    prep = _weights_preprocessing(tv_weights, adapter)
+    # Resolve the file before building: the weights fix the input size of
+    # fixed-size architectures (ViT SWAG weights expect 384 or 512 px).
+    path = fetch_torchvision_file(name, tv_weights, progress=progress)
+    model = adapter.build(name, input_size=prep.image_size)
+    load_into(model, read_state_dict(path), f"{name}.{tv_weights.name}", skip_prefix=skip)
     return model, adapter, prep
 
 

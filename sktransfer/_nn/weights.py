@@ -8,6 +8,7 @@ import importlib.util
 import os
 import pickle
 import urllib.error
+import zipfile
 from pathlib import Path
 
 import torch
@@ -151,18 +152,39 @@ def read_state_dict(path) -> dict:
             f"{', '.join(STATE_DICT_SUFFIXES)}."
         )
     if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path), device="cpu")
+        return _unwrap_checkpoint(_read_safetensors(path), path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not zipfile.is_zipfile(path):
+            raise ValueError(
+                f"cannot read weights file {path}: it is corrupted or not a file "
+                f"written by torch.save ({exc})."
+            ) from None
         raise ValueError(
             f"{path} contains Python objects other than tensors, and sktransfer "
             "only loads weights without running code (torch.load with "
             f"weights_only=True). Re-save the state dict alone. Details: {exc}"
         ) from None
+    except (RuntimeError, EOFError) as exc:
+        raise ValueError(
+            f"cannot read weights file {path}: it is corrupted or not a file written "
+            f"by torch.save ({exc})."
+        ) from None
     return _unwrap_checkpoint(obj, path)
+
+
+def _read_safetensors(path: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except SafetensorError as exc:
+        raise ValueError(
+            f"cannot read weights file {path}: it is corrupted or not a "
+            f"safetensors file ({exc})."
+        ) from None
 
 
 def _optional_key(key: str) -> bool:
