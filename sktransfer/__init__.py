@@ -2,12 +2,14 @@
 
 from ._classifier import PretrainedClassifier
 from ._nn import TrainingDivergedError, WeightsNotFoundError, list_backbones
+from ._regressor import TransferRegressor
 
 __version__ = "0.1.0"
 
 __all__ = [
     "PretrainedClassifier",
     "TrainingDivergedError",
+    "TransferRegressor",
     "WeightsNotFoundError",
     "list_backbones",
     "__version__",

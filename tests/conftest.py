@@ -32,3 +32,11 @@ def fast_params(**overrides):
     )
     params.update(overrides)
     return params
+
+
+def trunk_parts(*args, **kwargs):
+    """(module, n_features, stages, preprocessing) of a built trunk."""
+    from sktransfer._nn.model import build_trunk
+
+    trunk = build_trunk(*args, **kwargs)
+    return trunk.module, trunk.n_features, trunk.stages, trunk.preprocessing

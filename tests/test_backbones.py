@@ -22,6 +22,8 @@ from sktransfer._nn.model import (
     make_head,
 )
 
+from .conftest import trunk_parts
+
 
 class TinyTrunk(nn.Module):
     """A module outside the registry, with a direct parameter and BatchNorm."""
@@ -158,13 +160,13 @@ def test_module_without_parameters_is_refused():
 @pytest.fixture(scope="module")
 def resnet18_trunk():
     torch.manual_seed(0)
-    trunk, n_features, stages, _ = build_trunk("resnet18", None)
+    trunk, n_features, stages, _ = trunk_parts("resnet18", None)
     return trunk, n_features, stages
 
 
 def transfer_module(resnet18_trunk):
     trunk, n_features, stages = resnet18_trunk
-    return TransferModule(copy.deepcopy(trunk), make_head(n_features, (), 3, 0.0), stages)
+    return TransferModule(copy.deepcopy(trunk), make_head(n_features, (), 3, 0.0), stages, n_features)
 
 
 @pytest.mark.parametrize("depth", [0, 2, 5])
@@ -216,7 +218,7 @@ def test_freeze_all_freezes_the_trunk_but_not_the_head(resnet18_trunk):
 
 def test_freeze_a_stage_made_of_a_parameter():
     trunk = TinyTrunk()
-    module = TransferModule(trunk, make_head(6, (), 2, 0.0), bb.generic_stages(trunk))
+    module = TransferModule(trunk, make_head(6, (), 2, 0.0), bb.generic_stages(trunk), 6)
     freeze_stages(module, 2)
     module.train()
     assert not trunk.scale.requires_grad

@@ -260,7 +260,10 @@ def test_targets_are_returned_with_images():
     X = np.zeros((3, 8, 8), dtype=np.uint8)
     dataset = ImageDataset(check_images(X), PREP, 8, targets=np.array([2, 0, 1]))
     assert len(dataset) == 3
-    assert [dataset[i][1] for i in range(3)] == [2, 0, 1]
+    assert [dataset[i][1] for i in range(3)] == [(2, 1.0), (0, 1.0), (1, 1.0)]
+    weighted = ImageDataset(check_images(X), PREP, 8, targets=np.array([2, 0, 1]),
+                            sample_weight=np.array([0.5, 1.0, 2.0]))
+    assert [weighted[i][1] for i in range(3)] == [(2, 0.5), (0, 1.0), (1, 2.0)]
 
 
 @pytest.mark.parametrize("transpose", [False, True], ids=["wide", "tall"])

@@ -16,6 +16,8 @@ from sktransfer import PretrainedClassifier
 from sktransfer._nn import weights as w
 from sktransfer._nn.model import build_trunk
 
+from .conftest import trunk_parts
+
 V1_FILE = "mobilenet_v2-b0353104.pth"  # IMAGENET1K_V1, shipped by a provider package
 V2_FILE = "mobilenet_v2-7ebf99e0.pth"  # IMAGENET1K_V2 == DEFAULT, not shipped
 SOME_KEYS = ("features.0.0.weight", "features.0.1.running_mean",
@@ -62,7 +64,7 @@ def v1_state():
 @pytest.fixture(scope="module")
 def random_trunk():
     torch.manual_seed(0)
-    return build_trunk("mobilenet_v2", None)[0]
+    return build_trunk("mobilenet_v2", None).module
 
 
 def assert_trunk_holds(trunk, state):
@@ -111,7 +113,7 @@ def test_default_weights_from_the_hub_cache_offline(isolated_hub, random_trunk):
     isolated_hub.mkdir(parents=True)
     torch.save(state, isolated_hub / V2_FILE)
     assert w.locally_available("mobilenet_v2") == ["IMAGENET1K_V1", "IMAGENET1K_V2"]
-    trunk, n_features, _, prep = build_trunk("mobilenet_v2", "DEFAULT")
+    trunk, n_features, _, prep = trunk_parts("mobilenet_v2", "DEFAULT")
     assert n_features == 1280
     assert_trunk_holds(trunk, state)
     expected = tvm.MobileNet_V2_Weights.IMAGENET1K_V2.transforms()
@@ -124,7 +126,7 @@ def test_default_weights_from_the_hub_cache_offline(isolated_hub, random_trunk):
 
 
 def test_named_weights_load_the_file_tensors(v1_state, random_trunk):
-    trunk, n_features, stages, prep = build_trunk("mobilenet_v2", "IMAGENET1K_V1")
+    trunk, n_features, stages, prep = trunk_parts("mobilenet_v2", "IMAGENET1K_V1")
     assert n_features == 1280
     assert isinstance(trunk.classifier[1], nn.Identity)
     assert_trunk_holds(trunk, v1_state)
@@ -135,7 +137,7 @@ def test_named_weights_load_the_file_tensors(v1_state, random_trunk):
 
 
 def test_named_weights_differ_from_random_initialisation(v1_state):
-    trunk = build_trunk("mobilenet_v2", None)[0]
+    trunk = trunk_parts("mobilenet_v2", None)[0]
     for key in SOME_KEYS[:1] + SOME_KEYS[2:]:  # weights, not BN buffers that start at 0
         assert not torch.equal(trunk.state_dict()[key], v1_state[key])
 
@@ -207,7 +209,7 @@ def test_weights_file_is_loaded(tmp_path, v1_state, suffix, save):
     path = tmp_path / f"weights{suffix}"
     save(v1_state, path)
     for weights in (path, str(path)):
-        trunk, n_features, _, prep = build_trunk("mobilenet_v2", weights)
+        trunk, n_features, _, prep = trunk_parts("mobilenet_v2", weights)
         assert n_features == 1280
         assert_trunk_holds(trunk, v1_state)
         assert prep.image_size == 224
@@ -296,12 +298,12 @@ def test_module_backbone_default_keeps_and_none_resets_its_parameters():
     torch.manual_seed(0)
     module = small_cnn()
     original = {k: v.clone() for k, v in module.state_dict().items()}
-    kept, n_features, stages, _ = build_trunk(module, "DEFAULT")
+    kept, n_features, stages, _ = trunk_parts(module, "DEFAULT")
     assert n_features is None
     assert stages == [["0"], ["1"]]
     assert kept is not module
     assert torch.equal(kept[0].weight, module[0].weight)
-    reset = build_trunk(module, None)[0]
+    reset = trunk_parts(module, None)[0]
     assert not torch.equal(reset[0].weight, module[0].weight)
     for key, value in module.state_dict().items():  # the user's module is untouched
         assert torch.equal(value, original[key])
@@ -313,7 +315,7 @@ def test_module_backbone_loads_a_weights_file(tmp_path):
     path = tmp_path / "small.safetensors"
     save_file(source.state_dict(), str(path))
     torch.manual_seed(2)
-    trunk = build_trunk(small_cnn(), path)[0]
+    trunk = trunk_parts(small_cnn(), path)[0]
     for key, value in source.state_dict().items():
         assert torch.equal(trunk.state_dict()[key], value), key
 
@@ -321,7 +323,7 @@ def test_module_backbone_loads_a_weights_file(tmp_path):
 def test_torchvision_module_backbone_loads_weights_and_loses_its_head(tmp_path, v1_state):
     path = tmp_path / "v1.pth"
     torch.save(v1_state, path)
-    trunk, n_features, stages, _ = build_trunk(tvm.mobilenet_v2(num_classes=7), path)
+    trunk, n_features, stages, _ = trunk_parts(tvm.mobilenet_v2(num_classes=7), path)
     assert n_features == 1280
     assert len(stages) == 5
     assert isinstance(trunk.classifier[1], nn.Identity)
@@ -349,7 +351,7 @@ def test_corrupted_safetensors_file_gives_a_value_error(tmp_path):
 def test_safetensors_with_dataparallel_prefix(tmp_path, v1_state):
     path = tmp_path / "wrapped.safetensors"
     save_file({f"module.{k}": v.contiguous() for k, v in v1_state.items()}, str(path))
-    trunk, *_ = build_trunk("mobilenet_v2", str(path))
+    trunk, *_ = trunk_parts("mobilenet_v2", str(path))
     torch.testing.assert_close(trunk.state_dict()["features.0.0.weight"],
                                v1_state["features.0.0.weight"], rtol=0, atol=0)
 

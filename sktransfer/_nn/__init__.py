@@ -6,22 +6,27 @@ like scikit-learn code.
 
 from .backbones import list_backbones
 from .data import ImageDataset
-from .model import Preprocessing, TransferModule, build_network
+from .model import Preprocessing, SourceTrunk, TransferModule, build_network
+from .tabular import ACTIVATIONS, TabularDataset
 from .training import (
+    LOSSES,
     OPTIMIZERS,
     TrainingDivergedError,
     build_classifier_net,
+    build_regressor_net,
+    cuda_available,
     history_records,
     predict_outputs,
     resolve_device,
     seeded,
     train,
 )
-from .weights import WeightsNotFoundError
+from .weights import WeightsNotFoundError, save_weights_file
 
 __all__ = [
-    "ImageDataset", "OPTIMIZERS", "Preprocessing", "TrainingDivergedError",
-    "TransferModule", "WeightsNotFoundError", "build_classifier_net", "build_network",
-    "history_records", "list_backbones", "predict_outputs", "resolve_device", "seeded",
+    "ACTIVATIONS", "ImageDataset", "LOSSES", "OPTIMIZERS", "Preprocessing", "SourceTrunk",
+    "TabularDataset", "TrainingDivergedError", "TransferModule", "WeightsNotFoundError",
+    "build_classifier_net", "build_network", "cuda_available", "build_regressor_net", "history_records",
+    "list_backbones", "predict_outputs", "resolve_device", "save_weights_file", "seeded",
     "train",
 ]

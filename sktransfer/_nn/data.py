@@ -35,12 +35,16 @@ class ImageDataset(Dataset):
     """Images resized (shorter side, then centre crop) and normalised as the
     trunk's weights expect, with optional targets."""
 
-    def __init__(self, images: CheckedImages, prep: Preprocessing, size: int, targets=None):
+    def __init__(self, images: CheckedImages, prep: Preprocessing, size: int, targets=None,
+                 sample_weight=None):
         self.images = images
         self.size = int(size)
         self.mean = list(prep.mean)
         self.std = list(prep.std)
         self.targets = targets
+        if targets is not None and sample_weight is None:
+            sample_weight = np.ones(len(images), dtype=np.float32)
+        self.sample_weight = sample_weight
 
     def __len__(self):
         return len(self.images)
@@ -64,5 +68,6 @@ class ImageDataset(Dataset):
         return TF.normalize(tensor, self.mean, self.std)
 
     def __getitem__(self, index):
-        target = 0 if self.targets is None else self.targets[index]
-        return self.image(index), target
+        if self.targets is None:
+            return self.image(index), 0
+        return self.image(index), (self.targets[index], self.sample_weight[index])

@@ -11,7 +11,14 @@ import torch
 from torch import nn
 
 from . import backbones as bb
-from .weights import fetch_torchvision_file, load_into, read_state_dict, torchvision_weights
+from .tabular import build_mlp, mlp_stages
+from .weights import (
+    fetch_torchvision_file,
+    load_into,
+    read_state_dict,
+    read_weights_file,
+    torchvision_weights,
+)
 
 
 @dataclass(frozen=True)
@@ -23,6 +30,37 @@ class Preprocessing:
     std: tuple
     fixed_size: bool = False
     min_size: int = 1
+
+
+@dataclass
+class Trunk:
+    """A built trunk (the backbone without its source head).
+
+    ``config`` is a JSON-able description from which the architecture can be
+    rebuilt (it goes into files written by ``save_weights``). ``head_state``
+    and ``head_config`` come from an sktransfer weights file and are used when
+    the new head has the same shape.
+    """
+
+    module: nn.Module
+    n_features: int | None
+    stages: list
+    preprocessing: Preprocessing | None
+    config: dict
+    head_state: dict | None = None
+    head_config: dict | None = None
+
+
+@dataclass
+class SourceTrunk:
+    """The trunk of a fitted sktransfer estimator, offered as a backbone."""
+
+    module: nn.Module
+    n_features: int
+    stages: list
+    preprocessing: Preprocessing | None
+    config: dict
+    description: str
 
 
 def _is_path(weights) -> bool:
@@ -56,35 +94,80 @@ def _adapter_preprocessing(adapter: bb.BackboneAdapter) -> Preprocessing:
                          adapter.fixed_size, adapter.min_size)
 
 
-def _named_trunk(name: str, weights, progress: bool):
+def _check_file_config(file_config: dict | None, expected: dict, path) -> None:
+    """An sktransfer file must describe the same architecture as the backbone."""
+    if file_config is None:
+        return
+    trunk_config = file_config.get("trunk", {})
+    diffs = [f"{key}: file {trunk_config.get(key)!r} vs backbone {value!r}"
+             for key, value in expected.items()
+             if key != "preprocessing" and trunk_config.get(key) != value]
+    if diffs:
+        raise ValueError(
+            f"weights file {str(path)!r} was saved from a different architecture "
+            f"({'; '.join(diffs)}). Use a backbone with the same settings."
+        )
+
+
+def _load_file(model: nn.Module, path, expected_config: dict, skip_prefix: str | None):
+    """Load a plain or sktransfer weights file into ``model``; return the file."""
+    weights = read_weights_file(path)
+    _check_file_config(weights.config, expected_config, path)
+    load_into(model, weights.trunk_state, str(path), skip_prefix=skip_prefix)
+    return weights
+
+
+def _file_preprocessing(weights, default: Preprocessing) -> Preprocessing:
+    prep = (weights.config or {}).get("preprocessing")
+    if not prep:
+        return default
+    return Preprocessing(int(prep["image_size"]), tuple(prep["mean"]), tuple(prep["std"]),
+                         default.fixed_size, default.min_size)
+
+
+def _with_file_head(trunk: "Trunk", weights) -> "Trunk":
+    if weights is not None and weights.config is not None:
+        trunk.head_state = weights.head_state
+        trunk.head_config = weights.config.get("head")
+    return trunk
+
+
+def _named_trunk(name: str, weights, progress: bool) -> Trunk:
     adapter = bb.get_adapter(name)
     skip = adapter.head_path + "."
+    config = {"backbone": name}
+    loaded = None
     if weights is None or _is_path(weights):
         model = adapter.build(name)
         prep = _adapter_preprocessing(adapter)
         if weights is not None:
-            load_into(model, read_state_dict(weights), str(weights), skip_prefix=skip)
-        return model, adapter, prep
-    tv_weights = torchvision_weights(name, weights)
-    prep = _weights_preprocessing(tv_weights, adapter)
-    # Resolve the file before building: the weights fix the input size of
-    # fixed-size architectures (ViT SWAG weights expect 384 or 512 px).
-    path = fetch_torchvision_file(name, tv_weights, progress=progress)
-    model = adapter.build(name, input_size=prep.image_size)
-    load_into(model, read_state_dict(path), f"{name}.{tv_weights.name}", skip_prefix=skip)
-    return model, adapter, prep
+            loaded = _load_file(model, weights, config, skip)
+            prep = _file_preprocessing(loaded, prep)
+    else:
+        tv_weights = torchvision_weights(name, weights)
+        prep = _weights_preprocessing(tv_weights, adapter)
+        # Resolve the file before building: the weights fix the input size of
+        # fixed-size architectures (ViT SWAG weights expect 384 or 512 px).
+        path = fetch_torchvision_file(name, tv_weights, progress=progress)
+        model = adapter.build(name, input_size=prep.image_size)
+        load_into(model, read_state_dict(path), f"{name}.{tv_weights.name}", skip_prefix=skip)
+    n_features = bb.replace_head(model, adapter.head_path)
+    return _with_file_head(Trunk(model, n_features, adapter.stages(model), prep, config), loaded)
 
 
-def _module_trunk(module: nn.Module, weights):
+def _module_trunk(module: nn.Module, weights) -> Trunk:
     model = copy.deepcopy(module)  # the user's module is never modified
     adapter = bb.adapter_for_module(model)
     prep = (_adapter_preprocessing(adapter) if adapter is not None
             else Preprocessing(224, bb.IMAGENET_MEAN, bb.IMAGENET_STD))
+    config = {"backbone": type(model).__name__}
+    loaded = None
     if weights is None:
         _reset_parameters(model)
     elif _is_path(weights):
         skip = adapter.head_path + "." if adapter is not None else None
-        load_into(model, read_state_dict(weights), str(weights), skip_prefix=skip)
+        loaded = _load_file(model, weights, config, skip)
+        prep = _file_preprocessing(loaded, prep)
     elif weights != "DEFAULT":
         raise ValueError(
             f"weights={weights!r} names torchvision weights, which only apply to a "
@@ -92,38 +175,78 @@ def _module_trunk(module: nn.Module, weights):
             "the module's own parameters), None (re-initialise them) or a path to a "
             "state dict."
         )
-    return model, adapter, prep
-
-
-def build_trunk(backbone, weights, progress: bool = False):
-    """Build the trunk: the backbone with its source head removed.
-
-    Returns
-    -------
-    trunk : nn.Module
-    n_features : int or None
-        Size of the trunk's output; None when only a forward pass can tell.
-    stages : list of list of str
-    preprocessing : Preprocessing
-    """
-    if isinstance(backbone, str):
-        model, adapter, prep = _named_trunk(backbone, weights, progress)
-    elif isinstance(backbone, nn.Module):
-        model, adapter, prep = _module_trunk(backbone, weights)
-    else:
-        raise TypeError(
-            "backbone must be a registry name (see sktransfer.list_backbones()) "
-            f"or a torch.nn.Module, got {type(backbone).__name__}."
-        )
     if adapter is not None:
         n_features = bb.replace_head(model, adapter.head_path)
         stages = adapter.stages(model)
     else:
-        n_features = None
-        stages = bb.generic_stages(model)
-    if not stages:
-        raise ValueError(f"backbone {type(model).__name__} has no parameters to transfer.")
-    return model, n_features, stages, prep
+        n_features, stages = None, bb.generic_stages(model)
+    return _with_file_head(Trunk(model, n_features, stages, prep, config), loaded)
+
+
+def _mlp_trunk(weights, n_features_in: int, hidden_layer_sizes, activation: str) -> Trunk:
+    model = build_mlp(n_features_in, hidden_layer_sizes, activation)
+    config = {"backbone": "mlp", "n_features_in": int(n_features_in),
+              "hidden_layer_sizes": [int(s) for s in hidden_layer_sizes],
+              "activation": activation}
+    loaded = None
+    if _is_path(weights):
+        loaded = _load_file(model, weights, config, None)
+    elif weights not in (None, "DEFAULT"):
+        raise ValueError(
+            f"weights={weights!r} is not valid for backbone='mlp': use None or "
+            "'DEFAULT' (random initialisation) or a path to a weights file."
+        )
+    n_features = int(hidden_layer_sizes[-1])
+    return _with_file_head(Trunk(model, n_features, mlp_stages(model), None, config), loaded)
+
+
+def _source_trunk(source: SourceTrunk, weights) -> Trunk:
+    model = copy.deepcopy(source.module)  # the source estimator is never modified
+    for param in model.parameters():
+        param.requires_grad_(True)  # the source's own freezing does not carry over
+    loaded = None
+    if weights is None:
+        _reset_parameters(model)
+    elif _is_path(weights):
+        loaded = _load_file(model, weights, source.config, None)
+    elif weights != "DEFAULT":
+        raise ValueError(
+            f"weights={weights!r} is not valid when backbone is a fitted estimator: "
+            "use 'DEFAULT' (its fitted parameters), None (re-initialise them) or "
+            "a path to a weights file."
+        )
+    trunk = Trunk(model, source.n_features, [list(s) for s in source.stages],
+                  source.preprocessing, dict(source.config))
+    return _with_file_head(trunk, loaded)
+
+
+def build_trunk(backbone, weights, progress: bool = False, *, n_features_in=None,
+                hidden_layer_sizes=(100,), activation="relu") -> Trunk:
+    """Build the trunk: the backbone with its source head removed.
+
+    ``backbone`` is a registry name, ``"mlp"`` (then ``n_features_in``,
+    ``hidden_layer_sizes`` and ``activation`` describe it), an ``nn.Module``
+    or a :class:`SourceTrunk` exported by a fitted estimator.
+    """
+    if isinstance(backbone, SourceTrunk):
+        trunk = _source_trunk(backbone, weights)
+    elif backbone == "mlp":
+        trunk = _mlp_trunk(weights, n_features_in, hidden_layer_sizes, activation)
+    elif isinstance(backbone, str):
+        trunk = _named_trunk(backbone, weights, progress)
+    elif isinstance(backbone, nn.Module):
+        trunk = _module_trunk(backbone, weights)
+    else:
+        raise TypeError(
+            "backbone must be a registry name (see sktransfer.list_backbones()), "
+            "'mlp', a torch.nn.Module or a fitted sktransfer estimator, got "
+            f"{type(backbone).__name__}."
+        )
+    if not trunk.stages:
+        raise ValueError(
+            f"backbone {type(trunk.module).__name__} has no parameters to transfer."
+        )
+    return trunk
 
 
 @torch.no_grad()
@@ -166,11 +289,14 @@ class TransferModule(nn.Module):
     is put in training mode, so their running statistics stop changing too.
     """
 
-    def __init__(self, trunk: nn.Module, head: nn.Module, stages: list):
+    def __init__(self, trunk: nn.Module, head: nn.Module, stages: list, n_features: int,
+                 config: dict | None = None):
         super().__init__()
         self.trunk = trunk
         self.head = head
         self.stages = [list(stage) for stage in stages]
+        self.n_features = int(n_features)
+        self.config = dict(config or {})
         self.frozen_norms: list[str] = []
 
     def forward(self, x):
@@ -229,9 +355,17 @@ def _check_head(head) -> tuple:
     return sizes
 
 
+def backbone_name(backbone) -> str:
+    if isinstance(backbone, str):
+        return backbone
+    if isinstance(backbone, SourceTrunk):
+        return backbone.description
+    return type(backbone).__name__
+
+
 def _check_freeze_depth(depth, n_stages: int, backbone) -> None:
     if depth != "all" and depth > n_stages:
-        name = backbone if isinstance(backbone, str) else type(backbone).__name__
+        name = backbone_name(backbone)
         raise ValueError(
             f"freeze_depth={depth} but backbone {name!r} has {n_stages} stages; use "
             f"an int from 0 to {n_stages}, or 'all' to train only the new head."
@@ -239,7 +373,7 @@ def _check_freeze_depth(depth, n_stages: int, backbone) -> None:
 
 
 def check_image_size(size: int, prep: Preprocessing, backbone) -> int:
-    name = backbone if isinstance(backbone, str) else type(backbone).__name__
+    name = backbone_name(backbone)
     if prep.fixed_size and size != prep.image_size:
         raise ValueError(
             f"backbone {name!r} only accepts {prep.image_size}x{prep.image_size} "
@@ -253,29 +387,50 @@ def check_image_size(size: int, prep: Preprocessing, backbone) -> int:
     return size
 
 
+def _head_config(n_features: int, hidden: tuple, n_outputs: int) -> dict:
+    return {"n_features": int(n_features), "hidden": [int(h) for h in hidden],
+            "n_outputs": int(n_outputs)}
+
+
 def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_depth,
-                  image_size, dataset_fn, progress=False):
+                  image_size=None, dataset_fn, progress=False, tabular=None,
+                  input_kind="images"):
     """Build trunk + new head with the first ``freeze_depth`` stages frozen.
 
     ``dataset_fn(preprocessing, size)`` makes the training dataset once the
-    trunk's preprocessing is known; its first item gives the trunk's output
-    size by a forward pass when the architecture does not tell it.
+    trunk's preprocessing is known (both None for tabular data); its first
+    item gives the trunk's output size by a forward pass when the
+    architecture does not tell it. ``tabular`` holds the MLP settings
+    (``n_features_in``, ``hidden_layer_sizes``, ``activation``). With
+    ``input_kind="tabular"`` no image preprocessing applies.
 
     Returns
     -------
     module : TransferModule
     dataset : torch Dataset
-    preprocessing : Preprocessing
-    size : int
+    preprocessing : Preprocessing or None
+    size : int or None
         The input size images are resized to.
     """
     hidden = _check_head(head)
-    trunk, n_features, stages, prep = build_trunk(backbone, weights, progress)
-    _check_freeze_depth(freeze_depth, len(stages), backbone)
-    size = check_image_size(image_size or prep.image_size, prep, backbone)
+    trunk = build_trunk(backbone, weights, progress, **(tabular or {}))
+    _check_freeze_depth(freeze_depth, len(trunk.stages), backbone)
+    prep, size = (trunk.preprocessing if input_kind == "images" else None), None
+    if prep is not None:
+        size = check_image_size(image_size or prep.image_size, prep, backbone)
     dataset = dataset_fn(prep, size)
+    n_features = trunk.n_features
     if n_features is None:
-        n_features = infer_n_features(trunk, dataset[0][0][None])
-    module = TransferModule(trunk, make_head(n_features, hidden, n_outputs, head_dropout), stages)
+        n_features = infer_n_features(trunk.module, dataset[0][0][None])
+    new_head = make_head(n_features, hidden, n_outputs, head_dropout)
+    head_config = _head_config(n_features, hidden, n_outputs)
+    if trunk.head_state is not None and trunk.head_config == head_config:
+        new_head.load_state_dict(trunk.head_state)  # same task shape: keep the saved head
+    config = dict(trunk.config)
+    if prep is not None:
+        config["preprocessing"] = {"image_size": size, "mean": list(prep.mean),
+                                   "std": list(prep.std)}
+    module = TransferModule(trunk.module, new_head, trunk.stages, n_features,
+                            {"trunk": config, "head": head_config})
     freeze_stages(module, freeze_depth)
     return module, dataset, prep, size

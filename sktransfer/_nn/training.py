@@ -8,11 +8,42 @@ from functools import partial
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
+from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback, ProgressBar
 from torch import nn
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
+LOSSES = ("squared_error", "huber", "absolute_error")
+
+
+class WeightedLoss(nn.Module):
+    """Per-sample loss averaged with sample weights.
+
+    Targets arrive as ``(y, sample_weight)``; the weights are normalised to
+    mean 1 over the training set, so unit weights give the plain mean loss.
+    """
+
+    def __init__(self, kind: str = "cross_entropy"):
+        super().__init__()
+        self.kind = kind
+        if kind == "cross_entropy":
+            self.loss = nn.CrossEntropyLoss(reduction="none")
+        elif kind == "squared_error":
+            self.loss = nn.MSELoss(reduction="none")
+        elif kind == "huber":
+            self.loss = nn.HuberLoss(reduction="none")
+        elif kind == "absolute_error":
+            self.loss = nn.L1Loss(reduction="none")
+        else:
+            raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}.")
+
+    def forward(self, y_pred, target):
+        y_true, weight = target
+        if self.kind == "cross_entropy":
+            per_sample = self.loss(y_pred, y_true.long())
+        else:
+            per_sample = self.loss(y_pred, y_true.to(y_pred.dtype)).mean(dim=1)
+        return (per_sample * weight.to(per_sample.dtype)).mean()
 
 
 class TrainingDivergedError(ValueError):
@@ -53,6 +84,10 @@ class StopOnNonFiniteLoss(Callback):
             )
 
 
+def cuda_available() -> bool:
+    return torch.cuda.is_available()
+
+
 def resolve_device(device: str) -> str:
     """'auto' means CUDA when available; anything else must be usable here."""
     if device == "auto":
@@ -81,30 +116,39 @@ def seeded(seed: int, device: str):
         yield
 
 
-def build_classifier_net(module: nn.Module, *, n_classes: int, lr: float, optimizer: str,
-                         weight_decay: float, max_epochs: int, batch_size: int,
-                         device: str, verbose: int) -> NeuralNetClassifier:
-    """A skorch classifier over ``module``'s logits (cross-entropy loss)."""
+def _net_kwargs(*, lr, optimizer, weight_decay, max_epochs, batch_size, device, verbose):
     callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
     if verbose >= 2:
         callbacks.append(("progress_bar", ProgressBar()))
     pin = torch.device(device).type == "cuda"
-    return NeuralNetClassifier(
-        module=module,
-        criterion=nn.CrossEntropyLoss,
+    return dict(
         optimizer=partial(make_optimizer, name=optimizer),
         lr=lr,
         optimizer__weight_decay=weight_decay,
         max_epochs=max_epochs,
         batch_size=batch_size,
         train_split=None,
-        classes=list(range(n_classes)),
         device=device,
         iterator_train__shuffle=True,
         iterator_train__pin_memory=pin,
         iterator_valid__pin_memory=pin,
         callbacks=callbacks,
         verbose=int(verbose >= 1),
+    )
+
+
+def build_classifier_net(module: nn.Module, *, n_classes: int, **settings) -> NeuralNetClassifier:
+    """A skorch classifier over ``module``'s logits (weighted cross-entropy)."""
+    return NeuralNetClassifier(
+        module=module, criterion=WeightedLoss, criterion__kind="cross_entropy",
+        classes=list(range(n_classes)), **_net_kwargs(**settings),
+    )
+
+
+def build_regressor_net(module: nn.Module, *, loss: str, **settings) -> NeuralNetRegressor:
+    """A skorch regressor over ``module``'s outputs (weighted ``loss``)."""
+    return NeuralNetRegressor(
+        module=module, criterion=WeightedLoss, criterion__kind=loss, **_net_kwargs(**settings),
     )
 
 

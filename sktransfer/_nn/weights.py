@@ -5,10 +5,12 @@ safetensors."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import pickle
 import urllib.error
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -185,6 +187,66 @@ def _read_safetensors(path: Path) -> dict:
             f"cannot read weights file {path}: it is corrupted or not a "
             f"safetensors file ({exc})."
         ) from None
+
+
+SKTRANSFER_FORMAT = "sktransfer-weights/1"
+
+
+@dataclass
+class WeightsFile:
+    """A weights file's tensors; ``config`` is set for files that sktransfer
+    wrote (``save_weights``), which hold the trunk and the head apart."""
+
+    trunk_state: dict
+    head_state: dict | None = None
+    config: dict | None = None
+
+
+def _split(state: dict, prefix: str) -> dict:
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def read_weights_file(path) -> WeightsFile:
+    """Read a plain state dict or an sktransfer weights file."""
+    path = Path(path)
+    if path.suffix.lower() == ".safetensors" and path.is_file():
+        from safetensors import SafetensorError, safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+        except SafetensorError as exc:
+            raise ValueError(
+                f"cannot read weights file {path}: it is corrupted or not a "
+                f"safetensors file ({exc})."
+            ) from None
+        if metadata.get("format") == SKTRANSFER_FORMAT:
+            state = _read_safetensors(path)
+            return WeightsFile(_split(state, "trunk."), _split(state, "head."),
+                               json.loads(metadata["config"]))
+    return WeightsFile(read_state_dict(path))
+
+
+def save_weights_file(path, module: nn.Module, config: dict) -> tuple[Path, Path]:
+    """Write ``module``'s trunk and head as safetensors with ``config``
+    embedded, plus the same config as a JSON file beside it."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    if path.suffix.lower() != ".safetensors":
+        raise ValueError(
+            f"save_weights writes safetensors; give the path a .safetensors suffix, "
+            f"got {str(path)!r}."
+        )
+    tensors = {f"trunk.{k}": v for k, v in module.trunk.state_dict().items()}
+    tensors.update({f"head.{k}": v for k, v in module.head.state_dict().items()})
+    tensors = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+    text = json.dumps(config, indent=2, sort_keys=True)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path), metadata={"format": SKTRANSFER_FORMAT, "config": text})
+    json_path = path.with_suffix(".json")
+    json_path.write_text(text + "\n")
+    return path, json_path
 
 
 def _optional_key(key: str) -> bool:

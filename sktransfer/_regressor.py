@@ -1,0 +1,125 @@
+"""TransferRegressor: fine-tune a pretrained network as a scikit-learn
+regressor."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import RegressorMixin
+
+from . import _docs, _nn
+from ._base import BaseTransferEstimator
+from ._compat import StrOptions, _fit_context
+
+
+class TransferRegressor(RegressorMixin, BaseTransferEstimator):
+    """Regressor that fine-tunes a pretrained network on your data.
+
+    Same backbones, inputs and fine-tuning controls as
+    :class:`PretrainedClassifier`; the new head has one output per target.
+    Targets are standardised inside ``fit`` and mapped back in ``predict``;
+    ``y`` may be 1-D or of shape ``(n_samples, n_targets)``.
+
+    Parameters
+    ----------
+{parameters}
+    loss : {{"squared_error", "huber", "absolute_error"}}, default="squared_error"
+        Training loss, computed on the standardised targets.
+
+    Attributes
+    ----------
+    net_ : skorch.NeuralNetRegressor
+        The fitted skorch net; ``net_.module_`` is the network.
+{attributes}
+
+    See Also
+    --------
+    PretrainedClassifier : The same for class labels.
+    sklearn.neural_network.MLPRegressor : Multi-layer perceptron regressor.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sktransfer import TransferRegressor
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> reg = make_pipeline(StandardScaler(), TransferRegressor(
+    ...     "mlp", hidden_layer_sizes=(32,), max_epochs=30, random_state=0))
+    >>> reg.fit(X[:300], y[:300]).score(X[300:], y[300:]) > 0.3
+    True
+    """
+
+    _parameter_constraints = {
+        **BaseTransferEstimator._parameter_constraints,
+        "loss": [StrOptions(set(_nn.LOSSES))],
+    }
+    _y_validation = {"multi_output": True, "y_numeric": True}
+
+    def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
+                 head=(), head_dropout=0.0, hidden_layer_sizes=(100,), activation="relu",
+                 loss="squared_error", lr=1e-3, optimizer="adamw", weight_decay=1e-4,
+                 max_epochs=10, batch_size=32, image_size=None, device="auto",
+                 random_state=None, verbose=0):
+        super().__init__(
+            backbone, weights=weights, freeze_depth=freeze_depth, head=head,
+            head_dropout=head_dropout, hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
+            max_epochs=max_epochs, batch_size=batch_size, image_size=image_size,
+            device=device, random_state=random_state, verbose=verbose,
+        )
+        self.loss = loss
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, sample_weight=None):
+        """Fine-tune the network on ``X`` with targets ``y``.
+
+        Parameters
+        ----------
+{fit_x}
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            Numeric targets.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the samples in the loss; None weighs all equally.
+
+        Returns
+        -------
+        self : TransferRegressor
+            The fitted regressor.
+        """
+        with self._atomic_fit():
+            return self._fit(X, y, sample_weight)
+
+    def _prepare_targets(self, y):
+        y = np.asarray(y, dtype=np.float64)
+        y2d = y.reshape(len(y), -1)
+        mean = y2d.mean(axis=0)
+        scale = y2d.std(axis=0)
+        scale[scale == 0] = 1.0  # a constant target is learnt as its mean
+        targets = ((y2d - mean) / scale).astype(np.float32)
+        attributes = {"_y_mean": mean, "_y_scale": scale, "_y_ndim": y.ndim}
+        return targets, y2d.shape[1], attributes
+
+    def _make_net(self, module, n_outputs, settings):
+        return _nn.build_regressor_net(module, loss=self.loss, **settings)
+
+    def predict(self, X):
+        """Predicted targets of ``X``.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_targets)
+            float64, in the units of the ``y`` given to ``fit``.
+        """
+        outputs = self._predict_outputs(X).astype(np.float64)
+        y = outputs * self._y_scale + self._y_mean
+        return y.ravel() if self._y_ndim == 1 else y
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+
+TransferRegressor.__doc__ = TransferRegressor.__doc__.format(
+    parameters=_docs.COMMON_PARAMETERS, attributes=_docs.COMMON_ATTRIBUTES)
+TransferRegressor.fit.__doc__ = TransferRegressor.fit.__doc__.format(fit_x=_docs.FIT_X)
