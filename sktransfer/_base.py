@@ -72,8 +72,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     # -- hooks for the classifier and the regressor ---------------------------
 
     @abstractmethod
-    def _prepare_targets(self, y) -> tuple[np.ndarray, int, dict]:
-        """Encode validated ``y`` for the network.
+    def _prepare_targets(self, y, sample_weight) -> tuple[np.ndarray, int, dict]:
+        """Encode validated ``y`` for the network (``sample_weight`` has mean 1).
 
         Returns the training targets, the number of network outputs and the
         fitted attributes that describe the targets (``classes_``, ...).
@@ -148,7 +148,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                                        dtype=np.float64, ensure_non_negative=True)
         if not weights.sum() > 0:
             raise ValueError("sample_weight sums to zero; at least one sample needs weight > 0.")
-        return (weights / weights.mean()).astype(np.float32)
+        return weights / weights.mean()
 
     def _backbone_spec(self):
         source = self._source()
@@ -169,13 +169,14 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         """Validate, build, train, then set every fitted attribute at once."""
         kind = self._input_kind(X)
         data, y = self._validate_fit_data(X, y, kind)
-        targets, n_outputs, target_attributes = self._prepare_targets(y)
-        weights = self._normalised_weights(sample_weight, len(targets))
+        weights = self._normalised_weights(sample_weight, len(y))
+        targets, n_outputs, target_attributes = self._prepare_targets(y, weights)
         device = _nn.resolve_device(self.device)
         backbone = self._backbone_spec()
+        dtype = _nn.tabular_dtype(data) if kind == TABULAR else "float32"
         if kind == TABULAR:
             def dataset_fn(prep, size):
-                return _nn.TabularDataset(data, targets, weights)
+                return _nn.TabularDataset(data, targets, weights, dtype)
         else:
             def dataset_fn(prep, size):
                 return _nn.ImageDataset(data, prep, size, targets, weights)
@@ -189,13 +190,13 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 backbone, self.weights, head=self.head, head_dropout=self.head_dropout,
                 n_outputs=n_outputs, freeze_depth=self.freeze_depth,
                 image_size=self.image_size, dataset_fn=dataset_fn,
-                progress=self.verbose >= 1, tabular=tabular, input_kind=kind,
+                progress=self.verbose >= 1, tabular=tabular, input_kind=kind, dtype=dtype,
             )
             net = self._make_net(module, n_outputs, self._net_settings(device))
             _nn.train(net, dataset)
         fitted = {"net_": net, "history_": _nn.history_records(net),
                   "n_stages_": module.n_stages, "device_": device, "input_kind_": kind,
-                  **target_attributes}
+                  "_dtype": dtype, **target_attributes}
         if kind == IMAGES:
             fitted.update(image_size_=size, preprocessing_=prep,
                           input_signature_=data.signature,
@@ -215,7 +216,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         if self.input_kind_ == TABULAR:
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-            dataset = _nn.TabularDataset(X)
+            dataset = _nn.TabularDataset(X, dtype=self._dtype)
         else:
             images = check_images(X)
             check_same_layout(self.input_signature_, images, self.input_description_)

@@ -77,7 +77,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         with self._atomic_fit():
             return self._fit(X, y, sample_weight)
 
-    def _prepare_targets(self, y):
+    def _prepare_targets(self, y, sample_weight):
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         n_classes = len(encoder.classes_)

@@ -89,13 +89,14 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         with self._atomic_fit():
             return self._fit(X, y, sample_weight)
 
-    def _prepare_targets(self, y):
+    def _prepare_targets(self, y, sample_weight):
         y = np.asarray(y, dtype=np.float64)
         y2d = y.reshape(len(y), -1)
-        mean = y2d.mean(axis=0)
-        scale = y2d.std(axis=0)
+        # weighted statistics: weighting a sample by 2 equals repeating it
+        mean = np.average(y2d, axis=0, weights=sample_weight)
+        scale = np.sqrt(np.average((y2d - mean) ** 2, axis=0, weights=sample_weight))
         scale[scale == 0] = 1.0  # a constant target is learnt as its mean
-        targets = ((y2d - mean) / scale).astype(np.float32)
+        targets = (y2d - mean) / scale
         attributes = {"_y_mean": mean, "_y_scale": scale, "_y_ndim": y.ndim}
         return targets, y2d.shape[1], attributes
 

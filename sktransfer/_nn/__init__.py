@@ -7,7 +7,7 @@ like scikit-learn code.
 from .backbones import list_backbones
 from .data import ImageDataset
 from .model import Preprocessing, SourceTrunk, TransferModule, build_network
-from .tabular import ACTIVATIONS, TabularDataset
+from .tabular import ACTIVATIONS, TabularDataset, tabular_dtype
 from .training import (
     LOSSES,
     OPTIMIZERS,
@@ -28,5 +28,5 @@ __all__ = [
     "TabularDataset", "TrainingDivergedError", "TransferModule", "WeightsNotFoundError",
     "build_classifier_net", "build_network", "cuda_available", "build_regressor_net", "history_records",
     "list_backbones", "predict_outputs", "resolve_device", "save_weights_file", "seeded",
-    "train",
+    "tabular_dtype", "train",
 ]

@@ -394,7 +394,7 @@ def _head_config(n_features: int, hidden: tuple, n_outputs: int) -> dict:
 
 def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_depth,
                   image_size=None, dataset_fn, progress=False, tabular=None,
-                  input_kind="images"):
+                  input_kind="images", dtype="float32"):
     """Build trunk + new head with the first ``freeze_depth`` stages frozen.
 
     ``dataset_fn(preprocessing, size)`` makes the training dataset once the
@@ -402,7 +402,8 @@ def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_de
     item gives the trunk's output size by a forward pass when the
     architecture does not tell it. ``tabular`` holds the MLP settings
     (``n_features_in``, ``hidden_layer_sizes``, ``activation``). With
-    ``input_kind="tabular"`` no image preprocessing applies.
+    ``input_kind="tabular"`` no image preprocessing applies. ``dtype`` is the
+    floating-point type the network computes in.
 
     Returns
     -------
@@ -433,4 +434,5 @@ def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_de
     module = TransferModule(trunk.module, new_head, trunk.stages, n_features,
                             {"trunk": config, "head": head_config})
     freeze_stages(module, freeze_depth)
+    module.to(getattr(torch, dtype))
     return module, dataset, prep, size

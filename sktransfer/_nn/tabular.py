@@ -33,16 +33,24 @@ def build_mlp(n_features_in: int, hidden_layer_sizes: tuple, activation: str) ->
     return nn.Sequential(*blocks)
 
 
+def tabular_dtype(X: np.ndarray) -> str:
+    return "float64" if X.dtype == np.float64 else "float32"
+
+
 def mlp_stages(mlp: nn.Sequential) -> list:
     return [[name] for name, _ in mlp.named_children()]
 
 
 class TabularDataset(Dataset):
-    """Rows of a float32 matrix, with optional ``(target, sample weight)``."""
+    """Rows of a float matrix, with optional ``(target, sample weight)``.
 
-    def __init__(self, X: np.ndarray, targets=None, sample_weight=None):
-        # A private float32 copy: read-only or memory-mapped inputs stay untouched.
-        self.X = torch.tensor(np.asarray(X), dtype=torch.float32)
+    ``dtype`` is "float64" or "float32"; like scikit-learn's MLP, float64 data
+    is computed in float64.
+    """
+
+    def __init__(self, X: np.ndarray, targets=None, sample_weight=None, dtype="float32"):
+        # A private copy: read-only or memory-mapped inputs stay untouched.
+        self.X = torch.tensor(np.asarray(X), dtype=getattr(torch, dtype))
         self.targets = targets
         self.sample_weight = sample_weight
 
