@@ -184,7 +184,9 @@ def _module_trunk(module: nn.Module, weights) -> Trunk:
 
 
 def _mlp_trunk(weights, n_features_in: int, hidden_layer_sizes, activation: str) -> Trunk:
-    model = build_mlp(n_features_in, hidden_layer_sizes, activation)
+    # float64 until the network is cast to the data's type at the end of
+    # build_network, so float64 weights files load without rounding.
+    model = build_mlp(n_features_in, hidden_layer_sizes, activation).double()
     config = {"backbone": "mlp", "n_features_in": int(n_features_in),
               "hidden_layer_sizes": [int(s) for s in hidden_layer_sizes],
               "activation": activation}

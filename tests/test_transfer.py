@@ -1,0 +1,198 @@
+"""Source -> target transfer, save_weights, the regressor and tabular inputs,
+on real data (sklearn digits and diabetes; MNIST for images)."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_diabetes, load_digits
+from sklearn.model_selection import GridSearchCV
+
+from sktransfer import PretrainedClassifier, TransferRegressor
+
+from .conftest import fast_params
+
+MLP = dict(backbone="mlp", hidden_layer_sizes=(64, 32), lr=1e-2, max_epochs=15,
+           batch_size=32, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+@pytest.fixture(scope="module")
+def source(digits):
+    """An MLP classifier fitted on digits 0-4 (the source task)."""
+    X, y = digits
+    return PretrainedClassifier(**MLP).fit(X[y < 5], y[y < 5])
+
+
+def _trunk_params(est):
+    return {k: v.detach().clone() for k, v in est.net_.module_.trunk.state_dict().items()}
+
+
+def _same(a, b):
+    return all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_transfer_copies_the_trunk_and_builds_a_new_head(source, digits):
+    X, y = digits
+    before = _trunk_params(source)
+    target = PretrainedClassifier(**dict(MLP, backbone=source, freeze_depth="all"))
+    target.fit(X[y >= 5][:100], y[y >= 5][:100])
+    assert _same(_trunk_params(target), before)  # frozen: still the source's trunk
+    assert list(target.classes_) == [5, 6, 7, 8, 9]
+    assert target.n_stages_ == 2
+    assert target.net_.module_.trunk is not source.net_.module_.trunk
+    assert _same(_trunk_params(source), before)  # the source is never modified
+    assert all(p.requires_grad for p in source.net_.module_.trunk.parameters())
+
+
+def test_fine_tuning_starts_from_the_source_weights(source, digits):
+    X, y = digits
+    target = PretrainedClassifier(**dict(MLP, backbone=source, lr=1e-9, max_epochs=1))
+    target.fit(X[y >= 5][:50], y[y >= 5][:50])
+    after, src = _trunk_params(target), _trunk_params(source)
+    assert all(torch.allclose(after[k], src[k], atol=1e-6) for k in src)
+
+
+def test_clone_and_grid_search_start_from_the_source_and_never_refit_it(source, digits):
+    X, y = digits
+    src = _trunk_params(source)
+    net_before = source.net_
+    target = PretrainedClassifier(**dict(MLP, backbone=source, max_epochs=3))
+    cloned = clone(target)
+    assert cloned.backbone is source  # the fitted source itself, not an unfitted copy
+
+    def distance_to_source(est, X_, y_):
+        # with freeze_depth="all" the trunk must still be the source's exactly
+        state = _trunk_params(est)
+        return -max(float((state[k] - src[k]).abs().max()) for k in src)
+
+    grid = {"freeze_depth": ["all", 1], "lr": [1e-3, 1e-2]}
+    search = GridSearchCV(target, grid, cv=3, scoring={"acc": "accuracy", "dist": distance_to_source},
+                          refit="acc", error_score="raise")
+    search.fit(X[y >= 5][:150], y[y >= 5][:150])
+    results = search.cv_results_
+    for params, dist in zip(results["params"], results["mean_test_dist"]):
+        if params["freeze_depth"] == "all":
+            assert dist == 0.0
+        else:
+            assert dist < 0.0  # the unfrozen stage moved away from the source weights
+    assert source.net_ is net_before and _same(_trunk_params(source), src)
+    assert search.best_estimator_.backbone is source
+
+
+def test_classification_to_regression_and_back(source, digits):
+    X, y = digits
+    reg = TransferRegressor(**dict(MLP, backbone=source, freeze_depth=1))
+    reg.fit(X[y >= 5], y[y >= 5].astype(float))
+    assert reg.predict(X[:5]).shape == (5,)
+    back = PretrainedClassifier(**dict(MLP, backbone=reg, freeze_depth="all", max_epochs=2))
+    back.fit(X[y < 5][:100], y[y < 5][:100])
+    assert back.n_stages_ == 2
+
+
+def test_unfitted_source_is_rejected(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="unfitted PretrainedClassifier; fit it"):
+        PretrainedClassifier(**dict(MLP, backbone=PretrainedClassifier(**MLP))).fit(X, y)
+
+
+def test_source_with_other_features_is_rejected(source, digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="fitted on 64 features"):
+        PretrainedClassifier(**dict(MLP, backbone=source)).fit(X[:, :10], y)
+
+
+def test_save_weights_round_trip(source, digits, tmp_path):
+    X, y = digits
+    path = source.save_weights(tmp_path / "source.safetensors")
+    assert path.is_file() and (tmp_path / "source.json").is_file()
+    # same task shape: the head is kept, so predictions match before any step
+    same = PretrainedClassifier(**dict(MLP, weights=str(path), lr=1e-12, max_epochs=1))
+    same.fit(X[y < 5], y[y < 5])
+    np.testing.assert_allclose(same.predict_proba(X[:20]), source.predict_proba(X[:20]), atol=1e-6)
+    # a new target: the trunk is loaded, a new head built
+    other = PretrainedClassifier(**dict(MLP, weights=path, freeze_depth="all", max_epochs=1))
+    other.fit(X[y >= 5][:60], y[y >= 5][:60])
+    assert _same(_trunk_params(other), _trunk_params(source))
+    assert other.net_.module_.head[-1].out_features == 5
+
+
+def test_weights_file_of_another_architecture_is_rejected(source, tmp_path, digits):
+    X, y = digits
+    path = source.save_weights(tmp_path / "source.safetensors")
+    wrong = PretrainedClassifier(**dict(MLP, hidden_layer_sizes=(64, 16), weights=path))
+    with pytest.raises(ValueError, match="different architecture.*hidden_layer_sizes"):
+        wrong.fit(X, y)
+
+
+def test_save_weights_needs_safetensors_suffix(source, tmp_path):
+    with pytest.raises(ValueError, match=".safetensors suffix"):
+        source.save_weights(tmp_path / "w.pth")
+
+
+def test_image_source_to_image_regression(digits_small):
+    X, y, X_test, _ = digits_small
+    src = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1)).fit(X, y)
+    ink = X.reshape(len(X), -1).mean(axis=1) / 255.0  # a real property of each image
+    reg = TransferRegressor(backbone=src, freeze_depth="all", max_epochs=2, lr=1e-2,
+                            device="cpu", random_state=0).fit(X, ink)
+    assert reg.image_size_ == 32  # the source's input size carries over
+    assert reg.predict(X_test).shape == (len(X_test),)
+    assert _same(_trunk_params(reg), _trunk_params(src))
+
+
+def test_regressor_on_diabetes_scores_r2():
+    X, y = load_diabetes(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    for loss in ("squared_error", "huber", "absolute_error"):
+        reg = TransferRegressor(**dict(MLP, loss=loss, hidden_layer_sizes=(32,), max_epochs=30,
+                                       lr=1e-3)).fit(X[:300], y[:300])
+        pred = reg.predict(X[300:])
+        assert pred.dtype == np.float64 and pred.shape == (len(X) - 300,)
+        assert reg.score(X[300:], y[300:]) > 0.3, loss
+
+
+def test_regressor_multi_output_and_target_scaling():
+    X, y = load_diabetes(return_X_y=True)
+    Y = np.column_stack([y, 1000.0 + 0.01 * y])  # very different scales
+    reg = TransferRegressor(**dict(MLP, hidden_layer_sizes=(32,), max_epochs=20, lr=1e-3))
+    reg.fit(X, Y)
+    pred = reg.predict(X)
+    assert pred.shape == (len(X), 2)
+    np.testing.assert_allclose(pred.mean(axis=0), Y.mean(axis=0), rtol=0.05)
+
+
+def test_sample_weight_changes_the_fit(digits):
+    X, y = digits
+    X, y = X[y < 2][:100], y[y < 2][:100]
+    w = np.where(y == 0, 10.0, 0.1)
+    plain = PretrainedClassifier(**MLP).fit(X, y)
+    weighted = PretrainedClassifier(**MLP).fit(X, y, sample_weight=w)
+    assert weighted.predict_proba(X)[:, 0].mean() > plain.predict_proba(X)[:, 0].mean()
+    with pytest.raises(ValueError, match="non-zero"):
+        PretrainedClassifier(**MLP).fit(X, y, sample_weight=np.zeros(len(y)))
+
+
+def test_pandas_dataframe_sets_feature_names(digits):
+    pd = pytest.importorskip("pandas")
+    X, y = digits
+    frame = pd.DataFrame(X[:200], columns=[f"px{i}" for i in range(64)])
+    clf = PretrainedClassifier(**dict(MLP, max_epochs=2)).fit(frame, y[:200])
+    assert list(clf.feature_names_in_) == list(frame.columns)
+    assert clf.n_features_in_ == 64
+    with pytest.raises(ValueError, match="feature names should match"):
+        clf.predict(frame.iloc[:5, :10])
+    with pytest.warns(UserWarning, match="does not have valid feature names"):
+        plain = clf.predict(X[:5])
+    np.testing.assert_array_equal(clf.predict(frame[:5]), plain)
+
+
+def test_integer_tabular_input_is_accepted(digits):
+    X, y = load_digits(return_X_y=True)  # int64 pixel counts
+    clf = PretrainedClassifier(**dict(MLP, max_epochs=3)).fit(X.astype(np.int64), y)
+    assert clf.score(X, y) > 0.8
