@@ -12,8 +12,11 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
+
+from torch.utils.data import Subset
 
 from . import _nn
 from ._compat import HasMethods, Interval, StrOptions, _check_sample_weight, _check_y
@@ -33,12 +36,26 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "head_dropout": [Interval(Real, 0, 1, closed="left")],
         "hidden_layer_sizes": [tuple, list],
         "activation": [StrOptions(set(_nn.ACTIVATIONS))],
-        "lr": [Interval(Real, 0, None, closed="neither")],
+        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "optimizer": [StrOptions(set(_nn.OPTIMIZERS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "image_size": [None, Interval(Integral, 1, None, closed="left")],
+        "unfreeze_at": [None, Interval(Integral, 0, None, closed="left"), tuple, list],
+        "layer_decay": [Interval(Real, 0, 1, closed="right")],
+        "backbone_lr_mult": [Interval(Real, 0, None, closed="neither")],
+        "regularization": [None, StrOptions({"l2sp"})],
+        "regularization_strength": [Interval(Real, 0, None, closed="left")],
+        "bn_mode": [StrOptions(set(_nn.BN_MODES))],
+        "lr_schedule": [StrOptions(set(_nn.LR_SCHEDULES))],
+        "warmup_epochs": [Interval(Real, 0, None, closed="left")],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+        "augment": [None, StrOptions(set(_nn.AUGMENTATIONS))],
+        "precision": [StrOptions(set(_nn.PRECISIONS))],
+        "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -50,8 +67,12 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
                  head=(), head_dropout=0.0, hidden_layer_sizes=(100,), activation="relu",
                  lr=1e-3, optimizer="adamw", weight_decay=1e-4, max_epochs=10,
-                 batch_size=32, image_size=None, device="auto", random_state=None,
-                 verbose=0):
+                 batch_size=32, image_size=None, unfreeze_at=None, layer_decay=1.0,
+                 backbone_lr_mult=1.0, regularization=None, regularization_strength=0.01,
+                 bn_mode="train", lr_schedule="constant", warmup_epochs=0.0,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 augment=None, precision="auto", max_grad_norm=None, device="auto",
+                 random_state=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.freeze_depth = freeze_depth
@@ -65,6 +86,20 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.max_epochs = max_epochs
         self.batch_size = batch_size
         self.image_size = image_size
+        self.unfreeze_at = unfreeze_at
+        self.layer_decay = layer_decay
+        self.backbone_lr_mult = backbone_lr_mult
+        self.regularization = regularization
+        self.regularization_strength = regularization_strength
+        self.bn_mode = bn_mode
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.augment = augment
+        self.precision = precision
+        self.max_grad_norm = max_grad_norm
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -79,9 +114,10 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         fitted attributes that describe the targets (``classes_``, ...).
         """
 
-    @abstractmethod
-    def _make_net(self, module, n_outputs: int, settings: dict):
-        """The skorch net that trains ``module`` for this task."""
+    _task = "classification"  # or "regression"
+
+    def _loss_kind(self) -> str:
+        return "cross_entropy"
 
     # -- fit -------------------------------------------------------------------
 
@@ -169,34 +205,42 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         """Validate, build, train, then set every fitted attribute at once."""
         kind = self._input_kind(X)
         data, y = self._validate_fit_data(X, y, kind)
+        self._check_strategy_params(kind)
         weights = self._normalised_weights(sample_weight, len(y))
         targets, n_outputs, target_attributes = self._prepare_targets(y, weights)
         device = _nn.resolve_device(self.device)
-        backbone = self._backbone_spec()
         dtype = _nn.tabular_dtype(data) if kind == TABULAR else "float32"
-        if kind == TABULAR:
-            def dataset_fn(prep, size):
+
+        def make_dataset(prep, size, augment=None):
+            if kind == TABULAR:
                 return _nn.TabularDataset(data, targets, weights, dtype)
-        else:
-            def dataset_fn(prep, size):
-                return _nn.ImageDataset(data, prep, size, targets, weights)
-        tabular = None
-        if kind == TABULAR and backbone == "mlp":
-            tabular = {"n_features_in": data.shape[1],
-                       "hidden_layer_sizes": tuple(self.hidden_layer_sizes),
-                       "activation": self.activation}
+            return _nn.ImageDataset(data, prep, size, targets, weights, augment)
+
         with _nn.seeded(self._seed(), device):
             module, dataset, prep, size = _nn.build_network(
-                backbone, self.weights, head=self.head, head_dropout=self.head_dropout,
-                n_outputs=n_outputs, freeze_depth=self.freeze_depth,
-                image_size=self.image_size, dataset_fn=dataset_fn,
-                progress=self.verbose >= 1, tabular=tabular, input_kind=kind, dtype=dtype,
+                self._backbone_spec(), self.weights, head=self.head,
+                head_dropout=self.head_dropout, n_outputs=n_outputs,
+                freeze_depth=self.freeze_depth, image_size=self.image_size,
+                dataset_fn=make_dataset, progress=self.verbose >= 1,
+                tabular=self._tabular_settings(kind, data), input_kind=kind, dtype=dtype,
             )
-            net = self._make_net(module, n_outputs, self._net_settings(device))
-            _nn.train(net, dataset)
-        fitted = {"net_": net, "history_": _nn.history_records(net),
+            if self.bn_mode == "frozen":
+                _nn.freeze_all_norms(module)
+            train_set, valid_set = self._split(make_dataset(prep, size, self.augment),
+                                               make_dataset(prep, size), targets)
+            plan = self._training_plan(module, device, kind, len(train_set), valid_set)
+            if self.lr == "auto":
+                plan.lr = _nn.lr_range_test(module, train_set, loss_kind=self._loss_kind(),
+                                            plan=plan)[0]
+            net = _nn.build_net(module, task=self._task, n_outputs=n_outputs,
+                                loss=self._loss_kind(), plan=plan)
+            _nn.train(net, train_set)
+        history = _nn.history_records(net)
+        fitted = {"net_": net, "history_": history, "lr_": plan.lr,
                   "n_stages_": module.n_stages, "device_": device, "input_kind_": kind,
                   "_dtype": dtype, **target_attributes}
+        if valid_set is not None:
+            fitted["best_epoch_"] = int(min(history, key=lambda r: r["valid_loss"])["epoch"])
         if kind == IMAGES:
             fitted.update(image_size_=size, preprocessing_=prep,
                           input_signature_=data.signature,
@@ -205,10 +249,74 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             setattr(self, name, value)
         return self
 
-    def _net_settings(self, device: str) -> dict:
-        return dict(lr=self.lr, optimizer=self.optimizer, weight_decay=self.weight_decay,
-                    max_epochs=self.max_epochs, batch_size=self.batch_size, device=device,
-                    verbose=self.verbose)
+    def _tabular_settings(self, kind, data):
+        if kind != TABULAR or self.backbone != "mlp":
+            return None
+        return {"n_features_in": data.shape[1],
+                "hidden_layer_sizes": tuple(self.hidden_layer_sizes),
+                "activation": self.activation}
+
+    def _check_strategy_params(self, kind):
+        if self.augment is not None and kind != IMAGES:
+            raise ValueError(
+                f"augment={self.augment!r} applies to images only; use augment=None "
+                "for tabular data."
+            )
+        if isinstance(self.unfreeze_at, (tuple, list)):
+            epochs = list(self.unfreeze_at)
+            if (not epochs or not all(isinstance(e, Integral) and e >= 0 for e in epochs)
+                    or epochs != sorted(epochs)):
+                raise ValueError(
+                    "unfreeze_at must be None, an int, or a non-empty increasing tuple "
+                    f"of non-negative ints (epochs); got {self.unfreeze_at!r}."
+                )
+        if self.unfreeze_at is not None and self.freeze_depth == 0:
+            raise ValueError(
+                "unfreeze_at releases frozen stages, but freeze_depth=0 freezes none; "
+                "set freeze_depth (e.g. 'all') or unfreeze_at=None."
+            )
+
+    def _split(self, train_dataset, plain_dataset, targets):
+        """Training and validation subsets when early stopping is on.
+
+        The validation subset never sees augmentation; for classifiers the
+        split is stratified when every class has two samples or more.
+        """
+        if not self.early_stopping:
+            return train_dataset, None
+        n = len(targets)
+        n_valid = max(1, int(round(self.validation_fraction * n)))
+        if n - n_valid < 1:
+            raise ValueError(
+                f"early_stopping needs at least 2 samples; got {n}. Turn it off "
+                "or pass more data."
+            )
+        stratify = None
+        if self._task == "classification":
+            _, counts = np.unique(targets, return_counts=True)
+            if counts.min() >= 2 and n_valid >= len(counts):
+                stratify = targets
+        train_idx, valid_idx = train_test_split(
+            np.arange(n), test_size=n_valid, stratify=stratify,
+            random_state=check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        return Subset(train_dataset, train_idx), Subset(plain_dataset, valid_idx)
+
+    def _training_plan(self, module, device, kind, n_train, valid_set):
+        frozen = (list(range(module.n_stages)) if self.freeze_depth == "all"
+                  else list(range(self.freeze_depth)))
+        precision = _nn.resolve_precision(self.precision, device)
+        return _nn.TrainingPlan(
+            lr=self.lr if self.lr != "auto" else 1e-3, optimizer=self.optimizer,
+            weight_decay=self.weight_decay, max_epochs=self.max_epochs,
+            batch_size=self.batch_size, device=device, verbose=self.verbose,
+            layer_decay=self.layer_decay, backbone_lr_mult=self.backbone_lr_mult,
+            l2sp_strength=self.regularization_strength if self.regularization == "l2sp" else 0.0,
+            lr_schedule=self.lr_schedule, warmup_epochs=self.warmup_epochs,
+            unfreeze_plan=_nn.unfreeze_plan(self.unfreeze_at, frozen), bn_mode=self.bn_mode,
+            precision=precision, max_grad_norm=self.max_grad_norm,
+            channels_last=kind == IMAGES and device.startswith("cuda"),
+            n_train=n_train, valid_dataset=valid_set, n_iter_no_change=self.n_iter_no_change,
+        )
 
     # -- predict ---------------------------------------------------------------
 

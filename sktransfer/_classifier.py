@@ -9,7 +9,7 @@ from sklearn.base import ClassifierMixin
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 
-from . import _docs, _nn
+from . import _docs
 from ._base import BaseTransferEstimator
 from ._compat import _fit_context
 
@@ -88,9 +88,6 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
             )
         targets = encoder.transform(y).astype(np.int64)
         return targets, n_classes, {"classes_": encoder.classes_}
-
-    def _make_net(self, module, n_outputs, settings):
-        return _nn.build_classifier_net(module, n_classes=n_outputs, **settings)
 
     def predict_proba(self, X):
         """Class probabilities of ``X``.

@@ -32,8 +32,13 @@ COMMON_PARAMETERS = """\
         each hidden layer is one stage for ``freeze_depth``.
     activation : {"relu", "tanh", "logistic", "identity", "gelu"}, default="relu"
         Activation of the "mlp" backbone's hidden layers.
-    lr : float, default=1e-3
-        Learning rate.
+    lr : float or "auto", default=1e-3
+        Learning rate of the head (stages get it times their factor, see
+        ``layer_decay``). "auto" runs a learning-rate range test inside
+        ``fit`` (so once per CV fold): the rate rises geometrically from
+        1e-7 to 1 over at most 100 steps on a copy of the network and the
+        chosen rate is the one at the minimum of the smoothed loss divided
+        by 10; it is stored in ``lr_``.
     optimizer : {"adamw", "adam", "sgd"}, default="adamw"
         Optimizer; "sgd" uses momentum 0.9.
     weight_decay : float, default=1e-4
@@ -42,6 +47,51 @@ COMMON_PARAMETERS = """\
         Number of passes over the training data.
     batch_size : int, default=32
         Samples per training and inference batch.
+    unfreeze_at : int, tuple of int or None, default=None
+        Gradual unfreezing of the stages frozen by ``freeze_depth``: an int
+        releases all of them after that many epochs (fastai's ``fine_tune``
+        is ``freeze_depth="all", unfreeze_at=1``); a tuple releases one stage
+        per entry, nearest the head first, the last entry the rest.
+    layer_decay : float in (0, 1], default=1.0
+        Discriminative learning rates: the stage next to the head trains at
+        ``lr * layer_decay``, the one below at ``lr * layer_decay**2``, ...
+        1.0 is off.
+    backbone_lr_mult : float, default=1.0
+        One factor on the learning rate of the whole backbone.
+    regularization : {"l2sp"} or None, default=None
+        "l2sp" pulls the transferred backbone toward its source weights with
+        the penalty ``regularization_strength / 2 * ||w - w_source||^2``
+        (Li et al., 2018); the new head keeps plain weight decay and the
+        backbone gets none.
+    regularization_strength : float, default=0.01
+        Strength of the "l2sp" penalty.
+    bn_mode : {"train", "frozen"}, default="train"
+        "frozen" keeps every BatchNorm of the backbone in eval mode (running
+        statistics fixed) while its weights train; "train" updates the
+        statistics of the stages that train (frozen stages always keep
+        theirs).
+    lr_schedule : {"constant", "cosine", "onecycle"}, default="constant"
+        Learning-rate schedule over all training steps.
+    warmup_epochs : float, default=0.0
+        Linear warm-up length in epochs (for "onecycle": the rise phase,
+        30 % of training when 0).
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (stratified for
+        classifiers), stop when the validation loss has not improved for
+        ``n_iter_no_change`` epochs, and restore the best epoch's weights.
+    validation_fraction : float, default=0.1
+        Share of the training data held out for early stopping.
+    n_iter_no_change : int, default=5
+        Patience of early stopping, in epochs.
+    augment : {"light", "standard"} or None, default=None
+        Random transforms on training images only (torchvision.transforms.v2):
+        "light" is a mild crop and small rotations (safe for digits and
+        text), "standard" adds flips and colour jitter.
+    precision : {"auto", "32", "bf16", "16"}, default="auto"
+        "auto" is bf16 autocast on CUDA devices that support it and fp32
+        elsewhere; "16" uses float16 autocast with loss scaling.
+    max_grad_norm : float or None, default=None
+        Clip the gradient norm of the trainable parameters to this value.
     image_size : int or None, default=None
         Side of the square input images are resized to; None uses the
         weights' own size (224 for ImageNet weights, the source's size for a
@@ -57,7 +107,12 @@ COMMON_PARAMETERS = """\
 
 COMMON_ATTRIBUTES = """\
     history_ : list of dict
-        One record per epoch: "epoch", "train_loss", "dur".
+        One record per epoch: "epoch", "train_loss", "dur" (and "valid_loss"
+        with early stopping).
+    lr_ : float
+        The learning rate used (the range test's choice when ``lr="auto"``).
+    best_epoch_ : int
+        With early stopping: the epoch whose weights were restored.
     n_stages_ : int
         Number of backbone stages ``freeze_depth`` counts.
     input_kind_ : {"images", "tabular"}

@@ -58,14 +58,25 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
                  head=(), head_dropout=0.0, hidden_layer_sizes=(100,), activation="relu",
                  loss="squared_error", lr=1e-3, optimizer="adamw", weight_decay=1e-4,
-                 max_epochs=10, batch_size=32, image_size=None, device="auto",
-                 random_state=None, verbose=0):
+                 max_epochs=10, batch_size=32, image_size=None, unfreeze_at=None,
+                 layer_decay=1.0, backbone_lr_mult=1.0, regularization=None,
+                 regularization_strength=0.01, bn_mode="train", lr_schedule="constant",
+                 warmup_epochs=0.0, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=5, augment=None, precision="auto", max_grad_norm=None,
+                 device="auto", random_state=None, verbose=0):
         super().__init__(
             backbone, weights=weights, freeze_depth=freeze_depth, head=head,
             head_dropout=head_dropout, hidden_layer_sizes=hidden_layer_sizes,
             activation=activation, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
             max_epochs=max_epochs, batch_size=batch_size, image_size=image_size,
-            device=device, random_state=random_state, verbose=verbose,
+            unfreeze_at=unfreeze_at, layer_decay=layer_decay,
+            backbone_lr_mult=backbone_lr_mult, regularization=regularization,
+            regularization_strength=regularization_strength, bn_mode=bn_mode,
+            lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
+            early_stopping=early_stopping, validation_fraction=validation_fraction,
+            n_iter_no_change=n_iter_no_change, augment=augment, precision=precision,
+            max_grad_norm=max_grad_norm, device=device, random_state=random_state,
+            verbose=verbose,
         )
         self.loss = loss
 
@@ -100,8 +111,10 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         attributes = {"_y_mean": mean, "_y_scale": scale, "_y_ndim": y.ndim}
         return targets, y2d.shape[1], attributes
 
-    def _make_net(self, module, n_outputs, settings):
-        return _nn.build_regressor_net(module, loss=self.loss, **settings)
+    _task = "regression"
+
+    def _loss_kind(self) -> str:
+        return self.loss
 
     def predict(self, X):
         """Predicted targets of ``X``.

@@ -5,15 +5,18 @@ like scikit-learn code.
 """
 
 from .backbones import list_backbones
-from .data import ImageDataset
+from .data import AUGMENTATIONS, ImageDataset
+from .lr_finder import lr_range_test
 from .model import Preprocessing, SourceTrunk, TransferModule, build_network
+from .net import PRECISIONS, resolve_precision
+from .strategies import BN_MODES, LR_SCHEDULES, freeze_all_norms, unfreeze_plan
 from .tabular import ACTIVATIONS, TabularDataset, tabular_dtype
 from .training import (
     LOSSES,
     OPTIMIZERS,
     TrainingDivergedError,
-    build_classifier_net,
-    build_regressor_net,
+    TrainingPlan,
+    build_net,
     cuda_available,
     history_records,
     predict_outputs,
@@ -24,9 +27,11 @@ from .training import (
 from .weights import WeightsNotFoundError, save_weights_file
 
 __all__ = [
-    "ACTIVATIONS", "ImageDataset", "LOSSES", "OPTIMIZERS", "Preprocessing", "SourceTrunk",
-    "TabularDataset", "TrainingDivergedError", "TransferModule", "WeightsNotFoundError",
-    "build_classifier_net", "build_network", "cuda_available", "build_regressor_net", "history_records",
-    "list_backbones", "predict_outputs", "resolve_device", "save_weights_file", "seeded",
-    "tabular_dtype", "train",
+    "ACTIVATIONS", "AUGMENTATIONS", "BN_MODES", "ImageDataset", "LOSSES", "LR_SCHEDULES",
+    "OPTIMIZERS", "PRECISIONS", "Preprocessing", "SourceTrunk", "TabularDataset",
+    "TrainingDivergedError", "TrainingPlan", "TransferModule", "WeightsNotFoundError",
+    "build_net", "build_network", "cuda_available", "freeze_all_norms", "history_records",
+    "list_backbones", "lr_range_test", "predict_outputs", "resolve_device",
+    "resolve_precision", "save_weights_file", "seeded", "tabular_dtype", "train",
+    "unfreeze_plan",
 ]

@@ -31,13 +31,41 @@ def _read_file(item) -> torch.Tensor:
     return TF.pil_to_tensor(image)
 
 
+AUGMENTATIONS = ("light", "standard")
+
+
+def make_augmentation(kind: str | None, size: int):
+    """Random transforms for training batches (torchvision.transforms.v2).
+
+    "light": a mild random resized crop (85-100 % of the area) and small
+    rotations, safe for digits and text. "standard": the usual ImageNet-style
+    crop (50-100 %), horizontal flips and colour jitter.
+    """
+    if kind is None:
+        return None
+    from torchvision.transforms import v2
+
+    if kind == "light":
+        return v2.Compose([
+            v2.RandomResizedCrop(size, scale=(0.85, 1.0), ratio=(0.9, 1.1), antialias=True),
+            v2.RandomRotation(10),
+        ])
+    return v2.Compose([
+        v2.RandomResizedCrop(size, scale=(0.5, 1.0), antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
+    ])
+
+
 class ImageDataset(Dataset):
     """Images resized (shorter side, then centre crop) and normalised as the
-    trunk's weights expect, with optional targets."""
+    trunk's weights expect, with optional targets; ``augment`` adds random
+    transforms (for training data only)."""
 
     def __init__(self, images: CheckedImages, prep: Preprocessing, size: int, targets=None,
-                 sample_weight=None):
+                 sample_weight=None, augment: str | None = None):
         self.images = images
+        self.augment = make_augmentation(augment, int(size))
         self.size = int(size)
         self.mean = list(prep.mean)
         self.std = list(prep.std)
@@ -65,6 +93,8 @@ class ImageDataset(Dataset):
             tensor = TF.center_crop(tensor, [self.size, self.size])
         if tensor.shape[0] == 1:
             tensor = tensor.expand(3, -1, -1)
+        if self.augment is not None:
+            tensor = self.augment(tensor.contiguous()).clamp_(0.0, 1.0)
         return TF.normalize(tensor, self.mean, self.std)
 
     def __getitem__(self, index):

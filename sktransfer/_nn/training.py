@@ -4,12 +4,13 @@ parameters, plus batched inference."""
 from __future__ import annotations
 
 import contextlib
-from functools import partial
+import math
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import Callback, ProgressBar
+from skorch.callbacks import Callback, EarlyStopping, ProgressBar
+from skorch.helper import predefined_split
 from torch import nn
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -116,47 +117,98 @@ def seeded(seed: int, device: str):
         yield
 
 
-def _net_kwargs(*, lr, optimizer, weight_decay, max_epochs, batch_size, device, verbose):
+@dataclass
+class TrainingPlan:
+    """Everything the training loop is told, as plain values."""
+
+    lr: float
+    optimizer: str
+    weight_decay: float
+    max_epochs: int
+    batch_size: int
+    device: str
+    verbose: int = 0
+    layer_decay: float = 1.0
+    backbone_lr_mult: float = 1.0
+    l2sp_strength: float = 0.0
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    unfreeze_plan: list = field(default_factory=list)
+    bn_mode: str = "train"
+    precision: str = "32"
+    max_grad_norm: float | None = None
+    channels_last: bool = False
+    n_train: int = 1
+    valid_dataset: object = None
+    n_iter_no_change: int = 5
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.n_train / self.batch_size))
+
+
+def _callbacks(module, plan: TrainingPlan) -> list:
+    from .strategies import GradualUnfreezing, LRSchedule, stage_lr_factors
+
     callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
-    if verbose >= 2:
+    if plan.lr_schedule != "constant" or plan.warmup_epochs > 0:
+        total = plan.max_epochs * plan.steps_per_epoch
+        warmup = int(round(plan.warmup_epochs * plan.steps_per_epoch))
+        callbacks.append(("lr_schedule", LRSchedule(plan.lr_schedule, total, warmup)))
+    if plan.unfreeze_plan:
+        factors = stage_lr_factors(module.n_stages, plan.layer_decay, plan.backbone_lr_mult)
+        decay = 0.0 if plan.l2sp_strength > 0 else plan.weight_decay
+        callbacks.append(("gradual_unfreezing", GradualUnfreezing(
+            plan.unfreeze_plan, factors, plan.lr, decay, plan.bn_mode)))
+    if plan.valid_dataset is not None:
+        callbacks.append(("early_stopping", EarlyStopping(
+            monitor="valid_loss", patience=plan.n_iter_no_change, load_best=True)))
+    if plan.verbose >= 2:
         callbacks.append(("progress_bar", ProgressBar()))
-    pin = torch.device(device).type == "cuda"
-    return dict(
-        optimizer=partial(make_optimizer, name=optimizer),
-        lr=lr,
-        optimizer__weight_decay=weight_decay,
-        max_epochs=max_epochs,
-        batch_size=batch_size,
-        train_split=None,
-        device=device,
+    return callbacks
+
+
+def build_net(module: nn.Module, *, task: str, n_outputs: int, loss: str, plan: TrainingPlan):
+    """The skorch net that trains ``module``: a classifier over logits with
+    weighted cross-entropy, or a regressor with the weighted ``loss``."""
+    from .net import TransferNetClassifier, TransferNetRegressor
+
+    pin = torch.device(plan.device).type == "cuda"
+    kwargs = dict(
+        module=module,
+        criterion=WeightedLoss,
+        lr=plan.lr,
+        max_epochs=plan.max_epochs,
+        batch_size=plan.batch_size,
+        train_split=None if plan.valid_dataset is None else predefined_split(plan.valid_dataset),
+        device=plan.device,
         iterator_train__shuffle=True,
         iterator_train__pin_memory=pin,
         iterator_valid__pin_memory=pin,
-        callbacks=callbacks,
-        verbose=int(verbose >= 1),
+        callbacks=_callbacks(module, plan),
+        verbose=int(plan.verbose >= 1),
+        precision=plan.precision,
+        max_grad_norm=plan.max_grad_norm,
+        l2sp_strength=plan.l2sp_strength,
+        channels_last=plan.channels_last,
+        layer_decay=plan.layer_decay,
+        backbone_lr_mult=plan.backbone_lr_mult,
+        optimizer_name=plan.optimizer,
+        weight_decay=plan.weight_decay,
     )
-
-
-def build_classifier_net(module: nn.Module, *, n_classes: int, **settings) -> NeuralNetClassifier:
-    """A skorch classifier over ``module``'s logits (weighted cross-entropy)."""
-    return NeuralNetClassifier(
-        module=module, criterion=WeightedLoss, criterion__kind="cross_entropy",
-        classes=list(range(n_classes)), **_net_kwargs(**settings),
-    )
-
-
-def build_regressor_net(module: nn.Module, *, loss: str, **settings) -> NeuralNetRegressor:
-    """A skorch regressor over ``module``'s outputs (weighted ``loss``)."""
-    return NeuralNetRegressor(
-        module=module, criterion=WeightedLoss, criterion__kind=loss, **_net_kwargs(**settings),
-    )
+    if task == "classification":
+        # skorch's valid_acc scorer expects plain labels, not (label, weight)
+        return TransferNetClassifier(criterion__kind="cross_entropy", classes=list(range(n_outputs)),
+                                     callbacks__valid_acc=None, **kwargs)
+    return TransferNetRegressor(criterion__kind=loss, **kwargs)
 
 
 def train(net, dataset) -> None:
     """Initialise ``net`` and run its fit loop on ``dataset``.
 
-    Unlike ``net.fit``, an interruption propagates instead of ending training
-    quietly, so an interrupted fit never looks like a finished one.
+    Unlike ``net.fit``, a real interruption propagates instead of ending
+    training quietly, so an interrupted fit never looks like a finished one;
+    only early stopping (which skorch signals the same way) ends it early.
     """
     net.initialize()
     # skorch moves module_ & co. through torch's map_location on unpickling,
@@ -166,8 +218,18 @@ def train(net, dataset) -> None:
     if "module" not in net.cuda_dependent_attributes_:
         net.cuda_dependent_attributes_ = [*net.cuda_dependent_attributes_, "module"]
     net.notify("on_train_begin", X=dataset, y=None)
-    net.fit_loop(dataset, None)
+    try:
+        net.fit_loop(dataset, None)
+    except KeyboardInterrupt:
+        if not _stopped_early(net):
+            raise
     net.notify("on_train_end", X=dataset, y=None)
+    net.finish_training()
+
+
+def _stopped_early(net) -> bool:
+    stopper = dict(net.callbacks_).get("early_stopping")
+    return stopper is not None and stopper.misses_ >= stopper.patience
 
 
 def predict_outputs(net, dataset) -> np.ndarray:
@@ -175,13 +237,11 @@ def predict_outputs(net, dataset) -> np.ndarray:
     module = net.module_
     was_training = module.training
     module.eval()
-    device = torch.device(net.device)
     outputs = []
     try:
         with torch.inference_mode():
             for X, _ in net.get_iterator(dataset, training=False):
-                X = X.to(device, non_blocking=True)
-                outputs.append(module(X).float().cpu())
+                outputs.append(net.infer(X).float().cpu())
     finally:
         module.train(was_training)
     return torch.cat(outputs).numpy()
