@@ -25,6 +25,12 @@ from ._images import check_images, check_same_layout
 TABULAR, IMAGES = "tabular", "images"
 
 
+def _json_labels(target_attributes: dict):
+    """Class labels as plain Python values (they go into saved configs)."""
+    classes = target_attributes.get("classes_")
+    return None if classes is None else np.asarray(classes).tolist()
+
+
 class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     """Base class of the transfer-learning estimators. Not for direct use."""
 
@@ -56,6 +62,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "augment": [None, StrOptions(set(_nn.AUGMENTATIONS))],
         "precision": [StrOptions(set(_nn.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "source_head": [StrOptions({"auto", "keep", "new"})],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -71,8 +78,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                  backbone_lr_mult=1.0, regularization=None, regularization_strength=0.01,
                  bn_mode="train", lr_schedule="constant", warmup_epochs=0.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
-                 augment=None, precision="auto", max_grad_norm=None, device="auto",
-                 random_state=None, verbose=0):
+                 augment=None, precision="auto", max_grad_norm=None, source_head="auto",
+                 device="auto", random_state=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.freeze_depth = freeze_depth
@@ -100,6 +107,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.augment = augment
         self.precision = precision
         self.max_grad_norm = max_grad_norm
+        self.source_head = source_head
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -194,9 +202,11 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         prep = getattr(source, "preprocessing_", None)
         if prep is not None:  # default to the size the source was trained at
             prep = dataclasses.replace(prep, image_size=source.image_size_)
+        head_state = {k: v.detach().cpu().clone() for k, v in module.head.state_dict().items()}
         return _nn.SourceTrunk(module.trunk, module.n_features, module.stages, prep,
                                module.config.get("trunk", {}),
-                               f"fitted {type(source).__name__}")
+                               f"fitted {type(source).__name__}", head_state,
+                               module.config.get("head"), module.config.get("classes"))
 
     def _seed(self) -> int:
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
@@ -223,6 +233,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 freeze_depth=self.freeze_depth, image_size=self.image_size,
                 dataset_fn=make_dataset, progress=self.verbose >= 1,
                 tabular=self._tabular_settings(kind, data), input_kind=kind, dtype=dtype,
+                source_head=self.source_head, classes=_json_labels(target_attributes),
             )
             if self.bn_mode == "frozen":
                 _nn.freeze_all_norms(module)

@@ -92,6 +92,12 @@ COMMON_PARAMETERS = """\
         elsewhere; "16" uses float16 autocast with loss scaling.
     max_grad_norm : float or None, default=None
         Clip the gradient norm of the trainable parameters to this value.
+    source_head : {"auto", "keep", "new"}, default="auto"
+        What happens to the head of a source that brings one (a fitted
+        estimator or a ``save_weights`` file): "auto" keeps it when the
+        target's classes are the source's classes (same shape), "keep" keeps
+        it whenever the shapes match (an error otherwise), "new" always
+        builds a new head.
     image_size : int or None, default=None
         Side of the square input images are resized to; None uses the
         weights' own size (224 for ImageNet weights, the source's size for a

@@ -196,3 +196,40 @@ def test_integer_tabular_input_is_accepted(digits):
     X, y = load_digits(return_X_y=True)  # int64 pixel counts
     clf = PretrainedClassifier(**dict(MLP, max_epochs=3)).fit(X.astype(np.int64), y)
     assert clf.score(X, y) > 0.8
+
+
+def _head(est):
+    return [p.detach().clone() for p in est.net_.module_.head.parameters()]
+
+
+def test_source_head_modes(source, digits):
+    X, y = digits
+    still = dict(MLP, lr=1e-300, max_epochs=1)  # no step moves anything: compare starts
+    same = PretrainedClassifier(**dict(still, backbone=source)).fit(X[y < 5], y[y < 5])
+    assert all(torch.equal(a, b) for a, b in zip(_head(same), _head(source)))  # auto: kept
+    other = PretrainedClassifier(**dict(still, backbone=source)).fit(X[y >= 5], y[y >= 5])
+    assert not any(torch.equal(a, b) for a, b in zip(_head(other), _head(source)))  # new classes
+    kept = PretrainedClassifier(**dict(still, backbone=source, source_head="keep"))
+    kept.fit(X[y >= 5], y[y >= 5])  # 5 classes again: same shape, kept on request
+    assert all(torch.equal(a, b) for a, b in zip(_head(kept), _head(source)))
+    fresh = PretrainedClassifier(**dict(still, backbone=source, source_head="new"))
+    fresh.fit(X[y < 5], y[y < 5])
+    assert not any(torch.equal(a, b) for a, b in zip(_head(fresh), _head(source)))
+    with pytest.raises(ValueError, match="source_head='keep' but the source head"):
+        PretrainedClassifier(**dict(still, backbone=source, source_head="keep")).fit(
+            X[y < 3], y[y < 3])
+    with pytest.raises(ValueError, match="brings no head"):
+        PretrainedClassifier(**dict(still, source_head="keep")).fit(X, y)
+
+
+def test_file_and_estimator_routes_start_from_the_same_network(source, digits, tmp_path):
+    X, y = digits
+    path = source.save_weights(tmp_path / "source.safetensors")
+    still = dict(MLP, lr=1e-300, max_epochs=1, random_state=3, freeze_depth="all")
+    via_estimator = PretrainedClassifier(**dict(still, backbone=source)).fit(X[y >= 6], y[y >= 6])
+    via_file = PretrainedClassifier(**dict(still, weights=path)).fit(X[y >= 6], y[y >= 6])
+    for a, b in zip(via_estimator.net_.module_.parameters(), via_file.net_.module_.parameters()):
+        assert torch.equal(a, b)
+    # a kept head comes back bit for bit in float64
+    kept = PretrainedClassifier(**dict(still, weights=path)).fit(X[y < 5], y[y < 5])
+    assert all(torch.equal(a, b) for a, b in zip(_head(kept), _head(source)))

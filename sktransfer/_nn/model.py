@@ -37,9 +37,10 @@ class Trunk:
     """A built trunk (the backbone without its source head).
 
     ``config`` is a JSON-able description from which the architecture can be
-    rebuilt (it goes into files written by ``save_weights``). ``head_state``
-    and ``head_config`` come from an sktransfer weights file and are used when
-    the new head has the same shape.
+    rebuilt (it goes into files written by ``save_weights``). ``head_state``,
+    ``head_config`` and ``head_classes`` describe the source's head (from an
+    sktransfer weights file or a fitted estimator), which ``source_head``
+    may keep.
     """
 
     module: nn.Module
@@ -49,6 +50,7 @@ class Trunk:
     config: dict
     head_state: dict | None = None
     head_config: dict | None = None
+    head_classes: list | None = None
 
 
 @dataclass
@@ -61,6 +63,9 @@ class SourceTrunk:
     preprocessing: Preprocessing | None
     config: dict
     description: str
+    head_state: dict | None = None
+    head_config: dict | None = None
+    head_classes: list | None = None
 
 
 def _is_path(weights) -> bool:
@@ -129,6 +134,7 @@ def _with_file_head(trunk: "Trunk", weights) -> "Trunk":
     if weights is not None and weights.config is not None:
         trunk.head_state = weights.head_state
         trunk.head_config = weights.config.get("head")
+        trunk.head_classes = weights.config.get("classes")
     return trunk
 
 
@@ -218,7 +224,8 @@ def _source_trunk(source: SourceTrunk, weights) -> Trunk:
             "a path to a weights file."
         )
     trunk = Trunk(model, source.n_features, [list(s) for s in source.stages],
-                  source.preprocessing, dict(source.config))
+                  source.preprocessing, dict(source.config), source.head_state,
+                  source.head_config, source.head_classes)
     return _with_file_head(trunk, loaded)
 
 
@@ -394,9 +401,33 @@ def _head_config(n_features: int, hidden: tuple, n_outputs: int) -> dict:
             "n_outputs": int(n_outputs)}
 
 
+SOURCE_HEAD_MODES = ("auto", "keep", "new")
+
+
+def _keep_source_head(trunk: Trunk, head_config: dict, mode: str, classes) -> bool:
+    """Whether the source's head is kept (see the ``source_head`` parameter)."""
+    if mode == "new" or trunk.head_state is None:
+        if mode == "keep":
+            raise ValueError(
+                "source_head='keep' but the backbone brings no head; it keeps a head only "
+                "when it is a fitted estimator or a file written by save_weights."
+            )
+        return False
+    same_shape = trunk.head_config == head_config
+    if mode == "keep":
+        if not same_shape:
+            raise ValueError(
+                f"source_head='keep' but the source head {trunk.head_config} does not "
+                f"have the shape the target needs {head_config}; use 'auto' or 'new'."
+            )
+        return True
+    known = trunk.head_classes is not None and classes is not None
+    return same_shape and known and list(trunk.head_classes) == list(classes)
+
+
 def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_depth,
                   image_size=None, dataset_fn, progress=False, tabular=None,
-                  input_kind="images", dtype="float32"):
+                  input_kind="images", dtype="float32", source_head="auto", classes=None):
     """Build trunk + new head with the first ``freeze_depth`` stages frozen.
 
     ``dataset_fn(preprocessing, size)`` makes the training dataset once the
@@ -416,7 +447,11 @@ def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_de
         The input size images are resized to.
     """
     hidden = _check_head(head)
-    trunk = build_trunk(backbone, weights, progress, **(tabular or {}))
+    # The trunk's own random draws (a random init, say) happen on a forked
+    # generator, so the new head and the batch order depend on the seed only,
+    # whatever route the trunk came by.
+    with torch.random.fork_rng(devices=[]):
+        trunk = build_trunk(backbone, weights, progress, **(tabular or {}))
     _check_freeze_depth(freeze_depth, len(trunk.stages), backbone)
     prep, size = (trunk.preprocessing if input_kind == "images" else None), None
     if prep is not None:
@@ -425,16 +460,17 @@ def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_de
     n_features = trunk.n_features
     if n_features is None:
         n_features = infer_n_features(trunk.module, dataset[0][0][None])
-    new_head = make_head(n_features, hidden, n_outputs, head_dropout)
+    new_head = make_head(n_features, hidden, n_outputs, head_dropout).to(getattr(torch, dtype))
     head_config = _head_config(n_features, hidden, n_outputs)
-    if trunk.head_state is not None and trunk.head_config == head_config:
-        new_head.load_state_dict(trunk.head_state)  # same task shape: keep the saved head
+    if _keep_source_head(trunk, head_config, source_head, classes):
+        new_head.load_state_dict(trunk.head_state)
     config = dict(trunk.config)
     if prep is not None:
         config["preprocessing"] = {"image_size": size, "mean": list(prep.mean),
                                    "std": list(prep.std)}
     module = TransferModule(trunk.module, new_head, trunk.stages, n_features,
-                            {"trunk": config, "head": head_config})
+                            {"trunk": config, "head": head_config,
+                             "classes": None if classes is None else list(classes)})
     freeze_stages(module, freeze_depth)
     module.to(getattr(torch, dtype))
     return module, dataset, prep, size
