@@ -38,6 +38,13 @@ def autocast(precision: str, device: str):
     return torch.autocast(torch.device(device).type, dtype=_AUTOCAST_DTYPES[precision])
 
 
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """Autocast outputs (fp16/bf16) as float32; float32/float64 unchanged."""
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        return tensor.float()
+    return tensor
+
+
 class TransferNetMixin:
     """What sktransfer adds to skorch's classifier and regressor nets."""
 
@@ -96,7 +103,7 @@ class TransferNetMixin:
             return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
-        loss = super().get_loss(y_pred.float(), y_true, X=X, training=training)
+        loss = super().get_loss(full_precision(y_pred), y_true, X=X, training=training)
         if training and self.l2sp_strength > 0:
             penalty = l2sp_penalty(self.module_, self.l2sp_reference_)
             loss = loss + 0.5 * self.l2sp_strength * penalty

@@ -234,6 +234,8 @@ def _stopped_early(net) -> bool:
 
 def predict_outputs(net, dataset) -> np.ndarray:
     """Raw module outputs for ``dataset``, batch by batch, in inference mode."""
+    from .net import full_precision
+
     module = net.module_
     was_training = module.training
     module.eval()
@@ -241,7 +243,7 @@ def predict_outputs(net, dataset) -> np.ndarray:
     try:
         with torch.inference_mode():
             for X, _ in net.get_iterator(dataset, training=False):
-                outputs.append(net.infer(X).float().cpu())
+                outputs.append(full_precision(net.infer(X)).cpu())
     finally:
         module.train(was_training)
     return torch.cat(outputs).numpy()
@@ -249,4 +251,7 @@ def predict_outputs(net, dataset) -> np.ndarray:
 
 def history_records(net) -> list[dict]:
     """Per-epoch history as plain dicts (no per-batch entries)."""
-    return [{k: v for k, v in row.items() if k != "batches"} for row in net.history]
+    def plain(value):
+        return value.item() if isinstance(value, np.generic) else value
+
+    return [{k: plain(v) for k, v in row.items() if k != "batches"} for row in net.history]
