@@ -47,6 +47,11 @@ CONFIGS = {
                                         lr_schedule="cosine", warmup_epochs=1.0),
     "recipe B: layer decay + cosine": dict(NAIVE, layer_decay=0.7, lr_schedule="cosine",
                                            warmup_epochs=1.0, lr=2e-3),
+    "recipe C: cosine + augment": dict(NAIVE, lr_schedule="cosine", warmup_epochs=1.0,
+                                       augment="light"),
+    "recipe D: cosine + augment + early stopping": dict(
+        NAIVE, lr_schedule="cosine", warmup_epochs=1.0, augment="light",
+        early_stopping=True, validation_fraction=0.2),
     "default recipe": {},
 }
 
@@ -123,11 +128,12 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=6)
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--n-test", type=int, default=500)
+    parser.add_argument("--configs", nargs="*", help="run only these rows (names as printed)")
     args = parser.parse_args(argv)
     seeds = list(range(1 if args.quick else args.seeds))
     epochs = 2 if args.quick else args.epochs
     configs = (["linear probe", "naive full fine-tune", "default recipe"] if args.quick
-               else list(CONFIGS))
+               else args.configs or list(CONFIGS))
     settings = [
         ("MNIST 10/class", lambda s: mnist_task(10, s, args.n_test)),
         ("MNIST 50/class", lambda s: mnist_task(50, s, args.n_test)),

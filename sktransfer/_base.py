@@ -59,7 +59,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "augment": [None, StrOptions(set(_nn.AUGMENTATIONS))],
+        "augment": [None, StrOptions({"auto", *_nn.AUGMENTATIONS})],
         "precision": [StrOptions(set(_nn.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "source_head": [StrOptions({"auto", "keep", "new"})],
@@ -76,9 +76,9 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                  lr=1e-3, optimizer="adamw", weight_decay=1e-4, max_epochs=10,
                  batch_size=32, image_size=None, unfreeze_at=None, layer_decay=1.0,
                  backbone_lr_mult=1.0, regularization=None, regularization_strength=0.01,
-                 bn_mode="train", lr_schedule="constant", warmup_epochs=0.0,
+                 bn_mode="train", lr_schedule="cosine", warmup_epochs=1.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
-                 augment=None, precision="auto", max_grad_norm=None, source_head="auto",
+                 augment="auto", precision="auto", max_grad_norm=None, source_head="auto",
                  device="auto", random_state=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
@@ -237,7 +237,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             )
             if self.bn_mode == "frozen":
                 _nn.freeze_all_norms(module)
-            train_set, valid_set = self._split(make_dataset(prep, size, self.augment),
+            train_set, valid_set = self._split(make_dataset(prep, size, self._augment(kind)),
                                                make_dataset(prep, size), targets)
             plan = self._training_plan(module, device, kind, len(train_set), valid_set)
             if self.lr == "auto":
@@ -260,6 +260,11 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             setattr(self, name, value)
         return self
 
+    def _augment(self, kind):
+        if self.augment == "auto":  # the default recipe: light augmentation of images
+            return "light" if kind == IMAGES else None
+        return self.augment
+
     def _tabular_settings(self, kind, data):
         if kind != TABULAR or self.backbone != "mlp":
             return None
@@ -268,7 +273,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 "activation": self.activation}
 
     def _check_strategy_params(self, kind):
-        if self.augment is not None and kind != IMAGES:
+        if self.augment not in (None, "auto") and kind != IMAGES:
             raise ValueError(
                 f"augment={self.augment!r} applies to images only; use augment=None "
                 "for tabular data."

@@ -70,9 +70,9 @@ COMMON_PARAMETERS = """\
         statistics fixed) while its weights train; "train" updates the
         statistics of the stages that train (frozen stages always keep
         theirs).
-    lr_schedule : {"constant", "cosine", "onecycle"}, default="constant"
+    lr_schedule : {"constant", "cosine", "onecycle"}, default="cosine"
         Learning-rate schedule over all training steps.
-    warmup_epochs : float, default=0.0
+    warmup_epochs : float, default=1.0
         Linear warm-up length in epochs (for "onecycle": the rise phase,
         30 % of training when 0).
     early_stopping : bool, default=False
@@ -83,10 +83,14 @@ COMMON_PARAMETERS = """\
         Share of the training data held out for early stopping.
     n_iter_no_change : int, default=5
         Patience of early stopping, in epochs.
-    augment : {"light", "standard"} or None, default=None
+    augment : {"auto", "light", "standard"} or None, default="auto"
         Random transforms on training images only (torchvision.transforms.v2):
         "light" is a mild crop and small rotations (safe for digits and
-        text), "standard" adds flips and colour jitter.
+        text), "standard" adds flips and colour jitter; "auto" is "light"
+        for images and None for tabular data. The defaults (cosine schedule
+        with one warm-up epoch, light augmentation, everything fine-tuned)
+        are the recipe that was best or tied-best on few-shot targets in
+        ``benchmarks/strategies.py``.
     precision : {"auto", "32", "bf16", "16"}, default="auto"
         "auto" is bf16 autocast on CUDA devices that support it and fp32
         elsewhere; "16" uses float16 autocast with loss scaling.

@@ -60,9 +60,9 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
                  loss="squared_error", lr=1e-3, optimizer="adamw", weight_decay=1e-4,
                  max_epochs=10, batch_size=32, image_size=None, unfreeze_at=None,
                  layer_decay=1.0, backbone_lr_mult=1.0, regularization=None,
-                 regularization_strength=0.01, bn_mode="train", lr_schedule="constant",
-                 warmup_epochs=0.0, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=5, augment=None, precision="auto", max_grad_norm=None,
+                 regularization_strength=0.01, bn_mode="train", lr_schedule="cosine",
+                 warmup_epochs=1.0, early_stopping=False, validation_fraction=0.1,
+                 n_iter_no_change=5, augment="auto", precision="auto", max_grad_norm=None,
                  source_head="auto", device="auto", random_state=None, verbose=0):
         super().__init__(
             backbone, weights=weights, freeze_depth=freeze_depth, head=head,

@@ -113,7 +113,7 @@ def test_stage_lr_factors():
 def test_layer_decay_and_backbone_multiplier_set_per_stage_rates(digits):
     X, y = digits
     est = PretrainedClassifier(**dict(MLP, layer_decay=0.5, backbone_lr_mult=0.1)).fit(X, y)
-    rates = {g["stage"]: g["lr"] for g in est.net_.optimizer_.param_groups}
+    rates = {g["stage"]: g["base_lr"] for g in est.net_.optimizer_.param_groups}
     assert rates == pytest.approx({None: 1e-2, 1: 1e-2 * 0.1 * 0.5, 0: 1e-2 * 0.1 * 0.25})
     head = [g for g in est.net_.optimizer_.param_groups if g["stage"] is None][0]
     assert {id(p) for p in head["params"]} == {id(p) for p in est.net_.module_.head.parameters()}
@@ -122,7 +122,8 @@ def test_layer_decay_and_backbone_multiplier_set_per_stage_rates(digits):
 def test_layer_decay_on_an_image_backbone(digits_small):
     X, y, _, _ = digits_small
     est = PretrainedClassifier(**fast_params(freeze_depth=0, layer_decay=0.8, max_epochs=1)).fit(X, y)
-    rates = sorted(g["lr"] for g in est.net_.optimizer_.param_groups if g["stage"] is not None)
+    rates = sorted(g["base_lr"] for g in est.net_.optimizer_.param_groups
+                   if g["stage"] is not None)
     assert rates == pytest.approx([1e-2 * 0.8 ** k for k in range(5, 0, -1)])
 
 
@@ -195,7 +196,7 @@ def test_lr_auto_runs_a_range_test_per_fit(digits):
     assert 1e-7 <= est.lr_ <= 1.0
     assert est.lr_ == PretrainedClassifier(**dict(MLP, lr="auto")).fit(X, y).lr_
     head = [g for g in est.net_.optimizer_.param_groups if g["stage"] is None][0]
-    assert head["lr"] == pytest.approx(est.lr_)
+    assert head["base_lr"] == pytest.approx(est.lr_)
     losses = [r["train_loss"] for r in est.history_]
     assert losses[-1] < losses[0] and est.score(X, y) > 0.5  # it trains; chance is 0.1
     fixed = PretrainedClassifier(**MLP).fit(X, y)
@@ -315,3 +316,11 @@ def test_every_option_on_an_image_regressor(digits_small):
     options = dict(ALL_OPTIONS, augment="light", lr="auto")
     reg = TransferRegressor(**fast_params(max_epochs=2, **options)).fit(X, y.astype(float))
     assert reg.predict(X[:4]).shape == (4,)
+
+
+def test_default_recipe_augments_images_only(digits):
+    X, y = digits
+    clf = PretrainedClassifier()
+    assert (clf.lr_schedule, clf.warmup_epochs, clf.augment) == ("cosine", 1.0, "auto")
+    assert clf._augment("images") == "light" and clf._augment("tabular") is None
+    PretrainedClassifier(**MLP).fit(X, y)  # "auto" never rejects tabular data
