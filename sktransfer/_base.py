@@ -16,8 +16,6 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
-from torch.utils.data import Subset
-
 from . import _nn
 from ._compat import HasMethods, Interval, StrOptions, _check_sample_weight, _check_y
 from ._images import check_images, check_same_layout
@@ -315,7 +313,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         train_idx, valid_idx = train_test_split(
             np.arange(n), test_size=n_valid, stratify=stratify,
             random_state=check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        return Subset(train_dataset, train_idx), Subset(plain_dataset, valid_idx)
+        return _nn.subset(train_dataset, train_idx), _nn.subset(plain_dataset, valid_idx)
 
     def _training_plan(self, module, device, kind, n_train, valid_set):
         frozen = (list(range(module.n_stages)) if self.freeze_depth == "all"

@@ -5,7 +5,7 @@ like scikit-learn code.
 """
 
 from .backbones import list_backbones
-from .data import AUGMENTATIONS, ImageDataset
+from .data import AUGMENTATIONS, ImageDataset, subset
 from .lr_finder import lr_range_test
 from .model import Preprocessing, SourceTrunk, TransferModule, build_network
 from .net import PRECISIONS, resolve_precision
@@ -32,6 +32,6 @@ __all__ = [
     "TrainingDivergedError", "TrainingPlan", "TransferModule", "WeightsNotFoundError",
     "build_net", "build_network", "cuda_available", "freeze_all_norms", "history_records",
     "list_backbones", "lr_range_test", "predict_outputs", "resolve_device",
-    "resolve_precision", "save_weights_file", "seeded", "tabular_dtype", "train",
+    "resolve_precision", "save_weights_file", "seeded", "subset", "tabular_dtype", "train",
     "unfreeze_plan",
 ]

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as TF
 
 from .._images import CheckedImages
@@ -101,3 +101,8 @@ class ImageDataset(Dataset):
         if self.targets is None:
             return self.image(index), 0
         return self.image(index), (self.targets[index], self.sample_weight[index])
+
+
+def subset(dataset: Dataset, indices) -> Subset:
+    """The items of ``dataset`` at ``indices`` (a train / validation split)."""
+    return Subset(dataset, [int(i) for i in indices])
