@@ -233,3 +233,15 @@ def test_file_and_estimator_routes_start_from_the_same_network(source, digits, t
     # a kept head comes back bit for bit in float64
     kept = PretrainedClassifier(**dict(still, weights=path)).fit(X[y < 5], y[y < 5])
     assert all(torch.equal(a, b) for a, b in zip(_head(kept), _head(source)))
+
+
+def test_nn_module_backbone_on_tabular_data(digits):
+    X, y = digits  # float64 features
+    backbone = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
+                                   torch.nn.Linear(32, 16), torch.nn.ReLU())
+    clf = PretrainedClassifier(backbone, max_epochs=10, lr=1e-2, device="cpu",
+                               random_state=0).fit(X, y)
+    assert clf.input_kind_ == "tabular" and clf.n_features_in_ == 64
+    assert clf.n_stages_ == 2 and clf.net_.module_.head[-1].in_features == 16
+    assert next(clf.net_.module_.parameters()).dtype == torch.float64
+    assert clf.score(X, y) > 0.8

@@ -452,6 +452,8 @@ def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_de
     # whatever route the trunk came by.
     with torch.random.fork_rng(devices=[]):
         trunk = build_trunk(backbone, weights, progress, **(tabular or {}))
+    torch_dtype = getattr(torch, dtype)
+    trunk.module.to(torch_dtype)
     _check_freeze_depth(freeze_depth, len(trunk.stages), backbone)
     prep, size = (trunk.preprocessing if input_kind == "images" else None), None
     if prep is not None:
@@ -459,8 +461,8 @@ def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_de
     dataset = dataset_fn(prep, size)
     n_features = trunk.n_features
     if n_features is None:
-        n_features = infer_n_features(trunk.module, dataset[0][0][None])
-    new_head = make_head(n_features, hidden, n_outputs, head_dropout).to(getattr(torch, dtype))
+        n_features = infer_n_features(trunk.module, dataset[0][0][None].to(torch_dtype))
+    new_head = make_head(n_features, hidden, n_outputs, head_dropout).to(torch_dtype)
     head_config = _head_config(n_features, hidden, n_outputs)
     if _keep_source_head(trunk, head_config, source_head, classes):
         new_head.load_state_dict(trunk.head_state)
@@ -472,5 +474,4 @@ def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_de
                             {"trunk": config, "head": head_config,
                              "classes": None if classes is None else list(classes)})
     freeze_stages(module, freeze_depth)
-    module.to(getattr(torch, dtype))
     return module, dataset, prep, size
