@@ -29,6 +29,17 @@ def _json_labels(target_attributes: dict):
     return None if classes is None else np.asarray(classes).tolist()
 
 
+def clone_keeping_source(estimator):
+    """``clone`` that passes a fitted estimator given as ``backbone`` on as it
+    is: it is the *source* of the transfer, not a sub-estimator to refit."""
+    if not isinstance(estimator.backbone, BaseTransferEstimator):
+        return BaseEstimator.__sklearn_clone__(estimator)
+    params = estimator.get_params(deep=False)
+    source = params.pop("backbone")
+    params = {name: clone(value, safe=False) for name, value in params.items()}
+    return type(estimator)(backbone=source, **params)
+
+
 class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     """Base class of the transfer-learning estimators. Not for direct use."""
 
@@ -373,14 +384,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         return weights_path
 
     def __sklearn_clone__(self):
-        # A fitted estimator given as backbone is the *source* of the
-        # transfer: clone must pass it on as it is, not as an unfitted copy.
-        if not isinstance(self.backbone, BaseTransferEstimator):
-            return super().__sklearn_clone__()
-        params = self.get_params(deep=False)
-        source = params.pop("backbone")
-        params = {name: clone(value, safe=False) for name, value in params.items()}
-        return type(self)(backbone=source, **params)
+        return clone_keeping_source(self)
 
     # -- scikit-learn plumbing -------------------------------------------------
 

@@ -6,8 +6,16 @@ like scikit-learn code.
 
 from .backbones import list_backbones
 from .data import AUGMENTATIONS, ImageDataset, subset
+from .features import cut_module, embed
 from .lr_finder import lr_range_test
-from .model import Preprocessing, SourceTrunk, TransferModule, build_network
+from .model import (
+    Preprocessing,
+    SourceTrunk,
+    TransferModule,
+    build_network,
+    build_trunk,
+    check_image_size,
+)
 from .net import PRECISIONS, resolve_precision
 from .strategies import BN_MODES, LR_SCHEDULES, freeze_all_norms, unfreeze_plan
 from .tabular import ACTIVATIONS, TabularDataset, tabular_dtype
@@ -30,7 +38,7 @@ __all__ = [
     "ACTIVATIONS", "AUGMENTATIONS", "BN_MODES", "ImageDataset", "LOSSES", "LR_SCHEDULES",
     "OPTIMIZERS", "PRECISIONS", "Preprocessing", "SourceTrunk", "TabularDataset",
     "TrainingDivergedError", "TrainingPlan", "TransferModule", "WeightsNotFoundError",
-    "build_net", "build_network", "cuda_available", "freeze_all_norms", "history_records",
+    "build_net", "build_network", "build_trunk", "check_image_size", "cut_module", "embed", "cuda_available", "freeze_all_norms", "history_records",
     "list_backbones", "lr_range_test", "predict_outputs", "resolve_device",
     "resolve_precision", "save_weights_file", "seeded", "subset", "tabular_dtype", "train",
     "unfreeze_plan",
