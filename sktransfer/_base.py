@@ -205,16 +205,18 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _backbone_spec(self):
         source = self._source()
-        if source is None:
-            return self.backbone
-        module = source.net_.module_
-        prep = getattr(source, "preprocessing_", None)
-        if prep is not None:  # default to the size the source was trained at
-            prep = dataclasses.replace(prep, image_size=source.image_size_)
+        return self.backbone if source is None else source._export_trunk()
+
+    def _export_trunk(self):
+        """This fitted estimator's trunk and head, offered as a backbone."""
+        module = self.net_.module_
+        prep = getattr(self, "preprocessing_", None)
+        if prep is not None:  # default to the size this estimator was trained at
+            prep = dataclasses.replace(prep, image_size=self.image_size_)
         head_state = {k: v.detach().cpu().clone() for k, v in module.head.state_dict().items()}
         return _nn.SourceTrunk(module.trunk, module.n_features, module.stages, prep,
                                module.config.get("trunk", {}),
-                               f"fitted {type(source).__name__}", head_state,
+                               f"fitted {type(self).__name__}", head_state,
                                module.config.get("head"), module.config.get("classes"))
 
     def _seed(self) -> int:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from numbers import Integral
 
@@ -92,15 +91,11 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _backbone_spec(self):
         if not isinstance(self.backbone, BaseTransferEstimator):
             return self.backbone
-        source = self.backbone
-        check_is_fitted(source)
-        if source.input_kind_ != "images":
+        check_is_fitted(self.backbone)
+        if self.backbone.input_kind_ != "images":
             raise ValueError("TransferFeatures takes image backbones; the estimator given "
                              "as backbone was fitted on tabular data.")
-        module = source.net_.module_
-        prep = dataclasses.replace(source.preprocessing_, image_size=source.image_size_)
-        return _nn.SourceTrunk(module.trunk, module.n_features, module.stages, prep,
-                               module.config.get("trunk", {}), f"fitted {type(source).__name__}")
+        return self.backbone._export_trunk()
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -117,9 +112,10 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         -------
         self : TransferFeatures
         """
+        spec = self._backbone_spec()
         images = check_images(X)
         device = _nn.resolve_device(self.device)
-        trunk = _nn.build_trunk(self._backbone_spec(), self.weights)
+        trunk = _nn.build_trunk(spec, self.weights)
         if self.stage is not None and self.stage > len(trunk.stages):
             raise ValueError(
                 f"stage={self.stage} but the backbone has {len(trunk.stages)} stages; use "

@@ -74,3 +74,13 @@ def test_fitted_estimator_backbone_gives_its_fine_tuned_trunk(digits_small):
     assert out.shape == (5, 1280) and feats.image_size_ == 32
     for a, b in zip(feats.trunk_.parameters(), source.net_.module_.trunk.parameters()):
         assert torch.equal(a, b) and a is not b
+
+
+def test_tabular_source_is_rejected():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    source = PretrainedClassifier("mlp", hidden_layer_sizes=(8,), max_epochs=1,
+                                  device="cpu").fit(X, y)
+    with pytest.raises(ValueError, match="image backbones"):
+        TransferFeatures(source).fit(X[:, :16].reshape(-1, 4, 4))
