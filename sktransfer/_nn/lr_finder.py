@@ -13,7 +13,6 @@ import copy
 import math
 
 import numpy as np
-import torch
 from torch.utils.data import DataLoader
 
 from .strategies import optimizer_groups

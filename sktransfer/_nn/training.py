@@ -54,8 +54,9 @@ class TrainingDivergedError(ValueError):
 def make_optimizer(params, *, name: str = "adamw", **kwargs) -> torch.optim.Optimizer:
     """Build optimizer ``name`` over the trainable parameters only.
 
-    skorch passes every parameter of the module; frozen ones
-    (``requires_grad=False``) are left out so the optimizer never touches them.
+    ``params`` are parameters or parameter groups; frozen ones
+    (``requires_grad=False``) are left out so the optimizer never touches them,
+    and groups left empty are dropped.
     """
     groups = list(params)
     if groups and isinstance(groups[0], dict):
