@@ -324,8 +324,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             if counts.min() >= 2 and n_valid >= len(counts):
                 stratify = targets
         train_idx, valid_idx = train_test_split(
-            np.arange(n), test_size=n_valid, stratify=stratify,
-            random_state=check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+            np.arange(n), test_size=n_valid, stratify=stratify, random_state=self._seed())
         return _nn.subset(train_dataset, train_idx), _nn.subset(plain_dataset, valid_idx)
 
     def _training_plan(self, module, device, kind, n_train, valid_set):

@@ -16,6 +16,7 @@ from .weights import (
     fetch_torchvision_file,
     load_into,
     read_state_dict,
+    STATE_DICT_SUFFIXES,
     read_weights_file,
     torchvision_weights,
 )
@@ -71,10 +72,26 @@ class SourceTrunk:
 def _is_path(weights) -> bool:
     if isinstance(weights, os.PathLike):
         return True
-    return isinstance(weights, str) and (os.path.isfile(weights) or
-        os.sep in weights or "/" in weights or weights.lower().endswith(
-            (".pth", ".pt", ".bin", ".ckpt", ".safetensors"))
+    return isinstance(weights, str) and (
+        os.path.isfile(weights) or os.sep in weights or "/" in weights
+        or weights.lower().endswith(STATE_DICT_SUFFIXES)
     )
+
+
+def _apply_weights(model: nn.Module, weights, config: dict, skip_prefix, backbone_kind: str):
+    """``weights`` for a backbone that already has parameters: None
+    re-initialises them, "DEFAULT" keeps them, a path loads a file (returned)."""
+    if weights is None:
+        _reset_parameters(model)
+    elif _is_path(weights):
+        return _load_file(model, weights, config, skip_prefix)
+    elif weights != "DEFAULT":
+        raise ValueError(
+            f"weights={weights!r} names torchvision weights, which only apply to a "
+            f"backbone given by name. With {backbone_kind} use 'DEFAULT' (keep its "
+            "parameters), None (re-initialise them) or a path to a weights file."
+        )
+    return None
 
 
 def _reset_parameters(module: nn.Module) -> None:
@@ -167,20 +184,10 @@ def _module_trunk(module: nn.Module, weights) -> Trunk:
     prep = (_adapter_preprocessing(adapter) if adapter is not None
             else Preprocessing(224, bb.IMAGENET_MEAN, bb.IMAGENET_STD))
     config = {"backbone": type(model).__name__}
-    loaded = None
-    if weights is None:
-        _reset_parameters(model)
-    elif _is_path(weights):
-        skip = adapter.head_path + "." if adapter is not None else None
-        loaded = _load_file(model, weights, config, skip)
+    skip = adapter.head_path + "." if adapter is not None else None
+    loaded = _apply_weights(model, weights, config, skip, "an nn.Module backbone")
+    if loaded is not None:
         prep = _file_preprocessing(loaded, prep)
-    elif weights != "DEFAULT":
-        raise ValueError(
-            f"weights={weights!r} names torchvision weights, which only apply to a "
-            "backbone given by name. With an nn.Module backbone use 'DEFAULT' (keep "
-            "the module's own parameters), None (re-initialise them) or a path to a "
-            "state dict."
-        )
     if adapter is not None:
         n_features = bb.replace_head(model, adapter.head_path)
         stages = adapter.stages(model)
@@ -196,14 +203,8 @@ def _mlp_trunk(weights, n_features_in: int, hidden_layer_sizes, activation: str)
     config = {"backbone": "mlp", "n_features_in": int(n_features_in),
               "hidden_layer_sizes": [int(s) for s in hidden_layer_sizes],
               "activation": activation}
-    loaded = None
-    if _is_path(weights):
-        loaded = _load_file(model, weights, config, None)
-    elif weights not in (None, "DEFAULT"):
-        raise ValueError(
-            f"weights={weights!r} is not valid for backbone='mlp': use None or "
-            "'DEFAULT' (random initialisation) or a path to a weights file."
-        )
+    # the MLP is freshly built, so None and "DEFAULT" both mean random init
+    loaded = _apply_weights(model, weights, config, None, "backbone='mlp'")
     n_features = int(hidden_layer_sizes[-1])
     return _with_file_head(Trunk(model, n_features, mlp_stages(model), None, config), loaded)
 
@@ -212,17 +213,7 @@ def _source_trunk(source: SourceTrunk, weights) -> Trunk:
     model = copy.deepcopy(source.module)  # the source estimator is never modified
     for param in model.parameters():
         param.requires_grad_(True)  # the source's own freezing does not carry over
-    loaded = None
-    if weights is None:
-        _reset_parameters(model)
-    elif _is_path(weights):
-        loaded = _load_file(model, weights, source.config, None)
-    elif weights != "DEFAULT":
-        raise ValueError(
-            f"weights={weights!r} is not valid when backbone is a fitted estimator: "
-            "use 'DEFAULT' (its fitted parameters), None (re-initialise them) or "
-            "a path to a weights file."
-        )
+    loaded = _apply_weights(model, weights, source.config, None, "a fitted-estimator backbone")
     trunk = Trunk(model, source.n_features, [list(s) for s in source.stages],
                   source.preprocessing, dict(source.config), source.head_state,
                   source.head_config, source.head_classes)

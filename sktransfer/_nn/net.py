@@ -17,7 +17,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import TeeGenerator
 
 from .strategies import l2sp_penalty, optimizer_groups
-from .training import make_optimizer
+from .training import full_precision, make_optimizer
 
 PRECISIONS = ("auto", "32", "bf16", "16")
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
@@ -36,13 +36,6 @@ def autocast(precision: str, device: str):
     if precision not in _AUTOCAST_DTYPES:
         return contextlib.nullcontext()
     return torch.autocast(torch.device(device).type, dtype=_AUTOCAST_DTYPES[precision])
-
-
-def full_precision(tensor: torch.Tensor) -> torch.Tensor:
-    """Autocast outputs (fp16/bf16) as float32; float32/float64 unchanged."""
-    if tensor.dtype in (torch.float16, torch.bfloat16):
-        return tensor.float()
-    return tensor
 
 
 class TransferNetMixin:

@@ -13,6 +13,8 @@ from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 from torch import nn
 
+from .strategies import GradualUnfreezing, LRSchedule, stage_lr_factors
+
 OPTIMIZERS = ("adamw", "adam", "sgd")
 LOSSES = ("squared_error", "huber", "absolute_error")
 
@@ -149,8 +151,6 @@ class TrainingPlan:
 
 
 def _callbacks(module, plan: TrainingPlan) -> list:
-    from .strategies import GradualUnfreezing, LRSchedule, stage_lr_factors
-
     callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
     if plan.lr_schedule != "constant" or plan.warmup_epochs > 0:
         total = plan.max_epochs * plan.steps_per_epoch
@@ -172,7 +172,7 @@ def _callbacks(module, plan: TrainingPlan) -> list:
 def build_net(module: nn.Module, *, task: str, n_outputs: int, loss: str, plan: TrainingPlan):
     """The skorch net that trains ``module``: a classifier over logits with
     weighted cross-entropy, or a regressor with the weighted ``loss``."""
-    from .net import TransferNetClassifier, TransferNetRegressor
+    from .net import TransferNetClassifier, TransferNetRegressor  # net imports this module
 
     pin = torch.device(plan.device).type == "cuda"
     kwargs = dict(
@@ -233,10 +233,15 @@ def _stopped_early(net) -> bool:
     return stopper is not None and stopper.misses_ >= stopper.patience
 
 
+def full_precision(tensor: torch.Tensor) -> torch.Tensor:
+    """Autocast outputs (fp16/bf16) as float32; float32/float64 unchanged."""
+    if tensor.dtype in (torch.float16, torch.bfloat16):
+        return tensor.float()
+    return tensor
+
+
 def predict_outputs(net, dataset) -> np.ndarray:
     """Raw module outputs for ``dataset``, batch by batch, in inference mode."""
-    from .net import full_precision
-
     module = net.module_
     was_training = module.training
     module.eval()
