@@ -38,6 +38,8 @@ CONFIGS = {
     "backbone_lr_mult=0.1": dict(NAIVE, backbone_lr_mult=0.1, lr=1e-2),
     "l2sp": dict(NAIVE, regularization="l2sp", regularization_strength=0.01),
     "bn_mode=frozen": dict(NAIVE, bn_mode="frozen"),
+    "naive, lr=1e-4": dict(NAIVE, lr=1e-4),
+    "bn_mode=frozen, lr=1e-4": dict(NAIVE, bn_mode="frozen", lr=1e-4),
     "cosine + warm-up": dict(NAIVE, lr_schedule="cosine", warmup_epochs=1.0),
     "onecycle": dict(NAIVE, lr_schedule="onecycle"),
     "lr=auto": dict(NAIVE, lr="auto"),
