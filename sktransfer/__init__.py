@@ -2,7 +2,14 @@
 
 from ._classifier import PretrainedClassifier
 from ._features import TransferFeatures
-from ._nn import TrainingDivergedError, WeightsNotFoundError, list_backbones
+from ._nn import (
+    TrainingDivergedError,
+    WeightsNotFoundError,
+    cache_info,
+    clear_cache,
+    list_backbones,
+    set_cache_budget,
+)
 from ._regressor import TransferRegressor
 
 __version__ = "0.1.0"
@@ -13,6 +20,9 @@ __all__ = [
     "TransferFeatures",
     "TransferRegressor",
     "WeightsNotFoundError",
+    "cache_info",
+    "clear_cache",
     "list_backbones",
+    "set_cache_budget",
     "__version__",
 ]

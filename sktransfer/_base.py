@@ -72,6 +72,9 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "precision": [StrOptions(set(_nn.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "source_head": [StrOptions({"auto", "keep", "new"})],
+        "cache": ["boolean"],
+        "cache_dir": [None, str, os.PathLike],
+        "n_jobs": [None, Integral],
         "device": [str],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -88,7 +91,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                  bn_mode="train", lr_schedule="cosine", warmup_epochs=1.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  augment="auto", precision="auto", max_grad_norm=None, source_head="auto",
-                 device="auto", random_state=None, verbose=0):
+                 cache=True, cache_dir=None, n_jobs=None, device="auto", random_state=None,
+                 verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.freeze_depth = freeze_depth
@@ -117,6 +121,9 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.precision = precision
         self.max_grad_norm = max_grad_norm
         self.source_head = source_head
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.n_jobs = n_jobs
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -248,19 +255,28 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             )
             if self.bn_mode == "frozen":
                 _nn.freeze_all_norms(module)
-            train_set, valid_set = self._split(make_dataset(prep, size, self._augment(kind)),
-                                               make_dataset(prep, size), targets)
-            plan = self._training_plan(module, device, kind, len(train_set), valid_set)
-            if self.lr == "auto":
-                plan.lr = _nn.lr_range_test(module, train_set, loss_kind=self._loss_kind(),
-                                            plan=plan)[0]
-            net = _nn.build_net(module, task=self._task, n_outputs=n_outputs,
-                                loss=self._loss_kind(), plan=plan)
-            _nn.train(net, train_set)
+            workers = _nn.data_workers(self.n_jobs, data.kind if kind == IMAGES else "array")
+            plain = make_dataset(prep, size)
+            cached = self._cache_activations(module, kind, data, plain, targets, weights,
+                                             device, workers)
+            if cached.dataset is not None:
+                train_set, valid_set = self._split(cached.dataset, cached.dataset, targets)
+            else:
+                train_set, valid_set = self._split(
+                    make_dataset(prep, size, self._augment(kind)), plain, targets)
+            plan = self._training_plan(module, device, kind, len(train_set), valid_set,
+                                       0 if cached.dataset is not None else workers)
+            with _nn.skipping(module.trunk, cached.cut if cached.dataset is not None else None):
+                if self.lr == "auto":
+                    plan.lr = _nn.lr_range_test(module, train_set, loss_kind=self._loss_kind(),
+                                                plan=plan)[0]
+                net = _nn.build_net(module, task=self._task, n_outputs=n_outputs,
+                                    loss=self._loss_kind(), plan=plan)
+                _nn.train(net, train_set)
         history = _nn.history_records(net)
         fitted = {"net_": net, "history_": history, "lr_": plan.lr,
                   "n_stages_": module.n_stages, "device_": device, "input_kind_": kind,
-                  "_dtype": dtype, **target_attributes}
+                  "_dtype": dtype, "cache_info_": cached.info(), **target_attributes}
         if valid_set is not None:
             fitted["best_epoch_"] = int(min(history, key=lambda r: r["valid_loss"])["epoch"])
         if kind == IMAGES:
@@ -272,9 +288,38 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         return self
 
     def _augment(self, kind):
-        if self.augment == "auto":  # the default recipe: light augmentation of images
-            return "light" if kind == IMAGES else None
-        return self.augment
+        if self.augment != "auto":
+            return self.augment
+        # the default recipe augments when the whole backbone trains; when
+        # some stages stay frozen, their activations are cached instead
+        trains_all = self.freeze_depth == 0 or self.unfreeze_at is not None
+        return "light" if kind == IMAGES and trains_all else None
+
+    def _cache_blocker(self, kind) -> str:
+        """Why frozen-stage activations cannot be cached exactly ('' if they can)."""
+        if not self.cache:
+            return "cache=False"
+        if kind != IMAGES:
+            return "tabular data: the network is cheap to run"
+        if self.freeze_depth == 0:
+            return "freeze_depth=0: no stage stays frozen"
+        if self.unfreeze_at is not None:
+            return "unfreeze_at trains the frozen stages later in the fit"
+        augment = self._augment(kind)
+        if augment is not None:
+            return f"augment={augment!r} changes the images every epoch"
+        return ""
+
+    def _cache_activations(self, module, kind, data, plain, targets, weights, device,
+                           workers):
+        reason = self._cache_blocker(kind)
+        if reason:
+            return _nn.CachedActivations(reason=reason)
+        return _nn.cache_activations(
+            module, data, plain, targets, weights, frozen_depth=self.freeze_depth,
+            batch_size=self.batch_size, device=device,
+            precision=_nn.resolve_precision(self.precision, device),
+            cache_dir=self.cache_dir, num_workers=workers)
 
     def _tabular_settings(self, kind, data):
         if kind != TABULAR or self.backbone != "mlp":
@@ -327,7 +372,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             np.arange(n), test_size=n_valid, stratify=stratify, random_state=self._seed())
         return _nn.subset(train_dataset, train_idx), _nn.subset(plain_dataset, valid_idx)
 
-    def _training_plan(self, module, device, kind, n_train, valid_set):
+    def _training_plan(self, module, device, kind, n_train, valid_set, workers=0):
         frozen = (list(range(module.n_stages)) if self.freeze_depth == "all"
                   else list(range(self.freeze_depth)))
         precision = _nn.resolve_precision(self.precision, device)
@@ -342,6 +387,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             precision=precision, max_grad_norm=self.max_grad_norm,
             channels_last=kind == IMAGES and device.startswith("cuda"),
             n_train=n_train, valid_dataset=valid_set, n_iter_no_change=self.n_iter_no_change,
+            num_workers=workers,
         )
 
     # -- predict ---------------------------------------------------------------
@@ -350,12 +396,13 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         if self.input_kind_ == TABULAR:
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-            dataset = _nn.TabularDataset(X, dtype=self._dtype)
+            dataset, workers = _nn.TabularDataset(X, dtype=self._dtype), 0
         else:
             images = check_images(X)
             check_same_layout(self.input_signature_, images, self.input_description_)
             dataset = _nn.ImageDataset(images, self.preprocessing_, self.image_size_)
-        return _nn.predict_outputs(self.net_, dataset)
+            workers = _nn.data_workers(self.n_jobs, images.kind)
+        return _nn.predict_outputs(self.net_, dataset, num_workers=workers)
 
     # -- transfer --------------------------------------------------------------
 

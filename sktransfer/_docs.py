@@ -86,11 +86,14 @@ COMMON_PARAMETERS = """\
     augment : {"auto", "light", "standard"} or None, default="auto"
         Random transforms on training images only (torchvision.transforms.v2):
         "light" is a mild crop and small rotations (safe for digits and
-        text), "standard" adds flips and colour jitter; "auto" is "light"
-        for images and None for tabular data. The defaults (cosine schedule
-        with one warm-up epoch, light augmentation, everything fine-tuned)
-        are the recipe that was best or tied-best on few-shot targets in
-        ``benchmarks/strategies.py``.
+        text), "standard" adds flips and colour jitter. "auto" is "light"
+        when the whole backbone trains at some point (``freeze_depth=0`` or
+        ``unfreeze_at`` set) and None when some stages stay frozen
+        throughout, so that their activations can be cached (see
+        ``cache``); it is None for tabular data. The defaults (cosine
+        schedule with one warm-up epoch, light augmentation, everything
+        fine-tuned) are the recipe that was best or tied-best on few-shot
+        targets in ``benchmarks/strategies.py``.
     precision : {"auto", "32", "bf16", "16"}, default="auto"
         "auto" is bf16 autocast on CUDA devices that support it and fp32
         elsewhere; "16" uses float16 autocast with loss scaling.
@@ -106,6 +109,28 @@ COMMON_PARAMETERS = """\
         Side of the square input images are resized to; None uses the
         weights' own size (224 for ImageNet weights, the source's size for a
         fitted-estimator backbone).
+    cache : bool, default=True
+        Frozen-stage activation caching. When the first stages stay frozen
+        for the whole fit and no augmentation applies, their output for each
+        image is computed once and the rest of the network trains on it;
+        the result is the same as without the cache (same seed, same
+        predictions up to float rounding). Activations are kept in memory
+        per image, keyed by architecture, frozen weights, cut, preprocessing
+        and the image itself, so the candidates and folds of a grid search
+        that share a frozen cut compute it once (budget:
+        ``sktransfer.set_cache_budget``). The cache switches itself off when
+        it cannot be exact (augmentation, ``unfreeze_at``, dropout or
+        stochastic depth in the frozen stages, a cut the architecture cannot
+        resume from); ``cache_info_`` says whether it was used and why not.
+    cache_dir : str, path or None, default=None
+        Also keep the cached activations as files in this directory, so
+        that worker processes (``GridSearchCV(n_jobs=...)``) and later
+        sessions share them. Files are plain numpy arrays, loaded without
+        pickle.
+    n_jobs : int or None, default=None
+        Worker processes that decode images for the DataLoader: None
+        decodes image files with up to 4 workers and reads arrays in the
+        main process; 1 uses no workers; -1 one per CPU core.
     device : str, default="auto"
         "auto" uses CUDA when available, else the CPU; or "cpu", "cuda",
         "cuda:N".
@@ -134,7 +159,11 @@ COMMON_ATTRIBUTES = """\
     image_size_ : int
         Side of the images the network was trained on (images only).
     device_ : str
-        Device the network lives on."""
+        Device the network lives on.
+    cache_info_ : dict
+        Whether frozen-stage activations were cached ("used"), at which
+        module ("cut"), why not ("reason"), and how many images came
+        "from_memory", "from_disk" or were "computed"."""
 
 FIT_X = """\
         X : images or array-like of shape (n_samples, n_features)

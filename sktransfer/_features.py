@@ -38,6 +38,20 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Side of the square input; None uses the weights' own size.
     batch_size : int, default=64
         Images per inference batch.
+    cache : bool, default=True
+        Keep each image's embedding in the in-memory activation cache that
+        the estimators' frozen-stage caching uses, keyed by architecture,
+        weights, stage, preprocessing and the image itself, so that the
+        folds and candidates of a grid search (or
+        :func:`sktransfer.selection.rank_backbones` calls) embed each image
+        once.
+    cache_dir : str, path or None, default=None
+        Also keep the embeddings as files in this directory, shared by
+        worker processes and later sessions.
+    n_jobs : int or None, default=None
+        Worker processes that decode images: None decodes image files with
+        up to 4 workers and reads arrays in the main process; 1 uses no
+        workers; -1 one per CPU core.
     device : str, default="auto"
         "auto" uses CUDA when available, else the CPU.
 
@@ -76,16 +90,23 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         "stage": [None, Interval(Integral, 1, None, closed="left")],
         "image_size": [None, Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
+        "cache": ["boolean"],
+        "cache_dir": [None, str, os.PathLike],
+        "n_jobs": [None, Integral],
         "device": [str],
     }
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", stage=None,
-                 image_size=None, batch_size=64, device="auto"):
+                 image_size=None, batch_size=64, cache=True, cache_dir=None, n_jobs=None,
+                 device="auto"):
         self.backbone = backbone
         self.weights = weights
         self.stage = stage
         self.image_size = image_size
         self.batch_size = batch_size
+        self.cache = cache
+        self.cache_dir = cache_dir
+        self.n_jobs = n_jobs
         self.device = device
 
     def _backbone_spec(self):
@@ -131,6 +152,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.trunk_, self.n_stages_, self.image_size_, self.device_ = (
             module, len(trunk.stages), size, device)
         self.preprocessing_, self._stages, self._n_features_out = prep, trunk.stages, n_out
+        self._cache_key = _nn.embedding_key(module, trunk.config, self.stage, prep, size, device)
         self.input_signature_, self.input_description_ = images.signature, images.describe()
         return self
 
@@ -146,8 +168,18 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_same_layout(self.input_signature_, images, self.input_description_)
         dataset = _nn.ImageDataset(images, self.preprocessing_, self.image_size_)
         cut = _nn.cut_module(self.trunk_, self._stages, self.stage)
-        return _nn.embed(self.trunk_, dataset, stage_module=cut, batch_size=self.batch_size,
-                         device=self.device_).astype("float64")
+        workers = _nn.data_workers(self.n_jobs, images.kind)
+
+        def embed(positions=None):
+            part = dataset if positions is None else _nn.subset(dataset, positions)
+            return _nn.embed(self.trunk_, part, stage_module=cut, batch_size=self.batch_size,
+                             device=self.device_, num_workers=workers)
+
+        if not self.cache:
+            return embed().astype("float64")
+        features, _ = _nn.cached_embeddings(self._cache_key, images, embed,
+                                            cache_dir=self.cache_dir)
+        return features.astype("float64")
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -63,7 +63,8 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
                  regularization_strength=0.01, bn_mode="train", lr_schedule="cosine",
                  warmup_epochs=1.0, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=5, augment="auto", precision="auto", max_grad_norm=None,
-                 source_head="auto", device="auto", random_state=None, verbose=0):
+                 source_head="auto", cache=True, cache_dir=None, n_jobs=None,
+                 device="auto", random_state=None, verbose=0):
         super().__init__(
             backbone, weights=weights, freeze_depth=freeze_depth, head=head,
             head_dropout=head_dropout, hidden_layer_sizes=hidden_layer_sizes,
@@ -75,8 +76,8 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
             lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
             n_iter_no_change=n_iter_no_change, augment=augment, precision=precision,
-            max_grad_norm=max_grad_norm, source_head=source_head, device=device,
-            random_state=random_state,
+            max_grad_norm=max_grad_norm, source_head=source_head, cache=cache,
+            cache_dir=cache_dir, n_jobs=n_jobs, device=device, random_state=random_state,
             verbose=verbose,
         )
         self.loss = loss

@@ -5,8 +5,10 @@ like scikit-learn code.
 """
 
 from .backbones import list_backbones
-from .data import AUGMENTATIONS, ImageDataset, subset
-from .features import cut_module, embed
+from .activation_store import cache_info, clear_cache, set_cache_budget
+from .data import AUGMENTATIONS, ImageDataset, data_workers, subset
+from .features import cached_embeddings, cut_module, embed, embedding_key
+from .frozen_cut import CachedActivations, cache_activations, skipping
 from .lr_finder import lr_range_test
 from .model import (
     Preprocessing,
@@ -35,11 +37,13 @@ from .training import (
 from .weights import WeightsNotFoundError, save_weights_file
 
 __all__ = [
-    "ACTIVATIONS", "AUGMENTATIONS", "BN_MODES", "ImageDataset", "LOSSES", "LR_SCHEDULES",
-    "OPTIMIZERS", "PRECISIONS", "Preprocessing", "SourceTrunk", "TabularDataset",
-    "TrainingDivergedError", "TrainingPlan", "TransferModule", "WeightsNotFoundError",
-    "build_net", "build_network", "build_trunk", "check_image_size", "cut_module", "embed", "cuda_available", "freeze_all_norms", "history_records",
-    "list_backbones", "lr_range_test", "predict_outputs", "resolve_device",
-    "resolve_precision", "save_weights_file", "seeded", "subset", "tabular_dtype", "train",
-    "unfreeze_plan",
+    "ACTIVATIONS", "AUGMENTATIONS", "BN_MODES", "CachedActivations", "ImageDataset",
+    "LOSSES", "LR_SCHEDULES", "OPTIMIZERS", "PRECISIONS", "Preprocessing", "SourceTrunk",
+    "TabularDataset", "TrainingDivergedError", "TrainingPlan", "TransferModule",
+    "WeightsNotFoundError", "build_net", "build_network", "build_trunk", "cache_activations",
+    "cache_info", "check_image_size", "clear_cache", "cuda_available", "cut_module",
+    "cached_embeddings", "data_workers", "embed", "embedding_key", "freeze_all_norms", "history_records", "list_backbones",
+    "lr_range_test", "predict_outputs", "resolve_device", "resolve_precision",
+    "save_weights_file", "seeded", "set_cache_budget", "skipping", "subset",
+    "tabular_dtype", "train", "unfreeze_plan",
 ]

@@ -28,7 +28,11 @@ def _index_stages(prefix: str, bounds: list[tuple[int, int]]) -> Stages:
 
 
 def _resnet_stages(model: nn.Module) -> Stages:
-    return [["conv1", "bn1"], ["layer1"], ["layer2"], ["layer3"], ["layer4"]]
+    # The stem's ReLU and max-pool belong to the first stage, so that every
+    # module between the input and a stage boundary is inside a stage (the
+    # activation cache skips exactly the frozen stages).
+    return [["conv1", "bn1", "relu", "maxpool"], ["layer1"], ["layer2"], ["layer3"],
+            ["layer4"]]
 
 
 def _mobilenet_v2_stages(model: nn.Module) -> Stages:

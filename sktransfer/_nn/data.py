@@ -103,6 +103,21 @@ class ImageDataset(Dataset):
         return self.image(index), (self.targets[index], self.sample_weight[index])
 
 
+def data_workers(n_jobs, kind: str) -> int:
+    """DataLoader worker processes for ``n_jobs`` (scikit-learn's convention:
+    None = automatic, 1 = none, -1 = one per CPU core).
+
+    Automatic: image files are decoded by up to 4 workers; arrays, already
+    in memory, are read in the main process.
+    """
+    cores = os.cpu_count() or 1
+    if n_jobs is None:
+        return min(4, cores) if kind == "files" else 0
+    if n_jobs < 0:
+        n_jobs = max(1, cores + 1 + n_jobs)
+    return 0 if n_jobs == 1 else int(n_jobs)
+
+
 def subset(dataset: Dataset, indices) -> Subset:
     """The items of ``dataset`` at ``indices`` (a train / validation split)."""
     return Subset(dataset, [int(i) for i in indices])

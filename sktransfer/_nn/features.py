@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from . import activation_store as store
 from . import backbones as bb
 
 
@@ -38,9 +39,9 @@ def cut_module(trunk, stages: list, stage: int | None):
     return modules[-1]
 
 
-def embed_batch(trunk, X: torch.Tensor, cut) -> torch.Tensor:
-    if cut is None:
-        return pool(trunk(X))
+def capture(trunk, X: torch.Tensor, cut) -> torch.Tensor:
+    """Output of the submodule ``cut`` when ``trunk`` runs on ``X``; the
+    forward pass stops there."""
 
     def hook(module, inputs, output):
         raise _Captured(output)
@@ -49,20 +50,46 @@ def embed_batch(trunk, X: torch.Tensor, cut) -> torch.Tensor:
     try:
         trunk(X)
     except _Captured as captured:
-        return pool(captured.output)
+        return captured.output
     finally:
         handle.remove()
     raise RuntimeError("the forward pass never reached the chosen stage.")
 
 
-def embed(trunk, dataset, *, stage_module, batch_size: int, device: str) -> np.ndarray:
+def embed_batch(trunk, X: torch.Tensor, cut) -> torch.Tensor:
+    return pool(trunk(X) if cut is None else capture(trunk, X, cut))
+
+
+def embed(trunk, dataset, *, stage_module, batch_size: int, device: str,
+          num_workers: int = 0) -> np.ndarray:
     """Embeddings of ``dataset`` in batches, under ``torch.inference_mode``."""
     trunk.eval()
     pin = torch.device(device).type == "cuda"
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=pin)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=pin,
+                        num_workers=num_workers)
     outputs = []
     with torch.inference_mode():
         for X, _ in loader:
             X = X.to(device, non_blocking=True)
             outputs.append(embed_batch(trunk, X, stage_module).float().cpu())
     return torch.cat(outputs).numpy()
+
+
+def embedding_key(trunk, config: dict, stage, prep, size: int, device: str) -> str:
+    """Activation-store key of pooled embeddings (everything but the image)."""
+    return store.model_key(
+        kind="pooled", trunk=config, stage=stage, state=store.state_fingerprint([trunk]),
+        size=size, mean=list(prep.mean), std=list(prep.std),
+        device=torch.device(device).type, torch=torch.__version__,
+    )
+
+
+def cached_embeddings(key: str, images, embed_fn, *, cache_dir=None):
+    """Embeddings of ``images`` from the activation store, computing with
+    ``embed_fn(positions) -> ndarray`` only those it does not hold."""
+    def compute(positions):
+        return torch.from_numpy(embed_fn(positions))
+
+    rows, counts = store.lookup(key, store.sample_keys(images), cache_dir=cache_dir,
+                                dtype=torch.float32, compute=compute)
+    return rows.numpy(), counts

@@ -12,6 +12,7 @@ import torch
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 from torch import nn
+from torch.utils.data import DataLoader
 
 from .strategies import GradualUnfreezing, LRSchedule, stage_lr_factors
 
@@ -144,6 +145,7 @@ class TrainingPlan:
     n_train: int = 1
     valid_dataset: object = None
     n_iter_no_change: int = 5
+    num_workers: int = 0
 
     @property
     def steps_per_epoch(self) -> int:
@@ -186,6 +188,8 @@ def build_net(module: nn.Module, *, task: str, n_outputs: int, loss: str, plan: 
         iterator_train__shuffle=True,
         iterator_train__pin_memory=pin,
         iterator_valid__pin_memory=pin,
+        iterator_train__num_workers=plan.num_workers,
+        iterator_valid__num_workers=plan.num_workers,
         callbacks=_callbacks(module, plan),
         verbose=int(plan.verbose >= 1),
         precision=plan.precision,
@@ -240,15 +244,19 @@ def full_precision(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
-def predict_outputs(net, dataset) -> np.ndarray:
-    """Raw module outputs for ``dataset``, batch by batch, in inference mode."""
+def predict_outputs(net, dataset, num_workers: int = 0) -> np.ndarray:
+    """Raw module outputs for ``dataset``, batch by batch, in inference mode;
+    only the outputs are kept, so memory does not grow with the inputs."""
     module = net.module_
     was_training = module.training
     module.eval()
     outputs = []
+    loader = DataLoader(dataset, batch_size=net.batch_size, shuffle=False,
+                        num_workers=num_workers,
+                        pin_memory=torch.device(net.device).type == "cuda")
     try:
         with torch.inference_mode():
-            for X, _ in net.get_iterator(dataset, training=False):
+            for X, _ in loader:
                 outputs.append(full_precision(net.infer(X)).cpu())
     finally:
         module.train(was_training)

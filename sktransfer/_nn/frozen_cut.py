@@ -1,0 +1,237 @@
+"""Training above a frozen cut on cached activations.
+
+When the first stages of the trunk stay frozen for the whole fit (their
+BatchNorm layers in eval mode, nothing random in them), their output for an
+image never changes. It is computed once (or taken from the activation
+store), and training runs the rest of the network on it: the frozen modules
+are made to pass their input through while the network trains.
+
+Whether that is exact is checked, not assumed, on a few real images:
+  * running the network with the frozen modules passed through, on the
+    activation at the cut, gives the same output as the whole network (the
+    cut is a clean cut: nothing after it reads anything before it);
+  * in training mode the frozen part gives the same activation as in eval
+    mode, under two different random seeds (no active BatchNorm, dropout or
+    stochastic depth below the cut).
+If no cut passes, the fit trains without the cache.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from . import activation_store as store
+from . import backbones as bb
+from .features import capture
+from .net import autocast
+
+# How many cut points (deepest first) are tried before giving up.
+_MAX_ATTEMPTS = 4
+_CHECK_SAMPLES = 4
+
+
+def _passthrough(x, *args, **kwargs):
+    return x
+
+
+@dataclass
+class FrozenCut:
+    """Where the trunk is cut: ``member`` is the module whose output is
+    cached; ``skipped`` are the frozen modules passed through in training."""
+
+    member: str
+    skipped: list
+
+
+@dataclass
+class CachedActivations:
+    """What a fit trains on when the cache applies; ``dataset`` is None when
+    it does not, and ``reason`` says why."""
+
+    dataset: Dataset | None = None
+    cut: FrozenCut | None = None
+    counts: dict = field(default_factory=dict)
+    reason: str = ""
+
+    def info(self) -> dict:
+        info = {"used": self.dataset is not None,
+                "cut": None if self.cut is None else self.cut.member,
+                "reason": self.reason}
+        info.update(self.counts)
+        return info
+
+
+class ActivationDataset(Dataset):
+    """Cached activations with the targets and sample weights of the images
+    they came from; items look like those of ``ImageDataset``."""
+
+    def __init__(self, activations: torch.Tensor, targets, sample_weight):
+        self.activations = activations
+        self.targets = targets
+        self.sample_weight = sample_weight
+
+    def __len__(self):
+        return len(self.activations)
+
+    def __getitem__(self, index):
+        return self.activations[index], (self.targets[index], self.sample_weight[index])
+
+
+@contextlib.contextmanager
+def _forked_rng(device: str):
+    """Run without consuming the caller's random numbers, so a fit with the
+    cache draws the same batch order and dropout masks as one without."""
+    dev = torch.device(device)
+    devices = [dev.index or 0] if dev.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        yield
+
+
+@contextlib.contextmanager
+def skipping(trunk: nn.Module, cut: FrozenCut | None):
+    """Within this block the frozen modules below the cut pass their input
+    through, so the trunk runs on cached activations."""
+    if cut is None:
+        yield
+        return
+    modules = [trunk.get_submodule(name) for name in cut.skipped]
+    for module in modules:
+        module.forward = _passthrough
+    try:
+        yield
+    finally:
+        for module in modules:
+            del module.forward
+
+
+def _frozen_members(module, frozen_depth) -> list:
+    depth = module.n_stages if frozen_depth == "all" else int(frozen_depth)
+    return [name for stage in module.stages[:depth] for name in stage]
+
+
+def _candidate_cuts(module, frozen_depth) -> list[FrozenCut]:
+    """Cut points inside the frozen stages, deepest first."""
+    members = _frozen_members(module, frozen_depth)
+    cuts = []
+    for end in range(len(members), 0, -1):
+        skipped = members[:end]
+        if all(isinstance(bb.resolve_member(module.trunk, n), nn.Module) for n in skipped):
+            cuts.append(FrozenCut(skipped[-1], list(skipped)))
+        if len(cuts) == _MAX_ATTEMPTS:
+            break
+    return cuts
+
+
+_PROBE_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
+
+
+def _is_exact(module, cut: FrozenCut, sample: torch.Tensor) -> bool:
+    """Check on ``sample`` that training on the activations at ``cut`` is
+    the same computation as training on the images (see module docstring)."""
+    trunk = module.trunk
+    cut_module = trunk.get_submodule(cut.member)
+    was_training = module.training
+    try:
+        with torch.no_grad():
+            module.eval()
+            activation = capture(trunk, sample, cut_module)
+            whole = trunk(sample)
+            with skipping(trunk, cut):
+                resumed = trunk(activation)
+            if resumed.shape != whole.shape or not torch.allclose(
+                    resumed, whole, rtol=1e-4, atol=1e-5):
+                return False
+            module.train()
+            for seed in (0, 1):
+                torch.manual_seed(seed)
+                if not torch.allclose(capture(trunk, sample, cut_module), activation,
+                                      rtol=1e-5, atol=1e-6):
+                    return False
+        return True
+    except _PROBE_ERRORS:  # the architecture cannot resume there: no cache
+        return False
+    finally:
+        module.train(was_training)
+
+
+def find_cut(module, frozen_depth, sample: torch.Tensor) -> FrozenCut | None:
+    """The deepest exact cut inside the frozen stages, or None."""
+    for cut in _candidate_cuts(module, frozen_depth):
+        if _is_exact(module, cut, sample):
+            return cut
+    return None
+
+
+def _activations(module, dataset, positions, cut: FrozenCut, *, batch_size: int,
+                 device: str, precision: str, num_workers: int) -> torch.Tensor:
+    trunk = module.trunk
+    cut_module = trunk.get_submodule(cut.member)
+    loader = DataLoader(torch.utils.data.Subset(dataset, positions), batch_size=batch_size,
+                        shuffle=False, num_workers=num_workers,
+                        pin_memory=torch.device(device).type == "cuda")
+    was_training = module.training
+    module.eval()
+    outputs = []
+    try:
+        with torch.inference_mode(), autocast(precision, device):
+            for X, _ in loader:
+                X = X.to(device, non_blocking=True)
+                outputs.append(capture(trunk, X, cut_module).cpu())
+    finally:
+        module.train(was_training)
+    return torch.cat(outputs)
+
+
+def _model_key(module, cut: FrozenCut, dataset, *, precision: str, device: str) -> str:
+    skipped = [module.trunk.get_submodule(name) for name in cut.skipped]
+    return store.model_key(
+        kind="frozen-cut", trunk=module.config.get("trunk", {}), cut=cut.member,
+        skipped=cut.skipped, state=store.state_fingerprint(skipped),
+        size=dataset.size, mean=dataset.mean, std=dataset.std, precision=precision,
+        device=torch.device(device).type, torch=torch.__version__,
+    )
+
+
+def cache_activations(module, images, dataset, targets, sample_weight, *, frozen_depth,
+                      batch_size: int, device: str, precision: str, cache_dir=None,
+                      num_workers: int = 0) -> CachedActivations:
+    """Activations at the deepest exact cut of the frozen stages for every
+    image of ``dataset`` (un-augmented), looked up in the activation store
+    first; or, when that cannot be done exactly or within the memory
+    budget, a ``CachedActivations`` without a dataset that says why."""
+    with _forked_rng(device):
+        module.to(device)
+        sample_positions = list(range(min(_CHECK_SAMPLES, len(dataset))))
+        sample = torch.stack([dataset[i][0] for i in sample_positions]).to(device)
+        if len(sample) == 1:
+            sample = sample.repeat(2, 1, 1, 1)  # BatchNorm in train mode needs 2
+        cut = find_cut(module, frozen_depth, sample)
+        if cut is None:
+            return CachedActivations(reason=(
+                "no exact cut: the frozen stages of this backbone cannot be skipped "
+                "(they hold active dropout / BatchNorm, or later layers read inside them)"))
+        with torch.no_grad():
+            row = capture(module.trunk, sample[:1], module.trunk.get_submodule(cut.member))
+        needed = row.nbytes * len(dataset)
+        if needed > store.STORE.budget:
+            return CachedActivations(cut=cut, reason=(
+                f"the activations need {needed / 1e6:.0f} MB, over the cache budget of "
+                f"{store.STORE.budget / 1e6:.0f} MB; raise it with "
+                "sktransfer.set_cache_budget or freeze fewer stages"))
+        key = _model_key(module, cut, dataset, precision=precision, device=device)
+
+        def compute(positions):
+            return _activations(module, dataset, positions, cut, batch_size=batch_size,
+                                device=device, precision=precision,
+                                num_workers=num_workers)
+
+        activations, counts = store.lookup(key, store.sample_keys(images),
+                                           cache_dir=cache_dir, dtype=row.dtype,
+                                           compute=compute)
+    return CachedActivations(ActivationDataset(activations, targets, sample_weight), cut,
+                             counts, "")

@@ -1,0 +1,265 @@
+"""Frozen-stage activation caching: exact, reused across fits, off when it
+cannot be exact; and the cache shared with TransferFeatures."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from torch import nn
+
+import sktransfer
+from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+from sktransfer._nn import activation_store
+
+from .conftest import fast_params
+
+
+@pytest.fixture(autouse=True)
+def empty_cache():
+    sktransfer.clear_cache()
+    yield
+    sktransfer.clear_cache()
+
+
+def _fit_pair(estimator_class, X, y, **params):
+    """The same fit with and without the cache."""
+    with_cache = estimator_class(**fast_params(cache=True, **params)).fit(X, y)
+    without = estimator_class(**fast_params(cache=False, **params)).fit(X, y)
+    return with_cache, without
+
+
+@pytest.mark.parametrize("freeze_depth", ["all", 2, 4])
+def test_cached_fit_predicts_like_uncached_fit(digits_small, freeze_depth):
+    X, y, X_test, _ = digits_small
+    cached, plain = _fit_pair(PretrainedClassifier, X, y, freeze_depth=freeze_depth)
+    assert cached.cache_info_["used"], cached.cache_info_
+    assert cached.cache_info_["computed"] == len(X)
+    assert not plain.cache_info_["used"] and plain.cache_info_["reason"] == "cache=False"
+    np.testing.assert_allclose(cached.predict_proba(X_test), plain.predict_proba(X_test),
+                               rtol=1e-5, atol=1e-6)
+    assert [r["train_loss"] for r in cached.history_] == pytest.approx(
+        [r["train_loss"] for r in plain.history_], rel=1e-5)
+
+
+def test_cache_is_exact_with_early_stopping_weights_and_a_hidden_head(digits_small):
+    X, y, X_test, _ = digits_small
+    weights = np.random.RandomState(0).uniform(0.2, 2.0, len(y))
+    params = dict(fast_params(freeze_depth=3, head=(16,), head_dropout=0.3,
+                              early_stopping=True, n_iter_no_change=1, max_epochs=3))
+    cached = PretrainedClassifier(**params).fit(X, y, sample_weight=weights)
+    plain = PretrainedClassifier(**params, cache=False).fit(X, y, sample_weight=weights)
+    assert cached.cache_info_["used"]
+    assert cached.best_epoch_ == plain.best_epoch_
+    np.testing.assert_allclose(cached.predict_proba(X_test), plain.predict_proba(X_test),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_cache_is_exact_for_a_regressor_and_a_resnet(digits_small):
+    X, y, X_test, _ = digits_small
+    params = dict(backbone="resnet18", weights=None, freeze_depth=1, lr=1e-3)
+    cached, plain = _fit_pair(TransferRegressor, X, y.astype(float), **params)
+    # the stem (conv1, bn1, relu, maxpool) is the first stage
+    assert cached.cache_info_["cut"] == "maxpool"
+    np.testing.assert_allclose(cached.predict(X_test), plain.predict(X_test), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_training_really_reads_the_cached_activations(digits_small):
+    """Corrupting the stored activations changes the next fit: the cache is
+    what the network trains on, not a decoration."""
+    X, y, X_test, _ = digits_small
+    first = PretrainedClassifier(**fast_params()).fit(X, y)
+    for entry in activation_store.STORE._entries.values():
+        for row in entry.values():
+            row.zero_()
+    second = PretrainedClassifier(**fast_params()).fit(X, y)
+    assert second.cache_info_["from_memory"] == len(X)
+    assert not np.allclose(first.predict_proba(X_test), second.predict_proba(X_test))
+
+
+def test_grid_search_computes_each_image_once(digits_small):
+    X, y, _, _ = digits_small
+    search = GridSearchCV(PretrainedClassifier(**fast_params(max_epochs=1)),
+                          {"lr": [1e-3, 1e-2], "freeze_depth": ["all", 4]}, cv=3)
+    search.fit(X, y)
+    info = sktransfer.cache_info()
+    # two cuts (freeze_depth "all" and 4) x every image, each computed once
+    # over 4 candidates x 3 folds + the refit
+    assert info["entries"] == 2
+    assert info["rows"] == 2 * len(X)
+    assert info["misses"] == 2 * len(X)
+    assert search.best_estimator_.cache_info_["from_memory"] == len(X)
+
+
+def test_cache_dir_shares_activations_between_processes(digits_small, tmp_path):
+    X, y, X_test, _ = digits_small
+    first = PretrainedClassifier(**fast_params(cache_dir=tmp_path)).fit(X, y)
+    sktransfer.clear_cache()  # as in a fresh worker process
+    second = PretrainedClassifier(**fast_params(cache_dir=tmp_path)).fit(X, y)
+    assert first.cache_info_["computed"] == len(X)
+    assert second.cache_info_["from_disk"] == len(X)
+    assert second.cache_info_["computed"] == 0
+    np.testing.assert_array_equal(first.predict_proba(X_test), second.predict_proba(X_test))
+    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    assert files and set(files) == {"keys.npy", "values.npy"}
+
+
+@pytest.mark.parametrize("params, reason", [
+    ({"augment": "light"}, "augment='light'"),
+    ({"freeze_depth": 0}, "freeze_depth=0"),
+    ({"unfreeze_at": 1}, "unfreeze_at"),
+])
+def test_cache_switches_off_when_it_cannot_be_exact(digits_small, params, reason):
+    X, y, _, _ = digits_small
+    clf = PretrainedClassifier(**fast_params(max_epochs=1, **params)).fit(X[:40], y[:40])
+    assert not clf.cache_info_["used"]
+    assert reason in clf.cache_info_["reason"]
+    assert sktransfer.cache_info()["rows"] == 0
+
+
+def test_augment_auto_is_off_when_stages_stay_frozen(digits_small):
+    X, y, _, _ = digits_small
+    frozen = PretrainedClassifier(**fast_params(max_epochs=1)).fit(X[:40], y[:40])
+    assert frozen.cache_info_["used"]
+    full = PretrainedClassifier(**fast_params(max_epochs=1, freeze_depth=0)).fit(X[:40], y[:40])
+    assert "freeze_depth=0" in full.cache_info_["reason"]
+
+
+class _DropoutBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(8, 8, 3, padding=1)
+        self.drop = nn.Dropout(0.5)
+
+    def forward(self, x):
+        return self.drop(torch.relu(self.conv(x)))
+
+
+class _SkipNet(nn.Module):
+    """The last layer reads the first layer's output: a cut after the second
+    layer is not clean, a cut after the first is."""
+
+    def __init__(self, dropout_in_first=False):
+        super().__init__()
+        self.first = _DropoutBlock() if dropout_in_first else nn.Conv2d(3, 8, 3, padding=1)
+        if dropout_in_first:
+            self.first.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.second = nn.Conv2d(8, 8, 3, padding=1)
+        self.third = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        a = self.first(x)
+        b = torch.relu(self.second(a))
+        return (self.third(b) + a.mean(dim=1, keepdim=True)).mean(dim=(2, 3))
+
+
+def _module_params(module, **overrides):
+    return fast_params(backbone=module, weights="DEFAULT", lr=1e-2, **overrides)
+
+
+def test_cache_finds_the_deepest_clean_cut_and_stays_exact(digits_small):
+    X, y, X_test, _ = digits_small
+    torch.manual_seed(0)
+    module = _SkipNet()
+    cached, plain = _fit_pair(PretrainedClassifier, X, y, backbone=module,
+                              weights="DEFAULT", freeze_depth=2)
+    assert cached.cache_info_["cut"] == "first"
+    np.testing.assert_allclose(cached.predict_proba(X_test), plain.predict_proba(X_test),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_cache_is_off_when_frozen_stages_hold_active_dropout(digits_small):
+    X, y, _, _ = digits_small
+    torch.manual_seed(0)
+    clf = PretrainedClassifier(**_module_params(_SkipNet(dropout_in_first=True),
+                                                freeze_depth=1, max_epochs=1))
+    clf.fit(X[:40], y[:40])
+    assert not clf.cache_info_["used"]
+    assert "no exact cut" in clf.cache_info_["reason"]
+
+
+def test_cache_respects_its_byte_budget(digits_small):
+    X, y, _, _ = digits_small
+    budget = sktransfer.cache_info()["budget"]
+    try:
+        sktransfer.set_cache_budget(1000)
+        clf = PretrainedClassifier(**fast_params(max_epochs=1)).fit(X[:40], y[:40])
+        assert not clf.cache_info_["used"]
+        assert "over the cache budget" in clf.cache_info_["reason"]
+        assert sktransfer.cache_info()["nbytes"] <= 1000
+    finally:
+        sktransfer.set_cache_budget(budget)
+
+
+def test_memory_store_evicts_least_recently_used_entries():
+    store = activation_store.MemoryStore(budget=3 * 40)
+    rows = torch.zeros(1, 10)  # 40 bytes per row
+    for key in ("a", "b", "c"):
+        store.put(key, [key], rows)
+    store.get("a", ["a"])  # "a" is now the most recently used
+    store.put("d", ["d"], rows)
+    assert store.get("b", ["b"]) == {}
+    assert set(store.get("a", ["a"])) == {0}
+    assert store.nbytes <= 120
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, "1GB", True])
+def test_set_cache_budget_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match="non-negative int"):
+        sktransfer.set_cache_budget(bad)
+
+
+def test_transfer_features_share_the_cache(digits_small):
+    X, y, _, _ = digits_small
+    features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+                                device="cpu").fit(X)
+    first = features.transform(X)
+    assert sktransfer.cache_info()["misses"] == len(X)
+    second = features.transform(X[:50])
+    assert sktransfer.cache_info()["hits"] == 50
+    plain = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+                             device="cpu", cache=False).fit(X).transform(X[:50])
+    np.testing.assert_array_equal(second, first[:50])
+    np.testing.assert_allclose(plain, first[:50], rtol=1e-5, atol=1e-6)
+
+
+def test_pipeline_grid_search_embeds_each_image_once(digits_small):
+    X, y, _, _ = digits_small
+    pipe = make_pipeline(TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1",
+                                          image_size=32, device="cpu"),
+                         LogisticRegression(max_iter=200))
+    search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3).fit(X, y)
+    assert search.best_score_ > 0.8
+    info = sktransfer.cache_info()
+    assert info["rows"] == len(X) and info["misses"] == len(X)
+
+
+def test_different_weights_do_not_share_cached_activations(digits_small):
+    X, y, _, _ = digits_small
+    pretrained = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+                                  device="cpu").fit(X).transform(X[:20])
+    random = TransferFeatures("mobilenet_v2", weights=None, image_size=32,
+                              device="cpu").fit(X).transform(X[:20])
+    assert sktransfer.cache_info()["entries"] == 2
+    assert not np.allclose(pretrained, random)
+
+
+def test_image_files_predict_the_same_with_worker_processes(digits_small, tmp_path):
+    from PIL import Image
+
+    X, y, X_test, _ = digits_small
+
+    def write(images, prefix):
+        paths = [str(tmp_path / f"{prefix}{i}.png") for i in range(len(images))]
+        for image, path in zip(images, paths):
+            Image.fromarray(image).save(path)
+        return paths
+
+    train, test = write(X[:40], "train"), write(X_test[:24], "test")
+    clf = PretrainedClassifier(**fast_params(max_epochs=1, n_jobs=2)).fit(train, y[:40])
+    assert clf.cache_info_["used"]
+    in_process = clf.set_params(n_jobs=1).predict_proba(test)
+    workers = clf.set_params(n_jobs=2).predict_proba(test)
+    np.testing.assert_array_equal(in_process, workers)
