@@ -66,6 +66,17 @@ def test_cache_is_exact_for_a_regressor_and_a_resnet(digits_small):
                                atol=1e-5)
 
 
+def test_cache_stops_below_stochastic_depth(digits_small):
+    """EfficientNet's blocks drop their residual branch at random in training
+    mode; the cut stays below the first such block and the fit stays exact."""
+    X, y, X_test, _ = digits_small
+    cached, plain = _fit_pair(PretrainedClassifier, X[:60], y[:60], backbone="efficientnet_b0",
+                              weights=None, max_epochs=1)
+    assert cached.cache_info_["cut"] == "features.1"
+    np.testing.assert_allclose(cached.predict_proba(X_test[:50]),
+                               plain.predict_proba(X_test[:50]), rtol=1e-5, atol=1e-6)
+
+
 def test_training_really_reads_the_cached_activations(digits_small):
     """Corrupting the stored activations changes the next fit: the cache is
     what the network trains on, not a decoration."""
