@@ -274,3 +274,16 @@ def test_image_files_predict_the_same_with_worker_processes(digits_small, tmp_pa
     in_process = clf.set_params(n_jobs=1).predict_proba(test)
     workers = clf.set_params(n_jobs=2).predict_proba(test)
     np.testing.assert_array_equal(in_process, workers)
+
+
+def test_a_cached_fit_pickles_and_leaves_no_skipped_modules(digits_small, tmp_path):
+    import joblib
+
+    X, y, X_test, _ = digits_small
+    clf = PretrainedClassifier(**fast_params(freeze_depth=2)).fit(X, y)
+    assert clf.cache_info_["used"]
+    trunk = clf.net_.module_.trunk
+    assert not any("forward" in vars(m) for m in trunk.modules())
+    joblib.dump(clf, tmp_path / "clf.joblib")
+    loaded = joblib.load(tmp_path / "clf.joblib")
+    np.testing.assert_array_equal(loaded.predict_proba(X_test), clf.predict_proba(X_test))
