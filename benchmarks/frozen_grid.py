@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
 import torch
 from _common import (
     PlainImages,
