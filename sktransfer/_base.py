@@ -259,14 +259,14 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             plain = make_dataset(prep, size)
             cached = self._cache_activations(module, kind, data, plain, targets, weights,
                                              device, workers)
-            if cached.dataset is not None:
+            if cached.used:
                 train_set, valid_set = self._split(cached.dataset, cached.dataset, targets)
             else:
                 train_set, valid_set = self._split(
                     make_dataset(prep, size, self._augment(kind)), plain, targets)
             plan = self._training_plan(module, device, kind, len(train_set), valid_set,
-                                       0 if cached.dataset is not None else workers)
-            with _nn.skipping(module.trunk, cached.cut if cached.dataset is not None else None):
+                                       0 if cached.used else workers)
+            with _nn.skipping(module.trunk, cached.skipped_cut):
                 if self.lr == "auto":
                     plan.lr = _nn.lr_range_test(module, train_set, loss_kind=self._loss_kind(),
                                                 plan=plan)[0]

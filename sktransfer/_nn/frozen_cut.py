@@ -59,8 +59,17 @@ class CachedActivations:
     counts: dict = field(default_factory=dict)
     reason: str = ""
 
+    @property
+    def used(self) -> bool:
+        return self.dataset is not None
+
+    @property
+    def skipped_cut(self) -> FrozenCut | None:
+        """The cut training skips to, when the cache is used."""
+        return self.cut if self.used else None
+
     def info(self) -> dict:
-        info = {"used": self.dataset is not None,
+        info = {"used": self.used,
                 "cut": None if self.cut is None else self.cut.member,
                 "reason": self.reason}
         info.update(self.counts)
