@@ -279,6 +279,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                   "_dtype": dtype, "cache_info_": cached.info(), **target_attributes}
         if valid_set is not None:
             fitted["best_epoch_"] = int(min(history, key=lambda r: r["valid_loss"])["epoch"])
+        if cached.used:  # predict reads the activations it finds cached
+            fitted.update(_cache_key=cached.key, _cache_cut=cached.cut)
         if kind == IMAGES:
             fitted.update(image_size_=size, preprocessing_=prep,
                           input_signature_=data.signature,
@@ -402,7 +404,20 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             check_same_layout(self.input_signature_, images, self.input_description_)
             dataset = _nn.ImageDataset(images, self.preprocessing_, self.image_size_)
             workers = _nn.data_workers(self.n_jobs, images.kind)
+            cached = self._cached_rows(images)
+            if cached:
+                skip = _nn.skipping(self.net_.module_.trunk, self._cache_cut)
+                return _nn.predict_outputs_cached(self.net_, dataset, cached, skip, workers)
         return _nn.predict_outputs(self.net_, dataset, num_workers=workers)
+
+    def _cached_rows(self, images) -> dict:
+        """Frozen-stage activations of ``images`` that a cached fit left in
+        the cache (a grid search's test folds were other folds' training
+        data); exact, as in training. Empty when there are none."""
+        key = self.__dict__.get("_cache_key")
+        if key is None or not self.cache:
+            return {}
+        return _nn.cached_rows(key, images, cache_dir=self.cache_dir)
 
     # -- transfer --------------------------------------------------------------
 

@@ -287,3 +287,26 @@ def test_a_cached_fit_pickles_and_leaves_no_skipped_modules(digits_small, tmp_pa
     joblib.dump(clf, tmp_path / "clf.joblib")
     loaded = joblib.load(tmp_path / "clf.joblib")
     np.testing.assert_array_equal(loaded.predict_proba(X_test), clf.predict_proba(X_test))
+
+
+def test_predict_reads_cached_activations_and_adds_none(digits_small):
+    """A grid search's test folds were other folds' training images: predict
+    runs only the layers above the cut for images it finds cached."""
+    X, y, X_test, _ = digits_small
+    clf = PretrainedClassifier(**fast_params(freeze_depth=3)).fit(X, y)
+    mixed = np.concatenate([X[:30], X_test[:30]])  # cached, then not
+    rows = sktransfer.cache_info()["rows"]
+    with_cache = clf.predict_proba(mixed)
+    assert sktransfer.cache_info()["rows"] == rows
+    sktransfer.clear_cache()
+    np.testing.assert_allclose(with_cache, clf.predict_proba(mixed), rtol=1e-5, atol=1e-6)
+    # the cached path is really taken: corrupted activations change the output
+    PretrainedClassifier(**fast_params(freeze_depth=3)).fit(X, y)
+    for entry in activation_store.STORE._entries.values():
+        for row in entry.values():
+            row.zero_()
+    corrupted = clf.predict_proba(mixed)
+    assert not np.allclose(corrupted[:30], with_cache[:30])
+    np.testing.assert_allclose(corrupted[30:], with_cache[30:], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(clf.set_params(cache=False).predict_proba(mixed)[:30],
+                           corrupted[:30])

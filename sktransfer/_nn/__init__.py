@@ -8,7 +8,7 @@ from .backbones import list_backbones
 from .activation_store import cache_info, clear_cache, set_cache_budget
 from .data import AUGMENTATIONS, ImageDataset, data_workers, subset
 from .features import cached_embeddings, cut_module, embed, embedding_key
-from .frozen_cut import CachedActivations, cache_activations, skipping
+from .frozen_cut import CachedActivations, cache_activations, cached_rows, skipping
 from .lr_finder import lr_range_test
 from .model import (
     Preprocessing,
@@ -30,6 +30,7 @@ from .training import (
     cuda_available,
     history_records,
     predict_outputs,
+    predict_outputs_cached,
     resolve_device,
     seeded,
     train,
@@ -41,9 +42,9 @@ __all__ = [
     "LOSSES", "LR_SCHEDULES", "OPTIMIZERS", "PRECISIONS", "Preprocessing", "SourceTrunk",
     "TabularDataset", "TrainingDivergedError", "TrainingPlan", "TransferModule",
     "WeightsNotFoundError", "build_net", "build_network", "build_trunk", "cache_activations",
-    "cache_info", "check_image_size", "clear_cache", "cuda_available", "cut_module",
+    "cache_info", "cached_rows", "check_image_size", "clear_cache", "cuda_available", "cut_module",
     "cached_embeddings", "data_workers", "embed", "embedding_key", "freeze_all_norms", "history_records", "list_backbones",
-    "lr_range_test", "predict_outputs", "resolve_device", "resolve_precision",
+    "lr_range_test", "predict_outputs", "predict_outputs_cached", "resolve_device", "resolve_precision",
     "save_weights_file", "seeded", "set_cache_budget", "skipping", "subset",
     "tabular_dtype", "train", "unfreeze_plan",
 ]

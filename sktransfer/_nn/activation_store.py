@@ -115,17 +115,17 @@ class MemoryStore:
     def nbytes(self) -> int:
         return self._nbytes
 
-    def get(self, key: str, keys: list[str]) -> dict[int, torch.Tensor]:
-        """Rows found for ``keys``, by position."""
+    def get(self, key: str, keys: list[str], count: bool = True) -> dict[int, torch.Tensor]:
+        """Rows found for ``keys``, by position (``count``: add to the
+        hit / miss statistics)."""
         with self._lock:
-            entry = self._entries.get(key)
-            if entry is None:
-                self.misses += len(keys)
-                return {}
-            self._entries.move_to_end(key)
+            entry = self._entries.get(key, {})
+            if entry:
+                self._entries.move_to_end(key)
             found = {i: entry[k] for i, k in enumerate(keys) if k in entry}
-            self.hits += len(found)
-            self.misses += len(keys) - len(found)
+            if count:
+                self.hits += len(found)
+                self.misses += len(keys) - len(found)
             return found
 
     def put(self, key: str, keys: list[str], rows: torch.Tensor) -> None:

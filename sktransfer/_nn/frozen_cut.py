@@ -58,6 +58,7 @@ class CachedActivations:
     cut: FrozenCut | None = None
     counts: dict = field(default_factory=dict)
     reason: str = ""
+    key: str | None = None
 
     @property
     def used(self) -> bool:
@@ -77,10 +78,11 @@ class CachedActivations:
 
 
 class ActivationDataset(Dataset):
-    """Cached activations with the targets and sample weights of the images
-    they came from; items look like those of ``ImageDataset``."""
+    """Cached activations (a tensor, or a list of rows) with the targets and
+    sample weights of the images they came from; items look like those of
+    ``ImageDataset``."""
 
-    def __init__(self, activations: torch.Tensor, targets, sample_weight):
+    def __init__(self, activations, targets=None, sample_weight=None):
         self.activations = activations
         self.targets = targets
         self.sample_weight = sample_weight
@@ -89,6 +91,8 @@ class ActivationDataset(Dataset):
         return len(self.activations)
 
     def __getitem__(self, index):
+        if self.targets is None:
+            return self.activations[index], 0
         return self.activations[index], (self.targets[index], self.sample_weight[index])
 
 
@@ -270,4 +274,16 @@ def cache_activations(module, images, dataset, targets, sample_weight, *, frozen
                                            cache_dir=cache_dir, dtype=row.dtype,
                                            compute=compute)
     return CachedActivations(ActivationDataset(activations, targets, sample_weight), cut,
-                             counts, "")
+                             counts, "", key)
+
+
+def cached_rows(key: str, images, *, cache_dir=None, dtype=torch.float32) -> dict:
+    """Activations already cached for ``images`` (by position); nothing is
+    computed or added, so predicting on new images leaves the cache as it is."""
+    keys = store.sample_keys(images)
+    rows = store.STORE.get(key, keys, count=False)
+    if cache_dir is not None and len(rows) < len(keys):
+        missing = [i for i in range(len(keys)) if i not in rows]
+        found = store.disk_get(cache_dir, key, [keys[i] for i in missing], dtype)
+        rows.update({missing[j]: row for j, row in found.items()})
+    return rows

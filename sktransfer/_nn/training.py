@@ -12,7 +12,7 @@ import torch
 from skorch.callbacks import Callback, EarlyStopping, ProgressBar
 from skorch.helper import predefined_split
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from .strategies import GradualUnfreezing, LRSchedule, stage_lr_factors
 
@@ -261,6 +261,24 @@ def predict_outputs(net, dataset, num_workers: int = 0) -> np.ndarray:
     finally:
         module.train(was_training)
     return torch.cat(outputs).numpy()
+
+
+def predict_outputs_cached(net, dataset, cached: dict, skip, num_workers: int = 0):
+    """``predict_outputs`` where the activations at the cut are ``cached``
+    (rows by position): those images run only the layers above the cut
+    (``skip``, a context manager), the others the whole network."""
+    from .frozen_cut import ActivationDataset  # frozen_cut imports net, which imports this
+
+    hits = sorted(cached)
+    misses = [i for i in range(len(dataset)) if i not in cached]
+    with skip:
+        from_cache = predict_outputs(net, ActivationDataset([cached[i] for i in hits]))
+    if not misses:
+        return from_cache
+    from_images = predict_outputs(net, Subset(dataset, misses), num_workers)
+    outputs = np.empty((len(dataset), *from_cache.shape[1:]), dtype=from_cache.dtype)
+    outputs[hits], outputs[misses] = from_cache, from_images
+    return outputs
 
 
 def history_records(net) -> list[dict]:
