@@ -152,7 +152,8 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self.trunk_, self.n_stages_, self.image_size_, self.device_ = (
             module, len(trunk.stages), size, device)
         self.preprocessing_, self._stages, self._n_features_out = prep, trunk.stages, n_out
-        self._cache_key = _nn.embedding_key(module, trunk.config, self.stage, prep, size, device)
+        self._trunk_config = trunk.config
+        self._cache_key = self._embedding_key() if self.cache else None
         self.input_signature_, self.input_description_ = images.signature, images.describe()
         return self
 
@@ -177,9 +178,17 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
         if not self.cache:
             return embed().astype("float64")
+        if self._cache_key is None:  # fitted with cache=False, then switched on
+            self._cache_key = self._embedding_key()
         features, _ = _nn.cached_embeddings(self._cache_key, images, embed,
                                             cache_dir=self.cache_dir)
         return features.astype("float64")
+
+    def _embedding_key(self) -> str:
+        """Activation-store key of this backbone's embeddings (hashes its
+        weights, so it is only computed when the cache is on)."""
+        return _nn.embedding_key(self.trunk_, self._trunk_config, self.stage,
+                                 self.preprocessing_, self.image_size_, self.device_)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

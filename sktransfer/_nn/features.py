@@ -62,8 +62,9 @@ def embed_batch(trunk, X: torch.Tensor, cut) -> torch.Tensor:
 
 def embed(trunk, dataset, *, stage_module, batch_size: int, device: str,
           num_workers: int = 0) -> np.ndarray:
-    """Embeddings of ``dataset`` in batches, under ``torch.inference_mode``."""
-    trunk.eval()
+    """Embeddings of ``dataset`` in batches, under ``torch.inference_mode``
+    (channels_last: faster convolutions on CPUs and GPUs)."""
+    trunk.eval().to(memory_format=torch.channels_last)
     pin = torch.device(device).type == "cuda"
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=pin,
                         num_workers=num_workers)
@@ -71,6 +72,8 @@ def embed(trunk, dataset, *, stage_module, batch_size: int, device: str,
     with torch.inference_mode():
         for X, _ in loader:
             X = X.to(device, non_blocking=True)
+            if X.dim() == 4:
+                X = X.contiguous(memory_format=torch.channels_last)
             outputs.append(embed_batch(trunk, X, stage_module).float().cpu())
     return torch.cat(outputs).numpy()
 

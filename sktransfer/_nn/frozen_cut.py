@@ -199,17 +199,31 @@ def _is_exact(module, cut: FrozenCut, sample: torch.Tensor) -> bool:
         module.train(was_training)
 
 
+# find_cut's answers by architecture (the module's repr), frozen depth, input
+# shape and device: the probes depend on the layers, not on the weights, and a
+# grid search builds the same network for every candidate and fold.
+_CUTS: dict = {}
+
+
 def find_cut(module, frozen_depth, sample: torch.Tensor) -> FrozenCut | None:
     """The deepest exact cut inside the frozen stages, or None."""
-    for cut in _candidate_cuts(module, frozen_depth):
-        if _is_exact(module, cut, sample):
-            return cut
-    return None
+    key = (repr(module), str(frozen_depth), tuple(sample.shape[1:]), sample.device.type,
+           str(sample.dtype))
+    if key not in _CUTS:
+        _CUTS[key] = next((cut for cut in _candidate_cuts(module, frozen_depth)
+                           if _is_exact(module, cut, sample)), None)
+    cut = _CUTS[key]
+    return None if cut is None else FrozenCut(cut.member, list(cut.skipped))
 
 
 def _activations(module, dataset, positions, cut: FrozenCut, *, batch_size: int,
-                 device: str, precision: str, num_workers: int) -> torch.Tensor:
+                 device: str, precision: str, num_workers: int,
+                 channels_last: bool) -> torch.Tensor:
+    """Activations at the cut, computed as training would compute them
+    (same precision and memory format)."""
     trunk = module.trunk
+    if channels_last:
+        module.to(memory_format=torch.channels_last)
     cut_module = trunk.get_submodule(cut.member)
     loader = DataLoader(torch.utils.data.Subset(dataset, positions), batch_size=batch_size,
                         shuffle=False, num_workers=num_workers,
@@ -221,25 +235,28 @@ def _activations(module, dataset, positions, cut: FrozenCut, *, batch_size: int,
         with torch.inference_mode(), autocast(precision, device):
             for X, _ in loader:
                 X = X.to(device, non_blocking=True)
-                outputs.append(capture(trunk, X, cut_module).cpu())
+                if channels_last:
+                    X = X.contiguous(memory_format=torch.channels_last)
+                outputs.append(capture(trunk, X, cut_module).contiguous().cpu())
     finally:
         module.train(was_training)
     return torch.cat(outputs)
 
 
-def _model_key(module, cut: FrozenCut, dataset, *, precision: str, device: str) -> str:
+def _model_key(module, cut: FrozenCut, dataset, *, precision: str, device: str,
+               channels_last: bool) -> str:
     skipped = [module.trunk.get_submodule(name) for name in cut.skipped]
     return store.model_key(
         kind="frozen-cut", trunk=module.config.get("trunk", {}), cut=cut.member,
         skipped=cut.skipped, state=store.state_fingerprint(skipped),
         size=dataset.size, mean=dataset.mean, std=dataset.std, precision=precision,
-        device=torch.device(device).type, torch=torch.__version__,
+        channels_last=channels_last, device=torch.device(device).type, torch=torch.__version__,
     )
 
 
 def cache_activations(module, images, dataset, targets, sample_weight, *, frozen_depth,
                       batch_size: int, device: str, precision: str, cache_dir=None,
-                      num_workers: int = 0) -> CachedActivations:
+                      num_workers: int = 0, channels_last: bool = False) -> CachedActivations:
     """Activations at the deepest exact cut of the frozen stages for every
     image of ``dataset`` (un-augmented), looked up in the activation store
     first; or, when that cannot be done exactly or within the memory
@@ -263,12 +280,13 @@ def cache_activations(module, images, dataset, targets, sample_weight, *, frozen
                 f"the activations need {needed / 1e6:.0f} MB, over the cache budget of "
                 f"{store.STORE.budget / 1e6:.0f} MB; raise it with "
                 "sktransfer.set_cache_budget or freeze fewer stages"))
-        key = _model_key(module, cut, dataset, precision=precision, device=device)
+        key = _model_key(module, cut, dataset, precision=precision, device=device,
+                         channels_last=channels_last)
 
         def compute(positions):
             return _activations(module, dataset, positions, cut, batch_size=batch_size,
                                 device=device, precision=precision,
-                                num_workers=num_workers)
+                                num_workers=num_workers, channels_last=channels_last)
 
         activations, counts = store.lookup(key, store.sample_keys(images),
                                            cache_dir=cache_dir, dtype=row.dtype,

@@ -84,6 +84,15 @@ class TransferNetMixin:
         if stopper is not None:  # a copy of the weights, pickled without map_location
             stopper.best_model_weights_ = None
 
+    def _set_training(self, training=True):
+        # skorch calls this before every batch; walking every submodule each
+        # time costs more than a small head's whole step, so skip it when the
+        # network is already in that mode (modes change only through train()).
+        modules = [getattr(self, name + "_") for name in self._modules + self._criteria]
+        if all(not isinstance(m, torch.nn.Module) or m.training == training for m in modules):
+            return
+        super()._set_training(training)
+
     def autocast(self):
         return autocast(self.precision, self.device)
 
