@@ -279,8 +279,10 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                   "_dtype": dtype, "cache_info_": cached.info(), **target_attributes}
         if valid_set is not None:
             fitted["best_epoch_"] = int(min(history, key=lambda r: r["valid_loss"])["epoch"])
-        if cached.used:  # predict reads the activations it finds cached
-            fitted.update(_cache_key=cached.key, _cache_cut=cached.cut)
+        # predict reads the activations it finds cached (None: a refit
+        # without the cache must not keep the previous fit's key)
+        fitted.update(_cache_key=cached.key if cached.used else None,
+                      _cache_cut=cached.skipped_cut)
         if kind == IMAGES:
             fitted.update(image_size_=size, preprocessing_=prep,
                           input_signature_=data.signature,

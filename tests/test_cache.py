@@ -310,3 +310,15 @@ def test_predict_reads_cached_activations_and_adds_none(digits_small):
     np.testing.assert_allclose(corrupted[30:], with_cache[30:], rtol=1e-5, atol=1e-6)
     assert not np.allclose(clf.set_params(cache=False).predict_proba(mixed)[:30],
                            corrupted[:30])
+
+
+def test_a_refit_without_the_cache_forgets_the_cached_path(digits_small):
+    """Refitted with the backbone trained, predict must run the new trunk,
+    not the activations the previous (frozen) fit cached."""
+    X, y, X_test, _ = digits_small
+    clf = PretrainedClassifier(**fast_params(freeze_depth=3)).fit(X, y)
+    clf.set_params(freeze_depth=0, augment=None, lr=1e-2).fit(X, y)
+    assert not clf.cache_info_["used"]
+    with_store = clf.predict_proba(X[:20])
+    sktransfer.clear_cache()
+    np.testing.assert_allclose(with_store, clf.predict_proba(X[:20]), rtol=1e-5, atol=1e-6)

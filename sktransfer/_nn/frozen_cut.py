@@ -199,16 +199,16 @@ def _is_exact(module, cut: FrozenCut, sample: torch.Tensor) -> bool:
         module.train(was_training)
 
 
-# find_cut's answers by architecture (the module's repr), frozen depth, input
-# shape and device: the probes depend on the layers, not on the weights, and a
+# find_cut's answers by architecture (the module's repr and which norms are
+# held in eval mode), frozen depth, input shape and device: the probes depend on the layers, not on the weights, and a
 # grid search builds the same network for every candidate and fold.
 _CUTS: dict = {}
 
 
 def find_cut(module, frozen_depth, sample: torch.Tensor) -> FrozenCut | None:
     """The deepest exact cut inside the frozen stages, or None."""
-    key = (repr(module), str(frozen_depth), tuple(sample.shape[1:]), sample.device.type,
-           str(sample.dtype))
+    key = (repr(module), tuple(module.frozen_norms), str(frozen_depth),
+           tuple(sample.shape[1:]), sample.device.type, str(sample.dtype))
     if key not in _CUTS:
         _CUTS[key] = next((cut for cut in _candidate_cuts(module, frozen_depth)
                            if _is_exact(module, cut, sample)), None)
@@ -272,7 +272,7 @@ def cache_activations(module, images, dataset, targets, sample_weight, *, frozen
             return CachedActivations(reason=(
                 "no exact cut: the frozen stages of this backbone cannot be skipped "
                 "(they hold active dropout / BatchNorm, or later layers read inside them)"))
-        with torch.no_grad():
+        with torch.no_grad(), autocast(precision, device):  # the dtype training sees
             row = capture(module.trunk, sample[:1], module.trunk.get_submodule(cut.member))
         needed = row.nbytes * len(dataset)
         if needed > store.STORE.budget:
