@@ -128,6 +128,10 @@ class MemoryStore:
                 self.misses += len(keys) - len(found)
             return found
 
+    def holds(self, key: str) -> bool:
+        """Whether any rows are stored under model key ``key``."""
+        return bool(self._entries.get(key))
+
     def put(self, key: str, keys: list[str], rows: torch.Tensor) -> None:
         """Store ``rows`` (one per key) unless that would exceed the budget."""
         with self._lock:
