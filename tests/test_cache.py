@@ -322,3 +322,17 @@ def test_a_refit_without_the_cache_forgets_the_cached_path(digits_small):
     with_store = clf.predict_proba(X[:20])
     sktransfer.clear_cache()
     np.testing.assert_allclose(with_store, clf.predict_proba(X[:20]), rtol=1e-5, atol=1e-6)
+
+
+def test_grid_search_workers_share_activations_through_cache_dir(digits_small, tmp_path):
+    """GridSearchCV(n_jobs=2) runs fits in worker processes: each writes what
+    it computes under cache_dir, and every image's activations end up there."""
+    X, y, _, _ = digits_small
+    estimator = PretrainedClassifier(**fast_params(max_epochs=1, cache_dir=str(tmp_path)))
+    GridSearchCV(estimator, {"lr": [1e-3, 1e-2]}, cv=2, n_jobs=2, refit=False).fit(X, y)
+    assert sktransfer.cache_info()["rows"] == 0  # nothing was computed in this process
+    chunks = list(tmp_path.rglob("keys.npy"))
+    assert chunks
+    clf = PretrainedClassifier(**fast_params(max_epochs=1, cache_dir=str(tmp_path))).fit(X, y)
+    assert clf.cache_info_["from_disk"] == len(X)
+    assert clf.cache_info_["computed"] == 0
