@@ -38,13 +38,14 @@ from .training import (
 from .weights import WeightsNotFoundError, save_weights_file
 
 __all__ = [
-    "ACTIVATIONS", "AUGMENTATIONS", "BN_MODES", "CachedActivations", "ImageDataset",
-    "LOSSES", "LR_SCHEDULES", "OPTIMIZERS", "PRECISIONS", "Preprocessing", "SourceTrunk",
+    "ACTIVATIONS", "AUGMENTATIONS", "BN_MODES", "CachedActivations", "ImageDataset", "LOSSES",
+    "LR_SCHEDULES", "OPTIMIZERS", "PRECISIONS", "Preprocessing", "SourceTrunk",
     "TabularDataset", "TrainingDivergedError", "TrainingPlan", "TransferModule",
     "WeightsNotFoundError", "build_net", "build_network", "build_trunk", "cache_activations",
-    "cache_info", "cached_rows", "check_image_size", "clear_cache", "cuda_available", "cut_module",
-    "cached_embeddings", "data_workers", "embed", "embedding_key", "freeze_all_norms", "history_records", "list_backbones",
-    "lr_range_test", "predict_outputs", "predict_outputs_cached", "resolve_device", "resolve_precision",
-    "save_weights_file", "seeded", "set_cache_budget", "skipping", "subset",
-    "tabular_dtype", "train", "unfreeze_plan",
+    "cache_info", "cached_embeddings", "cached_rows", "check_image_size", "clear_cache",
+    "cuda_available", "cut_module", "data_workers", "embed", "embedding_key",
+    "freeze_all_norms", "history_records", "list_backbones", "lr_range_test",
+    "predict_outputs", "predict_outputs_cached", "resolve_device", "resolve_precision",
+    "save_weights_file", "seeded", "set_cache_budget", "skipping", "subset", "tabular_dtype",
+    "train", "unfreeze_plan",
 ]

@@ -200,8 +200,9 @@ def _is_exact(module, cut: FrozenCut, sample: torch.Tensor) -> bool:
 
 
 # find_cut's answers by architecture (the module's repr and which norms are
-# held in eval mode), frozen depth, input shape and device: the probes depend on the layers, not on the weights, and a
-# grid search builds the same network for every candidate and fold.
+# held in eval mode), frozen depth, input shape and device: the probes depend
+# on the layers, not on the weights, and a grid search builds the same network
+# for every candidate and fold.
 _CUTS: dict = {}
 
 
