@@ -9,6 +9,7 @@ second network is built or run.
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -61,6 +62,14 @@ def _named_head(name: str, weights) -> tuple[LinearHead | None, str | None]:
         return _from_linear(model.get_submodule(adapter.head_path)), None
     if _is_path(weights):
         return None, _file_reason(weights)
+    return _pretrained_head(name, str(weights))
+
+
+@functools.lru_cache(maxsize=4)
+def _pretrained_head(name: str, weights: str) -> tuple[LinearHead | None, str | None]:
+    """The head of torchvision weights: read once per process (the files are
+    named by their content hash and never change)."""
+    adapter = bb.get_adapter(name)
     tv_weights = torchvision_weights(name, weights)
     state = read_state_dict(fetch_torchvision_file(name, tv_weights))
     key = adapter.head_path
@@ -70,6 +79,8 @@ def _named_head(name: str, weights) -> tuple[LinearHead | None, str | None]:
     layer_weight = state[f"{key}.weight"].double().numpy()
     layer_bias = (bias.double().numpy() if bias is not None
                   else np.zeros(layer_weight.shape[0]))
+    for array in (layer_weight, layer_bias):  # shared by every caller
+        array.setflags(write=False)
     return LinearHead(layer_weight, layer_bias), None
 
 
