@@ -135,13 +135,14 @@ class MemoryStore:
     def put(self, key: str, keys: list[str], rows: torch.Tensor) -> None:
         """Store ``rows`` (one per key) unless that would exceed the budget."""
         with self._lock:
-            entry = self._entries.setdefault(key, {})
-            self._entries.move_to_end(key)
+            entry = self._entries.get(key, {})
             new = [(k, row) for k, row in zip(keys, rows) if k not in entry]
             size = sum(row.nbytes for _, row in new)
             self._evict_for(size, keep=key)
-            if self._nbytes + size > self.budget:
+            if not new or self._nbytes + size > self.budget:
                 return
+            entry = self._entries.setdefault(key, entry)
+            self._entries.move_to_end(key)
             for k, row in new:
                 entry[k] = row.clone()  # a view would keep the whole batch alive
             self._nbytes += size
