@@ -63,13 +63,6 @@ def header(title: str, device: str = "cpu") -> str:
             f"{platform.python_version()}")
 
 
-def has_param(name: str) -> bool:
-    """Whether the estimators have parameter ``name`` (features being added)."""
-    from sktransfer import PretrainedClassifier
-
-    return name in PretrainedClassifier().get_params()
-
-
 # -- data -------------------------------------------------------------------------
 
 def mnist_digits(n: int, *, extend: str = "shift"):

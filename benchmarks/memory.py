@@ -51,7 +51,6 @@ from functools import partial
 
 from _common import (
     PlainImages,
-    has_param,
     header,
     log,
     markdown_table,
@@ -221,8 +220,7 @@ def run_measurement(kind, args, files, model_path, weights_path, workers):
                "--model", model_path, "--weights-file", str(weights_path),
                "--n", str(args.n), "--image-size", str(args.image_size),
                "--batch-size", str(args.batch_size)]
-    if workers is not None:
-        command += ["--workers", str(workers)]
+    command += ["--workers", str(workers)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith(RESULT)]
     if done.returncode != 0 or not lines:
@@ -263,9 +261,8 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--workers", type=int, default=None,
-                        help="DataLoader worker processes for both when the estimators have "
-                             "n_jobs (default 2; sktransfer gets n_jobs=workers, or n_jobs=1 "
-                             "for 0); without n_jobs both use 0")
+                        help="DataLoader worker processes for both (default 2; sktransfer "
+                             "gets n_jobs=workers, or n_jobs=1 for 0)")
     parser.add_argument("--fit-n", type=int, default=300, help="files the classifier is fit on")
     parser.add_argument("--repeats", type=int, default=2, help="measurements of each")
     # set by the driver for the measured processes
@@ -282,10 +279,7 @@ def main(argv=None):
     if args.quick:
         args.n, args.image_size, args.fit_n, args.repeats = 512, 32, 64, 1
     print(header("memory: predict_proba over PNG files vs a plain DataLoader loop"))
-    workers = (2 if args.workers is None else args.workers) if has_param("n_jobs") else None
-    if workers is None:
-        print("note: PretrainedClassifier has no n_jobs parameter yet, so both run with "
-              "0 DataLoader workers (--workers ignored)")
+    workers = 2 if args.workers is None else args.workers
     with tempfile.TemporaryDirectory(prefix="sktransfer-memory-") as tmp:
         files = os.path.join(tmp, "png")
         os.mkdir(files)
@@ -296,7 +290,7 @@ def main(argv=None):
         fit_classifier(args, files, y, model_path)
         weights_path = weights_file("mobilenet_v2", "IMAGENET1K_V1")
         print(f"data: {note}, as {args.n} 28x28 grayscale PNG files -> {args.image_size} px; "
-              f"batch {args.batch_size}, {workers or 0} DataLoader worker(s), device cpu; "
+              f"batch {args.batch_size}, {workers} DataLoader worker(s), device cpu; "
               f"classifier: MobileNetV2 IMAGENET1K_V1, freeze_depth='all', fit 1 epoch on "
               f"{args.fit_n} files; each measurement in a fresh process, {args.repeats} "
               "repeat(s) alternated")

@@ -27,7 +27,6 @@ from functools import partial
 
 from _common import (
     N_MNIST,
-    has_param,
     header,
     log,
     markdown_table,
@@ -83,23 +82,22 @@ def sample_rows(args):
     return rows, notes
 
 
-def depth_rows(args, with_cache: bool):
+def depth_rows(args):
     X, y, note = mnist_digits(args.depth_n)
     rows, infos, base = [], [], None
     for d in args.depths:
-        params = {"freeze_depth": d, **({"cache": True} if with_cache else {})}
-        seconds, clf = fit_time(X, y, args, **params)
+        seconds, clf = fit_time(X, y, args, freeze_depth=d, cache=True)
         speed = args.depth_n * args.epochs / seconds
         base = base or seconds
         row = [d, f"{seconds:.1f}", f"{speed:.0f}", f"{base / seconds:.2f}"]
         log(f"n={args.depth_n:<6} freeze_depth={d!s:<4} {seconds:7.1f} s  {speed:6.0f} images/s")
-        if with_cache and d != 0:
+        if d != 0:
             off, _ = fit_time(X, y, args, freeze_depth=d, cache=False)
             row += [f"{off:.1f}", f"{args.depth_n * args.epochs / off:.0f}",
                     f"{off / seconds:.2f}"]
-            infos.append(f"freeze_depth={d}: cache_info_ = {getattr(clf, 'cache_info_', None)}")
+            infos.append(f"freeze_depth={d}: cache_info_ = {clf.cache_info_}")
             log(f"n={args.depth_n:<6} freeze_depth={d!s:<4} {off:7.1f} s  (cache=False)")
-        elif with_cache:
+        else:
             row += ["-", "-", "-"]
         rows.append(row)
     return rows, note, infos
@@ -120,17 +118,13 @@ def main(argv=None):
     if args.quick:
         args.sizes, args.depth_n, args.image_size, args.epochs = [128, 256], 128, 32, 2
     print(header("scaling: fit time vs samples and frozen depth"))
-    with_cache = has_param("cache")
     print(f"MobileNetV2 IMAGENET1K_V1, {args.image_size} px, {args.epochs} epochs, batch "
           f"{args.batch_size}, augment=None, otherwise the estimator's defaults; device cpu; "
           f"{args.repeats} fit(s) per row (median); images/s = n * epochs / fit seconds")
-    if not with_cache:
-        print("note: PretrainedClassifier has no cache parameter yet; the frozen-depth rows "
-              "measure the default only")
     PretrainedClassifier(**SETTINGS, image_size=args.image_size, max_epochs=1).fit(
         *mnist_digits(32)[:2])  # warm-up, not reported
     samples, notes = sample_rows(args)
-    depths, depth_note, infos = depth_rows(args, with_cache)
+    depths, depth_note, infos = depth_rows(args)
     print()
     print("fit time vs number of samples (freeze_depth=0); baseline: the smallest n")
     print(markdown_table(("n", "fit s", "images/s", "images/s ratio to smallest n",
@@ -140,12 +134,9 @@ def main(argv=None):
     print()
     print(f"fit time vs frozen depth (n={args.depth_n}; {depth_note}); baseline: "
           "freeze_depth=0")
-    columns = ["freeze_depth", "fit s", "images/s", "speed-up vs freeze_depth=0"]
-    if with_cache:
-        columns[1:4] = ["fit s (cache=True)", "images/s (cache=True)",
-                        "speed-up vs freeze_depth=0"]
-        columns += ["fit s (cache=False)", "images/s (cache=False)",
-                    "cache speed-up (False s / True s)"]
+    columns = ["freeze_depth", "fit s (cache=True)", "images/s (cache=True)",
+               "speed-up vs freeze_depth=0", "fit s (cache=False)", "images/s (cache=False)",
+               "cache speed-up (False s / True s)"]
     print(markdown_table(columns, depths))
     for info in infos:
         print(info)
