@@ -103,6 +103,25 @@ class ImageDataset(Dataset):
         return self.image(index), (self.targets[index], self.sample_weight[index])
 
 
+class ActivationDataset(Dataset):
+    """Cached activations (a tensor, or a list of rows) with the targets and
+    sample weights of the images they came from; items look like those of
+    ``ImageDataset``."""
+
+    def __init__(self, activations, targets=None, sample_weight=None):
+        self.activations = activations
+        self.targets = targets
+        self.sample_weight = sample_weight
+
+    def __len__(self):
+        return len(self.activations)
+
+    def __getitem__(self, index):
+        if self.targets is None:
+            return self.activations[index], 0
+        return self.activations[index], (self.targets[index], self.sample_weight[index])
+
+
 def data_workers(n_jobs, kind: str) -> int:
     """DataLoader worker processes for ``n_jobs`` (scikit-learn's convention:
     None = automatic, 1 = none, -1 = one per CPU core).

@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from . import activation_store as store
 from . import backbones as bb
+from .data import ActivationDataset
 from .features import capture
 from .net import autocast
 
@@ -75,25 +76,6 @@ class CachedActivations:
                 "reason": self.reason}
         info.update(self.counts)
         return info
-
-
-class ActivationDataset(Dataset):
-    """Cached activations (a tensor, or a list of rows) with the targets and
-    sample weights of the images they came from; items look like those of
-    ``ImageDataset``."""
-
-    def __init__(self, activations, targets=None, sample_weight=None):
-        self.activations = activations
-        self.targets = targets
-        self.sample_weight = sample_weight
-
-    def __len__(self):
-        return len(self.activations)
-
-    def __getitem__(self, index):
-        if self.targets is None:
-            return self.activations[index], 0
-        return self.activations[index], (self.targets[index], self.sample_weight[index])
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ from skorch.helper import predefined_split
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from .data import ActivationDataset
 from .strategies import GradualUnfreezing, LRSchedule, stage_lr_factors
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -267,8 +268,6 @@ def predict_outputs_cached(net, dataset, cached: dict, skip, num_workers: int = 
     """``predict_outputs`` where the activations at the cut are ``cached``
     (rows by position): those images run only the layers above the cut
     (``skip``, a context manager), the others the whole network."""
-    from .frozen_cut import ActivationDataset  # frozen_cut imports net, which imports this
-
     hits = sorted(cached)
     misses = [i for i in range(len(dataset)) if i not in cached]
     with skip:
