@@ -112,7 +112,7 @@ class PlainImages(Dataset):
     uint8 arrays ``(N, H, W)`` or ``(N, H, W, C)``, or image files (PIL
     decode) -> float in [0, 1] -> resize of the shorter side -> centre crop
     -> 3 channels -> ImageNet normalisation. Same operations, same order, as
-    ``sktransfer._nn.ImageDataset``."""
+    ``sktransfer._nn.data.ImageDataset``."""
 
     def __init__(self, images, labels, size: int):
         self.images = images

@@ -1,20 +1,41 @@
-"""sktransfer: transfer learning as scikit-learn estimators."""
+"""sktransfer: transfer learning as scikit-learn estimators.
+
+``import sktransfer`` is cheap: torch, torchvision and skorch load on first
+use (a fit, a transform, a ranking, or one of the cache / registry functions
+below, which are imported when first looked up).
+"""
+
+import importlib
 
 from . import selection
 from ._classifier import PretrainedClassifier
+from ._exceptions import TrainingDivergedError, WeightsNotFoundError
 from ._features import TransferFeatures
-from ._nn import (
-    TrainingDivergedError,
-    WeightsNotFoundError,
-    cache_info,
-    clear_cache,
-    list_backbones,
-    set_cache_budget,
-)
 from ._regressor import TransferRegressor
 from .selection import make_transferability_scorer, rank_backbones
 
 __version__ = "0.1.0"
+
+# public functions that live with torch code: name -> module, loaded on first access
+_LAZY = {
+    "cache_info": "._nn.activation_store",
+    "clear_cache": "._nn.activation_store",
+    "set_cache_budget": "._nn.activation_store",
+    "list_backbones": "._nn.backbones",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # looked up once
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "PretrainedClassifier",

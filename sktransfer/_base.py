@@ -4,7 +4,6 @@ the fit / predict steps around the network."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
@@ -12,15 +11,27 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import NotFittedError
-from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
-from . import _nn
+from . import _options as opt
 from ._compat import HasMethods, Interval, StrOptions, _check_sample_weight, _check_y
 from ._images import check_images, check_same_layout
+from ._options import IMAGES, TABULAR
 
-TABULAR, IMAGES = "tabular", "images"
+
+def _engine():
+    """The training engine, imported on first use so that ``import
+    sktransfer`` does not load torch."""
+    from ._nn import engine
+
+    return engine
+
+
+def _cuda_available() -> bool:
+    from ._nn.runtime import cuda_available
+
+    return cuda_available()
 
 
 def _json_labels(target_attributes: dict):
@@ -50,9 +61,9 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "head": [tuple, list],
         "head_dropout": [Interval(Real, 0, 1, closed="left")],
         "hidden_layer_sizes": [tuple, list],
-        "activation": [StrOptions(set(_nn.ACTIVATIONS))],
+        "activation": [StrOptions(set(opt.ACTIVATIONS))],
         "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "optimizer": [StrOptions(set(_nn.OPTIMIZERS))],
+        "optimizer": [StrOptions(set(opt.OPTIMIZERS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -62,16 +73,16 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "backbone_lr_mult": [Interval(Real, 0, None, closed="neither")],
         "regularization": [None, StrOptions({"l2sp"})],
         "regularization_strength": [Interval(Real, 0, None, closed="left")],
-        "bn_mode": [StrOptions(set(_nn.BN_MODES))],
-        "lr_schedule": [StrOptions(set(_nn.LR_SCHEDULES))],
+        "bn_mode": [StrOptions(set(opt.BN_MODES))],
+        "lr_schedule": [StrOptions(set(opt.LR_SCHEDULES))],
         "warmup_epochs": [Interval(Real, 0, None, closed="left")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "augment": [None, StrOptions({"auto", *_nn.AUGMENTATIONS})],
-        "precision": [StrOptions(set(_nn.PRECISIONS))],
+        "augment": [None, StrOptions({"auto", *opt.AUGMENTATIONS})],
+        "precision": [StrOptions(set(opt.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
-        "source_head": [StrOptions({"auto", "keep", "new"})],
+        "source_head": [StrOptions(set(opt.SOURCE_HEAD_MODES))],
         "cache": ["boolean"],
         "cache_dir": [None, str, os.PathLike],
         "n_jobs": [None, Integral],
@@ -216,121 +227,41 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def _export_trunk(self):
         """This fitted estimator's trunk and head, offered as a backbone."""
-        module = self.net_.module_
-        prep = getattr(self, "preprocessing_", None)
-        if prep is not None:  # default to the size this estimator was trained at
-            prep = dataclasses.replace(prep, image_size=self.image_size_)
-        head_state = {k: v.detach().cpu().clone() for k, v in module.head.state_dict().items()}
-        return _nn.SourceTrunk(module.trunk, module.n_features, module.stages, prep,
-                               module.config.get("trunk", {}),
-                               f"fitted {type(self).__name__}", head_state,
-                               module.config.get("head"), module.config.get("classes"))
+        return _engine().export_trunk(self._fit_result, f"fitted {type(self).__name__}")
 
     def _seed(self) -> int:
         return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
 
     def _fit(self, X, y, sample_weight=None):
-        """Validate, build, train, then set every fitted attribute at once."""
+        """Validate, prepare the targets, train with the engine, then set
+        every fitted attribute at once."""
         kind = self._input_kind(X)
         data, y = self._validate_fit_data(X, y, kind)
         self._check_strategy_params(kind)
         weights = self._normalised_weights(sample_weight, len(y))
         targets, n_outputs, target_attributes = self._prepare_targets(y, weights)
-        device = _nn.resolve_device(self.device)
-        dtype = _nn.tabular_dtype(data) if kind == TABULAR else "float32"
+        engine = _engine()
+        spec = engine.FitSpec.from_params(
+            self.get_params(deep=False), task=self._task, loss=self._loss_kind(),
+            input_kind=kind, backbone=self._backbone_spec(), seed=self._seed())
+        result = engine.fit(spec, data, targets, weights, n_outputs=n_outputs,
+                            classes=_json_labels(target_attributes))
+        self._set_fitted(result, data, target_attributes)
+        return self
 
-        def make_dataset(prep, size, augment=None):
-            if kind == TABULAR:
-                return _nn.TabularDataset(data, targets, weights, dtype)
-            return _nn.ImageDataset(data, prep, size, targets, weights, augment)
-
-        with _nn.seeded(self._seed(), device):
-            module, dataset, prep, size = _nn.build_network(
-                self._backbone_spec(), self.weights, head=self.head,
-                head_dropout=self.head_dropout, n_outputs=n_outputs,
-                freeze_depth=self.freeze_depth, image_size=self.image_size,
-                dataset_fn=make_dataset, progress=self.verbose >= 1,
-                tabular=self._tabular_settings(kind, data), input_kind=kind, dtype=dtype,
-                source_head=self.source_head, classes=_json_labels(target_attributes),
-            )
-            if self.bn_mode == "frozen":
-                _nn.freeze_all_norms(module)
-            workers = _nn.data_workers(self.n_jobs, data.kind if kind == IMAGES else "array")
-            plain = make_dataset(prep, size)
-            cached = self._cache_activations(module, kind, data, plain, targets, weights,
-                                             device, workers)
-            if cached.used:
-                train_set, valid_set = self._split(cached.dataset, cached.dataset, targets)
-            else:
-                train_set, valid_set = self._split(
-                    make_dataset(prep, size, self._augment(kind)), plain, targets)
-            plan = self._training_plan(module, device, kind, len(train_set), valid_set,
-                                       0 if cached.used else workers)
-            with _nn.skipping(module.trunk, cached.skipped_cut):
-                if self.lr == "auto":
-                    plan.lr = _nn.lr_range_test(module, train_set, loss_kind=self._loss_kind(),
-                                                plan=plan)[0]
-                net = _nn.build_net(module, task=self._task, n_outputs=n_outputs,
-                                    loss=self._loss_kind(), plan=plan)
-                _nn.train(net, train_set)
-        history = _nn.history_records(net)
-        fitted = {"net_": net, "history_": history, "lr_": plan.lr,
-                  "n_stages_": module.n_stages, "device_": device, "input_kind_": kind,
-                  "_dtype": dtype, "cache_info_": cached.info(), **target_attributes}
-        if valid_set is not None:
-            fitted["best_epoch_"] = int(min(history, key=lambda r: r["valid_loss"])["epoch"])
-        # predict reads the activations it finds cached (None: a refit
-        # without the cache must not keep the previous fit's key)
-        fitted.update(_cache_key=cached.key if cached.used else None,
-                      _cache_cut=cached.skipped_cut)
-        if kind == IMAGES:
-            fitted.update(image_size_=size, preprocessing_=prep,
+    def _set_fitted(self, result, data, target_attributes: dict):
+        fitted = {"net_": result.net, "history_": result.history, "lr_": result.lr,
+                  "n_stages_": result.n_stages, "device_": result.device,
+                  "input_kind_": result.input_kind, "cache_info_": result.cache_info,
+                  "_fit_result": result, **target_attributes}
+        if result.best_epoch is not None:
+            fitted["best_epoch_"] = result.best_epoch
+        if result.input_kind == IMAGES:
+            fitted.update(image_size_=result.image_size, preprocessing_=result.preprocessing,
                           input_signature_=data.signature,
                           input_description_=data.describe())
         for name, value in fitted.items():
             setattr(self, name, value)
-        return self
-
-    def _augment(self, kind):
-        if self.augment != "auto":
-            return self.augment
-        # the default recipe augments when the whole backbone trains; when
-        # some stages stay frozen, their activations are cached instead
-        trains_all = self.freeze_depth == 0 or self.unfreeze_at is not None
-        return "light" if kind == IMAGES and trains_all else None
-
-    def _cache_blocker(self, kind) -> str:
-        """Why frozen-stage activations cannot be cached exactly ('' if they can)."""
-        if not self.cache:
-            return "cache=False"
-        if kind != IMAGES:
-            return "tabular data: the network is cheap to run"
-        if self.freeze_depth == 0:
-            return "freeze_depth=0: no stage stays frozen"
-        if self.unfreeze_at is not None:
-            return "unfreeze_at trains the frozen stages later in the fit"
-        augment = self._augment(kind)
-        if augment is not None:
-            return f"augment={augment!r} changes the images every epoch"
-        return ""
-
-    def _cache_activations(self, module, kind, data, plain, targets, weights, device,
-                           workers):
-        reason = self._cache_blocker(kind)
-        if reason:
-            return _nn.CachedActivations(reason=reason)
-        return _nn.cache_activations(
-            module, data, plain, targets, weights, frozen_depth=self.freeze_depth,
-            batch_size=self.batch_size, device=device,
-            precision=_nn.resolve_precision(self.precision, device),
-            cache_dir=self.cache_dir, num_workers=workers, channels_last=True)
-
-    def _tabular_settings(self, kind, data):
-        if kind != TABULAR or self.backbone != "mlp":
-            return None
-        return {"n_features_in": data.shape[1],
-                "hidden_layer_sizes": tuple(self.hidden_layer_sizes),
-                "activation": self.activation}
 
     def _check_strategy_params(self, kind):
         if self.augment not in (None, "auto") and kind != IMAGES:
@@ -352,75 +283,17 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 "set freeze_depth (e.g. 'all') or unfreeze_at=None."
             )
 
-    def _split(self, train_dataset, plain_dataset, targets):
-        """Training and validation subsets when early stopping is on.
-
-        The validation subset never sees augmentation; for classifiers the
-        split is stratified when every class has two samples or more.
-        """
-        if not self.early_stopping:
-            return train_dataset, None
-        n = len(targets)
-        n_valid = max(1, int(round(self.validation_fraction * n)))
-        if n - n_valid < 1:
-            raise ValueError(
-                f"early_stopping needs at least 2 samples; got {n}. Turn it off "
-                "or pass more data."
-            )
-        stratify = None
-        if self._task == "classification":
-            _, counts = np.unique(targets, return_counts=True)
-            if counts.min() >= 2 and n_valid >= len(counts):
-                stratify = targets
-        train_idx, valid_idx = train_test_split(
-            np.arange(n), test_size=n_valid, stratify=stratify, random_state=self._seed())
-        return _nn.subset(train_dataset, train_idx), _nn.subset(plain_dataset, valid_idx)
-
-    def _training_plan(self, module, device, kind, n_train, valid_set, workers=0):
-        frozen = (list(range(module.n_stages)) if self.freeze_depth == "all"
-                  else list(range(self.freeze_depth)))
-        precision = _nn.resolve_precision(self.precision, device)
-        return _nn.TrainingPlan(
-            lr=self.lr if self.lr != "auto" else 1e-3, optimizer=self.optimizer,
-            weight_decay=self.weight_decay, max_epochs=self.max_epochs,
-            batch_size=self.batch_size, device=device, verbose=self.verbose,
-            layer_decay=self.layer_decay, backbone_lr_mult=self.backbone_lr_mult,
-            l2sp_strength=self.regularization_strength if self.regularization == "l2sp" else 0.0,
-            lr_schedule=self.lr_schedule, warmup_epochs=self.warmup_epochs,
-            unfreeze_plan=_nn.unfreeze_plan(self.unfreeze_at, frozen), bn_mode=self.bn_mode,
-            precision=precision, max_grad_norm=self.max_grad_norm,
-            # channels_last speeds up convolutions on CPUs (oneDNN) and GPUs alike
-            channels_last=kind == IMAGES,
-            n_train=n_train, valid_dataset=valid_set, n_iter_no_change=self.n_iter_no_change,
-            num_workers=workers,
-        )
-
     # -- predict ---------------------------------------------------------------
 
     def _predict_outputs(self, X) -> np.ndarray:
         check_is_fitted(self)
         if self.input_kind_ == TABULAR:
-            X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-            dataset, workers = _nn.TabularDataset(X, dtype=self._dtype), 0
+            data = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
         else:
-            images = check_images(X)
-            check_same_layout(self.input_signature_, images, self.input_description_)
-            dataset = _nn.ImageDataset(images, self.preprocessing_, self.image_size_)
-            workers = _nn.data_workers(self.n_jobs, images.kind)
-            cached = self._cached_rows(images)
-            if cached:
-                skip = _nn.skipping(self.net_.module_.trunk, self._cache_cut)
-                return _nn.predict_outputs_cached(self.net_, dataset, cached, skip, workers)
-        return _nn.predict_outputs(self.net_, dataset, num_workers=workers)
-
-    def _cached_rows(self, images) -> dict:
-        """Frozen-stage activations of ``images`` that a cached fit left in
-        the cache (a grid search's test folds were other folds' training
-        data); exact, as in training. Empty when there are none."""
-        key = self.__dict__.get("_cache_key")
-        if key is None or not self.cache:
-            return {}
-        return _nn.cached_rows(key, images, cache_dir=self.cache_dir)
+            data = check_images(X)
+            check_same_layout(self.input_signature_, data, self.input_description_)
+        return _engine().predict(self._fit_result, data, n_jobs=self.n_jobs, cache=self.cache,
+                                 cache_dir=self.cache_dir)
 
     # -- transfer --------------------------------------------------------------
 
@@ -444,10 +317,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             The safetensors file written.
         """
         check_is_fitted(self)
-        module = self.net_.module_
-        config = dict(module.config, estimator=type(self).__name__, input_kind=self.input_kind_)
-        weights_path, _ = _nn.save_weights_file(path, module, config)
-        return weights_path
+        return _engine().save_weights(self._fit_result, path, estimator=type(self).__name__,
+                                      input_kind=self.input_kind_)
 
     def __sklearn_clone__(self):
         return clone_keeping_source(self)
@@ -465,7 +336,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             tags.input_tags.two_d_array = False
             tags.input_tags.three_d_array = True
         # CPU fits with a random_state are reproducible; CUDA kernels may not be.
-        tags.non_deterministic = self.device != "cpu" and _nn.cuda_available()
+        tags.non_deterministic = self.device != "cpu" and _cuda_available()
         return tags
 
     def __setstate__(self, state):

@@ -14,6 +14,7 @@ from ._base import BaseTransferEstimator
 from ._compat import _fit_context
 
 
+@_docs.document_parameters()
 class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
     """Classifier that fine-tunes a pretrained network on your data.
 
@@ -24,7 +25,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
     Parameters
     ----------
-{parameters}
+    {parameters}
 
     Attributes
     ----------
@@ -32,7 +33,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         Class labels.
     net_ : skorch.NeuralNetClassifier
         The fitted skorch net; ``net_.module_`` is the network.
-{attributes}
+    {attributes}
 
     See Also
     --------
@@ -63,7 +64,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
         Parameters
         ----------
-{fit_x}
+        {fit_x}
         y : array-like of shape (n_samples,)
             Class labels (ints or strings).
         sample_weight : array-like of shape (n_samples,), default=None
@@ -92,6 +93,10 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
     def predict_proba(self, X):
         """Class probabilities of ``X``.
 
+        Parameters
+        ----------
+        {predict_x}
+
         Returns
         -------
         proba : ndarray of shape (n_samples, n_classes)
@@ -100,11 +105,16 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         return softmax(self._predict_outputs(X).astype(np.float64), axis=1)
 
     def predict(self, X):
-        """Predicted class labels of ``X``, taken from ``classes_``."""
+        """Predicted class labels of ``X``, taken from ``classes_``.
+
+        Parameters
+        ----------
+        {predict_x}
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,)
+            The class of highest probability for each sample.
+        """
         outputs = self._predict_outputs(X)  # checks that the model is fitted
         return self.classes_[np.argmax(outputs, axis=1)]
-
-
-PretrainedClassifier.__doc__ = PretrainedClassifier.__doc__.format(
-    parameters=_docs.COMMON_PARAMETERS, attributes=_docs.COMMON_ATTRIBUTES)
-PretrainedClassifier.fit.__doc__ = PretrainedClassifier.fit.__doc__.format(fit_x=_docs.FIT_X)

@@ -1,6 +1,42 @@
-"""Docstring parts shared by the estimators (kept in one place)."""
+"""Docstring parts shared by the estimators, and the class decorator that
+puts them in place.
 
-COMMON_PARAMETERS = """\
+The estimators' docstrings hold placeholder lines (``{parameters}``,
+``{attributes}``, ``{fit_x}``, ``{predict_x}``) that
+:func:`document_parameters` fills when the class is defined. The Parameters
+section is assembled from the signature of ``__init__``, so it follows the
+signature's order, and a parameter without an entry (or an entry without a
+parameter) fails at import.
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+import textwrap
+
+
+def _entries(block: str) -> dict[str, str]:
+    """Split a numpydoc parameter block into ``{name: entry}`` in block order.
+
+    An entry is the ``name : type`` line and the indented description under
+    it, dedented.
+    """
+    entries: dict[str, list[str]] = {}
+    for line in textwrap.dedent(block).splitlines():
+        if line and not line[0].isspace():
+            name = line.split(" : ", 1)[0]
+            if name in entries:
+                raise ValueError(f"Parameter {name!r} is documented twice.")
+            entries[name] = []
+        entries[name].append(line)
+    return {name: "\n".join(lines) for name, lines in entries.items()}
+
+
+# Parameters of BaseTransferEstimator.__init__, shared by PretrainedClassifier
+# and TransferRegressor. Written in signature order for the reader; the
+# docstrings follow the signature whatever the order here.
+PARAMETERS = _entries("""\
     backbone : str, torch.nn.Module or fitted estimator, default="mobilenet_v2"
         A registry name (``sktransfer.list_backbones()``: "resnet18",
         "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0",
@@ -47,6 +83,10 @@ COMMON_PARAMETERS = """\
         Number of passes over the training data.
     batch_size : int, default=32
         Samples per training and inference batch.
+    image_size : int or None, default=None
+        Side of the square input images are resized to; None uses the
+        weights' own size (224 for ImageNet weights, the source's size for a
+        fitted-estimator backbone).
     unfreeze_at : int, tuple of int or None, default=None
         Gradual unfreezing of the stages frozen by ``freeze_depth``: an int
         releases all of them after that many epochs (fastai's ``fine_tune``
@@ -105,10 +145,6 @@ COMMON_PARAMETERS = """\
         target's classes are the source's classes (same shape), "keep" keeps
         it whenever the shapes match (an error otherwise), "new" always
         builds a new head.
-    image_size : int or None, default=None
-        Side of the square input images are resized to; None uses the
-        weights' own size (224 for ImageNet weights, the source's size for a
-        fitted-estimator backbone).
     cache : bool, default=True
         Frozen-stage activation caching. When the first stages stay frozen
         for the whole fit and no augmentation applies, their output for each
@@ -138,9 +174,10 @@ COMMON_PARAMETERS = """\
         Seeds the head's initialisation and the batch order; CPU fits with
         the same seed are identical.
     verbose : int, default=0
-        0 is silent, 1 prints a line per epoch, 2 adds a progress bar."""
+        0 is silent, 1 prints a line per epoch, 2 adds a progress bar.""")
 
-COMMON_ATTRIBUTES = """\
+# Fitted attributes shared by the estimators: the {attributes} placeholder.
+ATTRIBUTES = """\
     history_ : list of dict
         One record per epoch: "epoch", "train_loss", "dur" (and "valid_loss"
         with early stopping).
@@ -165,9 +202,105 @@ COMMON_ATTRIBUTES = """\
         module ("cut"), why not ("reason"), and how many images came
         "from_memory", "from_disk" or were "computed"."""
 
+# The X of fit: the {fit_x} placeholder.
 FIT_X = """\
         X : images or array-like of shape (n_samples, n_features)
             Images: uint8 ``(N, H, W, C)``, grayscale ``(N, H, W)``, float
             ``(N, C, H, W)`` in [0, 1], a list of image file paths or PIL
             images. Tabular data (``backbone="mlp"``): a 2-D array or
             DataFrame of numbers."""
+
+# The X of predict, predict_proba: the {predict_x} placeholder.
+PREDICT_X = """\
+        X : images or array-like of shape (n_samples, n_features)
+            Inputs of the kind given to ``fit``: images, or tabular data
+            with the same columns."""
+
+
+_FRAGMENTS = {"attributes": ATTRIBUTES, "fit_x": FIT_X, "predict_x": PREDICT_X}
+_PLACEHOLDER = re.compile(r"^(?P<indent>[ ]*)\{(?P<name>\w+)\}[ ]*$", re.MULTILINE)
+
+
+def _parameter_entries(cls, extra: dict[str, str]) -> list[str]:
+    """Entries of ``cls.__init__``'s parameters in signature order; raises if
+    the entries and the signature name different parameters."""
+    overlap = sorted(set(extra) & set(PARAMETERS))
+    if overlap:
+        raise TypeError(f"{cls.__name__}: extra documents the shared parameters {overlap}; "
+                        "edit their entries in sktransfer/_docs.py instead.")
+    entries = {**PARAMETERS, **{name: textwrap.dedent(text).strip("\n")
+                                for name, text in extra.items()}}
+    for name, entry in entries.items():
+        if entry.split(" : ", 1)[0] != name:
+            raise TypeError(f"{cls.__name__}: the entry for {name!r} starts with "
+                            f"{entry.splitlines()[0]!r}; it must start with '{name} : '.")
+    names = list(inspect.signature(cls.__init__).parameters)[1:]  # without self
+    undocumented = [name for name in names if name not in entries]
+    unknown = [name for name in entries if name not in names]
+    if undocumented or unknown:
+        raise TypeError(
+            f"The docstring of {cls.__name__} does not match {cls.__name__}.__init__: "
+            f"parameters without an entry: {undocumented}; entries without a parameter: "
+            f"{unknown}. Add or remove entries in sktransfer/_docs.py (shared) or in the "
+            "extra= of @document_parameters (this class's own)."
+        )
+    return [entries[name] for name in names]
+
+
+def _fill(doc: str, fragments: dict[str, str], owner: str) -> str:
+    """Replace each placeholder line of ``doc`` by its fragment, indented like
+    the placeholder."""
+    def replace(match):
+        name = match.group("name")
+        if name not in fragments:
+            raise TypeError(f"{owner}: unknown docstring placeholder {{{name}}}; "
+                            f"known: {sorted(fragments)}.")
+        return textwrap.indent(textwrap.dedent(fragments[name]), match.group("indent"))
+
+    return _PLACEHOLDER.sub(replace, doc)
+
+
+def document_parameters(extra=None):
+    """Class decorator that completes the docstrings of an estimator.
+
+    In the class docstring, the line ``{parameters}`` becomes the entries of
+    ``cls.__init__``'s parameters in signature order, taken from
+    :data:`PARAMETERS` and ``extra``; ``{attributes}`` becomes
+    :data:`ATTRIBUTES`. In the docstrings of the methods defined in the class
+    body, ``{fit_x}`` and ``{predict_x}`` become :data:`FIT_X` and
+    :data:`PREDICT_X`. Each fragment is indented like its placeholder line.
+
+    Parameters
+    ----------
+    extra : dict of str to str or None, default=None
+        Entries of the parameters that only this class has, by name; each
+        is a ``name : type, default=...`` line followed by its description
+        indented by four spaces.
+
+    Returns
+    -------
+    decorator : callable
+        Takes the class and returns it with its docstrings completed.
+
+    Raises
+    ------
+    TypeError
+        When a parameter of ``__init__`` has no entry, an entry names no
+        parameter of ``__init__``, ``extra`` repeats a shared entry, the
+        class docstring has no ``{parameters}`` line, or a placeholder is
+        unknown.
+    """
+    def decorate(cls):
+        parameters = "\n".join(_parameter_entries(cls, dict(extra or {})))
+        if cls.__doc__ is None:  # python -OO strips docstrings
+            return cls
+        if not re.search(r"^[ ]*\{parameters\}[ ]*$", cls.__doc__, re.MULTILINE):
+            raise TypeError(f"The docstring of {cls.__name__} has no {{parameters}} line.")
+        fragments = {**_FRAGMENTS, "parameters": parameters}
+        cls.__doc__ = _fill(cls.__doc__, fragments, cls.__name__)
+        for name, member in vars(cls).items():
+            if inspect.isfunction(member) and member.__doc__:
+                member.__doc__ = _fill(member.__doc__, _FRAGMENTS, f"{cls.__name__}.{name}")
+        return cls
+
+    return decorate

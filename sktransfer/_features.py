@@ -6,13 +6,51 @@ from __future__ import annotations
 import os
 from numbers import Integral
 
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
+from sklearn.base import (
+    BaseEstimator,
+    ClassNamePrefixFeaturesOutMixin,
+    TransformerMixin,
+    is_classifier,
+)
+from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
-from . import _nn
-from ._base import BaseTransferEstimator, clone_keeping_source
+from ._base import BaseTransferEstimator, _engine, clone_keeping_source
 from ._compat import HasMethods, Interval, _fit_context
 from ._images import check_images, check_same_layout
+
+
+class SourceLabelsUnavailableError(ValueError):
+    """The source model's class probabilities are unknown.
+
+    Raised by :meth:`TransferFeatures.source_proba` for a backbone whose own
+    classification head sktransfer does not know: a fitted regressor, a
+    fitted estimator whose parameters ``weights`` replace, weights read from
+    a file, or a custom module.
+
+    Parameters
+    ----------
+    reason : str
+        Why the labels are unknown; kept as the ``reason`` attribute.
+
+    See Also
+    --------
+    TransferFeatures.source_proba : The source model's class probabilities.
+
+    Examples
+    --------
+    >>> from sktransfer._features import SourceLabelsUnavailableError
+    >>> error = SourceLabelsUnavailableError("the source predicts no class labels")
+    >>> error.reason
+    'the source predicts no class labels'
+    """
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self):
+        return f"the source model's class probabilities are unknown because {self.reason}."
 
 
 class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -132,63 +170,130 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Returns
         -------
         self : TransferFeatures
+            The fitted transformer.
         """
-        spec = self._backbone_spec()
+        engine = _engine()
+        spec = engine.EmbedSpec(self._backbone_spec(), self.weights, self.stage,
+                                self.image_size, self.batch_size, self.device)
         images = check_images(X)
-        device = _nn.resolve_device(self.device)
-        trunk = _nn.build_trunk(spec, self.weights)
-        if self.stage is not None and self.stage > len(trunk.stages):
-            raise ValueError(
-                f"stage={self.stage} but the backbone has {len(trunk.stages)} stages; use "
-                f"1 to {len(trunk.stages)}, or None for the backbone's output."
-            )
-        prep = trunk.preprocessing
-        size = _nn.check_image_size(self.image_size or prep.image_size, prep, self.backbone)
-        module = trunk.module.to(device).eval()
-        cut = _nn.cut_module(module, trunk.stages, self.stage)
-        first = _nn.ImageDataset(images, prep, size)
-        n_out = _nn.embed(module, _nn.subset(first, [0]), stage_module=cut, batch_size=1,
-                          device=device).shape[1]
+        embedder = engine.fit_embedder(spec, images, cache=self.cache)
+        self._embedder = embedder
         self.trunk_, self.n_stages_, self.image_size_, self.device_ = (
-            module, len(trunk.stages), size, device)
-        self.preprocessing_, self._stages, self._n_features_out = prep, trunk.stages, n_out
-        self._trunk_config = trunk.config
-        self._cache_key = self._embedding_key() if self.cache else None
+            embedder.trunk, embedder.n_stages, embedder.image_size, embedder.device)
+        self.preprocessing_ = embedder.preprocessing
+        self._n_features_out = embedder.n_features_out  # for get_feature_names_out
         self.input_signature_, self.input_description_ = images.signature, images.describe()
         return self
 
     def transform(self, X):
         """Pooled embeddings of the images ``X``.
 
+        Parameters
+        ----------
+        X : images
+            Images in the same layout as those given to ``fit``.
+
         Returns
         -------
         features : ndarray of shape (n_samples, n_features_out)
+            One float64 embedding per image.
         """
         check_is_fitted(self)
         images = check_images(X)
         check_same_layout(self.input_signature_, images, self.input_description_)
-        dataset = _nn.ImageDataset(images, self.preprocessing_, self.image_size_)
-        cut = _nn.cut_module(self.trunk_, self._stages, self.stage)
-        workers = _nn.data_workers(self.n_jobs, images.kind)
+        return self._embed(images, self.stage)
 
-        def embed(positions=None):
-            part = dataset if positions is None else _nn.subset(dataset, positions)
-            return _nn.embed(self.trunk_, part, stage_module=cut, batch_size=self.batch_size,
-                             device=self.device_, num_workers=workers)
+    def _embed(self, images, stage):
+        """Pooled float64 outputs of the checked ``images`` after ``stage``
+        stages (None: the backbone's own output), through the activation
+        store when the cache is on."""
+        return _engine().embed(self._embedder, images, stage=stage, n_jobs=self.n_jobs,
+                               cache=self.cache, cache_dir=self.cache_dir)
 
-        if not self.cache:
-            return embed().astype("float64")
-        if self._cache_key is None:  # fitted with cache=False, then switched on
-            self._cache_key = self._embedding_key()
-        features, _ = _nn.cached_embeddings(self._cache_key, images, embed,
-                                            cache_dir=self.cache_dir)
-        return features.astype("float64")
+    def source_proba(self, X, *, features=None):
+        """Class probabilities of the source model on the images ``X``.
 
-    def _embedding_key(self) -> str:
-        """Activation-store key of this backbone's embeddings (hashes its
-        weights, so it is only computed when the cache is on)."""
-        return _nn.embedding_key(self.trunk_, self._trunk_config, self.stage,
-                                 self.preprocessing_, self.image_size_, self.device_)
+        The source model is the network the backbone comes from, with its
+        own classification head: for a registry name or a torchvision
+        classification module, that head (e.g. the 1000 ImageNet classes)
+        applied to the backbone's own pooled output, whatever ``stage``; for
+        a fitted :class:`PretrainedClassifier`, its ``predict_proba``. Scores
+        such as :func:`sktransfer.selection.leep` take these probabilities.
+
+        Parameters
+        ----------
+        X : images
+            Images in the same layout as those given to ``fit``.
+        features : ndarray of shape (n_samples, n_features_out), default=None
+            ``transform(X)``, if already computed. With ``stage=None`` it is
+            the pooled output the source head takes, so ``X`` is not embedded
+            again; with a ``stage`` it is not used.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_source_classes)
+            One row per image, summing to 1; the columns follow the source's
+            classes (the weights' class order, or the fitted classifier's
+            ``classes_``).
+
+        Raises
+        ------
+        SourceLabelsUnavailableError
+            If the source's labels are unknown: the backbone is a fitted
+            regressor, ``weights`` replace a fitted estimator's parameters
+            or come from a file, or a module has no known classification
+            head. The error's ``reason`` says which.
+
+        See Also
+        --------
+        sktransfer.selection.leep : Scores these probabilities on target labels.
+        sktransfer.selection.rank_backbones : Ranks backbones by such scores.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sktransfer import TransferFeatures
+        >>> rng = np.random.RandomState(0)
+        >>> X = rng.randint(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
+        >>> features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32)
+        >>> proba = features.fit(X).source_proba(X)
+        >>> proba.shape
+        (4, 1000)
+        >>> bool(np.allclose(proba.sum(axis=1), 1))
+        True
+        """
+        check_is_fitted(self)
+        source = self.backbone
+        if isinstance(source, BaseTransferEstimator):
+            kind = type(source).__name__
+            if not is_classifier(source):
+                raise SourceLabelsUnavailableError(f"the source {kind} predicts no class labels")
+            if self.weights != "DEFAULT":
+                raise SourceLabelsUnavailableError(
+                    f"weights={self.weights!r} replace the fitted {kind}'s parameters, so "
+                    "its predictions do not come from this network")
+            return source.predict_proba(X)
+        head, reason = _engine().source_head(source, self.weights)
+        if head is None:
+            raise SourceLabelsUnavailableError(reason)
+        return head.probabilities(self._own_output(X, features))
+
+    def _own_output(self, X, features):
+        """The backbone's own pooled output on ``X``, which its source head
+        takes: ``features`` (checked) or ``transform(X)`` when ``stage`` is None."""
+        if self.stage is None and features is None:
+            return self.transform(X)
+        images = check_images(X)
+        check_same_layout(self.input_signature_, images, self.input_description_)
+        if self.stage is not None:  # the head follows the whole backbone, not the cut
+            return self._embed(images, None)
+        features = check_array(features, dtype="float64", input_name="features")
+        expected = (len(images.data), self._n_features_out)
+        if features.shape != expected:
+            raise ValueError(
+                f"features has shape {features.shape} but transform(X) gives {expected}; "
+                "pass the output of transform(X) for these images, or None.")
+        return features
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -6,11 +6,18 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import RegressorMixin
 
-from . import _docs, _nn
+from . import _docs
+from ._options import LOSSES
 from ._base import BaseTransferEstimator
 from ._compat import StrOptions, _fit_context
 
 
+_LOSS = """\
+loss : {"squared_error", "huber", "absolute_error"}, default="squared_error"
+    Training loss, computed on the standardised targets."""
+
+
+@_docs.document_parameters(extra={"loss": _LOSS})
 class TransferRegressor(RegressorMixin, BaseTransferEstimator):
     """Regressor that fine-tunes a pretrained network on your data.
 
@@ -21,15 +28,13 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
 
     Parameters
     ----------
-{parameters}
-    loss : {{"squared_error", "huber", "absolute_error"}}, default="squared_error"
-        Training loss, computed on the standardised targets.
+    {parameters}
 
     Attributes
     ----------
     net_ : skorch.NeuralNetRegressor
         The fitted skorch net; ``net_.module_`` is the network.
-{attributes}
+    {attributes}
 
     See Also
     --------
@@ -51,7 +56,7 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
 
     _parameter_constraints = {
         **BaseTransferEstimator._parameter_constraints,
-        "loss": [StrOptions(set(_nn.LOSSES))],
+        "loss": [StrOptions(set(LOSSES))],
     }
     _y_validation = {"multi_output": True, "y_numeric": True}
 
@@ -88,7 +93,7 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
 
         Parameters
         ----------
-{fit_x}
+        {fit_x}
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
             Numeric targets.
         sample_weight : array-like of shape (n_samples,), default=None
@@ -121,6 +126,10 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
     def predict(self, X):
         """Predicted targets of ``X``.
 
+        Parameters
+        ----------
+        {predict_x}
+
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_targets)
@@ -134,8 +143,3 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
         return tags
-
-
-TransferRegressor.__doc__ = TransferRegressor.__doc__.format(
-    parameters=_docs.COMMON_PARAMETERS, attributes=_docs.COMMON_ATTRIBUTES)
-TransferRegressor.fit.__doc__ = TransferRegressor.fit.__doc__.format(fit_x=_docs.FIT_X)

@@ -2,6 +2,8 @@
 
 import numpy as np
 import pytest
+import torch
+from torch import nn
 
 
 @pytest.fixture(scope="session")
@@ -40,3 +42,43 @@ def trunk_parts(*args, **kwargs):
 
     trunk = build_trunk(*args, **kwargs)
     return trunk.module, trunk.n_features, trunk.stages, trunk.preprocessing
+
+
+def _block(c_in, c_out, stride):
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1),
+                         nn.BatchNorm2d(c_out), nn.ReLU())
+
+
+class TinyNet(nn.Module):
+    """A small CNN shaped like torchvision's classifiers: three conv stages
+    (with BatchNorm) in ``features``, pooling, a Linear head."""
+
+    def __init__(self, num_classes=10):
+        super().__init__()
+        self.features = nn.Sequential(_block(3, 8, 2), _block(8, 16, 2), _block(16, 16, 1))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(16, num_classes)
+
+    def forward(self, x):
+        return self.classifier(self.pool(self.features(x)).flatten(1))
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tmp_path_factory):
+    """A registered backbone "tinynet" (3 stages, 16 features, 32 px) and a
+    weights file for it, so mechanism tests need not run MobileNetV2.
+
+    Returns ``(name, weights_path)``.
+    """
+    from sktransfer._nn.backbones import BackboneAdapter, register_backbone, unregister_backbone
+
+    adapter = BackboneAdapter(
+        "tinynet", ("tinynet",), TinyNet, "classifier",
+        lambda model: [["features.0"], ["features.1"], ["features.2"]], default_size=32,
+        builder=lambda name, input_size: TinyNet())
+    register_backbone(adapter)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tinynet") / "tinynet.pt"
+    torch.save(TinyNet().state_dict(), path)
+    yield "tinynet", str(path)
+    unregister_backbone(adapter)

@@ -1,5 +1,6 @@
-"""Tests of the backbone registry (sktransfer._nn.backbones) and of stage
-freezing (sktransfer._nn.model)."""
+"""Tests of the backbone registry (sktransfer._nn.backbones), of building
+trunks and heads (sktransfer._nn.model) and of the freezing verbs
+(sktransfer._nn.freezing)."""
 
 import copy
 
@@ -11,14 +12,14 @@ from torchvision import models as tvm
 
 from sktransfer import PretrainedClassifier, list_backbones
 from sktransfer._nn import backbones as bb
+from sktransfer._nn.backbones import Preprocessing
+from sktransfer._nn.freezing import freeze, frozen_stages
 from sktransfer._nn.model import (
-    Preprocessing,
     TransferModule,
     _adapter_preprocessing,
     _weights_preprocessing,
     build_trunk,
     check_image_size,
-    freeze_stages,
     make_head,
 )
 
@@ -162,6 +163,11 @@ def resnet18_trunk():
     torch.manual_seed(0)
     trunk, n_features, stages, _ = trunk_parts("resnet18", None)
     return trunk, n_features, stages
+
+
+def freeze_stages(module, depth):
+    """Freeze as ``freeze_depth=depth`` does."""
+    freeze(module, frozen_stages(depth, module.n_stages, "test backbone"))
 
 
 def transfer_module(resnet18_trunk):

@@ -11,9 +11,8 @@ from sklearn.exceptions import NotFittedError
 
 from sktransfer import PretrainedClassifier
 from sktransfer._images import check_images
-from sktransfer._nn.backbones import IMAGENET_MEAN, IMAGENET_STD
+from sktransfer._nn.backbones import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from sktransfer._nn.data import ImageDataset
-from sktransfer._nn.model import Preprocessing
 
 MEAN = torch.tensor(IMAGENET_MEAN)[:, None, None]
 STD = torch.tensor(IMAGENET_STD)[:, None, None]

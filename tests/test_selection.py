@@ -7,6 +7,7 @@ import pytest
 import torch
 from scipy.optimize import minimize
 from sklearn.decomposition import PCA
+from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -14,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+from sktransfer._features import SourceLabelsUnavailableError
 from sktransfer.selection import (
     BackboneRanking,
     h_score,
@@ -218,21 +220,21 @@ P_OK = np.full((10, 4), 0.25)
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: logme(F_OK[:, 0], Y_OK), "2-D array"),
-    (lambda: logme(np.where(F_OK > 1, np.nan, F_OK), Y_OK), "NaN or infinite"),
-    (lambda: logme(F_OK[:1], Y_OK[:1]), "at least 2"),
-    (lambda: logme(F_OK, Y_OK[:9]), "10 samples but y has 9"),
+    (lambda: logme(F_OK[:, 0], Y_OK), "Expected 2D array"),
+    (lambda: logme(np.where(F_OK > 1, np.nan, F_OK), Y_OK), "features contains NaN"),
+    (lambda: logme(F_OK[:1], Y_OK[:1]), "minimum of 2 is required"),
+    (lambda: logme(F_OK, Y_OK[:9]), r"inconsistent numbers of samples: \[10, 9\]"),
     (lambda: logme(F_OK, Y_OK, task="ranking"), "task must be one of"),
     (lambda: logme(F_OK, np.c_[Y_OK, Y_OK * 2]), "cannot tell the task"),
-    (lambda: logme(F_OK, np.r_[Y_OK[:9], np.inf], task="regression"), "finite"),
+    (lambda: logme(F_OK, np.r_[Y_OK[:9], np.inf], task="regression"), "y contains infinity"),
     (lambda: logme(F_OK, np.zeros(10, int)), "single class"),
     (lambda: logme(F_OK, np.c_[F_OK[:, 0], np.zeros(10)]), "column 1 is all zeros"),
     (lambda: h_score(F_OK, np.linspace(0, 1, 10)), "needs class labels"),
-    (lambda: h_score(F_OK, Y_OK[:, None] * [1, 1]), "must be 1-D"),
+    (lambda: h_score(F_OK, Y_OK[:, None] * [1, 1]), r"y should be a 1d array.*shape \(10, 2\)"),
     (lambda: leep(P_OK * 2, Y_OK), "must sum to 1.*softmax"),
     (lambda: leep(P_OK - 0.5, Y_OK), "negative entries"),
-    (lambda: leep(P_OK[:5], Y_OK), "5 samples but y has 10"),
-    (lambda: nce(np.r_[np.nan, np.ones(9)], Y_OK), "NaN or infinite"),
+    (lambda: leep(P_OK[:5], Y_OK), r"inconsistent numbers of samples: \[5, 10\]"),
+    (lambda: nce(np.r_[np.nan, np.ones(9)], Y_OK), "source_labels contains NaN"),
     (lambda: nce(np.ones(10), np.linspace(0, 1, 10)), "needs class labels"),
 ])
 def test_score_errors(call, match):
@@ -363,7 +365,7 @@ def test_source_head_is_the_network_head_after_the_trunk(digits_small):
     from torchvision.models import mobilenet_v2
 
     from sktransfer._images import check_images
-    from sktransfer._nn import ImageDataset
+    from sktransfer._nn.data import ImageDataset
     from sktransfer._nn.source_head import source_head
     from sktransfer._nn.weights import (
         fetch_torchvision_file,
@@ -405,14 +407,61 @@ def test_source_head_unknown(backbone, weights, why):
     assert head is None and why in reason
 
 
-def test_fitted_sources_without_label_predictions(classifier, digits_small):
-    from sktransfer.selection import _source_probabilities
+# -- the source model's probabilities: TransferFeatures.source_proba -----------------------
 
-    X = digits_small[0][:4]
-    probs, reason = _source_probabilities(TransferFeatures(TransferRegressor()), X, None)
-    assert probs is None and reason == "the source TransferRegressor predicts no class labels"
-    probs, reason = _source_probabilities(TransferFeatures(classifier, weights=None), X, None)
-    assert probs is None and "weights=None replace the fitted PretrainedClassifier" in reason
+
+def test_source_proba_of_a_fitted_classifier_is_its_predict_proba(classifier, digits_small):
+    X = digits_small[0][:8]
+    features = TransferFeatures(classifier, device="cpu").fit(X)
+    np.testing.assert_array_equal(features.source_proba(X), classifier.predict_proba(X))
+
+
+def test_source_proba_of_imagenet_weights(digits_small):
+    X = digits_small[0][:8]
+    params = dict(weights="IMAGENET1K_V1", image_size=32, device="cpu")
+    features = TransferFeatures("mobilenet_v2", **params).fit(X)
+    proba = features.source_proba(X)
+    assert proba.shape == (8, 1000)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    # given transform's output, the source head takes it instead of embedding X again
+    np.testing.assert_array_equal(features.source_proba(X, features=features.transform(X)),
+                                  proba)
+    # a cut does not change the source's predictions: they follow the whole backbone
+    cut = TransferFeatures("mobilenet_v2", stage=2, cache=False, **params).fit(X)
+    np.testing.assert_allclose(cut.source_proba(X, features=cut.transform(X)), proba,
+                               rtol=1e-6, atol=1e-9)
+
+
+def test_source_proba_errors(classifier, digits_small):
+    X, y = digits_small[0][:8], digits_small[1][:8]
+    with pytest.raises(NotFittedError):
+        TransferFeatures("mobilenet_v2", device="cpu").source_proba(X)
+    features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+                                device="cpu").fit(X)
+    with pytest.raises(ValueError, match=r"features has shape \(3, 1280\) but transform\(X\) "
+                                         r"gives \(8, 1280\)"):
+        features.source_proba(X, features=np.zeros((3, 1280)))
+
+    regressor = TransferRegressor(**fast_params(max_epochs=1)).fit(X, y.astype(float))
+    with pytest.raises(SourceLabelsUnavailableError,
+                       match="unknown because the source TransferRegressor predicts no class "
+                             "labels") as error:
+        TransferFeatures(regressor, device="cpu").fit(X).source_proba(X)
+    assert error.value.reason == "the source TransferRegressor predicts no class labels"
+    with pytest.raises(SourceLabelsUnavailableError,
+                       match="weights=None replace the fitted PretrainedClassifier's parameters"):
+        TransferFeatures(classifier, weights=None, device="cpu").fit(X).source_proba(X)
+    with pytest.raises(SourceLabelsUnavailableError,
+                       match="SmallNet is not a torchvision classification model"):
+        TransferFeatures(SmallNet(), image_size=32, device="cpu").fit(X).source_proba(X)
+
+
+def test_source_labels_unavailable_error_pickles():
+    import pickle
+
+    error = pickle.loads(pickle.dumps(SourceLabelsUnavailableError("a reason")))
+    assert error.reason == "a reason"
+    assert str(error) == "the source model's class probabilities are unknown because a reason."
 
 
 @pytest.mark.parametrize("kwargs, error, match", [

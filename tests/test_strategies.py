@@ -13,12 +13,10 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.utils import check_random_state
 
 from sktransfer import PretrainedClassifier, TransferRegressor
-from sktransfer._nn.strategies import (
-    l2sp_penalty,
-    schedule_factor,
-    stage_lr_factors,
-    unfreeze_plan,
-)
+from sktransfer._nn.callbacks import schedule_factor
+from sktransfer._nn.engine import resolve_augment
+from sktransfer._nn.freezing import unfreeze_plan
+from sktransfer._nn.optim import l2sp_penalty, stage_lr_factors
 
 from .conftest import fast_params
 
@@ -233,7 +231,7 @@ def test_early_stopping_for_regression(digits):
 def test_augmentation_applies_to_training_batches_only(digits_small):
     from sktransfer._images import check_images
     from sktransfer._nn.data import ImageDataset
-    from sktransfer._nn.model import Preprocessing
+    from sktransfer._nn.backbones import Preprocessing
 
     X, y, _, _ = digits_small
     prep = Preprocessing(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
@@ -323,5 +321,6 @@ def test_default_recipe_augments_images_only(digits):
     X, y = digits
     clf = PretrainedClassifier()
     assert (clf.lr_schedule, clf.warmup_epochs, clf.augment) == ("cosine", 1.0, "auto")
-    assert clf._augment("images") == "light" and clf._augment("tabular") is None
+    assert resolve_augment(clf.augment, "images", clf.freeze_depth, clf.unfreeze_at) == "light"
+    assert resolve_augment(clf.augment, "tabular", clf.freeze_depth, clf.unfreeze_at) is None
     PretrainedClassifier(**MLP).fit(X, y)  # "auto" never rejects tabular data

@@ -156,6 +156,16 @@ class MemoryStore:
             evicted = self._entries.pop(oldest)
             self._nbytes -= sum(row.nbytes for row in evicted.values())
 
+    def set_budget(self, nbytes: int) -> None:
+        """Hold at most ``nbytes`` from now on, evicting the least recently
+        used entries (all of them if one alone is larger)."""
+        with self._lock:
+            self.budget = int(nbytes)
+            self._evict_for(0, keep="")
+            if self._nbytes > self.budget:
+                self._entries.clear()
+                self._nbytes = 0
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -293,9 +303,4 @@ def set_cache_budget(nbytes: int) -> None:
     """
     if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
         raise ValueError(f"nbytes must be a non-negative int (bytes); got {nbytes!r}.")
-    with STORE._lock:
-        STORE.budget = int(nbytes)
-        STORE._evict_for(0, keep="")
-        if STORE._nbytes > STORE.budget:  # a single entry larger than the budget
-            STORE._entries.clear()
-            STORE._nbytes = 0
+    STORE.set_budget(int(nbytes))

@@ -3,7 +3,8 @@
 Every adapter answers the same questions (as timm's model configs do): how to
 build the network, where its classification head is, how its trunk splits into
 stages for ``freeze_depth``, and which input size / normalisation its weights
-expect. Adding an architecture family means adding one adapter here.
+expect. Adding an architecture family means adding one adapter here
+(``register_backbone`` adds one from outside, e.g. a test's tiny network).
 """
 
 from __future__ import annotations
@@ -20,6 +21,17 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 Stages = list  # list[list[str]]: qualified module / parameter names per stage
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """Input size and normalisation a trunk's weights expect."""
+
+    image_size: int
+    mean: tuple
+    std: tuple
+    fixed_size: bool = False
+    min_size: int = 1
 
 
 def _index_stages(prefix: str, bounds: list[tuple[int, int]]) -> Stages:
@@ -100,6 +112,11 @@ class BackboneAdapter:
         Smallest input size the architecture accepts.
     fixed_size : bool
         True when the architecture accepts only its own input size (ViT).
+    mean, std : tuple of float
+        Normalisation of inputs when the weights do not give one.
+    builder : callable or None
+        ``builder(name, input_size) -> nn.Module`` for networks outside
+        torchvision; None builds torchvision's model ``name``.
     """
 
     family: str
@@ -112,19 +129,22 @@ class BackboneAdapter:
     fixed_size: bool = False
     mean: tuple = field(default=IMAGENET_MEAN)
     std: tuple = field(default=IMAGENET_STD)
+    builder: Callable[[str, int | None], nn.Module] | None = None
 
     def build(self, name: str, input_size: int | None = None) -> nn.Module:
-        """Build the torchvision network ``name`` with random parameters.
+        """Build the network ``name`` with random parameters.
 
         ``input_size`` matters only for fixed-size architectures (ViT), whose
         position embeddings depend on it; others accept any size.
         """
+        if self.builder is not None:
+            return self.builder(name, input_size)
         if self.fixed_size and input_size is not None:
             return tvm.get_model(name, weights=None, image_size=input_size)
         return tvm.get_model(name, weights=None)
 
 
-_ADAPTERS = (
+_ADAPTERS = [
     BackboneAdapter(
         "resnet",
         ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
@@ -155,13 +175,35 @@ _ADAPTERS = (
         "vit", ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32"),
         tvm.VisionTransformer, "heads.head", _vit_stages, fixed_size=True,
     ),
-)
+]
 
 REGISTRY = {name: adapter for adapter in _ADAPTERS for name in adapter.names}
 
 
+def register_backbone(adapter: BackboneAdapter) -> None:
+    """Add an architecture family to the registry (its names must be new)."""
+    taken = [name for name in adapter.names if name in REGISTRY]
+    if taken:
+        raise ValueError(f"backbone names already registered: {', '.join(taken)}.")
+    _ADAPTERS.append(adapter)
+    REGISTRY.update(dict.fromkeys(adapter.names, adapter))
+
+
+def unregister_backbone(adapter: BackboneAdapter) -> None:
+    """Remove a family added with ``register_backbone``."""
+    _ADAPTERS.remove(adapter)
+    for name in adapter.names:
+        REGISTRY.pop(name, None)
+
+
 def list_backbones() -> list[str]:
-    """Names accepted by the ``backbone`` parameter, sorted."""
+    """Names accepted by the ``backbone`` parameter.
+
+    Returns
+    -------
+    names : list of str
+        Registry names, sorted.
+    """
     return sorted(REGISTRY)
 
 
@@ -216,11 +258,6 @@ def stage_parameters(module: nn.Module, stage: list) -> list[torch.nn.Parameter]
         else:
             params.append(member)
     return params
-
-
-def stage_modules(module: nn.Module, stage: list) -> list[nn.Module]:
-    members = (resolve_member(module, name) for name in stage)
-    return [m for m in members if isinstance(m, nn.Module)]
 
 
 def replace_head(model: nn.Module, head_path: str) -> int:

@@ -1,17 +1,23 @@
-"""Turning validated images into normalised tensors, one item at a time, so
-that file paths are decoded batch by batch inside a DataLoader."""
+"""The datasets a network reads: validated images turned into normalised
+tensors one item at a time (so file paths are decoded batch by batch inside
+a DataLoader), rows of a table, and cached activations. Every item is
+``(input, (target, sample_weight))``, or ``(input, 0)`` without targets."""
 
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
 from torchvision.transforms.v2 import functional as TF
 
-from .._images import CheckedImages
-from .model import Preprocessing
+from .._options import AUGMENTATIONS
+from .backbones import Preprocessing
+
+if TYPE_CHECKING:  # validation lives with the estimators; only its result is read here
+    from .._images import CheckedImages
 
 
 def _read_file(item) -> torch.Tensor:
@@ -31,9 +37,6 @@ def _read_file(item) -> torch.Tensor:
     return TF.pil_to_tensor(image)
 
 
-AUGMENTATIONS = ("light", "standard")
-
-
 def make_augmentation(kind: str | None, size: int):
     """Random transforms for training batches (torchvision.transforms.v2).
 
@@ -43,6 +46,8 @@ def make_augmentation(kind: str | None, size: int):
     """
     if kind is None:
         return None
+    if kind not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS} or None, got {kind!r}.")
     from torchvision.transforms import v2
 
     if kind == "light":
@@ -101,6 +106,33 @@ class ImageDataset(Dataset):
         if self.targets is None:
             return self.image(index), 0
         return self.image(index), (self.targets[index], self.sample_weight[index])
+
+
+class TabularDataset(Dataset):
+    """Rows of a float matrix, with optional ``(target, sample weight)``.
+
+    ``dtype`` is "float64" or "float32"; like scikit-learn's MLP, float64 data
+    is computed in float64.
+    """
+
+    def __init__(self, X: np.ndarray, targets=None, sample_weight=None, dtype="float32"):
+        # A private copy: read-only or memory-mapped inputs stay untouched.
+        self.X = torch.tensor(np.asarray(X), dtype=getattr(torch, dtype))
+        self.targets = targets
+        self.sample_weight = sample_weight
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, index):
+        if self.targets is None:
+            return self.X[index], 0
+        return self.X[index], (self.targets[index], self.sample_weight[index])
+
+
+def tabular_dtype(X: np.ndarray) -> str:
+    """The type a table is computed in: float64 stays float64, else float32."""
+    return "float64" if X.dtype == np.float64 else "float32"
 
 
 class ActivationDataset(Dataset):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from . import activation_store as store
 from . import backbones as bb
+from .inference import Batching, evaluating, run_batches
 
 
 class _Captured(Exception):
@@ -60,22 +60,12 @@ def embed_batch(trunk, X: torch.Tensor, cut) -> torch.Tensor:
     return pool(trunk(X) if cut is None else capture(trunk, X, cut))
 
 
-def embed(trunk, dataset, *, stage_module, batch_size: int, device: str,
-          num_workers: int = 0) -> np.ndarray:
-    """Embeddings of ``dataset`` in batches, under ``torch.inference_mode``
-    (channels_last: faster convolutions on CPUs and GPUs)."""
-    trunk.eval().to(memory_format=torch.channels_last)
-    pin = torch.device(device).type == "cuda"
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, pin_memory=pin,
-                        num_workers=num_workers)
-    outputs = []
-    with torch.inference_mode():
-        for X, _ in loader:
-            X = X.to(device, non_blocking=True)
-            if X.dim() == 4:
-                X = X.contiguous(memory_format=torch.channels_last)
-            outputs.append(embed_batch(trunk, X, stage_module).float().cpu())
-    return torch.cat(outputs).numpy()
+def embed_dataset(trunk, dataset, stage_module, batching: Batching) -> np.ndarray:
+    """Pooled embeddings of ``dataset`` (float32), the trunk in eval mode."""
+    with evaluating(trunk):
+        outputs = run_batches(lambda X: embed_batch(trunk, X, stage_module).float(),
+                              dataset, batching)
+    return outputs.numpy()
 
 
 def embedding_key(trunk, config: dict, stage, prep, size: int, device: str) -> str:

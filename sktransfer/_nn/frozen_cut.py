@@ -20,21 +20,27 @@ If no cut passes, the fit trains without the cache.
 from __future__ import annotations
 
 import contextlib
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset, Subset
 
+from .._options import IMAGES
 from . import activation_store as store
 from . import backbones as bb
 from .data import ActivationDataset
 from .features import capture
-from .net import autocast
+from .freezing import is_batchnorm
+from .inference import Batching, evaluating, run_batches
+from .runtime import autocast, fork_rng
 
 # How many cut points (deepest first) are tried before giving up.
 _MAX_ATTEMPTS = 32
 _CHECK_SAMPLES = 4
+# How many architectures' cuts are remembered (each entry is a few names).
+_MAX_MEMO = 64
 
 
 def _passthrough(x, *args, **kwargs):
@@ -78,14 +84,34 @@ class CachedActivations:
         return info
 
 
-@contextlib.contextmanager
-def _forked_rng(device: str):
-    """Run without consuming the caller's random numbers, so a fit with the
-    cache draws the same batch order and dropout masks as one without."""
-    dev = torch.device(device)
-    devices = [dev.index or 0] if dev.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices):
-        yield
+# -- why the cache does not apply: every reason in one place ------------------------
+
+
+def refusal(*, cache: bool, input_kind: str, frozen: list, unfreeze_at,
+            augment) -> str:
+    """Why frozen-stage activations cannot be cached for a fit with these
+    settings ('' when they may be: the cut is then probed on the data)."""
+    if not cache:
+        return "cache=False"
+    if input_kind != IMAGES:
+        return "tabular data: the network is cheap to run"
+    if not frozen:
+        return "freeze_depth=0: no stage stays frozen"
+    if unfreeze_at is not None:
+        return "unfreeze_at trains the frozen stages later in the fit"
+    if augment is not None:
+        return f"augment={augment!r} changes the images every epoch"
+    return ""
+
+
+_NO_EXACT_CUT = ("no exact cut: the frozen stages of this backbone cannot be skipped "
+                 "(they hold active dropout / BatchNorm, or later layers read inside them)")
+
+
+def _over_budget(needed: int) -> str:
+    return (f"the activations need {needed / 1e6:.0f} MB, over the cache budget of "
+            f"{store.STORE.budget / 1e6:.0f} MB; raise it with "
+            "sktransfer.set_cache_budget or freeze fewer stages")
 
 
 @contextlib.contextmanager
@@ -105,14 +131,9 @@ def skipping(trunk: nn.Module, cut: FrozenCut | None):
             del module.forward
 
 
-def _frozen_members(module, frozen_depth) -> list:
-    depth = module.n_stages if frozen_depth == "all" else int(frozen_depth)
-    return [name for stage in module.stages[:depth] for name in stage]
-
-
-def _candidate_cuts(module, frozen_depth) -> list[FrozenCut]:
+def _candidate_cuts(module, frozen: list[int]) -> list[FrozenCut]:
     """Cut points inside the frozen stages, deepest first."""
-    members = _frozen_members(module, frozen_depth)
+    members = [name for index in frozen for name in module.stages[index]]
     cuts = []
     for end in range(len(members), 0, -1):
         skipped = members[:end]
@@ -129,7 +150,7 @@ _PROBE_ERRORS = (RuntimeError, ValueError, TypeError, IndexError, AssertionError
 def _random_in_training(module: nn.Module) -> bool:
     """Dropout / stochastic depth (torchvision's, or timm's ``drop_prob``)
     with a non-zero rate, or BatchNorm using batch statistics."""
-    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+    if is_batchnorm(module):
         return True
     rate = getattr(module, "drop_prob", None)
     if rate is None and (isinstance(module, nn.modules.dropout._DropoutNd)
@@ -182,94 +203,85 @@ def _is_exact(module, cut: FrozenCut, sample: torch.Tensor) -> bool:
 
 
 # find_cut's answers by architecture (the module's repr and which norms are
-# held in eval mode), frozen depth, input shape and device: the probes depend
+# held in eval mode), frozen stages, input shape and device: the probes depend
 # on the layers, not on the weights, and a grid search builds the same network
-# for every candidate and fold.
-_CUTS: dict = {}
+# for every candidate and fold. Least recently used answers go first.
+_CUTS: OrderedDict = OrderedDict()
 
 
-def find_cut(module, frozen_depth, sample: torch.Tensor) -> FrozenCut | None:
-    """The deepest exact cut inside the frozen stages, or None."""
-    key = (repr(module), tuple(module.frozen_norms), str(frozen_depth),
+def find_cut(module, frozen: list[int], sample: torch.Tensor) -> FrozenCut | None:
+    """The deepest exact cut inside the ``frozen`` stages, or None."""
+    key = (repr(module), tuple(module.frozen_norms), tuple(frozen),
            tuple(sample.shape[1:]), sample.device.type, str(sample.dtype))
     if key not in _CUTS:
-        _CUTS[key] = next((cut for cut in _candidate_cuts(module, frozen_depth)
+        _CUTS[key] = next((cut for cut in _candidate_cuts(module, frozen)
                            if _is_exact(module, cut, sample)), None)
+        while len(_CUTS) > _MAX_MEMO:
+            _CUTS.popitem(last=False)
+    _CUTS.move_to_end(key)
     cut = _CUTS[key]
     return None if cut is None else FrozenCut(cut.member, list(cut.skipped))
 
 
-def _activations(module, dataset, positions, cut: FrozenCut, *, batch_size: int,
-                 device: str, precision: str, num_workers: int,
-                 channels_last: bool) -> torch.Tensor:
+def _activations(module, dataset, positions, cut: FrozenCut,
+                 batching: Batching) -> torch.Tensor:
     """Activations at the cut, computed as training would compute them
     (same precision and memory format)."""
     trunk = module.trunk
-    if channels_last:
+    if batching.channels_last:
         module.to(memory_format=torch.channels_last)
     cut_module = trunk.get_submodule(cut.member)
-    loader = DataLoader(torch.utils.data.Subset(dataset, positions), batch_size=batch_size,
-                        shuffle=False, num_workers=num_workers,
-                        pin_memory=torch.device(device).type == "cuda")
-    was_training = module.training
-    module.eval()
-    outputs = []
-    try:
-        with torch.inference_mode(), autocast(precision, device):
-            for X, _ in loader:
-                X = X.to(device, non_blocking=True)
-                if channels_last:
-                    X = X.contiguous(memory_format=torch.channels_last)
-                outputs.append(capture(trunk, X, cut_module).contiguous().cpu())
-    finally:
-        module.train(was_training)
-    return torch.cat(outputs)
+    with evaluating(module):
+        return run_batches(lambda X: capture(trunk, X, cut_module),
+                           Subset(dataset, positions), batching)
 
 
-def _model_key(module, cut: FrozenCut, dataset, *, precision: str, device: str,
-               channels_last: bool) -> str:
+def _model_key(module, cut: FrozenCut, dataset, batching: Batching) -> str:
     skipped = [module.trunk.get_submodule(name) for name in cut.skipped]
     return store.model_key(
         kind="frozen-cut", trunk=module.config.get("trunk", {}), cut=cut.member,
         skipped=cut.skipped, state=store.state_fingerprint(skipped),
-        size=dataset.size, mean=dataset.mean, std=dataset.std, precision=precision,
-        channels_last=channels_last, device=torch.device(device).type, torch=torch.__version__,
+        size=dataset.size, mean=dataset.mean, std=dataset.std,
+        precision=batching.precision, channels_last=batching.channels_last,
+        device=torch.device(batching.device).type, torch=torch.__version__,
     )
 
 
-def cache_activations(module, images, dataset, targets, sample_weight, *, frozen_depth,
-                      batch_size: int, device: str, precision: str, cache_dir=None,
-                      num_workers: int = 0, channels_last: bool = False) -> CachedActivations:
-    """Activations at the deepest exact cut of the frozen stages for every
-    image of ``dataset`` (un-augmented), looked up in the activation store
-    first; or, when that cannot be done exactly or within the memory
-    budget, a ``CachedActivations`` without a dataset that says why."""
-    with _forked_rng(device):
+def _probe_sample(dataset, device: str) -> torch.Tensor:
+    positions = range(min(_CHECK_SAMPLES, len(dataset)))
+    sample = torch.stack([dataset[i][0] for i in positions]).to(device)
+    if len(sample) == 1:
+        sample = sample.repeat(2, 1, 1, 1)  # BatchNorm in train mode needs 2
+    return sample
+
+
+def cache_activations(module, images, dataset, targets, sample_weight, *,
+                      frozen: list[int], batching: Batching,
+                      cache_dir=None) -> CachedActivations:
+    """Activations at the deepest exact cut of the ``frozen`` stages for
+    every image of ``dataset`` (un-augmented), looked up in the activation
+    store first; or, when that cannot be done exactly or within the memory
+    budget, a ``CachedActivations`` without a dataset that says why.
+
+    Runs on a forked random state, so a fit with the cache draws the same
+    batch order and dropout masks as one without.
+    """
+    device = batching.device
+    with fork_rng(device):
         module.to(device)
-        sample_positions = list(range(min(_CHECK_SAMPLES, len(dataset))))
-        sample = torch.stack([dataset[i][0] for i in sample_positions]).to(device)
-        if len(sample) == 1:
-            sample = sample.repeat(2, 1, 1, 1)  # BatchNorm in train mode needs 2
-        cut = find_cut(module, frozen_depth, sample)
+        sample = _probe_sample(dataset, device)
+        cut = find_cut(module, frozen, sample)
         if cut is None:
-            return CachedActivations(reason=(
-                "no exact cut: the frozen stages of this backbone cannot be skipped "
-                "(they hold active dropout / BatchNorm, or later layers read inside them)"))
-        with torch.no_grad(), autocast(precision, device):  # the dtype training sees
+            return CachedActivations(reason=_NO_EXACT_CUT)
+        with torch.no_grad(), autocast(batching.precision, device):  # the dtype training sees
             row = capture(module.trunk, sample[:1], module.trunk.get_submodule(cut.member))
         needed = row.nbytes * len(dataset)
         if needed > store.STORE.budget:
-            return CachedActivations(cut=cut, reason=(
-                f"the activations need {needed / 1e6:.0f} MB, over the cache budget of "
-                f"{store.STORE.budget / 1e6:.0f} MB; raise it with "
-                "sktransfer.set_cache_budget or freeze fewer stages"))
-        key = _model_key(module, cut, dataset, precision=precision, device=device,
-                         channels_last=channels_last)
+            return CachedActivations(cut=cut, reason=_over_budget(needed))
+        key = _model_key(module, cut, dataset, batching)
 
         def compute(positions):
-            return _activations(module, dataset, positions, cut, batch_size=batch_size,
-                                device=device, precision=precision,
-                                num_workers=num_workers, channels_last=channels_last)
+            return _activations(module, dataset, positions, cut, batching)
 
         activations, counts = store.lookup(key, store.sample_keys(images),
                                            cache_dir=cache_dir, dtype=row.dtype,

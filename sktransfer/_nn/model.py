@@ -1,36 +1,27 @@
-"""The network sktransfer trains: a transferred trunk plus a new head, with
-freezing helpers in the style of Lightning's finetuning callback."""
+"""The network sktransfer trains: a trunk built from any backbone source (a
+registry name, an ``nn.Module``, the MLP, or a fitted estimator's exported
+trunk) with its weights, plus a new head."""
 
 from __future__ import annotations
 
 import copy
-import os
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from . import backbones as bb
+from .backbones import Preprocessing
+from .runtime import fork_rng
 from .tabular import build_mlp, mlp_stages
 from .weights import (
     fetch_torchvision_file,
+    is_weights_path,
     load_into,
     read_state_dict,
-    STATE_DICT_SUFFIXES,
     read_weights_file,
     torchvision_weights,
 )
-
-
-@dataclass(frozen=True)
-class Preprocessing:
-    """Input size and normalisation the trunk's weights expect."""
-
-    image_size: int
-    mean: tuple
-    std: tuple
-    fixed_size: bool = False
-    min_size: int = 1
 
 
 @dataclass
@@ -41,7 +32,8 @@ class Trunk:
     rebuilt (it goes into files written by ``save_weights``). ``head_state``,
     ``head_config`` and ``head_classes`` describe the source's head (from an
     sktransfer weights file or a fitted estimator), which ``source_head``
-    may keep.
+    may keep. A fitted estimator exports its trunk as one of these (with a
+    ``description``), which is then accepted as a backbone.
     """
 
     module: nn.Module
@@ -52,30 +44,19 @@ class Trunk:
     head_state: dict | None = None
     head_config: dict | None = None
     head_classes: list | None = None
+    description: str = ""
 
 
-@dataclass
-class SourceTrunk:
-    """The trunk of a fitted sktransfer estimator, offered as a backbone."""
+@dataclass(frozen=True)
+class HeadSpec:
+    """The new head: hidden layer sizes, dropout, outputs, and what happens
+    to a head the source brings (``source_head`` for the target ``classes``)."""
 
-    module: nn.Module
-    n_features: int
-    stages: list
-    preprocessing: Preprocessing | None
-    config: dict
-    description: str
-    head_state: dict | None = None
-    head_config: dict | None = None
-    head_classes: list | None = None
-
-
-def _is_path(weights) -> bool:
-    if isinstance(weights, os.PathLike):
-        return True
-    return isinstance(weights, str) and (
-        os.path.isfile(weights) or os.sep in weights or "/" in weights
-        or weights.lower().endswith(STATE_DICT_SUFFIXES)
-    )
+    hidden: tuple
+    dropout: float
+    n_outputs: int
+    source_head: str = "auto"
+    classes: list | None = None
 
 
 def _apply_weights(model: nn.Module, weights, config: dict, skip_prefix, backbone_kind: str):
@@ -83,7 +64,7 @@ def _apply_weights(model: nn.Module, weights, config: dict, skip_prefix, backbon
     re-initialises them, "DEFAULT" keeps them, a path loads a file (returned)."""
     if weights is None:
         _reset_parameters(model)
-    elif _is_path(weights):
+    elif is_weights_path(weights):
         return _load_file(model, weights, config, skip_prefix)
     elif weights != "DEFAULT":
         raise ValueError(
@@ -160,7 +141,7 @@ def _named_trunk(name: str, weights, progress: bool) -> Trunk:
     skip = adapter.head_path + "."
     config = {"backbone": name}
     loaded = None
-    if weights is None or _is_path(weights):
+    if weights is None or is_weights_path(weights):
         model = adapter.build(name)
         prep = _adapter_preprocessing(adapter)
         if weights is not None:
@@ -209,14 +190,14 @@ def _mlp_trunk(weights, n_features_in: int, hidden_layer_sizes, activation: str)
     return _with_file_head(Trunk(model, n_features, mlp_stages(model), None, config), loaded)
 
 
-def _source_trunk(source: SourceTrunk, weights) -> Trunk:
+def _source_trunk(source: Trunk, weights) -> Trunk:
     model = copy.deepcopy(source.module)  # the source estimator is never modified
     for param in model.parameters():
         param.requires_grad_(True)  # the source's own freezing does not carry over
     loaded = _apply_weights(model, weights, source.config, None, "a fitted-estimator backbone")
     trunk = Trunk(model, source.n_features, [list(s) for s in source.stages],
                   source.preprocessing, dict(source.config), source.head_state,
-                  source.head_config, source.head_classes)
+                  source.head_config, source.head_classes, source.description)
     return _with_file_head(trunk, loaded)
 
 
@@ -226,9 +207,9 @@ def build_trunk(backbone, weights, progress: bool = False, *, n_features_in=None
 
     ``backbone`` is a registry name, ``"mlp"`` (then ``n_features_in``,
     ``hidden_layer_sizes`` and ``activation`` describe it), an ``nn.Module``
-    or a :class:`SourceTrunk` exported by a fitted estimator.
+    or a :class:`Trunk` exported by a fitted estimator.
     """
-    if isinstance(backbone, SourceTrunk):
+    if isinstance(backbone, Trunk):
         trunk = _source_trunk(backbone, weights)
     elif backbone == "mlp":
         trunk = _mlp_trunk(weights, n_features_in, hidden_layer_sizes, activation)
@@ -313,38 +294,6 @@ class TransferModule(nn.Module):
         return len(self.stages)
 
 
-def _norm_layers(module: nn.Module, prefix: str) -> list[str]:
-    norm_types = (nn.modules.batchnorm._BatchNorm,)
-    return [
-        f"{prefix}.{name}" if prefix and name else (prefix or name)
-        for name, sub in module.named_modules()
-        if isinstance(sub, norm_types)
-    ]
-
-
-def freeze_stages(module: TransferModule, depth) -> None:
-    """Freeze the first ``depth`` trunk stages (``"all"``: the whole trunk).
-
-    Frozen parameters get ``requires_grad=False`` (and so stay out of the
-    optimizer) and their BatchNorm layers are held in eval mode.
-    """
-    if depth == "all":
-        members = [("", module.trunk)]
-    else:
-        members = [(name, bb.resolve_member(module.trunk, name))
-                   for stage in module.stages[:depth] for name in stage]
-    frozen_norms = []
-    for name, member in members:
-        if isinstance(member, nn.Module):
-            for param in member.parameters():
-                param.requires_grad_(False)
-            frozen_norms += _norm_layers(member, name)
-        else:
-            member.requires_grad_(False)
-    module.frozen_norms = frozen_norms
-    module.train(module.training)
-
-
 def _check_head(head) -> tuple:
     sizes = tuple(head)
     if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
@@ -358,18 +307,9 @@ def _check_head(head) -> tuple:
 def backbone_name(backbone) -> str:
     if isinstance(backbone, str):
         return backbone
-    if isinstance(backbone, SourceTrunk):
+    if isinstance(backbone, Trunk):
         return backbone.description
     return type(backbone).__name__
-
-
-def _check_freeze_depth(depth, n_stages: int, backbone) -> None:
-    if depth != "all" and depth > n_stages:
-        name = backbone_name(backbone)
-        raise ValueError(
-            f"freeze_depth={depth} but backbone {name!r} has {n_stages} stages; use "
-            f"an int from 0 to {n_stages}, or 'all' to train only the new head."
-        )
 
 
 def check_image_size(size: int, prep: Preprocessing, backbone) -> int:
@@ -390,9 +330,6 @@ def check_image_size(size: int, prep: Preprocessing, backbone) -> int:
 def _head_config(n_features: int, hidden: tuple, n_outputs: int) -> dict:
     return {"n_features": int(n_features), "hidden": [int(h) for h in hidden],
             "n_outputs": int(n_outputs)}
-
-
-SOURCE_HEAD_MODES = ("auto", "keep", "new")
 
 
 def _keep_source_head(trunk: Trunk, head_config: dict, mode: str, classes) -> bool:
@@ -416,53 +353,55 @@ def _keep_source_head(trunk: Trunk, head_config: dict, mode: str, classes) -> bo
     return same_shape and known and list(trunk.head_classes) == list(classes)
 
 
-def build_network(backbone, weights, *, head, head_dropout, n_outputs, freeze_depth,
-                  image_size=None, dataset_fn, progress=False, tabular=None,
-                  input_kind="images", dtype="float32", source_head="auto", classes=None):
-    """Build trunk + new head with the first ``freeze_depth`` stages frozen.
+def input_preprocessing(trunk: Trunk, image_size, backbone) -> tuple:
+    """``(preprocessing, size)`` images are fed at: ``image_size`` or the
+    weights' own size, checked against what the architecture accepts."""
+    prep = trunk.preprocessing
+    return prep, check_image_size(image_size or prep.image_size, prep, backbone)
 
-    ``dataset_fn(preprocessing, size)`` makes the training dataset once the
-    trunk's preprocessing is known (both None for tabular data); its first
-    item gives the trunk's output size by a forward pass when the
-    architecture does not tell it. ``tabular`` holds the MLP settings
-    (``n_features_in``, ``hidden_layer_sizes``, ``activation``). With
-    ``input_kind="tabular"`` no image preprocessing applies. ``dtype`` is the
-    floating-point type the network computes in.
 
-    Returns
-    -------
-    module : TransferModule
-    dataset : torch Dataset
-    preprocessing : Preprocessing or None
-    size : int or None
-        The input size images are resized to.
+def attach_head(trunk: Trunk, head: HeadSpec, *, sample: torch.Tensor,
+                preprocessing: Preprocessing | None = None, size=None) -> TransferModule:
+    """The trunk followed by a new head (or the source's, see ``source_head``).
+
+    ``sample`` is one input (without the batch axis) that gives the trunk's
+    output size by a forward pass when the architecture does not tell it.
+    ``preprocessing`` and ``size`` are recorded in the module's config.
     """
-    hidden = _check_head(head)
-    # The trunk's own random draws (a random init, say) happen on a forked
-    # generator, so the new head and the batch order depend on the seed only,
-    # whatever route the trunk came by.
-    with torch.random.fork_rng(devices=[]):
-        trunk = build_trunk(backbone, weights, progress, **(tabular or {}))
-    torch_dtype = getattr(torch, dtype)
-    trunk.module.to(torch_dtype)
-    _check_freeze_depth(freeze_depth, len(trunk.stages), backbone)
-    prep, size = (trunk.preprocessing if input_kind == "images" else None), None
-    if prep is not None:
-        size = check_image_size(image_size or prep.image_size, prep, backbone)
-    dataset = dataset_fn(prep, size)
+    hidden = _check_head(head.hidden)
+    dtype = next(trunk.module.parameters()).dtype
     n_features = trunk.n_features
     if n_features is None:
-        n_features = infer_n_features(trunk.module, dataset[0][0][None].to(torch_dtype))
-    new_head = make_head(n_features, hidden, n_outputs, head_dropout).to(torch_dtype)
-    head_config = _head_config(n_features, hidden, n_outputs)
-    if _keep_source_head(trunk, head_config, source_head, classes):
+        n_features = infer_n_features(trunk.module, sample[None].to(dtype))
+    new_head = make_head(n_features, hidden, head.n_outputs, head.dropout).to(dtype)
+    head_config = _head_config(n_features, hidden, head.n_outputs)
+    if _keep_source_head(trunk, head_config, head.source_head, head.classes):
         new_head.load_state_dict(trunk.head_state)
     config = dict(trunk.config)
-    if prep is not None:
-        config["preprocessing"] = {"image_size": size, "mean": list(prep.mean),
-                                   "std": list(prep.std)}
-    module = TransferModule(trunk.module, new_head, trunk.stages, n_features,
-                            {"trunk": config, "head": head_config,
-                             "classes": None if classes is None else list(classes)})
-    freeze_stages(module, freeze_depth)
-    return module, dataset, prep, size
+    if preprocessing is not None:
+        config["preprocessing"] = {"image_size": size, "mean": list(preprocessing.mean),
+                                   "std": list(preprocessing.std)}
+    classes = None if head.classes is None else list(head.classes)
+    return TransferModule(trunk.module, new_head, trunk.stages, n_features,
+                          {"trunk": config, "head": head_config, "classes": classes})
+
+
+def load_trunk(backbone, weights, *, dtype: str = "float32", progress: bool = False,
+                       mlp: dict | None = None) -> Trunk:
+    """``build_trunk`` on a forked random state, cast to ``dtype``: the
+    trunk's own random draws (a random init, say) do not consume the fit's
+    random numbers, so the new head and the batch order depend on the seed
+    only, whatever route the trunk came by."""
+    with fork_rng():
+        trunk = build_trunk(backbone, weights, progress, **(mlp or {}))
+    trunk.module.to(getattr(torch, dtype))
+    return trunk
+
+
+def export_trunk(module: TransferModule, preprocessing, description: str) -> Trunk:
+    """A fitted network's trunk and head, offered as a backbone (a copy of
+    nothing: ``build_trunk`` copies the module when it is used)."""
+    head_state = {k: v.detach().cpu().clone() for k, v in module.head.state_dict().items()}
+    return Trunk(module.trunk, module.n_features, module.stages, preprocessing,
+                 module.config.get("trunk", {}), head_state, module.config.get("head"),
+                 module.config.get("classes"), description)

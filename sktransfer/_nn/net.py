@@ -1,41 +1,74 @@
-"""skorch nets with the override points the strategies need.
+"""The skorch nets that train a ``TransferModule``, and how one is configured
+from plain values (``TrainingPlan``).
 
 The public estimators hold one of these in ``net_``; they are never exposed
-as estimators themselves. What they add to skorch's loop: parameter groups
-per stage, mixed precision (autocast, and loss scaling for float16),
-gradient clipping, the L2-SP penalty, channels_last inputs and non-blocking
-copies to the device.
+as estimators themselves. The net owns its loop: ``fit`` initialises and
+runs skorch's loop through skorch's own override points
+(``initialize_optimizer``, ``train_step``, ``infer``, ``get_loss``,
+``partial_fit``) and callbacks, then drops what only training needs. What
+it adds to skorch: parameter groups per stage, mixed precision (autocast,
+and loss scaling for float16), gradient clipping, the L2-SP penalty,
+channels_last inputs and non-blocking copies to the device. The
+learning-rate range test is a callback on a copy of the net, so it runs the
+same training step.
 """
 
 from __future__ import annotations
 
-import contextlib
+import copy
+import dataclasses
+import math
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
+from skorch.callbacks import EarlyStopping, ProgressBar
 from skorch.dataset import unpack_data
+from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
 
-from .strategies import l2sp_penalty, optimizer_groups
-from .training import full_precision, make_optimizer
-
-PRECISIONS = ("auto", "32", "bf16", "16")
-_AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
-
-
-def resolve_precision(precision: str, device: str) -> str:
-    """"auto": bf16 autocast on CUDA devices that support it, fp32 elsewhere."""
-    if precision != "auto":
-        return precision
-    if torch.device(device).type == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "32"
+from .callbacks import (
+    GradualUnfreezing,
+    LRRangeTest,
+    LRSchedule,
+    StopOnNonFiniteLoss,
+    StopTraining,
+)
+from .losses import WeightedLoss
+from .optim import l2sp_penalty, make_optimizer, optimizer_groups, stage_lr_factors
+from .runtime import autocast, fork_rng, full_precision, is_cuda, to_device
 
 
-def autocast(precision: str, device: str):
-    if precision not in _AUTOCAST_DTYPES:
-        return contextlib.nullcontext()
-    return torch.autocast(torch.device(device).type, dtype=_AUTOCAST_DTYPES[precision])
+@dataclass(frozen=True)
+class TrainingPlan:
+    """Everything the training loop is told, as plain values."""
+
+    lr: float
+    optimizer: str
+    weight_decay: float
+    max_epochs: int
+    batch_size: int
+    device: str
+    verbose: int = 0
+    layer_decay: float = 1.0
+    backbone_lr_mult: float = 1.0
+    l2sp_strength: float = 0.0
+    lr_schedule: str = "constant"
+    warmup_epochs: float = 0.0
+    unfreeze_plan: list = field(default_factory=list)
+    bn_mode: str = "train"
+    precision: str = "32"
+    max_grad_norm: float | None = None
+    channels_last: bool = False
+    n_train: int = 1
+    valid_dataset: object = None
+    n_iter_no_change: int = 5
+    num_workers: int = 0
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return max(1, math.ceil(self.n_train / self.batch_size))
 
 
 class TransferNetMixin:
@@ -54,6 +87,8 @@ class TransferNetMixin:
         self.optimizer_name = optimizer_name
         self.weight_decay = weight_decay
 
+    # -- initialisation ----------------------------------------------------------
+
     def initialize_optimizer(self, triggered_directly=None):
         groups = optimizer_groups(
             self.module_, lr=self.lr, weight_decay=self.weight_decay,
@@ -65,6 +100,12 @@ class TransferNetMixin:
 
     def initialize(self):
         super().initialize()
+        # skorch moves module_ & co. through torch's map_location on
+        # unpickling, but pickles the `module` init argument plainly; it is
+        # the same trained instance here, so route it the same way (else a
+        # net pickled on CUDA cannot load on a CPU-only machine).
+        if "module" not in self.cuda_dependent_attributes_:
+            self.cuda_dependent_attributes_ = [*self.cuda_dependent_attributes_, "module"]
         if self.channels_last:
             self.module_.to(memory_format=torch.channels_last)
         device_type = torch.device(self.device).type
@@ -74,12 +115,43 @@ class TransferNetMixin:
                                     for name, param in self.module_.trunk.named_parameters()}
         return self
 
-    def finish_training(self):
-        """Drop what only training needs, so pickles stay small and portable."""
+    # -- the loop ---------------------------------------------------------------------
+
+    def fit(self, X, y=None, **fit_params):
+        """Initialise, train on ``X`` (a Dataset of ``(input, (y, weight))``),
+        then drop what only training needs."""
+        super().fit(X, y, **fit_params)
+        self._drop_training_state()
+        return self
+
+    def partial_fit(self, X, y=None, classes=None, **fit_params):
+        """skorch's ``partial_fit``, except that a real interruption
+        propagates instead of ending training quietly, so an interrupted fit
+        never looks like a finished one; early stopping and ``StopTraining``
+        end it as finished."""
+        if not self.initialized_:
+            self.initialize()
+        self.notify("on_train_begin", X=X, y=y)
+        try:
+            self.fit_loop(X, y, **fit_params)
+        except StopTraining:
+            pass
+        except KeyboardInterrupt:
+            if not self._stopped_early():
+                raise
+        self.notify("on_train_end", X=X, y=y)
+        return self
+
+    def _stopped_early(self) -> bool:
+        stopper = dict(self.callbacks_).get("early_stopping")
+        return stopper is not None and stopper.misses_ >= stopper.patience
+
+    def _drop_training_state(self):
+        """Keep pickles small and portable: no scaler, L2-SP reference,
+        validation data or early-stopping weight copy."""
         for name in ("scaler_", "l2sp_reference_"):
             self.__dict__.pop(name, None)
-        # the validation split holds training data; a fitted model must not
-        self.train_split = None
+        self.train_split = None  # it holds training data; a fitted model must not
         stopper = dict(self.callbacks_).get("early_stopping")
         if stopper is not None:  # a copy of the weights, pickled without map_location
             stopper.best_model_weights_ = None
@@ -93,15 +165,11 @@ class TransferNetMixin:
             return
         super()._set_training(training)
 
-    def autocast(self):
-        return autocast(self.precision, self.device)
+    # -- one step -------------------------------------------------------------------------
 
     def infer(self, x, **fit_params):
-        if isinstance(x, torch.Tensor):
-            x = x.to(self.device, non_blocking=True)
-            if self.channels_last and x.dim() == 4:
-                x = x.contiguous(memory_format=torch.channels_last)
-        with self.autocast():
+        x = to_device(x, self.device, self.channels_last)
+        with autocast(self.precision, self.device):
             return super().infer(x, **fit_params)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -137,3 +205,89 @@ class TransferNetClassifier(TransferNetMixin, NeuralNetClassifier):
 
 class TransferNetRegressor(TransferNetMixin, NeuralNetRegressor):
     """skorch regressor net with sktransfer's training additions."""
+
+
+# -- configuring a net from a plan -------------------------------------------------------
+
+
+def _callbacks(module, plan: TrainingPlan) -> list:
+    callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
+    if plan.lr_schedule != "constant" or plan.warmup_epochs > 0:
+        total = plan.max_epochs * plan.steps_per_epoch
+        warmup = int(round(plan.warmup_epochs * plan.steps_per_epoch))
+        callbacks.append(("lr_schedule", LRSchedule(plan.lr_schedule, total, warmup)))
+    if plan.unfreeze_plan:
+        factors = stage_lr_factors(module.n_stages, plan.layer_decay, plan.backbone_lr_mult)
+        decay = 0.0 if plan.l2sp_strength > 0 else plan.weight_decay
+        callbacks.append(("gradual_unfreezing", GradualUnfreezing(
+            plan.unfreeze_plan, factors, plan.lr, decay, plan.bn_mode)))
+    if plan.valid_dataset is not None:
+        callbacks.append(("early_stopping", EarlyStopping(
+            monitor="valid_loss", patience=plan.n_iter_no_change, load_best=True)))
+    if plan.verbose >= 2:
+        callbacks.append(("progress_bar", ProgressBar()))
+    return callbacks
+
+
+def build_net(module, *, task: str, n_outputs: int, loss: str, plan: TrainingPlan,
+              callbacks=None):
+    """The skorch net that trains ``module``: a classifier over logits with
+    weighted cross-entropy, or a regressor with the weighted ``loss``.
+    ``callbacks`` replaces the plan's callbacks (the range test's probe)."""
+    pin = is_cuda(plan.device)
+    kwargs = dict(
+        module=module,
+        criterion=WeightedLoss,
+        lr=plan.lr,
+        max_epochs=plan.max_epochs,
+        batch_size=plan.batch_size,
+        train_split=None if plan.valid_dataset is None else predefined_split(plan.valid_dataset),
+        device=plan.device,
+        iterator_train__shuffle=True,
+        iterator_train__pin_memory=pin,
+        iterator_valid__pin_memory=pin,
+        iterator_train__num_workers=plan.num_workers,
+        iterator_valid__num_workers=plan.num_workers,
+        callbacks=_callbacks(module, plan) if callbacks is None else callbacks,
+        verbose=int(plan.verbose >= 1),
+        precision=plan.precision,
+        max_grad_norm=plan.max_grad_norm,
+        l2sp_strength=plan.l2sp_strength,
+        channels_last=plan.channels_last,
+        layer_decay=plan.layer_decay,
+        backbone_lr_mult=plan.backbone_lr_mult,
+        optimizer_name=plan.optimizer,
+        weight_decay=plan.weight_decay,
+    )
+    if task == "classification":
+        # skorch's valid_acc scorer expects plain labels, not (label, weight)
+        return TransferNetClassifier(criterion__kind="cross_entropy", classes=list(range(n_outputs)),
+                                     callbacks__valid_acc=None, **kwargs)
+    return TransferNetRegressor(criterion__kind=loss, **kwargs)
+
+
+def find_lr(module, dataset, *, task: str, n_outputs: int, loss: str, plan: TrainingPlan,
+            num_steps: int = 100) -> float:
+    """``lr="auto"``: the range test's suggested rate for ``plan``, run with
+    the net's own training step on a copy of ``module`` (the real network
+    is untouched) and a forked random state (the fit's batch order is the
+    same as with a fixed rate). At most ``num_steps`` steps, and at most ten
+    epochs' worth on small data."""
+    steps = max(2, min(num_steps, 10 * plan.steps_per_epoch))
+    test = LRRangeTest(num_steps=steps)
+    probe_plan = dataclasses.replace(
+        plan, lr=1.0, lr_schedule="constant", warmup_epochs=0.0, unfreeze_plan=[],
+        valid_dataset=None, verbose=0, max_epochs=math.ceil(steps / plan.steps_per_epoch))
+    net = build_net(copy.deepcopy(module), task=task, n_outputs=n_outputs, loss=loss,
+                    plan=probe_plan, callbacks=[("lr_range_test", test)])
+    with fork_rng(plan.device):
+        net.fit(dataset)
+    return test.suggestion()
+
+
+def history_records(net) -> list[dict]:
+    """Per-epoch history as plain dicts (no per-batch entries)."""
+    def plain(value):
+        return value.item() if isinstance(value, np.generic) else value
+
+    return [{k: plain(v) for k, v in row.items() if k != "batches"} for row in net.history]

@@ -13,13 +13,17 @@ import functools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 from scipy.special import softmax
 from torch import nn
 
 from . import backbones as bb
-from .model import _is_path
-from .weights import fetch_torchvision_file, read_state_dict, torchvision_weights
+from .runtime import fork_rng
+from .weights import (
+    fetch_torchvision_file,
+    is_weights_path,
+    read_state_dict,
+    torchvision_weights,
+)
 
 
 @dataclass(frozen=True)
@@ -57,10 +61,10 @@ def _named_head(name: str, weights) -> tuple[LinearHead | None, str | None]:
     if weights is None:
         # Random init: the head of a freshly built network, drawn without
         # consuming the caller's random stream.
-        with torch.random.fork_rng(devices=[]):
+        with fork_rng():
             model = adapter.build(name)
         return _from_linear(model.get_submodule(adapter.head_path)), None
-    if _is_path(weights):
+    if is_weights_path(weights):
         return None, _file_reason(weights)
     return _pretrained_head(name, str(weights))
 

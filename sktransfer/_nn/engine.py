@@ -1,0 +1,428 @@
+"""The training engine: the one entry point under the estimators.
+
+An estimator validates its inputs, encodes its targets and turns its
+parameters into a frozen ``FitSpec``; ``fit(spec, data, targets, ...)`` owns
+the rest — seed, build, freeze, the cache decision, the validation split and
+training — and returns a ``FitResult`` that ``predict`` reads. The same holds
+for embeddings: ``fit_embedder`` / ``embed`` (and ``source_head``, the head a
+source model brings, for its label probabilities). Nothing here knows about the
+estimator classes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from .._options import IMAGES, TABULAR
+from .data import (
+    ActivationDataset,
+    ImageDataset,
+    TabularDataset,
+    data_workers,
+    subset,
+    tabular_dtype,
+)
+from .features import cached_embeddings, cut_module, embed_dataset, embedding_key
+from .freezing import freeze, frozen_stages, hold_all_norms, unfreeze_plan
+from .frozen_cut import CachedActivations, cache_activations, cached_rows, refusal, skipping
+from .inference import Batching, evaluating, run_batches
+from .model import (
+    HeadSpec,
+    Trunk,
+    attach_head,
+    backbone_name,
+    check_image_size,
+    export_trunk as export_module_trunk,
+    load_trunk,
+)
+from .net import TrainingPlan, build_net, find_lr, history_records
+from .runtime import full_precision, resolve_device, resolve_precision, seeded
+from .source_head import source_head  # noqa: F401  (the estimators' way to a source head)
+from .weights import save_weights_file
+
+
+@dataclass(frozen=True)
+class FitSpec:
+    """Everything a fit is told, as plain values (the estimator's parameters
+    with the backbone resolved, plus the task and a seed)."""
+
+    # what the network is
+    task: str  # "classification" or "regression"
+    loss: str  # "cross_entropy" or a regression loss
+    input_kind: str  # "images" or "tabular"
+    backbone: object  # registry name, "mlp", nn.Module, or a fitted estimator's Trunk
+    weights: object
+    source_head: str
+    head: tuple
+    head_dropout: float
+    hidden_layer_sizes: tuple
+    activation: str
+    freeze_depth: object
+    bn_mode: str
+    image_size: int | None
+    # how it trains
+    lr: object
+    optimizer: str
+    weight_decay: float
+    max_epochs: int
+    batch_size: int
+    unfreeze_at: object
+    layer_decay: float
+    backbone_lr_mult: float
+    regularization: object
+    regularization_strength: float
+    lr_schedule: str
+    warmup_epochs: float
+    early_stopping: bool
+    validation_fraction: float
+    n_iter_no_change: int
+    augment: object
+    precision: str
+    max_grad_norm: object
+    # caching, workers, device, reproducibility
+    cache: bool
+    cache_dir: object
+    n_jobs: object
+    device: str
+    seed: int
+    verbose: int
+
+    @classmethod
+    def from_params(cls, params: dict, **resolved) -> "FitSpec":
+        """A spec from an estimator's ``get_params()``, overridden by ``resolved``."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        values = {name: value for name, value in params.items() if name in names}
+        values.update(resolved)
+        return cls(**values)
+
+
+@dataclass
+class FitResult:
+    """A fitted network and what predicting with it needs."""
+
+    net: object
+    history: list
+    lr: float
+    n_stages: int
+    device: str
+    input_kind: str
+    dtype: str
+    cache_info: dict
+    best_epoch: int | None = None
+    preprocessing: object = None
+    image_size: int | None = None
+    # predict reads the activations it finds cached under this key / cut
+    cache_key: str | None = None
+    cache_cut: object = None
+
+
+# -- training recipe decisions ------------------------------------------------------
+
+
+def resolve_augment(augment, input_kind: str, freeze_depth, unfreeze_at):
+    """``augment="auto"``: light augmentation when the whole backbone trains
+    at some point; none when some stages stay frozen throughout, so their
+    activations can be cached, and none for tabular data."""
+    if augment != "auto":
+        return augment
+    trains_all = freeze_depth == 0 or unfreeze_at is not None
+    return "light" if input_kind == IMAGES and trains_all else None
+
+
+def _mlp_settings(spec: FitSpec, data) -> dict | None:
+    if spec.input_kind != TABULAR or not isinstance(spec.backbone, str):
+        return None
+    return {"n_features_in": data.shape[1],
+            "hidden_layer_sizes": tuple(spec.hidden_layer_sizes),
+            "activation": spec.activation}
+
+
+def _dataset(data, targets, sample_weight, *, prep, size, dtype, augment=None):
+    if prep is None:
+        return TabularDataset(data, targets, sample_weight, dtype)
+    return ImageDataset(data, prep, size, targets, sample_weight, augment)
+
+
+def _split(spec: FitSpec, train_dataset, plain_dataset, targets):
+    """Training and validation subsets when early stopping is on.
+
+    The validation subset never sees augmentation; for classifiers the
+    split is stratified when every class has two samples or more.
+    """
+    if not spec.early_stopping:
+        return train_dataset, None
+    n = len(targets)
+    n_valid = max(1, int(round(spec.validation_fraction * n)))
+    if n - n_valid < 1:
+        raise ValueError(
+            f"early_stopping needs at least 2 samples; got {n}. Turn it off "
+            "or pass more data."
+        )
+    stratify = None
+    if spec.task == "classification":
+        _, counts = np.unique(targets, return_counts=True)
+        if counts.min() >= 2 and n_valid >= len(counts):
+            stratify = targets
+    train_idx, valid_idx = train_test_split(
+        np.arange(n), test_size=n_valid, stratify=stratify, random_state=spec.seed)
+    return subset(train_dataset, train_idx), subset(plain_dataset, valid_idx)
+
+
+def _plan(spec: FitSpec, module, frozen, *, device, precision, n_train, valid_set,
+          workers) -> TrainingPlan:
+    return TrainingPlan(
+        lr=spec.lr if spec.lr != "auto" else 1e-3, optimizer=spec.optimizer,
+        weight_decay=spec.weight_decay, max_epochs=spec.max_epochs,
+        batch_size=spec.batch_size, device=device, verbose=spec.verbose,
+        layer_decay=spec.layer_decay, backbone_lr_mult=spec.backbone_lr_mult,
+        l2sp_strength=spec.regularization_strength if spec.regularization == "l2sp" else 0.0,
+        lr_schedule=spec.lr_schedule, warmup_epochs=spec.warmup_epochs,
+        unfreeze_plan=unfreeze_plan(spec.unfreeze_at, frozen), bn_mode=spec.bn_mode,
+        precision=precision, max_grad_norm=spec.max_grad_norm,
+        # channels_last speeds up convolutions on CPUs (oneDNN) and GPUs alike
+        channels_last=spec.input_kind == IMAGES,
+        n_train=n_train, valid_dataset=valid_set, n_iter_no_change=spec.n_iter_no_change,
+        num_workers=workers,
+    )
+
+
+# -- fit and predict --------------------------------------------------------------------
+
+
+def _build(spec: FitSpec, data, targets, sample_weight, *, n_outputs, classes, dtype):
+    """The network with its frozen stages, and the un-augmented dataset."""
+    trunk = load_trunk(spec.backbone, spec.weights, dtype=dtype, progress=spec.verbose >= 1,
+                       mlp=_mlp_settings(spec, data))
+    frozen = frozen_stages(spec.freeze_depth, len(trunk.stages), backbone_name(spec.backbone))
+    prep = size = None
+    if spec.input_kind == IMAGES:
+        prep = trunk.preprocessing
+        size = check_image_size(spec.image_size or prep.image_size, prep, spec.backbone)
+    plain = _dataset(data, targets, sample_weight, prep=prep, size=size, dtype=dtype)
+    head = HeadSpec(tuple(spec.head), spec.head_dropout, n_outputs, spec.source_head, classes)
+    module = attach_head(trunk, head, sample=plain[0][0], preprocessing=prep, size=size)
+    freeze(module, frozen)
+    if spec.bn_mode == "frozen":
+        hold_all_norms(module)
+    return module, frozen, plain, prep, size
+
+
+def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
+        classes=None) -> FitResult:
+    """Build, freeze and train a network on validated ``data`` (a table, or
+    ``CheckedImages``) with encoded ``targets`` and normalised
+    ``sample_weight``; ``n_outputs`` is the head's size and ``classes`` the
+    target's labels (a source head with the same labels may be kept)."""
+    device = resolve_device(spec.device)
+    dtype = tabular_dtype(data) if spec.input_kind == TABULAR else "float32"
+    precision = resolve_precision(spec.precision, device)
+    workers = data_workers(spec.n_jobs, data.kind if spec.input_kind == IMAGES else "array")
+    augment = resolve_augment(spec.augment, spec.input_kind, spec.freeze_depth,
+                              spec.unfreeze_at)
+    with seeded(spec.seed, device):
+        module, frozen, plain, prep, size = _build(
+            spec, data, targets, sample_weight, n_outputs=n_outputs, classes=classes,
+            dtype=dtype)
+        reason = refusal(cache=spec.cache, input_kind=spec.input_kind, frozen=frozen,
+                         unfreeze_at=spec.unfreeze_at, augment=augment)
+        if reason:
+            cached = CachedActivations(reason=reason)
+        else:
+            batching = Batching(spec.batch_size, device, precision, True, workers)
+            cached = cache_activations(module, data, plain, targets, sample_weight,
+                                       frozen=frozen, batching=batching,
+                                       cache_dir=spec.cache_dir)
+        if cached.used:
+            train_set, valid_set = _split(spec, cached.dataset, cached.dataset, targets)
+        else:
+            augmented = _dataset(data, targets, sample_weight, prep=prep, size=size,
+                                 dtype=dtype, augment=augment)
+            train_set, valid_set = _split(spec, augmented, plain, targets)
+        plan = _plan(spec, module, frozen, device=device, precision=precision,
+                     n_train=len(train_set), valid_set=valid_set,
+                     workers=0 if cached.used else workers)
+        net_kwargs = dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss)
+        with skipping(module.trunk, cached.skipped_cut):
+            if spec.lr == "auto":
+                plan = dataclasses.replace(
+                    plan, lr=find_lr(module, train_set, plan=plan, **net_kwargs))
+            net = build_net(module, plan=plan, **net_kwargs).fit(train_set)
+    history = history_records(net)
+    best_epoch = None
+    if valid_set is not None:
+        best_epoch = int(min(history, key=lambda r: r["valid_loss"])["epoch"])
+    return FitResult(
+        net=net, history=history, lr=plan.lr, n_stages=module.n_stages, device=device,
+        input_kind=spec.input_kind, dtype=dtype, cache_info=cached.info(),
+        best_epoch=best_epoch, preprocessing=prep, image_size=size,
+        # a refit without the cache must not keep a previous fit's key
+        cache_key=cached.key if cached.used else None, cache_cut=cached.skipped_cut)
+
+
+def _outputs(net, dataset, workers: int) -> np.ndarray:
+    """Raw outputs of the fitted network for ``dataset``."""
+    batching = Batching(net.batch_size, str(net.device), net.precision, net.channels_last,
+                        workers)
+    with evaluating(net.module_):
+        return full_precision(run_batches(net.module_, dataset, batching)).numpy()
+
+
+def _outputs_cached(result: FitResult, dataset, cached: dict, workers: int) -> np.ndarray:
+    """``_outputs`` where the activations at the cut are ``cached`` (rows by
+    position): those images run only the layers above the cut, the others
+    the whole network."""
+    net = result.net
+    hits = sorted(cached)
+    misses = [i for i in range(len(dataset)) if i not in cached]
+    with skipping(net.module_.trunk, result.cache_cut):
+        from_cache = _outputs(net, ActivationDataset([cached[i] for i in hits]), 0)
+    if not misses:
+        return from_cache
+    from_images = _outputs(net, subset(dataset, misses), workers)
+    outputs = np.empty((len(dataset), *from_cache.shape[1:]), dtype=from_cache.dtype)
+    outputs[hits], outputs[misses] = from_cache, from_images
+    return outputs
+
+
+def predict(result: FitResult, data, *, n_jobs=None, cache: bool = True,
+            cache_dir=None) -> np.ndarray:
+    """Raw network outputs for validated ``data``. Images whose frozen-stage
+    activations a cached fit left in the cache (a grid search's test folds
+    were other folds' training data) are read from it, exactly as in
+    training; nothing is added to the cache."""
+    if result.input_kind == TABULAR:
+        return _outputs(result.net, TabularDataset(data, dtype=result.dtype), 0)
+    dataset = ImageDataset(data, result.preprocessing, result.image_size)
+    workers = data_workers(n_jobs, data.kind)
+    rows = {}
+    if cache and result.cache_key is not None:
+        rows = cached_rows(result.cache_key, data, cache_dir=cache_dir)
+    if rows:
+        return _outputs_cached(result, dataset, rows, workers)
+    return _outputs(result.net, dataset, workers)
+
+
+# -- a fitted network as a source ------------------------------------------------------------
+
+
+def export_trunk(result: FitResult, description: str) -> Trunk:
+    """The fitted trunk and head, offered as a backbone; images default to
+    the size this network was trained at."""
+    prep = result.preprocessing
+    if prep is not None:
+        prep = dataclasses.replace(prep, image_size=result.image_size)
+    return export_module_trunk(result.net.module_, prep, description)
+
+
+def save_weights(result: FitResult, path, **config):
+    """Write the fitted trunk and head as safetensors with the architecture
+    config (plus ``config``) embedded and beside it as JSON; return the path."""
+    module = result.net.module_
+    weights_path, _ = save_weights_file(path, module, dict(module.config, **config))
+    return weights_path
+
+
+# -- embeddings (TransferFeatures) ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EmbedSpec:
+    """What ``TransferFeatures`` is told: backbone, weights, cut, size."""
+
+    backbone: object
+    weights: object
+    stage: int | None
+    image_size: int | None
+    batch_size: int
+    device: str
+
+
+@dataclass
+class Embedder:
+    """A loaded trunk in eval mode that embeds images after ``stage`` stages.
+
+    ``cache_keys`` memoises the activation-store key of each stage's
+    embeddings (computing one hashes the trunk's weights)."""
+
+    trunk: torch.nn.Module
+    stages: list
+    stage: int | None
+    preprocessing: object
+    image_size: int
+    device: str
+    batch_size: int
+    config: dict
+    n_features_out: int = 0
+    cache_keys: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def n_stages(self) -> int:
+        return len(self.stages)
+
+    def cache_key(self, stage) -> str:
+        if stage not in self.cache_keys:
+            self.cache_keys[stage] = embedding_key(self.trunk, self.config, stage,
+                                                   self.preprocessing, self.image_size,
+                                                   self.device)
+        return self.cache_keys[stage]
+
+
+_SAME = "same"  # embed at the embedder's own stage
+
+
+def fit_embedder(spec: EmbedSpec, images, *, cache: bool = True) -> Embedder:
+    """Load the trunk of ``spec`` and probe its output size on the first of
+    ``images``; with ``cache``, key its embeddings in the activation store."""
+    device = resolve_device(spec.device)
+    trunk = load_trunk(spec.backbone, spec.weights)
+    n_stages = len(trunk.stages)
+    if spec.stage is not None and spec.stage > n_stages:
+        raise ValueError(
+            f"stage={spec.stage} but the backbone has {n_stages} stages; use "
+            f"1 to {n_stages}, or None for the backbone's output."
+        )
+    prep = trunk.preprocessing
+    size = check_image_size(spec.image_size or prep.image_size, prep, spec.backbone)
+    module = trunk.module.to(device).eval().to(memory_format=torch.channels_last)
+    embedder = Embedder(module, trunk.stages, spec.stage, prep, size, device,
+                        spec.batch_size, trunk.config)
+    first = _embed_positions(embedder, ImageDataset(images, prep, size), spec.stage, [0],
+                             workers=0)
+    embedder.n_features_out = first.shape[1]
+    if cache:
+        embedder.cache_key(spec.stage)
+    return embedder
+
+
+def _embed_positions(embedder: Embedder, dataset, stage, positions=None, *,
+                     workers: int) -> np.ndarray:
+    part = dataset if positions is None else subset(dataset, positions)
+    batching = Batching(embedder.batch_size, embedder.device, channels_last=True,
+                        num_workers=workers)
+    cut = cut_module(embedder.trunk, embedder.stages, stage)
+    return embed_dataset(embedder.trunk, part, cut, batching)
+
+
+def embed(embedder: Embedder, images, *, stage=_SAME, n_jobs=None, cache: bool = True,
+          cache_dir=None) -> np.ndarray:
+    """Pooled embeddings (float64) of validated ``images`` after ``stage``
+    stages (default: the embedder's; None: the trunk's own output, which a
+    source head reads); with ``cache``, only the images the activation store
+    does not hold are computed."""
+    stage = embedder.stage if stage == _SAME else stage
+    dataset = ImageDataset(images, embedder.preprocessing, embedder.image_size)
+    workers = data_workers(n_jobs, images.kind)
+
+    def compute(positions=None):
+        return _embed_positions(embedder, dataset, stage, positions, workers=workers)
+
+    if not cache:
+        return compute().astype("float64")
+    features, _ = cached_embeddings(embedder.cache_key(stage), images, compute,
+                                    cache_dir=cache_dir)
+    return features.astype("float64")

@@ -1,0 +1,118 @@
+"""Freezing as a small vocabulary of verbs on a ``TransferModule`` (the model
+is Lightning's ``BaseFinetuning``: freeze, make trainable, add the released
+parameters to the optimizer; BatchNorm handled on purpose).
+
+A frozen stage has ``requires_grad=False`` parameters and its BatchNorm
+layers are *held*: kept in eval mode whenever the module trains, so their
+running statistics stop changing too. The module keeps the names of the
+held layers in ``frozen_norms`` and applies them in its ``train``.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .backbones import resolve_member, stage_parameters
+from .optim import stage_group
+
+
+def is_batchnorm(module: nn.Module) -> bool:
+    """BatchNorm of any dimension (the layers whose statistics are held)."""
+    return isinstance(module, nn.modules.batchnorm._BatchNorm)
+
+
+def norm_names(module: nn.Module, prefix: str = "") -> list[str]:
+    """Qualified names of the BatchNorm layers inside ``module``."""
+    return [f"{prefix}.{name}" if prefix and name else (prefix or name)
+            for name, sub in module.named_modules() if is_batchnorm(sub)]
+
+
+def frozen_stages(freeze_depth, n_stages: int, backbone_name: str) -> list[int]:
+    """Indices of the stages ``freeze_depth`` freezes ("all": every one)."""
+    if freeze_depth == "all":
+        return list(range(n_stages))
+    if freeze_depth > n_stages:
+        raise ValueError(
+            f"freeze_depth={freeze_depth} but backbone {backbone_name!r} has {n_stages} "
+            f"stages; use an int from 0 to {n_stages}, or 'all' to train only the new head."
+        )
+    return list(range(int(freeze_depth)))
+
+
+def _members(module, stages: list[int]) -> list[tuple[str, object]]:
+    if stages and len(stages) == module.n_stages:
+        return [("", module.trunk)]  # the whole trunk, parameters outside stages too
+    return [(name, resolve_member(module.trunk, name))
+            for index in stages for name in module.stages[index]]
+
+
+def freeze(module, stages: list[int]) -> None:
+    """Freeze the trunk ``stages`` (indices) and hold their BatchNorm layers;
+    every other stage becomes trainable with its norms released."""
+    held = []
+    for name, member in _members(module, stages):
+        if isinstance(member, nn.Module):
+            for param in member.parameters():
+                param.requires_grad_(False)
+            held += norm_names(member, name)
+        else:
+            member.requires_grad_(False)
+    module.frozen_norms = held
+    module.train(module.training)
+
+
+def hold_all_norms(module) -> None:
+    """``bn_mode="frozen"``: every BatchNorm of the trunk keeps its running
+    statistics (eval mode), trained or not."""
+    module.frozen_norms = sorted(set(module.frozen_norms) | set(norm_names(module.trunk)))
+    module.train(module.training)
+
+
+def _release_norms(module, stage: int) -> None:
+    prefixes = tuple(module.stages[stage])
+    module.frozen_norms = [
+        name for name in module.frozen_norms
+        if not any(name == p or name.startswith(p + ".") for p in prefixes)
+    ]
+
+
+def make_trainable(module, stage: int, *, release_norms: bool) -> list:
+    """Set ``requires_grad`` on the frozen parameters of ``stage`` and return
+    them; with ``release_norms`` its BatchNorm layers start training too."""
+    params = [p for p in stage_parameters(module.trunk, module.stages[stage])
+              if not p.requires_grad]
+    for param in params:
+        param.requires_grad_(True)
+    if release_norms:
+        _release_norms(module, stage)
+    module.train(module.training)
+    return params
+
+
+def unfreeze_and_add_param_group(module, optimizer, stage: int, *, lr: float,
+                                 weight_decay: float, release_norms: bool) -> None:
+    """Release ``stage`` and give its parameters to ``optimizer`` as a new
+    group at rate ``lr``."""
+    params = make_trainable(module, stage, release_norms=release_norms)
+    if params:
+        optimizer.add_param_group(stage_group(params, stage, lr, weight_decay))
+
+
+def unfreeze_plan(unfreeze_at, frozen: list[int]) -> list:
+    """``[(epoch, [stage indices])]``: which frozen stages are released after
+    how many epochs, nearest the head first.
+
+    ``unfreeze_at`` is an int (all frozen stages after that many epochs) or a
+    tuple of ints (one stage per entry, the last entry releases the rest).
+    """
+    if unfreeze_at is None or not frozen:
+        return []
+    top_down = sorted(frozen, reverse=True)
+    if isinstance(unfreeze_at, int):
+        return [(int(unfreeze_at), top_down)]
+    epochs = [int(e) for e in unfreeze_at]
+    plan = [(epoch, [stage]) for epoch, stage in zip(epochs[:-1], top_down)]
+    rest = top_down[len(epochs) - 1:]
+    if rest:
+        plan.append((epochs[-1], rest))
+    return plan

@@ -1,0 +1,40 @@
+"""The training losses, weighted per sample."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .._options import LOSSES
+
+_REGRESSION_LOSSES = {
+    "squared_error": nn.MSELoss,
+    "huber": nn.HuberLoss,
+    "absolute_error": nn.L1Loss,
+}
+
+
+class WeightedLoss(nn.Module):
+    """Per-sample loss averaged with sample weights.
+
+    Targets arrive as ``(y, sample_weight)``; the weights are normalised to
+    mean 1 over the training set, so unit weights give the plain mean loss.
+    ``kind`` is "cross_entropy" (classification) or one of ``LOSSES``.
+    """
+
+    def __init__(self, kind: str = "cross_entropy"):
+        super().__init__()
+        self.kind = kind
+        if kind == "cross_entropy":
+            self.loss = nn.CrossEntropyLoss(reduction="none")
+        elif kind in _REGRESSION_LOSSES:
+            self.loss = _REGRESSION_LOSSES[kind](reduction="none")
+        else:
+            raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}.")
+
+    def forward(self, y_pred, target):
+        y_true, weight = target
+        if self.kind == "cross_entropy":
+            per_sample = self.loss(y_pred, y_true.long())
+        else:
+            per_sample = self.loss(y_pred, y_true.to(y_pred.dtype)).mean(dim=1)
+        return (per_sample * weight.to(per_sample.dtype)).mean()

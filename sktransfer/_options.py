@@ -1,0 +1,17 @@
+"""The values the estimators' parameters accept, as plain tuples.
+
+This module imports nothing: the parameter constraints of the estimators read
+it at import time, and ``import sktransfer`` must stay free of torch. The
+modules that implement each option check against the same tuples.
+"""
+
+TABULAR, IMAGES = "tabular", "images"
+
+ACTIVATIONS = ("relu", "tanh", "logistic", "identity", "gelu")
+OPTIMIZERS = ("adamw", "adam", "sgd")
+LOSSES = ("squared_error", "huber", "absolute_error")
+LR_SCHEDULES = ("constant", "cosine", "onecycle")
+BN_MODES = ("train", "frozen")
+PRECISIONS = ("auto", "32", "bf16", "16")
+AUGMENTATIONS = ("light", "standard")
+SOURCE_HEAD_MODES = ("auto", "keep", "new")

@@ -1,0 +1,187 @@
+"""The package's layering, pinned so that it stays one-way:
+
+estimators -> the engine -> the net -> leaf modules; nothing below imports
+anything above it, there is no import cycle, every module imports on its
+own, and ``import sktransfer`` does not load torch, torchvision or skorch.
+"""
+
+import ast
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+import sktransfer
+
+PACKAGE = pathlib.Path(sktransfer.__file__).parent
+HEAVY = ("torch", "torchvision", "skorch")
+
+# Each module's rank: a module may import only modules of a lower rank.
+RANKS = {
+    # torch-free leaves
+    "sktransfer._options": 0,
+    "sktransfer._exceptions": 0,
+    "sktransfer._compat": 0,
+    "sktransfer._images": 0,
+    "sktransfer._nn": 0,
+    "sktransfer.selection.scores": 0,
+    # _nn leaves
+    "sktransfer._nn.runtime": 1,
+    "sktransfer._nn.backbones": 1,
+    "sktransfer._nn.tabular": 1,
+    "sktransfer._nn.activation_store": 1,
+    "sktransfer._nn.losses": 1,
+    "sktransfer._nn.weights": 1,
+    "sktransfer._nn.data": 2,
+    "sktransfer._nn.optim": 2,
+    "sktransfer._nn.inference": 2,
+    "sktransfer._nn.source_head": 2,
+    "sktransfer._nn.freezing": 3,
+    "sktransfer._nn.features": 3,
+    "sktransfer._nn.model": 3,
+    # training on top of the leaves
+    "sktransfer._nn.callbacks": 4,
+    "sktransfer._nn.frozen_cut": 4,
+    "sktransfer._nn.net": 5,
+    "sktransfer._nn.engine": 6,
+    # the estimators
+    "sktransfer._docs": 7,
+    "sktransfer._base": 7,
+    "sktransfer._classifier": 8,
+    "sktransfer._regressor": 8,
+    "sktransfer._features": 8,
+    "sktransfer.selection.ranking": 9,
+    "sktransfer.selection.scorer": 9,
+    "sktransfer.selection": 10,
+    "sktransfer": 11,
+    "sktransfer.demo": 12,
+}
+
+
+def _module_name(path: pathlib.Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+MODULES = {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> list[str]:
+    """The sktransfer modules a ``from ... import ...`` names."""
+    if node.level == 0:
+        base = node.module or ""
+    else:
+        package = module if is_package else module.rpartition(".")[0]
+        for _ in range(node.level - 1):
+            package = package.rpartition(".")[0]
+        base = f"{package}.{node.module}" if node.module else package
+    targets = []
+    for alias in node.names:
+        candidate = f"{base}.{alias.name}"
+        targets.append(candidate if candidate in MODULES else base)
+    return targets
+
+
+def sktransfer_imports(module: str) -> set[str]:
+    """Every sktransfer module ``module`` imports, at top level or inside a
+    function (lazy imports count), except under ``if TYPE_CHECKING``."""
+    path = MODULES[module]
+    tree = ast.parse(path.read_text())
+    type_checking = {id(n) for node in ast.walk(tree) if isinstance(node, ast.If)
+                     and getattr(node.test, "id", None) == "TYPE_CHECKING"
+                     for n in ast.walk(node)}
+    found = set()
+    for node in ast.walk(tree):
+        if id(node) in type_checking:
+            continue
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            found |= set(_resolve(module, path.name == "__init__.py", node))
+    return {name for name in found if name.split(".")[0] == "sktransfer" and name != module}
+
+
+def test_every_module_has_a_rank():
+    assert sorted(MODULES) == sorted(RANKS), "add new modules to RANKS"
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_imports_go_down_only(module):
+    upward = {name: RANKS[name] for name in sktransfer_imports(module)
+              if RANKS[name] >= RANKS[module]}
+    assert not upward, (f"{module} (rank {RANKS[module]}) imports modules at or above its "
+                        f"rank: {upward}")
+
+
+def test_nn_never_imports_the_estimators():
+    for module in MODULES:
+        if module.startswith("sktransfer._nn"):
+            above = {name for name in sktransfer_imports(module)
+                     if not name.startswith("sktransfer._nn")}
+            assert above <= {"sktransfer._options", "sktransfer._exceptions"}, (module, above)
+
+
+def test_no_import_cycle():
+    graph = {module: sktransfer_imports(module) for module in MODULES}
+    state = {}
+
+    def visit(node, path):
+        if state.get(node) == "done":
+            return
+        assert state.get(node) != "open", f"import cycle: {' -> '.join(path + [node])}"
+        state[node] = "open"
+        for target in graph[node]:
+            visit(target, path + [node])
+        state[node] = "done"
+
+    for module in graph:
+        visit(module, [])
+
+
+def _run(code: str) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_every_module_imports_on_its_own():
+    # one interpreter (torch stays loaded between modules), but each module is
+    # imported with no sktransfer module loaded before it
+    code = f"""
+import importlib, sys
+for name in {sorted(MODULES)!r}:
+    for loaded in [m for m in sys.modules if m == "sktransfer" or m.startswith("sktransfer.")]:
+        del sys.modules[loaded]
+    importlib.import_module(name)
+print("ok")
+"""
+    assert _run(code).strip() == "ok"
+
+
+@pytest.mark.parametrize("statement", [
+    "import sktransfer",
+    "from sktransfer import PretrainedClassifier, TransferRegressor, TransferFeatures",
+    "from sktransfer.selection import logme, h_score, leep, nce",
+])
+def test_import_does_not_load_torch(statement):
+    loaded = _run(f"{statement}\nimport sys\nprint(sorted(m for m in {HEAVY!r} "
+                  "if m in sys.modules))")
+    assert loaded.strip() == "[]"
+
+
+def test_torch_loads_on_first_use():
+    code = """
+import sys
+import numpy as np
+import sktransfer
+names = sktransfer.list_backbones()
+assert "mobilenet_v2" in names and "torch" in sys.modules
+from sktransfer import PretrainedClassifier
+X = np.random.RandomState(0).randn(20, 3)
+PretrainedClassifier("mlp", max_epochs=1, device="cpu").fit(X, [0, 1] * 10)
+assert "skorch" in sys.modules
+print("ok")
+"""
+    assert _run(code).strip() == "ok"
