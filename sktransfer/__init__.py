@@ -9,7 +9,11 @@ import importlib
 
 from . import selection
 from ._classifier import PretrainedClassifier
-from ._exceptions import TrainingDivergedError, WeightsNotFoundError
+from ._exceptions import (
+    SourceLabelsUnavailableError,
+    TrainingDivergedError,
+    WeightsNotFoundError,
+)
 from ._features import TransferFeatures
 from ._regressor import TransferRegressor
 from .selection import make_transferability_scorer, rank_backbones
@@ -39,6 +43,7 @@ def __dir__():
 
 __all__ = [
     "PretrainedClassifier",
+    "SourceLabelsUnavailableError",
     "TrainingDivergedError",
     "TransferFeatures",
     "TransferRegressor",

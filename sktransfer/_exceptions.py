@@ -7,3 +7,36 @@ class TrainingDivergedError(ValueError):
 
 class WeightsNotFoundError(FileNotFoundError, ValueError):
     """Pretrained weights were asked for but no file could be found or fetched."""
+
+
+class SourceLabelsUnavailableError(ValueError):
+    """The source model's class probabilities are unknown.
+
+    Raised by :meth:`TransferFeatures.source_proba` for a backbone whose own
+    classification head sktransfer does not know: a fitted regressor, a
+    fitted estimator whose parameters ``weights`` replace, weights read from
+    a file, or a custom module.
+
+    Parameters
+    ----------
+    reason : str
+        Why the labels are unknown; kept as the ``reason`` attribute.
+
+    See Also
+    --------
+    TransferFeatures.source_proba : The source model's class probabilities.
+
+    Examples
+    --------
+    >>> from sktransfer import SourceLabelsUnavailableError
+    >>> error = SourceLabelsUnavailableError("the source predicts no class labels")
+    >>> error.reason
+    'the source predicts no class labels'
+    """
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason
+
+    def __str__(self):
+        return f"the source model's class probabilities are unknown because {self.reason}."

@@ -17,40 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseTransferEstimator, _engine, clone_keeping_source
 from ._compat import HasMethods, Interval, _fit_context
+from ._exceptions import SourceLabelsUnavailableError
 from ._images import check_images, check_same_layout
-
-
-class SourceLabelsUnavailableError(ValueError):
-    """The source model's class probabilities are unknown.
-
-    Raised by :meth:`TransferFeatures.source_proba` for a backbone whose own
-    classification head sktransfer does not know: a fitted regressor, a
-    fitted estimator whose parameters ``weights`` replace, weights read from
-    a file, or a custom module.
-
-    Parameters
-    ----------
-    reason : str
-        Why the labels are unknown; kept as the ``reason`` attribute.
-
-    See Also
-    --------
-    TransferFeatures.source_proba : The source model's class probabilities.
-
-    Examples
-    --------
-    >>> from sktransfer._features import SourceLabelsUnavailableError
-    >>> error = SourceLabelsUnavailableError("the source predicts no class labels")
-    >>> error.reason
-    'the source predicts no class labels'
-    """
-
-    def __init__(self, reason):
-        super().__init__(reason)
-        self.reason = reason
-
-    def __str__(self):
-        return f"the source model's class probabilities are unknown because {self.reason}."
 
 
 class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
-from sktransfer._features import SourceLabelsUnavailableError
+from sktransfer import SourceLabelsUnavailableError
 from sktransfer.selection import (
     BackboneRanking,
     h_score,

@@ -10,7 +10,8 @@ from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_consistent_length
 
 from .._base import BaseTransferEstimator
-from .._features import SourceLabelsUnavailableError, TransferFeatures
+from .._exceptions import SourceLabelsUnavailableError
+from .._features import TransferFeatures
 from .._images import check_images
 from .scores import LABEL_METRICS, METRICS, h_score, leep, logme, nce
 
