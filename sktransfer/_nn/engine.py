@@ -135,7 +135,7 @@ def resolve_augment(augment, input_kind: str, freeze_depth, unfreeze_at):
 
 
 def _mlp_settings(spec: FitSpec, data) -> dict | None:
-    if spec.input_kind != TABULAR or not isinstance(spec.backbone, str):
+    if not (isinstance(spec.backbone, str) and spec.backbone == "mlp"):
         return None
     return {"n_features_in": data.shape[1],
             "hidden_layer_sizes": tuple(spec.hidden_layer_sizes),
@@ -173,7 +173,7 @@ def _split(spec: FitSpec, train_dataset, plain_dataset, targets):
     return subset(train_dataset, train_idx), subset(plain_dataset, valid_idx)
 
 
-def _plan(spec: FitSpec, module, frozen, *, device, precision, n_train, valid_set,
+def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
           workers) -> TrainingPlan:
     return TrainingPlan(
         lr=spec.lr if spec.lr != "auto" else 1e-3, optimizer=spec.optimizer,
@@ -240,10 +240,11 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
         if cached.used:
             train_set, valid_set = _split(spec, cached.dataset, cached.dataset, targets)
         else:
-            augmented = _dataset(data, targets, sample_weight, prep=prep, size=size,
-                                 dtype=dtype, augment=augment)
+            augmented = plain if augment is None else _dataset(
+                data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
+                augment=augment)
             train_set, valid_set = _split(spec, augmented, plain, targets)
-        plan = _plan(spec, module, frozen, device=device, precision=precision,
+        plan = _plan(spec, frozen, device=device, precision=precision,
                      n_train=len(train_set), valid_set=valid_set,
                      workers=0 if cached.used else workers)
         net_kwargs = dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss)

@@ -353,13 +353,6 @@ def _keep_source_head(trunk: Trunk, head_config: dict, mode: str, classes) -> bo
     return same_shape and known and list(trunk.head_classes) == list(classes)
 
 
-def input_preprocessing(trunk: Trunk, image_size, backbone) -> tuple:
-    """``(preprocessing, size)`` images are fed at: ``image_size`` or the
-    weights' own size, checked against what the architecture accepts."""
-    prep = trunk.preprocessing
-    return prep, check_image_size(image_size or prep.image_size, prep, backbone)
-
-
 def attach_head(trunk: Trunk, head: HeadSpec, *, sample: torch.Tensor,
                 preprocessing: Preprocessing | None = None, size=None) -> TransferModule:
     """The trunk followed by a new head (or the source's, see ``source_head``).
