@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from abc import ABCMeta, abstractmethod
 from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, clone
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
@@ -60,12 +61,15 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "freeze_depth": [Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
         "head": [tuple, list],
         "head_dropout": [Interval(Real, 0, 1, closed="left")],
+        "head_init": [StrOptions(set(opt.HEAD_INITS))],
+        "probe_alpha": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "hidden_layer_sizes": [tuple, list],
         "activation": [StrOptions(set(opt.ACTIVATIONS))],
         "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "optimizer": [StrOptions(set(opt.OPTIMIZERS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
-        "max_epochs": [Interval(Integral, 1, None, closed="left")],
+        "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "tol": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "image_size": [None, Interval(Integral, 1, None, closed="left")],
         "unfreeze_at": [None, Interval(Integral, 0, None, closed="left"), tuple, list],
@@ -95,12 +99,13 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     _y_validation: dict = {}
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
-                 head=(), head_dropout=0.0, hidden_layer_sizes=(100,), activation="relu",
-                 lr=1e-3, optimizer="adamw", weight_decay=1e-4, max_epochs=10,
-                 batch_size=32, image_size=None, unfreeze_at=None, layer_decay=1.0,
+                 head=(), head_dropout=0.0, head_init="random", probe_alpha="auto",
+                 hidden_layer_sizes=(100,), activation="relu", lr=1e-3, optimizer="adamw",
+                 weight_decay=1e-4, max_epochs="auto", tol=1e-4, batch_size=32,
+                 image_size=None, unfreeze_at=None, layer_decay=1.0,
                  backbone_lr_mult=1.0, regularization=None, regularization_strength=0.01,
                  bn_mode="train", lr_schedule="cosine", warmup_epochs=1.0,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
                  augment="auto", precision="auto", max_grad_norm=None, source_head="auto",
                  cache=True, cache_dir=None, n_jobs=None, device="auto", random_state=None,
                  verbose=0):
@@ -109,12 +114,15 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.freeze_depth = freeze_depth
         self.head = head
         self.head_dropout = head_dropout
+        self.head_init = head_init
+        self.probe_alpha = probe_alpha
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
         self.lr = lr
         self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
+        self.tol = tol
         self.batch_size = batch_size
         self.image_size = image_size
         self.unfreeze_at = unfreeze_at
@@ -247,13 +255,24 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         result = engine.fit(spec, data, targets, weights, n_outputs=n_outputs,
                             classes=_json_labels(target_attributes))
         self._set_fitted(result, data, target_attributes)
+        if not result.converged:
+            watched = "validation score" if self.early_stopping else "training loss"
+            warnings.warn(
+                f"{type(self).__name__} stopped at its epoch budget ({result.n_iter} epochs) "
+                f"before converging: the {watched} still improved by more than "
+                f"tol={self.tol} within n_iter_no_change={self.n_iter_no_change} epochs. "
+                "Raise max_epochs (or leave it 'auto'), or raise tol.",
+                ConvergenceWarning, stacklevel=4)
         return self
 
     def _set_fitted(self, result, data, target_attributes: dict):
         fitted = {"net_": result.net, "history_": result.history, "lr_": result.lr,
                   "n_stages_": result.n_stages, "device_": result.device,
                   "input_kind_": result.input_kind, "cache_info_": result.cache_info,
+                  "weights_": result.weights, "n_iter_": result.n_iter,
                   "_fit_result": result, **target_attributes}
+        if result.probe_alpha is not None:
+            fitted["probe_alpha_"] = result.probe_alpha
         if result.best_epoch is not None:
             fitted["best_epoch_"] = result.best_epoch
         if result.input_kind == IMAGES:
@@ -277,6 +296,11 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                     "unfreeze_at must be None, an int, or a non-empty increasing tuple "
                     f"of non-negative ints (epochs); got {self.unfreeze_at!r}."
                 )
+        if self.head_init == "probe" and tuple(self.head) != ():
+            raise ValueError(
+                "head_init='probe' starts fine-tuning from a linear probe, which needs a "
+                f"linear head; got head={self.head!r}. Use head=() or head_init='random'."
+            )
         if self.unfreeze_at is not None and self.freeze_depth == 0:
             raise ValueError(
                 "unfreeze_at releases frozen stages, but freeze_depth=0 freezes none; "

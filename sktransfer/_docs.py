@@ -58,11 +58,32 @@ PARAMETERS = _entries("""\
         raise.
     freeze_depth : int or "all", default=0
         Number of leading backbone stages that are frozen (0 fine-tunes
-        everything); "all" trains only the new head.
+        everything); "all" trains only the new head. With the whole backbone
+        frozen, a linear head (``head=()``), no augmentation and no
+        ``unfreeze_at``, the head is an exact linear probe: fitted to
+        convergence by scikit-learn's solvers (multinomial logistic
+        regression, ridge for the regressor) on the frozen features, so
+        ``lr``, ``optimizer``, ``max_epochs`` and the schedule do not apply
+        (a grid over them is meaningless there) and ``probe_alpha`` is the
+        parameter that matters.
     head : tuple of int, default=()
         Hidden layer sizes of the new head; () is a single linear layer.
     head_dropout : float, default=0.0
-        Dropout before each layer of the new head.
+        Dropout before each layer of the new head (not used by the exact
+        linear probe).
+    head_init : {"random", "probe"}, default="random"
+        How a new head starts when backbone stages train: "random" draws it,
+        "probe" starts from the exact linear probe on the frozen pretrained
+        features (LP-FT, Kumar et al., ICLR 2022), which distorts the
+        pretrained features less. "probe" needs ``head=()``. A head kept
+        from the source (``source_head``) starts as it is.
+    probe_alpha : float or "auto", default="auto"
+        L2 penalty of the exact linear probe on the frozen features:
+        ``LogisticRegression(C=1 / probe_alpha)`` for the classifier,
+        ``Ridge(alpha=probe_alpha)`` for the regressor. "auto" chooses it
+        from 1e-4 to 1e4 by internal cross-validation (stratified 5-fold
+        log-loss on at most 20,000 samples for the classifier, efficient
+        leave-one-out for the regressor); the choice is ``probe_alpha_``.
     hidden_layer_sizes : tuple of int, default=(100,)
         Hidden layers of the "mlp" backbone (ignored by other backbones);
         each hidden layer is one stage for ``freeze_depth``.
@@ -79,8 +100,17 @@ PARAMETERS = _entries("""\
         Optimizer; "sgd" uses momentum 0.9.
     weight_decay : float, default=1e-4
         Weight decay.
-    max_epochs : int, default=10
-        Number of passes over the training data.
+    max_epochs : int or "auto", default="auto"
+        The most passes over the training data; training stops earlier at
+        convergence (see ``tol``) and warns (``ConvergenceWarning``) when
+        this budget ends it first. "auto" gives about 1,000 optimizer steps,
+        from 10 to 200 epochs: 200 epochs for a 25-sample target, 10 for
+        50,000 images at the default batch size.
+    tol : float, default=1e-4
+        Convergence tolerance, as in scikit-learn's MLP: the fit stops when
+        the training loss (with ``early_stopping``: the validation score)
+        has not improved by at least ``tol`` for more than
+        ``n_iter_no_change`` consecutive epochs.
     batch_size : int, default=32
         Samples per training and inference batch.
     image_size : int or None, default=None
@@ -117,12 +147,14 @@ PARAMETERS = _entries("""\
         30 % of training when 0).
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data (stratified for
-        classifiers), stop when the validation loss has not improved for
-        ``n_iter_no_change`` epochs, and restore the best epoch's weights.
+        classifiers), stop when the validation score (accuracy, or R² for
+        the regressor) has not improved by ``tol`` for more than
+        ``n_iter_no_change`` epochs, and restore the best-scoring epoch's
+        weights.
     validation_fraction : float, default=0.1
         Share of the training data held out for early stopping.
-    n_iter_no_change : int, default=5
-        Patience of early stopping, in epochs.
+    n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` after which training stops.
     augment : {"auto", "light", "standard"} or None, default="auto"
         Random transforms on training images only (torchvision.transforms.v2):
         "light" is a mild crop and small rotations (safe for digits and
@@ -179,12 +211,22 @@ PARAMETERS = _entries("""\
 # Fitted attributes shared by the estimators: the {attributes} placeholder.
 ATTRIBUTES = """\
     history_ : list of dict
-        One record per epoch: "epoch", "train_loss", "dur" (and "valid_loss"
-        with early stopping).
+        One record per epoch: "epoch", "train_loss", "dur" (and
+        "valid_loss", "valid_score" with early stopping); empty for an
+        exact linear probe.
+    n_iter_ : int
+        Epochs trained (0 for an exact linear probe).
     lr_ : float
         The learning rate used (the range test's choice when ``lr="auto"``).
     best_epoch_ : int
         With early stopping: the epoch whose weights were restored.
+    probe_alpha_ : float
+        The exact linear probe's penalty (when the head was probed, see
+        ``freeze_depth`` and ``head_init``).
+    weights_ : str or None
+        The weights loaded: a torchvision weights name (what "DEFAULT"
+        resolved to), a file's path, "DEFAULT" for a module's or a fitted
+        source's own parameters, None for a random initialisation.
     n_stages_ : int
         Number of backbone stages ``freeze_depth`` counts.
     input_kind_ : {"images", "tabular"}

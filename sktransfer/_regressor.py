@@ -7,9 +7,9 @@ import numpy as np
 from sklearn.base import RegressorMixin
 
 from . import _docs
-from ._options import LOSSES
 from ._base import BaseTransferEstimator
 from ._compat import StrOptions, _fit_context
+from ._options import LOSSES
 
 
 _LOSS = """\
@@ -61,20 +61,22 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
     _y_validation = {"multi_output": True, "y_numeric": True}
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
-                 head=(), head_dropout=0.0, hidden_layer_sizes=(100,), activation="relu",
-                 loss="squared_error", lr=1e-3, optimizer="adamw", weight_decay=1e-4,
-                 max_epochs=10, batch_size=32, image_size=None, unfreeze_at=None,
+                 head=(), head_dropout=0.0, head_init="random", probe_alpha="auto",
+                 hidden_layer_sizes=(100,), activation="relu", loss="squared_error",
+                 lr=1e-3, optimizer="adamw", weight_decay=1e-4, max_epochs="auto",
+                 tol=1e-4, batch_size=32, image_size=None, unfreeze_at=None,
                  layer_decay=1.0, backbone_lr_mult=1.0, regularization=None,
                  regularization_strength=0.01, bn_mode="train", lr_schedule="cosine",
                  warmup_epochs=1.0, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=5, augment="auto", precision="auto", max_grad_norm=None,
+                 n_iter_no_change=10, augment="auto", precision="auto", max_grad_norm=None,
                  source_head="auto", cache=True, cache_dir=None, n_jobs=None,
                  device="auto", random_state=None, verbose=0):
         super().__init__(
             backbone, weights=weights, freeze_depth=freeze_depth, head=head,
-            head_dropout=head_dropout, hidden_layer_sizes=hidden_layer_sizes,
-            activation=activation, lr=lr, optimizer=optimizer, weight_decay=weight_decay,
-            max_epochs=max_epochs, batch_size=batch_size, image_size=image_size,
+            head_dropout=head_dropout, head_init=head_init, probe_alpha=probe_alpha,
+            hidden_layer_sizes=hidden_layer_sizes, activation=activation, lr=lr,
+            optimizer=optimizer, weight_decay=weight_decay, max_epochs=max_epochs, tol=tol,
+            batch_size=batch_size, image_size=image_size,
             unfreeze_at=unfreeze_at, layer_decay=layer_decay,
             backbone_lr_mult=backbone_lr_mult, regularization=regularization,
             regularization_strength=regularization_strength, bn_mode=bn_mode,

@@ -39,8 +39,8 @@ def test_fit_predict_beats_chance_with_string_labels(digits_small):
 
 def test_fitted_attributes(digits_small):
     X, y, _, _ = digits_small
-    clf = PretrainedClassifier(**fast_params(max_epochs=2)).fit(X, y)
-    assert clf.n_stages_ == 5
+    clf = PretrainedClassifier(**fast_params(max_epochs=2, freeze_depth=4, lr=1e-3)).fit(X, y)
+    assert clf.n_stages_ == 5 and clf.n_iter_ == 2 and clf.weights_ == "IMAGENET1K_V1"
     assert clf.image_size_ == 32
     assert clf.device_ == "cpu"
     assert [r["epoch"] for r in clf.history_] == [1, 2]
@@ -170,7 +170,7 @@ def test_joblib_round_trip_gives_identical_probabilities(digits_small, tmp_path)
 
 def test_failed_fit_leaves_the_estimator_unchanged(digits_small):
     X, y, X_test, _ = digits_small
-    clf = PretrainedClassifier(**fast_params(max_epochs=1)).fit(X, y)
+    clf = PretrainedClassifier(**fast_params(max_epochs=1, freeze_depth=4)).fit(X, y)
     before = clf.predict_proba(X_test)
     net_before, history_before = clf.net_, clf.history_
     clf.set_params(lr=1e20, optimizer="sgd", max_epochs=3)
@@ -179,7 +179,8 @@ def test_failed_fit_leaves_the_estimator_unchanged(digits_small):
     assert clf.net_ is net_before and clf.history_ is history_before
     np.testing.assert_array_equal(clf.predict_proba(X_test), before)
 
-    fresh = PretrainedClassifier(**fast_params(lr=1e20, optimizer="sgd", max_epochs=3))
+    fresh = PretrainedClassifier(**fast_params(lr=1e20, optimizer="sgd", max_epochs=3,
+                                               freeze_depth=4))
     with pytest.raises(TrainingDivergedError):
         fresh.fit(X, y)
     assert not hasattr(fresh, "net_") and not hasattr(fresh, "classes_")

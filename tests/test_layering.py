@@ -40,6 +40,7 @@ RANKS = {
     "sktransfer._nn.freezing": 3,
     "sktransfer._nn.features": 3,
     "sktransfer._nn.model": 3,
+    "sktransfer._nn.probe": 3,
     # training on top of the leaves
     "sktransfer._nn.callbacks": 4,
     "sktransfer._nn.frozen_cut": 4,

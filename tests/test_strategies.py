@@ -208,22 +208,20 @@ def test_early_stopping_restores_the_best_epoch(digits):
     params = dict(MLP, early_stopping=True, validation_fraction=0.2, n_iter_no_change=3,
                   max_epochs=40, lr=0.05)
     est = PretrainedClassifier(**params).fit(X, y)
-    losses = [r["valid_loss"] for r in est.history_]
-    assert est.best_epoch_ == int(np.argmin(losses)) + 1
-    assert len(est.history_) <= est.best_epoch_ + 3 < 40  # stopped by patience
-    # the restored weights give the best epoch's validation loss
+    scores = [r["valid_score"] for r in est.history_]
+    assert est.best_epoch_ == int(np.argmax(scores)) + 1
+    assert len(est.history_) < 40  # stopped once the score stalled
+    # the restored weights give the best epoch's validation accuracy
     seed = check_random_state(0).randint(np.iinfo(np.int32).max)
     _, valid = train_test_split(np.arange(len(y)), test_size=80, stratify=y, random_state=seed)
-    proba = est.predict_proba(X[valid])
-    loss = -np.mean(np.log(proba[np.arange(len(valid)), y[valid]]))
-    assert loss == pytest.approx(min(losses), rel=1e-5)
+    assert est.score(X[valid], y[valid]) == pytest.approx(max(scores))
     assert est.net_.train_split is None  # no training data kept in the fitted model
 
 
 def test_early_stopping_for_regression(digits):
     X, y = digits
     est = TransferRegressor(**dict(MLP, early_stopping=True, max_epochs=5)).fit(X, y.astype(float))
-    assert "valid_loss" in est.history_[0] and 1 <= est.best_epoch_ <= 5
+    assert "valid_score" in est.history_[0] and 1 <= est.best_epoch_ <= 5
 
 
 # -- augmentation ---------------------------------------------------------------

@@ -19,7 +19,8 @@ from sktransfer._nn.model import build_trunk
 from .conftest import trunk_parts
 
 V1_FILE = "mobilenet_v2-b0353104.pth"  # IMAGENET1K_V1, shipped by a provider package
-V2_FILE = "mobilenet_v2-7ebf99e0.pth"  # IMAGENET1K_V2 == DEFAULT, not shipped
+V2_FILE = "mobilenet_v2-7ebf99e0.pth"  # IMAGENET1K_V2, torchvision's DEFAULT, not shipped
+RESNET18_FILE = "resnet18-f37072fd.pth"  # no resnet18 weights ship offline
 SOME_KEYS = ("features.0.0.weight", "features.0.1.running_mean",
              "features.7.conv.1.0.weight", "features.18.0.weight")
 
@@ -149,19 +150,27 @@ def test_unknown_weights_name_lists_the_known_ones():
         build_trunk("mobilenet_v2", "IMAGENET9K")
 
 
+def test_default_weights_resolve_to_the_local_ones(isolated_hub):
+    # torchvision's default for mobilenet_v2 is IMAGENET1K_V2, which is not
+    # here; "DEFAULT" means the best weights that are: IMAGENET1K_V1
+    trunk = build_trunk("mobilenet_v2", "DEFAULT")
+    assert trunk.weights == "IMAGENET1K_V1"
+    assert not (isolated_hub / V2_FILE).exists()
+
+
 def test_default_weights_missing_offline(isolated_hub):
+    # no resnet18 weights on this machine: "DEFAULT" is torchvision's, to download
     with pytest.raises(sktransfer.WeightsNotFoundError) as excinfo:
-        build_trunk("mobilenet_v2", "DEFAULT")
+        build_trunk("resnet18", "DEFAULT")
     error = excinfo.value
     assert isinstance(error, ValueError)
     assert isinstance(error, FileNotFoundError)
     message = str(error)
-    assert "mobilenet_v2.IMAGENET1K_V2" in message
-    assert V2_FILE in message
+    assert "resnet18.IMAGENET1K_V1" in message
+    assert RESNET18_FILE in message
     assert "SKTRANSFER_OFFLINE=1" in message
-    assert str(isolated_hub / V2_FILE) in message
-    assert "available on this machine: 'IMAGENET1K_V1'." in message
-    assert not (isolated_hub / V2_FILE).exists()
+    assert str(isolated_hub / RESNET18_FILE) in message
+    assert not (isolated_hub / RESNET18_FILE).exists()
 
 
 def test_missing_weights_without_local_alternative():
@@ -172,7 +181,8 @@ def test_missing_weights_without_local_alternative():
 
 def test_missing_weights_fail_fit_instead_of_training_at_random():
     X = np.zeros((4, 8, 8, 3), dtype=np.uint8)
-    clf = PretrainedClassifier("mobilenet_v2", weights="DEFAULT", image_size=32, max_epochs=1)
+    clf = PretrainedClassifier("mobilenet_v2", weights="IMAGENET1K_V2", image_size=32,
+                               max_epochs=1)
     with pytest.raises(sktransfer.WeightsNotFoundError, match=V2_FILE):
         clf.fit(X, [0, 1, 0, 1])
     assert not hasattr(clf, "net_")

@@ -8,6 +8,7 @@ to build.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -161,3 +162,75 @@ class LRRangeTest(Callback):
             )
         chosen = self.lrs_[int(np.argmin(self.losses_))] / 10
         return float(min(max(chosen, self.start), self.end))
+
+
+class Convergence(Callback):
+    """Stop at convergence, as scikit-learn's MLP does.
+
+    Without a validation set: when the training loss has not fallen below
+    its best by ``tol`` for more than ``n_iter_no_change`` epochs. With one
+    (early stopping): when the validation score (accuracy for classifiers,
+    R² for regressors, weighted by the sample weights) has not risen above
+    its best by ``tol`` for more than ``n_iter_no_change`` epochs; the
+    weights of the best-scoring epoch are then restored. ``converged_``
+    tells whether the rule stopped the fit (False: ``max_epochs`` did).
+    """
+
+    def __init__(self, tol: float, n_iter_no_change: int, task: str, validate: bool):
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.task = task
+        self.validate = validate
+
+    def on_train_begin(self, net, **kwargs):
+        self.converged_ = False
+        self.count_ = 0
+        self.best_ = -math.inf if self.validate else math.inf
+        self.best_epoch_ = None
+        self.best_weights_ = None
+
+    def on_epoch_begin(self, net, **kwargs):
+        self.batches_ = []
+
+    def on_batch_end(self, net, batch=None, training=False, y_pred=None, **kwargs):
+        if self.validate and not training:
+            _, (y, weight) = batch
+            self.batches_.append((y_pred.detach().float().cpu(), y, weight))
+
+    def _score(self) -> float:
+        y_pred = torch.cat([b[0] for b in self.batches_])
+        y = torch.cat([b[1] for b in self.batches_]).to(torch.float64)
+        weight = torch.cat([b[2] for b in self.batches_]).to(torch.float64)
+        if self.task == "classification":
+            correct = (y_pred.argmax(dim=1).to(torch.float64) == y).to(torch.float64)
+            return float((correct * weight).sum() / weight.sum())
+        y_pred = y_pred.to(torch.float64).reshape(y.shape)
+        w = weight.reshape(-1, *([1] * (y.dim() - 1)))
+        mean = (y * w).sum(dim=0) / w.sum()
+        residual = ((y - y_pred) ** 2 * w).sum(dim=0)
+        total = ((y - mean) ** 2 * w).sum(dim=0)
+        r2 = torch.where(total > 0, 1 - residual / total.clamp_min(1e-300),
+                         torch.zeros_like(total))
+        return float(r2.mean())
+
+    def on_epoch_end(self, net, **kwargs):
+        if self.validate:
+            score = self._score()
+            net.history.record("valid_score", score)
+            improved_by_tol = score >= self.best_ + self.tol
+            if score > self.best_:
+                self.best_, self.best_epoch_ = score, len(net.history)
+                self.best_weights_ = copy.deepcopy(net.module_.state_dict())
+        else:
+            loss = net.history[-1, "train_loss"]
+            improved_by_tol = loss <= self.best_ - self.tol
+            self.best_ = min(self.best_, loss)
+        self.count_ = 0 if improved_by_tol else self.count_ + 1
+        if self.count_ > self.n_iter_no_change:
+            self.converged_ = True
+            raise StopTraining
+
+    def on_train_end(self, net, **kwargs):
+        if self.best_weights_ is not None:
+            net.module_.load_state_dict(self.best_weights_)
+        self.best_weights_ = None  # a copy of the weights; pickles stay small

@@ -12,6 +12,7 @@ estimator classes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,7 @@ from .model import (
     load_trunk,
 )
 from .net import TrainingPlan, build_net, find_lr, history_records
+from .probe import load_into_head, solve, trunk_features
 from .runtime import full_precision, resolve_device, resolve_precision, seeded
 from .source_head import source_head  # noqa: F401  (the estimators' way to a source head)
 from .weights import save_weights_file
@@ -60,6 +62,8 @@ class FitSpec:
     source_head: str
     head: tuple
     head_dropout: float
+    head_init: str  # "random" or "probe" (LP-FT)
+    probe_alpha: object  # "auto" or the exact probe's penalty
     hidden_layer_sizes: tuple
     activation: str
     freeze_depth: object
@@ -69,7 +73,8 @@ class FitSpec:
     lr: object
     optimizer: str
     weight_decay: float
-    max_epochs: int
+    max_epochs: object  # int or "auto"
+    tol: float
     batch_size: int
     unfreeze_at: object
     layer_decay: float
@@ -113,6 +118,10 @@ class FitResult:
     input_kind: str
     dtype: str
     cache_info: dict
+    weights: str | None = None
+    converged: bool = True
+    probe_alpha: float | None = None
+    n_iter: int = 0
     best_epoch: int | None = None
     preprocessing: object = None
     image_size: int | None = None
@@ -148,14 +157,12 @@ def _dataset(data, targets, sample_weight, *, prep, size, dtype, augment=None):
     return ImageDataset(data, prep, size, targets, sample_weight, augment)
 
 
-def _split(spec: FitSpec, train_dataset, plain_dataset, targets):
-    """Training and validation subsets when early stopping is on.
-
-    The validation subset never sees augmentation; for classifiers the
-    split is stratified when every class has two samples or more.
-    """
+def _split(spec: FitSpec, targets):
+    """Positions of the training and validation samples when early stopping
+    is on (None, None otherwise); for classifiers the split is stratified
+    when every class has two samples or more."""
     if not spec.early_stopping:
-        return train_dataset, None
+        return None, None
     n = len(targets)
     n_valid = max(1, int(round(spec.validation_fraction * n)))
     if n - n_valid < 1:
@@ -168,16 +175,32 @@ def _split(spec: FitSpec, train_dataset, plain_dataset, targets):
         _, counts = np.unique(targets, return_counts=True)
         if counts.min() >= 2 and n_valid >= len(counts):
             stratify = targets
-    train_idx, valid_idx = train_test_split(
-        np.arange(n), test_size=n_valid, stratify=stratify, random_state=spec.seed)
-    return subset(train_dataset, train_idx), subset(plain_dataset, valid_idx)
+    return train_test_split(np.arange(n), test_size=n_valid, stratify=stratify,
+                            random_state=spec.seed)
+
+
+# Epochs of max_epochs="auto": about this many optimizer steps, within the bounds.
+STEP_BUDGET = 1000
+MIN_EPOCHS, MAX_EPOCHS = 10, 200
+
+
+def budget_epochs(max_epochs, n_train: int, batch_size: int) -> int:
+    """``max_epochs``, or for "auto" enough epochs for about ``STEP_BUDGET``
+    optimizer steps, at least 10 (a large dataset trains as many epochs as
+    with the former fixed default) and at most 200 (scikit-learn MLP's
+    ``max_iter``): a 25-sample target gets 200 steps, not 10."""
+    if max_epochs != "auto":
+        return int(max_epochs)
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch)))
 
 
 def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
           workers) -> TrainingPlan:
     return TrainingPlan(
         lr=spec.lr if spec.lr != "auto" else 1e-3, optimizer=spec.optimizer,
-        weight_decay=spec.weight_decay, max_epochs=spec.max_epochs,
+        weight_decay=spec.weight_decay,
+        max_epochs=budget_epochs(spec.max_epochs, n_train, spec.batch_size),
         batch_size=spec.batch_size, device=device, verbose=spec.verbose,
         layer_decay=spec.layer_decay, backbone_lr_mult=spec.backbone_lr_mult,
         l2sp_strength=spec.regularization_strength if spec.regularization == "l2sp" else 0.0,
@@ -187,7 +210,7 @@ def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
         # channels_last speeds up convolutions on CPUs (oneDNN) and GPUs alike
         channels_last=spec.input_kind == IMAGES,
         n_train=n_train, valid_dataset=valid_set, n_iter_no_change=spec.n_iter_no_change,
-        num_workers=workers,
+        tol=spec.tol, num_workers=workers,
     )
 
 
@@ -209,7 +232,33 @@ def _build(spec: FitSpec, data, targets, sample_weight, *, n_outputs, classes, d
     freeze(module, frozen)
     if spec.bn_mode == "frozen":
         hold_all_norms(module)
-    return module, frozen, plain, prep, size
+    return module, frozen, plain, prep, size, trunk.weights
+
+
+def _exact_probe_applies(spec: FitSpec, module, frozen, augment) -> bool:
+    """The whole trunk frozen throughout, a linear head that is new, and
+    the same inputs every epoch: the head is then a convex problem, solved
+    exactly instead of by gradient steps."""
+    return (len(frozen) == module.n_stages and tuple(spec.head) == ()
+            and spec.unfreeze_at is None and augment is None
+            and not module.head_from_source)
+
+
+def _probe(spec: FitSpec, module, dataset, positions, targets, sample_weight, *,
+           cut, batching, n_outputs):
+    """The exact linear probe on the trunk's features of ``dataset`` (the
+    samples at ``positions``, or all), written into the module's head."""
+    if positions is not None:
+        dataset = subset(dataset, positions)
+        targets, sample_weight = targets[positions], sample_weight[positions]
+    if batching.channels_last:
+        module.to(memory_format=torch.channels_last)
+    with skipping(module.trunk, cut):
+        features = trunk_features(module, dataset, batching)
+    solution = solve(spec.task, features, targets, sample_weight, n_outputs=n_outputs,
+                     alpha=spec.probe_alpha, seed=spec.seed)
+    load_into_head(module.head, solution)
+    return solution
 
 
 def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
@@ -217,49 +266,75 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
     """Build, freeze and train a network on validated ``data`` (a table, or
     ``CheckedImages``) with encoded ``targets`` and normalised
     ``sample_weight``; ``n_outputs`` is the head's size and ``classes`` the
-    target's labels (a source head with the same labels may be kept)."""
+    target's labels (a source head with the same labels may be kept).
+
+    A linear head on a trunk frozen throughout is solved exactly (the exact
+    linear probe); with ``head_init="probe"``, fine-tuning starts from that
+    probe (LP-FT). Training stops at convergence (``tol``,
+    ``n_iter_no_change``) or after the epoch budget.
+    """
     device = resolve_device(spec.device)
     dtype = tabular_dtype(data) if spec.input_kind == TABULAR else "float32"
     precision = resolve_precision(spec.precision, device)
     workers = data_workers(spec.n_jobs, data.kind if spec.input_kind == IMAGES else "array")
     augment = resolve_augment(spec.augment, spec.input_kind, spec.freeze_depth,
                               spec.unfreeze_at)
+    images = spec.input_kind == IMAGES
     with seeded(spec.seed, device):
-        module, frozen, plain, prep, size = _build(
+        module, frozen, plain, prep, size, weights = _build(
             spec, data, targets, sample_weight, n_outputs=n_outputs, classes=classes,
             dtype=dtype)
+        if spec.verbose >= 1:
+            print(f"sktransfer: {backbone_name(spec.backbone)} with weights {weights!r}")
         reason = refusal(cache=spec.cache, input_kind=spec.input_kind, frozen=frozen,
                          unfreeze_at=spec.unfreeze_at, augment=augment)
+        batching = Batching(spec.batch_size, device, precision, images, workers)
         if reason:
             cached = CachedActivations(reason=reason)
         else:
-            batching = Batching(spec.batch_size, device, precision, True, workers)
             cached = cache_activations(module, data, plain, targets, sample_weight,
                                        frozen=frozen, batching=batching,
                                        cache_dir=spec.cache_dir)
-        if cached.used:
-            train_set, valid_set = _split(spec, cached.dataset, cached.dataset, targets)
+        base = cached.dataset if cached.used else plain
+        net_kwargs = dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss)
+        probe_kwargs = dict(cut=cached.skipped_cut, n_outputs=n_outputs,
+                            batching=dataclasses.replace(batching, num_workers=(
+                                0 if cached.used else workers)))
+        solution = None
+        if _exact_probe_applies(spec, module, frozen, augment):
+            solution = _probe(spec, module, base, None, targets, sample_weight,
+                              **probe_kwargs)
+            plan = _plan(spec, frozen, device=device, precision=precision,
+                         n_train=len(base), valid_set=None, workers=0)
+            net = build_net(module, plan=plan, **net_kwargs).initialize()
+            net.drop_training_state()
         else:
-            augmented = plain if augment is None else _dataset(
+            train_idx, valid_idx = _split(spec, targets)
+            if spec.head_init == "probe" and not module.head_from_source:
+                solution = _probe(spec, module, base, train_idx, targets, sample_weight,
+                                  **probe_kwargs)
+            augmented = base if cached.used or augment is None else _dataset(
                 data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
                 augment=augment)
-            train_set, valid_set = _split(spec, augmented, plain, targets)
-        plan = _plan(spec, frozen, device=device, precision=precision,
-                     n_train=len(train_set), valid_set=valid_set,
-                     workers=0 if cached.used else workers)
-        net_kwargs = dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss)
-        with skipping(module.trunk, cached.skipped_cut):
-            if spec.lr == "auto":
-                plan = dataclasses.replace(
-                    plan, lr=find_lr(module, train_set, plan=plan, **net_kwargs))
-            net = build_net(module, plan=plan, **net_kwargs).fit(train_set)
+            train_set = augmented if train_idx is None else subset(augmented, train_idx)
+            valid_set = None if valid_idx is None else subset(base, valid_idx)
+            plan = _plan(spec, frozen, device=device, precision=precision,
+                         n_train=len(train_set), valid_set=valid_set,
+                         workers=0 if cached.used else workers)
+            with skipping(module.trunk, cached.skipped_cut):
+                if spec.lr == "auto":
+                    plan = dataclasses.replace(
+                        plan, lr=find_lr(module, train_set, plan=plan, **net_kwargs))
+                net = build_net(module, plan=plan, **net_kwargs).fit(train_set)
     history = history_records(net)
     best_epoch = None
-    if valid_set is not None:
-        best_epoch = int(min(history, key=lambda r: r["valid_loss"])["epoch"])
+    if history and "valid_score" in history[0]:
+        best_epoch = int(max(history, key=lambda r: r["valid_score"])["epoch"])
     return FitResult(
         net=net, history=history, lr=plan.lr, n_stages=module.n_stages, device=device,
-        input_kind=spec.input_kind, dtype=dtype, cache_info=cached.info(),
+        input_kind=spec.input_kind, dtype=dtype, cache_info=cached.info(), weights=weights,
+        converged=not history or net.converged_, n_iter=len(history),
+        probe_alpha=None if solution is None else solution.alpha,
         best_epoch=best_epoch, preprocessing=prep, image_size=size,
         # a refit without the cache must not keep a previous fit's key
         cache_key=cached.key if cached.used else None, cache_cut=cached.skipped_cut)

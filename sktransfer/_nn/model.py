@@ -33,7 +33,10 @@ class Trunk:
     ``head_config`` and ``head_classes`` describe the source's head (from an
     sktransfer weights file or a fitted estimator), which ``source_head``
     may keep. A fitted estimator exports its trunk as one of these (with a
-    ``description``), which is then accepted as a backbone.
+    ``description``), which is then accepted as a backbone. ``weights``
+    names the weights loaded: torchvision's weights name, a file's path,
+    "DEFAULT" for a module's or a source's own parameters, None for a random
+    initialisation.
     """
 
     module: nn.Module
@@ -45,6 +48,7 @@ class Trunk:
     head_config: dict | None = None
     head_classes: list | None = None
     description: str = ""
+    weights: str | None = None
 
 
 @dataclass(frozen=True)
@@ -155,8 +159,15 @@ def _named_trunk(name: str, weights, progress: bool) -> Trunk:
         path = fetch_torchvision_file(name, tv_weights, progress=progress)
         model = adapter.build(name, input_size=prep.image_size)
         load_into(model, read_state_dict(path), f"{name}.{tv_weights.name}", skip_prefix=skip)
+        weights = tv_weights.name
     n_features = bb.replace_head(model, adapter.head_path)
-    return _with_file_head(Trunk(model, n_features, adapter.stages(model), prep, config), loaded)
+    trunk = Trunk(model, n_features, adapter.stages(model), prep, config,
+                  weights=_weights_label(weights))
+    return _with_file_head(trunk, loaded)
+
+
+def _weights_label(weights) -> str | None:
+    return str(weights) if is_weights_path(weights) else weights
 
 
 def _module_trunk(module: nn.Module, weights) -> Trunk:
@@ -174,7 +185,8 @@ def _module_trunk(module: nn.Module, weights) -> Trunk:
         stages = adapter.stages(model)
     else:
         n_features, stages = None, bb.generic_stages(model)
-    return _with_file_head(Trunk(model, n_features, stages, prep, config), loaded)
+    trunk = Trunk(model, n_features, stages, prep, config, weights=_weights_label(weights))
+    return _with_file_head(trunk, loaded)
 
 
 def _mlp_trunk(weights, n_features_in: int, hidden_layer_sizes, activation: str) -> Trunk:
@@ -187,7 +199,9 @@ def _mlp_trunk(weights, n_features_in: int, hidden_layer_sizes, activation: str)
     # the MLP is freshly built, so None and "DEFAULT" both mean random init
     loaded = _apply_weights(model, weights, config, None, "backbone='mlp'")
     n_features = int(hidden_layer_sizes[-1])
-    return _with_file_head(Trunk(model, n_features, mlp_stages(model), None, config), loaded)
+    label = None if weights == "DEFAULT" else _weights_label(weights)
+    trunk = Trunk(model, n_features, mlp_stages(model), None, config, weights=label)
+    return _with_file_head(trunk, loaded)
 
 
 def _source_trunk(source: Trunk, weights) -> Trunk:
@@ -197,7 +211,8 @@ def _source_trunk(source: Trunk, weights) -> Trunk:
     loaded = _apply_weights(model, weights, source.config, None, "a fitted-estimator backbone")
     trunk = Trunk(model, source.n_features, [list(s) for s in source.stages],
                   source.preprocessing, dict(source.config), source.head_state,
-                  source.head_config, source.head_classes, source.description)
+                  source.head_config, source.head_classes, source.description,
+                  _weights_label(weights))
     return _with_file_head(trunk, loaded)
 
 
@@ -279,6 +294,7 @@ class TransferModule(nn.Module):
         self.n_features = int(n_features)
         self.config = dict(config or {})
         self.frozen_norms: list[str] = []
+        self.head_from_source = False  # the source's head was kept (source_head)
 
     def forward(self, x):
         return self.head(torch.flatten(self.trunk(x), 1))
@@ -368,15 +384,18 @@ def attach_head(trunk: Trunk, head: HeadSpec, *, sample: torch.Tensor,
         n_features = infer_n_features(trunk.module, sample[None].to(dtype))
     new_head = make_head(n_features, hidden, head.n_outputs, head.dropout).to(dtype)
     head_config = _head_config(n_features, hidden, head.n_outputs)
-    if _keep_source_head(trunk, head_config, head.source_head, head.classes):
+    kept = _keep_source_head(trunk, head_config, head.source_head, head.classes)
+    if kept:
         new_head.load_state_dict(trunk.head_state)
     config = dict(trunk.config)
     if preprocessing is not None:
         config["preprocessing"] = {"image_size": size, "mean": list(preprocessing.mean),
                                    "std": list(preprocessing.std)}
     classes = None if head.classes is None else list(head.classes)
-    return TransferModule(trunk.module, new_head, trunk.stages, n_features,
-                          {"trunk": config, "head": head_config, "classes": classes})
+    module = TransferModule(trunk.module, new_head, trunk.stages, n_features,
+                            {"trunk": config, "head": head_config, "classes": classes})
+    module.head_from_source = kept
+    return module
 
 
 def load_trunk(backbone, weights, *, dtype: str = "float32", progress: bool = False,

@@ -23,12 +23,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.callbacks import ProgressBar
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
 
 from .callbacks import (
+    Convergence,
     GradualUnfreezing,
     LRRangeTest,
     LRSchedule,
@@ -63,7 +64,8 @@ class TrainingPlan:
     channels_last: bool = False
     n_train: int = 1
     valid_dataset: object = None
-    n_iter_no_change: int = 5
+    n_iter_no_change: int = 10
+    tol: float = 1e-4
     num_workers: int = 0
 
     @property
@@ -121,14 +123,14 @@ class TransferNetMixin:
         """Initialise, train on ``X`` (a Dataset of ``(input, (y, weight))``),
         then drop what only training needs."""
         super().fit(X, y, **fit_params)
-        self._drop_training_state()
+        self.drop_training_state()
         return self
 
     def partial_fit(self, X, y=None, classes=None, **fit_params):
         """skorch's ``partial_fit``, except that a real interruption
         propagates instead of ending training quietly, so an interrupted fit
-        never looks like a finished one; early stopping and ``StopTraining``
-        end it as finished."""
+        never looks like a finished one; a callback's ``StopTraining``
+        (convergence, the range test) ends it as finished."""
         if not self.initialized_:
             self.initialize()
         self.notify("on_train_begin", X=X, y=y)
@@ -136,25 +138,21 @@ class TransferNetMixin:
             self.fit_loop(X, y, **fit_params)
         except StopTraining:
             pass
-        except KeyboardInterrupt:
-            if not self._stopped_early():
-                raise
         self.notify("on_train_end", X=X, y=y)
         return self
 
-    def _stopped_early(self) -> bool:
-        stopper = dict(self.callbacks_).get("early_stopping")
-        return stopper is not None and stopper.misses_ >= stopper.patience
+    @property
+    def converged_(self) -> bool:
+        """Whether the convergence rule ended the fit (False: ``max_epochs``)."""
+        rule = dict(self.callbacks_).get("convergence")
+        return rule is not None and rule.converged_
 
-    def _drop_training_state(self):
-        """Keep pickles small and portable: no scaler, L2-SP reference,
-        validation data or early-stopping weight copy."""
+    def drop_training_state(self):
+        """Keep pickles small and portable: no scaler, L2-SP reference or
+        validation data."""
         for name in ("scaler_", "l2sp_reference_"):
             self.__dict__.pop(name, None)
         self.train_split = None  # it holds training data; a fitted model must not
-        stopper = dict(self.callbacks_).get("early_stopping")
-        if stopper is not None:  # a copy of the weights, pickled without map_location
-            stopper.best_model_weights_ = None
 
     def _set_training(self, training=True):
         # skorch calls this before every batch; walking every submodule each
@@ -210,7 +208,7 @@ class TransferNetRegressor(TransferNetMixin, NeuralNetRegressor):
 # -- configuring a net from a plan -------------------------------------------------------
 
 
-def _callbacks(module, plan: TrainingPlan) -> list:
+def _callbacks(module, plan: TrainingPlan, task: str) -> list:
     callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
     if plan.lr_schedule != "constant" or plan.warmup_epochs > 0:
         total = plan.max_epochs * plan.steps_per_epoch
@@ -221,9 +219,8 @@ def _callbacks(module, plan: TrainingPlan) -> list:
         decay = 0.0 if plan.l2sp_strength > 0 else plan.weight_decay
         callbacks.append(("gradual_unfreezing", GradualUnfreezing(
             plan.unfreeze_plan, factors, plan.lr, decay, plan.bn_mode)))
-    if plan.valid_dataset is not None:
-        callbacks.append(("early_stopping", EarlyStopping(
-            monitor="valid_loss", patience=plan.n_iter_no_change, load_best=True)))
+    callbacks.append(("convergence", Convergence(
+        plan.tol, plan.n_iter_no_change, task, validate=plan.valid_dataset is not None)))
     if plan.verbose >= 2:
         callbacks.append(("progress_bar", ProgressBar()))
     return callbacks
@@ -248,7 +245,7 @@ def build_net(module, *, task: str, n_outputs: int, loss: str, plan: TrainingPla
         iterator_valid__pin_memory=pin,
         iterator_train__num_workers=plan.num_workers,
         iterator_valid__num_workers=plan.num_workers,
-        callbacks=_callbacks(module, plan) if callbacks is None else callbacks,
+        callbacks=_callbacks(module, plan, task) if callbacks is None else callbacks,
         verbose=int(plan.verbose >= 1),
         precision=plan.precision,
         max_grad_norm=plan.max_grad_norm,

@@ -44,10 +44,16 @@ def is_weights_path(weights) -> bool:
 
 
 def torchvision_weights(name: str, spec: str):
-    """The torchvision ``WeightsEnum`` member for ``spec`` of backbone ``name``."""
+    """The torchvision ``WeightsEnum`` member for ``spec`` of backbone ``name``.
+
+    "DEFAULT" means the best weights of the backbone whose file is on this
+    machine (hub cache, provider packages): torchvision's own default when it
+    is here, else the local weights with the best ImageNet top-1; only when
+    none is here, torchvision's default (which is then downloaded).
+    """
     enum_cls = tvm.get_model_weights(name)
     if spec == "DEFAULT":
-        return enum_cls.DEFAULT
+        return _best_local(enum_cls)
     try:
         return enum_cls[spec]
     except KeyError:
@@ -57,6 +63,18 @@ def torchvision_weights(name: str, spec: str):
             f"Use one of {known}, 'DEFAULT', None (random init) or a path to a "
             f"{'/'.join(STATE_DICT_SUFFIXES)} state dict."
         ) from None
+
+
+def _top1(weights) -> float:
+    metrics = weights.meta.get("_metrics", {})
+    return max((m.get("acc@1", 0.0) for m in metrics.values()), default=0.0)
+
+
+def _best_local(enum_cls):
+    local = [w for w in enum_cls if find_local_file(os.path.basename(w.url)) is not None]
+    if not local or enum_cls.DEFAULT in local:
+        return enum_cls.DEFAULT
+    return max(local, key=_top1)
 
 
 def hub_checkpoint_dir() -> Path:

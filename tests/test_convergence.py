@@ -1,0 +1,202 @@
+"""Training that converges at any data size (issue 11): the exact linear
+probe, probe-then-fine-tune, tol / n_iter_no_change and ConvergenceWarning,
+the "auto" epoch budget, and weights="DEFAULT" resolved offline."""
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, Ridge
+
+from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+from sktransfer._nn import weights as w
+from sktransfer._nn.engine import budget_epochs
+
+
+@pytest.fixture(scope="module")
+def digits32(mnist):
+    """90 real MNIST digits of classes 0-2, padded to 32 px."""
+    X, y = mnist
+    keep = y < 3
+    return np.pad(X[keep][:90], ((0, 0), (2, 2), (2, 2))), y[keep][:90]
+
+
+@pytest.fixture(scope="module")
+def tabular():
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def tiny(tiny_backbone, **overrides):
+    name, weights = tiny_backbone
+    params = dict(backbone=name, weights=weights, batch_size=16, device="cpu",
+                  random_state=0)
+    params.update(overrides)
+    return params
+
+
+def frozen_features(tiny_backbone, X):
+    name, weights = tiny_backbone
+    return TransferFeatures(name, weights=weights, device="cpu", cache=False).fit_transform(X)
+
+
+# -- the exact linear probe ---------------------------------------------------------------
+
+
+def test_exact_probe_head_is_the_logistic_regression_solution(tiny_backbone, digits32):
+    X, y = digits32
+    sample_weight = np.random.RandomState(0).uniform(0.5, 2.0, len(y))
+    clf = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth="all", probe_alpha=0.5))
+    clf.fit(X, y, sample_weight=sample_weight)
+    reference = LogisticRegression(C=2.0, tol=1e-10, max_iter=10_000).fit(
+        frozen_features(tiny_backbone, X), y,
+        sample_weight=sample_weight / sample_weight.mean())
+    np.testing.assert_allclose(clf.predict_proba(X), reference.predict_proba(
+        frozen_features(tiny_backbone, X)), atol=2e-4)
+    assert clf.n_iter_ == 0 and clf.history_ == [] and clf.probe_alpha_ == 0.5
+    assert clf.cache_info_["used"]  # the probe read the cached activations
+
+
+def test_exact_probe_head_is_the_ridge_solution(tiny_backbone, digits32):
+    X, y = digits32
+    target = y.astype(float) * 3 + 1
+    reg = TransferRegressor(**tiny(tiny_backbone, freeze_depth="all", probe_alpha=10.0))
+    reg.fit(X, target)
+    standard = (target - target.mean()) / target.std()
+    ridge = Ridge(alpha=10.0).fit(frozen_features(tiny_backbone, X), standard)
+    expected = ridge.predict(frozen_features(tiny_backbone, X)) * target.std() + target.mean()
+    np.testing.assert_allclose(reg.predict(X), expected, rtol=1e-4, atol=1e-4)
+
+
+def test_exact_probe_chooses_its_penalty_and_pickles(tiny_backbone, digits32, tmp_path):
+    X, y = digits32
+    clf = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth="all")).fit(X, y)
+    assert clf.probe_alpha_ in (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)
+    assert clf.score(X, y) > 0.6  # 3 classes; a random 16-feature trunk
+    path = clf.save_weights(tmp_path / "probe.safetensors")
+    again = PretrainedClassifier(**tiny(tiny_backbone, weights=str(path),
+                                        freeze_depth="all", source_head="keep",
+                                        max_epochs=1, lr=1e-12))
+    with pytest.warns(ConvergenceWarning):  # the kept head trains by gradient steps
+        again.fit(X, y)
+    np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-5)
+
+
+def test_probe_is_used_only_when_it_is_exact(tiny_backbone, digits32):
+    X, y = digits32
+    hidden = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth="all", head=(8,),
+                                         max_epochs=2))
+    with pytest.warns(ConvergenceWarning):
+        hidden.fit(X, y)
+    assert hidden.n_iter_ == 2 and not hasattr(hidden, "probe_alpha_")
+
+
+# -- probe, then fine-tune -------------------------------------------------------------------
+
+
+def test_lp_ft_starts_from_the_probe(tiny_backbone, digits32):
+    X, y = digits32
+    probe = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth="all", probe_alpha=1.0))
+    probe.fit(X, y)
+    lpft = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth=1, head_init="probe",
+                                       probe_alpha=1.0, lr=1e-12, max_epochs=1,
+                                       augment=None))
+    random = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth=1, lr=1e-12,
+                                         max_epochs=1, augment=None))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        lpft.fit(X, y)
+        random.fit(X, y)
+    start = probe.net_.module_.head[-1].weight
+    torch.testing.assert_close(lpft.net_.module_.head[-1].weight, start, atol=1e-6, rtol=0)
+    assert not torch.allclose(random.net_.module_.head[-1].weight, start, atol=1e-2)
+    assert lpft.probe_alpha_ == 1.0 and lpft.n_iter_ == 1
+
+
+def test_lp_ft_needs_a_linear_head(tiny_backbone, digits32):
+    X, y = digits32
+    with pytest.raises(ValueError, match=r"head_init='probe' .* needs a linear head"):
+        PretrainedClassifier(**tiny(tiny_backbone, head_init="probe", head=(8,))).fit(X, y)
+
+
+# -- convergence -------------------------------------------------------------------------------
+
+
+def test_convergence_warning_when_the_budget_ends_the_fit(tabular):
+    X, y = tabular
+    clf = PretrainedClassifier("mlp", max_epochs=2, device="cpu", random_state=0)
+    with pytest.warns(ConvergenceWarning, match="stopped at its epoch budget"):
+        clf.fit(X, y)
+    assert clf.n_iter_ == 2
+
+
+def test_no_warning_when_the_loss_stops_improving_by_tol(tabular):
+    X, y = tabular
+    clf = PretrainedClassifier("mlp", tol=10.0, n_iter_no_change=2, max_epochs=50,
+                               device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf.fit(X, y)
+    # the first epoch sets the best loss; no later one beats it by 10:
+    # the count passes n_iter_no_change=2 after epoch 4
+    assert clf.n_iter_ == 4
+
+
+def test_early_stopping_stops_once_the_validation_score_stalls(tabular):
+    X, y = tabular
+    keep = y < 2  # 0 vs 1: the validation accuracy reaches 1.0 at once
+    clf = PretrainedClassifier("mlp", early_stopping=True, n_iter_no_change=3,
+                               max_epochs=100, lr=1e-2, device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf.fit(X[keep], y[keep])
+    scores = [row["valid_score"] for row in clf.history_]
+    assert clf.n_iter_ < 20 and max(scores) == 1.0
+    assert clf.best_epoch_ == int(np.argmax(scores)) + 1
+
+
+def test_auto_budget_serves_small_and_large_data():
+    assert budget_epochs("auto", 25, 32) == 200  # 200 steps for 25 samples, not 10
+    assert budget_epochs("auto", 1_000, 32) == 32  # about 1,000 steps
+    assert budget_epochs("auto", 50_000, 32) == 10  # no longer than the former default
+    assert budget_epochs(7, 25, 32) == 7
+
+
+def test_a_25_sample_target_converges_with_defaults(tabular):
+    X, y = tabular
+    rng = np.random.RandomState(0)
+    rows = np.concatenate([rng.choice(np.where(y == c)[0], 5, replace=False) for c in range(5)])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = PretrainedClassifier("mlp", device="cpu", random_state=0).fit(X[rows], y[rows])
+    assert clf.score(X[rows], y[rows]) == 1.0 and clf.n_iter_ < 200
+
+
+# -- weights="DEFAULT" offline --------------------------------------------------------------
+
+
+def test_default_weights_are_the_best_local_ones(monkeypatch):
+    from torchvision import models as tvm
+
+    enum = tvm.get_model_weights("mobilenet_v2")
+    real = w.find_local_file
+    monkeypatch.setattr(w, "find_local_file",
+                        lambda name: None if name == "mobilenet_v2-7ebf99e0.pth" else real(name))
+    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.IMAGENET1K_V1
+    monkeypatch.setattr(w, "find_local_file", lambda name: f"/somewhere/{name}")
+    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.DEFAULT  # V2: both here
+    monkeypatch.setattr(w, "find_local_file", lambda name: None)
+    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.DEFAULT  # download it
+
+
+def test_default_classifier_works_offline_and_names_its_weights(digits32, capsys):
+    X, y = digits32
+    clf = PretrainedClassifier(image_size=32, max_epochs=1, device="cpu", verbose=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X[:20], y[:20])
+    assert clf.weights_ == "IMAGENET1K_V1"
+    assert "mobilenet_v2 with weights 'IMAGENET1K_V1'" in capsys.readouterr().out
