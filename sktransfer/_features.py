@@ -71,6 +71,9 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Side of the images fed to the backbone.
     device_ : str
         Device the backbone runs on.
+    weights_ : str or None
+        The weights loaded (what "DEFAULT" resolved to, a file's path, or
+        None for a random initialisation), as for :class:`PretrainedClassifier`.
 
     See Also
     --------
@@ -148,7 +151,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self._embedder = embedder
         self.trunk_, self.n_stages_, self.image_size_, self.device_ = (
             embedder.trunk, embedder.n_stages, embedder.image_size, embedder.device)
-        self.preprocessing_ = embedder.preprocessing
+        self.preprocessing_, self.weights_ = embedder.preprocessing, embedder.weights
         self._n_features_out = embedder.n_features_out  # for get_feature_names_out
         self.input_signature_, self.input_description_ = images.signature, images.describe()
         return self

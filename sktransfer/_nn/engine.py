@@ -434,6 +434,7 @@ class Embedder:
     batch_size: int
     config: dict
     n_features_out: int = 0
+    weights: str | None = None
     cache_keys: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -466,7 +467,7 @@ def fit_embedder(spec: EmbedSpec, images, *, cache: bool = True) -> Embedder:
     size = check_image_size(spec.image_size or prep.image_size, prep, spec.backbone)
     module = trunk.module.to(device).eval().to(memory_format=torch.channels_last)
     embedder = Embedder(module, trunk.stages, spec.stage, prep, size, device,
-                        spec.batch_size, trunk.config)
+                        spec.batch_size, trunk.config, weights=trunk.weights)
     first = _embed_positions(embedder, ImageDataset(images, prep, size), spec.stage, [0],
                              workers=0)
     embedder.n_features_out = first.shape[1]
