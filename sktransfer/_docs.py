@@ -107,10 +107,13 @@ PARAMETERS = _entries("""\
         from 10 to 200 epochs: 200 epochs for a 25-sample target, 10 for
         50,000 images at the default batch size.
     tol : float, default=1e-4
-        Convergence tolerance, as in scikit-learn's MLP: the fit stops when
-        the training loss (with ``early_stopping``: the validation score)
-        has not improved by at least ``tol`` for more than
-        ``n_iter_no_change`` consecutive epochs.
+        Convergence tolerance, as in scikit-learn's MLP: training has
+        converged when the training loss (with ``early_stopping``: the
+        validation score) has not improved by at least ``tol`` for more than
+        ``n_iter_no_change`` consecutive epochs. A stochastic fit plateaus at
+        a noise floor set by its learning rate, so the rate is then taken
+        linearly to zero over ``n_iter_no_change // 2`` more epochs (at least
+        one) before the fit stops.
     batch_size : int, default=32
         Samples per training and inference batch.
     image_size : int or None, default=None

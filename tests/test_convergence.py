@@ -140,9 +140,10 @@ def test_no_warning_when_the_loss_stops_improving_by_tol(tabular):
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         clf.fit(X, y)
-    # the first epoch sets the best loss; no later one beats it by 10:
-    # the count passes n_iter_no_change=2 after epoch 4
-    assert clf.n_iter_ == 4
+    # the first epoch sets the best loss; no later one beats it by 10: the
+    # count passes n_iter_no_change=2 after epoch 4, then the rate cools down
+    # to zero over n_iter_no_change // 2 = 1 more epoch
+    assert clf.n_iter_ == 5
 
 
 def test_early_stopping_stops_once_the_validation_score_stalls(tabular):
@@ -156,6 +157,16 @@ def test_early_stopping_stops_once_the_validation_score_stalls(tabular):
     scores = [row["valid_score"] for row in clf.history_]
     assert clf.n_iter_ < 20 and max(scores) == 1.0
     assert clf.best_epoch_ == int(np.argmax(scores)) + 1
+
+
+def test_the_rate_cools_down_to_zero_before_a_converged_fit_stops(tabular):
+    X, y = tabular
+    clf = PretrainedClassifier("mlp", tol=10.0, n_iter_no_change=4, max_epochs=50,
+                               lr_schedule="constant", warmup_epochs=0, batch_size=200,
+                               device="cpu", random_state=0).fit(X, y)
+    # fires after epoch 6, then 2 cool-down epochs of 9 steps each
+    assert clf.n_iter_ == 8
+    assert clf.net_.optimizer_.param_groups[-1]["lr"] == pytest.approx(1e-3 / 18)
 
 
 def test_auto_budget_serves_small_and_large_data():

@@ -67,7 +67,12 @@ def _set_rates(net, factor: float) -> None:
 
 class LRSchedule(Callback):
     """Set every group's rate to ``base_lr * schedule_factor(...)`` before
-    each training step; groups added later (unfreezing) follow along."""
+    each training step; groups added later (unfreezing) follow along.
+
+    ``cool_down(n_steps)`` (called by ``Convergence``) then takes the rate
+    linearly to zero over the next ``n_steps`` steps, so a fit that stops at
+    convergence ends annealed, whatever the schedule.
+    """
 
     def __init__(self, kind: str, total_steps: int, warmup_steps: int):
         self.kind = kind
@@ -76,12 +81,19 @@ class LRSchedule(Callback):
 
     def on_train_begin(self, net, **kwargs):
         self.step_ = 0
+        self.cooldown_ = None  # (first step, number of steps)
+
+    def cool_down(self, n_steps: int) -> None:
+        self.cooldown_ = (self.step_, max(1, int(n_steps)))
 
     def on_batch_begin(self, net, training=False, **kwargs):
         if not training:
             return
-        _set_rates(net, schedule_factor(self.kind, self.step_, self.total_steps,
-                                        self.warmup_steps))
+        factor = schedule_factor(self.kind, self.step_, self.total_steps, self.warmup_steps)
+        if self.cooldown_ is not None:
+            start, length = self.cooldown_
+            factor *= max(0.0, 1.0 - (self.step_ - start) / length)
+        _set_rates(net, factor)
         self.step_ += 1
 
 
@@ -165,25 +177,35 @@ class LRRangeTest(Callback):
 
 
 class Convergence(Callback):
-    """Stop at convergence, as scikit-learn's MLP does.
+    """Stop at convergence, as scikit-learn's MLP does, after a cool-down.
 
-    Without a validation set: when the training loss has not fallen below
-    its best by ``tol`` for more than ``n_iter_no_change`` epochs. With one
-    (early stopping): when the validation score (accuracy for classifiers,
-    R² for regressors, weighted by the sample weights) has not risen above
-    its best by ``tol`` for more than ``n_iter_no_change`` epochs; the
-    weights of the best-scoring epoch are then restored. ``converged_``
-    tells whether the rule stopped the fit (False: ``max_epochs`` did).
+    Without a validation set the rule watches the training loss: it fires
+    when the loss has not fallen below its best by ``tol`` for more than
+    ``n_iter_no_change`` epochs. With one (early stopping) it watches the
+    validation score (accuracy for classifiers, R² for regressors, weighted
+    by the sample weights): it fires when the score has not risen above its
+    best by ``tol`` for more than ``n_iter_no_change`` epochs, and the
+    weights of the best-scoring epoch are restored at the end.
+
+    A stochastic fit plateaus at a noise floor set by its learning rate, so
+    when the rule fires the rate is first taken to zero over
+    ``cooldown_epochs`` more epochs (``LRSchedule.cool_down``), then the fit
+    stops. ``converged_`` tells whether the rule fired (False: the epoch
+    budget ended the fit).
     """
 
-    def __init__(self, tol: float, n_iter_no_change: int, task: str, validate: bool):
+    def __init__(self, tol: float, n_iter_no_change: int, task: str, validate: bool,
+                 steps_per_epoch: int = 1, cooldown_epochs: int = 0):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.task = task
         self.validate = validate
+        self.steps_per_epoch = steps_per_epoch
+        self.cooldown_epochs = cooldown_epochs
 
     def on_train_begin(self, net, **kwargs):
         self.converged_ = False
+        self.stop_after_ = None
         self.count_ = 0
         self.best_ = -math.inf if self.validate else math.inf
         self.best_epoch_ = None
@@ -213,21 +235,32 @@ class Convergence(Callback):
                          torch.zeros_like(total))
         return float(r2.mean())
 
-    def on_epoch_end(self, net, **kwargs):
+    def _improved(self, net) -> bool:
+        """Whether this epoch improved on the best by ``tol`` (and track the best)."""
         if self.validate:
             score = self._score()
             net.history.record("valid_score", score)
-            improved_by_tol = score >= self.best_ + self.tol
+            improved = score >= self.best_ + self.tol
             if score > self.best_:
                 self.best_, self.best_epoch_ = score, len(net.history)
                 self.best_weights_ = copy.deepcopy(net.module_.state_dict())
-        else:
-            loss = net.history[-1, "train_loss"]
-            improved_by_tol = loss <= self.best_ - self.tol
-            self.best_ = min(self.best_, loss)
-        self.count_ = 0 if improved_by_tol else self.count_ + 1
-        if self.count_ > self.n_iter_no_change:
+            return improved
+        loss = net.history[-1, "train_loss"]
+        improved = loss <= self.best_ - self.tol
+        self.best_ = min(self.best_, loss)
+        return improved
+
+    def on_epoch_end(self, net, **kwargs):
+        self.count_ = 0 if self._improved(net) else self.count_ + 1
+        epoch = len(net.history)
+        if self.stop_after_ is None and self.count_ > self.n_iter_no_change:
             self.converged_ = True
+            schedule = dict(net.callbacks_).get("lr_schedule")
+            if schedule is None or self.cooldown_epochs == 0:
+                raise StopTraining
+            schedule.cool_down(self.cooldown_epochs * self.steps_per_epoch)
+            self.stop_after_ = epoch + self.cooldown_epochs
+        if self.stop_after_ is not None and epoch >= self.stop_after_:
             raise StopTraining
 
     def on_train_end(self, net, **kwargs):

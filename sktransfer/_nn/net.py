@@ -66,6 +66,7 @@ class TrainingPlan:
     valid_dataset: object = None
     n_iter_no_change: int = 10
     tol: float = 1e-4
+    cooldown_epochs: int = 0
     num_workers: int = 0
 
     @property
@@ -210,17 +211,19 @@ class TransferNetRegressor(TransferNetMixin, NeuralNetRegressor):
 
 def _callbacks(module, plan: TrainingPlan, task: str) -> list:
     callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
-    if plan.lr_schedule != "constant" or plan.warmup_epochs > 0:
-        total = plan.max_epochs * plan.steps_per_epoch
-        warmup = int(round(plan.warmup_epochs * plan.steps_per_epoch))
-        callbacks.append(("lr_schedule", LRSchedule(plan.lr_schedule, total, warmup)))
+    # always there (a "constant" schedule too): the cool-down before a
+    # converged fit stops runs through it
+    total = plan.max_epochs * plan.steps_per_epoch
+    warmup = int(round(plan.warmup_epochs * plan.steps_per_epoch))
+    callbacks.append(("lr_schedule", LRSchedule(plan.lr_schedule, total, warmup)))
     if plan.unfreeze_plan:
         factors = stage_lr_factors(module.n_stages, plan.layer_decay, plan.backbone_lr_mult)
         decay = 0.0 if plan.l2sp_strength > 0 else plan.weight_decay
         callbacks.append(("gradual_unfreezing", GradualUnfreezing(
             plan.unfreeze_plan, factors, plan.lr, decay, plan.bn_mode)))
     callbacks.append(("convergence", Convergence(
-        plan.tol, plan.n_iter_no_change, task, validate=plan.valid_dataset is not None)))
+        plan.tol, plan.n_iter_no_change, task, validate=plan.valid_dataset is not None,
+        steps_per_epoch=plan.steps_per_epoch, cooldown_epochs=plan.cooldown_epochs)))
     if plan.verbose >= 2:
         callbacks.append(("progress_bar", ProgressBar()))
     return callbacks
