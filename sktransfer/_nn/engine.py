@@ -261,6 +261,56 @@ def _probe(spec: FitSpec, module, dataset, positions, targets, sample_weight, *,
     return solution
 
 
+@dataclass
+class _Prepared:
+    """What both ways of fitting the head start from: the built network, its
+    frozen stages, the un-augmented training data (cached activations when
+    they apply) and how to run it."""
+
+    module: object
+    frozen: list
+    base: object
+    cached: CachedActivations
+    batching: Batching
+    net_kwargs: dict
+
+
+def _fit_exact_probe(spec: FitSpec, run: _Prepared, targets, sample_weight):
+    """The head solved on the frozen features; the net is built, not trained."""
+    solution = _probe(spec, run.module, run.base, None, targets, sample_weight,
+                      cut=run.cached.skipped_cut, batching=run.batching,
+                      n_outputs=run.net_kwargs["n_outputs"])
+    plan = _plan(spec, run.frozen, device=run.batching.device,
+                 precision=run.batching.precision, n_train=len(run.base), valid_set=None,
+                 workers=0)
+    net = build_net(run.module, plan=plan, **run.net_kwargs).initialize()
+    net.drop_training_state()
+    return net, plan, solution
+
+
+def _fine_tune(spec: FitSpec, run: _Prepared, augmented, targets, sample_weight):
+    """Gradient training (from the probed head with ``head_init="probe"``),
+    with a validation split when early stopping is on."""
+    module, cached = run.module, run.cached
+    train_idx, valid_idx = _split(spec, targets)
+    solution = None
+    if spec.head_init == "probe" and not module.head_from_source:
+        solution = _probe(spec, module, run.base, train_idx, targets, sample_weight,
+                          cut=cached.skipped_cut, batching=run.batching,
+                          n_outputs=run.net_kwargs["n_outputs"])
+    train_set = augmented if train_idx is None else subset(augmented, train_idx)
+    valid_set = None if valid_idx is None else subset(run.base, valid_idx)
+    plan = _plan(spec, run.frozen, device=run.batching.device,
+                 precision=run.batching.precision, n_train=len(train_set),
+                 valid_set=valid_set, workers=run.batching.num_workers)
+    with skipping(module.trunk, cached.skipped_cut):
+        if spec.lr == "auto":
+            plan = dataclasses.replace(
+                plan, lr=find_lr(module, train_set, plan=plan, **run.net_kwargs))
+        net = build_net(module, plan=plan, **run.net_kwargs).fit(train_set)
+    return net, plan, solution
+
+
 def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
         classes=None) -> FitResult:
     """Build, freeze and train a network on validated ``data`` (a table, or
@@ -269,9 +319,9 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
     target's labels (a source head with the same labels may be kept).
 
     A linear head on a trunk frozen throughout is solved exactly (the exact
-    linear probe); with ``head_init="probe"``, fine-tuning starts from that
-    probe (LP-FT). Training stops at convergence (``tol``,
-    ``n_iter_no_change``) or after the epoch budget.
+    linear probe); otherwise the network trains by gradient steps, with
+    ``head_init="probe"`` from that probe (LP-FT), until convergence
+    (``tol``, ``n_iter_no_change``) or the epoch budget.
     """
     device = resolve_device(spec.device)
     dtype = tabular_dtype(data) if spec.input_kind == TABULAR else "float32"
@@ -279,7 +329,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
     workers = data_workers(spec.n_jobs, data.kind if spec.input_kind == IMAGES else "array")
     augment = resolve_augment(spec.augment, spec.input_kind, spec.freeze_depth,
                               spec.unfreeze_at)
-    images = spec.input_kind == IMAGES
+    batching = Batching(spec.batch_size, device, precision, spec.input_kind == IMAGES, workers)
     with seeded(spec.seed, device):
         module, frozen, plain, prep, size, weights = _build(
             spec, data, targets, sample_weight, n_outputs=n_outputs, classes=classes,
@@ -288,44 +338,19 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
             print(f"sktransfer: {backbone_name(spec.backbone)} with weights {weights!r}")
         reason = refusal(cache=spec.cache, input_kind=spec.input_kind, frozen=frozen,
                          unfreeze_at=spec.unfreeze_at, augment=augment)
-        batching = Batching(spec.batch_size, device, precision, images, workers)
-        if reason:
-            cached = CachedActivations(reason=reason)
-        else:
-            cached = cache_activations(module, data, plain, targets, sample_weight,
-                                       frozen=frozen, batching=batching,
-                                       cache_dir=spec.cache_dir)
-        base = cached.dataset if cached.used else plain
-        net_kwargs = dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss)
-        probe_kwargs = dict(cut=cached.skipped_cut, n_outputs=n_outputs,
-                            batching=dataclasses.replace(batching, num_workers=(
-                                0 if cached.used else workers)))
-        solution = None
+        cached = CachedActivations(reason=reason) if reason else cache_activations(
+            module, data, plain, targets, sample_weight, frozen=frozen, batching=batching,
+            cache_dir=spec.cache_dir)
+        run = _Prepared(module, frozen, cached.dataset if cached.used else plain, cached,
+                        dataclasses.replace(batching, num_workers=0 if cached.used else workers),
+                        dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss))
         if _exact_probe_applies(spec, module, frozen, augment):
-            solution = _probe(spec, module, base, None, targets, sample_weight,
-                              **probe_kwargs)
-            plan = _plan(spec, frozen, device=device, precision=precision,
-                         n_train=len(base), valid_set=None, workers=0)
-            net = build_net(module, plan=plan, **net_kwargs).initialize()
-            net.drop_training_state()
+            net, plan, solution = _fit_exact_probe(spec, run, targets, sample_weight)
         else:
-            train_idx, valid_idx = _split(spec, targets)
-            if spec.head_init == "probe" and not module.head_from_source:
-                solution = _probe(spec, module, base, train_idx, targets, sample_weight,
-                                  **probe_kwargs)
-            augmented = base if cached.used or augment is None else _dataset(
+            augmented = run.base if cached.used or augment is None else _dataset(
                 data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
                 augment=augment)
-            train_set = augmented if train_idx is None else subset(augmented, train_idx)
-            valid_set = None if valid_idx is None else subset(base, valid_idx)
-            plan = _plan(spec, frozen, device=device, precision=precision,
-                         n_train=len(train_set), valid_set=valid_set,
-                         workers=0 if cached.used else workers)
-            with skipping(module.trunk, cached.skipped_cut):
-                if spec.lr == "auto":
-                    plan = dataclasses.replace(
-                        plan, lr=find_lr(module, train_set, plan=plan, **net_kwargs))
-                net = build_net(module, plan=plan, **net_kwargs).fit(train_set)
+            net, plan, solution = _fine_tune(spec, run, augmented, targets, sample_weight)
     history = history_records(net)
     best_epoch = None
     if history and "valid_score" in history[0]:
