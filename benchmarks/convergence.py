@@ -34,11 +34,9 @@ tabular target:
 - "TransferFeatures + LR" (images only): ``make_pipeline(TransferFeatures(
   "mobilenet_v2", weights="IMAGENET1K_V1", image_size=...),
   LogisticRegression(max_iter=1000))``;
-- "frozen source + SGD head (old probe)" (tabular only, in place of the row
-  above: TransferFeatures takes images only and the source's hidden-layer
-  outputs are not public): ``freeze_depth="all", max_epochs=10,
-  n_iter_no_change=10``. After issue 11 ``freeze_depth="all"`` fits with the
-  solver, so from then on this row is an exact probe too;
+  On the tabular target (TransferFeatures takes images only) the exact
+  probe is the same thing: a logistic regression on the frozen source's
+  features;
 - "scratch": images ``weights=None`` with the defaults; tabular a new
   ``PretrainedClassifier("mlp", hidden_layer_sizes=(128, 64))`` with its
   defaults, trained on the target alone.
@@ -55,8 +53,8 @@ does not know (a ``TypeError`` for an unknown keyword, or scikit-learn's
 Checks of issue 11, computed from the table (a check whose rows were not run
 or were skipped says "not run"):
 1. on every target, ``new_mean + new_std >= best_mean``, where best is the
-   row with the highest mean among exact probe, TransferFeatures + LR (on the
-   tabular target: the old probe row) and today's default, and new_mean,
+   row with the highest mean among exact probe, TransferFeatures + LR (images
+   only) and today's default, and new_mean,
    new_std are the new default's mean and std over seeds;
 2. tabular target: new default mean >= scratch mean;
 3. on every image target: exact probe mean >= TransferFeatures + LR mean -
@@ -115,8 +113,7 @@ SOURCE_MLP = dict(backbone="mlp", hidden_layer_sizes=(128, 64))
 TODAY = dict(max_epochs=10, n_iter_no_change=10)  # the budget before issue 11
 
 NEW, PROBE, LPFT, OLD = "new default", "exact probe", "LP-FT", "today's default"
-FEATURES_LR, OLD_PROBE, SCRATCH = ("TransferFeatures + LR",
-                                   "frozen source + SGD head (old probe)", "scratch")
+FEATURES_LR, SCRATCH = "TransferFeatures + LR", "scratch"
 # Parameters on top of the base; FEATURES_LR is a pipeline (see image_estimator)
 # and SCRATCH on the tabular target a new MLP (see tabular_estimator).
 CONFIGS = {
@@ -125,17 +122,16 @@ CONFIGS = {
     LPFT: dict(head_init="probe"),
     OLD: TODAY,
     FEATURES_LR: None,
-    OLD_PROBE: dict(TODAY, freeze_depth="all"),
     SCRATCH: dict(weights=None),
 }
-IMAGE_ONLY, TABULAR_ONLY = {FEATURES_LR}, {OLD_PROBE}
+IMAGE_ONLY = {FEATURES_LR}
 TABULAR = "digits 0-4 -> 5-9, 5/class"
 PROBE_MARGIN = 0.01
 
 
 def applies(kind: str, config: str) -> bool:
     """Whether row ``config`` runs on a target of ``kind`` ("images" or "tabular")."""
-    return config not in (IMAGE_ONLY if kind == "tabular" else TABULAR_ONLY)
+    return kind != "tabular" or config not in IMAGE_ONLY
 
 
 class Skipped(Exception):
@@ -311,7 +307,7 @@ def _missing(results, target, configs):
 
 
 def check_default_vs_best(results, target, kind):
-    rivals = [PROBE, OLD_PROBE if kind == "tabular" else FEATURES_LR, OLD]
+    rivals = [PROBE, OLD] if kind == "tabular" else [PROBE, FEATURES_LR, OLD]
     if (missing := _missing(results, target, [NEW, *rivals])):
         return "", missing
     mean, std, _ = _stats(results, target, NEW)
@@ -422,9 +418,8 @@ def main(argv=None):
           + (f"; set on every PretrainedClassifier row: {overrides}" if overrides else ""))
     print(f"Tabular: the source ({SOURCE_MLP['hidden_layer_sizes']} MLP, defaults, on every "
           "digit 0-4) is fitted once per seed, outside the timings. Its TransferFeatures + LR "
-          f"cell is n/a: TransferFeatures takes images only; the row '{OLD_PROBE}' stands in "
-          "for it (freeze_depth='all', 10 epochs; after issue 11 freeze_depth='all' uses the "
-          "solver, so it is then an exact probe too).")
+          "cell is n/a: TransferFeatures takes images only; the exact probe is the logistic "
+          "regression on the frozen source's features there.")
     print("n/a: the row does not apply to that target; skipped: this sktransfer does not know "
           "one of the row's parameters.\n")
     print(accuracy_table(results, targets, configs))

@@ -128,6 +128,9 @@ def main(argv=None):
     parser.add_argument("--cut", type=int, default=4, help="intermediate frozen depth")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 200 digits, 2 folds, 1 epoch")
+    parser.add_argument("--sktransfer-only", action="store_true",
+                        help="time the sktransfer side alone and print its scores (to compare "
+                             "two versions of sktransfer on one machine via PYTHONPATH)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.folds, args.epochs, args.image_size = 200, 2, 1, 32
@@ -139,6 +142,7 @@ def main(argv=None):
     print(f"# {data_note} at {args.image_size} px; GridSearchCV(cv={args.folds}) over "
           f"freeze_depth {depths} x lr {lrs} (one search per depth, timed apart); "
           f"{args.epochs} epochs, batch {args.batch_size}, AdamW, constant lr")
+    print(f"# sktransfer from {sktransfer.__file__}")
     # the baseline gets its inputs preprocessed once, outside the timing
     plain = PlainImages(X, y, args.image_size)
     X_tensor = torch.stack([plain[i][0] for i in range(len(plain))]).numpy()
@@ -151,12 +155,17 @@ def main(argv=None):
         times["sktransfer", depth] = seconds
         scores["sktransfer", depth] = search.cv_results_["mean_test_score"]
         log(f"  {seconds:.1f} s; cache: {sktransfer.cache_info()}")
+        if args.sktransfer_only:
+            log(f"  CV accuracies: {' '.join(f'{s:.4f}' for s in scores['sktransfer', depth])}")
+            continue
         log(f"freeze_depth={depth}: skorch + Freezer ...")
         seconds, search = skorch_search(X_tensor, y, args, depth, lrs, cv)
         times["skorch", depth] = seconds
         scores["skorch", depth] = search.cv_results_["mean_test_score"]
         log(f"  {seconds:.1f} s")
 
+    if args.sktransfer_only:
+        return
     rows, worst = [], 0.0
     for depth in depths:
         for lr, ours, base in zip(lrs, scores["sktransfer", depth], scores["skorch", depth]):

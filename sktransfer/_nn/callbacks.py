@@ -189,19 +189,18 @@ class Convergence(Callback):
 
     A stochastic fit plateaus at a noise floor set by its learning rate, so
     when the rule fires the rate is first taken to zero over
-    ``cooldown_epochs`` more epochs (``LRSchedule.cool_down``), then the fit
-    stops. ``converged_`` tells whether the rule fired (False: the epoch
+    ``n_iter_no_change // 2`` more epochs, at least one
+    (``LRSchedule.cool_down``), then the fit stops. ``converged_`` tells whether the rule fired (False: the epoch
     budget ended the fit).
     """
 
     def __init__(self, tol: float, n_iter_no_change: int, task: str, validate: bool,
-                 steps_per_epoch: int = 1, cooldown_epochs: int = 0):
+                 steps_per_epoch: int = 1):
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.task = task
         self.validate = validate
         self.steps_per_epoch = steps_per_epoch
-        self.cooldown_epochs = cooldown_epochs
 
     def on_train_begin(self, net, **kwargs):
         self.converged_ = False
@@ -256,10 +255,11 @@ class Convergence(Callback):
         if self.stop_after_ is None and self.count_ > self.n_iter_no_change:
             self.converged_ = True
             schedule = dict(net.callbacks_).get("lr_schedule")
-            if schedule is None or self.cooldown_epochs == 0:
+            if schedule is None:
                 raise StopTraining
-            schedule.cool_down(self.cooldown_epochs * self.steps_per_epoch)
-            self.stop_after_ = epoch + self.cooldown_epochs
+            cooldown = max(1, self.n_iter_no_change // 2)
+            schedule.cool_down(cooldown * self.steps_per_epoch)
+            self.stop_after_ = epoch + cooldown
         if self.stop_after_ is not None and epoch >= self.stop_after_:
             raise StopTraining
 

@@ -210,7 +210,7 @@ def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
         # channels_last speeds up convolutions on CPUs (oneDNN) and GPUs alike
         channels_last=spec.input_kind == IMAGES,
         n_train=n_train, valid_dataset=valid_set, n_iter_no_change=spec.n_iter_no_change,
-        tol=spec.tol, cooldown_epochs=max(1, spec.n_iter_no_change // 2), num_workers=workers,
+        tol=spec.tol, num_workers=workers,
     )
 
 

@@ -66,7 +66,6 @@ class TrainingPlan:
     valid_dataset: object = None
     n_iter_no_change: int = 10
     tol: float = 1e-4
-    cooldown_epochs: int = 0
     num_workers: int = 0
 
     @property
@@ -223,7 +222,7 @@ def _callbacks(module, plan: TrainingPlan, task: str) -> list:
             plan.unfreeze_plan, factors, plan.lr, decay, plan.bn_mode)))
     callbacks.append(("convergence", Convergence(
         plan.tol, plan.n_iter_no_change, task, validate=plan.valid_dataset is not None,
-        steps_per_epoch=plan.steps_per_epoch, cooldown_epochs=plan.cooldown_epochs)))
+        steps_per_epoch=plan.steps_per_epoch)))
     if plan.verbose >= 2:
         callbacks.append(("progress_bar", ProgressBar()))
     return callbacks

@@ -71,7 +71,7 @@ def _top1(weights) -> float:
 
 
 def _best_local(enum_cls):
-    local = [w for w in enum_cls if find_local_file(os.path.basename(w.url)) is not None]
+    local = _local_members(enum_cls)
     if not local or enum_cls.DEFAULT in local:
         return enum_cls.DEFAULT
     return max(local, key=_top1)
@@ -101,13 +101,14 @@ def find_local_file(filename: str) -> Path | None:
     return _provider_file(filename)
 
 
+def _local_members(enum_cls) -> list:
+    """The weights of a ``WeightsEnum`` whose file is on this machine."""
+    return [w for w in enum_cls if find_local_file(os.path.basename(w.url)) is not None]
+
+
 def locally_available(name: str) -> list[str]:
     """Weights names of backbone ``name`` whose file is on this machine."""
-    return [
-        w.name
-        for w in tvm.get_model_weights(name)
-        if find_local_file(os.path.basename(w.url)) is not None
-    ]
+    return [w.name for w in _local_members(tvm.get_model_weights(name))]
 
 
 def fetch_torchvision_file(name: str, weights, progress: bool = False) -> Path:
