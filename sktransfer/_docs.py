@@ -61,8 +61,10 @@ PARAMETERS = _entries("""\
         everything); "all" trains only the new head. With the whole backbone
         frozen, a linear head (``head=()``), no augmentation and no
         ``unfreeze_at``, the head is an exact linear probe: fitted to
-        convergence by scikit-learn's solvers (multinomial logistic
-        regression, ridge for the regressor) on the frozen features, so
+        convergence on the frozen features (multinomial logistic regression
+        by full-batch L-BFGS on the fit's device, the objective of
+        scikit-learn's ``LogisticRegression``; scikit-learn's ridge for the
+        regressor), so
         ``lr``, ``optimizer``, ``max_epochs`` and the schedule do not apply
         (a grid over them is meaningless there) and ``probe_alpha`` is the
         parameter that matters.
@@ -81,9 +83,10 @@ PARAMETERS = _entries("""\
         L2 penalty of the exact linear probe on the frozen features:
         ``LogisticRegression(C=1 / probe_alpha)`` for the classifier,
         ``Ridge(alpha=probe_alpha)`` for the regressor. "auto" chooses it
-        from 1e-4 to 1e4 by internal cross-validation (stratified 5-fold
-        log-loss on at most 20,000 samples for the classifier, efficient
-        leave-one-out for the regressor); the choice is ``probe_alpha_``.
+        from 1e-3 to 1e3 (7 values) by internal cross-validation (stratified
+        5-fold log-loss on at most 2,000 samples for the classifier,
+        efficient leave-one-out for the regressor); the choice is
+        ``probe_alpha_``.
     hidden_layer_sizes : tuple of int, default=(100,)
         Hidden layers of the "mlp" backbone (ignored by other backbones);
         each hidden layer is one stage for ``freeze_depth``.

@@ -2,6 +2,7 @@
 probe, probe-then-fine-tune, tol / n_iter_no_change and ConvergenceWarning,
 the "auto" epoch budget, and weights="DEFAULT" resolved offline."""
 
+import inspect
 import warnings
 
 import numpy as np
@@ -9,9 +10,11 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge
+from sklearn.model_selection import StratifiedKFold
 
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+from sktransfer._nn import probe
 from sktransfer._nn import weights as w
 from sktransfer._nn.engine import budget_epochs
 
@@ -28,6 +31,13 @@ def digits32(mnist):
 def tabular():
     X, y = load_digits(return_X_y=True)
     return X / 16.0, y
+
+
+# scikit-learn 1.9 deprecates two defaults of LogisticRegressionCV; these keep
+# today's behaviour (an L2 path; C_ stays) without the warnings
+CV_OPTIONS = {name: value for name, value in
+              (("use_legacy_attributes", False), ("l1_ratios", (0.0,)))
+              if name in inspect.signature(LogisticRegressionCV).parameters}
 
 
 def tiny(tiny_backbone, **overrides):
@@ -83,6 +93,36 @@ def test_exact_probe_chooses_its_penalty_and_pickles(tiny_backbone, digits32, tm
     with pytest.warns(ConvergenceWarning):  # the kept head trains by gradient steps
         again.fit(X, y)
     np.testing.assert_allclose(again.predict_proba(X), clf.predict_proba(X), atol=1e-5)
+
+
+@pytest.mark.parametrize("n_classes", [2, 4])
+def test_probe_solver_matches_scikit_learn(tabular, n_classes):
+    """The L-BFGS solve minimises LogisticRegression's objective (binary:
+    scikit-learn's single weight vector), with and without sample weights."""
+    X, y = tabular
+    keep = y < n_classes
+    X, y = X[keep][:300], y[keep][:300]
+    sample_weight = np.random.RandomState(1).uniform(0.2, 3.0, len(y))
+    sample_weight /= sample_weight.mean()
+    solution = probe.solve("classification", torch.as_tensor(X, dtype=torch.float32), y,
+                           sample_weight, n_outputs=n_classes, alpha=0.3, seed=0)
+    reference = LogisticRegression(C=1 / 0.3, tol=1e-10, max_iter=10_000).fit(
+        X, y, sample_weight=sample_weight)
+    logits = X @ solution.weight.T + solution.bias
+    proba = np.exp(logits - logits.max(1, keepdims=True))
+    np.testing.assert_allclose(proba / proba.sum(1, keepdims=True),
+                               reference.predict_proba(X), atol=1e-4)
+
+
+def test_probe_penalty_search_agrees_with_logistic_regression_cv(tabular):
+    X, y = tabular
+    X, y = X[:400], y[:400]
+    chosen = probe.solve("classification", torch.as_tensor(X, dtype=torch.float32), y,
+                         np.ones(len(y)), n_outputs=10, alpha="auto", seed=3).alpha
+    search = LogisticRegressionCV(
+        Cs=[1 / a for a in probe.ALPHAS], scoring="neg_log_loss", max_iter=10_000,
+        cv=StratifiedKFold(5, shuffle=True, random_state=3), **CV_OPTIONS).fit(X, y)
+    assert chosen == pytest.approx(1 / np.atleast_1d(search.C_)[0])
 
 
 def test_probe_is_used_only_when_it_is_exact(tiny_backbone, digits32):

@@ -256,7 +256,7 @@ def _probe(spec: FitSpec, module, dataset, positions, targets, sample_weight, *,
     with skipping(module.trunk, cut):
         features = trunk_features(module, dataset, batching)
     solution = solve(spec.task, features, targets, sample_weight, n_outputs=n_outputs,
-                     alpha=spec.probe_alpha, seed=spec.seed)
+                     alpha=spec.probe_alpha, seed=spec.seed, device=batching.device)
     load_into_head(module.head, solution)
     return solution
 
