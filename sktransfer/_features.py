@@ -16,25 +16,31 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseTransferEstimator, _engine, clone_keeping_source
-from ._compat import HasMethods, Interval, _fit_context
+from ._compat import HasMethods, Interval, StrOptions, _fit_context
 from ._exceptions import SourceLabelsUnavailableError
 from ._images import check_images, check_same_layout
+from ._options import IMAGES, TABULAR, TEXT
+from ._text import check_texts, is_text_backbone
 
 
 class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
-    """Embeddings of images from a pretrained backbone, for any sklearn model.
+    """Embeddings of images or texts from a pretrained backbone, for any
+    sklearn model.
 
     ``transform`` runs the backbone without its head and returns its pooled
-    output (global average over positions) after the last stage, or after
-    ``stage`` stages. Nothing is trained: ``fit`` loads the backbone and
-    records the input layout.
+    output (global average over positions; for a text encoder, ``pooling``
+    over the tokens) after the last stage, or after ``stage`` stages.
+    Nothing is trained: ``fit`` loads the backbone and records the input
+    layout.
 
     Parameters
     ----------
     backbone : str, torch.nn.Module or fitted estimator, default="mobilenet_v2"
-        As for :class:`PretrainedClassifier`: a registry name, a module, or a
-        fitted image :class:`PretrainedClassifier` / :class:`TransferRegressor`
-        whose trunk is used.
+        As for :class:`PretrainedClassifier`: a registry name (image or text
+        encoder, e.g. "all-MiniLM-L6-v2"), a local Hugging Face model
+        directory or hub id, a module, or a fitted image or text
+        :class:`PretrainedClassifier` / :class:`TransferRegressor` whose
+        trunk is used.
     weights : str, path or None, default="DEFAULT"
         As for :class:`PretrainedClassifier`.
     stage : int or None, default=None
@@ -42,8 +48,13 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         None takes the backbone's own output.
     image_size : int or None, default=None
         Side of the square input; None uses the weights' own size.
+    max_length : int, default=128
+        Text backbones: texts are truncated at this many tokens.
+    pooling : {"mean", "cls"}, default="mean"
+        Text backbones: the mean of the real tokens' states or the first
+        token's state.
     batch_size : int, default=64
-        Images per inference batch.
+        Images (or texts) per inference batch.
     cache : bool, default=True
         Keep each image's embedding in the in-memory activation cache that
         the estimators' frozen-stage caching uses, keyed by architecture,
@@ -67,8 +78,8 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         The backbone without its head, in eval mode.
     n_stages_ : int
         Number of stages of the backbone.
-    image_size_ : int
-        Side of the images fed to the backbone.
+    image_size_ : int or None
+        Side of the images fed to the backbone (None for a text backbone).
     device_ : str
         Device the backbone runs on.
     weights_ : str or None
@@ -98,6 +109,8 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         "weights": [None, str, os.PathLike],
         "stage": [None, Interval(Integral, 1, None, closed="left")],
         "image_size": [None, Interval(Integral, 1, None, closed="left")],
+        "max_length": [Interval(Integral, 2, None, closed="left")],
+        "pooling": [StrOptions({"mean", "cls"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "cache": ["boolean"],
         "cache_dir": [None, str, os.PathLike],
@@ -106,26 +119,37 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     }
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", stage=None,
-                 image_size=None, batch_size=64, cache=True, cache_dir=None, n_jobs=None,
-                 device="auto"):
+                 image_size=None, max_length=128, pooling="mean", batch_size=64, cache=True,
+                 cache_dir=None, n_jobs=None, device="auto"):
         self.backbone = backbone
         self.weights = weights
         self.stage = stage
         self.image_size = image_size
+        self.max_length = max_length
+        self.pooling = pooling
         self.batch_size = batch_size
         self.cache = cache
         self.cache_dir = cache_dir
         self.n_jobs = n_jobs
         self.device = device
 
+    def _input_kind(self) -> str:
+        if isinstance(self.backbone, BaseTransferEstimator):
+            check_is_fitted(self.backbone)
+            if self.backbone.input_kind_ == TABULAR:
+                raise ValueError("TransferFeatures takes image and text backbones; the "
+                                 "estimator given as backbone was fitted on tabular data.")
+            return self.backbone.input_kind_
+        return TEXT if is_text_backbone(self.backbone) else IMAGES
+
     def _backbone_spec(self):
         if not isinstance(self.backbone, BaseTransferEstimator):
             return self.backbone
-        check_is_fitted(self.backbone)
-        if self.backbone.input_kind_ != "images":
-            raise ValueError("TransferFeatures takes image backbones; the estimator given "
-                             "as backbone was fitted on tabular data.")
         return self.backbone._export_trunk()
+
+    def _check_input(self, X):
+        """Validated images or texts, as the backbone reads."""
+        return check_texts(X) if self._input_kind() == TEXT else check_images(X)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -144,9 +168,11 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             The fitted transformer.
         """
         engine = _engine()
+        kind = self._input_kind()
         spec = engine.EmbedSpec(self._backbone_spec(), self.weights, self.stage,
-                                self.image_size, self.batch_size, self.device)
-        images = check_images(X)
+                                self.image_size, self.batch_size, self.device, kind,
+                                self.max_length, self.pooling)
+        images = self._check_input(X)
         embedder = engine.fit_embedder(spec, images, cache=self.cache)
         self._embedder = embedder
         self.trunk_, self.n_stages_, self.image_size_, self.device_ = (
@@ -170,7 +196,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             One float64 embedding per image.
         """
         check_is_fitted(self)
-        images = check_images(X)
+        images = self._check_input(X)
         check_same_layout(self.input_signature_, images, self.input_description_)
         return self._embed(images, self.stage)
 
@@ -254,7 +280,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         takes: ``features`` (checked) or ``transform(X)`` when ``stage`` is None."""
         if self.stage is None and features is None:
             return self.transform(X)
-        images = check_images(X)
+        images = self._check_input(X)
         check_same_layout(self.input_signature_, images, self.input_description_)
         if self.stage is not None:  # the head follows the whole backbone, not the cut
             return self._embed(images, None)
@@ -269,7 +295,10 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
-        tags.input_tags.three_d_array = True
+        if is_text_backbone(self.backbone):
+            tags.input_tags.string = True
+        else:
+            tags.input_tags.three_d_array = True
         tags.requires_fit = True
         return tags
 

@@ -5,7 +5,7 @@ it at import time, and ``import sktransfer`` must stay free of torch. The
 modules that implement each option check against the same tuples.
 """
 
-TABULAR, IMAGES = "tabular", "images"
+TABULAR, IMAGES, TEXT = "tabular", "images", "text"
 
 ACTIVATIONS = ("relu", "tanh", "logistic", "identity", "gelu")
 OPTIMIZERS = ("adamw", "adam", "sgd")
@@ -16,3 +16,4 @@ PRECISIONS = ("auto", "32", "bf16", "16")
 AUGMENTATIONS = ("light", "standard")
 SOURCE_HEAD_MODES = ("auto", "keep", "new")
 HEAD_INITS = ("random", "probe")
+POOLINGS = ("mean", "cls")

@@ -66,13 +66,15 @@ def test_cache_is_exact_for_a_regressor_and_a_resnet(digits_small):
                                atol=1e-5)
 
 
-def test_cache_stops_below_stochastic_depth(digits_small):
+@pytest.mark.parametrize("freeze_depth, cut", [("all", "features.8"), (2, "features.2")])
+def test_cache_reaches_past_held_stochastic_depth(digits_small, freeze_depth, cut):
     """EfficientNet's blocks drop their residual branch at random in training
-    mode; the cut stays below the first such block and the fit stays exact."""
+    mode, but frozen stages are held in eval mode: the cut reaches the top of
+    the frozen stages and the fit stays exact."""
     X, y, X_test, _ = digits_small
     cached, plain = _fit_pair(PretrainedClassifier, X[:60], y[:60], backbone="efficientnet_b0",
-                              weights=None, max_epochs=1)
-    assert cached.cache_info_["cut"] == "features.1"
+                              weights=None, max_epochs=1, freeze_depth=freeze_depth)
+    assert cached.cache_info_["cut"] == cut
     np.testing.assert_allclose(cached.predict_proba(X_test[:50]),
                                plain.predict_proba(X_test[:50]), rtol=1e-5, atol=1e-6)
 
@@ -181,14 +183,19 @@ def test_cache_finds_the_deepest_clean_cut_and_stays_exact(digits_small):
                                rtol=1e-5, atol=1e-6)
 
 
-def test_cache_is_off_when_frozen_stages_hold_active_dropout(digits_small):
-    X, y, _, _ = digits_small
+def test_frozen_dropout_runs_in_eval_mode_so_the_cache_stays_exact(digits_small):
+    """A frozen stage is held in eval mode: its dropout drops nothing, so its
+    activations can be cached, and the cached fit equals the uncached one."""
+    X, y, X_test, _ = digits_small
     torch.manual_seed(0)
-    clf = PretrainedClassifier(**_module_params(_SkipNet(dropout_in_first=True),
-                                                freeze_depth=1, max_epochs=1))
-    clf.fit(X[:40], y[:40])
-    assert not clf.cache_info_["used"]
-    assert "no exact cut" in clf.cache_info_["reason"]
+    module = _SkipNet(dropout_in_first=True)
+    cached, plain = _fit_pair(PretrainedClassifier, X[:40], y[:40], backbone=module,
+                              weights="DEFAULT", freeze_depth=1, max_epochs=1)
+    assert cached.cache_info_["used"] and cached.cache_info_["cut"] == "first"
+    np.testing.assert_allclose(cached.predict_proba(X_test), plain.predict_proba(X_test),
+                               rtol=1e-5, atol=1e-6)
+    trunk = plain.net_.module_.train().trunk
+    assert not trunk.first.drop.training and trunk.second.training
 
 
 def test_cache_respects_its_byte_budget(digits_small):

@@ -82,5 +82,5 @@ def test_tabular_source_is_rejected():
     X, y = load_digits(return_X_y=True)
     source = PretrainedClassifier("mlp", hidden_layer_sizes=(8,), max_epochs=1,
                                   device="cpu").fit(X, y)
-    with pytest.raises(ValueError, match="image backbones"):
+    with pytest.raises(ValueError, match="image and text backbones"):
         TransferFeatures(source).fit(X[:, :16].reshape(-1, 4, 4))

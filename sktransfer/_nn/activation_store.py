@@ -75,11 +75,14 @@ def model_key(**parts) -> str:
 
 
 def sample_keys(images) -> list[str]:
-    """One key per image of validated ``images`` (``CheckedImages``).
+    """One key per image of validated ``images`` (``CheckedImages``), or
+    per text of ``CheckedTexts`` (by its UTF-8 bytes).
 
     Arrays are keyed by each image's bytes, dtype, shape and value scale;
     files by path, size and modification time; PIL images by their pixels.
     """
+    if images.kind == "text":
+        return [_digest(b"text", text.encode("utf-8")) for text in images.data]
     if images.kind == "array":
         data = images.data
         head = f"{data.dtype.str}|{data.shape[1:]}|{images.scale!r}".encode()

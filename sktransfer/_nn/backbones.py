@@ -17,6 +17,8 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
+from .._text import TEXT_BACKBONES
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -202,9 +204,11 @@ def list_backbones() -> list[str]:
     Returns
     -------
     names : list of str
-        Registry names, sorted.
+        Registry names of image backbones and text encoders, sorted (for
+        text, a local Hugging Face model directory or a hub id "owner/name"
+        is accepted too).
     """
-    return sorted(REGISTRY)
+    return sorted({*REGISTRY, *TEXT_BACKBONES})
 
 
 def get_adapter(name: str) -> BackboneAdapter:
@@ -216,7 +220,8 @@ def get_adapter(name: str) -> BackboneAdapter:
         hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
         raise ValueError(
             f"Unknown backbone {name!r}.{hint} Known backbones: "
-            f"{', '.join(list_backbones())}; or pass an nn.Module."
+            f"{', '.join(list_backbones())}; or pass an nn.Module (for text: a Hugging "
+            "Face model directory or hub id 'owner/name')."
         ) from None
 
 

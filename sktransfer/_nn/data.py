@@ -82,6 +82,10 @@ class ImageDataset(Dataset):
     def __len__(self):
         return len(self.images)
 
+    def cache_settings(self) -> dict:
+        """What the activation cache keys images by, besides the image."""
+        return {"size": self.size, "mean": self.mean, "std": self.std}
+
     def _raw(self, index) -> torch.Tensor:
         if self.images.kind == "files":
             return _read_file(self.images.data[index]).float().div_(255.0)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from .._options import IMAGES, TABULAR
+from .._options import IMAGES, TABULAR, TEXT
 from .data import (
     ActivationDataset,
     ImageDataset,
@@ -31,7 +31,7 @@ from .data import (
 from .features import cached_embeddings, cut_module, embed_dataset, embedding_key
 from .freezing import freeze, frozen_stages, hold_all_norms, unfreeze_plan
 from .frozen_cut import CachedActivations, cache_activations, cached_rows, refusal, skipping
-from .inference import Batching, evaluating, run_batches
+from .inference import Batching, collate_for, evaluating, run_batches
 from .model import (
     HeadSpec,
     Trunk,
@@ -44,6 +44,7 @@ from .model import (
 from .net import TrainingPlan, build_net, find_lr, history_records
 from .probe import load_into_head, solve, trunk_features
 from .runtime import full_precision, resolve_device, resolve_precision, seeded
+from .text import TextDataset, TextPreprocessing
 from .source_head import source_head  # noqa: F401  (the estimators' way to a source head)
 from .weights import save_weights_file
 
@@ -69,6 +70,8 @@ class FitSpec:
     freeze_depth: object
     bn_mode: str
     image_size: int | None
+    max_length: int  # text backbones
+    pooling: str  # text backbones
     # how it trains
     lr: object
     optimizer: str
@@ -151,9 +154,17 @@ def _mlp_settings(spec: FitSpec, data) -> dict | None:
             "activation": spec.activation}
 
 
+def _text_settings(spec: FitSpec) -> dict | None:
+    if spec.input_kind != TEXT:
+        return None
+    return {"max_length": spec.max_length, "pooling": spec.pooling}
+
+
 def _dataset(data, targets, sample_weight, *, prep, size, dtype, augment=None):
     if prep is None:
         return TabularDataset(data, targets, sample_weight, dtype)
+    if isinstance(prep, TextPreprocessing):
+        return TextDataset(data, prep, targets, sample_weight)
     return ImageDataset(data, prep, size, targets, sample_weight, augment)
 
 
@@ -196,7 +207,7 @@ def budget_epochs(max_epochs, n_train: int, batch_size: int) -> int:
 
 
 def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
-          workers) -> TrainingPlan:
+          workers, collate_fn=None) -> TrainingPlan:
     return TrainingPlan(
         lr=spec.lr if spec.lr != "auto" else 1e-3, optimizer=spec.optimizer,
         weight_decay=spec.weight_decay,
@@ -210,7 +221,7 @@ def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
         # channels_last speeds up convolutions on CPUs (oneDNN) and GPUs alike
         channels_last=spec.input_kind == IMAGES,
         n_train=n_train, valid_dataset=valid_set, n_iter_no_change=spec.n_iter_no_change,
-        tol=spec.tol, num_workers=workers,
+        tol=spec.tol, num_workers=workers, collate_fn=collate_fn,
     )
 
 
@@ -220,15 +231,18 @@ def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
 def _build(spec: FitSpec, data, targets, sample_weight, *, n_outputs, classes, dtype):
     """The network with its frozen stages, and the un-augmented dataset."""
     trunk = load_trunk(spec.backbone, spec.weights, dtype=dtype, progress=spec.verbose >= 1,
-                       mlp=_mlp_settings(spec, data))
+                       mlp=_mlp_settings(spec, data), text=_text_settings(spec))
     frozen = frozen_stages(spec.freeze_depth, len(trunk.stages), backbone_name(spec.backbone))
     prep = size = None
     if spec.input_kind == IMAGES:
         prep = trunk.preprocessing
         size = check_image_size(spec.image_size or prep.image_size, prep, spec.backbone)
+    elif spec.input_kind == TEXT:
+        prep = trunk.preprocessing
     plain = _dataset(data, targets, sample_weight, prep=prep, size=size, dtype=dtype)
     head = HeadSpec(tuple(spec.head), spec.head_dropout, n_outputs, spec.source_head, classes)
-    module = attach_head(trunk, head, sample=plain[0][0], preprocessing=prep, size=size)
+    module = attach_head(trunk, head, sample=plain[0][0],
+                         preprocessing=prep if spec.input_kind == IMAGES else None, size=size)
     freeze(module, frozen)
     if spec.bn_mode == "frozen":
         hold_all_norms(module)
@@ -302,7 +316,8 @@ def _fine_tune(spec: FitSpec, run: _Prepared, augmented, targets, sample_weight)
     valid_set = None if valid_idx is None else subset(run.base, valid_idx)
     plan = _plan(spec, run.frozen, device=run.batching.device,
                  precision=run.batching.precision, n_train=len(train_set),
-                 valid_set=valid_set, workers=run.batching.num_workers)
+                 valid_set=valid_set, workers=run.batching.num_workers,
+                 collate_fn=collate_for(train_set))
     with skipping(module.trunk, cached.skipped_cut):
         if spec.lr == "auto":
             plan = dataclasses.replace(
@@ -337,7 +352,8 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
         if spec.verbose >= 1:
             print(f"sktransfer: {backbone_name(spec.backbone)} with weights {weights!r}")
         reason = refusal(cache=spec.cache, input_kind=spec.input_kind, frozen=frozen,
-                         unfreeze_at=spec.unfreeze_at, augment=augment)
+                         n_stages=module.n_stages, unfreeze_at=spec.unfreeze_at,
+                         augment=augment)
         cached = CachedActivations(reason=reason) if reason else cache_activations(
             module, data, plain, targets, sample_weight, frozen=frozen, batching=batching,
             cache_dir=spec.cache_dir)
@@ -398,8 +414,11 @@ def predict(result: FitResult, data, *, n_jobs=None, cache: bool = True,
     training; nothing is added to the cache."""
     if result.input_kind == TABULAR:
         return _outputs(result.net, TabularDataset(data, dtype=result.dtype), 0)
-    dataset = ImageDataset(data, result.preprocessing, result.image_size)
-    workers = data_workers(n_jobs, data.kind)
+    if result.input_kind == TEXT:
+        dataset, workers = TextDataset(data, result.preprocessing), 0
+    else:
+        dataset = ImageDataset(data, result.preprocessing, result.image_size)
+        workers = data_workers(n_jobs, data.kind)
     rows = {}
     if cache and result.cache_key is not None:
         rows = cached_rows(result.cache_key, data, cache_dir=cache_dir)
@@ -415,7 +434,7 @@ def export_trunk(result: FitResult, description: str) -> Trunk:
     """The fitted trunk and head, offered as a backbone; images default to
     the size this network was trained at."""
     prep = result.preprocessing
-    if prep is not None:
+    if result.input_kind == IMAGES:
         prep = dataclasses.replace(prep, image_size=result.image_size)
     return export_module_trunk(result.net.module_, prep, description)
 
@@ -433,7 +452,8 @@ def save_weights(result: FitResult, path, **config):
 
 @dataclass(frozen=True)
 class EmbedSpec:
-    """What ``TransferFeatures`` is told: backbone, weights, cut, size."""
+    """What ``TransferFeatures`` is told: backbone, weights, cut, input
+    settings (image size; text ``max_length`` and ``pooling``)."""
 
     backbone: object
     weights: object
@@ -441,11 +461,15 @@ class EmbedSpec:
     image_size: int | None
     batch_size: int
     device: str
+    input_kind: str = IMAGES
+    max_length: int = 128
+    pooling: str = "mean"
 
 
 @dataclass
 class Embedder:
-    """A loaded trunk in eval mode that embeds images after ``stage`` stages.
+    """A loaded trunk in eval mode that embeds images or texts after
+    ``stage`` stages.
 
     ``cache_keys`` memoises the activation-store key of each stage's
     embeddings (computing one hashes the trunk's weights)."""
@@ -454,10 +478,11 @@ class Embedder:
     stages: list
     stage: int | None
     preprocessing: object
-    image_size: int
+    image_size: int | None
     device: str
     batch_size: int
     config: dict
+    input_kind: str = IMAGES
     n_features_out: int = 0
     weights: str | None = None
     cache_keys: dict = dataclasses.field(default_factory=dict)
@@ -466,65 +491,75 @@ class Embedder:
     def n_stages(self) -> int:
         return len(self.stages)
 
-    def cache_key(self, stage) -> str:
+    def dataset(self, data):
+        """The dataset that feeds ``data`` (validated) to the trunk."""
+        if self.input_kind == TEXT:
+            return TextDataset(data, self.preprocessing)
+        return ImageDataset(data, self.preprocessing, self.image_size)
+
+    def cache_key(self, stage, dataset) -> str:
         if stage not in self.cache_keys:
             self.cache_keys[stage] = embedding_key(self.trunk, self.config, stage,
-                                                   self.preprocessing, self.image_size,
-                                                   self.device)
+                                                   dataset.cache_settings(), self.device)
         return self.cache_keys[stage]
 
 
 _SAME = "same"  # embed at the embedder's own stage
 
 
-def fit_embedder(spec: EmbedSpec, images, *, cache: bool = True) -> Embedder:
-    """Load the trunk of ``spec`` and probe its output size on the first of
-    ``images``; with ``cache``, key its embeddings in the activation store."""
+def fit_embedder(spec: EmbedSpec, data, *, cache: bool = True) -> Embedder:
+    """Load the trunk of ``spec`` and probe its output size on the first
+    item of ``data`` (validated images or texts); with ``cache``, key its
+    embeddings in the activation store."""
     device = resolve_device(spec.device)
-    trunk = load_trunk(spec.backbone, spec.weights)
+    text = {"max_length": spec.max_length, "pooling": spec.pooling}
+    trunk = load_trunk(spec.backbone, spec.weights,
+                       text=text if spec.input_kind == TEXT else None)
     n_stages = len(trunk.stages)
     if spec.stage is not None and spec.stage > n_stages:
         raise ValueError(
             f"stage={spec.stage} but the backbone has {n_stages} stages; use "
             f"1 to {n_stages}, or None for the backbone's output."
         )
-    prep = trunk.preprocessing
-    size = check_image_size(spec.image_size or prep.image_size, prep, spec.backbone)
-    module = trunk.module.to(device).eval().to(memory_format=torch.channels_last)
+    prep, size = trunk.preprocessing, None
+    module = trunk.module.to(device).eval()
+    if spec.input_kind == IMAGES:
+        size = check_image_size(spec.image_size or prep.image_size, prep, spec.backbone)
+        module = module.to(memory_format=torch.channels_last)
     embedder = Embedder(module, trunk.stages, spec.stage, prep, size, device,
-                        spec.batch_size, trunk.config, weights=trunk.weights)
-    first = _embed_positions(embedder, ImageDataset(images, prep, size), spec.stage, [0],
-                             workers=0)
+                        spec.batch_size, trunk.config, spec.input_kind, weights=trunk.weights)
+    dataset = embedder.dataset(data)
+    first = _embed_positions(embedder, dataset, spec.stage, [0], workers=0)
     embedder.n_features_out = first.shape[1]
     if cache:
-        embedder.cache_key(spec.stage)
+        embedder.cache_key(spec.stage, dataset)
     return embedder
 
 
 def _embed_positions(embedder: Embedder, dataset, stage, positions=None, *,
                      workers: int) -> np.ndarray:
     part = dataset if positions is None else subset(dataset, positions)
-    batching = Batching(embedder.batch_size, embedder.device, channels_last=True,
-                        num_workers=workers)
+    batching = Batching(embedder.batch_size, embedder.device,
+                        channels_last=embedder.input_kind == IMAGES, num_workers=workers)
     cut = cut_module(embedder.trunk, embedder.stages, stage)
     return embed_dataset(embedder.trunk, part, cut, batching)
 
 
-def embed(embedder: Embedder, images, *, stage=_SAME, n_jobs=None, cache: bool = True,
+def embed(embedder: Embedder, data, *, stage=_SAME, n_jobs=None, cache: bool = True,
           cache_dir=None) -> np.ndarray:
-    """Pooled embeddings (float64) of validated ``images`` after ``stage``
-    stages (default: the embedder's; None: the trunk's own output, which a
-    source head reads); with ``cache``, only the images the activation store
-    does not hold are computed."""
+    """Pooled embeddings (float64) of validated ``data`` (images or texts)
+    after ``stage`` stages (default: the embedder's; None: the trunk's own
+    output, which a source head reads); with ``cache``, only the items the
+    activation store does not hold are computed."""
     stage = embedder.stage if stage == _SAME else stage
-    dataset = ImageDataset(images, embedder.preprocessing, embedder.image_size)
-    workers = data_workers(n_jobs, images.kind)
+    dataset = embedder.dataset(data)
+    workers = 0 if embedder.input_kind == TEXT else data_workers(n_jobs, data.kind)
 
     def compute(positions=None):
         return _embed_positions(embedder, dataset, stage, positions, workers=workers)
 
     if not cache:
         return compute().astype("float64")
-    features, _ = cached_embeddings(embedder.cache_key(stage), images, compute,
+    features, _ = cached_embeddings(embedder.cache_key(stage, dataset), data, compute,
                                     cache_dir=cache_dir)
     return features.astype("float64")

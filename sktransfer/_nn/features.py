@@ -57,7 +57,11 @@ def capture(trunk, X: torch.Tensor, cut) -> torch.Tensor:
 
 
 def embed_batch(trunk, X: torch.Tensor, cut) -> torch.Tensor:
-    return pool(trunk(X) if cut is None else capture(trunk, X, cut))
+    """The pooled output of ``trunk`` (or of its submodule ``cut``) on ``X``;
+    a trunk may pool its inner outputs its own way (``pool_stage_output``:
+    a text encoder averages only the real tokens)."""
+    pooler = getattr(trunk, "pool_stage_output", pool)
+    return pooler(trunk(X) if cut is None else capture(trunk, X, cut))
 
 
 def embed_dataset(trunk, dataset, stage_module, batching: Batching) -> np.ndarray:
@@ -68,12 +72,12 @@ def embed_dataset(trunk, dataset, stage_module, batching: Batching) -> np.ndarra
     return outputs.numpy()
 
 
-def embedding_key(trunk, config: dict, stage, prep, size: int, device: str) -> str:
-    """Activation-store key of pooled embeddings (everything but the image)."""
+def embedding_key(trunk, config: dict, stage, settings: dict, device: str) -> str:
+    """Activation-store key of pooled embeddings (everything but the input:
+    ``settings`` are the dataset's, e.g. an image's size and normalisation)."""
     return store.model_key(
         kind="pooled", trunk=config, stage=stage, state=store.state_fingerprint([trunk]),
-        size=size, mean=list(prep.mean), std=list(prep.std),
-        device=torch.device(device).type, torch=torch.__version__,
+        **settings, device=torch.device(device).type, torch=torch.__version__,
     )
 
 

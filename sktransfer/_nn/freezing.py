@@ -2,10 +2,13 @@
 is Lightning's ``BaseFinetuning``: freeze, make trainable, add the released
 parameters to the optimizer; BatchNorm handled on purpose).
 
-A frozen stage has ``requires_grad=False`` parameters and its BatchNorm
-layers are *held*: kept in eval mode whenever the module trains, so their
-running statistics stop changing too. The module keeps the names of the
-held layers in ``frozen_norms`` and applies them in its ``train``.
+A frozen stage has ``requires_grad=False`` parameters and is *held*: kept
+in eval mode whenever the module trains (Keras' ``base_model(x,
+training=False)``), so its BatchNorm running statistics stop changing too,
+its dropout drops nothing, and it computes the same function in every epoch
+(which is also what lets its activations be cached). The module keeps the
+names of the held modules in ``frozen_norms`` and applies them in its
+``train``; ``bn_mode="frozen"`` holds every BatchNorm layer as well.
 """
 
 from __future__ import annotations
@@ -46,18 +49,22 @@ def _members(module, stages: list[int]) -> list[tuple[str, object]]:
             for index in stages for name in module.stages[index]]
 
 
+def _stage_modules(module, stage: int) -> list[str]:
+    """Names of the modules (not bare parameters) that make up ``stage``."""
+    return [name for name in module.stages[stage]
+            if isinstance(resolve_member(module.trunk, name), nn.Module)]
+
+
 def freeze(module, stages: list[int]) -> None:
-    """Freeze the trunk ``stages`` (indices) and hold their BatchNorm layers;
-    every other stage becomes trainable with its norms released."""
-    held = []
-    for name, member in _members(module, stages):
+    """Freeze the trunk ``stages`` (indices) and hold them in eval mode;
+    every other stage becomes trainable and trains in training mode."""
+    for _, member in _members(module, stages):
         if isinstance(member, nn.Module):
             for param in member.parameters():
                 param.requires_grad_(False)
-            held += norm_names(member, name)
         else:
             member.requires_grad_(False)
-    module.frozen_norms = held
+    module.frozen_norms = [name for index in stages for name in _stage_modules(module, index)]
     module.train(module.training)
 
 
@@ -68,23 +75,27 @@ def hold_all_norms(module) -> None:
     module.train(module.training)
 
 
-def _release_norms(module, stage: int) -> None:
+def _release_held(module, stage: int, *, norms: bool) -> None:
+    """Let ``stage`` run in training mode again; unless ``norms``, its
+    BatchNorm layers stay held."""
     prefixes = tuple(module.stages[stage])
-    module.frozen_norms = [
-        name for name in module.frozen_norms
-        if not any(name == p or name.startswith(p + ".") for p in prefixes)
-    ]
+    kept = [name for name in module.frozen_norms
+            if not any(name == p or name.startswith(p + ".") for p in prefixes)]
+    if not norms:
+        kept += [bn for name in _stage_modules(module, stage)
+                 for bn in norm_names(module.trunk.get_submodule(name), name)]
+    module.frozen_norms = kept
 
 
 def make_trainable(module, stage: int, *, release_norms: bool) -> list:
     """Set ``requires_grad`` on the frozen parameters of ``stage`` and return
-    them; with ``release_norms`` its BatchNorm layers start training too."""
+    them; the stage runs in training mode again, its BatchNorm layers too
+    only with ``release_norms``."""
     params = [p for p in stage_parameters(module.trunk, module.stages[stage])
               if not p.requires_grad]
     for param in params:
         param.requires_grad_(True)
-    if release_norms:
-        _release_norms(module, stage)
+    _release_held(module, stage, norms=release_norms)
     module.train(module.training)
     return params
 

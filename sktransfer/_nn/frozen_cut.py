@@ -27,7 +27,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from .._options import IMAGES
+from .._options import TABULAR, TEXT
+from .inference import collate_for
 from . import activation_store as store
 from . import backbones as bb
 from .data import ActivationDataset
@@ -87,16 +88,19 @@ class CachedActivations:
 # -- why the cache does not apply: every reason in one place ------------------------
 
 
-def refusal(*, cache: bool, input_kind: str, frozen: list, unfreeze_at,
+def refusal(*, cache: bool, input_kind: str, frozen: list, n_stages: int, unfreeze_at,
             augment) -> str:
     """Why frozen-stage activations cannot be cached for a fit with these
     settings ('' when they may be: the cut is then probed on the data)."""
     if not cache:
         return "cache=False"
-    if input_kind != IMAGES:
+    if input_kind == TABULAR:
         return "tabular data: the network is cheap to run"
     if not frozen:
         return "freeze_depth=0: no stage stays frozen"
+    if input_kind == TEXT and len(frozen) < n_stages:
+        return ("text: only a wholly frozen encoder's pooled output is cached (per-token "
+                "activations differ in length from batch to batch)")
     if unfreeze_at is not None:
         return "unfreeze_at trains the frozen stages later in the fit"
     if augment is not None:
@@ -241,18 +245,22 @@ def _model_key(module, cut: FrozenCut, dataset, batching: Batching) -> str:
     return store.model_key(
         kind="frozen-cut", trunk=module.config.get("trunk", {}), cut=cut.member,
         skipped=cut.skipped, state=store.state_fingerprint(skipped),
-        size=dataset.size, mean=dataset.mean, std=dataset.std,
+        **dataset.cache_settings(),
         precision=batching.precision, channels_last=batching.channels_last,
         device=torch.device(batching.device).type, torch=torch.__version__,
     )
 
 
 def _probe_sample(dataset, device: str) -> torch.Tensor:
-    positions = range(min(_CHECK_SAMPLES, len(dataset)))
-    sample = torch.stack([dataset[i][0] for i in positions]).to(device)
-    if len(sample) == 1:
-        sample = sample.repeat(2, 1, 1, 1)  # BatchNorm in train mode needs 2
-    return sample
+    items = [dataset[i] for i in range(min(_CHECK_SAMPLES, len(dataset)))]
+    collate = collate_for(dataset)
+    if collate is not None:
+        sample = collate(items)[0]
+    else:
+        sample = torch.stack([item[0] for item in items])
+    if len(sample) == 1:  # BatchNorm in train mode needs 2
+        sample = sample.repeat(2, *[1] * (sample.dim() - 1))
+    return sample.to(device)
 
 
 def cache_activations(module, images, dataset, targets, sample_weight, *,

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from .runtime import autocast, is_cuda, to_device
 
@@ -37,6 +37,14 @@ def evaluating(module: nn.Module):
         module.train(was_training)
 
 
+def collate_for(dataset):
+    """The ``collate_fn`` a DataLoader over ``dataset`` needs: the dataset's
+    own (texts are tokenised per batch), or None for the default."""
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return getattr(dataset, "collate_fn", None)
+
+
 def run_batches(fn, dataset, batching: Batching) -> torch.Tensor:
     """``fn(X)`` over ``dataset`` in batches, under ``torch.inference_mode``
     and the precision's autocast; only the outputs are kept (on the CPU,
@@ -46,7 +54,7 @@ def run_batches(fn, dataset, batching: Batching) -> torch.Tensor:
     caller puts the modules it runs in the mode it wants (``evaluating``).
     """
     loader = DataLoader(dataset, batch_size=batching.batch_size, shuffle=False,
-                        num_workers=batching.num_workers,
+                        num_workers=batching.num_workers, collate_fn=collate_for(dataset),
                         pin_memory=is_cuda(batching.device))
     outputs = []
     with torch.inference_mode(), autocast(batching.precision, batching.device):

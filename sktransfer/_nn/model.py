@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from .._text import is_text_backbone
 from . import backbones as bb
 from .backbones import Preprocessing
 from .runtime import fork_rng
@@ -216,16 +217,43 @@ def _source_trunk(source: Trunk, weights) -> Trunk:
     return _with_file_head(trunk, loaded)
 
 
+def _text_trunk(name: str, weights, progress: bool, *, max_length: int = 128,
+                pooling: str = "mean") -> Trunk:
+    from .text import load_text_model  # imports transformers: only for text
+
+    if weights not in ("DEFAULT", None) and not is_weights_path(weights):
+        raise ValueError(
+            f"weights={weights!r} does not apply to text backbone {name!r}: use 'DEFAULT' "
+            "(its pretrained weights), None (a random initialisation) or a path to a "
+            "weights file (.safetensors, .pt, .bin)."
+        )
+    file = weights if is_weights_path(weights) else None
+    encoder, prep, config, label, n_features = load_text_model(
+        name, "DEFAULT" if weights == "DEFAULT" else None, pooling=pooling,
+        max_length=max_length, progress=progress)
+    loaded = None
+    if file is not None:
+        # pooling has no parameters: a file fits the architecture whatever its pooling
+        expected = {k: v for k, v in config.items() if k != "pooling"}
+        loaded = _load_file(encoder, file, expected, None)
+        label = str(file)
+    trunk = Trunk(encoder, n_features, encoder.stages(), prep, config, weights=label)
+    return _with_file_head(trunk, loaded)
+
+
 def build_trunk(backbone, weights, progress: bool = False, *, n_features_in=None,
-                hidden_layer_sizes=(100,), activation="relu") -> Trunk:
+                hidden_layer_sizes=(100,), activation="relu", text=None) -> Trunk:
     """Build the trunk: the backbone with its source head removed.
 
     ``backbone`` is a registry name, ``"mlp"`` (then ``n_features_in``,
-    ``hidden_layer_sizes`` and ``activation`` describe it), an ``nn.Module``
-    or a :class:`Trunk` exported by a fitted estimator.
+    ``hidden_layer_sizes`` and ``activation`` describe it), a text encoder
+    (``text`` holds ``max_length`` and ``pooling``), an ``nn.Module`` or a
+    :class:`Trunk` exported by a fitted estimator.
     """
     if isinstance(backbone, Trunk):
         trunk = _source_trunk(backbone, weights)
+    elif is_text_backbone(backbone):
+        trunk = _text_trunk(backbone, weights, progress, **(text or {}))
     elif backbone == "mlp":
         trunk = _mlp_trunk(weights, n_features_in, hidden_layer_sizes, activation)
     elif isinstance(backbone, str):
@@ -399,13 +427,13 @@ def attach_head(trunk: Trunk, head: HeadSpec, *, sample: torch.Tensor,
 
 
 def load_trunk(backbone, weights, *, dtype: str = "float32", progress: bool = False,
-                       mlp: dict | None = None) -> Trunk:
+               mlp: dict | None = None, text: dict | None = None) -> Trunk:
     """``build_trunk`` on a forked random state, cast to ``dtype``: the
     trunk's own random draws (a random init, say) do not consume the fit's
     random numbers, so the new head and the batch order depend on the seed
     only, whatever route the trunk came by."""
     with fork_rng():
-        trunk = build_trunk(backbone, weights, progress, **(mlp or {}))
+        trunk = build_trunk(backbone, weights, progress, text=text, **(mlp or {}))
     trunk.module.to(getattr(torch, dtype))
     return trunk
 

@@ -67,6 +67,7 @@ class TrainingPlan:
     n_iter_no_change: int = 10
     tol: float = 1e-4
     num_workers: int = 0
+    collate_fn: object = None  # texts are tokenised per batch
 
     @property
     def steps_per_epoch(self) -> int:
@@ -247,6 +248,8 @@ def build_net(module, *, task: str, n_outputs: int, loss: str, plan: TrainingPla
         iterator_valid__pin_memory=pin,
         iterator_train__num_workers=plan.num_workers,
         iterator_valid__num_workers=plan.num_workers,
+        iterator_train__collate_fn=plan.collate_fn,
+        iterator_valid__collate_fn=plan.collate_fn,
         callbacks=_callbacks(module, plan, task) if callbacks is None else callbacks,
         verbose=int(plan.verbose >= 1),
         precision=plan.precision,

@@ -16,6 +16,7 @@ import numpy as np
 from scipy.special import softmax
 from torch import nn
 
+from .._text import is_text_backbone
 from . import backbones as bb
 from .runtime import fork_rng
 from .weights import (
@@ -112,6 +113,9 @@ def source_head(backbone, weights) -> tuple[LinearHead | None, str | None]:
     parameter of ``TransferFeatures``). Returns ``(head, None)``, or
     ``(None, reason)`` when the source's labels are unknown.
     """
+    if isinstance(backbone, str) and is_text_backbone(backbone):
+        return None, (f"text encoder {backbone!r} is a sentence encoder with no source "
+                      "classification head")
     if isinstance(backbone, str):
         return _named_head(backbone, weights)
     if isinstance(backbone, nn.Module):

@@ -12,7 +12,6 @@ from sklearn.utils.validation import check_consistent_length
 from .._base import BaseTransferEstimator
 from .._exceptions import SourceLabelsUnavailableError
 from .._features import TransferFeatures
-from .._images import check_images
 from .scores import LABEL_METRICS, METRICS, h_score, leep, logme, nce
 
 __all__ = ["BackboneRanking", "rank_backbones"]
@@ -74,7 +73,7 @@ def _named_candidates(candidates) -> list[tuple[str, object]]:
     return named
 
 
-def _transformer_for(spec, *, image_size, batch_size, device, cache, cache_dir):
+def _transformer_for(spec, *, image_size, max_length, batch_size, device, cache, cache_dir):
     """The (unfitted) TransferFeatures that computes a candidate's features."""
     if isinstance(spec, TransferFeatures):
         transformer = clone(spec).set_params(cache=cache, cache_dir=cache_dir)
@@ -96,8 +95,8 @@ def _transformer_for(spec, *, image_size, batch_size, device, cache, cache_dir):
             f"TransferFeatures; got {type(spec).__name__}."
         )
     return TransferFeatures(backbone, weights=weights, image_size=image_size,
-                            batch_size=batch_size, cache=cache, cache_dir=cache_dir,
-                            device=device)
+                            max_length=max_length, batch_size=batch_size, cache=cache,
+                            cache_dir=cache_dir, device=device)
 
 
 # -- scoring one candidate ----------------------------------------------------
@@ -237,9 +236,10 @@ class BackboneRanking:
     __repr__ = __str__
 
 
-def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, batch_size=64,
-                   cache=True, cache_dir=None, device="auto"):
-    """Score candidate backbones on the target images and rank them, best first.
+def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_length=128,
+                   batch_size=64, cache=True, cache_dir=None, device="auto"):
+    """Score candidate backbones on the target images (or texts) and rank
+    them, best first.
 
     Each candidate's features are the embeddings of :class:`TransferFeatures`
     (the same code path as the transformer). ``logme`` and ``h_score`` score
@@ -265,8 +265,9 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, batch_
         :class:`TransferRegressor`, an ``nn.Module`` (its own parameters), or
         an unfitted :class:`TransferFeatures`, which chooses the cut
         (``stage``), the weights and the image size for that candidate.
-    X : images
-        Target images, in any form :class:`TransferFeatures` accepts.
+    X : images or texts
+        Target images or texts, in any form :class:`TransferFeatures`
+        accepts (texts for text encoders such as "all-MiniLM-L6-v2").
     y : array-like of shape (n_samples,)
         Target labels (class labels, or continuous targets: then only
         ``logme`` is computed and the others are NaN).
@@ -276,6 +277,9 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, batch_
         Side of the square input for every candidate; None uses each
         backbone's own size. A :class:`TransferFeatures` candidate keeps its
         own ``image_size`` unless that is None.
+    max_length : int, default=128
+        Text candidates: texts are truncated at this many tokens (a
+        :class:`TransferFeatures` candidate keeps its own).
     batch_size : int, default=64
         Images per inference batch (candidates other than TransferFeatures).
     cache : bool, default=True
@@ -327,12 +331,13 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, batch_
     metrics = _check_metrics(metrics)
     named = _named_candidates(candidates)
     labels = np.asarray(y)
-    check_consistent_length(check_images(X).data, labels)
     label_problem = _label_problem(labels)
-    settings = {"image_size": image_size, "batch_size": batch_size, "device": device,
-                "cache": cache, "cache_dir": cache_dir}
-    rows = [_score_candidate(name, _transformer_for(spec, **settings), X, labels, metrics,
-                             label_problem)
-            for name, spec in named]
+    settings = {"image_size": image_size, "max_length": max_length, "batch_size": batch_size,
+                "device": device, "cache": cache, "cache_dir": cache_dir}
+    transformers = [(name, _transformer_for(spec, **settings)) for name, spec in named]
+    for _, transformer in transformers:
+        check_consistent_length(transformer._check_input(X).data, labels)
+    rows = [_score_candidate(name, transformer, X, labels, metrics, label_problem)
+            for name, transformer in transformers]
     return BackboneRanking(rows, metrics)
 

