@@ -26,7 +26,8 @@ Rows (``CONFIGS``), fitted on every target for every seed; the MiniLM rows
 are ``PretrainedClassifier("all-MiniLM-L6-v2", max_length=L, device=--device,
 random_state=seed)`` plus:
 - "MiniLM fine-tune (default)": nothing more (the defaults: every stage
-  trains, AdamW lr 1e-3, cosine schedule, batch 32, ``max_epochs="auto"``:
+  trains, AdamW at the default rate (lr=None: 5e-5 for a text encoder;
+  1e-3 before 2026-12-02), cosine schedule, batch 32, ``max_epochs="auto"``:
   about 1,000 optimizer steps, 10-200 epochs, stopping at convergence);
 - "MiniLM probe": ``freeze_depth="all"``, the exact linear probe
   (logistic regression on the frozen mean-pooled embeddings, its penalty

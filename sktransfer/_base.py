@@ -66,7 +66,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "probe_alpha": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "hidden_layer_sizes": [tuple, list],
         "activation": [StrOptions(set(opt.ACTIVATIONS))],
-        "lr": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+        "lr": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "optimizer": [StrOptions(set(opt.OPTIMIZERS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
@@ -103,7 +103,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
                  head=(), head_dropout=0.0, head_init="random", probe_alpha="auto",
-                 hidden_layer_sizes=(100,), activation="relu", lr=1e-3, optimizer="adamw",
+                 hidden_layer_sizes=(100,), activation="relu", lr=None, optimizer="adamw",
                  weight_decay=1e-4, max_epochs="auto", tol=1e-4, batch_size=32,
                  image_size=None, max_length=128, pooling="mean", unfreeze_at=None,
                  layer_decay=1.0,

@@ -63,7 +63,7 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
                  head=(), head_dropout=0.0, head_init="random", probe_alpha="auto",
                  hidden_layer_sizes=(100,), activation="relu", loss="squared_error",
-                 lr=1e-3, optimizer="adamw", weight_decay=1e-4, max_epochs="auto",
+                 lr=None, optimizer="adamw", weight_decay=1e-4, max_epochs="auto",
                  tol=1e-4, batch_size=32, image_size=None, max_length=128, pooling="mean",
                  unfreeze_at=None,
                  layer_decay=1.0, backbone_lr_mult=1.0, regularization=None,

@@ -240,3 +240,12 @@ def test_hub_ids_and_directories_are_text_backbones(monkeypatch, tmp_path, minil
         PretrainedClassifier(**text_params(backbone="nobody/no-such-encoder")).fit(TEXTS, LABELS)
     local = PretrainedClassifier(**text_params(backbone=minilm_path, freeze_depth="all"))
     assert local.fit(TEXTS, LABELS).score(TEXTS, LABELS) == 1.0
+
+
+def test_default_learning_rate_depends_on_the_backbone_kind(probe):
+    text = PretrainedClassifier(**text_params(freeze_depth=3, max_epochs=1))
+    quiet_fit(text, TEXTS[:4], LABELS[[0, 1, -2, -1]])
+    assert text.lr is None and text.lr_ == 5e-5
+    table = PretrainedClassifier("mlp", max_epochs=1, device="cpu")
+    quiet_fit(table, np.eye(4), [0, 1, 0, 1])
+    assert table.lr_ == 1e-3
