@@ -212,6 +212,12 @@ def test_source_to_target_and_weights_files(probe, tmp_path):
     target = PretrainedClassifier(**text_params(backbone=probe, freeze_depth="all"))
     target.fit(TEXTS[:12], np.arange(12) % 3)  # new labels: a new head on the source trunk
     assert target.predict(HELD_OUT).shape == (2,) and target.input_kind_ == "text"
+    # the target's own tokeniser length and pooling apply to the source's trunk
+    cls = PretrainedClassifier(**text_params(backbone=probe, freeze_depth="all",
+                                             max_length=6, pooling="cls")).fit(TEXTS, LABELS)
+    assert cls._fit_result.preprocessing.max_length == 6
+    assert cls.net_.module_.trunk.pool.mode == "cls"
+    assert probe.net_.module_.trunk.pool.mode == "mean"  # the source is untouched
     path = probe.save_weights(tmp_path / "sentiment.safetensors")
     again = PretrainedClassifier(**text_params(weights=str(path), freeze_depth="all",
                                                source_head="keep", max_epochs=1, lr=1e-12))
@@ -249,3 +255,13 @@ def test_default_learning_rate_depends_on_the_backbone_kind(probe):
     table = PretrainedClassifier("mlp", max_epochs=1, device="cpu")
     quiet_fit(table, np.eye(4), [0, 1, 0, 1])
     assert table.lr_ == 1e-3
+
+
+def test_early_stopping_unfreezing_and_bf16_on_text(minilm_path):
+    clf = PretrainedClassifier(**text_params(freeze_depth=3, unfreeze_at=1, max_epochs=2,
+                                             early_stopping=True, validation_fraction=0.25,
+                                             precision="bf16"))
+    quiet_fit(clf, TEXTS, LABELS)
+    assert clf.n_iter_ == 2 and "valid_score" in clf.history_[0]
+    assert all(p.requires_grad for p in clf.net_.module_.trunk.parameters())  # released
+    assert clf.predict_proba(HELD_OUT).shape == (2, 2)

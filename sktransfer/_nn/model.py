@@ -252,6 +252,11 @@ def build_trunk(backbone, weights, progress: bool = False, *, n_features_in=None
     """
     if isinstance(backbone, Trunk):
         trunk = _source_trunk(backbone, weights)
+        if text is not None and trunk.config.get("kind") == "text":
+            from .text import retarget
+
+            trunk.preprocessing, trunk.config = retarget(
+                trunk.module, trunk.preprocessing, trunk.config, **text)
     elif is_text_backbone(backbone):
         trunk = _text_trunk(backbone, weights, progress, **(text or {}))
     elif backbone == "mlp":

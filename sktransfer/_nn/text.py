@@ -16,6 +16,7 @@ real tokens, or the first token, "cls") into ``(B, H)``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib
 import math
 import os
@@ -190,11 +191,16 @@ def _pretrained(loader, where: str, local: bool, what: str):
 @dataclass(frozen=True)
 class TextPreprocessing:
     """How texts become token ids: the tokeniser (loaded from ``source``)
-    and ``max_length``."""
+    and ``max_length`` (at most ``limit``, the encoder's positions)."""
 
     source: str
     tokenizer: object
     max_length: int
+    limit: int | None = None
+
+    def with_max_length(self, max_length: int) -> "TextPreprocessing":
+        capped = max_length if self.limit is None else min(max_length, self.limit)
+        return dataclasses.replace(self, max_length=int(capped))
 
     def settings(self) -> dict:
         """What the activation cache keys texts by, besides the text."""
@@ -243,9 +249,17 @@ def _load_text_model(transformers, name: str, weights, pooling: str, max_length:
     config = {"backbone": TEXT_ALIASES.get(name, name), "kind": "text",
               "model_type": model.config.model_type, "n_layers": len(layers),
               "hidden_size": int(model.config.hidden_size), "pooling": pooling}
-    limit = getattr(model.config, "max_position_embeddings", None) or max_length
-    prep = TextPreprocessing(where, tokenizer, int(min(max_length, limit)))
+    limit = getattr(model.config, "max_position_embeddings", None)
+    prep = TextPreprocessing(where, tokenizer, max_length, limit).with_max_length(max_length)
     return encoder, prep, config, label, int(model.config.hidden_size)
+
+
+def retarget(module: TextEncoder, prep: TextPreprocessing, config: dict, *,
+             max_length: int, pooling: str):
+    """A source's text trunk set to the target's ``max_length`` and
+    ``pooling`` (pooling has no parameters): the new preprocessing and config."""
+    module.pool.mode = pooling
+    return prep.with_max_length(max_length), dict(config, pooling=pooling)
 
 
 # -- data ------------------------------------------------------------------------------
