@@ -15,6 +15,7 @@ from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 import sktransfer
+import sktransfer._nn.activation_store
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
 
 transformers = pytest.importorskip("transformers")
@@ -146,10 +147,24 @@ def test_fine_tuning_trains_only_the_released_stages(minilm_path):
     changed = [not torch.equal(a, b) for a, b in zip(trunk.groups[1].parameters(),
                                                      reference.groups[1].parameters())]
     assert any(changed)
-    assert "text" in clf.cache_info_["reason"] and clf.n_iter_ == 2
+    assert clf.cache_info_["cut"] == "groups.0" and clf.n_iter_ == 2
     module = clf.net_.module_.train()
     assert not trunk.groups[0].training and trunk.groups[1].training  # frozen = eval mode
     module.eval()
+
+
+def test_token_activations_below_an_inner_cut_are_cached_exactly(minilm_path):
+    """With the embedding stage frozen, its per-token output is cached (rows
+    padded to max_length, trimmed to each batch's longest text again), and
+    the fit equals the uncached one."""
+    params = text_params(freeze_depth=1, max_epochs=2, batch_size=4)
+    cached = quiet_fit(PretrainedClassifier(**params), TEXTS, LABELS)
+    plain = quiet_fit(PretrainedClassifier(**params, cache=False), TEXTS, LABELS)
+    assert cached.cache_info_["used"] and cached.cache_info_["cut"] == "embeddings"
+    np.testing.assert_allclose(cached.predict_proba(HELD_OUT + TEXTS),
+                               plain.predict_proba(HELD_OUT + TEXTS), rtol=1e-4, atol=1e-5)
+    rows = sktransfer._nn.activation_store.STORE._entries[cached._fit_result.cache_key]
+    assert next(iter(rows.values())).shape == (16, 385)  # max_length x (hidden + mask)
 
 
 def test_regressor_and_layer_decay_on_text(minilm_path):

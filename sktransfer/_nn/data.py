@@ -141,13 +141,16 @@ def tabular_dtype(X: np.ndarray) -> str:
 
 class ActivationDataset(Dataset):
     """Cached activations (a tensor, or a list of rows) with the targets and
-    sample weights of the images they came from; items look like those of
-    ``ImageDataset``."""
+    sample weights of the inputs they came from; items look like those of
+    ``ImageDataset``. ``collate_fn`` batches them when the default stacking
+    is not enough (a text encoder's token rows are trimmed to the batch's
+    longest text)."""
 
-    def __init__(self, activations, targets=None, sample_weight=None):
+    def __init__(self, activations, targets=None, sample_weight=None, collate_fn=None):
         self.activations = activations
         self.targets = targets
         self.sample_weight = sample_weight
+        self.collate_fn = collate_fn
 
     def __len__(self):
         return len(self.activations)

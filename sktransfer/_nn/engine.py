@@ -30,7 +30,14 @@ from .data import (
 )
 from .features import cached_embeddings, cut_module, embed_dataset, embedding_key
 from .freezing import freeze, frozen_stages, hold_all_norms, unfreeze_plan
-from .frozen_cut import CachedActivations, cache_activations, cached_rows, refusal, skipping
+from .frozen_cut import (
+    CachedActivations,
+    activations_collate,
+    cache_activations,
+    cached_rows,
+    refusal,
+    skipping,
+)
 from .inference import Batching, collate_for, evaluating, run_batches
 from .model import (
     HeadSpec,
@@ -365,8 +372,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
         if spec.verbose >= 1:
             print(f"sktransfer: {backbone_name(spec.backbone)} with weights {weights!r}")
         reason = refusal(cache=spec.cache, input_kind=spec.input_kind, frozen=frozen,
-                         n_stages=module.n_stages, unfreeze_at=spec.unfreeze_at,
-                         augment=augment)
+                         unfreeze_at=spec.unfreeze_at, augment=augment)
         cached = CachedActivations(reason=reason) if reason else cache_activations(
             module, data, plain, targets, sample_weight, frozen=frozen, batching=batching,
             cache_dir=spec.cache_dir)
@@ -410,7 +416,8 @@ def _outputs_cached(result: FitResult, dataset, cached: dict, workers: int) -> n
     hits = sorted(cached)
     misses = [i for i in range(len(dataset)) if i not in cached]
     with skipping(net.module_.trunk, result.cache_cut):
-        from_cache = _outputs(net, ActivationDataset([cached[i] for i in hits]), 0)
+        from_cache = _outputs(net, ActivationDataset([cached[i] for i in hits],
+                                                     collate_fn=activations_collate(dataset)), 0)
     if not misses:
         return from_cache
     from_images = _outputs(net, subset(dataset, misses), workers)

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, Subset
 
-from .._options import TABULAR, TEXT
+from .._options import TABULAR
 from .inference import collate_for
 from . import activation_store as store
 from . import backbones as bb
@@ -88,8 +88,7 @@ class CachedActivations:
 # -- why the cache does not apply: every reason in one place ------------------------
 
 
-def refusal(*, cache: bool, input_kind: str, frozen: list, n_stages: int, unfreeze_at,
-            augment) -> str:
+def refusal(*, cache: bool, input_kind: str, frozen: list, unfreeze_at, augment) -> str:
     """Why frozen-stage activations cannot be cached for a fit with these
     settings ('' when they may be: the cut is then probed on the data)."""
     if not cache:
@@ -98,9 +97,6 @@ def refusal(*, cache: bool, input_kind: str, frozen: list, n_stages: int, unfree
         return "tabular data: the network is cheap to run"
     if not frozen:
         return "freeze_depth=0: no stage stays frozen"
-    if input_kind == TEXT and len(frozen) < n_stages:
-        return ("text: only a wholly frozen encoder's pooled output is cached (per-token "
-                "activations differ in length from batch to batch)")
     if unfreeze_at is not None:
         return "unfreeze_at trains the frozen stages later in the fit"
     if augment is not None:
@@ -227,6 +223,13 @@ def find_cut(module, frozen: list[int], sample: torch.Tensor) -> FrozenCut | Non
     return None if cut is None else FrozenCut(cut.member, list(cut.skipped))
 
 
+def _stored(dataset, activation: torch.Tensor) -> torch.Tensor:
+    """An activation as the cache keeps it (a text's token rows padded to a
+    fixed length, so that rows of every batch stack)."""
+    rows = getattr(dataset, "activation_rows", None)
+    return activation if rows is None else rows(activation)
+
+
 def _activations(module, dataset, positions, cut: FrozenCut,
                  batching: Batching) -> torch.Tensor:
     """Activations at the cut, computed as training would compute them
@@ -236,8 +239,14 @@ def _activations(module, dataset, positions, cut: FrozenCut,
         module.to(memory_format=torch.channels_last)
     cut_module = trunk.get_submodule(cut.member)
     with evaluating(module):
-        return run_batches(lambda X: capture(trunk, X, cut_module),
+        return run_batches(lambda X: _stored(dataset, capture(trunk, X, cut_module)),
                            Subset(dataset, positions), batching)
+
+
+def activations_collate(dataset):
+    """The collate_fn of an ``ActivationDataset`` of ``dataset``'s activations."""
+    make = getattr(dataset, "activations_collate", None)
+    return None if make is None else make()
 
 
 def _model_key(module, cut: FrozenCut, dataset, batching: Batching) -> str:
@@ -282,7 +291,8 @@ def cache_activations(module, images, dataset, targets, sample_weight, *,
         if cut is None:
             return CachedActivations(reason=_NO_EXACT_CUT)
         with torch.no_grad(), autocast(batching.precision, device):  # the dtype training sees
-            row = capture(module.trunk, sample[:1], module.trunk.get_submodule(cut.member))
+            row = _stored(dataset, capture(module.trunk, sample[:1],
+                                           module.trunk.get_submodule(cut.member)))
         needed = row.nbytes * len(dataset)
         if needed > store.STORE.budget:
             return CachedActivations(cut=cut, reason=_over_budget(needed))
@@ -294,8 +304,9 @@ def cache_activations(module, images, dataset, targets, sample_weight, *,
         activations, counts = store.lookup(key, store.sample_keys(images),
                                            cache_dir=cache_dir, dtype=row.dtype,
                                            compute=compute)
-    return CachedActivations(ActivationDataset(activations, targets, sample_weight), cut,
-                             counts, "", key)
+    return CachedActivations(ActivationDataset(activations, targets, sample_weight,
+                                               activations_collate(dataset)),
+                             cut, counts, "", key)
 
 
 def cached_rows(key: str, images, *, cache_dir=None, dtype=torch.float32) -> dict:

@@ -281,6 +281,28 @@ class TextCollate:
         return packed, default_collate([item[1] for item in batch])
 
 
+def pad_tokens(x: torch.Tensor, length: int) -> torch.Tensor:
+    """Token rows ``(B, L, H + 1)`` padded with masked zeros to ``length``
+    positions (how a text's activations are stored in the cache); pooled
+    ``(B, H)`` rows are returned as they are."""
+    if x.dim() != 3 or x.shape[1] >= length:
+        return x
+    return torch.nn.functional.pad(x, (0, 0, 0, length - x.shape[1]))
+
+
+class TokenRowsCollate:
+    """Batch cached token rows as tokenisation would have: stacked, then cut
+    after the batch's longest text (the mask channel says where texts end),
+    so training on cached rows computes exactly what it computes on texts."""
+
+    def __call__(self, batch):
+        rows = torch.stack([item[0] for item in batch])
+        if rows.dim() == 3:
+            longest = int(rows[..., -1].sum(1).max().item())
+            rows = rows[:, :max(1, longest)]
+        return rows, default_collate([item[1] for item in batch])
+
+
 class TextDataset(Dataset):
     """Raw strings with optional ``(target, sample weight)``; the tokeniser
     runs in ``collate_fn``, one batch at a time."""
@@ -298,6 +320,14 @@ class TextDataset(Dataset):
 
     def cache_settings(self) -> dict:
         return self.prep.settings()
+
+    def activation_rows(self, x: torch.Tensor) -> torch.Tensor:
+        """Activations at a cut as the cache stores them (fixed length)."""
+        return pad_tokens(x, self.prep.max_length)
+
+    @staticmethod
+    def activations_collate():
+        return TokenRowsCollate()
 
     def __getitem__(self, index):
         if self.targets is None:
