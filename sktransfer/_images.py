@@ -69,7 +69,12 @@ def _check_files(items: list) -> CheckedImages:
     if missing:
         shown = ", ".join(repr(m) for m in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
-        raise ValueError(f"image files not found: {shown}{more}.")
+        hint = ""
+        if all(isinstance(m, str) and (" " in m or not os.path.splitext(m)[1])
+               for m in missing[:5]):
+            hint = (" If these are texts, not paths, use a text backbone, e.g. "
+                    "backbone='all-MiniLM-L6-v2'.")
+        raise ValueError(f"image files not found: {shown}{more}.{hint}")
     return CheckedImages("files", list(items), "files", None)
 
 

@@ -280,3 +280,8 @@ def test_early_stopping_unfreezing_and_bf16_on_text(minilm_path):
     assert clf.n_iter_ == 2 and "valid_score" in clf.history_[0]
     assert all(p.requires_grad for p in clf.net_.module_.trunk.parameters())  # released
     assert clf.predict_proba(HELD_OUT).shape == (2, 2)
+
+
+def test_texts_given_to_an_image_backbone_get_a_hint():
+    with pytest.raises(ValueError, match="use a text backbone"):
+        PretrainedClassifier("mobilenet_v2", device="cpu").fit(TEXTS, LABELS)
