@@ -8,6 +8,13 @@ not imported). 20 labelled snippets per class, 500 held out. About five
 minutes on two CPU cores:
 
     .venv/bin/python examples/text_sentiment.py
+
+Printed on 2026-12-02 (2 CPU cores, 5 min 11 s): the frozen encoder's exact
+probe wins the grid (mean CV accuracy 0.625; for that candidate ``lr`` does
+not matter, the probe is solved exactly) and scores 0.600 on the held-out
+snippets, against 0.496 for TF-IDF + logistic regression on the same 40
+labels; fine-tuning from the third stage for 15 epochs scored 0.50-0.53 in
+cross-validation on 27 texts per fold.
 """
 
 import importlib.util
