@@ -9,6 +9,7 @@ only asked where its weight file lies (a lookup, outside every timed region).
 
 from __future__ import annotations
 
+import ast
 import datetime
 import os
 import platform
@@ -211,3 +212,18 @@ def markdown_table(headers, rows) -> str:
 def log(message: str) -> None:
     """A progress line, so that a long run shows it is alive."""
     print(message, flush=True)
+
+
+def parse_overrides(pairs):
+    """``--set NAME=VALUE ...`` as a dict of parameters; values are Python
+    literals (``1e-2``, ``(64,)``, ``None``), or bare strings (``cosine``)."""
+    overrides = {}
+    for pair in pairs or ():
+        name, sep, value = pair.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects NAME=VALUE, got {pair!r}")
+        try:
+            overrides[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[name] = value  # a bare string such as cosine
+    return overrides

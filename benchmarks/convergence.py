@@ -89,14 +89,13 @@ rerun --quick after issue 11 and scale again.
 from __future__ import annotations
 
 import argparse
-import ast
 import os
 import time
 import warnings
 from functools import partial
 
 import numpy as np
-from _common import header, log, markdown_table
+from _common import header, log, markdown_table, parse_overrides
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -352,19 +351,6 @@ def checks_table(results, targets) -> str:
 
 
 # -- main ------------------------------------------------------------------------------------
-
-
-def parse_overrides(pairs):
-    overrides = {}
-    for pair in pairs or ():
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects NAME=VALUE, got {pair!r}")
-        try:
-            overrides[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[name] = value  # a bare string such as cosine
-    return overrides
 
 
 def main(argv=None):

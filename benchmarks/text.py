@@ -138,7 +138,6 @@ targets) or ``--seeds 1`` shorten it.
 from __future__ import annotations
 
 import argparse
-import ast
 import glob
 import importlib.util
 import os
@@ -149,7 +148,15 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from _common import header, log, markdown_table, median, met, noise_warning
+from _common import (
+    header,
+    log,
+    markdown_table,
+    median,
+    met,
+    noise_warning,
+    parse_overrides,
+)
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -596,19 +603,6 @@ def run_overhead(args):
 
 
 # -- main -----------------------------------------------------------------------------------------
-
-
-def parse_overrides(pairs):
-    overrides = {}
-    for pair in pairs or ():
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects NAME=VALUE, got {pair!r}")
-        try:
-            overrides[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[name] = value  # a bare string such as cosine
-    return overrides
 
 
 def parse_max_length(values):

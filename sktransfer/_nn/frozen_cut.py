@@ -105,7 +105,8 @@ def refusal(*, cache: bool, input_kind: str, frozen: list, unfreeze_at, augment)
 
 
 _NO_EXACT_CUT = ("no exact cut: the frozen stages of this backbone cannot be skipped "
-                 "(they hold active dropout / BatchNorm, or later layers read inside them)")
+                 "(later layers read inside them, or a module in them is random even in "
+                 "eval mode)")
 
 
 def _over_budget(needed: int) -> str:

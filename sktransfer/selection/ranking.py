@@ -335,8 +335,12 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
     settings = {"image_size": image_size, "max_length": max_length, "batch_size": batch_size,
                 "device": device, "cache": cache, "cache_dir": cache_dir}
     transformers = [(name, _transformer_for(spec, **settings)) for name, spec in named]
+    checked = {}  # X validated once per kind of input (images, texts)
     for _, transformer in transformers:
-        check_consistent_length(transformer._check_input(X).data, labels)
+        kind = transformer._input_kind()
+        if kind not in checked:
+            checked[kind] = transformer._check_input(X)
+            check_consistent_length(checked[kind].data, labels)
     rows = [_score_candidate(name, transformer, X, labels, metrics, label_problem)
             for name, transformer in transformers]
     return BackboneRanking(rows, metrics)
