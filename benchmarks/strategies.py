@@ -43,6 +43,7 @@ CONFIGS = {
     "cosine + warm-up": dict(NAIVE, lr_schedule="cosine", warmup_epochs=1.0),
     "onecycle": dict(NAIVE, lr_schedule="onecycle"),
     "lr=auto": dict(NAIVE, lr="auto"),
+    "LP-FT (head_init=probe)": dict(NAIVE, head_init="probe"),
     "early stopping": dict(NAIVE, early_stopping=True, validation_fraction=0.2),
     "augment=light": dict(NAIVE, augment="light"),
     "recipe A: unfreeze + cosine": dict(NAIVE, freeze_depth="all", unfreeze_at=1,
@@ -127,13 +128,16 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="fine-tuning strategies benchmark")
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 3 configs")
     parser.add_argument("--seeds", type=int, default=3)
-    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--epochs", default="auto",
+                        help='max_epochs of every row: "auto" (the convergence budget, the '
+                             "default since issue 11) or a number (6 before issue 11)")
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--configs", nargs="*", help="run only these rows (names as printed)")
+    parser.add_argument("--targets", nargs="*", help="run only these settings (names as printed)")
     args = parser.parse_args(argv)
     seeds = list(range(1 if args.quick else args.seeds))
-    epochs = 2 if args.quick else args.epochs
+    epochs = 2 if args.quick else (args.epochs if args.epochs == "auto" else int(args.epochs))
     configs = (["linear probe", "naive full fine-tune", "default recipe"] if args.quick
                else args.configs or list(CONFIGS))
     settings = [
@@ -141,6 +145,12 @@ def main(argv=None):
         ("MNIST 50/class", lambda s: mnist_task(50, s, args.n_test)),
         ("textures 10/class", lambda s: texture_task(10, s)),
     ]
+    if args.targets:
+        unknown = set(args.targets) - {name for name, _ in settings}
+        if unknown:
+            parser.error(f"unknown targets {sorted(unknown)}; choose from "
+                         f"{[name for name, _ in settings]}")
+        settings = [s for s in settings if s[0] in args.targets]
     rows = run(settings, configs, seeds, args.image_size, epochs)
     print()
     print(f"{len(seeds)} seed(s), {epochs} epochs, {args.image_size} px, test accuracy mean ± std")
