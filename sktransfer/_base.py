@@ -16,7 +16,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from . import _options as opt
-from ._compat import HasMethods, Interval, StrOptions, _check_sample_weight, _check_y
+from ._compat import (
+    HasMethods,
+    Interval,
+    StrOptions,
+    _check_sample_weight,
+    _check_y,
+    _safe_indexing,
+)
 from ._images import check_images, check_same_layout
 from ._options import IMAGES, TABULAR, TEXT
 from ._text import check_texts, is_text_backbone
@@ -87,6 +94,12 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "augment": [None, StrOptions({"auto", *opt.AUGMENTATIONS})],
+        "unlabeled": [None, StrOptions(set(opt.UNLABELED))],
+        "unlabeled_threshold": [Interval(Real, 0, 1, closed="right")],
+        "unlabeled_weight": [Interval(Real, 0, None, closed="left")],
+        "unlabeled_ratio": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
+        "domain_adaptation": [None, StrOptions(set(opt.DOMAIN_ADAPTATIONS))],
+        "adaptation_strength": [Interval(Real, 0, None, closed="left")],
         "precision": [StrOptions(set(opt.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "source_head": [StrOptions(set(opt.SOURCE_HEAD_MODES))],
@@ -110,8 +123,10 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                  backbone_lr_mult=1.0, regularization=None, regularization_strength=0.01,
                  bn_mode="train", lr_schedule="cosine", warmup_epochs=1.0,
                  early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 augment="auto", precision="auto", max_grad_norm=None, source_head="auto",
-                 cache=True, cache_dir=None, n_jobs=None, device="auto", random_state=None,
+                 augment="auto", unlabeled=None, unlabeled_threshold=0.95,
+                 unlabeled_weight=1.0, unlabeled_ratio="auto", domain_adaptation=None,
+                 adaptation_strength=1.0, precision="auto", max_grad_norm=None,
+                 source_head="auto", cache=True, cache_dir=None, n_jobs=None, device="auto", random_state=None,
                  verbose=0):
         self.backbone = backbone
         self.weights = weights
@@ -143,6 +158,12 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
         self.augment = augment
+        self.unlabeled = unlabeled
+        self.unlabeled_threshold = unlabeled_threshold
+        self.unlabeled_weight = unlabeled_weight
+        self.unlabeled_ratio = unlabeled_ratio
+        self.domain_adaptation = domain_adaptation
+        self.adaptation_strength = adaptation_strength
         self.precision = precision
         self.max_grad_norm = max_grad_norm
         self.source_head = source_head
@@ -206,16 +227,21 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         # an nn.Module: a table of features is tabular data, anything else images
         return TABULAR if len(getattr(X, "shape", ())) == 2 else IMAGES
 
-    def _validate_fit_data(self, X, y, kind):
-        if kind == TABULAR:
-            X, y = validate_data(self, X, y, dtype=[np.float64, np.float32], **self._y_validation)
-            self._check_source_features(X)
-            return X, y
+    def _validate_y(self, y):
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
-        y = _check_y(y, estimator=self, **self._y_validation)
+        return _check_y(y, estimator=self, **self._y_validation)
+
+    def _validate_fit_data(self, X, y, kind):
+        if kind == TABULAR:
+            X = validate_data(self, X, dtype=[np.float64, np.float32])
+            y = self._validate_y(y)
+            check_consistent_length(X, y)
+            self._check_source_features(X)
+            return X, y
+        y = self._validate_y(y)
         data = check_texts(X) if kind == TEXT else check_images(X)
         check_consistent_length(data.data, y)
         return data, y
@@ -254,14 +280,16 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         kind = self._input_kind(X)
         data, y = self._validate_fit_data(X, y, kind)
         self._check_strategy_params(kind)
-        weights = self._normalised_weights(sample_weight, len(y))
-        targets, n_outputs, target_attributes = self._prepare_targets(y, weights)
+        unlabelled = self._unlabelled_rows(y)
+        targets, weights, n_outputs, target_attributes = self._partial_targets(
+            y, sample_weight, unlabelled)
         engine = _engine()
         spec = engine.FitSpec.from_params(
             self.get_params(deep=False), task=self._task, loss=self._loss_kind(),
             input_kind=kind, backbone=self._backbone_spec(), seed=self._seed())
         result = engine.fit(spec, data, targets, weights, n_outputs=n_outputs,
-                            classes=_json_labels(target_attributes))
+                            classes=_json_labels(target_attributes),
+                            unlabelled=unlabelled if unlabelled.any() else None)
         self._set_fitted(result, data, target_attributes)
         if not result.converged:
             watched = "validation score" if self.early_stopping else "training loss"
@@ -272,6 +300,54 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 "Raise max_epochs (or leave it 'auto'), or raise tol.",
                 ConvergenceWarning, stacklevel=4)
         return self
+
+    # -- unlabelled samples (-1 / NaN) -------------------------------------------
+
+    @abstractmethod
+    def _unlabelled_rows(self, y) -> np.ndarray:
+        """Boolean mask of the samples of validated ``y`` that carry no label."""
+
+    @abstractmethod
+    def _fill_unlabelled(self, targets, unlabelled) -> np.ndarray:
+        """Encoded targets of the labelled samples spread over all samples,
+        with the engine's mark at the unlabelled ones."""
+
+    def _partial_targets(self, y, sample_weight, unlabelled):
+        """Targets, sample weights (mean 1 over the labelled samples, 0 on the
+        others), number of outputs and target attributes, from the labelled
+        samples of ``y``."""
+        n_labelled = int((~unlabelled).sum())
+        if n_labelled == 0:
+            raise ValueError(
+                f"Every one of the {len(y)} samples is unlabelled ({self._unlabelled_mark}); "
+                f"{type(self).__name__} needs labelled samples to learn from. In a "
+                "cross-validation, each training fold needs some."
+            )
+        weights = _check_sample_weight(sample_weight, np.empty((len(y), 0)),
+                                       dtype=np.float64, ensure_non_negative=True)
+        labelled_weights = self._normalised_weights(weights[~unlabelled], n_labelled)
+        targets, n_outputs, attributes = self._prepare_targets(y[~unlabelled], labelled_weights)
+        weights = np.zeros(len(y))
+        weights[~unlabelled] = labelled_weights
+        return self._fill_unlabelled(targets, unlabelled), weights, n_outputs, attributes
+
+    def _labelled_for_scoring(self, X, y, sample_weight):
+        """``X``, ``y`` and ``sample_weight`` without the unlabelled samples,
+        which ``score`` leaves out (scikit-learn's semi-supervised convention)."""
+        y_array = np.asarray(y)
+        unlabelled = self._unlabelled_rows(y_array)
+        if not unlabelled.any():
+            return X, y, sample_weight
+        if unlabelled.all():
+            raise ValueError(
+                f"Every one of the {len(y_array)} samples given to score is unlabelled "
+                f"({self._unlabelled_mark}); a score needs labelled samples. In a "
+                "cross-validation, each test fold needs some."
+            )
+        keep = np.flatnonzero(~unlabelled)
+        if sample_weight is not None:
+            sample_weight = np.asarray(sample_weight)[keep]
+        return _safe_indexing(X, keep), y_array[keep], sample_weight
 
     def _set_fitted(self, result, data, target_attributes: dict):
         fitted = {"net_": result.net, "history_": result.history, "lr_": result.lr,
@@ -308,6 +384,17 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             raise ValueError(
                 "head_init='probe' starts fine-tuning from a linear probe, which needs a "
                 f"linear head; got head={self.head!r}. Use head=() or head_init='random'."
+            )
+        if self.unlabeled == "fixmatch" and kind != IMAGES:
+            raise ValueError(
+                f"unlabeled='fixmatch' needs images (it trains on augmented views); "
+                f"got {kind} data. Use unlabeled='pseudo_label'."
+            )
+        if self.unlabeled in ("pseudo_label", "fixmatch") and self._task != "classification":
+            raise ValueError(
+                f"unlabeled={self.unlabeled!r} turns confident class predictions into "
+                f"targets, which a regressor does not have; {type(self).__name__} accepts "
+                "unlabeled=None or 'ignore' (and domain_adaptation)."
             )
         if self.unfreeze_at is not None and self.freeze_depth == 0:
             raise ValueError(

@@ -3,6 +3,9 @@ classifier."""
 
 from __future__ import annotations
 
+import warnings
+from numbers import Number
+
 import numpy as np
 from scipy.special import softmax
 from sklearn.base import ClassifierMixin
@@ -12,6 +15,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from . import _docs
 from ._base import BaseTransferEstimator
 from ._compat import _fit_context
+from ._options import UNLABELLED_TARGET
 
 
 @_docs.document_parameters()
@@ -89,6 +93,68 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
             )
         targets = encoder.transform(y).astype(np.int64)
         return targets, n_classes, {"classes_": encoder.classes_}
+
+    _unlabelled_mark = "label -1"
+
+    def _marks_unlabelled(self) -> bool:
+        """Whether -1 marks unlabelled samples (else it is an ordinary class)."""
+        return self.unlabeled is not None or self.domain_adaptation is not None
+
+    def _unlabelled_rows(self, y):
+        y = np.asarray(y)
+        if not self._marks_unlabelled():
+            self._warn_on_minus_one(y)
+            return np.zeros(len(y), dtype=bool)
+        if y.dtype.kind in "iuf":
+            return y == -1
+        if y.dtype.kind == "O":
+            return np.fromiter((isinstance(v, Number) and not isinstance(v, bool) and v == -1
+                                for v in y), dtype=bool, count=len(y))
+        return np.zeros(len(y), dtype=bool)  # strings: -1 cannot occur
+
+    @staticmethod
+    def _warn_on_minus_one(y):
+        """-1 among non-negative class numbers looks like scikit-learn's mark
+        of unlabelled samples, which unlabeled=None trains as a class."""
+        if y.dtype.kind not in "iu" or not (y == -1).any():
+            return
+        others = np.unique(y[y != -1])
+        if len(others) >= 2 and others.min() >= 0:
+            warnings.warn(
+                f"y contains the label -1 ({int((y == -1).sum())} samples) beside classes "
+                f"{others.tolist()[:5]}{'...' if len(others) > 5 else ''}; with "
+                "unlabeled=None it is trained as a class. If -1 marks unlabelled samples "
+                "(scikit-learn's semi-supervised convention), set unlabeled='ignore', "
+                "'pseudo_label' or 'fixmatch'.", UserWarning, stacklevel=5)
+
+    def _fill_unlabelled(self, targets, unlabelled):
+        full = np.full(len(unlabelled), UNLABELLED_TARGET, dtype=np.int64)
+        full[~unlabelled] = targets
+        return full
+
+    def score(self, X, y, sample_weight=None):
+        """Mean accuracy on the labelled samples of ``X``.
+
+        Samples labelled -1 are left out when -1 marks unlabelled samples
+        (``unlabeled`` or ``domain_adaptation`` set), so cross-validation
+        scores the labelled part of each fold.
+
+        Parameters
+        ----------
+        {predict_x}
+        y : array-like of shape (n_samples,)
+            True labels (-1: unlabelled, see above).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            Accuracy of ``predict(X)`` against ``y``.
+        """
+        if self._marks_unlabelled():
+            X, y, sample_weight = self._labelled_for_scoring(X, y, sample_weight)
+        return super().score(X, y, sample_weight)
 
     def predict_proba(self, X):
         """Class probabilities of ``X``.

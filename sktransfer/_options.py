@@ -17,3 +17,6 @@ AUGMENTATIONS = ("light", "standard")
 SOURCE_HEAD_MODES = ("auto", "keep", "new")
 HEAD_INITS = ("random", "probe")
 POOLINGS = ("mean", "cls")
+UNLABELED = ("ignore", "pseudo_label", "fixmatch")
+DOMAIN_ADAPTATIONS = ("coral", "mmd", "dann")
+UNLABELLED_TARGET = -1  # a classifier's encoded target of an unlabelled sample

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import RegressorMixin
+from sklearn.metrics import r2_score
+from sklearn.utils import check_array
 
 from . import _docs
 from ._base import BaseTransferEstimator
@@ -69,7 +71,10 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
                  layer_decay=1.0, backbone_lr_mult=1.0, regularization=None,
                  regularization_strength=0.01, bn_mode="train", lr_schedule="cosine",
                  warmup_epochs=1.0, early_stopping=False, validation_fraction=0.1,
-                 n_iter_no_change=10, augment="auto", precision="auto", max_grad_norm=None,
+                 n_iter_no_change=10, augment="auto", unlabeled=None,
+                 unlabeled_threshold=0.95, unlabeled_weight=1.0, unlabeled_ratio="auto",
+                 domain_adaptation=None, adaptation_strength=1.0, precision="auto",
+                 max_grad_norm=None,
                  source_head="auto", cache=True, cache_dir=None, n_jobs=None,
                  device="auto", random_state=None, verbose=0):
         super().__init__(
@@ -84,7 +89,10 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
             regularization_strength=regularization_strength, bn_mode=bn_mode,
             lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
             early_stopping=early_stopping, validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, augment=augment, precision=precision,
+            n_iter_no_change=n_iter_no_change, augment=augment, unlabeled=unlabeled,
+            unlabeled_threshold=unlabeled_threshold, unlabeled_weight=unlabeled_weight,
+            unlabeled_ratio=unlabeled_ratio, domain_adaptation=domain_adaptation,
+            adaptation_strength=adaptation_strength, precision=precision,
             max_grad_norm=max_grad_norm, source_head=source_head, cache=cache,
             cache_dir=cache_dir, n_jobs=n_jobs, device=device, random_state=random_state,
             verbose=verbose,
@@ -111,16 +119,83 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         with self._atomic_fit():
             return self._fit(X, y, sample_weight)
 
+    _unlabelled_mark = "all targets NaN"
+
+    def _validate_y(self, y):
+        """Numeric 1-D or 2-D targets; NaN marks a missing label (a row of
+        NaN an unlabelled sample), infinity is refused."""
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None."
+            )
+        y = check_array(y, ensure_2d=False, dtype="numeric", ensure_all_finite="allow-nan",
+                        input_name="y", estimator=self)
+        return y.astype(np.float64, copy=False)
+
+    def _unlabelled_rows(self, y):
+        y = np.asarray(y, dtype=np.float64)
+        return np.isnan(y.reshape(len(y), -1)).all(axis=1)
+
+    def _fill_unlabelled(self, targets, unlabelled):
+        full = np.full((len(unlabelled), targets.shape[1]), np.nan)
+        full[~unlabelled] = targets
+        return full
+
     def _prepare_targets(self, y, sample_weight):
         y = np.asarray(y, dtype=np.float64)
         y2d = y.reshape(len(y), -1)
-        # weighted statistics: weighting a sample by 2 equals repeating it
-        mean = np.average(y2d, axis=0, weights=sample_weight)
-        scale = np.sqrt(np.average((y2d - mean) ** 2, axis=0, weights=sample_weight))
-        scale[scale == 0] = 1.0  # a constant target is learnt as its mean
+        labelled = ~np.isnan(y2d)
+        empty = np.flatnonzero(~labelled.any(axis=0))
+        if len(empty):
+            raise ValueError(
+                f"Target column(s) {empty.tolist()} of y have no value (all NaN); every "
+                "target needs labelled samples."
+            )
+        # weighted statistics over each column's labelled entries (NaN: missing);
+        # weighting a sample by 2 equals repeating it
+        weights = labelled * sample_weight[:, None]
+        filled = np.where(labelled, y2d, 0.0)
+        mean = (weights * filled).sum(axis=0) / weights.sum(axis=0)
+        scale = np.sqrt((weights * (filled - mean) ** 2).sum(axis=0) / weights.sum(axis=0))
+        scale[~(scale > 0)] = 1.0  # a constant target is learnt as its mean
         targets = (y2d - mean) / scale
         attributes = {"_y_mean": mean, "_y_scale": scale, "_y_ndim": y.ndim}
         return targets, y2d.shape[1], attributes
+
+    def score(self, X, y, sample_weight=None):
+        """R² of ``predict(X)`` on the labelled entries of ``y``.
+
+        NaN marks a missing target: rows of NaN (unlabelled samples) are left
+        out, and with several targets each column is scored on its own
+        labelled entries, then the R² are averaged (``"uniform_average"``).
+        Without NaN this is scikit-learn's ``RegressorMixin.score``.
+
+        Parameters
+        ----------
+        {predict_x}
+        y : array-like of shape (n_samples,) or (n_samples, n_targets)
+            True targets (NaN: missing).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Sample weights.
+
+        Returns
+        -------
+        score : float
+            R² of ``predict(X)`` against ``y``.
+        """
+        y_array = np.asarray(y, dtype=np.float64)
+        if not np.isnan(y_array).any():
+            return super().score(X, y, sample_weight)
+        X, y_array, sample_weight = self._labelled_for_scoring(X, y_array, sample_weight)
+        y2d = y_array.reshape(len(y_array), -1)
+        predicted = np.asarray(self.predict(X), dtype=np.float64).reshape(len(y2d), -1)
+        weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)
+        scores = []
+        for column in range(y2d.shape[1]):
+            rows = ~np.isnan(y2d[:, column])
+            scores.append(r2_score(y2d[rows, column], predicted[rows, column],
+                                   sample_weight=None if weights is None else weights[rows]))
+        return float(np.mean(scores))
 
     _task = "regression"
 

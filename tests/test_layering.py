@@ -33,6 +33,7 @@ RANKS = {
     "sktransfer._nn.tabular": 1,
     "sktransfer._nn.activation_store": 1,
     "sktransfer._nn.losses": 1,
+    "sktransfer._nn.partial": 1,
     "sktransfer._nn.weights": 1,
     "sktransfer._nn.data": 2,
     "sktransfer._nn.text": 2,

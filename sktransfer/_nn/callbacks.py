@@ -226,8 +226,11 @@ class Convergence(Callback):
             correct = (y_pred.argmax(dim=1).to(torch.float64) == y).to(torch.float64)
             return float((correct * weight).sum() / weight.sum())
         y_pred = y_pred.to(torch.float64).reshape(y.shape)
-        w = weight.reshape(-1, *([1] * (y.dim() - 1)))
-        mean = (y * w).sum(dim=0) / w.sum()
+        # a NaN target is missing (multi-task rows): weight 0 for that entry
+        known = ~torch.isnan(y)
+        w = weight.reshape(-1, *([1] * (y.dim() - 1))) * known
+        y = torch.where(known, y, y_pred)
+        mean = (y * w).sum(dim=0) / w.sum(dim=0).clamp_min(1e-300)
         residual = ((y - y_pred) ** 2 * w).sum(dim=0)
         total = ((y - mean) ** 2 * w).sum(dim=0)
         r2 = torch.where(total > 0, 1 - residual / total.clamp_min(1e-300),

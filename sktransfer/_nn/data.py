@@ -46,6 +46,8 @@ def make_augmentation(kind: str | None, size: int):
     """
     if kind is None:
         return None
+    if kind == STRONG:
+        return strong_augmentation(size)
     if kind not in AUGMENTATIONS:
         raise ValueError(f"augment must be one of {AUGMENTATIONS} or None, got {kind!r}.")
     from torchvision.transforms import v2
@@ -60,6 +62,42 @@ def make_augmentation(kind: str | None, size: int):
         v2.RandomHorizontalFlip(),
         v2.ColorJitter(brightness=0.2, contrast=0.2, saturation=0.2),
     ])
+
+
+STRONG = "strong"  # FixMatch's strong view; internal, not an ``augment`` value
+
+
+def strong_augmentation(size: int):
+    """FixMatch's strong view: a crop, two RandAugment operations at a random
+    magnitude, then cutout (a random erased square of up to half the side)."""
+    from torchvision.transforms import v2
+
+    crop = v2.RandomResizedCrop(size, scale=(0.85, 1.0), ratio=(0.9, 1.1), antialias=True)
+    erase = v2.RandomErasing(p=1.0, scale=(0.02, 0.25), ratio=(1.0, 1.0), value=0.5)
+
+    def transform(tensor: torch.Tensor) -> torch.Tensor:
+        magnitude = int(torch.randint(1, 11, ()).item())
+        augment = v2.RandAugment(num_ops=2, magnitude=magnitude)
+        as_bytes = crop(tensor).mul(255).round_().to(torch.uint8)  # RandAugment's colour ops
+        return erase(augment(as_bytes).float().div_(255.0))
+
+    return transform
+
+
+class TwoViewDataset(Dataset):
+    """FixMatch's training items: ``(stack([weak view, strong view]), target)``
+    of the same image, from two ``ImageDataset`` over the same images."""
+
+    def __init__(self, weak: "ImageDataset", strong: "ImageDataset"):
+        self.weak = weak
+        self.strong = strong
+
+    def __len__(self):
+        return len(self.weak)
+
+    def __getitem__(self, index):
+        weak, target = self.weak[index]
+        return torch.stack([weak, self.strong.image(index)]), target
 
 
 class ImageDataset(Dataset):

@@ -24,6 +24,7 @@ from .data import (
     ActivationDataset,
     ImageDataset,
     TabularDataset,
+    TwoViewDataset,
     data_workers,
     subset,
     tabular_dtype,
@@ -49,6 +50,7 @@ from .model import (
     load_trunk,
 )
 from .net import TrainingPlan, build_net, find_lr, history_records
+from .partial import PartialPlan, domain_classifier
 from .probe import load_into_head, solve, trunk_features
 from .runtime import full_precision, resolve_device, resolve_precision, seeded
 from .text import TextDataset, TextPreprocessing
@@ -97,6 +99,13 @@ class FitSpec:
     validation_fraction: float
     n_iter_no_change: int
     augment: object
+    # unlabelled samples (semi-supervised transfer, domain adaptation)
+    unlabeled: object  # None, "ignore", "pseudo_label" or "fixmatch"
+    unlabeled_threshold: float
+    unlabeled_weight: float
+    unlabeled_ratio: object  # int or "auto"
+    domain_adaptation: object  # None, "coral", "mmd" or "dann"
+    adaptation_strength: float
     precision: str
     max_grad_norm: object
     # caching, workers, device, reproducibility
@@ -175,26 +184,61 @@ def _dataset(data, targets, sample_weight, *, prep, size, dtype, augment=None):
     return ImageDataset(data, prep, size, targets, sample_weight, augment)
 
 
-def _split(spec: FitSpec, targets):
-    """Positions of the training and validation samples when early stopping
-    is on (None, None otherwise); for classifiers the split is stratified
-    when every class has two samples or more."""
+def _split(spec: FitSpec, targets, positions):
+    """The labelled ``positions`` split into training and validation
+    positions when early stopping is on (``positions, None`` otherwise); for
+    classifiers the split is stratified when every class has two samples or
+    more."""
     if not spec.early_stopping:
-        return None, None
-    n = len(targets)
+        return positions, None
+    n = len(positions)
     n_valid = max(1, int(round(spec.validation_fraction * n)))
     if n - n_valid < 1:
         raise ValueError(
-            f"early_stopping needs at least 2 samples; got {n}. Turn it off "
+            f"early_stopping needs at least 2 labelled samples; got {n}. Turn it off "
             "or pass more data."
         )
     stratify = None
     if spec.task == "classification":
-        _, counts = np.unique(targets, return_counts=True)
+        _, counts = np.unique(targets[positions], return_counts=True)
         if counts.min() >= 2 and n_valid >= len(counts):
-            stratify = targets
-    return train_test_split(np.arange(n), test_size=n_valid, stratify=stratify,
+            stratify = targets[positions]
+    return train_test_split(positions, test_size=n_valid, stratify=stratify,
                             random_state=spec.seed)
+
+
+# -- unlabelled samples ---------------------------------------------------------------------
+
+
+def uses_unlabelled(spec: FitSpec) -> bool:
+    """Whether unlabelled samples take part in training (else they are left out)."""
+    return spec.unlabeled in ("pseudo_label", "fixmatch") or spec.domain_adaptation is not None
+
+
+def _unlabelled_ratio(spec: FitSpec) -> int:
+    if spec.unlabeled_ratio != "auto":
+        return int(spec.unlabeled_ratio)
+    return 7 if spec.unlabeled == "fixmatch" else 1  # FixMatch's mu; one-to-one otherwise
+
+
+def _partial_plan(spec: FitSpec, n_labelled: int, n_unlabelled: int) -> PartialPlan:
+    """The training set's first ``n_labelled`` items are labelled, the rest not."""
+    method = spec.unlabeled if spec.unlabeled in ("pseudo_label", "fixmatch") else None
+    return PartialPlan(method, spec.domain_adaptation, float(spec.unlabeled_threshold),
+                       float(spec.unlabeled_weight), float(spec.adaptation_strength),
+                       _unlabelled_ratio(spec), np.arange(n_labelled),
+                       np.arange(n_labelled, n_labelled + n_unlabelled))
+
+
+def _check_adaptation(spec: FitSpec, module, frozen) -> None:
+    if (spec.domain_adaptation is not None and len(frozen) == module.n_stages
+            and spec.unfreeze_at is None):
+        raise ValueError(
+            f"domain_adaptation={spec.domain_adaptation!r} aligns features the trunk "
+            f"learns, but freeze_depth={spec.freeze_depth!r} freezes all "
+            f"{module.n_stages} stages; freeze fewer (e.g. freeze_depth=0) or set "
+            "unfreeze_at."
+        )
 
 
 # Epochs of max_epochs="auto": about this many optimizer steps, within the bounds.
@@ -227,7 +271,7 @@ def _learning_rate(spec: FitSpec) -> float:
 
 
 def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
-          workers, collate_fn=None) -> TrainingPlan:
+          workers, collate_fn=None, partial=None) -> TrainingPlan:
     return TrainingPlan(
         lr=_learning_rate(spec), optimizer=spec.optimizer,
         weight_decay=spec.weight_decay,
@@ -241,7 +285,7 @@ def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
         # channels_last speeds up convolutions on CPUs (oneDNN) and GPUs alike
         channels_last=spec.input_kind == IMAGES,
         n_train=n_train, valid_dataset=valid_set, n_iter_no_change=spec.n_iter_no_change,
-        tol=spec.tol, num_workers=workers, collate_fn=collate_fn,
+        tol=spec.tol, num_workers=workers, collate_fn=collate_fn, partial=partial,
     )
 
 
@@ -269,13 +313,13 @@ def _build(spec: FitSpec, data, targets, sample_weight, *, n_outputs, classes, d
     return module, frozen, plain, prep, size, trunk.weights
 
 
-def _exact_probe_applies(spec: FitSpec, module, frozen, augment) -> bool:
-    """The whole trunk frozen throughout, a linear head that is new, and
-    the same inputs every epoch: the head is then a convex problem, solved
-    exactly instead of by gradient steps."""
+def _exact_probe_applies(spec: FitSpec, module, frozen, augment, partial: bool) -> bool:
+    """The whole trunk frozen throughout, a linear head that is new, the
+    same inputs every epoch, and only labelled samples: the head is then a
+    convex problem, solved exactly instead of by gradient steps."""
     return (len(frozen) == module.n_stages and tuple(spec.head) == ()
             and spec.unfreeze_at is None and augment is None
-            and not module.head_from_source)
+            and not module.head_from_source and not partial)
 
 
 def _probe(spec: FitSpec, module, dataset, positions, targets, sample_weight, *,
@@ -307,11 +351,14 @@ class _Prepared:
     cached: CachedActivations
     batching: Batching
     net_kwargs: dict
+    labelled: np.ndarray  # positions of the labelled samples
+    unlabelled: np.ndarray  # positions of the unlabelled samples that train (or none)
 
 
 def _fit_exact_probe(spec: FitSpec, run: _Prepared, targets, sample_weight):
     """The head solved on the frozen features; the net is built, not trained."""
-    solution = _probe(spec, run.module, run.base, None, targets, sample_weight,
+    positions = None if len(run.labelled) == len(run.base) else run.labelled
+    solution = _probe(spec, run.module, run.base, positions, targets, sample_weight,
                       cut=run.cached.skipped_cut, batching=run.batching,
                       n_outputs=run.net_kwargs["n_outputs"])
     plan = _plan(spec, run.frozen, device=run.batching.device,
@@ -322,36 +369,58 @@ def _fit_exact_probe(spec: FitSpec, run: _Prepared, targets, sample_weight):
     return net, plan, solution
 
 
+def _training_set(run: _Prepared, augmented, train_idx):
+    """The training items (labelled ones first, then the unlabelled ones
+    that train) and how many are labelled."""
+    if len(run.unlabelled):
+        return subset(augmented, np.concatenate([train_idx, run.unlabelled])), len(train_idx)
+    if len(train_idx) == len(augmented):
+        return augmented, len(train_idx)
+    return subset(augmented, train_idx), len(train_idx)
+
+
 def _fine_tune(spec: FitSpec, run: _Prepared, augmented, targets, sample_weight):
     """Gradient training (from the probed head with ``head_init="probe"``),
-    with a validation split when early stopping is on."""
+    with a validation split of the labelled samples when early stopping is
+    on, and with the unlabelled samples that train (``PartialPlan``)."""
     module, cached = run.module, run.cached
-    train_idx, valid_idx = _split(spec, targets)
+    train_idx, valid_idx = _split(spec, targets, run.labelled)
     solution = None
     if spec.head_init == "probe" and not module.head_from_source:
         solution = _probe(spec, module, run.base, train_idx, targets, sample_weight,
                           cut=cached.skipped_cut, batching=run.batching,
                           n_outputs=run.net_kwargs["n_outputs"])
-    train_set = augmented if train_idx is None else subset(augmented, train_idx)
+    train_set, n_labelled = _training_set(run, augmented, train_idx)
+    partial = (_partial_plan(spec, n_labelled, len(run.unlabelled))
+               if len(run.unlabelled) else None)
+    if partial is not None and partial.adaptation == "dann":
+        dtype = next(module.trunk.parameters()).dtype
+        module.domain_classifier = domain_classifier(module.n_features).to(dtype)
     valid_set = None if valid_idx is None else subset(run.base, valid_idx)
     plan = _plan(spec, run.frozen, device=run.batching.device,
-                 precision=run.batching.precision, n_train=len(train_set),
+                 precision=run.batching.precision, n_train=n_labelled,
                  valid_set=valid_set, workers=run.batching.num_workers,
-                 collate_fn=collate_for(train_set))
-    with skipping(module.trunk, cached.skipped_cut):
-        if spec.lr == "auto":
-            plan = dataclasses.replace(
-                plan, lr=find_lr(module, train_set, plan=plan, **run.net_kwargs))
-        net = build_net(module, plan=plan, **run.net_kwargs).fit(train_set)
+                 collate_fn=collate_for(train_set), partial=partial)
+    try:
+        with skipping(module.trunk, cached.skipped_cut):
+            if spec.lr == "auto":
+                plan = dataclasses.replace(
+                    plan, lr=find_lr(module, train_set, plan=plan, **run.net_kwargs))
+            net = build_net(module, plan=plan, **run.net_kwargs).fit(train_set)
+    finally:
+        if hasattr(module, "domain_classifier"):
+            del module.domain_classifier  # training-only; predict never uses it
     return net, plan, solution
 
 
 def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
-        classes=None) -> FitResult:
+        classes=None, unlabelled=None) -> FitResult:
     """Build, freeze and train a network on validated ``data`` (a table, or
     ``CheckedImages``) with encoded ``targets`` and normalised
     ``sample_weight``; ``n_outputs`` is the head's size and ``classes`` the
     target's labels (a source head with the same labels may be kept).
+    ``unlabelled`` (a boolean mask, or None) marks the samples without a
+    label: they train when ``uses_unlabelled(spec)``, else they are left out.
 
     A linear head on a trunk frozen throughout is solved exactly (the exact
     linear probe); otherwise the network trains by gradient steps, with
@@ -364,6 +433,12 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
     workers = data_workers(spec.n_jobs, data.kind if spec.input_kind == IMAGES else "array")
     augment = resolve_augment(spec.augment, spec.input_kind, spec.freeze_depth,
                               spec.unfreeze_at)
+    labelled = np.arange(len(targets)) if unlabelled is None else np.flatnonzero(~unlabelled)
+    partial = unlabelled is not None and uses_unlabelled(spec)
+    unlabelled_train = np.flatnonzero(unlabelled) if partial else np.arange(0)
+    two_views = partial and spec.unlabeled == "fixmatch"
+    if two_views:
+        augment = augment or "light"  # FixMatch's weak view
     batching = Batching(spec.batch_size, device, precision, spec.input_kind == IMAGES, workers)
     with seeded(spec.seed, device):
         module, frozen, plain, prep, size, weights = _build(
@@ -376,15 +451,22 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
         cached = CachedActivations(reason=reason) if reason else cache_activations(
             module, data, plain, targets, sample_weight, frozen=frozen, batching=batching,
             cache_dir=spec.cache_dir)
+        if partial:
+            _check_adaptation(spec, module, frozen)
         run = _Prepared(module, frozen, cached.dataset if cached.used else plain, cached,
                         dataclasses.replace(batching, num_workers=0 if cached.used else workers),
-                        dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss))
-        if _exact_probe_applies(spec, module, frozen, augment):
+                        dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss),
+                        labelled, unlabelled_train)
+        if _exact_probe_applies(spec, module, frozen, augment, partial):
             net, plan, solution = _fit_exact_probe(spec, run, targets, sample_weight)
         else:
             augmented = run.base if cached.used or augment is None else _dataset(
                 data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
                 augment=augment)
+            if two_views:
+                augmented = TwoViewDataset(augmented, _dataset(
+                    data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
+                    augment="strong"))
             net, plan, solution = _fine_tune(spec, run, augmented, targets, sample_weight)
     history = history_records(net)
     best_epoch = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from .._options import LOSSES
@@ -36,5 +37,14 @@ class WeightedLoss(nn.Module):
         if self.kind == "cross_entropy":
             per_sample = self.loss(y_pred, y_true.long())
         else:
-            per_sample = self.loss(y_pred, y_true.to(y_pred.dtype)).mean(dim=1)
+            per_sample = self._regression(y_pred, y_true.to(y_pred.dtype))
         return (per_sample * weight.to(per_sample.dtype)).mean()
+
+    def _regression(self, y_pred, y_true):
+        """Mean loss over each sample's targets; a NaN target is missing (a
+        task without a label for that sample) and left out."""
+        known = ~torch.isnan(y_true)
+        if bool(known.all()):
+            return self.loss(y_pred, y_true).mean(dim=1)
+        entries = self.loss(y_pred, torch.where(known, y_true, y_pred.detach())) * known
+        return entries.sum(dim=1) / known.sum(dim=1).clamp_min(1)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier, NeuralNetRegressor
-from skorch.callbacks import ProgressBar
+from skorch.callbacks import PassthroughScoring, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
@@ -38,6 +38,14 @@ from .callbacks import (
 )
 from .losses import WeightedLoss
 from .optim import l2sp_penalty, make_optimizer, optimizer_groups, stage_lr_factors
+from .partial import (
+    PartialBatches,
+    PartialPlan,
+    alignment_loss,
+    labelled_mask,
+    pseudo_label_loss,
+    ramp,
+)
 from .runtime import autocast, fork_rng, full_precision, is_cuda, to_device
 
 
@@ -68,6 +76,11 @@ class TrainingPlan:
     tol: float = 1e-4
     num_workers: int = 0
     collate_fn: object = None  # texts are tokenised per batch
+    partial: PartialPlan | None = None  # unlabelled samples in training
+
+    @property
+    def total_steps(self) -> int:
+        return self.max_epochs * self.steps_per_epoch
 
     @property
     def steps_per_epoch(self) -> int:
@@ -79,8 +92,11 @@ class TransferNetMixin:
 
     def __init__(self, *args, precision="32", max_grad_norm=None, l2sp_strength=0.0,
                  channels_last=False, layer_decay=1.0, backbone_lr_mult=1.0,
-                 optimizer_name="adamw", weight_decay=0.0, **kwargs):
+                 optimizer_name="adamw", weight_decay=0.0, partial=None, total_steps=1,
+                 **kwargs):
         super().__init__(*args, **kwargs)
+        self.partial = partial
+        self.total_steps = total_steps
         self.precision = precision
         self.max_grad_norm = max_grad_norm
         self.l2sp_strength = l2sp_strength
@@ -113,6 +129,7 @@ class TransferNetMixin:
             self.module_.to(memory_format=torch.channels_last)
         device_type = torch.device(self.device).type
         self.scaler_ = torch.amp.GradScaler(device_type, enabled=self.precision == "16")
+        self.steps_done_ = 0  # training steps so far (the partial-label ramp reads it)
         if self.l2sp_strength > 0:
             self.l2sp_reference_ = {name: param.detach().clone()
                                     for name, param in self.module_.trunk.named_parameters()}
@@ -144,14 +161,16 @@ class TransferNetMixin:
 
     @property
     def converged_(self) -> bool:
-        """Whether the convergence rule ended the fit (False: ``max_epochs``)."""
+        """Whether the convergence rule ended the fit (False: ``max_epochs``);
+        True for a fit without the rule (unlabelled samples in training, which
+        runs its whole budget)."""
         rule = dict(self.callbacks_).get("convergence")
-        return rule is not None and rule.converged_
+        return rule is None or rule.converged_
 
     def drop_training_state(self):
         """Keep pickles small and portable: no scaler, L2-SP reference or
         validation data."""
-        for name in ("scaler_", "l2sp_reference_"):
+        for name in ("scaler_", "l2sp_reference_", "steps_done_"):
             self.__dict__.pop(name, None)
         self.train_split = None  # it holds training data; a fitted model must not
 
@@ -163,6 +182,18 @@ class TransferNetMixin:
         if all(not isinstance(m, torch.nn.Module) or m.training == training for m in modules):
             return
         super()._set_training(training)
+
+    def get_iterator(self, dataset, training=False):
+        """skorch's iterator, except that training with unlabelled samples
+        draws batches of labelled plus unlabelled samples (``PartialBatches``)."""
+        if not (training and self.partial is not None):
+            return super().get_iterator(dataset, training=training)
+        kwargs = self.get_params_for("iterator_train")
+        for name in ("shuffle", "batch_size", "drop_last", "sampler"):
+            kwargs.pop(name, None)
+        sampler = PartialBatches(self.partial.labelled, self.partial.unlabelled,
+                                 self.batch_size, self.partial.ratio)
+        return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
     # -- one step -------------------------------------------------------------------------
 
@@ -178,13 +209,70 @@ class TransferNetMixin:
             loss = loss + 0.5 * self.l2sp_strength * penalty
         return loss
 
+    def _partial_loss(self, Xi, yi):
+        """The loss of a batch of labelled and unlabelled samples: the
+        labelled samples' loss plus the unlabelled term and the domain
+        alignment (``partial``), each logged in the history per batch.
+        Returns the loss and the labelled samples' outputs."""
+        plan = self.partial
+        y, weight = yi
+        labelled = labelled_mask(y)
+        unlabelled = ~labelled
+        two_views = plan.method == "fixmatch"
+        # FixMatch items are (weak view, strong view); the others one input
+        x = Xi[:, 0] if two_views else Xi
+        if two_views:
+            x = torch.cat([x, Xi[unlabelled.to(Xi.device), 1]])
+        x = to_device(x, self.device, self.channels_last)
+        labelled, unlabelled = labelled.to(self.device), unlabelled.to(self.device)
+        n = len(labelled)
+        with autocast(self.precision, self.device):
+            features = torch.flatten(self.module_.trunk(x), 1)
+            outputs = self.module_.head(features)
+        outputs = full_precision(outputs)
+        y_pred = outputs[:n][labelled]
+        loss = self.get_loss(y_pred, (y[labelled.cpu()], weight[labelled.cpu()]), training=True)
+        if not bool(unlabelled.any()):  # cannot happen with PartialBatches; kept safe
+            for name in ("unlabeled_loss", "adaptation_loss"):
+                self.history.record_batch(name, 0.0)
+            return loss, y_pred
+        progress = ramp(self.steps_done_ / max(1, self.total_steps))
+        if plan.method is not None:
+            own = outputs[:n][unlabelled]
+            student = outputs[n:] if two_views else own
+            scale = 1.0 if two_views else progress
+            term = pseudo_label_loss(student, own, plan.threshold)
+            self.history.record_batch("unlabeled_loss", term.item())
+            loss = loss + plan.weight * scale * term
+        if plan.adaptation is not None:
+            source, target = features[:n][labelled], features[:n][unlabelled]
+            strength = plan.strength * progress
+            term = alignment_loss(plan.adaptation, self.module_, source, target, strength)
+            self.history.record_batch("adaptation_loss", term.item())
+            loss = loss + (term if plan.adaptation == "dann" else strength * term)
+        return loss, y_pred
+
     def train_step(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
+        if self.partial is not None:
+            return self._train_step_partial(Xi, yi)
         optimizer = self.optimizer_
         optimizer.zero_grad(set_to_none=True)
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        self._backward_and_step(loss, optimizer, batch)
+        return {"loss": loss.detach(), "y_pred": y_pred}
+
+    def _train_step_partial(self, Xi, yi):
+        optimizer = self.optimizer_
+        optimizer.zero_grad(set_to_none=True)
+        loss, y_pred = self._partial_loss(Xi, yi)
+        self._backward_and_step(loss, optimizer, (Xi, yi))
+        self.steps_done_ += 1
+        return {"loss": loss.detach(), "y_pred": y_pred}
+
+    def _backward_and_step(self, loss, optimizer, batch):
         self.scaler_.scale(loss).backward()
         if self.max_grad_norm is not None:
             self.scaler_.unscale_(optimizer)
@@ -195,7 +283,6 @@ class TransferNetMixin:
                     batch=batch, training=True)
         self.scaler_.step(optimizer)
         self.scaler_.update()
-        return {"loss": loss.detach(), "y_pred": y_pred}
 
 
 class TransferNetClassifier(TransferNetMixin, NeuralNetClassifier):
@@ -221,9 +308,19 @@ def _callbacks(module, plan: TrainingPlan, task: str) -> list:
         decay = 0.0 if plan.l2sp_strength > 0 else plan.weight_decay
         callbacks.append(("gradual_unfreezing", GradualUnfreezing(
             plan.unfreeze_plan, factors, plan.lr, decay, plan.bn_mode)))
-    callbacks.append(("convergence", Convergence(
-        plan.tol, plan.n_iter_no_change, task, validate=plan.valid_dataset is not None,
-        steps_per_epoch=plan.steps_per_epoch)))
+    if plan.partial is None or plan.valid_dataset is not None:
+        # with unlabelled samples the training loss moves with the pseudo-labels
+        # and the alignment's ramp: such a fit runs its budget, or stops on
+        # the validation score
+        callbacks.append(("convergence", Convergence(
+            plan.tol, plan.n_iter_no_change, task, validate=plan.valid_dataset is not None,
+            steps_per_epoch=plan.steps_per_epoch)))
+    if plan.partial is not None:
+        # the per-batch terms of _partial_loss, averaged into each epoch's record
+        for name, used in (("unlabeled_loss", plan.partial.method),
+                           ("adaptation_loss", plan.partial.adaptation)):
+            if used is not None:
+                callbacks.append((name, PassthroughScoring(name, on_train=True)))
     if plan.verbose >= 2:
         callbacks.append(("progress_bar", ProgressBar()))
     return callbacks
@@ -260,6 +357,8 @@ def build_net(module, *, task: str, n_outputs: int, loss: str, plan: TrainingPla
         backbone_lr_mult=plan.backbone_lr_mult,
         optimizer_name=plan.optimizer,
         weight_decay=plan.weight_decay,
+        partial=plan.partial,
+        total_steps=plan.total_steps,
     )
     if task == "classification":
         # skorch's valid_acc scorer expects plain labels, not (label, weight)

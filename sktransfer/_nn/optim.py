@@ -42,6 +42,10 @@ def optimizer_groups(module, *, lr: float, weight_decay: float, layer_decay: flo
         if params:
             groups.append(stage_group(params, index, lr * factor, 0.0 if l2sp else weight_decay))
     head = [p for p in module.head.parameters() if p.requires_grad]
+    # DANN's domain classifier, while it exists, trains with the head
+    discriminator = getattr(module, "domain_classifier", None)
+    if discriminator is not None:
+        head += list(discriminator.parameters())
     groups.append(stage_group(head, None, lr, weight_decay))
     return groups
 

@@ -1,0 +1,196 @@
+"""Training with partial labels: batches that pair labelled samples with
+unlabelled ones, and the losses that learn from the unlabelled part.
+
+Unlabelled samples (``-1`` for classifiers, ``NaN`` for regressors, as in
+scikit-learn's semi-supervised estimators) take part in two ways:
+
+- semi-supervised (``unlabeled``): confident predictions on them become
+  targets. "pseudo_label" (Lee, 2013) trains on the network's own confident
+  predictions of the same inputs; "fixmatch" (Sohn et al., NeurIPS 2020)
+  predicts on a weakly augmented view and trains the strongly augmented view
+  of the same image toward that prediction.
+- unsupervised domain adaptation (``domain_adaptation``): the labelled
+  samples are the source domain, the unlabelled ones the target domain, and
+  a loss aligns their features at the trunk's output: Deep CORAL (second-order
+  statistics, Sun & Saenko 2016), MMD with a multi-bandwidth Gaussian kernel
+  (DAN, Long et al. 2015) or DANN (a domain classifier behind a gradient
+  reversal layer, Ganin et al. 2016).
+
+Both terms are computed on every batch, each batch being ``batch_size``
+labelled samples plus ``ratio`` times as many unlabelled ones
+(``PartialBatches``). The domain-adaptation strength and the pseudo-label
+weight ramp up from 0 with DANN's schedule ``2 / (1 + exp(-10 p)) - 1`` over
+the training progress ``p``; FixMatch's weight is constant, as in its paper.
+
+The three alignment losses are written here rather than imported from skada:
+each is a few lines, and skada would add its own dependencies (POT) to
+sktransfer's for them. ``benchmarks/partial_labels.py`` compares with
+skada's estimators.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.utils.data import Sampler
+
+from .._options import UNLABELLED_TARGET
+
+
+
+@dataclass(frozen=True)
+class PartialPlan:
+    """How unlabelled samples train: the method, the alignment, their
+    strengths, and the training set's labelled / unlabelled positions."""
+
+    method: str | None  # "pseudo_label", "fixmatch" or None
+    adaptation: str | None  # "coral", "mmd", "dann" or None
+    threshold: float
+    weight: float
+    strength: float
+    ratio: int
+    labelled: np.ndarray
+    unlabelled: np.ndarray
+
+    @property
+    def n_labelled(self) -> int:
+        return len(self.labelled)
+
+
+def labelled_mask(y: torch.Tensor) -> torch.Tensor:
+    """Which samples of a batch carry a label: classifiers' targets are
+    ``UNLABELLED_TARGET`` for the others, regressors' all-NaN rows."""
+    if y.is_floating_point():
+        return ~torch.isnan(y.reshape(len(y), -1)).all(dim=1)
+    return y != UNLABELLED_TARGET
+
+
+def ramp(progress: float) -> float:
+    """DANN's warm-up of an auxiliary loss: 0 at the start, ~0.76 a fifth of
+    the way in, ~1 from half-way."""
+    return 2.0 / (1.0 + math.exp(-10.0 * min(max(progress, 0.0), 1.0))) - 1.0
+
+
+class PartialBatches(Sampler):
+    """Batches of ``batch_size`` labelled positions (a shuffled pass over
+    them is one epoch) each followed by ``ratio`` times as many unlabelled
+    ones, drawn without replacement from a stream of shuffled passes. The
+    shuffles draw from torch's global generator, so a seeded fit repeats."""
+
+    def __init__(self, labelled, unlabelled, batch_size: int, ratio: int):
+        self.labelled = torch.as_tensor(np.asarray(labelled), dtype=torch.long)
+        self.unlabelled = torch.as_tensor(np.asarray(unlabelled), dtype=torch.long)
+        self.batch_size = int(batch_size)
+        self.ratio = int(ratio)
+        self._stream = torch.empty(0, dtype=torch.long)
+
+    def __len__(self):
+        return math.ceil(len(self.labelled) / self.batch_size)
+
+    def _take(self, n: int) -> torch.Tensor:
+        while len(self._stream) < n:
+            order = self.unlabelled[torch.randperm(len(self.unlabelled))]
+            self._stream = torch.cat([self._stream, order])
+        taken, self._stream = self._stream[:n], self._stream[n:]
+        return taken
+
+    def __iter__(self):
+        order = self.labelled[torch.randperm(len(self.labelled))]
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start:start + self.batch_size]
+            yield torch.cat([chunk, self._take(self.ratio * len(chunk))]).tolist()
+
+
+# -- semi-supervised terms ------------------------------------------------------------------
+
+
+def confident_targets(logits: torch.Tensor, threshold: float):
+    """Hard pseudo-labels of ``logits`` (no gradient) and the mask of those
+    whose probability reaches ``threshold``."""
+    probabilities = torch.softmax(logits.detach().float(), dim=1)
+    confidence, labels = probabilities.max(dim=1)
+    return labels, (confidence >= threshold).to(logits.dtype)
+
+
+def pseudo_label_loss(logits: torch.Tensor, targets_from: torch.Tensor, threshold: float):
+    """Cross-entropy of ``logits`` toward the confident predictions of
+    ``targets_from`` (the same logits for pseudo-labelling, the weak view's
+    for FixMatch), averaged over all unlabelled samples (FixMatch's
+    normalisation: the term grows as more predictions become confident)."""
+    labels, mask = confident_targets(targets_from, threshold)
+    return (F.cross_entropy(logits.float(), labels, reduction="none") * mask).mean()
+
+
+# -- domain alignment -----------------------------------------------------------------------
+
+
+def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Deep CORAL: squared Frobenius distance of the two feature covariances
+    over ``4 d^2``."""
+    d = source.shape[1]
+    return (torch.cov(source.float().T) - torch.cov(target.float().T)).pow(2).sum() / (4 * d * d)
+
+
+def mmd_loss(source: torch.Tensor, target: torch.Tensor,
+             scales=(0.25, 0.5, 1.0, 2.0, 4.0)) -> torch.Tensor:
+    """Squared maximum mean discrepancy (biased estimate) under a sum of
+    Gaussian kernels whose bandwidths are ``scales`` times the mean squared
+    distance between the batch's features (DAN's multi-kernel MMD)."""
+    features = torch.cat([source, target]).float()
+    distances = torch.cdist(features, features).pow(2)
+    base = distances.detach().sum() / max(1, len(features) ** 2 - len(features))
+    base = base.clamp_min(1e-12)
+    kernel = sum(torch.exp(-distances / (base * s)) for s in scales)
+    n = len(source)
+    return (kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean())
+
+
+class _ReverseGradient(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return -ctx.scale * grad, None
+
+
+def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """Identity forward; the gradient is multiplied by ``-scale`` backward."""
+    return _ReverseGradient.apply(x, scale)
+
+
+def domain_classifier(n_features: int, hidden: int = 256) -> nn.Module:
+    """DANN's domain classifier: one hidden layer, one logit (target domain)."""
+    return nn.Sequential(nn.Linear(n_features, hidden), nn.ReLU(), nn.Linear(hidden, 1))
+
+
+def dann_loss(discriminator: nn.Module, source: torch.Tensor, target: torch.Tensor,
+              scale: float) -> torch.Tensor:
+    """The domain classifier's binary cross-entropy, reached through a
+    gradient reversal of ``scale``: the discriminator learns to tell the
+    domains apart while the trunk learns features it cannot tell apart."""
+    dtype = next(discriminator.parameters()).dtype
+    features = reverse_gradient(torch.cat([source, target]).to(dtype), scale)
+    logits = discriminator(features).squeeze(1).float()
+    domains = torch.cat([torch.zeros(len(source)), torch.ones(len(target))]).to(logits)
+    return F.binary_cross_entropy_with_logits(logits, domains)
+
+
+def alignment_loss(kind: str, module, source: torch.Tensor, target: torch.Tensor,
+                   scale: float) -> torch.Tensor:
+    """The ``kind`` alignment between source and target features; ``scale``
+    is the reversal strength for DANN (the others are scaled by the caller)."""
+    if kind == "coral":
+        return coral_loss(source, target)
+    if kind == "mmd":
+        return mmd_loss(source, target)
+    if kind == "dann":
+        return dann_loss(module.domain_classifier, source, target, scale)
+    raise ValueError(f"unknown domain_adaptation {kind!r}")
