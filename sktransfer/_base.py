@@ -46,6 +46,8 @@ def _cuda_available() -> bool:
 def _json_labels(target_attributes: dict):
     """Class labels as plain Python values (they go into saved configs)."""
     classes = target_attributes.get("classes_")
+    if isinstance(classes, list):  # one array per task
+        return [np.asarray(c).tolist() for c in classes]
     return None if classes is None else np.asarray(classes).tolist()
 
 
@@ -356,7 +358,9 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                   "weights_": result.weights, "n_iter_": result.n_iter,
                   "_fit_result": result, **target_attributes}
         if result.probe_alpha is not None:
-            fitted["probe_alpha_"] = result.probe_alpha
+            fitted["probe_alpha_"] = (np.asarray(result.probe_alpha)
+                                      if isinstance(result.probe_alpha, tuple)
+                                      else result.probe_alpha)
         if result.best_epoch is not None:
             fitted["best_epoch_"] = result.best_epoch
         if result.input_kind == IMAGES:

@@ -9,6 +9,8 @@ from numbers import Number
 import numpy as np
 from scipy.special import softmax
 from sklearn.base import ClassifierMixin
+from sklearn.exceptions import DataConversionWarning
+from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
 
@@ -33,8 +35,8 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (n_classes,)
-        Class labels.
+    classes_ : ndarray of shape (n_classes,) or list of ndarray
+        Class labels; one array per task for a multi-task classifier.
     net_ : skorch.NeuralNetClassifier
         The fitted skorch net; ``net_.module_`` is the network.
     {attributes}
@@ -60,7 +62,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
     (2, 2)
     """
 
-    _y_validation = {"multi_output": False, "y_numeric": False}
+    _y_validation = {"multi_output": True, "y_numeric": False}
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
@@ -69,8 +71,11 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         Parameters
         ----------
         {fit_x}
-        y : array-like of shape (n_samples,)
-            Class labels (ints or strings).
+        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
+            Class labels (ints or strings); one column per task for a
+            multi-task classifier (one shared trunk, one output layer per
+            task, the tasks' losses summed), where -1 marks a task without a
+            label for that sample.
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the samples in the loss; None weighs all equally.
 
@@ -82,7 +87,23 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         with self._atomic_fit():
             return self._fit(X, y, sample_weight)
 
+    def _validate_y(self, y):
+        y = super()._validate_y(y)
+        if y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn(DataConversionWarning(
+                "A column-vector y was passed when a 1d array was expected. Please change "
+                "the shape of y to (n_samples,), for example using ravel()."), stacklevel=5)
+            y = y.ravel()
+        if y.ndim == 2 and self.unlabeled in ("pseudo_label", "fixmatch"):
+            raise ValueError(
+                f"unlabeled={self.unlabeled!r} needs a 1-D y; with several tasks (a 2-D "
+                "y) use unlabeled=None or 'ignore', or domain_adaptation."
+            )
+        return y
+
     def _prepare_targets(self, y, sample_weight):
+        if y.ndim == 2:
+            return self._prepare_tasks(y)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
         n_classes = len(encoder.classes_)
@@ -94,6 +115,30 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         targets = encoder.transform(y).astype(np.int64)
         return targets, n_classes, {"classes_": encoder.classes_}
 
+    def _prepare_tasks(self, y):
+        """One column per task; -1 marks a task without a label. A task may
+        have a single class (it is then predicted for every sample)."""
+        missing = _minus_one(y)
+        targets = np.full(y.shape, UNLABELLED_TARGET, dtype=np.int64)
+        classes = []
+        for task in range(y.shape[1]):
+            known = ~missing[:, task]
+            if not known.any():
+                raise ValueError(
+                    f"Task {task} (column {task} of y) has no label (all -1); every task "
+                    "needs labelled samples."
+                )
+            labels = y[known, task]
+            check_classification_targets(labels)
+            encoder = LabelEncoder().fit(labels)
+            targets[known, task] = encoder.transform(labels)
+            classes.append(encoder.classes_)
+        return targets, tuple(len(c) for c in classes), {"classes_": classes}
+
+    @property
+    def _multi_task(self) -> bool:
+        return isinstance(self.classes_, list)
+
     _unlabelled_mark = "label -1"
 
     def _marks_unlabelled(self) -> bool:
@@ -102,15 +147,12 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
     def _unlabelled_rows(self, y):
         y = np.asarray(y)
+        if y.ndim == 2:  # tasks: -1 is always a missing label, a row of -1 unlabelled
+            return _minus_one(y).all(axis=1)
         if not self._marks_unlabelled():
             self._warn_on_minus_one(y)
             return np.zeros(len(y), dtype=bool)
-        if y.dtype.kind in "iuf":
-            return y == -1
-        if y.dtype.kind == "O":
-            return np.fromiter((isinstance(v, Number) and not isinstance(v, bool) and v == -1
-                                for v in y), dtype=bool, count=len(y))
-        return np.zeros(len(y), dtype=bool)  # strings: -1 cannot occur
+        return _minus_one(y)
 
     @staticmethod
     def _warn_on_minus_one(y):
@@ -128,7 +170,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
                 "'pseudo_label' or 'fixmatch'.", UserWarning, stacklevel=5)
 
     def _fill_unlabelled(self, targets, unlabelled):
-        full = np.full(len(unlabelled), UNLABELLED_TARGET, dtype=np.int64)
+        full = np.full((len(unlabelled), *targets.shape[1:]), UNLABELLED_TARGET, dtype=np.int64)
         full[~unlabelled] = targets
         return full
 
@@ -152,9 +194,33 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         score : float
             Accuracy of ``predict(X)`` against ``y``.
         """
+        if np.ndim(y) == 2:
+            return self._task_score(X, y, sample_weight)
         if self._marks_unlabelled():
             X, y, sample_weight = self._labelled_for_scoring(X, y, sample_weight)
         return super().score(X, y, sample_weight)
+
+    def _task_score(self, X, y, sample_weight):
+        """Multi-task: the mean over tasks of each task's accuracy on the
+        samples labelled for it (-1: missing)."""
+        y = np.asarray(y)
+        missing = _minus_one(y)
+        predicted = self.predict(X)
+        if predicted.ndim != 2 or predicted.shape[1] != y.shape[1]:
+            raise ValueError(
+                f"y has {y.shape[1]} columns (tasks) but the classifier was fitted on "
+                f"{len(self.classes_) if self._multi_task else 1}."
+            )
+        weights = np.ones(len(y)) if sample_weight is None else np.asarray(sample_weight)
+        scores = []
+        for task in range(y.shape[1]):
+            known = ~missing[:, task]
+            if known.any():
+                scores.append(accuracy_score(y[known, task], predicted[known, task],
+                                             sample_weight=weights[known]))
+        if not scores:
+            raise ValueError("Every label of y is -1 (missing); a score needs labelled samples.")
+        return float(np.mean(scores))
 
     def predict_proba(self, X):
         """Class probabilities of ``X``.
@@ -165,10 +231,23 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
         Returns
         -------
-        proba : ndarray of shape (n_samples, n_classes)
-            Columns follow ``classes_``.
+        proba : ndarray of shape (n_samples, n_classes) or list of such arrays
+            Columns follow ``classes_``; one array per task for a multi-task
+            classifier.
         """
-        return softmax(self._predict_outputs(X).astype(np.float64), axis=1)
+        outputs = self._predict_outputs(X).astype(np.float64)
+        if self._multi_task:
+            return [softmax(part, axis=1) for part in self._split_tasks(outputs)]
+        return softmax(outputs, axis=1)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True  # a 2-D y: one task per column
+        return tags
+
+    def _split_tasks(self, outputs):
+        bounds = np.cumsum([len(c) for c in self.classes_])[:-1]
+        return np.split(outputs, bounds, axis=1)
 
     def predict(self, X):
         """Predicted class labels of ``X``, taken from ``classes_``.
@@ -179,8 +258,24 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
         Returns
         -------
-        y : ndarray of shape (n_samples,)
-            The class of highest probability for each sample.
+        y : ndarray of shape (n_samples,) or (n_samples, n_tasks)
+            The class of highest probability for each sample (and task).
         """
         outputs = self._predict_outputs(X)  # checks that the model is fitted
+        if self._multi_task:
+            return np.column_stack([classes[np.argmax(part, axis=1)] for classes, part
+                                    in zip(self.classes_, self._split_tasks(outputs))])
         return self.classes_[np.argmax(outputs, axis=1)]
+
+
+def _minus_one(y) -> np.ndarray:
+    """Elementwise: is the label -1 (numbers, or numbers in an object array;
+    strings never are)."""
+    y = np.asarray(y)
+    if y.dtype.kind in "iuf":
+        return y == -1
+    if y.dtype.kind == "O":
+        flat = np.fromiter((isinstance(v, Number) and not isinstance(v, bool) and v == -1
+                            for v in y.ravel()), dtype=bool, count=y.size)
+        return flat.reshape(y.shape)
+    return np.zeros(y.shape, dtype=bool)

@@ -284,9 +284,10 @@ ATTRIBUTES = """\
         The learning rate used (the range test's choice when ``lr="auto"``).
     best_epoch_ : int
         With early stopping: the epoch whose weights were restored.
-    probe_alpha_ : float
+    probe_alpha_ : float or ndarray
         The exact linear probe's penalty (when the head was probed, see
-        ``freeze_depth`` and ``head_init``).
+        ``freeze_depth`` and ``head_init``); one per task for a multi-task
+        classifier (NaN for a task with a single class).
     weights_ : str or None
         The weights loaded: a torchvision weights name (what "DEFAULT"
         resolved to), a file's path, "DEFAULT" for a module's or a fitted

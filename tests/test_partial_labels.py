@@ -297,3 +297,76 @@ def test_without_unlabelled_samples_nothing_changes(digits):
                    domain_adaptation="coral").fit(X[:200], y[:200])
     np.testing.assert_allclose(plain.predict_proba(X[:50]), semi.predict_proba(X[:50]),
                                atol=1e-6)
+
+
+# -- multi-task classification -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tasks(digits):
+    """Two tasks on the digits: the digit, and odd / even; 30 % of each
+    task's labels missing (-1)."""
+    X, y, _, _ = digits
+    Y = np.c_[y, y % 2]
+    rng = np.random.RandomState(2)
+    Y_missing = Y.copy()
+    Y_missing[rng.rand(len(y)) < 0.3, 0] = -1
+    Y_missing[rng.rand(len(y)) < 0.3, 1] = -1
+    return X, Y, Y_missing
+
+
+def test_multi_task_classifier_follows_scikit_learn_multi_output(tasks):
+    X, Y, Y_missing = tasks
+    clf = mlp().fit(X[:400], Y_missing[:400])
+    assert [c.tolist() for c in clf.classes_] == [list(range(10)), [0, 1]]
+    assert clf.predict(X[400:]).shape == (200, 2)
+    proba = clf.predict_proba(X[400:])
+    assert [p.shape for p in proba] == [(200, 10), (200, 2)]
+    np.testing.assert_allclose(proba[1].sum(axis=1), 1.0)
+    per_task = [np.mean(clf.predict(X[400:])[:, t] == Y[400:, t]) for t in range(2)]
+    assert clf.score(X[400:], Y[400:]) == pytest.approx(np.mean(per_task))
+    assert min(per_task) > 0.7
+    # -1 entries are left out of the score
+    kept = Y_missing[400:, 0] != -1
+    assert clf.score(X[400:], Y_missing[400:]) == pytest.approx(np.mean([
+        np.mean(clf.predict(X[400:][kept])[:, 0] == Y[400:][kept, 0]),
+        np.mean(clf.predict(X[400:])[Y_missing[400:, 1] != -1, 1]
+                == Y[400:][Y_missing[400:, 1] != -1, 1])]))
+
+
+def test_multi_task_probe_is_each_tasks_own_probe(tasks):
+    X, _, Y_missing = tasks
+    both = mlp(freeze_depth="all").fit(X, Y_missing)
+    assert both.probe_alpha_.shape == (2,)
+    for task in range(2):
+        rows = Y_missing[:, task] != -1
+        alone = mlp(freeze_depth="all").fit(X[rows], Y_missing[rows, task])
+        np.testing.assert_allclose(both.predict_proba(X[:50])[task], alone.predict_proba(X[:50]),
+                                   atol=1e-5)
+
+
+def test_multi_task_source_transfers_and_saves(tasks, tmp_path):
+    X, Y, Y_missing = tasks
+    source = mlp().fit(X[:400], Y_missing[:400])
+    target = mlp(backbone=source, max_epochs=5).fit(X[400:500], Y[400:500, 0])
+    assert target.predict(X[:5]).shape == (5,)
+    path = source.save_weights(tmp_path / "tasks.safetensors")
+    again = mlp(weights=path, freeze_depth="all").fit(X[:400], Y_missing[:400])
+    assert again.score(X[400:], Y[400:]) > 0.5
+
+
+def test_multi_task_bad_input(tasks):
+    X, Y, _ = tasks
+    no_labels = Y.copy()
+    no_labels[:, 1] = -1
+    with pytest.raises(ValueError, match="Task 1 .* has no label"):
+        mlp().fit(X, no_labels)
+    with pytest.raises(ValueError, match="needs a 1-D y"):
+        mlp(unlabeled="pseudo_label").fit(X, Y)
+    clf = mlp(max_epochs=2).fit(X, Y)
+    with pytest.raises(ValueError, match="3 columns"):
+        clf.score(X, np.c_[Y, Y[:, :1]])
+    from sklearn.exceptions import DataConversionWarning
+    with pytest.warns(DataConversionWarning, match="column-vector"):
+        single = mlp(max_epochs=2).fit(X, Y[:, :1])
+    assert single.predict(X[:3]).shape == (3,)

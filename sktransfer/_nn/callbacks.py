@@ -195,7 +195,8 @@ class Convergence(Callback):
     """
 
     def __init__(self, tol: float, n_iter_no_change: int, task: str, validate: bool,
-                 steps_per_epoch: int = 1):
+                 steps_per_epoch: int = 1, groups=None):
+        self.groups = groups  # a multi-task classifier's numbers of classes
         self.tol = tol
         self.n_iter_no_change = n_iter_no_change
         self.task = task
@@ -222,6 +223,8 @@ class Convergence(Callback):
         y_pred = torch.cat([b[0] for b in self.batches_])
         y = torch.cat([b[1] for b in self.batches_]).to(torch.float64)
         weight = torch.cat([b[2] for b in self.batches_]).to(torch.float64)
+        if self.task == "classification" and self.groups is not None:
+            return self._task_accuracy(y_pred, y, weight)
         if self.task == "classification":
             correct = (y_pred.argmax(dim=1).to(torch.float64) == y).to(torch.float64)
             return float((correct * weight).sum() / weight.sum())
@@ -236,6 +239,16 @@ class Convergence(Callback):
         r2 = torch.where(total > 0, 1 - residual / total.clamp_min(1e-300),
                          torch.zeros_like(total))
         return float(r2.mean())
+
+    def _task_accuracy(self, y_pred, y, weight) -> float:
+        """Mean over tasks of each task's weighted accuracy on its labelled rows."""
+        scores = []
+        for task, logits in enumerate(torch.split(y_pred, list(self.groups), dim=1)):
+            known = (y[:, task] >= 0).to(torch.float64) * weight
+            correct = (logits.argmax(dim=1).to(torch.float64) == y[:, task]).to(torch.float64)
+            if known.sum() > 0:
+                scores.append(float((correct * known).sum() / known.sum()))
+        return float(np.mean(scores)) if scores else 0.0
 
     def _improved(self, net) -> bool:
         """Whether this epoch improved on the best by ``tol`` (and track the best)."""

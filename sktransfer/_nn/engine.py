@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from .._options import IMAGES, TABULAR, TEXT
+from .._options import IMAGES, TABULAR, TEXT, UNLABELLED_TARGET
 from .data import (
     ActivationDataset,
     ImageDataset,
@@ -51,7 +51,7 @@ from .model import (
 )
 from .net import TrainingPlan, build_net, find_lr, history_records
 from .partial import PartialPlan, domain_classifier
-from .probe import load_into_head, solve, trunk_features
+from .probe import LinearSolution, load_into_head, solve, trunk_features
 from .runtime import full_precision, resolve_device, resolve_precision, seeded
 from .text import TextDataset, TextPreprocessing
 from .source_head import source_head  # noqa: F401  (the estimators' way to a source head)
@@ -323,7 +323,7 @@ def _exact_probe_applies(spec: FitSpec, module, frozen, augment, partial: bool) 
 
 
 def _probe(spec: FitSpec, module, dataset, positions, targets, sample_weight, *,
-           cut, batching, n_outputs):
+           cut, batching, n_outputs, groups=None):
     """The exact linear probe on the trunk's features of ``dataset`` (the
     samples at ``positions``, or all), written into the module's head."""
     if positions is not None:
@@ -333,10 +333,33 @@ def _probe(spec: FitSpec, module, dataset, positions, targets, sample_weight, *,
         module.to(memory_format=torch.channels_last)
     with skipping(module.trunk, cut):
         features = trunk_features(module, dataset, batching)
-    solution = solve(spec.task, features, targets, sample_weight, n_outputs=n_outputs,
-                     alpha=spec.probe_alpha, seed=spec.seed, device=batching.device)
+    if groups is None:
+        solution = solve(spec.task, features, targets, sample_weight, n_outputs=n_outputs,
+                         alpha=spec.probe_alpha, seed=spec.seed, device=batching.device)
+    else:
+        solution = _solve_tasks(spec, features, targets, sample_weight, groups, batching)
     load_into_head(module.head, solution)
     return solution
+
+
+def _solve_tasks(spec: FitSpec, features, targets, sample_weight, groups, batching):
+    """One probe per task (column of ``targets``) on its labelled rows,
+    stacked into one linear head; ``alpha`` lists the tasks' penalties."""
+    weights, biases, alphas = [], [], []
+    for task, n_classes in enumerate(groups):
+        rows = np.flatnonzero(targets[:, task] != UNLABELLED_TARGET)
+        if n_classes == 1:  # one class: a constant logit predicts it
+            weights.append(np.zeros((1, features.shape[1])))
+            biases.append(np.zeros(1))
+            alphas.append(float("nan"))
+            continue
+        part = solve(spec.task, features[torch.as_tensor(rows)], targets[rows, task],
+                     sample_weight[rows], n_outputs=n_classes, alpha=spec.probe_alpha,
+                     seed=spec.seed, device=batching.device)
+        weights.append(part.weight)
+        biases.append(part.bias)
+        alphas.append(part.alpha)
+    return LinearSolution(np.vstack(weights), np.concatenate(biases), tuple(alphas))
 
 
 @dataclass
@@ -360,7 +383,7 @@ def _fit_exact_probe(spec: FitSpec, run: _Prepared, targets, sample_weight):
     positions = None if len(run.labelled) == len(run.base) else run.labelled
     solution = _probe(spec, run.module, run.base, positions, targets, sample_weight,
                       cut=run.cached.skipped_cut, batching=run.batching,
-                      n_outputs=run.net_kwargs["n_outputs"])
+                      n_outputs=run.net_kwargs["n_outputs"], groups=run.net_kwargs["groups"])
     plan = _plan(spec, run.frozen, device=run.batching.device,
                  precision=run.batching.precision, n_train=len(run.base), valid_set=None,
                  workers=0)
@@ -389,7 +412,8 @@ def _fine_tune(spec: FitSpec, run: _Prepared, augmented, targets, sample_weight)
     if spec.head_init == "probe" and not module.head_from_source:
         solution = _probe(spec, module, run.base, train_idx, targets, sample_weight,
                           cut=cached.skipped_cut, batching=run.batching,
-                          n_outputs=run.net_kwargs["n_outputs"])
+                          n_outputs=run.net_kwargs["n_outputs"],
+                          groups=run.net_kwargs["groups"])
     train_set, n_labelled = _training_set(run, augmented, train_idx)
     partial = (_partial_plan(spec, n_labelled, len(run.unlabelled))
                if len(run.unlabelled) else None)
@@ -413,12 +437,15 @@ def _fine_tune(spec: FitSpec, run: _Prepared, augmented, targets, sample_weight)
     return net, plan, solution
 
 
-def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
+def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
         classes=None, unlabelled=None) -> FitResult:
     """Build, freeze and train a network on validated ``data`` (a table, or
     ``CheckedImages``) with encoded ``targets`` and normalised
-    ``sample_weight``; ``n_outputs`` is the head's size and ``classes`` the
-    target's labels (a source head with the same labels may be kept).
+    ``sample_weight``; ``n_outputs`` is the head's size (for a multi-task
+    classifier, a tuple of each task's number of classes: the head's outputs
+    are the tasks' logits side by side, and ``targets`` has one column per
+    task, -1 where a task has no label) and ``classes`` the target's labels
+    (a source head with the same labels may be kept).
     ``unlabelled`` (a boolean mask, or None) marks the samples without a
     label: they train when ``uses_unlabelled(spec)``, else they are left out.
 
@@ -427,6 +454,8 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
     ``head_init="probe"`` from that probe (LP-FT), until convergence
     (``tol``, ``n_iter_no_change``) or the epoch budget.
     """
+    groups = tuple(int(k) for k in n_outputs) if isinstance(n_outputs, tuple) else None
+    n_outputs = sum(groups) if groups else int(n_outputs)
     device = resolve_device(spec.device)
     dtype = tabular_dtype(data) if spec.input_kind == TABULAR else "float32"
     precision = resolve_precision(spec.precision, device)
@@ -455,7 +484,8 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs: int,
             _check_adaptation(spec, module, frozen)
         run = _Prepared(module, frozen, cached.dataset if cached.used else plain, cached,
                         dataclasses.replace(batching, num_workers=0 if cached.used else workers),
-                        dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss),
+                        dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss,
+                             groups=groups),
                         labelled, unlabelled_train)
         if _exact_probe_applies(spec, module, frozen, augment, partial):
             net, plan, solution = _fit_exact_probe(spec, run, targets, sample_weight)

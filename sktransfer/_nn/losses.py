@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._options import LOSSES
+from .._options import LOSSES, UNLABELLED_TARGET
 
 _REGRESSION_LOSSES = {
     "squared_error": nn.MSELoss,
@@ -19,14 +19,17 @@ class WeightedLoss(nn.Module):
 
     Targets arrive as ``(y, sample_weight)``; the weights are normalised to
     mean 1 over the training set, so unit weights give the plain mean loss.
-    ``kind`` is "cross_entropy" (classification) or one of ``LOSSES``.
+    ``kind`` is "cross_entropy" (classification) or one of ``LOSSES``;
+    ``groups`` (the tasks' numbers of classes) makes it a multi-task
+    classification loss over ``y`` of one column per task.
     """
 
-    def __init__(self, kind: str = "cross_entropy"):
+    def __init__(self, kind: str = "cross_entropy", groups=None):
         super().__init__()
         self.kind = kind
+        self.groups = None if groups is None else tuple(groups)
         if kind == "cross_entropy":
-            self.loss = nn.CrossEntropyLoss(reduction="none")
+            self.loss = nn.CrossEntropyLoss(reduction="none", ignore_index=UNLABELLED_TARGET)
         elif kind in _REGRESSION_LOSSES:
             self.loss = _REGRESSION_LOSSES[kind](reduction="none")
         else:
@@ -34,11 +37,19 @@ class WeightedLoss(nn.Module):
 
     def forward(self, y_pred, target):
         y_true, weight = target
-        if self.kind == "cross_entropy":
+        if self.kind == "cross_entropy" and self.groups is not None:
+            per_sample = self._tasks(y_pred, y_true.long())
+        elif self.kind == "cross_entropy":
             per_sample = self.loss(y_pred, y_true.long())
         else:
             per_sample = self._regression(y_pred, y_true.to(y_pred.dtype))
         return (per_sample * weight.to(per_sample.dtype)).mean()
+
+    def _tasks(self, y_pred, y_true):
+        """Multi-task classification: the tasks' cross-entropies summed, each
+        over its own slice of the outputs; a task labelled -1 adds nothing."""
+        slices = torch.split(y_pred, list(self.groups), dim=1)
+        return sum(self.loss(logits, y_true[:, task]) for task, logits in enumerate(slices))
 
     def _regression(self, y_pred, y_true):
         """Mean loss over each sample's targets; a NaN target is missing (a

@@ -296,7 +296,7 @@ class TransferNetRegressor(TransferNetMixin, NeuralNetRegressor):
 # -- configuring a net from a plan -------------------------------------------------------
 
 
-def _callbacks(module, plan: TrainingPlan, task: str) -> list:
+def _callbacks(module, plan: TrainingPlan, task: str, groups=None) -> list:
     callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
     # always there (a "constant" schedule too): the cool-down before a
     # converged fit stops runs through it
@@ -314,7 +314,7 @@ def _callbacks(module, plan: TrainingPlan, task: str) -> list:
         # the validation score
         callbacks.append(("convergence", Convergence(
             plan.tol, plan.n_iter_no_change, task, validate=plan.valid_dataset is not None,
-            steps_per_epoch=plan.steps_per_epoch)))
+            steps_per_epoch=plan.steps_per_epoch, groups=groups)))
     if plan.partial is not None:
         # the per-batch terms of _partial_loss, averaged into each epoch's record
         for name, used in (("unlabeled_loss", plan.partial.method),
@@ -327,10 +327,11 @@ def _callbacks(module, plan: TrainingPlan, task: str) -> list:
 
 
 def build_net(module, *, task: str, n_outputs: int, loss: str, plan: TrainingPlan,
-              callbacks=None):
+              callbacks=None, groups=None):
     """The skorch net that trains ``module``: a classifier over logits with
     weighted cross-entropy, or a regressor with the weighted ``loss``.
-    ``callbacks`` replaces the plan's callbacks (the range test's probe)."""
+    ``callbacks`` replaces the plan's callbacks (the range test's probe);
+    ``groups`` splits a multi-task classifier's outputs into its tasks."""
     pin = is_cuda(plan.device)
     kwargs = dict(
         module=module,
@@ -347,7 +348,7 @@ def build_net(module, *, task: str, n_outputs: int, loss: str, plan: TrainingPla
         iterator_valid__num_workers=plan.num_workers,
         iterator_train__collate_fn=plan.collate_fn,
         iterator_valid__collate_fn=plan.collate_fn,
-        callbacks=_callbacks(module, plan, task) if callbacks is None else callbacks,
+        callbacks=_callbacks(module, plan, task, groups) if callbacks is None else callbacks,
         verbose=int(plan.verbose >= 1),
         precision=plan.precision,
         max_grad_norm=plan.max_grad_norm,
@@ -362,13 +363,14 @@ def build_net(module, *, task: str, n_outputs: int, loss: str, plan: TrainingPla
     )
     if task == "classification":
         # skorch's valid_acc scorer expects plain labels, not (label, weight)
-        return TransferNetClassifier(criterion__kind="cross_entropy", classes=list(range(n_outputs)),
+        return TransferNetClassifier(criterion__kind="cross_entropy", criterion__groups=groups,
+                                     classes=list(range(n_outputs)),
                                      callbacks__valid_acc=None, **kwargs)
     return TransferNetRegressor(criterion__kind=loss, **kwargs)
 
 
 def find_lr(module, dataset, *, task: str, n_outputs: int, loss: str, plan: TrainingPlan,
-            num_steps: int = 100) -> float:
+            num_steps: int = 100, groups=None) -> float:
     """``lr="auto"``: the range test's suggested rate for ``plan``, run with
     the net's own training step on a copy of ``module`` (the real network
     is untouched) and a forked random state (the fit's batch order is the
@@ -380,7 +382,7 @@ def find_lr(module, dataset, *, task: str, n_outputs: int, loss: str, plan: Trai
         plan, lr=1.0, lr_schedule="constant", warmup_epochs=0.0, unfreeze_plan=[],
         valid_dataset=None, verbose=0, max_epochs=math.ceil(steps / plan.steps_per_epoch))
     net = build_net(copy.deepcopy(module), task=task, n_outputs=n_outputs, loss=loss,
-                    plan=probe_plan, callbacks=[("lr_range_test", test)])
+                    plan=probe_plan, callbacks=[("lr_range_test", test)], groups=groups)
     with fork_rng(plan.device):
         net.fit(dataset)
     return test.suggestion()

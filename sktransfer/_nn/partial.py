@@ -64,10 +64,12 @@ class PartialPlan:
 
 def labelled_mask(y: torch.Tensor) -> torch.Tensor:
     """Which samples of a batch carry a label: classifiers' targets are
-    ``UNLABELLED_TARGET`` for the others, regressors' all-NaN rows."""
+    ``UNLABELLED_TARGET`` for the others (every task's, multi-task),
+    regressors' all-NaN rows."""
     if y.is_floating_point():
         return ~torch.isnan(y.reshape(len(y), -1)).all(dim=1)
-    return y != UNLABELLED_TARGET
+    known = y != UNLABELLED_TARGET
+    return known.any(dim=1) if known.dim() == 2 else known  # multi-task: any task
 
 
 def ramp(progress: float) -> float:

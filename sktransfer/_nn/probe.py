@@ -53,11 +53,12 @@ _FLOAT64_SIZE = 1 << 20
 
 @dataclass(frozen=True)
 class LinearSolution:
-    """``logits = features @ weight.T + bias`` and the penalty used."""
+    """``logits = features @ weight.T + bias`` and the penalty used (one per
+    task for a multi-task head)."""
 
     weight: np.ndarray
     bias: np.ndarray
-    alpha: float
+    alpha: float | tuple
 
 
 def trunk_features(module, dataset, batching: Batching) -> torch.Tensor:
