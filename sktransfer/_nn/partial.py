@@ -140,14 +140,15 @@ def coral_loss(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def mmd_loss(source: torch.Tensor, target: torch.Tensor,
              scales=(0.25, 0.5, 1.0, 2.0, 4.0)) -> torch.Tensor:
-    """Squared maximum mean discrepancy (biased estimate) under a sum of
+    """Squared maximum mean discrepancy (biased estimate) under the mean of
     Gaussian kernels whose bandwidths are ``scales`` times the mean squared
-    distance between the batch's features (DAN's multi-kernel MMD)."""
+    distance between the batch's features (DAN's multi-kernel MMD); between
+    0 and 2."""
     features = torch.cat([source, target]).float()
     distances = torch.cdist(features, features).pow(2)
     base = distances.detach().sum() / max(1, len(features) ** 2 - len(features))
     base = base.clamp_min(1e-12)
-    kernel = sum(torch.exp(-distances / (base * s)) for s in scales)
+    kernel = sum(torch.exp(-distances / (base * s)) for s in scales) / len(scales)
     n = len(source)
     return (kernel[:n, :n].mean() + kernel[n:, n:].mean() - 2 * kernel[:n, n:].mean())
 
