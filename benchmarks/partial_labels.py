@@ -24,7 +24,9 @@ batch 32, 5 seeds (a seed draws the initialisation and the batches). Rows:
   target's unlabelled half *with* its labels.
 
 Semi-supervised (``--parts ssl``): MNIST with 10 labels per class, 2,000
-other digits unlabelled, 500 held-out test digits, ImageNet MobileNetV2
+other digits unlabelled, 500 held-out test digits; and scikit-image's
+textures (brick / grass / gravel, 64x64 patches) with 5 labels per class, the
+other patches split in half into unlabelled and test; ImageNet MobileNetV2
 (``IMAGENET1K_V1``) at ``--image-size`` (32) px, batch 32. Rows:
 "supervised only" (``unlabeled="ignore"``), "pseudo-label"
 (``unlabeled="pseudo_label"``), "FixMatch" (``unlabeled="fixmatch"``), each
@@ -193,25 +195,45 @@ def ssl_task(seed, per_class=10, n_unlabelled=2000, n_test=500):
     return X_fit, y_fit, X[test], y[test]
 
 
-def run_ssl(seeds, image_size, epochs, ratio, n_unlabelled, quick):
+def texture_ssl_task(seed, per_class=5):
+    """scikit-image's textures as 64x64 patches: ``per_class`` labelled per
+    class, the rest split in half (by the seed) into unlabelled and test."""
+    from strategies import texture_task
+
+    X_l, y_l, X_rest, y_rest = texture_task(per_class, seed)
+    order = np.random.RandomState(seed).permutation(len(y_rest))
+    unlabelled, test = order[: len(order) // 2], order[len(order) // 2:]
+    X_fit = np.concatenate([X_l, X_rest[unlabelled]])
+    y_fit = np.concatenate([y_l, np.full(len(unlabelled), -1)])
+    return X_fit, y_fit, X_rest[test], y_rest[test]
+
+
+SSL_TARGETS = ("MNIST 10/class", "textures 5/class")
+
+
+def run_ssl(targets, seeds, image_size, epochs, ratio, n_unlabelled, quick):
     rows = {"supervised only": "ignore", "pseudo-label": "pseudo_label",
             "FixMatch": "fixmatch"}
     results = {}
-    for seed in seeds:
-        X_fit, y_fit, X_test, y_test = ssl_task(seed, n_unlabelled=n_unlabelled,
-                                                n_test=100 if quick else 500)
-        line = []
-        for row, method in rows.items():
-            start = time.perf_counter()
-            clf = PretrainedClassifier(
-                "mobilenet_v2", weights="IMAGENET1K_V1", image_size=image_size,
-                batch_size=32, device="cpu", random_state=seed, unlabeled=method,
-                max_epochs=epochs, unlabeled_ratio=ratio).fit(X_fit, y_fit)
-            seconds = time.perf_counter() - start
-            score = clf.score(X_test, y_test)
-            results.setdefault(("MNIST 10/class", row), []).append((score, seconds))
-            line.append(f"{row} {score:.3f} ({seconds:.0f} s)")
-        print(f"SSL seed {seed}: " + ", ".join(line), flush=True)
+    for target in targets:
+        for seed in seeds:
+            if target == "MNIST 10/class":
+                X_fit, y_fit, X_test, y_test = ssl_task(seed, n_unlabelled=n_unlabelled,
+                                                        n_test=100 if quick else 500)
+            else:
+                X_fit, y_fit, X_test, y_test = texture_ssl_task(seed)
+            line = []
+            for row, method in rows.items():
+                start = time.perf_counter()
+                clf = PretrainedClassifier(
+                    "mobilenet_v2", weights="IMAGENET1K_V1", image_size=image_size,
+                    batch_size=32, device="cpu", random_state=seed, unlabeled=method,
+                    max_epochs=epochs, unlabeled_ratio=ratio).fit(X_fit, y_fit)
+                seconds = time.perf_counter() - start
+                score = clf.score(X_test, y_test)
+                results.setdefault((target, row), []).append((score, seconds))
+                line.append(f"{row} {score:.3f} ({seconds:.0f} s)")
+            print(f"SSL {target} seed {seed}: " + ", ".join(line), flush=True)
     return list(rows), results
 
 
@@ -308,6 +330,8 @@ def main(argv=None):
     parser.add_argument("--ssl-epochs", type=int, default=30)
     parser.add_argument("--ratio", type=int, default=2, help="unlabelled per labelled (mu)")
     parser.add_argument("--n-unlabelled", type=int, default=2000)
+    parser.add_argument("--ssl-targets", nargs="*", default=list(SSL_TARGETS),
+                        choices=SSL_TARGETS)
     args = parser.parse_args(argv)
     seeds = list(range(1 if args.quick else args.seeds))
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # counted by n_iter_
@@ -321,14 +345,16 @@ def main(argv=None):
     if "ssl" in args.parts:
         epochs = 2 if args.quick else args.ssl_epochs
         n_unlabelled = 200 if args.quick else args.n_unlabelled
-        rows, results = run_ssl(seeds, args.image_size, epochs, args.ratio, n_unlabelled,
-                                args.quick)
-        print(table(f"Semi-supervised, MNIST 10 labels/class + {n_unlabelled} unlabelled, "
-                    f"{epochs} epochs, mu={args.ratio}", rows, ["MNIST 10/class"], results))
-        base = stats(results[("MNIST 10/class", "supervised only")])[0]
-        fixmatch = stats(results[("MNIST 10/class", "FixMatch")])[0]
-        print(f"\nFixMatch >= supervised only + 0.05: {fixmatch:.3f} vs {base:.3f} + 0.05: "
-              f"{'met' if fixmatch >= base + 0.05 else 'not met'}")
+        rows, results = run_ssl(args.ssl_targets, seeds, args.image_size, epochs, args.ratio,
+                                n_unlabelled, args.quick)
+        print(table(f"Semi-supervised (MNIST: {n_unlabelled} unlabelled), {epochs} epochs, "
+                    f"mu={args.ratio}: test accuracy, mean ± std (mean fit s)", rows,
+                    args.ssl_targets, results))
+        for target in args.ssl_targets:
+            base = stats(results[(target, "supervised only")])[0]
+            fixmatch = stats(results[(target, "FixMatch")])[0]
+            print(f"\n{target}: FixMatch >= supervised only + 0.05: {fixmatch:.3f} vs "
+                  f"{base:.3f} + 0.05: {'met' if fixmatch >= base + 0.05 else 'not met'}")
     if "mt" in args.parts:
         results = run_mt(seeds, args.quick)
         print("\nMulti-task (MNIST, digit + odd/even, 30 % of each task's labels missing): "

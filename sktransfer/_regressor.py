@@ -3,6 +3,8 @@ regressor."""
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
@@ -134,7 +136,13 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
 
     def _unlabelled_rows(self, y):
         y = np.asarray(y, dtype=np.float64)
-        return np.isnan(y.reshape(len(y), -1)).all(axis=1)
+        rows = np.isnan(y.reshape(len(y), -1)).all(axis=1)
+        if (self.domain_adaptation is not None and not rows.any() and (y == -1).any()):
+            warnings.warn(
+                "domain_adaptation is set but y has no unlabelled rows (NaN); its -1 values "
+                "are regression targets here. TransferRegressor marks an unlabelled sample "
+                "with NaN, not -1.", UserWarning, stacklevel=5)
+        return rows
 
     def _fill_unlabelled(self, targets, unlabelled):
         full = np.full((len(unlabelled), targets.shape[1]), np.nan)

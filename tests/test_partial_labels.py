@@ -285,6 +285,11 @@ def test_bad_partial_label_settings_are_refused(digits, tiny_backbone):
         TransferRegressor("mlp").fit(X, np.full(len(X), np.inf))
     with pytest.raises(Exception, match="unlabeled"):
         mlp(unlabeled="self_training").fit(X, y_partial)
+    with pytest.raises(ValueError, match="dim"):
+        mlp().fit(X, np.zeros((len(X), 2, 2), dtype=int))
+    with pytest.warns(UserWarning, match="NaN, not -1"):
+        TransferRegressor("mlp", domain_adaptation="coral", max_epochs=1).fit(
+            X, np.where(y_partial == -1, -1.0, 1.0))
 
 
 def test_without_unlabelled_samples_nothing_changes(digits):
@@ -370,3 +375,15 @@ def test_multi_task_bad_input(tasks):
     with pytest.warns(DataConversionWarning, match="column-vector"):
         single = mlp(max_epochs=2).fit(X, Y[:, :1])
     assert single.predict(X[:3]).shape == (3,)
+
+
+def test_frozen_stages_are_cached_with_unlabelled_samples(tiny_backbone, mnist):
+    X, y = mnist
+    keep = y < 3
+    X, y = np.pad(X[keep][:48], ((0, 0), (2, 2), (2, 2))), y[keep][:48].copy()
+    y[16:] = -1
+    for params in (dict(unlabeled="pseudo_label"), dict(domain_adaptation="coral")):
+        cached = tiny(tiny_backbone, freeze_depth=2, **params).fit(X, y)
+        plain = tiny(tiny_backbone, freeze_depth=2, cache=False, **params).fit(X, y)
+        assert cached.cache_info_["used"] is True
+        np.testing.assert_allclose(cached.predict_proba(X), plain.predict_proba(X), atol=1e-5)

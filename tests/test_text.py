@@ -285,3 +285,18 @@ def test_early_stopping_unfreezing_and_bf16_on_text(minilm_path):
 def test_texts_given_to_an_image_backbone_get_a_hint():
     with pytest.raises(ValueError, match="use a text backbone"):
         PretrainedClassifier("mobilenet_v2", device="cpu").fit(TEXTS, LABELS)
+
+
+def test_unlabelled_texts_pseudo_label_and_adapt(minilm_path):
+    """Texts labelled -1 train through pseudo-labels and a domain alignment,
+    with the token activations of the frozen embedding stage cached."""
+    y = np.array(LABELS, dtype=object)
+    y[::2] = -1
+    clf = quiet_fit(PretrainedClassifier(**text_params(
+        freeze_depth=1, max_epochs=2, batch_size=4, unlabeled="pseudo_label",
+        unlabeled_threshold=0.5, domain_adaptation="coral")), TEXTS, y)
+    assert clf.cache_info_["used"]
+    assert {"unlabeled_loss", "adaptation_loss"} <= set(clf.history_[-1])
+    assert clf.classes_.tolist() == ["neg", "pos"]
+    assert clf.score(TEXTS, y) == clf.score([t for t, v in zip(TEXTS, y) if v != -1],
+                                            [v for v in y if v != -1])
