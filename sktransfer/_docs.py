@@ -121,7 +121,10 @@ PARAMETERS = _entries("""\
         linearly to zero over ``n_iter_no_change // 2`` more epochs (at least
         one) before the fit stops.
     batch_size : int, default=32
-        Samples per training and inference batch.
+        Samples per training and inference batch. A last training batch of
+        a single sample joins the batch before it (BatchNorm in training
+        mode cannot normalise one sample), so every sample trains in every
+        epoch.
     image_size : int or None, default=None
         Side of the square input images are resized to; None uses the
         weights' own size (224 for ImageNet weights, the source's size for a

@@ -27,6 +27,7 @@ from skorch.callbacks import PassthroughScoring, ProgressBar
 from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
+from torch.utils.data import Sampler
 
 from .callbacks import (
     Convergence,
@@ -84,7 +85,36 @@ class TrainingPlan:
 
     @property
     def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(self.n_train / self.batch_size))
+        return n_batches(self.n_train, self.batch_size)
+
+
+def n_batches(n: int, batch_size: int) -> int:
+    """Training batches per epoch: a last batch of one sample is merged into
+    the one before (``MergedBatches``)."""
+    full, rest = divmod(n, batch_size)
+    return max(1, full + (rest > 1))
+
+
+class MergedBatches(Sampler):
+    """Shuffled batches of ``batch_size``, except that a last batch of a
+    single sample joins the one before: a BatchNorm layer in training mode
+    cannot normalise one sample (torch raises "Expected more than 1 value
+    per channel"), and dropping it would leave a sample out of the epoch."""
+
+    def __init__(self, n: int, batch_size: int):
+        self.n = int(n)
+        self.batch_size = int(batch_size)
+
+    def __len__(self):
+        return n_batches(self.n, self.batch_size)
+
+    def __iter__(self):
+        order = torch.randperm(self.n).tolist()
+        batches = [order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
+        if len(batches) > 1 and len(batches[-1]) == 1:
+            last = batches.pop()
+            batches[-1] = batches[-1] + last
+        yield from batches
 
 
 class TransferNetMixin:
@@ -184,15 +214,19 @@ class TransferNetMixin:
         super()._set_training(training)
 
     def get_iterator(self, dataset, training=False):
-        """skorch's iterator, except that training with unlabelled samples
-        draws batches of labelled plus unlabelled samples (``PartialBatches``)."""
-        if not (training and self.partial is not None):
+        """skorch's iterator for validation; training batches are shuffled
+        ``MergedBatches`` (never a batch of one), or with unlabelled samples
+        batches of labelled plus unlabelled samples (``PartialBatches``)."""
+        if not training:
             return super().get_iterator(dataset, training=training)
         kwargs = self.get_params_for("iterator_train")
         for name in ("shuffle", "batch_size", "drop_last", "sampler"):
             kwargs.pop(name, None)
-        sampler = PartialBatches(self.partial.labelled, self.partial.unlabelled,
-                                 self.batch_size, self.partial.ratio)
+        if self.partial is not None:
+            sampler = PartialBatches(self.partial.labelled, self.partial.unlabelled,
+                                     self.batch_size, self.partial.ratio)
+        else:
+            sampler = MergedBatches(len(dataset), self.batch_size)
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
 
     # -- one step -------------------------------------------------------------------------

@@ -1,0 +1,47 @@
+"""Fault and newcomer cases (issue 15): each test here failed before its fix."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import KFold, cross_val_score
+
+from sktransfer import PretrainedClassifier, TransferRegressor
+from sktransfer._nn.net import MergedBatches, n_batches
+
+
+def test_a_last_batch_of_one_joins_the_batch_before():
+    for n, batch_size in ((33, 32), (65, 32), (5, 4), (32, 32), (1, 32), (34, 32)):
+        batches = list(MergedBatches(n, batch_size))
+        assert len(batches) == n_batches(n, batch_size)
+        assert sorted(i for b in batches for i in b) == list(range(n))
+        assert n == 1 or min(len(b) for b in batches) > 1
+
+
+def test_batchnorm_never_sees_a_training_batch_of_one(mnist):
+    """MobileNetV2 at 32 px ends in 1x1 feature maps: a batch of one image
+    left its last BatchNorm one value per channel, and the fit raised (and
+    cross-validation folds silently scored NaN)."""
+    X, y = mnist
+    X, y = X[:65], y[:65] % 2
+    params = dict(backbone="mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+                  max_epochs=1, batch_size=32, random_state=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        PretrainedClassifier(**params).fit(X, y)  # 65 = 2 x 32 + 1
+        PretrainedClassifier(**params, freeze_depth="all", unfreeze_at=0,
+                             lr="auto").fit(X, y)  # the range test and unfreezing too
+        scores = cross_val_score(PretrainedClassifier(**params), X[:49], y[:49],
+                                 cv=KFold(3), error_score="raise")  # folds of 33 = 32 + 1
+    assert np.isfinite(scores).all()
+
+
+def test_regressor_with_a_batch_of_one_left_over(mnist):
+    X, y = mnist
+    reg = TransferRegressor("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+                            max_epochs=1, batch_size=16, random_state=0, device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        reg.fit(X[:17], y[:17].astype(float))
+    assert np.isfinite(reg.predict(X[:3])).all()
