@@ -1,0 +1,46 @@
+"""Every Python block of README.md runs as written, each on its own (so also
+all in order: each block defines what it uses), so the README cannot drift
+from the code. To keep the suite fast the blocks run with smaller sizes: the
+substitutions in ``SMALLER`` (documented in the README's Usage section)."""
+
+import pathlib
+import re
+import warnings
+
+import pytest
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+# (pattern, replacement): 32 px instead of 64, one epoch, 60 images
+SMALLER = [
+    (r"image_size=64", "image_size=32"),
+    (r"max_epochs=(5|10)\b", "max_epochs=1"),
+    (r"\[:(200|300|500|1000)\]", "[:60]"),
+    (r"\[500:(1500)?\]", "[500:600]"),
+    (r"\[1000:1500\]", "[1000:1060]"),
+]
+
+
+def blocks():
+    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+
+
+def smaller(code: str) -> str:
+    for pattern, replacement in SMALLER:
+        code = re.sub(pattern, replacement, code)
+    return code
+
+
+def test_the_readme_has_its_blocks():
+    assert len(blocks()) >= 8
+
+
+@pytest.mark.parametrize("index", range(len(blocks())))
+def test_readme_block_runs_alone(index, tmp_path, monkeypatch):
+    code = blocks()[index]
+    if "all-MiniLM-L6-v2" in code:
+        pytest.importorskip("transformers")
+    monkeypatch.chdir(tmp_path)  # blocks write files (joblib, safetensors)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # short budgets, tiny folds: expected warnings
+        exec(compile(smaller(code), f"README.md block {index}", "exec"), {"__name__": "readme"})
