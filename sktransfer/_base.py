@@ -293,6 +293,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                             classes=_json_labels(target_attributes),
                             unlabelled=unlabelled if unlabelled.any() else None)
         self._set_fitted(result, data, target_attributes)
+        self._warn_if_diverged(result)
         if not result.converged:
             watched = "validation score" if self.early_stopping else "training loss"
             warnings.warn(
@@ -350,6 +351,28 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)[keep]
         return _safe_indexing(X, keep), y_array[keep], sample_weight
+
+    # an epoch's training loss this many times the first batch's means divergence
+    _DIVERGENCE_FACTOR = 2.0
+
+    def _warn_if_diverged(self, result):
+        """A ConvergenceWarning when an epoch's training loss rose far above
+        the loss of the first batch (the untrained network): too high a
+        learning rate can leave a model at chance with finite losses, which
+        the non-finite-loss check does not catch. Not for fits whose loss
+        includes unlabelled terms (they ramp up on purpose)."""
+        start = result.first_loss
+        losses = [r["train_loss"] for r in result.history if "train_loss" in r]
+        partial = any("unlabeled_loss" in r or "adaptation_loss" in r for r in result.history)
+        if start is None or not losses or partial or not start > 0:
+            return
+        worst = int(np.argmax(losses))
+        if losses[worst] > self._DIVERGENCE_FACTOR * start:
+            warnings.warn(
+                f"{type(self).__name__}'s training loss rose from {start:.4g} (the first "
+                f"batch) to {losses[worst]:.4g} (epoch {worst + 1}): the fit diverged and "
+                f"its model may be no better than chance. Lower lr (it was {self.lr_:.3g}) "
+                "or freeze more of the backbone.", ConvergenceWarning, stacklevel=4)
 
     def _set_fitted(self, result, data, target_attributes: dict):
         fitted = {"net_": result.net, "history_": result.history, "lr_": result.lr,

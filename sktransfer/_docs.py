@@ -119,7 +119,10 @@ PARAMETERS = _entries("""\
         ``n_iter_no_change`` consecutive epochs. A stochastic fit plateaus at
         a noise floor set by its learning rate, so the rate is then taken
         linearly to zero over ``n_iter_no_change // 2`` more epochs (at least
-        one) before the fit stops.
+        one) before the fit stops. A ``ConvergenceWarning`` also says when an
+        epoch's training loss rose above twice the first batch's (the fit
+        diverged: lower ``lr``); a NaN or infinite loss raises
+        ``TrainingDivergedError``.
     batch_size : int, default=32
         Samples per training and inference batch. A last training batch of
         a single sample joins the batch before it (BatchNorm in training

@@ -165,6 +165,12 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         filled = np.where(labelled, y2d, 0.0)
         mean = (weights * filled).sum(axis=0) / weights.sum(axis=0)
         scale = np.sqrt((weights * (filled - mean) ** 2).sum(axis=0) / weights.sum(axis=0))
+        if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
+            raise ValueError(
+                f"y is too large to standardise in float64 (largest |y| = "
+                f"{np.nanmax(np.abs(y2d)):.3g}: its squares overflow). Rescale y, e.g. "
+                "divide it by a power of ten, and scale predictions back."
+            )
         scale[~(scale > 0)] = 1.0  # a constant target is learnt as its mean
         targets = (y2d - mean) / scale
         attributes = {"_y_mean": mean, "_y_scale": scale, "_y_ndim": y.ndim}

@@ -63,3 +63,22 @@ def test_pickles_carry_no_optimizer_state():
     assert size < 1.3 * weights + 200_000
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict(X[:20] / 16.0), clf.predict(X[:20] / 16.0))
+
+
+def test_a_diverged_fit_says_so():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    with pytest.warns(ConvergenceWarning, match="diverged"):
+        PretrainedClassifier("mlp", lr=100.0, max_epochs=3, random_state=0).fit(X / 16.0, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        PretrainedClassifier("mlp", lr=1e-2, random_state=0).fit(X / 16.0, y)
+
+
+def test_targets_too_large_to_standardise_are_refused():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    with pytest.raises(ValueError, match="too large to standardise"):
+        TransferRegressor("mlp", max_epochs=1).fit(X, y * 1e160)

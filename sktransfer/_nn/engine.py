@@ -49,7 +49,7 @@ from .model import (
     export_trunk as export_module_trunk,
     load_trunk,
 )
-from .net import TrainingPlan, build_net, find_lr, history_records
+from .net import TrainingPlan, build_net, find_lr, first_batch_loss, history_records
 from .partial import PartialPlan, domain_classifier
 from .probe import LinearSolution, load_into_head, solve, trunk_features
 from .runtime import full_precision, resolve_device, resolve_precision, seeded
@@ -142,6 +142,7 @@ class FitResult:
     probe_alpha: float | None = None
     n_iter: int = 0
     best_epoch: int | None = None
+    first_loss: float | None = None  # the first training batch's loss
     preprocessing: object = None
     image_size: int | None = None
     # predict reads the activations it finds cached under this key / cut
@@ -498,6 +499,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
                     data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
                     augment="strong"))
             net, plan, solution = _fine_tune(spec, run, augmented, targets, sample_weight)
+    first_loss = first_batch_loss(net)
     history = history_records(net)
     best_epoch = None
     if history and "valid_score" in history[0]:
@@ -507,7 +509,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
         input_kind=spec.input_kind, dtype=dtype, cache_info=cached.info(), weights=weights,
         converged=not history or net.converged_, n_iter=len(history),
         probe_alpha=None if solution is None else solution.alpha,
-        best_epoch=best_epoch, preprocessing=prep, image_size=size,
+        best_epoch=best_epoch, first_loss=first_loss, preprocessing=prep, image_size=size,
         # a refit without the cache must not keep a previous fit's key
         cache_key=cached.key if cached.used else None, cache_cut=cached.skipped_cut)
 

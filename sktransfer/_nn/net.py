@@ -428,6 +428,13 @@ def find_lr(module, dataset, *, task: str, n_outputs: int, loss: str, plan: Trai
     return test.suggestion()
 
 
+def first_batch_loss(net) -> float | None:
+    """The loss of the first training batch (None when nothing trained)."""
+    if not len(net.history) or not net.history[0].get("batches"):
+        return None
+    return float(net.history[0]["batches"][0].get("train_loss", float("nan")))
+
+
 def history_records(net) -> list[dict]:
     """Per-epoch history as plain dicts (no per-batch entries)."""
     def plain(value):
