@@ -83,3 +83,15 @@ def test_targets_too_large_to_standardise_are_refused():
     X, y = load_digits(return_X_y=True)
     with pytest.raises(ValueError, match="too large to standardise"):
         TransferRegressor("mlp", max_epochs=1).fit(X, y * 1e160)
+
+
+def test_rank_backbones_repeats_with_a_random_state(mnist):
+    from sktransfer import rank_backbones
+
+    X, y = mnist
+    candidates = {"random init": ("mobilenet_v2", None)}
+    first, second, third = (rank_backbones(candidates, X[:40], y[:40], metrics=("logme",),
+                                           image_size=32, device="cpu", cache=False,
+                                           random_state=state) for state in (0, 0, 1))
+    assert first.rows[0]["logme"] == second.rows[0]["logme"]
+    assert first.rows[0]["logme"] != third.rows[0]["logme"]

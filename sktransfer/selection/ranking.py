@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
 from sklearn.base import clone
+from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_consistent_length
 
@@ -237,7 +239,8 @@ class BackboneRanking:
 
 
 def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_length=128,
-                   batch_size=64, cache=True, cache_dir=None, device="auto"):
+                   batch_size=64, cache=True, cache_dir=None, device="auto",
+                   random_state=None):
     """Score candidate backbones on the target images (or texts) and rank
     them, best first.
 
@@ -292,6 +295,10 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
     device : str, default="auto"
         "auto" uses CUDA when available, else the CPU (candidates other than
         TransferFeatures).
+    random_state : int, RandomState instance or None, default=None
+        Seeds the parameters of random-init candidates (``(name, None)``),
+        so that a ranking repeats; None draws new ones at each call. The
+        caller's global torch random state is left as it was.
 
     Returns
     -------
@@ -310,8 +317,8 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
     features, ``h_score`` favours wide features even when they carry nothing
     (see :func:`h_score`), and ``nce`` favours sources with many classes, each
     seen a few times; ``logme``, the default order, has neither bias. A
-    random-init candidate draws new parameters at each call; seed torch
-    (``torch.manual_seed``) to repeat a ranking.
+    random-init candidate draws new parameters at each call unless
+    ``random_state`` is set.
 
     Examples
     --------
@@ -341,7 +348,21 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
         if kind not in checked:
             checked[kind] = transformer._check_input(X)
             check_consistent_length(checked[kind].data, labels)
-    rows = [_score_candidate(name, transformer, X, labels, metrics, label_problem)
-            for name, transformer in transformers]
+    with _seeded(random_state):
+        rows = [_score_candidate(name, transformer, X, labels, metrics, label_problem)
+                for name, transformer in transformers]
     return BackboneRanking(rows, metrics)
+
+
+@contextlib.contextmanager
+def _seeded(random_state):
+    """torch seeded from ``random_state`` for the ranking (nothing when None)."""
+    if random_state is None:
+        yield
+        return
+    from .._nn.runtime import seeded  # torch loads on first use, not on import
+
+    seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+    with seeded(seed, "cpu"):
+        yield
 
