@@ -21,6 +21,7 @@ from sklearn.model_selection import train_test_split
 
 from .._options import IMAGES, TABULAR, TEXT, UNLABELLED_TARGET
 from .data import (
+    STRONG,
     ActivationDataset,
     ImageDataset,
     TabularDataset,
@@ -177,12 +178,19 @@ def _text_settings(spec: FitSpec) -> dict | None:
     return {"max_length": spec.max_length, "pooling": spec.pooling}
 
 
-def _dataset(data, targets, sample_weight, *, prep, size, dtype, augment=None):
+def _dataset(data, targets, sample_weight, *, prep, size, dtype, augment=None,
+             strong_view=False):
+    """The dataset of ``data``; ``strong_view`` pairs each image's ``augment``
+    view with a strongly augmented one (FixMatch)."""
     if prep is None:
         return TabularDataset(data, targets, sample_weight, dtype)
     if isinstance(prep, TextPreprocessing):
         return TextDataset(data, prep, targets, sample_weight)
-    return ImageDataset(data, prep, size, targets, sample_weight, augment)
+    images = ImageDataset(data, prep, size, targets, sample_weight, augment)
+    if strong_view:
+        strong = ImageDataset(data, prep, size, targets, sample_weight, STRONG)
+        return TwoViewDataset(images, strong)
+    return images
 
 
 def _split(spec: FitSpec, targets, positions):
@@ -214,6 +222,15 @@ def _split(spec: FitSpec, targets, positions):
 def uses_unlabelled(spec: FitSpec) -> bool:
     """Whether unlabelled samples take part in training (else they are left out)."""
     return spec.unlabeled in ("pseudo_label", "fixmatch") or spec.domain_adaptation is not None
+
+
+def _sample_roles(spec: FitSpec, n: int, unlabelled):
+    """Positions of the labelled samples, and of the unlabelled ones that
+    train (none when the spec leaves them out)."""
+    if unlabelled is None:
+        return np.arange(n), np.arange(0)
+    training = np.flatnonzero(unlabelled) if uses_unlabelled(spec) else np.arange(0)
+    return np.flatnonzero(~unlabelled), training
 
 
 def _unlabelled_ratio(spec: FitSpec) -> int:
@@ -463,9 +480,8 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
     workers = data_workers(spec.n_jobs, data.kind if spec.input_kind == IMAGES else "array")
     augment = resolve_augment(spec.augment, spec.input_kind, spec.freeze_depth,
                               spec.unfreeze_at)
-    labelled = np.arange(len(targets)) if unlabelled is None else np.flatnonzero(~unlabelled)
-    partial = unlabelled is not None and uses_unlabelled(spec)
-    unlabelled_train = np.flatnonzero(unlabelled) if partial else np.arange(0)
+    labelled, unlabelled_train = _sample_roles(spec, len(targets), unlabelled)
+    partial = len(unlabelled_train) > 0
     two_views = partial and spec.unlabeled == "fixmatch"
     if two_views:
         augment = augment or "light"  # FixMatch's weak view
@@ -493,11 +509,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
         else:
             augmented = run.base if cached.used or augment is None else _dataset(
                 data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
-                augment=augment)
-            if two_views:
-                augmented = TwoViewDataset(augmented, _dataset(
-                    data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
-                    augment="strong"))
+                augment=augment, strong_view=two_views)
             net, plan, solution = _fine_tune(spec, run, augmented, targets, sample_weight)
     first_loss = first_batch_loss(net)
     history = history_records(net)
