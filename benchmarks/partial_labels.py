@@ -321,6 +321,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, 3 epochs, small SSL set: a smoke run")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="seeds are first-seed .. first-seed + seeds - 1 (to extend a run)")
     parser.add_argument("--parts", nargs="*", default=["da", "ssl", "mt"],
                         choices=["da", "ssl", "mt"])
     parser.add_argument("--directions", nargs="*",
@@ -333,7 +335,7 @@ def main(argv=None):
     parser.add_argument("--ssl-targets", nargs="*", default=list(SSL_TARGETS),
                         choices=SSL_TARGETS)
     args = parser.parse_args(argv)
-    seeds = list(range(1 if args.quick else args.seeds))
+    seeds = [args.first_seed + i for i in range(1 if args.quick else args.seeds)]
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # counted by n_iter_
     print(header("partial labels (issue 13)"))
     print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
