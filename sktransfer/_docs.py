@@ -259,10 +259,15 @@ PARAMETERS = _entries("""\
         stochastic depth in the frozen stages, a cut the architecture cannot
         resume from); ``cache_info_`` says whether it was used and why not.
     cache_dir : str, path or None, default=None
-        Also keep the cached activations as files in this directory, so
-        that worker processes (``GridSearchCV(n_jobs=...)``) and later
-        sessions share them. Files are plain numpy arrays, loaded without
-        pickle.
+        Also keep the cached activations as files in this directory (under
+        ``sktransfer-activations/``), so that worker processes
+        (``GridSearchCV(n_jobs=...)``) and later sessions share them. Files
+        are plain numpy arrays, loaded without pickle and checked against a
+        digest (a damaged one is deleted and recomputed, with a warning);
+        the directory holds at most 10 GiB, least recently used first out
+        (``set_cache_budget(disk_nbytes=...)``); ``clear_cache(cache_dir)``
+        empties it. A directory that cannot be written is warned about once
+        and the fit goes on with the in-memory cache.
     n_jobs : int or None, default=None
         Worker processes that decode images for the DataLoader: None
         decodes image files with up to 4 workers and reads arrays in the

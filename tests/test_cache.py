@@ -116,7 +116,7 @@ def test_cache_dir_shares_activations_between_processes(digits_small, tmp_path):
     assert second.cache_info_["computed"] == 0
     np.testing.assert_array_equal(first.predict_proba(X_test), second.predict_proba(X_test))
     files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
-    assert files and set(files) == {"keys.npy", "values.npy"}
+    assert files and set(files) == {"keys.npy", "values.npy", "digest.txt"}
 
 
 @pytest.mark.parametrize("params, reason", [

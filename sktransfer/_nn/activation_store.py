@@ -1,6 +1,8 @@
 """Where cached activations live: an in-memory store with a byte budget,
 shared by every estimator of the process, and optional on-disk chunks that
-worker processes (``GridSearchCV(n_jobs>1)``) share.
+worker processes (``GridSearchCV(n_jobs>1)``) share, each checked against a
+digest when read, within a byte budget per ``cache_dir`` (least recently
+used chunks deleted first).
 
 Entries are keyed twice. The *model key* fingerprints everything that
 determines the activations except the input: the architecture and the
@@ -14,10 +16,14 @@ each image's activations once.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import shutil
 import threading
+import time
 import uuid
+import warnings
 from collections import OrderedDict
 
 import numpy as np
@@ -26,18 +32,24 @@ import torch
 DEFAULT_BUDGET = 2 * 1024**3  # bytes
 
 
-def _budget_from_env() -> int:
-    value = os.environ.get("SKTRANSFER_CACHE_BYTES")
+def _bytes_from_env(name: str, default: int, off: str) -> int:
+    """A byte budget from environment variable ``name`` (``default`` when
+    unset; negative values mean 0, which turns ``off`` off)."""
+    value = os.environ.get(name)
     if value is None:
-        return DEFAULT_BUDGET
+        return default
     try:
         budget = int(float(value))
     except ValueError:
         raise ValueError(
-            f"SKTRANSFER_CACHE_BYTES={value!r} is not a number of bytes; set it to an "
-            "integer such as 2000000000, or 0 to turn the in-memory cache off."
+            f"{name}={value!r} is not a number of bytes; set it to an integer such as "
+            f"2000000000, or 0 to turn {off} off."
         ) from None
     return max(budget, 0)
+
+
+def _budget_from_env() -> int:
+    return _bytes_from_env("SKTRANSFER_CACHE_BYTES", DEFAULT_BUDGET, "the in-memory cache")
 
 
 # -- fingerprints ---------------------------------------------------------------
@@ -79,7 +91,8 @@ def sample_keys(images) -> list[str]:
     per text of ``CheckedTexts`` (by its UTF-8 bytes).
 
     Arrays are keyed by each image's bytes, dtype, shape and value scale;
-    files by path, size and modification time; PIL images by their pixels.
+    files by the bytes they hold (not their path or modification time, which
+    a rewrite can leave unchanged); PIL images by their pixels.
     """
     if images.kind == "text":
         return [_digest(b"text", text.encode("utf-8")) for text in images.data]
@@ -92,11 +105,19 @@ def sample_keys(images) -> list[str]:
 
 def _file_key(item) -> str:
     if isinstance(item, (str, os.PathLike)):
-        path = os.path.abspath(os.fspath(item))
-        stat = os.stat(path)
-        return _digest(b"file", path.encode(), str(stat.st_size).encode(),
-                       str(stat.st_mtime_ns).encode())
+        return _file_content_key(os.fspath(item))
     return _digest(b"pil", item.mode.encode(), str(item.size).encode(), item.tobytes())
+
+
+def _file_content_key(path: str) -> str:
+    # By content: a file rewritten in place can keep its size and (within the
+    # file system's clock resolution, or restored by a copy tool) its mtime.
+    # The tag keeps file keys apart from _digest's length-prefixed keys.
+    h = hashlib.blake2b(b"file-bytes\0", digest_size=16)
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 # -- the in-memory store ------------------------------------------------------------
@@ -186,58 +207,343 @@ STORE = MemoryStore()
 
 
 # -- on disk ---------------------------------------------------------------------------
+#
+# <cache_dir>/sktransfer-activations/<model key>/<chunk>/ holds keys.npy,
+# values.npy and digest.txt. A chunk appears whole (written under a hidden
+# name, then renamed) and disappears whole (renamed to a hidden name, then
+# deleted), so a reader that finds a chunk's directory finds all its files,
+# and one whose directory is gone was evicted by another process: a miss.
 
+DISK_DIRNAME = "sktransfer-activations"
+DEFAULT_DISK_BUDGET = 10 * 1024**3  # bytes under each cache_dir
+_DIGEST_FILE = "digest.txt"
+_STALE_TMP_SECONDS = 3600  # a chunk still being written after this was left by a crash
 
 _NUMPY_SAFE = {torch.float32, torch.float16, torch.float64}
 
+_disk_budget_override: int | None = None  # set by set_cache_budget(disk_nbytes=...)
+_unusable_dirs: set[str] = set()  # cache_dirs warned about; not written to again
+_reported_chunks: set[str] = set()  # damaged chunks warned about; skipped from then on
+_disk_lock = threading.Lock()
+
+
+class _DamagedChunk(Exception):
+    """A chunk whose rows cannot be trusted; the message says why."""
+
+
+class _VanishedChunk(Exception):
+    """A chunk removed (by another process) while it was being read."""
+
+
+def _root(cache_dir) -> str:
+    return os.path.join(os.fspath(cache_dir), DISK_DIRNAME)
+
 
 def _disk_dir(cache_dir, key: str) -> str:
-    return os.path.join(os.fspath(cache_dir), "sktransfer-activations", key)
+    return os.path.join(_root(cache_dir), key)
+
+
+def _disk_budget() -> int:
+    if _disk_budget_override is not None:
+        return _disk_budget_override
+    return _bytes_from_env("SKTRANSFER_DISK_CACHE_BYTES", DEFAULT_DISK_BUDGET,
+                           "writing activations to cache_dir")
+
+
+def _chunk_digest(keys_npy: bytes, values_npy: bytes) -> str:
+    # over the .npy files' bytes, whose headers hold each array's dtype and shape
+    return _digest(b"chunk-v1", keys_npy, values_npy)
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+def _load_npy(data: bytes, name: str) -> np.ndarray:
+    try:
+        return np.load(io.BytesIO(data), allow_pickle=False)
+    except (ValueError, EOFError, OSError) as error:  # truncated, or not a .npy file
+        raise _DamagedChunk(f"{name} cannot be read: {error}") from None
+
+
+def _read_file(chunk: str, name: str) -> bytes:
+    try:
+        with open(os.path.join(chunk, name), "rb") as file:
+            return file.read()
+    except OSError as error:
+        if not os.path.isdir(chunk):
+            raise _VanishedChunk from None
+        if isinstance(error, FileNotFoundError):
+            hint = " (written by an older sktransfer?)" if name == _DIGEST_FILE else ""
+            raise _DamagedChunk(f"{name} is missing{hint}") from None
+        raise _DamagedChunk(f"{name} cannot be read ({error.strerror or error})") from None
+
+
+def _chunk_keys(chunk: str) -> tuple[list[str], bytes]:
+    """The sample keys of a chunk, and the bytes they were read from."""
+    data = _read_file(chunk, "keys.npy")
+    keys = _load_npy(data, "keys.npy")
+    if keys.ndim != 1 or keys.dtype.kind != "U":
+        raise _DamagedChunk("keys.npy does not hold a list of keys")
+    return keys.tolist(), data
+
+
+def _chunk_values(chunk: str, keys_npy: bytes, n_rows: int) -> np.ndarray:
+    """The rows of a chunk, checked against its digest (read whole to hash it)."""
+    values_npy = _read_file(chunk, "values.npy")
+    digest = _read_file(chunk, _DIGEST_FILE).decode("ascii", "replace").strip()
+    if digest != _chunk_digest(keys_npy, values_npy):
+        raise _DamagedChunk("its digest does not match its contents")
+    values = _load_npy(values_npy, "values.npy")
+    if values.ndim == 0 or len(values) != n_rows:
+        raise _DamagedChunk(f"values.npy holds {values.shape} for {n_rows} keys")
+    return values
+
+
+def _rows_from_chunk(chunk: str, wanted: dict, dtype: torch.dtype) -> dict:
+    """Rows of ``chunk`` for the positions ``wanted`` (sample key -> positions)
+    asks for; only a chunk that holds some of them is read whole and checked."""
+    chunk_keys, keys_npy = _chunk_keys(chunk)
+    rows = [(row, wanted[k]) for row, k in enumerate(chunk_keys) if k in wanted]
+    if not rows:
+        return {}
+    values = _chunk_values(chunk, keys_npy, len(chunk_keys))
+    found = {}
+    for row, positions in rows:
+        tensor = torch.from_numpy(np.array(values[row])).to(dtype)  # a copy: not the chunk
+        found.update(dict.fromkeys(positions, tensor))
+    return found
 
 
 def disk_get(cache_dir, key: str, keys: list[str], dtype: torch.dtype) -> dict[int, torch.Tensor]:
     """Rows for ``keys`` found in the chunks under ``cache_dir``, by position.
 
-    Chunks are numpy files read without pickle, memory-mapped so only the
-    rows needed are read.
+    Chunks are numpy files read without pickle. A chunk is read whole and
+    checked against its digest before any of its rows is used; one that
+    fails (or cannot be read) is discarded and reported once, so its rows
+    are recomputed. Reading a chunk counts as a use, for eviction.
     """
     directory = _disk_dir(cache_dir, key)
-    if not os.path.isdir(directory):
+    try:
+        names = sorted(os.listdir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return {}  # nothing written yet (or cache_dir is a file: disk_put says so)
+    except OSError as error:
+        _warn_unusable(cache_dir, error)
         return {}
-    wanted = {k: i for i, k in enumerate(keys)}
+    wanted: dict[str, list[int]] = {}
+    for position, k in enumerate(keys):
+        wanted.setdefault(k, []).append(position)
     found: dict[int, torch.Tensor] = {}
-    for chunk in sorted(os.listdir(directory)):
-        path = os.path.join(directory, chunk)
+    for name in names:
+        chunk = os.path.join(directory, name)
+        if name.startswith(".") or chunk in _reported_chunks:  # being written or removed
+            continue
         try:
-            chunk_keys = np.load(os.path.join(path, "keys.npy"), allow_pickle=False)
-            values = np.load(os.path.join(path, "values.npy"), mmap_mode="r",
-                             allow_pickle=False)
-        except (OSError, ValueError):
-            continue  # a chunk being written by another process, or damaged
-        for row, k in enumerate(chunk_keys.tolist()):
-            position = wanted.get(k)
-            if position is not None and position not in found:
-                found[position] = torch.from_numpy(np.array(values[row])).to(dtype)
-        if len(found) == len(keys):
+            rows = _rows_from_chunk(chunk, wanted, dtype)
+        except _VanishedChunk:
+            continue
+        except _DamagedChunk as error:
+            _discard_damaged(chunk, str(error))
+            continue
+        if rows:
+            _touch(chunk)
+            found.update(rows)
+            for k in {keys[i] for i in rows}:
+                del wanted[k]
+        if not wanted:
             break
     return found
 
 
+def _touch(chunk: str) -> None:
+    try:
+        os.utime(chunk)
+    except OSError:
+        pass  # a read-only cache_dir, or evicted meanwhile: only the eviction order suffers
+
+
+def _remove_chunk(chunk: str) -> None:
+    """Remove a chunk, first renaming it so that no reader sees part of it."""
+    doomed = os.path.join(os.path.dirname(chunk), f".trash-{uuid.uuid4().hex}")
+    try:
+        os.rename(chunk, doomed)
+    except OSError:
+        return  # removed by another process, or a read-only cache_dir
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _discard_damaged(chunk: str, why: str) -> None:
+    with _disk_lock:
+        if chunk in _reported_chunks:
+            return
+        _reported_chunks.add(chunk)
+    _remove_chunk(chunk)
+    warnings.warn(
+        f"The cached activations in {chunk!r} failed their integrity check ({why}); the "
+        "chunk is discarded and its rows are computed again. A disk error, or something "
+        "other than sktransfer writing under cache_dir, can cause this.",
+        UserWarning, stacklevel=2)
+
+
+def _warn_unusable(cache_dir, error: OSError) -> None:
+    """Warn once per directory and process, and write nothing there from now on."""
+    directory = os.path.abspath(os.fspath(cache_dir))
+    with _disk_lock:
+        if directory in _unusable_dirs:
+            return
+        _unusable_dirs.add(directory)
+    warnings.warn(
+        f"cache_dir {directory!r} cannot be used ({type(error).__name__}: "
+        f"{error.strerror or error}); activations computed from now on stay in the "
+        "in-memory cache of this process only (what is already under cache_dir is still "
+        "read). Pass a cache_dir this process can write to, or cache_dir=None.",
+        UserWarning, stacklevel=2)
+
+
 def disk_put(cache_dir, key: str, keys: list[str], rows: torch.Tensor) -> None:
-    """Write ``rows`` as a new chunk; atomic, so readers never see half a chunk."""
-    if not keys:
+    """Write ``rows`` as a new chunk, then evict the least recently used
+    chunks beyond the disk budget.
+
+    Atomic, so readers never see half a chunk. A ``cache_dir`` that cannot
+    be written is reported once and not written to again by this process.
+    """
+    if not keys or os.path.abspath(os.fspath(cache_dir)) in _unusable_dirs:
         return
-    directory = _disk_dir(cache_dir, key)
-    os.makedirs(directory, exist_ok=True)
-    name = uuid.uuid4().hex
-    tmp = os.path.join(directory, f".tmp-{name}")
-    os.makedirs(tmp)
+    budget = _disk_budget()
+    files = _chunk_files(keys, rows)
+    if sum(len(data) for _, data in files) > budget:
+        return  # it would be the first evicted
+    # clear_cache(cache_dir) in another process can delete the directories
+    # this creates while it writes: a missing one is that, not a cache_dir
+    # that cannot be used, and so is a directory seen then gone, once
+    for attempt in range(2):
+        try:
+            _write_chunk(_disk_dir(cache_dir, key), files)
+            break
+        except FileNotFoundError:
+            return
+        except FileExistsError as error:
+            if attempt:  # a file where a directory should be
+                _warn_unusable(cache_dir, error)
+                return
+        except OSError as error:
+            _warn_unusable(cache_dir, error)
+            return
+    _evict(cache_dir, budget)
+
+
+def _chunk_files(keys: list[str], rows: torch.Tensor) -> list[tuple[str, bytes]]:
+    """The files of a chunk: names and contents."""
     values = rows.detach().cpu()
     if values.dtype not in _NUMPY_SAFE:  # bfloat16: stored as float32, exactly
         values = values.float()
-    np.save(os.path.join(tmp, "keys.npy"), np.asarray(keys, dtype="U32"))
-    np.save(os.path.join(tmp, "values.npy"), values.numpy())
-    os.replace(tmp, os.path.join(directory, name))
+    keys_npy = _npy_bytes(np.asarray(keys, dtype="U32"))
+    values_npy = _npy_bytes(values.numpy())
+    digest = _chunk_digest(keys_npy, values_npy)
+    return [("keys.npy", keys_npy), ("values.npy", values_npy),
+            (_DIGEST_FILE, f"{digest}\n".encode())]
+
+
+def _write_chunk(directory: str, files: list[tuple[str, bytes]]) -> None:
+    name = uuid.uuid4().hex
+    tmp = os.path.join(directory, f".tmp-{name}")
+    os.makedirs(directory, exist_ok=True)
+    os.mkdir(tmp)
+    try:
+        for filename, data in files:
+            with open(os.path.join(tmp, filename), "wb") as file:
+                file.write(data)
+        os.replace(tmp, os.path.join(directory, name))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _scandir(path: str) -> list:
+    try:
+        with os.scandir(path) as entries:
+            return list(entries)
+    except OSError:
+        return []
+
+
+def _dir_nbytes(path: str) -> int:
+    total = 0
+    for entry in _scandir(path):
+        try:
+            total += entry.stat(follow_symlinks=False).st_size
+        except OSError:
+            pass  # removed meanwhile
+    return total
+
+
+def _chunks_under(cache_dir) -> tuple[list[tuple[float, int, str]], list[str]]:
+    """``(last use, bytes, path)`` of every chunk under ``cache_dir``, and
+    the leftovers of interrupted writes and removals, which can go."""
+    chunks, leftovers = [], []
+    now = time.time()
+    for model in _scandir(_root(cache_dir)):
+        if not model.is_dir(follow_symlinks=False):
+            continue
+        for entry in _scandir(model.path):
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except OSError:
+                continue  # removed meanwhile
+            if entry.name.startswith(".trash-") or (
+                    entry.name.startswith(".tmp-") and now - mtime > _STALE_TMP_SECONDS):
+                leftovers.append(entry.path)
+            elif not entry.name.startswith("."):
+                chunks.append((mtime, _dir_nbytes(entry.path), entry.path))
+    return chunks, leftovers
+
+
+def _evict(cache_dir, budget: int) -> None:
+    """Remove the least recently used chunks until those under ``cache_dir``
+    take at most ``budget`` bytes (several processes may do this at once:
+    each removal is a rename that only one of them wins)."""
+    chunks, leftovers = _chunks_under(cache_dir)
+    for path in leftovers:
+        shutil.rmtree(path, ignore_errors=True)
+    total = sum(size for _, size, _ in chunks)
+    for _, size, path in sorted(chunks):
+        if total <= budget:
+            break
+        _remove_chunk(path)
+        total -= size
+
+
+def disk_usage(cache_dir) -> dict:
+    """Bytes and number of the chunks under ``cache_dir``."""
+    chunks, _ = _chunks_under(cache_dir)
+    return {"disk_nbytes": sum(size for _, size, _ in chunks), "disk_chunks": len(chunks)}
+
+
+def _delete_disk_cache(cache_dir) -> None:
+    """Delete ``<cache_dir>/sktransfer-activations`` and nothing else."""
+    root = _root(cache_dir)
+    if os.path.islink(root):  # the user's link: empty what it points to, keep the link
+        for entry in _scandir(root):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.remove(entry.path)
+        return
+    if not os.path.isdir(root):
+        return
+    # renamed first, so that readers in other processes see every chunk whole or not at all
+    doomed = os.path.join(os.fspath(cache_dir), f".{DISK_DIRNAME}-deleting-{uuid.uuid4().hex}")
+    try:
+        os.rename(root, doomed)
+    except FileNotFoundError:
+        return  # deleted meanwhile by another process
+    # a writer that was past the old name may still finish a chunk in there
+    shutil.rmtree(doomed, ignore_errors=True)
+    if os.path.lexists(doomed):
+        shutil.rmtree(doomed)  # what is left cannot be deleted: say why
 
 
 def lookup(key: str, keys: list[str], *, cache_dir, dtype: torch.dtype,
@@ -273,37 +579,115 @@ def lookup(key: str, keys: list[str], *, cache_dir, dtype: torch.dtype,
 # -- public controls ---------------------------------------------------------------------
 
 
-def cache_info() -> dict:
-    """State of the in-memory activation cache of this process.
+def cache_info(cache_dir=None) -> dict:
+    """State of the activation cache: in memory in this process, and on disk.
+
+    Parameters
+    ----------
+    cache_dir : str, path or None, default=None
+        Also report what is stored under this directory (the ``cache_dir``
+        given to the estimators). None: the in-memory cache only.
 
     Returns
     -------
     info : dict
         ``entries`` (models cached), ``rows`` (images cached), ``nbytes``
         (bytes held), ``budget`` (bytes allowed), ``hits`` and ``misses``
-        (image lookups since the last :func:`clear_cache`).
+        (image lookups since the last :func:`clear_cache`) of the in-memory
+        cache; ``disk_budget`` (bytes allowed under each ``cache_dir``);
+        and, with ``cache_dir``, ``disk_nbytes`` and ``disk_chunks`` (bytes
+        and files of activations stored there, by all processes).
+
+    See Also
+    --------
+    clear_cache : Drop cached activations.
+    set_cache_budget : Bound the memory and disk the cache may use.
+
+    Examples
+    --------
+    >>> import sktransfer
+    >>> sorted(sktransfer.cache_info())[:3]
+    ['budget', 'disk_budget', 'entries']
     """
-    return STORE.info()
+    info = STORE.info()
+    info["disk_budget"] = _disk_budget()
+    if cache_dir is not None:
+        info.update(disk_usage(cache_dir))
+    return info
 
 
-def clear_cache() -> None:
-    """Drop every activation cached in memory by this process (files written
-    under a ``cache_dir`` stay; delete that directory to remove them)."""
-    STORE.clear()
-
-
-def set_cache_budget(nbytes: int) -> None:
-    """Set how many bytes of activations the in-memory cache may hold.
-
-    The default is 2 GiB, or the environment variable
-    ``SKTRANSFER_CACHE_BYTES``. 0 turns in-memory caching off; a fit whose
-    activations would not fit within the budget trains without the cache.
+def clear_cache(cache_dir=None) -> None:
+    """Drop every activation cached in memory by this process, and those
+    written under ``cache_dir``.
 
     Parameters
     ----------
-    nbytes : int
-        Budget in bytes.
+    cache_dir : str, path or None, default=None
+        Also delete ``<cache_dir>/sktransfer-activations``, where estimators
+        given this ``cache_dir`` keep their activations (nothing else in
+        ``cache_dir`` is touched). Other processes using it at the time
+        compute what they no longer find. None: files stay.
+
+    See Also
+    --------
+    cache_info : What the cache holds.
+
+    Examples
+    --------
+    >>> import sktransfer
+    >>> sktransfer.clear_cache()
+    >>> sktransfer.cache_info()["rows"]
+    0
     """
-    if isinstance(nbytes, bool) or not isinstance(nbytes, (int, np.integer)) or nbytes < 0:
-        raise ValueError(f"nbytes must be a non-negative int (bytes); got {nbytes!r}.")
-    STORE.set_budget(int(nbytes))
+    STORE.clear()
+    if cache_dir is not None:
+        _delete_disk_cache(cache_dir)
+
+
+def _check_nbytes(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int (bytes); got {value!r}.")
+    return int(value)
+
+
+def set_cache_budget(nbytes=None, *, disk_nbytes=None) -> None:
+    """Set how many bytes of activations the cache may hold, in memory and
+    under each ``cache_dir``.
+
+    Parameters
+    ----------
+    nbytes : int or None, default=None
+        Budget of the in-memory cache of this process, in bytes. The
+        default is 2 GiB, or the environment variable
+        ``SKTRANSFER_CACHE_BYTES``. 0 turns in-memory caching off; a fit
+        whose activations would not fit within the budget trains without
+        the cache. None: unchanged.
+    disk_nbytes : int or None, default=None
+        Budget of each ``cache_dir``, in bytes: after writing activations
+        there, the least recently used (written or read) are deleted until
+        those under that directory take at most this much. The default is
+        10 GiB, or the environment variable ``SKTRANSFER_DISK_CACHE_BYTES``
+        (which worker processes inherit; this setting is for this process
+        only). 0 writes nothing (files already there are still read).
+        None: unchanged.
+
+    See Also
+    --------
+    cache_info : The budgets and what the cache holds.
+
+    Examples
+    --------
+    >>> import sktransfer
+    >>> info = sktransfer.cache_info()
+    >>> sktransfer.set_cache_budget(info["budget"], disk_nbytes=info["disk_budget"])
+    """
+    global _disk_budget_override
+    if nbytes is None and disk_nbytes is None:
+        raise ValueError("set_cache_budget needs nbytes or disk_nbytes (bytes of the "
+                         "in-memory cache, or of each cache_dir); got neither.")
+    checked = {name: _check_nbytes(name, value) for name, value in
+               [("nbytes", nbytes), ("disk_nbytes", disk_nbytes)] if value is not None}
+    if "nbytes" in checked:
+        STORE.set_budget(checked["nbytes"])
+    if "disk_nbytes" in checked:
+        _disk_budget_override = checked["disk_nbytes"]
