@@ -78,6 +78,57 @@ def _check_files(items: list) -> CheckedImages:
     return CheckedImages("files", list(items), "files", None)
 
 
+def _item_kind(item) -> str:
+    """How an error names the kind of one item of X."""
+    if isinstance(item, (str, os.PathLike)):
+        return "file path"
+    if _is_pil(item):
+        return "PIL image"
+    if isinstance(item, np.ndarray):
+        return "numpy array"
+    return type(item).__name__
+
+
+def _check_one_kind(items) -> None:
+    """Refuse a list that mixes images to resize one by one (paths, PIL
+    images) with numeric arrays: which is meant depends on the order."""
+    is_file = [_is_file_item(item) for item in items]
+    if all(is_file) or not any(is_file):
+        return
+    odd = is_file.index(not is_file[0])
+    first, other = _item_kind(items[0]), _item_kind(items[odd])
+    if is_file[0] and not isinstance(items[odd], (np.ndarray, list, tuple)):
+        return  # neither an image nor an array: _check_files names its type
+    raise TypeError(
+        f"X mixes kinds of images: item 0 is a {first} but item {odd} is a "
+        f"{other}. Pass one kind: file paths or PIL images (arrays convert with "
+        "PIL.Image.fromarray), which are resized image by image; or one numpy "
+        "array of equally sized images."
+    )
+
+
+def _check_same_size(items) -> None:
+    """Refuse a list of arrays of different shapes, naming two of them."""
+    shapes = [_shape(item) for item in items]
+    odd = next((i for i, shape in enumerate(shapes) if shape != shapes[0]), None)
+    if odd is None:
+        return
+    raise ValueError(
+        f"the images in X differ in size: item 0 has shape {shapes[0]} but item "
+        f"{odd} has shape {shapes[odd]}. Resize them to one size first, or pass "
+        "them as PIL images (PIL.Image.fromarray) or file paths, which are "
+        "resized image by image."
+    )
+
+
+def _shape(item):
+    """``np.shape`` of one item of X, which may itself be ragged."""
+    try:
+        return np.shape(item)
+    except ValueError:  # a ragged nested list
+        return "ragged"
+
+
 def _layout(array: np.ndarray) -> tuple[str, np.ndarray]:
     """Name the layout of an image array and return an (N, C, H, W) view."""
     if array.ndim == 3:
@@ -140,8 +191,13 @@ def check_images(X) -> CheckedImages:
         )
     if hasattr(X, "to_numpy") and getattr(X, "ndim", 2) == 1:
         X = list(X.to_numpy())  # a pandas Series of paths
-    if isinstance(X, (list, tuple)) and X and _is_file_item(X[0]):
-        return _check_files(list(X))
+    if isinstance(X, np.ndarray) and X.dtype.kind == "O" and X.ndim == 1:
+        X = list(X)  # objects (paths, PIL images, arrays): checked one by one
+    if isinstance(X, (list, tuple)) and X:
+        _check_one_kind(X)
+        if _is_file_item(X[0]):
+            return _check_files(list(X))
+        _check_same_size(X)
     if isinstance(X, np.ndarray) and X.dtype.kind in "OUS" and (
             X.dtype.kind in "US" or (X.size and _is_file_item(X.flat[0]))):
         if X.ndim != 1:

@@ -270,3 +270,44 @@ def test_convnext_needs_a_minimum_image_size():
 def test_convolutional_backbones_accept_any_size():
     prep = Preprocessing(224, bb.IMAGENET_MEAN, bb.IMAGENET_STD)
     assert check_image_size(17, prep, "resnet18") == 17
+
+
+BUILTIN_FAMILIES = ("resnet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "convnext", "vit")
+
+
+def test_every_builtin_convolutional_family_has_a_minimum_size():
+    for adapter in bb._ADAPTERS:
+        if adapter.family in BUILTIN_FAMILIES and not adapter.fixed_size:
+            assert adapter.min_size == 32, adapter.family
+
+
+@pytest.mark.parametrize("name", ["resnet18", "mobilenet_v2", "mobilenet_v3_small",
+                                  "efficientnet_b0", "convnext_tiny"])
+def test_the_minimum_size_runs_and_gives_a_real_last_feature_map(name):
+    # At the minimum, the last stage sees one real pixel (not only padding).
+    adapter = bb.get_adapter(name)
+    torch.manual_seed(0)
+    model = adapter.build(name).eval()
+    stages = adapter.stages(model)
+    last_input = {}
+    first_of_last = bb.resolve_member(model, stages[-1][0])
+    first_of_last.register_forward_hook(lambda m, args, out: last_input.update(shape=out.shape))
+    with torch.inference_mode():
+        out = model(torch.rand(2, 3, adapter.min_size, adapter.min_size))
+    assert out.shape[0] == 2 and torch.isfinite(out).all()
+    assert last_input["shape"][-2:] == (1, 1)
+
+
+def test_convnext_fails_below_its_minimum_size():
+    model = bb.get_adapter("convnext_tiny").build("convnext_tiny").eval()
+    with pytest.raises(RuntimeError), torch.inference_mode():
+        model(torch.rand(1, 3, 31, 31))
+
+
+@pytest.mark.parametrize("size", [1, 31])
+def test_image_size_below_the_minimum_is_refused(size):
+    clf = PretrainedClassifier("mobilenet_v2", weights=None, image_size=size, max_epochs=1)
+    with pytest.raises(ValueError, match=rf"'mobilenet_v2' needs images of at least 32 px; "
+                                         rf"got image_size={size}"):
+        clf.fit(np.zeros((4, 8, 8, 3), dtype=np.uint8), [0, 1, 0, 1])
+    assert not hasattr(clf, "net_")

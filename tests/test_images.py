@@ -2,12 +2,15 @@
 turns validated images into network inputs (sktransfer._nn.data), and of the
 input error paths of PretrainedClassifier."""
 
+import multiprocessing
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from sklearn.exceptions import NotFittedError
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
 from sktransfer import PretrainedClassifier
 from sktransfer._images import check_images
@@ -190,15 +193,63 @@ def test_paths_in_a_two_dimensional_array(png_paths):
 
 
 def test_list_mixing_paths_and_arrays(png_paths):
-    with pytest.raises(TypeError, match="file paths .* or PIL images; found ndarray"):
+    with pytest.raises(TypeError, match="item 0 is a file path but item 1 is a numpy array"):
         check_images([png_paths[0], np.zeros((4, 4, 3), dtype=np.uint8)])
-    with pytest.raises(TypeError, match="found int"):
+    with pytest.raises(TypeError, match="item 0 is a numpy array but item 2 is a file path"):
+        check_images([np.zeros((4, 4, 3), dtype=np.uint8)] * 2 + [png_paths[0]])
+    with pytest.raises(TypeError, match="file paths .* or PIL images; found int"):
         check_images([str(png_paths[0]), 3])
 
 
+MIXED_MESSAGE = (r"X mixes kinds of images: item {} is a {} but item {} is a {}\. Pass one "
+                 r"kind: file paths or PIL images \(arrays convert with PIL\.Image\.fromarray\)"
+                 r".*or one numpy array of equally sized images")
+
+
+@pytest.mark.parametrize("order", ["pil-first", "array-first", "pil-last"])
+def test_list_mixing_pil_images_and_arrays_is_refused_in_any_order(order):
+    array = np.zeros((4, 4, 3), dtype=np.uint8)
+    pil = Image.fromarray(array)
+    X, expected = {
+        "pil-first": ([pil, array], (0, "PIL image", 1, "numpy array")),
+        "array-first": ([array, pil], (0, "numpy array", 1, "PIL image")),
+        "pil-last": ([array, array, array, pil], (0, "numpy array", 3, "PIL image")),
+    }[order]
+    with pytest.raises(TypeError, match=MIXED_MESSAGE.format(*expected)):
+        check_images(X)
+    with pytest.raises(TypeError, match="X mixes kinds of images"):
+        check_images(np.array(X + [None], dtype=object)[:-1])  # the same, as an object array
+
+
+def test_fit_on_a_list_mixing_arrays_and_pil_images_is_refused():
+    array = np.zeros((4, 4, 3), dtype=np.uint8)
+    clf = fast_classifier()
+    with pytest.raises(TypeError, match="item 0 is a numpy array but item 1 is a PIL image"):
+        clf.fit([array, Image.fromarray(array)], [0, 1])
+    assert not hasattr(clf, "net_")
+
+
+def test_list_of_pil_images_and_paths_is_accepted(png_paths):
+    # Both are resized image by image: mixing them is not ambiguous.
+    checked = check_images([png_paths[0], Image.open(png_paths[1])])
+    assert checked.kind == "files"
+
+
 def test_list_of_arrays_of_different_sizes():
-    with pytest.raises(TypeError, match="could not read X"):
-        check_images([np.zeros((4, 4, 3)), np.zeros((5, 5, 3))])
+    X = [np.zeros((4, 4, 3)), np.zeros((4, 4, 3)), np.zeros((5, 6, 3)), np.zeros((7, 7, 3))]
+    with pytest.raises(ValueError, match=r"the images in X differ in size: item 0 has shape "
+                                         r"\(4, 4, 3\) but item 2 has shape \(5, 6, 3\)\. "
+                                         r"Resize them to one size first, or pass them as PIL "
+                                         r"images \(PIL\.Image\.fromarray\) or file paths, "
+                                         r"which are resized image by image") as excinfo:
+        check_images(X)
+    assert "inhomogeneous" not in str(excinfo.value)
+
+
+def test_list_of_equally_sized_arrays_is_one_array():
+    X = [np.full((4, 5, 3), i, dtype=np.uint8) for i in range(3)]
+    checked = check_images(X)
+    assert (checked.kind, checked.layout, checked.data.shape) == ("array", "NHWC", (3, 3, 4, 5))
 
 
 @pytest.mark.parametrize("dtype", [bool, np.complex64])
@@ -368,3 +419,28 @@ def test_single_path_string_asks_for_a_list():
 
     with pytest.raises(TypeError, match="single image"):
         check_images("digit.png")
+
+
+def test_unreadable_image_file_in_a_worker_gives_the_plain_error(png_paths, tmp_path,
+                                                                  tiny_backbone):
+    # The file is decoded in a DataLoader worker process (n_jobs=2); the
+    # error must read as it does without workers, not as torch's wrapper.
+    name, _ = tiny_backbone
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"these bytes are not a PNG")
+    clf = PretrainedClassifier(name, weights=None, image_size=16, max_epochs=1, n_jobs=1,
+                               device="cpu", random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # one epoch is enough here
+        clf.fit(png_paths, [0, 1, 0, 1])
+    clf.set_params(n_jobs=2)
+    assert clf.predict(png_paths).shape == (4,)  # workers work on readable files
+    workers_before = set(multiprocessing.active_children())
+    with pytest.raises(ValueError, match=r"^cannot read image file ") as excinfo:
+        clf.predict(png_paths + [broken])
+    message = str(excinfo.value)
+    assert str(broken) in message
+    assert "DataLoader worker" not in message and "Traceback" not in message
+    assert excinfo.value.__cause__ is None and excinfo.value.__context__ is None
+    # the workers stop now, not at some later garbage collection
+    assert set(multiprocessing.active_children()) <= workers_before

