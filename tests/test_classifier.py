@@ -275,7 +275,8 @@ def test_cuda_pickle_loads_on_a_cpu_only_machine(digits_small, tmp_path):
                             env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""}, timeout=300)
     assert result.returncode == 0, result.stderr.decode()
     assert result.stdout.decode().strip() == "cpu"
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-5, atol=1e-6)
+    # the subprocess may use another number of threads: float32 sums in another order
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.gpu
