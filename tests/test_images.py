@@ -444,3 +444,18 @@ def test_unreadable_image_file_in_a_worker_gives_the_plain_error(png_paths, tmp_
     assert excinfo.value.__cause__ is None and excinfo.value.__context__ is None
     # the workers stop now, not at some later garbage collection
     assert set(multiprocessing.active_children()) <= workers_before
+
+
+def test_unreadable_image_file_in_a_training_worker_gives_the_plain_error(png_paths, tmp_path,
+                                                                           tiny_backbone):
+    """The same during fit: the training loop's workers decode the files."""
+    name, _ = tiny_backbone
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"these bytes are not a PNG")
+    clf = PretrainedClassifier(name, weights=None, image_size=16, max_epochs=1, n_jobs=2,
+                               device="cpu", random_state=0)
+    with pytest.raises(ValueError, match=r"^cannot read image file ") as excinfo:
+        clf.fit(png_paths + [broken], [0, 1, 0, 1, 0])
+    assert "DataLoader worker" not in str(excinfo.value)
+    assert excinfo.value.__context__ is None
+    assert not hasattr(clf, "net_")  # the failed fit left nothing behind

@@ -37,6 +37,7 @@ from .callbacks import (
     StopOnNonFiniteLoss,
     StopTraining,
 )
+from .inference import unwrap_worker_error
 from .losses import WeightedLoss
 from .optim import l2sp_penalty, make_optimizer, optimizer_groups, stage_lr_factors
 from .partial import (
@@ -169,8 +170,17 @@ class TransferNetMixin:
 
     def fit(self, X, y=None, **fit_params):
         """Initialise, train on ``X`` (a Dataset of ``(input, (y, weight))``),
-        then drop what only training needs."""
-        super().fit(X, y, **fit_params)
+        then drop what only training needs. An error raised in a DataLoader
+        worker (an unreadable image file) arrives as the worker raised it."""
+        worker_error = None
+        try:
+            super().fit(X, y, **fit_params)
+        except Exception as exc:
+            worker_error = unwrap_worker_error(exc)
+            if worker_error is exc:
+                raise
+        if worker_error is not None:
+            raise worker_error  # outside the except block: not chained to torch's wrapper
         self.drop_training_state()
         return self
 
