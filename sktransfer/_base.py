@@ -128,8 +128,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                  augment="auto", unlabeled=None, unlabeled_threshold=0.95,
                  unlabeled_weight=1.0, unlabeled_ratio="auto", domain_adaptation=None,
                  adaptation_strength=1.0, precision="auto", max_grad_norm=None,
-                 source_head="auto", cache=True, cache_dir=None, n_jobs=None, device="auto", random_state=None,
-                 verbose=0):
+                 source_head="auto", cache=True, cache_dir=None, n_jobs=None, device="auto",
+                 random_state=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.freeze_depth = freeze_depth

@@ -179,13 +179,15 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
         Samples labelled -1 are left out when -1 marks unlabelled samples
         (``unlabeled`` or ``domain_adaptation`` set), so cross-validation
-        scores the labelled part of each fold.
+        scores the labelled part of each fold. For a multi-task classifier
+        (a 2-D ``y``) it is the mean over tasks of each task's accuracy on
+        the samples labelled for it.
 
         Parameters
         ----------
         {predict_x}
-        y : array-like of shape (n_samples,)
-            True labels (-1: unlabelled, see above).
+        y : array-like of shape (n_samples,) or (n_samples, n_tasks)
+            True labels (-1: unlabelled or missing, see above).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
 

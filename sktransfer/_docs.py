@@ -97,8 +97,8 @@ PARAMETERS = _entries("""\
         ``layer_decay``). None uses 1e-3, or 5e-5 for a text encoder
         (transformers are fine-tuned at rates 10-50x below a CNN's; on
         Rotten Tomatoes with 50 labels per class, 1e-3 scored 0.530 and
-        5e-5 0.674, one seed, see ``benchmarks/README.md``). "auto" runs a learning-rate range test inside
-        ``fit`` (so once per CV fold): the rate rises geometrically from
+        5e-5 0.674, one seed, see ``benchmarks/README.md``). "auto" runs a
+        learning-rate range test inside ``fit`` (so once per CV fold): the rate rises geometrically from
         1e-7 to 1 over at most 100 steps on a copy of the network and the
         chosen rate is the one at the minimum of the smoothed loss divided
         by 10; it is stored in ``lr_``.

@@ -190,8 +190,8 @@ class Convergence(Callback):
     A stochastic fit plateaus at a noise floor set by its learning rate, so
     when the rule fires the rate is first taken to zero over
     ``n_iter_no_change // 2`` more epochs, at least one
-    (``LRSchedule.cool_down``), then the fit stops. ``converged_`` tells whether the rule fired (False: the epoch
-    budget ended the fit).
+    (``LRSchedule.cool_down``), then the fit stops. ``converged_`` tells
+    whether the rule fired (False: the epoch budget ended the fit).
     """
 
     def __init__(self, tol: float, n_iter_no_change: int, task: str, validate: bool,
