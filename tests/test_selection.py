@@ -428,8 +428,9 @@ def test_source_proba_of_imagenet_weights(digits_small):
                                   proba)
     # a cut does not change the source's predictions: they follow the whole backbone
     cut = TransferFeatures("mobilenet_v2", stage=2, cache=False, **params).fit(X)
+    # (float32: the cached features may come from batches of another size)
     np.testing.assert_allclose(cut.source_proba(X, features=cut.transform(X)), proba,
-                               rtol=1e-6, atol=1e-9)
+                               rtol=1e-5, atol=1e-7)
 
 
 def test_source_proba_errors(classifier, digits_small):
