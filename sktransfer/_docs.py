@@ -274,7 +274,13 @@ PARAMETERS = _entries("""\
         main process; 1 uses no workers; -1 one per CPU core.
     device : str, default="auto"
         "auto" uses CUDA when available, else the CPU; or "cpu", "cuda",
-        "cuda:N".
+        "cuda:N". In a worker process of a parallel search
+        (``GridSearchCV(n_jobs=...)``, a Dask worker) "auto" takes that
+        worker's round-robin share of the visible GPUs (worker i uses
+        ``cuda:{i % n_gpus}``), so workers do not all load ``cuda:0``; a Ray
+        task given GPUs through Ray's resources (``num_gpus``) sees only
+        those, and "auto" uses them. In a Dask worker, torch uses the
+        worker's share of the cores (loky workers get theirs from joblib).
     random_state : int, RandomState instance or None, default=None
         Seeds the head's initialisation and the batch order; CPU fits with
         the same seed are identical.

@@ -28,6 +28,7 @@ RANKS = {
     "sktransfer._nn": 0,
     "sktransfer.selection.scores": 0,
     # _nn leaves
+    "sktransfer._nn.workers": 0,
     "sktransfer._nn.runtime": 1,
     "sktransfer._nn.backbones": 1,
     "sktransfer._nn.tabular": 1,

@@ -53,7 +53,13 @@ from .model import (
 from .net import TrainingPlan, build_net, find_lr, first_batch_loss, history_records
 from .partial import PartialPlan, domain_classifier
 from .probe import LinearSolution, load_into_head, solve, trunk_features
-from .runtime import full_precision, resolve_device, resolve_precision, seeded
+from .runtime import (
+    cap_worker_threads,
+    full_precision,
+    resolve_device,
+    resolve_precision,
+    seeded,
+)
 from .text import TextDataset, TextPreprocessing
 from .source_head import source_head  # noqa: F401  (the estimators' way to a source head)
 from .weights import save_weights_file
@@ -474,6 +480,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
     """
     groups = tuple(int(k) for k in n_outputs) if isinstance(n_outputs, tuple) else None
     n_outputs = sum(groups) if groups else int(n_outputs)
+    cap_worker_threads()
     device = resolve_device(spec.device)
     dtype = tabular_dtype(data) if spec.input_kind == TABULAR else "float32"
     precision = resolve_precision(spec.precision, device)

@@ -7,6 +7,8 @@ import contextlib
 
 import torch
 
+from .workers import auto_cuda_device, worker_index, worker_threads
+
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
 
 
@@ -15,9 +17,13 @@ def cuda_available() -> bool:
 
 
 def resolve_device(device: str) -> str:
-    """'auto' means CUDA when available; anything else must be usable here."""
+    """'auto' means CUDA when available (in a worker process of a parallel
+    search, that worker's round-robin share of the visible GPUs, see
+    ``workers``); anything else must be usable here."""
     if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if not torch.cuda.is_available():
+            return "cpu"
+        return auto_cuda_device(torch.cuda.device_count(), worker_index())
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
@@ -30,6 +36,14 @@ def resolve_device(device: str) -> str:
             "device='auto' or 'cpu'."
         )
     return device
+
+
+def cap_worker_threads() -> None:
+    """In a Dask worker, at most its share of the cores for torch (loky
+    workers get theirs from joblib's environment)."""
+    limit = worker_threads()
+    if limit is not None and torch.get_num_threads() > limit:
+        torch.set_num_threads(limit)
 
 
 def is_cuda(device: str) -> bool:
