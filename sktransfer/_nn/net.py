@@ -110,7 +110,12 @@ class MergedBatches(Sampler):
         return n_batches(self.n, self.batch_size)
 
     def __iter__(self):
-        order = torch.randperm(self.n).tolist()
+        # the draws of DataLoader's own shuffling (RandomSampler), so a seeded
+        # fit sees the batches it saw before this sampler existed
+        seed = int(torch.empty((), dtype=torch.int64).random_().item())
+        generator = torch.Generator()
+        generator.manual_seed(seed)
+        order = torch.randperm(self.n, generator=generator).tolist()
         batches = [order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
         if len(batches) > 1 and len(batches[-1]) == 1:
             last = batches.pop()
