@@ -176,7 +176,10 @@ def test_unlabelled_samples_train_and_are_logged(digits, method, adaptation):
     assert ("adaptation_loss" in record) == (adaptation is not None)
     # the whole budget runs (the training loss is no convergence signal here)
     assert clf.n_iter_ == 15
-    assert not hasattr(clf.net_.module_, "domain_classifier")  # DANN's is dropped
+    assert not hasattr(clf.net_.module_, "domain_classifier")  # DANN's is dropped ...
+    module_params = {id(p) for p in clf.net_.module_.parameters()}
+    assert all(id(p) in module_params  # ... and so are its parameters in the optimizer
+               for group in clf.net_.optimizer_.param_groups for p in group["params"])
     assert clf.score(X[hidden], y[hidden]) > 0.6
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict(X[:20]), clf.predict(X[:20]))

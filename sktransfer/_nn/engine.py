@@ -456,9 +456,21 @@ def _fine_tune(spec: FitSpec, run: _Prepared, augmented, targets, sample_weight)
                     plan, lr=find_lr(module, train_set, plan=plan, **run.net_kwargs))
             net = build_net(module, plan=plan, **run.net_kwargs).fit(train_set)
     finally:
-        if hasattr(module, "domain_classifier"):
-            del module.domain_classifier  # training-only; predict never uses it
+        discriminator = getattr(module, "domain_classifier", None)
+        if discriminator is not None:
+            del module.domain_classifier
+    if discriminator is not None:  # training-only: neither predict nor a pickle needs it
+        _forget_parameters(net.optimizer_, discriminator.parameters())
     return net, plan, solution
+
+
+def _forget_parameters(optimizer, parameters) -> None:
+    """Take ``parameters`` out of ``optimizer``'s groups (and state)."""
+    gone = {id(p) for p in parameters}
+    for group in optimizer.param_groups:
+        group["params"] = [p for p in group["params"] if id(p) not in gone]
+    for param in [p for p in optimizer.state if id(p) in gone]:
+        del optimizer.state[param]
 
 
 def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
