@@ -258,11 +258,13 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             )
 
     @staticmethod
-    def _normalised_weights(sample_weight, n_samples: int) -> np.ndarray:
-        weights = _check_sample_weight(sample_weight, np.empty((n_samples, 0)),
-                                       dtype=np.float64, ensure_non_negative=True)
+    def _normalised_weights(weights: np.ndarray) -> np.ndarray:
+        """Validated weights of the labelled samples scaled to mean 1."""
         if not weights.sum() > 0:
-            raise ValueError("sample_weight sums to zero; at least one sample needs weight > 0.")
+            raise ValueError(
+                "sample_weight sums to zero over the labelled samples; at least one "
+                "needs weight > 0."
+            )
         return weights / weights.mean()
 
     def _backbone_spec(self):
@@ -328,7 +330,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             )
         weights = _check_sample_weight(sample_weight, np.empty((len(y), 0)),
                                        dtype=np.float64, ensure_non_negative=True)
-        labelled_weights = self._normalised_weights(weights[~unlabelled], n_labelled)
+        labelled_weights = self._normalised_weights(weights[~unlabelled])
         targets, n_outputs, attributes = self._prepare_targets(y[~unlabelled], labelled_weights)
         weights = np.zeros(len(y))
         weights[~unlabelled] = labelled_weights

@@ -421,15 +421,24 @@ def test_single_path_string_asks_for_a_list():
         check_images("digit.png")
 
 
-def test_unreadable_image_file_in_a_worker_gives_the_plain_error(png_paths, tmp_path,
+@pytest.fixture
+def broken_png(tmp_path):
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"these bytes are not a PNG")
+    return broken
+
+
+def tiny_from_scratch(tiny_backbone, n_jobs):
+    return PretrainedClassifier(tiny_backbone[0], weights=None, image_size=16, max_epochs=1,
+                                n_jobs=n_jobs, device="cpu", random_state=0)
+
+
+def test_unreadable_image_file_in_a_worker_gives_the_plain_error(png_paths, broken_png,
                                                                   tiny_backbone):
     # The file is decoded in a DataLoader worker process (n_jobs=2); the
     # error must read as it does without workers, not as torch's wrapper.
-    name, _ = tiny_backbone
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"these bytes are not a PNG")
-    clf = PretrainedClassifier(name, weights=None, image_size=16, max_epochs=1, n_jobs=1,
-                               device="cpu", random_state=0)
+    broken = broken_png
+    clf = tiny_from_scratch(tiny_backbone, n_jobs=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # one epoch is enough here
         clf.fit(png_paths, [0, 1, 0, 1])
@@ -446,16 +455,12 @@ def test_unreadable_image_file_in_a_worker_gives_the_plain_error(png_paths, tmp_
     assert set(multiprocessing.active_children()) <= workers_before
 
 
-def test_unreadable_image_file_in_a_training_worker_gives_the_plain_error(png_paths, tmp_path,
+def test_unreadable_image_file_in_a_training_worker_gives_the_plain_error(png_paths, broken_png,
                                                                            tiny_backbone):
     """The same during fit: the training loop's workers decode the files."""
-    name, _ = tiny_backbone
-    broken = tmp_path / "broken.png"
-    broken.write_bytes(b"these bytes are not a PNG")
-    clf = PretrainedClassifier(name, weights=None, image_size=16, max_epochs=1, n_jobs=2,
-                               device="cpu", random_state=0)
+    clf = tiny_from_scratch(tiny_backbone, n_jobs=2)
     with pytest.raises(ValueError, match=r"^cannot read image file ") as excinfo:
-        clf.fit(png_paths + [broken], [0, 1, 0, 1, 0])
+        clf.fit(png_paths + [broken_png], [0, 1, 0, 1, 0])
     assert "DataLoader worker" not in str(excinfo.value)
     assert excinfo.value.__context__ is None
     assert not hasattr(clf, "net_")  # the failed fit left nothing behind

@@ -74,10 +74,11 @@ def strong_augmentation(size: int):
 
     crop = v2.RandomResizedCrop(size, scale=(0.85, 1.0), ratio=(0.9, 1.1), antialias=True)
     erase = v2.RandomErasing(p=1.0, scale=(0.02, 0.25), ratio=(1.0, 1.0), value=0.5)
+    # FixMatch draws the magnitude per image: one RandAugment per magnitude
+    by_magnitude = [v2.RandAugment(num_ops=2, magnitude=m) for m in range(1, 11)]
 
     def transform(tensor: torch.Tensor) -> torch.Tensor:
-        magnitude = int(torch.randint(1, 11, ()).item())
-        augment = v2.RandAugment(num_ops=2, magnitude=magnitude)
+        augment = by_magnitude[int(torch.randint(len(by_magnitude), ()).item())]
         as_bytes = crop(tensor).mul(255).round_().to(torch.uint8)  # RandAugment's colour ops
         return erase(augment(as_bytes).float().div_(255.0))
 

@@ -57,10 +57,6 @@ class PartialPlan:
     labelled: np.ndarray
     unlabelled: np.ndarray
 
-    @property
-    def n_labelled(self) -> int:
-        return len(self.labelled)
-
 
 def labelled_mask(y: torch.Tensor) -> torch.Tensor:
     """Which samples of a batch carry a label: classifiers' targets are
