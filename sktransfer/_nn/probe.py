@@ -41,7 +41,8 @@ _MAX_CV_SAMPLES = 2_000  # the penalty is chosen on at most this many samples
 _MAX_ITER = 1_000
 _PATIENCE = 2  # penalties past the best with a worse held-out loss before the path stops
 # warm-started along the path, enough to rank penalties a decade apart: the
-# same choices as 100 iterations on 12 real probes (benchmarks/README.md)
+# same choices as 100 iterations on 12 real probes
+# (benchmarks/probe_penalty_search.py)
 _CV_MAX_ITER = 20
 # Stop when the largest gradient entry of the mean objective is below this
 # (the final solve) or the looser one (the penalty search, which only ranks
