@@ -15,6 +15,7 @@ from ._exceptions import (
     WeightsNotFoundError,
 )
 from ._features import TransferFeatures
+from ._progress import search_progress
 from ._regressor import TransferRegressor
 from .selection import make_transferability_scorer, rank_backbones
 
@@ -24,6 +25,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "cache_info": "._nn.activation_store",
     "clear_cache": "._nn.activation_store",
+    "is_main_process": "._nn.distributed",
     "set_cache_budget": "._nn.activation_store",
     "list_backbones": "._nn.backbones",
 }
@@ -51,9 +53,11 @@ __all__ = [
     "__version__",
     "cache_info",
     "clear_cache",
+    "is_main_process",
     "list_backbones",
     "make_transferability_scorer",
     "rank_backbones",
+    "search_progress",
     "selection",
     "set_cache_budget",
 ]

@@ -25,10 +25,12 @@ RANKS = {
     "sktransfer._compat": 0,
     "sktransfer._images": 0,
     "sktransfer._text": 0,
+    "sktransfer._progress": 0,
     "sktransfer._nn": 0,
     "sktransfer.selection.scores": 0,
     # _nn leaves
     "sktransfer._nn.workers": 0,
+    "sktransfer._nn.distributed": 0,
     "sktransfer._nn.runtime": 1,
     "sktransfer._nn.backbones": 1,
     "sktransfer._nn.tabular": 1,

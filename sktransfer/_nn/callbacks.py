@@ -16,6 +16,7 @@ import torch
 from skorch.callbacks import Callback
 
 from .._exceptions import TrainingDivergedError
+from . import distributed
 from .freezing import unfreeze_and_add_param_group
 
 
@@ -253,14 +254,15 @@ class Convergence(Callback):
     def _improved(self, net) -> bool:
         """Whether this epoch improved on the best by ``tol`` (and track the best)."""
         if self.validate:
-            score = self._score()
+            # rank 0's score in a data-parallel fit: every process stops alike
+            score = distributed.agree(self._score())
             net.history.record("valid_score", score)
             improved = score >= self.best_ + self.tol
             if score > self.best_:
                 self.best_, self.best_epoch_ = score, len(net.history)
                 self.best_weights_ = copy.deepcopy(net.module_.state_dict())
             return improved
-        loss = net.history[-1, "train_loss"]
+        loss = distributed.agree(net.history[-1, "train_loss"])
         improved = loss <= self.best_ - self.tol
         self.best_ = min(self.best_, loss)
         return improved

@@ -20,6 +20,7 @@ import torch
 from sklearn.model_selection import train_test_split
 
 from .._options import IMAGES, TABULAR, TEXT, UNLABELLED_TARGET
+from . import distributed
 from .data import (
     STRONG,
     ActivationDataset,
@@ -50,7 +51,14 @@ from .model import (
     export_trunk as export_module_trunk,
     load_trunk,
 )
-from .net import TrainingPlan, build_net, find_lr, first_batch_loss, history_records
+from .net import (
+    TrainingPlan,
+    build_net,
+    find_lr,
+    first_batch_loss,
+    history_records,
+    smallest_batch,
+)
 from .partial import PartialPlan, domain_classifier
 from .probe import LinearSolution, load_into_head, solve, trunk_features
 from .runtime import (
@@ -310,6 +318,7 @@ def _plan(spec: FitSpec, frozen, *, device, precision, n_train, valid_set,
         channels_last=spec.input_kind == IMAGES,
         n_train=n_train, valid_dataset=valid_set, n_iter_no_change=spec.n_iter_no_change,
         tol=spec.tol, num_workers=workers, collate_fn=collate_fn, partial=partial,
+        world_size=distributed.world_size(),
     )
 
 
@@ -473,6 +482,27 @@ def _forget_parameters(optimizer, parameters) -> None:
         del optimizer.state[param]
 
 
+def _join_launch(spec: FitSpec, targets) -> tuple[str, int]:
+    """The fit's device and seed. Under ``torchrun`` (``distributed``): this
+    process's GPU, the process group joined, rank 0's seed, and the same
+    data on every rank checked."""
+    device = distributed.local_device(resolve_device(spec.device))
+    if not distributed.active():
+        return device, spec.seed
+    distributed.join(device)
+    world = distributed.world_size()
+    if spec.batch_size < smallest_batch(world):
+        raise ValueError(
+            f"batch_size={spec.batch_size} is too small for a data-parallel fit on {world} "
+            f"processes: each batch is split between them and each needs at least two "
+            f"samples; use batch_size >= {smallest_batch(world)}."
+        )
+    values = np.nan_to_num(np.asarray(targets, dtype=np.float64).reshape(len(targets), -1))
+    checksum = float((values.sum(axis=1) * (1 + np.arange(len(values)) % 97)).sum())
+    distributed.check_same_data(len(targets), checksum)
+    return device, distributed.shared_seed(spec.seed)
+
+
 def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
         classes=None, unlabelled=None) -> FitResult:
     """Build, freeze and train a network on validated ``data`` (a table, or
@@ -493,7 +523,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
     groups = tuple(int(k) for k in n_outputs) if isinstance(n_outputs, tuple) else None
     n_outputs = sum(groups) if groups else int(n_outputs)
     cap_worker_threads()
-    device = resolve_device(spec.device)
+    device, seed = _join_launch(spec, targets)
     dtype = tabular_dtype(data) if spec.input_kind == TABULAR else "float32"
     precision = resolve_precision(spec.precision, device)
     workers = data_workers(spec.n_jobs, data.kind if spec.input_kind == IMAGES else "array")
@@ -505,7 +535,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
     if two_views:
         augment = augment or "light"  # FixMatch's weak view
     batching = Batching(spec.batch_size, device, precision, spec.input_kind == IMAGES, workers)
-    with seeded(spec.seed, device):
+    with seeded(seed, device):
         module, frozen, plain, prep, size, weights = _build(
             spec, data, targets, sample_weight, n_outputs=n_outputs, classes=classes,
             dtype=dtype)
@@ -530,6 +560,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
                 data, targets, sample_weight, prep=prep, size=size, dtype=dtype,
                 augment=augment, strong_view=two_views)
             net, plan, solution = _fine_tune(spec, run, augmented, targets, sample_weight)
+    distributed.sync_from_main(net.module_)  # the same network on every rank
     first_loss = first_batch_loss(net)
     history = history_records(net)
     best_epoch = None

@@ -329,8 +329,10 @@ class TransferModule(nn.Module):
         self.frozen_norms: list[str] = []
         self.head_from_source = False  # the source's head was kept (source_head)
 
-    def forward(self, x):
-        return self.head(torch.flatten(self.trunk(x), 1))
+    def forward(self, x, with_features: bool = False):
+        features = torch.flatten(self.trunk(x), 1)
+        outputs = self.head(features)
+        return (features, outputs) if with_features else outputs
 
     def train(self, mode: bool = True):
         super().train(mode)

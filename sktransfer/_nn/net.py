@@ -29,6 +29,7 @@ from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
 from torch.utils.data import Sampler
 
+from . import distributed
 from .callbacks import (
     Convergence,
     GradualUnfreezing,
@@ -79,6 +80,7 @@ class TrainingPlan:
     num_workers: int = 0
     collate_fn: object = None  # texts are tokenised per batch
     partial: PartialPlan | None = None  # unlabelled samples in training
+    world_size: int = 1  # processes of a data-parallel fit (``distributed``)
 
     @property
     def total_steps(self) -> int:
@@ -86,28 +88,37 @@ class TrainingPlan:
 
     @property
     def steps_per_epoch(self) -> int:
-        return n_batches(self.n_train, self.batch_size)
+        return n_batches(self.n_train, self.batch_size, self.world_size)
 
 
-def n_batches(n: int, batch_size: int) -> int:
-    """Training batches per epoch: a last batch of one sample is merged into
-    the one before (``MergedBatches``)."""
+def smallest_batch(world_size: int = 1) -> int:
+    """The fewest samples a training batch may have: two per process, so
+    that BatchNorm layers in training mode never see a single sample."""
+    return 2 * int(world_size)
+
+
+def n_batches(n: int, batch_size: int, world_size: int = 1) -> int:
+    """Training batches per epoch: a last batch smaller than
+    ``smallest_batch`` is merged into the one before (``MergedBatches``)."""
     full, rest = divmod(n, batch_size)
-    return max(1, full + (rest > 1))
+    return max(1, full + (rest >= smallest_batch(world_size)))
 
 
 class MergedBatches(Sampler):
     """Shuffled batches of ``batch_size``, except that a last batch of a
     single sample joins the one before: a BatchNorm layer in training mode
     cannot normalise one sample (torch raises "Expected more than 1 value
-    per channel"), and dropping it would leave a sample out of the epoch."""
+    per channel"), and dropping it would leave a sample out of the epoch.
+    In a data-parallel fit the last batch joins the one before when it has
+    fewer than two samples per process."""
 
-    def __init__(self, n: int, batch_size: int):
+    def __init__(self, n: int, batch_size: int, world_size: int = 1):
         self.n = int(n)
         self.batch_size = int(batch_size)
+        self.world_size = int(world_size)
 
     def __len__(self):
-        return n_batches(self.n, self.batch_size)
+        return n_batches(self.n, self.batch_size, self.world_size)
 
     def __iter__(self):
         # the draws of DataLoader's own shuffling (RandomSampler), so a seeded
@@ -117,10 +128,46 @@ class MergedBatches(Sampler):
         generator.manual_seed(seed)
         order = torch.randperm(self.n, generator=generator).tolist()
         batches = [order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
-        if len(batches) > 1 and len(batches[-1]) == 1:
+        if len(batches) > 1 and len(batches[-1]) < smallest_batch(self.world_size):
             last = batches.pop()
             batches[-1] = batches[-1] + last
         yield from batches
+
+
+class ShardedBatches(Sampler):
+    """This process's share of each batch of ``batches`` (a batch sampler
+    that every process draws alike): one fit's global batches, split
+    between the processes of a data-parallel fit."""
+
+    def __init__(self, batches, index: int, size: int):
+        self.batches = batches
+        self.index = int(index)
+        self.size = int(size)
+
+    def __len__(self):
+        return len(self.batches)
+
+    def __iter__(self):
+        for batch in self.batches:
+            yield distributed.shard(batch, self.index, self.size)
+
+
+class DataParallel:
+    """A data-parallel fit's ``DistributedDataParallel`` around the net's
+    module (held outside skorch's torch attributes: it is never pickled),
+    rebuilt when the set of trainable parameters changes."""
+
+    def __init__(self, module, device: str):
+        self.module = module
+        self.device = device
+        self.ddp = distributed.wrap(module, device)
+        self.trainable = distributed.trainable_signature(module)
+
+    def rewrap_if_changed(self) -> None:
+        signature = distributed.trainable_signature(self.module)
+        if signature != self.trainable:
+            self.ddp = distributed.wrap(self.module, self.device)
+            self.trainable = signature
 
 
 class TransferNetMixin:
@@ -166,6 +213,9 @@ class TransferNetMixin:
         device_type = torch.device(self.device).type
         self.scaler_ = torch.amp.GradScaler(device_type, enabled=self.precision == "16")
         self.steps_done_ = 0  # training steps so far (the partial-label ramp reads it)
+        # a data-parallel fit (torchrun): DDP trains module_
+        self.data_parallel_ = DataParallel(self.module_, self.device) if distributed.active() \
+            else None
         if self.l2sp_strength > 0:
             self.l2sp_reference_ = {name: param.detach().clone()
                                     for name, param in self.module_.trunk.named_parameters()}
@@ -186,6 +236,10 @@ class TransferNetMixin:
                 raise
         if worker_error is not None:
             raise worker_error  # outside the except block: not chained to torch's wrapper
+        if self._parallel():
+            # every rank leaves with rank 0's network and history
+            distributed.sync_from_main(self.module_)
+            self.history_ = distributed.agree_object(self.history_)
         self.drop_training_state()
         return self
 
@@ -218,7 +272,7 @@ class TransferNetMixin:
         were two thirds of a fitted MobileNetV2's pickle). The optimizer
         itself stays, empty: a future warm start would keep its state by
         not calling this."""
-        for name in ("scaler_", "l2sp_reference_", "steps_done_"):
+        for name in ("scaler_", "l2sp_reference_", "steps_done_", "data_parallel_"):
             self.__dict__.pop(name, None)
         self.train_split = None  # it holds training data; a fitted model must not
         optimizer = getattr(self, "optimizer_", None)
@@ -237,25 +291,52 @@ class TransferNetMixin:
     def get_iterator(self, dataset, training=False):
         """skorch's iterator for validation; training batches are shuffled
         ``MergedBatches`` (never a batch of one), or with unlabelled samples
-        batches of labelled plus unlabelled samples (``PartialBatches``)."""
+        batches of labelled plus unlabelled samples (``PartialBatches``); in
+        a data-parallel fit, this process's share of each."""
         if not training:
             return super().get_iterator(dataset, training=training)
         kwargs = self.get_params_for("iterator_train")
         for name in ("shuffle", "batch_size", "drop_last", "sampler"):
             kwargs.pop(name, None)
+        world = distributed.world_size() if self._parallel() else 1
         if self.partial is not None:
             sampler = PartialBatches(self.partial.labelled, self.partial.unlabelled,
-                                     self.batch_size, self.partial.ratio)
+                                     self.batch_size, self.partial.ratio, min_last=world)
         else:
-            sampler = MergedBatches(len(dataset), self.batch_size)
+            sampler = MergedBatches(len(dataset), self.batch_size, world)
+        if world > 1:
+            sampler = ShardedBatches(sampler, distributed.rank(), world)
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)
+
+    def _parallel(self) -> bool:
+        return getattr(self, "data_parallel_", None) is not None
+
+    def run_single_epoch(self, iterator, training, prefix, step_fn, **fit_params):
+        """skorch's epoch; in a data-parallel fit, DDP is rebuilt when the
+        trainable parameters changed (gradual unfreezing), and validation
+        runs with rank 0's BatchNorm statistics on every rank."""
+        if self._parallel() and iterator is not None:
+            if training:
+                self.data_parallel_.rewrap_if_changed()
+            else:
+                distributed.sync_from_main(self.module_)
+        return super().run_single_epoch(iterator, training, prefix, step_fn, **fit_params)
 
     # -- one step -------------------------------------------------------------------------
 
     def infer(self, x, **fit_params):
         x = to_device(x, self.device, self.channels_last)
         with autocast(self.precision, self.device):
+            if self._parallel() and self.module_.training:
+                return self.data_parallel_.ddp(x, **fit_params)  # DDP averages the gradients
             return super().infer(x, **fit_params)
+
+    def _features_and_outputs(self, x):
+        """The trunk's flattened features and the head's outputs, in one
+        forward pass (through DDP in a data-parallel fit)."""
+        runner = self.data_parallel_.ddp if self._parallel() else self.module_
+        with autocast(self.precision, self.device):
+            return runner(x, with_features=True)
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(full_precision(y_pred), y_true, X=X, training=training)
@@ -281,9 +362,7 @@ class TransferNetMixin:
         x = to_device(x, self.device, self.channels_last)
         labelled, unlabelled = labelled.to(self.device), unlabelled.to(self.device)
         n = len(labelled)
-        with autocast(self.precision, self.device):
-            features = torch.flatten(self.module_.trunk(x), 1)
-            outputs = self.module_.head(features)
+        features, outputs = self._features_and_outputs(x)
         outputs = full_precision(outputs)
         y_pred = outputs[:n][labelled]
         loss = self.get_loss(y_pred, (y[labelled.cpu()], weight[labelled.cpu()]), training=True)
@@ -317,7 +396,14 @@ class TransferNetMixin:
         y_pred = self.infer(Xi, **fit_params)
         loss = self.get_loss(y_pred, yi, X=Xi, training=True)
         self._backward_and_step(loss, optimizer, batch)
-        return {"loss": loss.detach(), "y_pred": y_pred}
+        return {"loss": self._logged(loss), "y_pred": y_pred}
+
+    def _logged(self, loss):
+        """The loss the history records and the callbacks act on: in a
+        data-parallel fit, averaged over the processes, so every process
+        takes the same decisions."""
+        loss = loss.detach()
+        return distributed.mean(loss) if self._parallel() else loss
 
     def _train_step_partial(self, Xi, yi):
         optimizer = self.optimizer_
@@ -325,7 +411,7 @@ class TransferNetMixin:
         loss, y_pred = self._partial_loss(Xi, yi)
         self._backward_and_step(loss, optimizer, (Xi, yi))
         self.steps_done_ += 1
-        return {"loss": loss.detach(), "y_pred": y_pred}
+        return {"loss": self._logged(loss), "y_pred": y_pred}
 
     def _backward_and_step(self, loss, optimizer, batch):
         self.scaler_.scale(loss).backward()

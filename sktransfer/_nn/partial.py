@@ -78,17 +78,28 @@ class PartialBatches(Sampler):
     """Batches of ``batch_size`` labelled positions (a shuffled pass over
     them is one epoch) each followed by ``ratio`` times as many unlabelled
     ones, drawn without replacement from a stream of shuffled passes. The
-    shuffles draw from torch's global generator, so a seeded fit repeats."""
+    shuffles draw from torch's global generator, so a seeded fit repeats.
+    A last chunk of fewer than ``min_last`` labelled positions joins the one
+    before (a data-parallel fit gives each process at least one)."""
 
-    def __init__(self, labelled, unlabelled, batch_size: int, ratio: int):
+    def __init__(self, labelled, unlabelled, batch_size: int, ratio: int, min_last: int = 1):
         self.labelled = torch.as_tensor(np.asarray(labelled), dtype=torch.long)
         self.unlabelled = torch.as_tensor(np.asarray(unlabelled), dtype=torch.long)
         self.batch_size = int(batch_size)
         self.ratio = int(ratio)
+        self.min_last = int(min_last)
         self._stream = torch.empty(0, dtype=torch.long)
 
+    def _chunks(self, order):
+        chunks = [order[start:start + self.batch_size]
+                  for start in range(0, len(order), self.batch_size)]
+        if len(chunks) > 1 and len(chunks[-1]) < self.min_last:
+            chunks[-2:] = [torch.cat(chunks[-2:])]
+        return chunks
+
     def __len__(self):
-        return math.ceil(len(self.labelled) / self.batch_size)
+        full, rest = divmod(len(self.labelled), self.batch_size)
+        return max(1, full + (rest >= self.min_last))
 
     def _take(self, n: int) -> torch.Tensor:
         while len(self._stream) < n:
@@ -99,8 +110,7 @@ class PartialBatches(Sampler):
 
     def __iter__(self):
         order = self.labelled[torch.randperm(len(self.labelled))]
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start:start + self.batch_size]
+        for chunk in self._chunks(order):
             yield torch.cat([chunk, self._take(self.ratio * len(chunk))]).tolist()
 
 

@@ -1,0 +1,92 @@
+"""Data-parallel fits: tests/ddp_script.py, a plain training script, run in
+one process and under ``torchrun --nproc_per_node=2`` on CPUs (gloo)."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import joblib
+import pytest
+
+SCRIPT = pathlib.Path(__file__).with_name("ddp_script.py")
+FITS = ("tabular", "images", "pseudo_label")
+
+
+def _run(command, out):
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(name, None)
+    done = subprocess.run(command + [str(SCRIPT), str(out)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """The script's reports: one process, and each rank of two."""
+    single, double = tmp_path_factory.mktemp("one"), tmp_path_factory.mktemp("two")
+    _run([sys.executable], single)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone",
+          "--nproc_per_node=2"], double)
+
+    def report(out, world, rank):
+        return json.loads((out / f"report-{world}-{rank}.json").read_text())
+
+    return dict(single=report(single, 1, 0), ranks=[report(double, 2, r) for r in (0, 1)],
+                out=double)
+
+
+def test_every_rank_ends_with_the_same_fitted_network(runs):
+    first, second = runs["ranks"]
+    for name in FITS:
+        assert first[name] == second[name], name  # digest, accuracy, epochs
+
+
+def test_two_processes_reach_the_single_process_accuracy(runs):
+    single, parallel = runs["single"], runs["ranks"][0]
+    # the same global batches and averaged gradients: the MLP's fit is the
+    # same training up to float rounding
+    assert abs(parallel["tabular"]["accuracy"] - single["tabular"]["accuracy"]) <= 0.02
+    assert parallel["tabular"]["accuracy"] > 0.8
+    # BatchNorm normalises each process's half-batch: close, not equal
+    for name in ("images", "pseudo_label"):
+        assert abs(parallel[name]["accuracy"] - single[name]["accuracy"]) <= 0.1, name
+    assert parallel["images"]["n_iter"] <= 8
+
+
+def test_the_main_process_alone_saves_and_the_model_loads_anywhere(runs):
+    out = runs["out"]
+    assert sorted(p.name for p in out.glob("*.joblib")) == [
+        f"{name}-2.joblib" for name in sorted(FITS)]
+    from tests.ddp_script import digits
+
+    clf = joblib.load(out / "tabular-2.joblib")
+    assert getattr(clf.net_, "data_parallel_", None) is None
+    _, _, X_test, y_test = digits(600, 400)
+    accuracy = clf.score(X_test.reshape(len(X_test), -1) / 255.0, y_test)
+    assert accuracy == pytest.approx(runs["ranks"][0]["tabular"]["accuracy"])
+
+
+def test_a_launch_refuses_sharded_data_and_batches_it_cannot_split(runs):
+    assert runs["single"]["errors"] == []
+    for rank, report in enumerate(runs["ranks"]):
+        sharded, small = report["errors"]
+        assert "every process must call fit with the same X and y" in sharded
+        assert f"rank {rank}" in sharded
+        assert "batch_size=3 is too small" in small and "batch_size >= 4" in small
+
+
+def test_outside_a_launch_fits_are_not_data_parallel(monkeypatch):
+    from sktransfer._nn import distributed
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.setenv("MASTER_ADDR", "localhost")
+    assert distributed.active() and not distributed.is_main_process()
+    monkeypatch.setenv("SKTRANSFER_DDP", "0")  # the opt-out
+    assert not distributed.active() and distributed.is_main_process()
+    monkeypatch.delenv("SKTRANSFER_DDP")
+    monkeypatch.delenv("MASTER_ADDR")  # not a launcher's environment
+    assert not distributed.active()
