@@ -43,4 +43,6 @@ def test_readme_block_runs_alone(index, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # blocks write files (joblib, safetensors)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short budgets, tiny folds: expected warnings
-        exec(compile(smaller(code), f"README.md block {index}", "exec"), {"__name__": "readme"})
+        # run as a script is: a block's `if __name__ == "__main__":` part runs too
+        exec(compile(smaller(code), f"README.md block {index}", "exec"),
+             {"__name__": "__main__"})
