@@ -91,10 +91,11 @@ def fits(out: pathlib.Path):
         X.reshape(len(X), -1) / 255.0, y, X_test.reshape(len(X_test), -1) / 255.0, y_test
     # images: BatchNorm, early stopping on a validation split, a stage released
     # in the second epoch (DDP is rebuilt), a cosine schedule
+    # random_state=None: every rank must still draw the same split and batches
     yield "images", PretrainedClassifier(
         backbone="tinynet", weights=str(weights), image_size=32, freeze_depth=2,
         unfreeze_at=1, early_stopping=True, max_epochs=8, n_iter_no_change=3,
-        lr=3e-3, random_state=0, device="cpu"), X, y, X_test, y_test
+        lr=3e-3, random_state=None, device="cpu"), X, y, X_test, y_test
     # labelled and unlabelled samples (-1): the partial-label batches and the
     # features + outputs forward through DDP
     y_partial = y.copy()
@@ -118,6 +119,10 @@ def main(out):
         if sktransfer.is_main_process():
             joblib.dump(clf, out / f"{name}-{world}.joblib")
     report["errors"] = refusals(X.reshape(len(X), -1) / 255.0, y, rank)
+    from sktransfer._nn import distributed
+
+    # what a fit with random_state=None seeds its split and batches with
+    report["seed"] = distributed.shared_seed(int(np.random.randint(2**31 - 1)))
     (out / f"report-{world}-{rank}.json").write_text(json.dumps(report))
 
 

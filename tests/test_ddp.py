@@ -50,9 +50,11 @@ def test_two_processes_reach_the_single_process_accuracy(runs):
     # same training up to float rounding
     assert abs(parallel["tabular"]["accuracy"] - single["tabular"]["accuracy"]) <= 0.02
     assert parallel["tabular"]["accuracy"] > 0.8
-    # BatchNorm normalises each process's half-batch: close, not equal
-    for name in ("images", "pseudo_label"):
-        assert abs(parallel[name]["accuracy"] - single[name]["accuracy"]) <= 0.1, name
+    # with unlabelled samples: close (the MLP has no BatchNorm, but each
+    # process's share of a batch is not the same mix of labelled samples)
+    assert abs(parallel["pseudo_label"]["accuracy"]
+               - single["pseudo_label"]["accuracy"]) <= 0.1
+    # the image fit has random_state=None: only its ranks are compared (above)
     assert parallel["images"]["n_iter"] <= 8
 
 
@@ -67,6 +69,11 @@ def test_the_main_process_alone_saves_and_the_model_loads_anywhere(runs):
     _, _, X_test, y_test = digits(600, 400)
     accuracy = clf.score(X_test.reshape(len(X_test), -1) / 255.0, y_test)
     assert accuracy == pytest.approx(runs["ranks"][0]["tabular"]["accuracy"])
+
+
+def test_ranks_draw_rank_zeros_seed(runs):
+    first, second = runs["ranks"]
+    assert first["seed"] == second["seed"]
 
 
 def test_a_launch_refuses_sharded_data_and_batches_it_cannot_split(runs):

@@ -524,6 +524,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
     n_outputs = sum(groups) if groups else int(n_outputs)
     cap_worker_threads()
     device, seed = _join_launch(spec, targets)
+    spec = dataclasses.replace(spec, seed=seed)  # under torchrun: rank 0's, on every rank
     dtype = tabular_dtype(data) if spec.input_kind == TABULAR else "float32"
     precision = resolve_precision(spec.precision, device)
     workers = data_workers(spec.n_jobs, data.kind if spec.input_kind == IMAGES else "array")
@@ -535,7 +536,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
     if two_views:
         augment = augment or "light"  # FixMatch's weak view
     batching = Batching(spec.batch_size, device, precision, spec.input_kind == IMAGES, workers)
-    with seeded(seed, device):
+    with seeded(spec.seed, device):
         module, frozen, plain, prep, size, weights = _build(
             spec, data, targets, sample_weight, n_outputs=n_outputs, classes=classes,
             dtype=dtype)
