@@ -5,6 +5,7 @@ several processes sharing one directory."""
 
 import multiprocessing
 import os
+import pathlib
 import time
 import warnings
 import zlib
@@ -395,3 +396,47 @@ def test_processes_sharing_a_cache_dir_see_no_errors_and_no_warnings(tmp_path):
         clearing.get()
     assert results == [[]] * 4
     assert sktransfer.cache_info(tmp_path)["disk_nbytes"] <= 6 * 1024
+
+
+def _slow_lookup(cache_dir, n):
+    """Look up n activations no process has: computing them takes a while
+    (as a backbone's forward pass does). Returns how many this one computed."""
+    keys = [f"k{i}" for i in range(n)]
+
+    def compute(positions):
+        time.sleep(0.5)
+        return _rows([keys[i] for i in positions])
+
+    store.STORE.clear()
+    rows, counts = store.lookup(MODEL, keys, cache_dir=cache_dir, dtype=torch.float32,
+                                compute=compute)
+    assert torch.equal(rows, _rows(keys))
+    return counts["computed"]
+
+
+@pytest.mark.skipif("fork" not in multiprocessing.get_all_start_methods(),
+                    reason="forks worker processes")
+def test_processes_missing_the_same_activations_compute_them_once_in_total(tmp_path):
+    context = multiprocessing.get_context("fork")
+    with context.Pool(3) as pool:
+        computed = pool.starmap(_slow_lookup, [(str(tmp_path), 12)] * 3)
+    assert sorted(computed) == [0, 0, 12]  # one computed, the others waited and read
+    assert not list(tmp_path.rglob(".computing"))  # the lease is released
+
+
+def test_a_lease_whose_holder_died_is_broken(tmp_path, monkeypatch):
+    lease = pathlib.Path(store._disk_dir(tmp_path, MODEL)) / ".computing"
+    lease.parent.mkdir(parents=True)
+    lease.write_text("elsewhere 1 0\n")
+    old = time.time() - store._LEASE_STALE_SECONDS - 5  # no longer refreshed
+    os.utime(lease, (old, old))
+    assert _slow_lookup(str(tmp_path), 3) == 3
+    assert not lease.exists()
+
+
+def test_a_cache_dir_that_is_a_file_needs_no_lease(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # disk_put's warning is tested above
+        assert _slow_lookup(str(blocker), 3) == 3

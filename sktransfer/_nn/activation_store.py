@@ -15,6 +15,7 @@ each image's activations once.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -546,6 +547,100 @@ def _delete_disk_cache(cache_dir) -> None:
         shutil.rmtree(doomed)  # what is left cannot be deleted: say why
 
 
+def _read_back(cache_dir, key, keys, missing, rows: dict, dtype) -> None:
+    """Add to ``rows`` (and to memory) the ``missing`` positions found on disk."""
+    on_disk = disk_get(cache_dir, key, [keys[i] for i in missing], dtype)
+    found = {missing[j]: row for j, row in on_disk.items()}
+    rows.update(found)
+    if found:
+        STORE.put(key, [keys[i] for i in found], torch.stack(list(found.values())))
+
+
+# -- one process computes a model's missing activations at a time -----------------------
+#
+# Workers of a distributed search (other processes, other hosts sharing
+# cache_dir) that miss the same activations at once would all compute them.
+# A lease file per model key lets one compute while the others wait, then read
+# what it wrote: each activation is computed once in total. The holder
+# refreshes the lease's mtime; one not refreshed for _LEASE_STALE_SECONDS (its
+# holder died) is broken. A cache_dir where the lease cannot be created
+# (read-only) is used without one.
+
+_LEASE_NAME = ".computing"
+_LEASE_REFRESH_SECONDS = 10.0
+_LEASE_STALE_SECONDS = 60.0
+_LEASE_POLL_SECONDS = 0.1
+
+
+def _take_lease(path: str) -> bool | None:
+    """True: taken; False: held by another; None: cannot be created here."""
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+    except OSError:  # cache_dir is a file, read-only, ...
+        return None
+    try:
+        descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    except OSError:
+        return None
+    with os.fdopen(descriptor, "w") as file:
+        file.write(f"{os.uname().nodename} {os.getpid()} {time.time():.0f}\n")
+    return True
+
+
+def _lease_age(path: str) -> float | None:
+    try:
+        return time.time() - os.stat(path).st_mtime
+    except OSError:
+        return None  # released meanwhile
+
+
+def _refresh(path: str, done: threading.Event) -> None:
+    while not done.wait(_LEASE_REFRESH_SECONDS):
+        try:
+            os.utime(path)
+        except OSError:
+            return
+
+
+class compute_lease:
+    """``with compute_lease(cache_dir, key):`` holds the model's lease while
+    computing, after waiting for another process's. No-op without
+    ``cache_dir``."""
+
+    def __init__(self, cache_dir, key: str):
+        self.path = None if cache_dir is None else os.path.join(_disk_dir(cache_dir, key),
+                                                                 _LEASE_NAME)
+        self.held = False
+        self._done = threading.Event()
+
+    def __enter__(self):
+        while self.path is not None:
+            taken = _take_lease(self.path)
+            if taken is None:
+                return self
+            if taken:
+                self.held = True
+                threading.Thread(target=_refresh, args=(self.path, self._done),
+                                 daemon=True).start()
+                return self
+            age = _lease_age(self.path)
+            if age is not None and age > _LEASE_STALE_SECONDS:
+                with contextlib.suppress(OSError):  # a dead holder's: break it
+                    os.unlink(self.path)
+                continue
+            time.sleep(_LEASE_POLL_SECONDS)
+        return self
+
+    def __exit__(self, *exc):
+        self._done.set()
+        if self.held:
+            with contextlib.suppress(OSError):
+                os.unlink(self.path)
+        return False
+
+
 def lookup(key: str, keys: list[str], *, cache_dir, dtype: torch.dtype,
            compute) -> tuple[torch.Tensor, dict]:
     """Activations for every sample key: from memory, then disk, then
@@ -556,24 +651,27 @@ def lookup(key: str, keys: list[str], *, cache_dir, dtype: torch.dtype,
     rows = STORE.get(key, keys)
     from_memory = len(rows)
     if cache_dir is not None and len(rows) < len(keys):
-        missing = [i for i in range(len(keys)) if i not in rows]
-        on_disk = disk_get(cache_dir, key, [keys[i] for i in missing], dtype)
-        found = {missing[j]: row for j, row in on_disk.items()}
-        rows.update(found)
-        if found:
-            STORE.put(key, [keys[i] for i in found], torch.stack(list(found.values())))
-    from_disk = len(rows) - from_memory
+        _read_back(cache_dir, key, keys, [i for i in range(len(keys)) if i not in rows],
+                   rows, dtype)
     missing = [i for i in range(len(keys)) if i not in rows]
+    computed = 0
     if missing:
-        computed = compute(missing)
-        new_keys = [keys[i] for i in missing]
-        STORE.put(key, new_keys, computed)
-        if cache_dir is not None:
-            disk_put(cache_dir, key, new_keys, computed)
-        rows.update(zip(missing, computed))
+        with compute_lease(cache_dir, key):
+            if cache_dir is not None:  # what others wrote since (while this one waited)
+                _read_back(cache_dir, key, keys, missing, rows, dtype)
+                missing = [i for i in range(len(keys)) if i not in rows]
+            if missing:
+                new_rows = compute(missing)
+                new_keys = [keys[i] for i in missing]
+                STORE.put(key, new_keys, new_rows)
+                if cache_dir is not None:
+                    disk_put(cache_dir, key, new_keys, new_rows)
+                rows.update(zip(missing, new_rows))
+                computed = len(missing)
+    from_disk = len(rows) - from_memory - computed
     stacked = torch.stack([rows[i] for i in range(len(keys))])
     return stacked, {"from_memory": from_memory, "from_disk": from_disk,
-                     "computed": len(missing)}
+                     "computed": computed}
 
 
 # -- public controls ---------------------------------------------------------------------
