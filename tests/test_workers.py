@@ -24,6 +24,33 @@ def test_n_workers_on_n_gpus_use_them_all():
     assert {workers.auto_cuda_device(4, i) for i in range(4)} == {f"cuda:{i}" for i in range(4)}
 
 
+@pytest.mark.parametrize("value, rotated", [
+    (None, False), ("", False), ("0", False), ("0,1,2,3", False), ("2,3", False),
+    ("1,2,3,0", True), ("3,0,1,2", True),  # dask-cuda's workers 1 and 3
+    ("GPU-8a1b,GPU-77c2", False),  # UUIDs have no order
+])
+def test_rotated_visible_devices(value, rotated, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    if value is not None:
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", value)
+    assert workers.rotated_visible_devices() is rotated
+
+
+def test_dask_cuda_workers_each_take_their_own_gpu(monkeypatch):
+    """dask-cuda's LocalCUDACluster on 4 GPUs: worker i sees i, i+1, ..., so
+    its own GPU is torch's device 0, never cuda:i of the rotated list."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 4)
+    physical = set()
+    for i in range(4):
+        order = [(i + k) % 4 for k in range(4)]
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", ",".join(map(str, order)))
+        monkeypatch.setattr(runtime, "worker_index", lambda i=i: i)
+        device = torch.device(runtime.resolve_device("auto"))
+        physical.add(order[device.index or 0])
+    assert physical == {0, 1, 2, 3}
+
+
 def test_worker_index_from_the_process_name(monkeypatch):
     assert workers.worker_index() is None  # the test runs in the main process
     for name, index in (("LokyProcess-1", 0), ("LokyProcess-3", 2), ("ForkPoolWorker-2", 1)):

@@ -7,7 +7,12 @@ import contextlib
 
 import torch
 
-from .workers import auto_cuda_device, worker_index, worker_threads
+from .workers import (
+    auto_cuda_device,
+    rotated_visible_devices,
+    worker_index,
+    worker_threads,
+)
 
 _AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "16": torch.float16}
 
@@ -23,7 +28,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         if not torch.cuda.is_available():
             return "cpu"
-        return auto_cuda_device(torch.cuda.device_count(), worker_index())
+        index = worker_index()
+        rotated = index is not None and rotated_visible_devices()
+        return auto_cuda_device(torch.cuda.device_count(), index, rotated)
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):

@@ -6,6 +6,10 @@ torch thread per core.
 - Ray gives each task the GPUs it asked for (``num_gpus``) by setting
   ``CUDA_VISIBLE_DEVICES``: the task sees only those, so ``cuda`` is its own
   GPU and nothing here needs to know about Ray.
+- dask-cuda (``LocalCUDACluster``, ``dask cuda worker``) shows worker i
+  every GPU with its own first (``CUDA_VISIBLE_DEVICES=i,i+1,...,0,...``):
+  a list not in ascending order is such a rotation, and its first device,
+  plain ``cuda``, is the worker's own.
 - Other workers see every GPU. ``device="auto"`` then takes GPU
   ``worker index % visible GPUs``, a stable round-robin: the same worker
   keeps its GPU from fit to fit, and N workers on N GPUs use all of them.
@@ -59,11 +63,24 @@ def _stable_number(text: str) -> int:
     return sum(ord(char) * 31 ** i for i, char in enumerate(text[-16:])) & 0x7FFFFFFF
 
 
-def auto_cuda_device(n_visible: int, index: int | None) -> str:
+def rotated_visible_devices(value: str | None = None) -> bool:
+    """Whether ``CUDA_VISIBLE_DEVICES`` (or ``value``) lists GPU indices out
+    of ascending order: a cluster manager (dask-cuda) put this worker's own
+    GPU first."""
+    value = os.environ.get("CUDA_VISIBLE_DEVICES") if value is None else value
+    entries = [entry.strip() for entry in (value or "").split(",") if entry.strip()]
+    if not all(entry.isdigit() for entry in entries):
+        return False  # GPU UUIDs: no order to read
+    numbers = [int(entry) for entry in entries]
+    return numbers != sorted(numbers)
+
+
+def auto_cuda_device(n_visible: int, index: int | None, rotated: bool = False) -> str:
     """The CUDA device ``device="auto"`` means for worker ``index`` when
     ``n_visible`` GPUs are visible: its round-robin share, or plain "cuda"
-    in the main process or with one GPU."""
-    if index is None or n_visible <= 1:
+    in the main process, with one GPU, or when the visible list is rotated
+    to put the worker's own GPU first."""
+    if index is None or n_visible <= 1 or rotated:
         return "cuda"
     return f"cuda:{index % n_visible}"
 
