@@ -46,8 +46,12 @@ def main():
     parser.add_argument("task", choices=["mlp", "mobilenet"])
     parser.add_argument("out")
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
     args = parser.parse_args()
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import sktransfer
 
@@ -66,6 +70,7 @@ def main():
         with open(args.out, "w") as f:
             json.dump(dict(task=args.task, wall=wall, accuracy=float(accuracy),
                            epochs=int(clf.n_iter_), threads=torch.get_num_threads(),
+                           cpus=len(os.sched_getaffinity(0)),
                            processes=int(os.environ.get("WORLD_SIZE", "1"))), f)
 
 

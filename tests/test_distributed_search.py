@@ -11,9 +11,6 @@ and spill files under the test's temporary directories.
 
 import contextlib
 import os
-import secrets
-import shutil
-import tempfile
 
 import joblib
 import numpy as np
@@ -120,37 +117,6 @@ def dask_cluster(tmp_path_factory):
         finally:
             client.close()
             cluster.close()
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    """A local Ray instance with 2 CPUs, registered as joblib's "ray" backend.
-
-    Its temporary directory (where it also spills objects) is a short one
-    under /tmp: Ray puts unix sockets in it, whose paths must stay under
-    about 100 characters, which pytest's tmp_path can exceed. Token
-    authentication stays on, as Ray's default for a local instance, with a
-    token of the test's own rather than one Ray would write to
-    ~/.ray/auth_token.
-    """
-    ray = pytest.importorskip("ray")
-    from ray.util.joblib import register_ray
-
-    if ray.is_initialized():
-        pytest.skip("Ray is already initialised in this process")
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")
-    with pytest.MonkeyPatch.context() as env:
-        # ray.init sets RAY_AUTH_MODE=token itself; restored to unset after
-        env.delenv("RAY_AUTH_MODE", raising=False)
-        env.setenv("RAY_AUTH_TOKEN", secrets.token_hex(32))
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir,
-                     object_store_memory=100 * 1024**2, log_to_driver=False)
-            register_ray()
-            yield ray
-        finally:
-            ray.shutdown()
-            shutil.rmtree(temp_dir, ignore_errors=True)
 
 
 def test_loky_grid_search_scores_as_the_serial_one(tabular, serial):

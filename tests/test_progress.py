@@ -8,8 +8,6 @@ after the last carriage return.
 import contextlib
 import io
 import re
-import shutil
-import tempfile
 import warnings
 
 import joblib
@@ -103,20 +101,9 @@ def test_dask_workers(iris, tmp_path):
     _assert_search_bar(file, bar, search)
 
 
-def test_ray_workers(iris):
-    ray = pytest.importorskip("ray")
-    from ray.util.joblib import register_ray
-
-    temp_dir = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must be short
-    try:
-        ray.init(num_cpus=2, include_dashboard=False, _temp_dir=temp_dir,
-                 object_store_memory=100 * 1024**2, log_to_driver=False)
-        register_ray()
-        search = _search_cv(n_jobs=2)
-        file, bar = _fit_with_bar(search, *iris, backend="ray")
-    finally:
-        ray.shutdown()
-        shutil.rmtree(temp_dir, ignore_errors=True)
+def test_ray_workers(iris, ray_instance):
+    search = _search_cv(n_jobs=2)
+    file, bar = _fit_with_bar(search, *iris, backend="ray")
     _assert_search_bar(file, bar, search)
 
 
