@@ -119,7 +119,7 @@ def _leave() -> None:
         dist.destroy_process_group()
 
 
-def _carrier(device) -> torch.device:
+def _carrier() -> torch.device:
     """Where collectives move tensors: NCCL only moves CUDA tensors."""
     if dist.get_backend() == "nccl":
         return torch.device("cuda", torch.cuda.current_device())
@@ -130,7 +130,7 @@ def shared_seed(seed: int) -> int:
     """Rank 0's ``seed`` on every rank (``seed`` itself outside a launch)."""
     if not active():
         return seed
-    value = torch.tensor([int(seed)], dtype=torch.int64, device=_carrier(None))
+    value = torch.tensor([int(seed)], dtype=torch.int64, device=_carrier())
     dist.broadcast(value, src=0)
     return int(value.item())
 
@@ -141,11 +141,11 @@ def check_same_data(n_samples: int, checksum: float) -> None:
     if not active():
         return
     mine = torch.tensor([float(n_samples), float(checksum)], dtype=torch.float64,
-                        device=_carrier(None))
+                        device=_carrier())
     first = mine.clone()
     dist.broadcast(first, src=0)
     differs = torch.tensor([float(not torch.allclose(mine, first, rtol=1e-9, atol=0.0))],
-                           device=_carrier(None))
+                           device=_carrier())
     dist.all_reduce(differs)
     if differs.item() > 0:
         raise ValueError(
@@ -159,7 +159,7 @@ def mean(value: torch.Tensor) -> torch.Tensor:
     """``value`` averaged over the ranks (itself outside a launch)."""
     if not active():
         return value
-    carried = value.detach().to(_carrier(None), torch.float64).reshape(1)
+    carried = value.detach().to(_carrier(), torch.float64).reshape(1)
     dist.all_reduce(carried)
     return (carried / world_size()).to(value.device, value.dtype).reshape(value.shape)
 
@@ -168,7 +168,7 @@ def agree(value: float) -> float:
     """Rank 0's ``value`` on every rank (a score every rank must act on alike)."""
     if not active():
         return value
-    carried = torch.tensor([float(value)], dtype=torch.float64, device=_carrier(None))
+    carried = torch.tensor([float(value)], dtype=torch.float64, device=_carrier())
     dist.broadcast(carried, src=0)
     return float(carried.item())
 
@@ -188,7 +188,7 @@ def sync_from_main(module: torch.nn.Module) -> None:
         return
     with torch.no_grad():
         for tensor in [*module.parameters(), *module.buffers()]:
-            carried = tensor.detach().to(_carrier(None))
+            carried = tensor.detach().to(_carrier())
             dist.broadcast(carried, src=0)
             if carried.data_ptr() != tensor.data_ptr():
                 tensor.copy_(carried.to(tensor.device))
