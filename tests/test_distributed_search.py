@@ -5,8 +5,9 @@ and on a local Ray instance (two CPUs) score exactly as the serial run with
 the same ``random_state``; and a frozen-backbone grid on Dask workers shares
 its activations through ``cache_dir``.
 
-Ray and the Dask cluster start once for the module and keep their temporary
-and spill files under the test's temporary directories.
+The Dask cluster starts once for the module, keeping its scratch and spill
+files under the test's temporary directory; Ray starts once per session
+(``ray_instance`` in conftest.py), in a short temporary directory under /tmp.
 """
 
 import contextlib
