@@ -55,7 +55,6 @@ def test_two_processes_reach_the_single_process_accuracy(runs):
     assert abs(parallel["pseudo_label"]["accuracy"]
                - single["pseudo_label"]["accuracy"]) <= 0.1
     # the image fit has random_state=None: only its ranks are compared (above)
-    assert parallel["images"]["n_iter"] <= 8
 
 
 def test_the_main_process_alone_saves_and_the_model_loads_anywhere(runs):

@@ -27,6 +27,7 @@ already initialised by the user):
 from __future__ import annotations
 
 import atexit
+import math
 import multiprocessing
 import os
 
@@ -128,11 +129,7 @@ def _carrier() -> torch.device:
 
 def shared_seed(seed: int) -> int:
     """Rank 0's ``seed`` on every rank (``seed`` itself outside a launch)."""
-    if not active():
-        return seed
-    value = torch.tensor([int(seed)], dtype=torch.int64, device=_carrier())
-    dist.broadcast(value, src=0)
-    return int(value.item())
+    return int(agree(seed))  # seeds are below 2**31: exact as a float64
 
 
 def check_same_data(n_samples: int, checksum: float) -> None:
@@ -140,14 +137,11 @@ def check_same_data(n_samples: int, checksum: float) -> None:
     ValueError on every rank when they differ."""
     if not active():
         return
-    mine = torch.tensor([float(n_samples), float(checksum)], dtype=torch.float64,
-                        device=_carrier())
-    first = mine.clone()
-    dist.broadcast(first, src=0)
-    differs = torch.tensor([float(not torch.allclose(mine, first, rtol=1e-9, atol=0.0))],
-                           device=_carrier())
-    dist.all_reduce(differs)
-    if differs.item() > 0:
+    # both collectives on every rank, whatever the first gives
+    first_n, first_checksum = agree(n_samples), agree(checksum)
+    differs = n_samples != first_n or not math.isclose(checksum, first_checksum,
+                                                       rel_tol=1e-9, abs_tol=0.0)
+    if mean(torch.tensor(float(differs))).item() > 0:  # any rank
         raise ValueError(
             "under torchrun every process must call fit with the same X and y "
             f"(this is rank {rank()}: {n_samples} samples); sktransfer splits each batch "
