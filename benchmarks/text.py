@@ -386,6 +386,13 @@ def log_cell(target, config, cell):
         + (f", {cell['warned']} ConvergenceWarning(s)" if cell["warned"] else "") + ")")
 
 
+def log_fit(target, config, seed, cell):
+    """One line per fit, so that a run stopped early still leaves its results."""
+    epochs = f", {cell['epochs'][-1]} epochs" if cell["epochs"] else ""
+    log(f"  seed {seed} {target:<24} {config:<30} {cell['acc'][-1]:.3f} "
+        f"({cell['time'][-1]:.1f} s{epochs})")
+
+
 def warm_up(device):
     """One untimed probe fit: loads transformers and the model files once."""
     with warnings.catch_warnings():
@@ -412,6 +419,7 @@ def run(tasks, ks, configs, seeds, device, overrides):
                     estimator, seconds, n_warn = fit_timed(estimator, X, y)
                     record(cells[config], estimator.score(X_test, y_test), seconds, n_warn,
                            estimator)
+                    log_fit(target, config, seed, cells[config])
             for config in configs:
                 results[(target, config)] = cells[config]
                 log_cell(target, config, cells[config])
@@ -454,6 +462,7 @@ def run_transfer(source_task, target, ks, seeds, device, overrides, quick_epochs
                 estimator, seconds, n_warn = fit_timed(make(), X, y)
                 record(cells[(k, row)], estimator.score(X_test, y_test), seconds, n_warn,
                        estimator)
+                log_fit(f"{target.name} {k}/class", row, seed, cells[(k, row)])
     for k in ks:
         for row in TRANSFER_ROWS:
             name = f"{target.name} {k}/class"
@@ -625,6 +634,9 @@ def main(argv=None):
                         help="1 seed, k=10, 200 test texts, max_epochs=3 on the fine-tunes, "
                              "no transfer")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seed-from", type=int, default=0,
+                        help="first seed: the run uses seeds seed-from .. seed-from+seeds-1 "
+                             "(to split one measurement over several processes)")
     parser.add_argument("--k", type=int, nargs="*", default=[10, 50, 200],
                         help="labelled texts per class")
     parser.add_argument("--configs", nargs="*", help="run only these rows (names as printed)")
@@ -659,7 +671,7 @@ def main(argv=None):
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
         return
 
-    seeds = list(range(1 if args.quick else args.seeds))
+    seeds = list(range(args.seed_from, args.seed_from + (1 if args.quick else args.seeds)))
     ks = [10] if args.quick else args.k
     n_test = {"RT": 200, "BBC": 200} if args.quick else {"RT": args.n_test_rt,
                                                          "BBC": args.n_test_bbc}

