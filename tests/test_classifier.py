@@ -1,6 +1,5 @@
 """PretrainedClassifier on the real ImageNet MobileNetV2 weights and real digits."""
 
-import pickle
 import subprocess
 import sys
 
@@ -18,7 +17,7 @@ from sktransfer import PretrainedClassifier, TrainingDivergedError
 from sktransfer._nn.backbones import stage_parameters
 from sktransfer._nn.weights import find_local_file, read_state_dict
 
-from .conftest import fast_params
+from .conftest import cuda_tagged_pickle, fast_params, predict_proba_without_cuda
 
 
 def test_fit_predict_beats_chance_with_string_labels(digits_small):
@@ -249,34 +248,10 @@ def test_cuda_pickle_loads_on_a_cpu_only_machine(digits_small, tmp_path):
     X, y, X_test, _ = digits_small
     clf = PretrainedClassifier(**fast_params(max_epochs=1)).fit(X, y)
     expected = clf.predict_proba(X_test)
-    clf.net_.device = "cuda"
-    clf.device_ = "cuda"
-    registry = torch.serialization._package_registry
-    hook = (0, lambda storage: "cuda:0", lambda obj, location: None)
-    registry.insert(0, hook)
-    try:
-        payload = pickle.dumps(clf)
-    finally:
-        registry.remove(hook)
-    assert b"cuda:0" in payload
-    code = (
-        "import pickle, sys, warnings, numpy as np\n"
-        "import torch\n"
-        "assert not torch.cuda.is_available()\n"
-        "with warnings.catch_warnings(record=True):\n"
-        "    warnings.simplefilter('always')\n"
-        "    clf = pickle.loads(sys.stdin.buffer.read())\n"
-        f"X = np.load({str(tmp_path / 'X.npy')!r})\n"
-        "print(clf.device_)\n"
-        f"np.save({str(tmp_path / 'p.npy')!r}, clf.predict_proba(X))\n"
-    )
-    np.save(tmp_path / "X.npy", X_test)
-    result = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
-                            env={"CUDA_VISIBLE_DEVICES": "", "PATH": ""}, timeout=300)
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout.decode().strip() == "cpu"
+    device, proba = predict_proba_without_cuda(cuda_tagged_pickle(clf), X_test, tmp_path)
+    assert device == "cpu"
     # the subprocess may use another number of threads: float32 sums in another order
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(proba, expected, rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.gpu

