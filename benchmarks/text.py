@@ -121,18 +121,21 @@ included; it wins over the row's own value and over --quick's max_epochs).
 ``--device cuda`` runs the sktransfer rows on a GPU (the default is the
 CPU, as the issue's figures).
 
-Run time (2 CPU cores shared with other jobs, load average 1-4,
-2026-12-02): ``--quick`` took 40 s at load ~1 and 2.5 min at load ~3.5
-(8 fits, the two fine-tunes 3 epochs: 2-16 s on RT, 11-51 s on BBC).
-One default fine-tune on RT 10/class took 196 s (20 snippets, 1 step per
-epoch); the RT source (400 snippets, 13 steps per
-epoch) ran ~0.8 s per optimizer step. Scaled from those (not measured): a
-default fine-tune is about 1,000 steps, ~10-15 min on RT at 50 and 200 per
-class, ~30 min on BBC at 128 tokens (~1.5-2 s per step), so one seed is
-about 1.5-2 h for the datasets plus ~30 min for the transfer, and the
-default 5 seeds 8-12 h on 2 CPU cores, less where fits converge early. On
-a GPU (``--device cuda``) it is minutes. ``--k 10 50`` (the checked
-targets) or ``--seeds 1`` shorten it.
+Run time, measured (2 CPU cores, 2026-12-02 and 2026-12-06): ``--quick``
+40 s at load ~1, 2.5 min at load ~3.5. One default fine-tune, on 2 idle
+cores: RT 10/class 26 s, RT 50/class 100 s, BBC 50/class 544 s; on one
+thread beside another run: RT 200/class ~680 s, BBC 10/class ~640 s, BBC
+50/class ~1,550 s; the RT source (400 snippets) ~870 s, so one seed of the
+transfer rows is ~28 min on one thread. BBC 200/class is not timed yet;
+at BBC 50/class's ~1.5 s per step of 32 on 2 idle cores and about 1,000
+steps it would take ~25 min per fit (an estimate). The default run (5
+seeds, everything) is therefore most of a day on 2 CPU cores; a GPU
+(``--device cuda``) should take it to minutes (not measured: no GPU has
+been lent to this work yet).
+``--k 10 50`` (the checked targets), ``--targets``, ``--configs`` and
+``--seeds 1`` shorten it, and ``--seeds N --seed-from S`` runs seeds S to
+S+N-1 only, so that one measurement can be split over processes (every fit
+is logged on its own line, which is how such runs are merged).
 """
 
 from __future__ import annotations
