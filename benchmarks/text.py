@@ -451,6 +451,7 @@ def run_transfer(source_task, target, ks, seeds, device, overrides, quick_epochs
         for k in ks:
             X, y = target.train(k, seed)
             record(cells[(k, SRC_ZERO)], zero_accuracy, 0.0, 0)
+            log_fit(f"{target.name} {k}/class", SRC_ZERO, seed, cells[(k, SRC_ZERO)])
             rows = {
                 SRC_FT: lambda: PretrainedClassifier(
                     backbone=source, max_length=L, device=device, random_state=seed,
