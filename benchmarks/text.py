@@ -128,7 +128,8 @@ thread beside another run: RT 200/class ~680 s, BBC 10/class ~640 s, BBC
 50/class ~1,550 s; the RT source (400 snippets) ~870 s, so one seed of the
 transfer rows is ~28 min on one thread. BBC 200/class is not timed yet;
 at BBC 50/class's ~1.5 s per step of 32 on 2 idle cores and about 1,000
-steps it would take ~25 min per fit (an estimate). The default run (5
+steps it would take ~25 min per fit, but one seed on 2 idle cores was
+still running at 26 min (2026-12-06) and was stopped. The default run (5
 seeds, everything) is therefore most of a day on 2 CPU cores; a GPU
 (``--device cuda``) should take it to minutes (not measured: no GPU has
 been lent to this work yet).
