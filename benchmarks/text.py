@@ -369,13 +369,14 @@ def fit_timed(estimator, X, y):
 
 
 def new_cell():
-    return dict(acc=[], time=[], warned=0, epochs=[])
+    return dict(acc=[], time=[], warned=0, fit_warnings=[], epochs=[])
 
 
 def record(cell, accuracy, seconds, n_warnings, estimator=None):
     cell["acc"].append(float(accuracy))
     cell["time"].append(float(seconds))
     cell["warned"] += n_warnings
+    cell["fit_warnings"].append(n_warnings)
     if isinstance(estimator, PretrainedClassifier) and estimator.n_iter_:
         cell["epochs"].append(estimator.n_iter_)  # 0 for the exact probe
 
@@ -393,8 +394,9 @@ def log_cell(target, config, cell):
 def log_fit(target, config, seed, cell):
     """One line per fit, so that a run stopped early still leaves its results."""
     epochs = f", {cell['epochs'][-1]} epochs" if cell["epochs"] else ""
+    warned = ", ConvergenceWarning" if cell["fit_warnings"][-1] else ""
     log(f"  seed {seed} {target:<24} {config:<30} {cell['acc'][-1]:.3f} "
-        f"({cell['time'][-1]:.1f} s{epochs})")
+        f"({cell['time'][-1]:.1f} s{epochs}{warned})")
 
 
 def warm_up(device):
