@@ -123,13 +123,11 @@ CPU, as the issue's figures).
 
 Run time, measured (2 CPU cores, 2026-12-02 and 2026-12-06): ``--quick``
 40 s at load ~1, 2.5 min at load ~3.5. One default fine-tune, on 2 idle
-cores: RT 10/class 26 s, RT 50/class 100 s, BBC 50/class 544 s; on one
-thread beside another run: RT 200/class ~680 s, BBC 10/class ~640 s, BBC
-50/class ~1,550 s; the RT source (400 snippets) ~870 s, so one seed of the
-transfer rows is ~28 min on one thread. BBC 200/class is not timed yet;
-at BBC 50/class's ~1.5 s per step of 32 on 2 idle cores and about 1,000
-steps it would take ~25 min per fit, but one seed on 2 idle cores was
-still running at 26 min (2026-12-06) and was stopped. The default run (5
+cores: RT 10/class 26 s, RT 50/class 100 s, BBC 50/class 544 s, BBC
+200/class 2,258-2,432 s (~40 min); on one thread beside another run: RT
+200/class ~680 s, BBC 10/class ~640 s, BBC 50/class ~1,550 s; the RT
+source (400 snippets) ~870 s, so one seed of the transfer rows is ~28 min
+on one thread. The default run (5
 seeds, everything) is therefore most of a day on 2 CPU cores; a GPU
 (``--device cuda``) should take it to minutes (not measured: no GPU has
 been lent to this work yet).
@@ -369,13 +367,12 @@ def fit_timed(estimator, X, y):
 
 
 def new_cell():
-    return dict(acc=[], time=[], warned=0, fit_warnings=[], epochs=[])
+    return dict(acc=[], time=[], fit_warnings=[], epochs=[])
 
 
 def record(cell, accuracy, seconds, n_warnings, estimator=None):
     cell["acc"].append(float(accuracy))
     cell["time"].append(float(seconds))
-    cell["warned"] += n_warnings
     cell["fit_warnings"].append(n_warnings)
     if isinstance(estimator, PretrainedClassifier) and estimator.n_iter_:
         cell["epochs"].append(estimator.n_iter_)  # 0 for the exact probe
@@ -385,10 +382,15 @@ def _epochs(cell) -> str:
     return f", {np.mean(cell['epochs']):.0f} epochs" if cell["epochs"] else ""
 
 
+def n_warned(cell) -> int:
+    """How many of the cell's fits ended with a ConvergenceWarning."""
+    return sum(cell["fit_warnings"])
+
+
 def log_cell(target, config, cell):
+    warned = f", {n_warned(cell)} ConvergenceWarning(s)" if n_warned(cell) else ""
     log(f"{target:<28} {config:<30} {np.mean(cell['acc']):.3f} ± {np.std(cell['acc']):.3f}"
-        f"  ({np.mean(cell['time']):.2f} s/fit{_epochs(cell)}"
-        + (f", {cell['warned']} ConvergenceWarning(s)" if cell["warned"] else "") + ")")
+        f"  ({np.mean(cell['time']):.2f} s/fit{_epochs(cell)}{warned})")
 
 
 def log_fit(target, config, seed, cell):
@@ -755,7 +757,7 @@ def main(argv=None):
               "about fine-tuning.")
     print()
     print(tables(results, targets, configs))
-    warned = {c: sum(results[(t, c)]["warned"] for t in targets if (t, c) in results)
+    warned = {c: sum(n_warned(results[(t, c)]) for t in targets if (t, c) in results)
               for c in configs}
     n_fits = {c: sum(len(results[(t, c)]["acc"]) for t in targets if (t, c) in results)
               for c in configs}
@@ -769,7 +771,7 @@ def main(argv=None):
               "the 'no target labels' row is the source's own predictions, not fitted.\n")
         print(tables(transfer_results, transfer_targets, TRANSFER_ROWS))
         print("\nFits that ended with a ConvergenceWarning: " + ", ".join(
-            f"{row}: {sum(transfer_results[(t, row)]['warned'] for t in transfer_targets)}"
+            f"{row}: {sum(n_warned(transfer_results[(t, row)]) for t in transfer_targets)}"
             for row in TRANSFER_ROWS if row != SRC_ZERO))
 
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
