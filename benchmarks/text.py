@@ -127,8 +127,8 @@ cores: RT 10/class 26 s, RT 50/class 100 s, BBC 50/class 544 s, BBC
 200/class 2,258-2,432 s (~40 min); on one thread beside another run: RT
 200/class ~680 s, BBC 10/class ~640 s, BBC 50/class ~1,550 s; the RT
 source (400 snippets) ~870 s, so one seed of the transfer rows is ~28 min
-on one thread. The default run (5
-seeds, everything) is therefore most of a day on 2 CPU cores; a GPU
+on one thread. The default run (5 seeds, everything) is therefore most of
+a day on 2 CPU cores; a GPU
 (``--device cuda``) should take it to minutes (not measured: no GPU has
 been lent to this work yet).
 ``--k 10 50`` (the checked targets), ``--targets``, ``--configs`` and
@@ -367,13 +367,13 @@ def fit_timed(estimator, X, y):
 
 
 def new_cell():
-    return dict(acc=[], time=[], fit_warnings=[], epochs=[])
+    return dict(acc=[], time=[], warned=[], epochs=[])
 
 
 def record(cell, accuracy, seconds, n_warnings, estimator=None):
     cell["acc"].append(float(accuracy))
     cell["time"].append(float(seconds))
-    cell["fit_warnings"].append(n_warnings)
+    cell["warned"].append(n_warnings > 0)  # a fit may warn more than once
     if isinstance(estimator, PretrainedClassifier) and estimator.n_iter_:
         cell["epochs"].append(estimator.n_iter_)  # 0 for the exact probe
 
@@ -384,11 +384,12 @@ def _epochs(cell) -> str:
 
 def n_warned(cell) -> int:
     """How many of the cell's fits ended with a ConvergenceWarning."""
-    return sum(cell["fit_warnings"])
+    return sum(cell["warned"])
 
 
 def log_cell(target, config, cell):
-    warned = f", {n_warned(cell)} ConvergenceWarning(s)" if n_warned(cell) else ""
+    warned = (f", ConvergenceWarning in {n_warned(cell)} of {len(cell['warned'])} fits"
+              if n_warned(cell) else "")
     log(f"{target:<28} {config:<30} {np.mean(cell['acc']):.3f} ± {np.std(cell['acc']):.3f}"
         f"  ({np.mean(cell['time']):.2f} s/fit{_epochs(cell)}{warned})")
 
@@ -396,7 +397,7 @@ def log_cell(target, config, cell):
 def log_fit(target, config, seed, cell):
     """One line per fit, so that a run stopped early still leaves its results."""
     epochs = f", {cell['epochs'][-1]} epochs" if cell["epochs"] else ""
-    warned = ", ConvergenceWarning" if cell["fit_warnings"][-1] else ""
+    warned = ", ConvergenceWarning" if cell["warned"][-1] else ""
     log(f"  seed {seed} {target:<24} {config:<30} {cell['acc'][-1]:.3f} "
         f"({cell['time'][-1]:.1f} s{epochs}{warned})")
 
