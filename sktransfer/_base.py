@@ -259,10 +259,10 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     @staticmethod
     def _normalised_weights(weights: np.ndarray) -> np.ndarray:
-        """Validated weights of the labelled samples scaled to mean 1."""
+        """Validated weights of the labeled samples scaled to mean 1."""
         if not weights.sum() > 0:
             raise ValueError(
-                "sample_weight sums to zero over the labelled samples; at least one "
+                "sample_weight sums to zero over the labeled samples; at least one "
                 "needs weight > 0."
             )
         return weights / weights.mean()
@@ -284,16 +284,16 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         kind = self._input_kind(X)
         data, y = self._validate_fit_data(X, y, kind)
         self._check_strategy_params(kind)
-        unlabelled = self._unlabelled_rows(y)
+        unlabeled = self._unlabeled_rows(y)
         targets, weights, n_outputs, target_attributes = self._partial_targets(
-            y, sample_weight, unlabelled)
+            y, sample_weight, unlabeled)
         engine = _engine()
         spec = engine.FitSpec.from_params(
             self.get_params(deep=False), task=self._task, loss=self._loss_kind(),
             input_kind=kind, backbone=self._backbone_spec(), seed=self._seed())
         result = engine.fit(spec, data, targets, weights, n_outputs=n_outputs,
                             classes=_json_labels(target_attributes),
-                            unlabelled=unlabelled if unlabelled.any() else None)
+                            unlabeled=unlabeled if unlabeled.any() else None)
         self._set_fitted(result, data, target_attributes)
         self._warn_if_diverged(result)
         if not result.converged:
@@ -306,50 +306,50 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 ConvergenceWarning, stacklevel=4)
         return self
 
-    # -- unlabelled samples (-1 / NaN) -------------------------------------------
+    # -- unlabeled samples (-1 / NaN) -------------------------------------------
 
     @abstractmethod
-    def _unlabelled_rows(self, y) -> np.ndarray:
+    def _unlabeled_rows(self, y) -> np.ndarray:
         """Boolean mask of the samples of validated ``y`` that carry no label."""
 
     @abstractmethod
-    def _fill_unlabelled(self, targets, unlabelled) -> np.ndarray:
-        """Encoded targets of the labelled samples spread over all samples,
-        with the engine's mark at the unlabelled ones."""
+    def _fill_unlabeled(self, targets, unlabeled) -> np.ndarray:
+        """Encoded targets of the labeled samples spread over all samples,
+        with the engine's mark at the unlabeled ones."""
 
-    def _partial_targets(self, y, sample_weight, unlabelled):
-        """Targets, sample weights (mean 1 over the labelled samples, 0 on the
-        others), number of outputs and target attributes, from the labelled
+    def _partial_targets(self, y, sample_weight, unlabeled):
+        """Targets, sample weights (mean 1 over the labeled samples, 0 on the
+        others), number of outputs and target attributes, from the labeled
         samples of ``y``."""
-        n_labelled = int((~unlabelled).sum())
-        if n_labelled == 0:
+        n_labeled = int((~unlabeled).sum())
+        if n_labeled == 0:
             raise ValueError(
-                f"Every one of the {len(y)} samples is unlabelled ({self._unlabelled_mark}); "
-                f"{type(self).__name__} needs labelled samples to learn from. In a "
+                f"Every one of the {len(y)} samples is unlabeled ({self._unlabeled_mark}); "
+                f"{type(self).__name__} needs labeled samples to learn from. In a "
                 "cross-validation, each training fold needs some."
             )
         weights = _check_sample_weight(sample_weight, np.empty((len(y), 0)),
                                        dtype=np.float64, ensure_non_negative=True)
-        labelled_weights = self._normalised_weights(weights[~unlabelled])
-        targets, n_outputs, attributes = self._prepare_targets(y[~unlabelled], labelled_weights)
+        labeled_weights = self._normalised_weights(weights[~unlabeled])
+        targets, n_outputs, attributes = self._prepare_targets(y[~unlabeled], labeled_weights)
         weights = np.zeros(len(y))
-        weights[~unlabelled] = labelled_weights
-        return self._fill_unlabelled(targets, unlabelled), weights, n_outputs, attributes
+        weights[~unlabeled] = labeled_weights
+        return self._fill_unlabeled(targets, unlabeled), weights, n_outputs, attributes
 
-    def _labelled_for_scoring(self, X, y, sample_weight):
-        """``X``, ``y`` and ``sample_weight`` without the unlabelled samples,
+    def _labeled_for_scoring(self, X, y, sample_weight):
+        """``X``, ``y`` and ``sample_weight`` without the unlabeled samples,
         which ``score`` leaves out (scikit-learn's semi-supervised convention)."""
         y_array = np.asarray(y)
-        unlabelled = self._unlabelled_rows(y_array)
-        if not unlabelled.any():
+        unlabeled = self._unlabeled_rows(y_array)
+        if not unlabeled.any():
             return X, y, sample_weight
-        if unlabelled.all():
+        if unlabeled.all():
             raise ValueError(
-                f"Every one of the {len(y_array)} samples given to score is unlabelled "
-                f"({self._unlabelled_mark}); a score needs labelled samples. In a "
+                f"Every one of the {len(y_array)} samples given to score is unlabeled "
+                f"({self._unlabeled_mark}); a score needs labeled samples. In a "
                 "cross-validation, each test fold needs some."
             )
-        keep = np.flatnonzero(~unlabelled)
+        keep = np.flatnonzero(~unlabeled)
         if sample_weight is not None:
             sample_weight = np.asarray(sample_weight)[keep]
         return _safe_indexing(X, keep), y_array[keep], sample_weight
@@ -362,7 +362,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         the loss of the first batch (the untrained network): too high a
         learning rate can leave a model at chance with finite losses, which
         the non-finite-loss check does not catch. Not for fits whose loss
-        includes unlabelled terms (they ramp up on purpose)."""
+        includes unlabeled terms (they ramp up on purpose)."""
         start = result.first_loss
         losses = [r["train_loss"] for r in result.history if "train_loss" in r]
         partial = any("unlabeled_loss" in r or "adaptation_loss" in r for r in result.history)

@@ -17,7 +17,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from . import _docs
 from ._base import BaseTransferEstimator
 from ._compat import _fit_context
-from ._options import UNLABELLED_TARGET
+from ._options import UNLABELED_TARGET
 
 
 @_docs.document_parameters()
@@ -119,14 +119,14 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         """One column per task; -1 marks a task without a label. A task may
         have a single class (it is then predicted for every sample)."""
         missing = _minus_one(y)
-        targets = np.full(y.shape, UNLABELLED_TARGET, dtype=np.int64)
+        targets = np.full(y.shape, UNLABELED_TARGET, dtype=np.int64)
         classes = []
         for task in range(y.shape[1]):
             known = ~missing[:, task]
             if not known.any():
                 raise ValueError(
                     f"Task {task} (column {task} of y) has no label (all -1); every task "
-                    "needs labelled samples."
+                    "needs labeled samples."
                 )
             labels = y[known, task]
             check_classification_targets(labels)
@@ -139,17 +139,17 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
     def _multi_task(self) -> bool:
         return isinstance(self.classes_, list)
 
-    _unlabelled_mark = "label -1"
+    _unlabeled_mark = "label -1"
 
-    def _marks_unlabelled(self) -> bool:
-        """Whether -1 marks unlabelled samples (else it is an ordinary class)."""
+    def _marks_unlabeled(self) -> bool:
+        """Whether -1 marks unlabeled samples (else it is an ordinary class)."""
         return self.unlabeled is not None or self.domain_adaptation is not None
 
-    def _unlabelled_rows(self, y):
+    def _unlabeled_rows(self, y):
         y = np.asarray(y)
-        if y.ndim == 2:  # tasks: -1 is always a missing label, a row of -1 unlabelled
+        if y.ndim == 2:  # tasks: -1 is always a missing label, a row of -1 unlabeled
             return _minus_one(y).all(axis=1)
-        if not self._marks_unlabelled():
+        if not self._marks_unlabeled():
             self._warn_on_minus_one(y)
             return np.zeros(len(y), dtype=bool)
         return _minus_one(y)
@@ -157,7 +157,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
     @staticmethod
     def _warn_on_minus_one(y):
         """-1 among non-negative class numbers looks like scikit-learn's mark
-        of unlabelled samples, which unlabeled=None trains as a class."""
+        of unlabeled samples, which unlabeled=None trains as a class."""
         if y.dtype.kind not in "iu" or not (y == -1).any():
             return
         others = np.unique(y[y != -1])
@@ -165,29 +165,29 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
             warnings.warn(
                 f"y contains the label -1 ({int((y == -1).sum())} samples) beside classes "
                 f"{others.tolist()[:5]}{'...' if len(others) > 5 else ''}; with "
-                "unlabeled=None it is trained as a class. If -1 marks unlabelled samples "
+                "unlabeled=None it is trained as a class. If -1 marks unlabeled samples "
                 "(scikit-learn's semi-supervised convention), set unlabeled='ignore', "
                 "'pseudo_label' or 'fixmatch'.", UserWarning, stacklevel=5)
 
-    def _fill_unlabelled(self, targets, unlabelled):
-        full = np.full((len(unlabelled), *targets.shape[1:]), UNLABELLED_TARGET, dtype=np.int64)
-        full[~unlabelled] = targets
+    def _fill_unlabeled(self, targets, unlabeled):
+        full = np.full((len(unlabeled), *targets.shape[1:]), UNLABELED_TARGET, dtype=np.int64)
+        full[~unlabeled] = targets
         return full
 
     def score(self, X, y, sample_weight=None):
-        """Mean accuracy on the labelled samples of ``X``.
+        """Mean accuracy on the labeled samples of ``X``.
 
-        Samples labelled -1 are left out when -1 marks unlabelled samples
+        Samples labeled -1 are left out when -1 marks unlabeled samples
         (``unlabeled`` or ``domain_adaptation`` set), so cross-validation
-        scores the labelled part of each fold. For a multi-task classifier
+        scores the labeled part of each fold. For a multi-task classifier
         (a 2-D ``y``) it is the mean over tasks of each task's accuracy on
-        the samples labelled for it.
+        the samples labeled for it.
 
         Parameters
         ----------
         {predict_x}
         y : array-like of shape (n_samples,) or (n_samples, n_tasks)
-            True labels (-1: unlabelled or missing, see above).
+            True labels (-1: unlabeled or missing, see above).
         sample_weight : array-like of shape (n_samples,), default=None
             Sample weights.
 
@@ -198,13 +198,13 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         """
         if np.ndim(y) == 2:
             return self._task_score(X, y, sample_weight)
-        if self._marks_unlabelled():
-            X, y, sample_weight = self._labelled_for_scoring(X, y, sample_weight)
+        if self._marks_unlabeled():
+            X, y, sample_weight = self._labeled_for_scoring(X, y, sample_weight)
         return super().score(X, y, sample_weight)
 
     def _task_score(self, X, y, sample_weight):
         """Multi-task: the mean over tasks of each task's accuracy on the
-        samples labelled for it (-1: missing)."""
+        samples labeled for it (-1: missing)."""
         y = np.asarray(y)
         missing = _minus_one(y)
         predicted = self.predict(X)
@@ -221,7 +221,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
                 scores.append(accuracy_score(y[known, task], predicted[known, task],
                                              sample_weight=weights[known]))
         if not scores:
-            raise ValueError("Every label of y is -1 (missing); a score needs labelled samples.")
+            raise ValueError("Every label of y is -1 (missing); a score needs labeled samples.")
         return float(np.mean(scores))
 
     def predict_proba(self, X):

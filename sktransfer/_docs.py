@@ -191,7 +191,7 @@ PARAMETERS = _entries("""\
         fine-tuned) are the recipe that was best or tied-best on few-shot
         targets in ``benchmarks/strategies.py``.
     unlabeled : {"ignore", "pseudo_label", "fixmatch"} or None, default=None
-        What unlabelled samples do: scikit-learn's semi-supervised convention
+        What unlabeled samples do: scikit-learn's semi-supervised convention
         marks them with the label -1 in ``y`` for classifiers (``NaN`` rows
         for regressors). None: every label is a class, -1 included (a
         regressor's all-NaN rows are left out). "ignore": -1 samples are left
@@ -201,28 +201,28 @@ PARAMETERS = _entries("""\
         view becomes the target of a strongly augmented view (RandAugment and
         cutout) of the same image. Except with None, ``score`` leaves -1
         samples out, so ``cross_val_score`` and ``GridSearchCV`` score on the
-        labelled samples of each fold. Each batch holds ``batch_size``
-        labelled samples and ``unlabeled_ratio`` times as many unlabelled
-        ones; an epoch is one pass over the labelled samples, and a fit with
-        unlabelled samples in training runs its whole epoch budget (or stops
+        labeled samples of each fold. Each batch holds ``batch_size``
+        labeled samples and ``unlabeled_ratio`` times as many unlabeled
+        ones; an epoch is one pass over the labeled samples, and a fit with
+        unlabeled samples in training runs its whole epoch budget (or stops
         on the validation score with ``early_stopping``): the training loss
         is not a convergence signal while pseudo-labels still change.
-        Regressors accept None and "ignore" (NaN marks their unlabelled rows
+        Regressors accept None and "ignore" (NaN marks their unlabeled rows
         either way).
     unlabeled_threshold : float in (0, 1], default=0.95
-        Confidence a prediction on an unlabelled sample needs to become its
+        Confidence a prediction on an unlabeled sample needs to become its
         target (FixMatch's threshold).
     unlabeled_weight : float, default=1.0
-        Weight of the unlabelled samples' loss against the labelled one's;
+        Weight of the unlabeled samples' loss against the labeled one's;
         for "pseudo_label" it ramps up from 0 as DANN's strength does (see
         ``adaptation_strength``).
     unlabeled_ratio : int or "auto", default="auto"
-        Unlabelled samples per labelled sample in a training batch
+        Unlabeled samples per labeled sample in a training batch
         (FixMatch's mu): "auto" is 7 for "fixmatch", as in its paper, and 1
         otherwise.
     domain_adaptation : {"coral", "mmd", "dann"} or None, default=None
-        Unsupervised domain adaptation: the labelled samples are the source
-        domain, the unlabelled ones (-1, or NaN rows) the target domain, and
+        Unsupervised domain adaptation: the labeled samples are the source
+        domain, the unlabeled ones (-1, or NaN rows) the target domain, and
         a loss aligns their features at the trunk's output: "coral" their
         covariances (Deep CORAL), "mmd" their kernel mean embeddings (MMD
         with Gaussian kernels of five bandwidths), "dann" a domain
@@ -292,7 +292,7 @@ ATTRIBUTES = """\
     history_ : list of dict
         One record per epoch: "epoch", "train_loss", "dur" (and
         "valid_loss", "valid_score" with early stopping; "unlabeled_loss"
-        and "adaptation_loss", the unlabelled samples' terms before their
+        and "adaptation_loss", the unlabeled samples' terms before their
         weights, with ``unlabeled`` / ``domain_adaptation``); empty for an
         exact linear probe.
     n_iter_ : int

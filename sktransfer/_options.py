@@ -19,4 +19,4 @@ HEAD_INITS = ("random", "probe")
 POOLINGS = ("mean", "cls")
 UNLABELED = ("ignore", "pseudo_label", "fixmatch")
 DOMAIN_ADAPTATIONS = ("coral", "mmd", "dann")
-UNLABELLED_TARGET = -1  # a classifier's encoded target of an unlabelled sample
+UNLABELED_TARGET = -1  # a classifier's encoded target of an unlabeled sample

@@ -121,11 +121,11 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         with self._atomic_fit():
             return self._fit(X, y, sample_weight)
 
-    _unlabelled_mark = "all targets NaN"
+    _unlabeled_mark = "all targets NaN"
 
     def _validate_y(self, y):
         """Numeric 1-D or 2-D targets; NaN marks a missing label (a row of
-        NaN an unlabelled sample), infinity is refused."""
+        NaN an unlabeled sample), infinity is refused."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
@@ -134,35 +134,35 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
                         input_name="y", estimator=self)
         return y.astype(np.float64, copy=False)
 
-    def _unlabelled_rows(self, y):
+    def _unlabeled_rows(self, y):
         y = np.asarray(y, dtype=np.float64)
         rows = np.isnan(y.reshape(len(y), -1)).all(axis=1)
         if (self.domain_adaptation is not None and not rows.any() and (y == -1).any()):
             warnings.warn(
-                "domain_adaptation is set but y has no unlabelled rows (NaN); its -1 values "
-                "are regression targets here. TransferRegressor marks an unlabelled sample "
+                "domain_adaptation is set but y has no unlabeled rows (NaN); its -1 values "
+                "are regression targets here. TransferRegressor marks an unlabeled sample "
                 "with NaN, not -1.", UserWarning, stacklevel=5)
         return rows
 
-    def _fill_unlabelled(self, targets, unlabelled):
-        full = np.full((len(unlabelled), targets.shape[1]), np.nan)
-        full[~unlabelled] = targets
+    def _fill_unlabeled(self, targets, unlabeled):
+        full = np.full((len(unlabeled), targets.shape[1]), np.nan)
+        full[~unlabeled] = targets
         return full
 
     def _prepare_targets(self, y, sample_weight):
         y = np.asarray(y, dtype=np.float64)
         y2d = y.reshape(len(y), -1)
-        labelled = ~np.isnan(y2d)
-        empty = np.flatnonzero(~labelled.any(axis=0))
+        labeled = ~np.isnan(y2d)
+        empty = np.flatnonzero(~labeled.any(axis=0))
         if len(empty):
             raise ValueError(
                 f"Target column(s) {empty.tolist()} of y have no value (all NaN); every "
-                "target needs labelled samples."
+                "target needs labeled samples."
             )
-        # weighted statistics over each column's labelled entries (NaN: missing);
+        # weighted statistics over each column's labeled entries (NaN: missing);
         # weighting a sample by 2 equals repeating it
-        weights = labelled * sample_weight[:, None]
-        filled = np.where(labelled, y2d, 0.0)
+        weights = labeled * sample_weight[:, None]
+        filled = np.where(labeled, y2d, 0.0)
         mean = (weights * filled).sum(axis=0) / weights.sum(axis=0)
         scale = np.sqrt((weights * (filled - mean) ** 2).sum(axis=0) / weights.sum(axis=0))
         if not (np.isfinite(mean).all() and np.isfinite(scale).all()):
@@ -177,11 +177,11 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         return targets, y2d.shape[1], attributes
 
     def score(self, X, y, sample_weight=None):
-        """R² of ``predict(X)`` on the labelled entries of ``y``.
+        """R² of ``predict(X)`` on the labeled entries of ``y``.
 
-        NaN marks a missing target: rows of NaN (unlabelled samples) are left
+        NaN marks a missing target: rows of NaN (unlabeled samples) are left
         out, and with several targets each column is scored on its own
-        labelled entries, then the R² are averaged (``"uniform_average"``).
+        labeled entries, then the R² are averaged (``"uniform_average"``).
         Without NaN this is scikit-learn's ``RegressorMixin.score``.
 
         Parameters
@@ -200,7 +200,7 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         y_array = np.asarray(y, dtype=np.float64)
         if not np.isnan(y_array).any():
             return super().score(X, y, sample_weight)
-        X, y_array, sample_weight = self._labelled_for_scoring(X, y_array, sample_weight)
+        X, y_array, sample_weight = self._labeled_for_scoring(X, y_array, sample_weight)
         y2d = y_array.reshape(len(y_array), -1)
         predicted = np.asarray(self.predict(X), dtype=np.float64).reshape(len(y2d), -1)
         weights = None if sample_weight is None else np.asarray(sample_weight, np.float64)

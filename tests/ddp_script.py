@@ -96,7 +96,7 @@ def fits(out: pathlib.Path):
         backbone="tinynet", weights=str(weights), image_size=32, freeze_depth=2,
         unfreeze_at=1, early_stopping=True, max_epochs=8, n_iter_no_change=3,
         lr=3e-3, random_state=None, device="cpu"), X, y, X_test, y_test
-    # labelled and unlabelled samples (-1): the partial-label batches and the
+    # labeled and unlabeled samples (-1): the partial-label batches and the
     # features + outputs forward through DDP
     y_partial = y.copy()
     y_partial[200:] = -1

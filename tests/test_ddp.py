@@ -50,8 +50,8 @@ def test_two_processes_reach_the_single_process_accuracy(runs):
     # same training up to float rounding
     assert abs(parallel["tabular"]["accuracy"] - single["tabular"]["accuracy"]) <= 0.02
     assert parallel["tabular"]["accuracy"] > 0.8
-    # with unlabelled samples: close (the MLP has no BatchNorm, but each
-    # process's share of a batch is not the same mix of labelled samples)
+    # with unlabeled samples: close (the MLP has no BatchNorm, but each
+    # process's share of a batch is not the same mix of labeled samples)
     assert abs(parallel["pseudo_label"]["accuracy"]
                - single["pseudo_label"]["accuracy"]) <= 0.1
     # the image fit has random_state=None: only its ranks are compared (above)

@@ -1,5 +1,5 @@
-"""Partial labels (issue 13): -1 / NaN mark unlabelled samples, which are
-ignored, pseudo-labelled (pseudo-labelling, FixMatch) or used as the target
+"""Partial labels (issue 13): -1 / NaN mark unlabeled samples, which are
+ignored, pseudo-labeled (pseudo-labeling, FixMatch) or used as the target
 domain of an alignment (CORAL, MMD, DANN); scoring leaves them out."""
 
 import pickle
@@ -63,16 +63,16 @@ def test_minus_one_beside_class_numbers_warns_by_default(digits):
     assert -1 in clf.classes_
 
 
-def test_ignore_equals_fitting_on_the_labelled_samples(digits):
+def test_ignore_equals_fitting_on_the_labeled_samples(digits):
     X, _, y_partial, hidden = digits
     ignored = mlp(unlabeled="ignore").fit(X, y_partial)
-    labelled_only = mlp().fit(X[~hidden], y_partial[~hidden])
+    labeled_only = mlp().fit(X[~hidden], y_partial[~hidden])
     assert ignored.classes_.tolist() == list(range(10))
-    np.testing.assert_allclose(ignored.predict_proba(X), labelled_only.predict_proba(X),
+    np.testing.assert_allclose(ignored.predict_proba(X), labeled_only.predict_proba(X),
                                atol=1e-6)
 
 
-def test_exact_probe_ignores_unlabelled_samples(tiny_backbone, mnist):
+def test_exact_probe_ignores_unlabeled_samples(tiny_backbone, mnist):
     X, y = mnist
     keep = y < 3
     X, y = np.pad(X[keep][:60], ((0, 0), (2, 2), (2, 2))), y[keep][:60].copy()
@@ -85,30 +85,30 @@ def test_exact_probe_ignores_unlabelled_samples(tiny_backbone, mnist):
     np.testing.assert_allclose(probed.predict_proba(X), alone.predict_proba(X), atol=1e-5)
 
 
-def test_score_leaves_unlabelled_samples_out(digits):
+def test_score_leaves_unlabeled_samples_out(digits):
     X, y, y_partial, hidden = digits
     clf = mlp(unlabeled="ignore").fit(X, y_partial)
     assert clf.score(X, y_partial) == pytest.approx(clf.score(X[~hidden], y[~hidden]))
-    with pytest.raises(ValueError, match="score needs labelled samples"):
+    with pytest.raises(ValueError, match="score needs labeled samples"):
         clf.score(X[hidden], y_partial[hidden])
 
 
-def test_labelled_samples_need_some_weight(digits):
+def test_labeled_samples_need_some_weight(digits):
     X, _, y_partial, hidden = digits
-    weights = np.where(hidden, 1.0, 0.0)  # weight only on the unlabelled samples
-    with pytest.raises(ValueError, match="sums to zero over the labelled samples"):
+    weights = np.where(hidden, 1.0, 0.0)  # weight only on the unlabeled samples
+    with pytest.raises(ValueError, match="sums to zero over the labeled samples"):
         mlp(unlabeled="pseudo_label").fit(X, y_partial, sample_weight=weights)
 
 
-def test_fit_needs_labelled_samples(digits):
+def test_fit_needs_labeled_samples(digits):
     X, _, _, _ = digits
     clf = mlp(unlabeled="pseudo_label")
-    with pytest.raises(ValueError, match="needs labelled samples"):
+    with pytest.raises(ValueError, match="needs labeled samples"):
         clf.fit(X[:50], np.full(50, -1))
     assert not hasattr(clf, "net_")  # a failed fit leaves nothing behind
 
 
-def test_cross_validation_and_grid_search_score_the_labelled_part(digits):
+def test_cross_validation_and_grid_search_score_the_labeled_part(digits):
     X, _, y_partial, _ = digits
     cv = KFold(3, shuffle=True, random_state=0)
     scores = cross_val_score(mlp(unlabeled="ignore", max_epochs=5), X, y_partial, cv=cv)
@@ -118,23 +118,23 @@ def test_cross_validation_and_grid_search_score_the_labelled_part(digits):
     assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
-# -- batches of labelled and unlabelled samples ------------------------------------------------
+# -- batches of labeled and unlabeled samples ------------------------------------------------
 
 
-def test_partial_batches_pair_labelled_with_unlabelled_samples():
+def test_partial_batches_pair_labeled_with_unlabeled_samples():
     torch.manual_seed(0)
-    labelled, unlabelled = np.arange(10), np.arange(10, 15)
-    batches = list(partial.PartialBatches(labelled, unlabelled, batch_size=4, ratio=2))
+    labeled, unlabeled = np.arange(10), np.arange(10, 15)
+    batches = list(partial.PartialBatches(labeled, unlabeled, batch_size=4, ratio=2))
     assert len(batches) == 3
     seen = []
     for batch in batches:
         n = sum(i < 10 for i in batch)
-        assert batch[:n] == [i for i in batch if i < 10]  # labelled first
+        assert batch[:n] == [i for i in batch if i < 10]  # labeled first
         assert len(batch) - n == 2 * n
         seen += batch[:n]
-    assert sorted(seen) == list(range(10))  # one epoch = one pass over the labelled
+    assert sorted(seen) == list(range(10))  # one epoch = one pass over the labeled
     drawn = [i for b in batches for i in b if i >= 10]
-    # unlabelled samples are drawn in shuffled passes: each of 5 appears 4 times in 20
+    # unlabeled samples are drawn in shuffled passes: each of 5 appears 4 times in 20
     assert np.bincount(drawn)[10:].tolist() == [4] * 5
 
 
@@ -168,13 +168,13 @@ def test_ramp_goes_from_zero_to_one():
     assert partial.ramp(1.0) > 0.99
 
 
-# -- training with unlabelled samples --------------------------------------------------------
+# -- training with unlabeled samples --------------------------------------------------------
 
 
 @pytest.mark.parametrize("method, adaptation", [
     (method, adaptation) for method in ("pseudo_label", None)
     for adaptation in ("coral", "mmd", "dann", None) if method or adaptation])
-def test_unlabelled_samples_train_and_are_logged(digits, method, adaptation):
+def test_unlabeled_samples_train_and_are_logged(digits, method, adaptation):
     X, y, y_partial, hidden = digits
     clf = mlp(unlabeled=method, domain_adaptation=adaptation).fit(X, y_partial)
     record = clf.history_[-1]
@@ -221,7 +221,7 @@ def test_domain_adaptation_aligns_the_domains_features(digits):
             < 0.5 * _coral_distance(plain, X[:300], X_target[300:]))
 
 
-def test_early_stopping_validates_on_labelled_samples(digits):
+def test_early_stopping_validates_on_labeled_samples(digits):
     X, _, y_partial, _ = digits
     clf = mlp(unlabeled="pseudo_label", early_stopping=True, max_epochs=40,
               n_iter_no_change=3).fit(X, y_partial)
@@ -252,7 +252,7 @@ def test_strong_view_differs_from_the_weak_one():
 # -- regression: NaN marks a missing target -----------------------------------------------------
 
 
-def test_regressor_uses_nan_rows_as_unlabelled_and_scores_the_rest(digits):
+def test_regressor_uses_nan_rows_as_unlabeled_and_scores_the_rest(digits):
     X, y, _, hidden = digits
     target = y.astype(float)
     target[hidden] = np.nan
@@ -301,7 +301,7 @@ def test_bad_partial_label_settings_are_refused(digits, tiny_backbone):
             X, np.where(y_partial == -1, -1.0, 1.0))
 
 
-def test_without_unlabelled_samples_nothing_changes(digits):
+def test_without_unlabeled_samples_nothing_changes(digits):
     X, y, _, _ = digits
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
@@ -386,7 +386,7 @@ def test_multi_task_bad_input(tasks):
     assert single.predict(X[:3]).shape == (3,)
 
 
-def test_frozen_stages_are_cached_with_unlabelled_samples(tiny_backbone, mnist):
+def test_frozen_stages_are_cached_with_unlabeled_samples(tiny_backbone, mnist):
     X, y = mnist
     keep = y < 3
     X, y = np.pad(X[keep][:48], ((0, 0), (2, 2), (2, 2))), y[keep][:48].copy()

@@ -96,8 +96,8 @@ def test_logme_scores_informative_features_higher():
 def test_logme_invariances():
     informative, _, y = informative_and_noise(n=60, d=80)  # fewer samples than features
     score = logme(informative, y)
-    relabelled = np.array([7, 3, 5])[y]  # a permutation (and renaming) of the classes
-    assert logme(informative, relabelled) == pytest.approx(score, abs=1e-9)
+    relabeled = np.array([7, 3, 5])[y]  # a permutation (and renaming) of the classes
+    assert logme(informative, relabeled) == pytest.approx(score, abs=1e-9)
     rotation = np.linalg.qr(np.random.RandomState(2).randn(80, 80))[0]
     assert logme(informative @ rotation, y) == pytest.approx(score, abs=1e-9)
     assert logme(1e-6 * informative, y) == pytest.approx(score, abs=1e-9)

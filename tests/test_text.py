@@ -290,8 +290,8 @@ def test_texts_given_to_an_image_backbone_get_a_hint():
         PretrainedClassifier("mobilenet_v2", device="cpu").fit(TEXTS, LABELS)
 
 
-def test_unlabelled_texts_pseudo_label_and_adapt(minilm_path):
-    """Texts labelled -1 train through pseudo-labels and a domain alignment,
+def test_unlabeled_texts_pseudo_label_and_adapt(minilm_path):
+    """Texts labeled -1 train through pseudo-labels and a domain alignment,
     with the token activations of the frozen embedding stage cached."""
     y = np.array(LABELS, dtype=object)
     y[::2] = -1

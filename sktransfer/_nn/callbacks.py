@@ -242,7 +242,7 @@ class Convergence(Callback):
         return float(r2.mean())
 
     def _task_accuracy(self, y_pred, y, weight) -> float:
-        """Mean over tasks of each task's weighted accuracy on its labelled rows."""
+        """Mean over tasks of each task's weighted accuracy on its labeled rows."""
         scores = []
         for task, logits in enumerate(torch.split(y_pred, list(self.groups), dim=1)):
             known = (y[:, task] >= 0).to(torch.float64) * weight

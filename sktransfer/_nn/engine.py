@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from .._options import IMAGES, TABULAR, TEXT, UNLABELLED_TARGET
+from .._options import IMAGES, TABULAR, TEXT, UNLABELED_TARGET
 from . import distributed
 from .data import (
     STRONG,
@@ -114,7 +114,7 @@ class FitSpec:
     validation_fraction: float
     n_iter_no_change: int
     augment: object
-    # unlabelled samples (semi-supervised transfer, domain adaptation)
+    # unlabeled samples (semi-supervised transfer, domain adaptation)
     unlabeled: object  # None, "ignore", "pseudo_label" or "fixmatch"
     unlabeled_threshold: float
     unlabeled_weight: float
@@ -208,7 +208,7 @@ def _dataset(data, targets, sample_weight, *, prep, size, dtype, augment=None,
 
 
 def _split(spec: FitSpec, targets, positions):
-    """The labelled ``positions`` split into training and validation
+    """The labeled ``positions`` split into training and validation
     positions when early stopping is on (``positions, None`` otherwise); for
     classifiers the split is stratified when every class has two samples or
     more."""
@@ -218,7 +218,7 @@ def _split(spec: FitSpec, targets, positions):
     n_valid = max(1, int(round(spec.validation_fraction * n)))
     if n - n_valid < 1:
         raise ValueError(
-            f"early_stopping needs at least 2 labelled samples; got {n}. Turn it off "
+            f"early_stopping needs at least 2 labeled samples; got {n}. Turn it off "
             "or pass more data."
         )
     stratify = None
@@ -230,36 +230,36 @@ def _split(spec: FitSpec, targets, positions):
                             random_state=spec.seed)
 
 
-# -- unlabelled samples ---------------------------------------------------------------------
+# -- unlabeled samples ---------------------------------------------------------------------
 
 
-def uses_unlabelled(spec: FitSpec) -> bool:
-    """Whether unlabelled samples take part in training (else they are left out)."""
+def uses_unlabeled(spec: FitSpec) -> bool:
+    """Whether unlabeled samples take part in training (else they are left out)."""
     return spec.unlabeled in ("pseudo_label", "fixmatch") or spec.domain_adaptation is not None
 
 
-def _sample_roles(spec: FitSpec, n: int, unlabelled):
-    """Positions of the labelled samples, and of the unlabelled ones that
+def _sample_roles(spec: FitSpec, n: int, unlabeled):
+    """Positions of the labeled samples, and of the unlabeled ones that
     train (none when the spec leaves them out)."""
-    if unlabelled is None:
+    if unlabeled is None:
         return np.arange(n), np.arange(0)
-    training = np.flatnonzero(unlabelled) if uses_unlabelled(spec) else np.arange(0)
-    return np.flatnonzero(~unlabelled), training
+    training = np.flatnonzero(unlabeled) if uses_unlabeled(spec) else np.arange(0)
+    return np.flatnonzero(~unlabeled), training
 
 
-def _unlabelled_ratio(spec: FitSpec) -> int:
+def _unlabeled_ratio(spec: FitSpec) -> int:
     if spec.unlabeled_ratio != "auto":
         return int(spec.unlabeled_ratio)
     return 7 if spec.unlabeled == "fixmatch" else 1  # FixMatch's mu; one-to-one otherwise
 
 
-def _partial_plan(spec: FitSpec, n_labelled: int, n_unlabelled: int) -> PartialPlan:
-    """The training set's first ``n_labelled`` items are labelled, the rest not."""
+def _partial_plan(spec: FitSpec, n_labeled: int, n_unlabeled: int) -> PartialPlan:
+    """The training set's first ``n_labeled`` items are labeled, the rest not."""
     method = spec.unlabeled if spec.unlabeled in ("pseudo_label", "fixmatch") else None
     return PartialPlan(method, spec.domain_adaptation, float(spec.unlabeled_threshold),
                        float(spec.unlabeled_weight), float(spec.adaptation_strength),
-                       _unlabelled_ratio(spec), np.arange(n_labelled),
-                       np.arange(n_labelled, n_labelled + n_unlabelled))
+                       _unlabeled_ratio(spec), np.arange(n_labeled),
+                       np.arange(n_labeled, n_labeled + n_unlabeled))
 
 
 def _check_adaptation(spec: FitSpec, module, frozen) -> None:
@@ -348,7 +348,7 @@ def _build(spec: FitSpec, data, targets, sample_weight, *, n_outputs, classes, d
 
 def _exact_probe_applies(spec: FitSpec, module, frozen, augment, partial: bool) -> bool:
     """The whole trunk frozen throughout, a linear head that is new, the
-    same inputs every epoch, and only labelled samples: the head is then a
+    same inputs every epoch, and only labeled samples: the head is then a
     convex problem, solved exactly instead of by gradient steps."""
     return (len(frozen) == module.n_stages and tuple(spec.head) == ()
             and spec.unfreeze_at is None and augment is None
@@ -376,11 +376,11 @@ def _probe(spec: FitSpec, module, dataset, positions, targets, sample_weight, *,
 
 
 def _solve_tasks(spec: FitSpec, features, targets, sample_weight, groups, batching):
-    """One probe per task (column of ``targets``) on its labelled rows,
+    """One probe per task (column of ``targets``) on its labeled rows,
     stacked into one linear head; ``alpha`` lists the tasks' penalties."""
     weights, biases, alphas = [], [], []
     for task, n_classes in enumerate(groups):
-        rows = np.flatnonzero(targets[:, task] != UNLABELLED_TARGET)
+        rows = np.flatnonzero(targets[:, task] != UNLABELED_TARGET)
         if n_classes == 1:  # one class: a constant logit predicts it
             weights.append(np.zeros((1, features.shape[1])))
             biases.append(np.zeros(1))
@@ -407,13 +407,13 @@ class _Prepared:
     cached: CachedActivations
     batching: Batching
     net_kwargs: dict
-    labelled: np.ndarray  # positions of the labelled samples
-    unlabelled: np.ndarray  # positions of the unlabelled samples that train (or none)
+    labeled: np.ndarray  # positions of the labeled samples
+    unlabeled: np.ndarray  # positions of the unlabeled samples that train (or none)
 
 
 def _fit_exact_probe(spec: FitSpec, run: _Prepared, targets, sample_weight):
     """The head solved on the frozen features; the net is built, not trained."""
-    positions = None if len(run.labelled) == len(run.base) else run.labelled
+    positions = None if len(run.labeled) == len(run.base) else run.labeled
     solution = _probe(spec, run.module, run.base, positions, targets, sample_weight,
                       cut=run.cached.skipped_cut, batching=run.batching,
                       n_outputs=run.net_kwargs["n_outputs"], groups=run.net_kwargs["groups"])
@@ -426,10 +426,10 @@ def _fit_exact_probe(spec: FitSpec, run: _Prepared, targets, sample_weight):
 
 
 def _training_set(run: _Prepared, augmented, train_idx):
-    """The training items (labelled ones first, then the unlabelled ones
-    that train) and how many are labelled."""
-    if len(run.unlabelled):
-        return subset(augmented, np.concatenate([train_idx, run.unlabelled])), len(train_idx)
+    """The training items (labeled ones first, then the unlabeled ones
+    that train) and how many are labeled."""
+    if len(run.unlabeled):
+        return subset(augmented, np.concatenate([train_idx, run.unlabeled])), len(train_idx)
     if len(train_idx) == len(augmented):
         return augmented, len(train_idx)
     return subset(augmented, train_idx), len(train_idx)
@@ -437,25 +437,25 @@ def _training_set(run: _Prepared, augmented, train_idx):
 
 def _fine_tune(spec: FitSpec, run: _Prepared, augmented, targets, sample_weight):
     """Gradient training (from the probed head with ``head_init="probe"``),
-    with a validation split of the labelled samples when early stopping is
-    on, and with the unlabelled samples that train (``PartialPlan``)."""
+    with a validation split of the labeled samples when early stopping is
+    on, and with the unlabeled samples that train (``PartialPlan``)."""
     module, cached = run.module, run.cached
-    train_idx, valid_idx = _split(spec, targets, run.labelled)
+    train_idx, valid_idx = _split(spec, targets, run.labeled)
     solution = None
     if spec.head_init == "probe" and not module.head_from_source:
         solution = _probe(spec, module, run.base, train_idx, targets, sample_weight,
                           cut=cached.skipped_cut, batching=run.batching,
                           n_outputs=run.net_kwargs["n_outputs"],
                           groups=run.net_kwargs["groups"])
-    train_set, n_labelled = _training_set(run, augmented, train_idx)
-    partial = (_partial_plan(spec, n_labelled, len(run.unlabelled))
-               if len(run.unlabelled) else None)
+    train_set, n_labeled = _training_set(run, augmented, train_idx)
+    partial = (_partial_plan(spec, n_labeled, len(run.unlabeled))
+               if len(run.unlabeled) else None)
     if partial is not None and partial.adaptation == "dann":
         dtype = next(module.trunk.parameters()).dtype
         module.domain_classifier = domain_classifier(module.n_features).to(dtype)
     valid_set = None if valid_idx is None else subset(run.base, valid_idx)
     plan = _plan(spec, run.frozen, device=run.batching.device,
-                 precision=run.batching.precision, n_train=n_labelled,
+                 precision=run.batching.precision, n_train=n_labeled,
                  valid_set=valid_set, workers=run.batching.num_workers,
                  collate_fn=collate_for(train_set), partial=partial)
     try:
@@ -504,7 +504,7 @@ def _join_launch(spec: FitSpec, targets) -> tuple[str, int]:
 
 
 def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
-        classes=None, unlabelled=None) -> FitResult:
+        classes=None, unlabeled=None) -> FitResult:
     """Build, freeze and train a network on validated ``data`` (a table, or
     ``CheckedImages``) with encoded ``targets`` and normalised
     ``sample_weight``; ``n_outputs`` is the head's size (for a multi-task
@@ -512,8 +512,8 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
     are the tasks' logits side by side, and ``targets`` has one column per
     task, -1 where a task has no label) and ``classes`` the target's labels
     (a source head with the same labels may be kept).
-    ``unlabelled`` (a boolean mask, or None) marks the samples without a
-    label: they train when ``uses_unlabelled(spec)``, else they are left out.
+    ``unlabeled`` (a boolean mask, or None) marks the samples without a
+    label: they train when ``uses_unlabeled(spec)``, else they are left out.
 
     A linear head on a trunk frozen throughout is solved exactly (the exact
     linear probe); otherwise the network trains by gradient steps, with
@@ -530,8 +530,8 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
     workers = data_workers(spec.n_jobs, data.kind if spec.input_kind == IMAGES else "array")
     augment = resolve_augment(spec.augment, spec.input_kind, spec.freeze_depth,
                               spec.unfreeze_at)
-    labelled, unlabelled_train = _sample_roles(spec, len(targets), unlabelled)
-    partial = len(unlabelled_train) > 0
+    labeled, unlabeled_train = _sample_roles(spec, len(targets), unlabeled)
+    partial = len(unlabeled_train) > 0
     two_views = partial and spec.unlabeled == "fixmatch"
     if two_views:
         augment = augment or "light"  # FixMatch's weak view
@@ -553,7 +553,7 @@ def fit(spec: FitSpec, data, targets, sample_weight, *, n_outputs,
                         dataclasses.replace(batching, num_workers=0 if cached.used else workers),
                         dict(task=spec.task, n_outputs=n_outputs, loss=spec.loss,
                              groups=groups),
-                        labelled, unlabelled_train)
+                        labeled, unlabeled_train)
         if _exact_probe_applies(spec, module, frozen, augment, partial):
             net, plan, solution = _fit_exact_probe(spec, run, targets, sample_weight)
         else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._options import LOSSES, UNLABELLED_TARGET
+from .._options import LOSSES, UNLABELED_TARGET
 
 _REGRESSION_LOSSES = {
     "squared_error": nn.MSELoss,
@@ -29,7 +29,7 @@ class WeightedLoss(nn.Module):
         self.kind = kind
         self.groups = None if groups is None else tuple(groups)
         if kind == "cross_entropy":
-            self.loss = nn.CrossEntropyLoss(reduction="none", ignore_index=UNLABELLED_TARGET)
+            self.loss = nn.CrossEntropyLoss(reduction="none", ignore_index=UNLABELED_TARGET)
         elif kind in _REGRESSION_LOSSES:
             self.loss = _REGRESSION_LOSSES[kind](reduction="none")
         else:
@@ -47,7 +47,7 @@ class WeightedLoss(nn.Module):
 
     def _tasks(self, y_pred, y_true):
         """Multi-task classification: the tasks' cross-entropies summed, each
-        over its own slice of the outputs; a task labelled -1 adds nothing."""
+        over its own slice of the outputs; a task labeled -1 adds nothing."""
         slices = torch.split(y_pred, list(self.groups), dim=1)
         return sum(self.loss(logits, y_true[:, task]) for task, logits in enumerate(slices))
 

@@ -45,7 +45,7 @@ from .partial import (
     PartialBatches,
     PartialPlan,
     alignment_loss,
-    labelled_mask,
+    labeled_mask,
     pseudo_label_loss,
     ramp,
 )
@@ -79,7 +79,7 @@ class TrainingPlan:
     tol: float = 1e-4
     num_workers: int = 0
     collate_fn: object = None  # texts are tokenised per batch
-    partial: PartialPlan | None = None  # unlabelled samples in training
+    partial: PartialPlan | None = None  # unlabeled samples in training
     world_size: int = 1  # processes of a data-parallel fit (``distributed``)
 
     @property
@@ -261,7 +261,7 @@ class TransferNetMixin:
     @property
     def converged_(self) -> bool:
         """Whether the convergence rule ended the fit (False: ``max_epochs``);
-        True for a fit without the rule (unlabelled samples in training, which
+        True for a fit without the rule (unlabeled samples in training, which
         runs its whole budget)."""
         rule = dict(self.callbacks_).get("convergence")
         return rule is None or rule.converged_
@@ -290,8 +290,8 @@ class TransferNetMixin:
 
     def get_iterator(self, dataset, training=False):
         """skorch's iterator for validation; training batches are shuffled
-        ``MergedBatches`` (never a batch of one), or with unlabelled samples
-        batches of labelled plus unlabelled samples (``PartialBatches``); in
+        ``MergedBatches`` (never a batch of one), or with unlabeled samples
+        batches of labeled plus unlabeled samples (``PartialBatches``); in
         a data-parallel fit, this process's share of each."""
         if not training:
             return super().get_iterator(dataset, training=training)
@@ -300,7 +300,7 @@ class TransferNetMixin:
             kwargs.pop(name, None)
         world = distributed.world_size() if self._parallel() else 1
         if self.partial is not None:
-            sampler = PartialBatches(self.partial.labelled, self.partial.unlabelled,
+            sampler = PartialBatches(self.partial.labeled, self.partial.unlabeled,
                                      self.batch_size, self.partial.ratio, min_last=world)
         else:
             sampler = MergedBatches(len(dataset), self.batch_size, world)
@@ -346,40 +346,40 @@ class TransferNetMixin:
         return loss
 
     def _partial_loss(self, Xi, yi):
-        """The loss of a batch of labelled and unlabelled samples: the
-        labelled samples' loss plus the unlabelled term and the domain
+        """The loss of a batch of labeled and unlabeled samples: the
+        labeled samples' loss plus the unlabeled term and the domain
         alignment (``partial``), each logged in the history per batch.
-        Returns the loss and the labelled samples' outputs."""
+        Returns the loss and the labeled samples' outputs."""
         plan = self.partial
         y, weight = yi
-        labelled = labelled_mask(y)
-        unlabelled = ~labelled
+        labeled = labeled_mask(y)
+        unlabeled = ~labeled
         two_views = plan.method == "fixmatch"
         # FixMatch items are (weak view, strong view); the others one input
         x = Xi[:, 0] if two_views else Xi
         if two_views:
-            x = torch.cat([x, Xi[unlabelled.to(Xi.device), 1]])
+            x = torch.cat([x, Xi[unlabeled.to(Xi.device), 1]])
         x = to_device(x, self.device, self.channels_last)
-        labelled, unlabelled = labelled.to(self.device), unlabelled.to(self.device)
-        n = len(labelled)
+        labeled, unlabeled = labeled.to(self.device), unlabeled.to(self.device)
+        n = len(labeled)
         features, outputs = self._features_and_outputs(x)
         outputs = full_precision(outputs)
-        y_pred = outputs[:n][labelled]
-        loss = self.get_loss(y_pred, (y[labelled.cpu()], weight[labelled.cpu()]), training=True)
-        if not bool(unlabelled.any()):  # cannot happen with PartialBatches; kept safe
+        y_pred = outputs[:n][labeled]
+        loss = self.get_loss(y_pred, (y[labeled.cpu()], weight[labeled.cpu()]), training=True)
+        if not bool(unlabeled.any()):  # cannot happen with PartialBatches; kept safe
             for name in ("unlabeled_loss", "adaptation_loss"):
                 self.history.record_batch(name, 0.0)
             return loss, y_pred
         progress = ramp(self.steps_done_ / max(1, self.total_steps))
         if plan.method is not None:
-            own = outputs[:n][unlabelled]
+            own = outputs[:n][unlabeled]
             student = outputs[n:] if two_views else own
             scale = 1.0 if two_views else progress
             term = pseudo_label_loss(student, own, plan.threshold)
             self.history.record_batch("unlabeled_loss", term.item())
             loss = loss + plan.weight * scale * term
         if plan.adaptation is not None:
-            source, target = features[:n][labelled], features[:n][unlabelled]
+            source, target = features[:n][labeled], features[:n][unlabeled]
             strength = plan.strength * progress
             term = alignment_loss(plan.adaptation, self.module_, source, target, strength)
             self.history.record_batch("adaptation_loss", term.item())
@@ -450,7 +450,7 @@ def _callbacks(module, plan: TrainingPlan, task: str, groups=None) -> list:
         callbacks.append(("gradual_unfreezing", GradualUnfreezing(
             plan.unfreeze_plan, factors, plan.lr, decay, plan.bn_mode)))
     if plan.partial is None or plan.valid_dataset is not None:
-        # with unlabelled samples the training loss moves with the pseudo-labels
+        # with unlabeled samples the training loss moves with the pseudo-labels
         # and the alignment's ramp: such a fit runs its budget, or stops on
         # the validation score
         callbacks.append(("convergence", Convergence(

@@ -1,7 +1,7 @@
-"""Training with partial labels: batches that pair labelled samples with
-unlabelled ones, and the losses that learn from the unlabelled part.
+"""Training with partial labels: batches that pair labeled samples with
+unlabeled ones, and the losses that learn from the unlabeled part.
 
-Unlabelled samples (``-1`` for classifiers, ``NaN`` for regressors, as in
+Unlabeled samples (``-1`` for classifiers, ``NaN`` for regressors, as in
 scikit-learn's semi-supervised estimators) take part in two ways:
 
 - semi-supervised (``unlabeled``): confident predictions on them become
@@ -9,15 +9,15 @@ scikit-learn's semi-supervised estimators) take part in two ways:
   predictions of the same inputs; "fixmatch" (Sohn et al., NeurIPS 2020)
   predicts on a weakly augmented view and trains the strongly augmented view
   of the same image toward that prediction.
-- unsupervised domain adaptation (``domain_adaptation``): the labelled
-  samples are the source domain, the unlabelled ones the target domain, and
+- unsupervised domain adaptation (``domain_adaptation``): the labeled
+  samples are the source domain, the unlabeled ones the target domain, and
   a loss aligns their features at the trunk's output: Deep CORAL (second-order
   statistics, Sun & Saenko 2016), MMD with a multi-bandwidth Gaussian kernel
   (DAN, Long et al. 2015) or DANN (a domain classifier behind a gradient
   reversal layer, Ganin et al. 2016).
 
 Both terms are computed on every batch, each batch being ``batch_size``
-labelled samples plus ``ratio`` times as many unlabelled ones
+labeled samples plus ``ratio`` times as many unlabeled ones
 (``PartialBatches``). The domain-adaptation strength and the pseudo-label
 weight ramp up from 0 with DANN's schedule ``2 / (1 + exp(-10 p)) - 1`` over
 the training progress ``p``; FixMatch's weight is constant, as in its paper.
@@ -39,14 +39,14 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import Sampler
 
-from .._options import UNLABELLED_TARGET
+from .._options import UNLABELED_TARGET
 
 
 
 @dataclass(frozen=True)
 class PartialPlan:
-    """How unlabelled samples train: the method, the alignment, their
-    strengths, and the training set's labelled / unlabelled positions."""
+    """How unlabeled samples train: the method, the alignment, their
+    strengths, and the training set's labeled / unlabeled positions."""
 
     method: str | None  # "pseudo_label", "fixmatch" or None
     adaptation: str | None  # "coral", "mmd", "dann" or None
@@ -54,17 +54,17 @@ class PartialPlan:
     weight: float
     strength: float
     ratio: int
-    labelled: np.ndarray
-    unlabelled: np.ndarray
+    labeled: np.ndarray
+    unlabeled: np.ndarray
 
 
-def labelled_mask(y: torch.Tensor) -> torch.Tensor:
+def labeled_mask(y: torch.Tensor) -> torch.Tensor:
     """Which samples of a batch carry a label: classifiers' targets are
-    ``UNLABELLED_TARGET`` for the others (every task's, multi-task),
+    ``UNLABELED_TARGET`` for the others (every task's, multi-task),
     regressors' all-NaN rows."""
     if y.is_floating_point():
         return ~torch.isnan(y.reshape(len(y), -1)).all(dim=1)
-    known = y != UNLABELLED_TARGET
+    known = y != UNLABELED_TARGET
     return known.any(dim=1) if known.dim() == 2 else known  # multi-task: any task
 
 
@@ -75,16 +75,16 @@ def ramp(progress: float) -> float:
 
 
 class PartialBatches(Sampler):
-    """Batches of ``batch_size`` labelled positions (a shuffled pass over
-    them is one epoch) each followed by ``ratio`` times as many unlabelled
+    """Batches of ``batch_size`` labeled positions (a shuffled pass over
+    them is one epoch) each followed by ``ratio`` times as many unlabeled
     ones, drawn without replacement from a stream of shuffled passes. The
     shuffles draw from torch's global generator, so a seeded fit repeats.
-    A last chunk of fewer than ``min_last`` labelled positions joins the one
+    A last chunk of fewer than ``min_last`` labeled positions joins the one
     before (a data-parallel fit gives each process at least one)."""
 
-    def __init__(self, labelled, unlabelled, batch_size: int, ratio: int, min_last: int = 1):
-        self.labelled = torch.as_tensor(np.asarray(labelled), dtype=torch.long)
-        self.unlabelled = torch.as_tensor(np.asarray(unlabelled), dtype=torch.long)
+    def __init__(self, labeled, unlabeled, batch_size: int, ratio: int, min_last: int = 1):
+        self.labeled = torch.as_tensor(np.asarray(labeled), dtype=torch.long)
+        self.unlabeled = torch.as_tensor(np.asarray(unlabeled), dtype=torch.long)
         self.batch_size = int(batch_size)
         self.ratio = int(ratio)
         self.min_last = int(min_last)
@@ -98,18 +98,18 @@ class PartialBatches(Sampler):
         return chunks
 
     def __len__(self):
-        full, rest = divmod(len(self.labelled), self.batch_size)
+        full, rest = divmod(len(self.labeled), self.batch_size)
         return max(1, full + (rest >= self.min_last))
 
     def _take(self, n: int) -> torch.Tensor:
         while len(self._stream) < n:
-            order = self.unlabelled[torch.randperm(len(self.unlabelled))]
+            order = self.unlabeled[torch.randperm(len(self.unlabeled))]
             self._stream = torch.cat([self._stream, order])
         taken, self._stream = self._stream[:n], self._stream[n:]
         return taken
 
     def __iter__(self):
-        order = self.labelled[torch.randperm(len(self.labelled))]
+        order = self.labeled[torch.randperm(len(self.labeled))]
         for chunk in self._chunks(order):
             yield torch.cat([chunk, self._take(self.ratio * len(chunk))]).tolist()
 
@@ -127,8 +127,8 @@ def confident_targets(logits: torch.Tensor, threshold: float):
 
 def pseudo_label_loss(logits: torch.Tensor, targets_from: torch.Tensor, threshold: float):
     """Cross-entropy of ``logits`` toward the confident predictions of
-    ``targets_from`` (the same logits for pseudo-labelling, the weak view's
-    for FixMatch), averaged over all unlabelled samples (FixMatch's
+    ``targets_from`` (the same logits for pseudo-labeling, the weak view's
+    for FixMatch), averaged over all unlabeled samples (FixMatch's
     normalisation: the term grows as more predictions become confident)."""
     labels, mask = confident_targets(targets_from, threshold)
     return (F.cross_entropy(logits.float(), labels, reduction="none") * mask).mean()

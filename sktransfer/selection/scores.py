@@ -316,7 +316,7 @@ def logme(features, y, *, task="auto"):
     orthogonal rotation or a global rescaling of the features. (The reference
     code drops the ``(n_features - rank) * log(alpha)`` part of ``log|A|``
     when the features have lower rank than their number, e.g. fewer samples
-    than features, so its values differ there.) Relabelling the classes does
+    than features, so its values differ there.) Relabeling the classes does
     not change the score; scaling regression targets by ``c`` lowers it by
     ``log|c|``.
 
