@@ -8,6 +8,7 @@ below, which are imported when first looked up).
 import importlib
 
 from . import selection
+from ._backbone import MLP, ImageBackbone, TextEncoder
 from ._classifier import PretrainedClassifier
 from ._exceptions import (
     SourceLabelsUnavailableError,
@@ -15,6 +16,7 @@ from ._exceptions import (
     WeightsNotFoundError,
 )
 from ._features import TransferFeatures
+from ._methods import DANN, L2SP, MMD, Coral, FixMatch, PseudoLabel
 from ._progress import search_progress
 from ._regressor import TransferRegressor
 from .selection import make_transferability_scorer, rank_backbones
@@ -44,8 +46,17 @@ def __dir__():
 
 
 __all__ = [
+    "DANN",
+    "L2SP",
+    "MLP",
+    "MMD",
+    "Coral",
+    "FixMatch",
+    "ImageBackbone",
     "PretrainedClassifier",
+    "PseudoLabel",
     "SourceLabelsUnavailableError",
+    "TextEncoder",
     "TrainingDivergedError",
     "TransferFeatures",
     "TransferRegressor",

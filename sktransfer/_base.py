@@ -12,7 +12,6 @@ from numbers import Integral, Real
 import numpy as np
 from sklearn.base import BaseEstimator, clone
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
-from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
 
 from . import _options as opt
@@ -24,9 +23,12 @@ from ._compat import (
     _check_y,
     _safe_indexing,
 )
+from ._backbone import BackboneSpec, declared_input_kind, network_of
 from ._images import check_images, check_same_layout
+from ._methods import L2SP, Alignment, SemiSupervised
 from ._options import IMAGES, TABULAR, TEXT
-from ._text import check_texts, is_text_backbone
+from ._recipe import Recipe, input_kind
+from ._text import check_texts
 
 
 def _engine():
@@ -66,29 +68,24 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     """Base class of the transfer-learning estimators. Not for direct use."""
 
     _parameter_constraints: dict = {
-        "backbone": [str, HasMethods(["forward", "state_dict"]), HasMethods(["fit", "predict"])],
+        "backbone": [str, BackboneSpec, HasMethods(["forward", "state_dict"]),
+                     HasMethods(["fit", "predict"])],
         "weights": [None, str, os.PathLike],
         "freeze_depth": [Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
         "head": [tuple, list],
         "head_dropout": [Interval(Real, 0, 1, closed="left")],
         "head_init": [StrOptions(set(opt.HEAD_INITS))],
         "probe_alpha": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "hidden_layer_sizes": [tuple, list],
-        "activation": [StrOptions(set(opt.ACTIVATIONS))],
         "lr": [None, Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
         "optimizer": [StrOptions(set(opt.OPTIMIZERS))],
         "weight_decay": [Interval(Real, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
         "tol": [Interval(Real, 0, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
-        "image_size": [None, Interval(Integral, 1, None, closed="left")],
-        "max_length": [Interval(Integral, 2, None, closed="left")],
-        "pooling": [StrOptions(set(opt.POOLINGS))],
         "unfreeze_at": [None, Interval(Integral, 0, None, closed="left"), tuple, list],
         "layer_decay": [Interval(Real, 0, 1, closed="right")],
         "backbone_lr_mult": [Interval(Real, 0, None, closed="neither")],
-        "regularization": [None, StrOptions({"l2sp"})],
-        "regularization_strength": [Interval(Real, 0, None, closed="left")],
+        "regularization": [None, StrOptions(set(opt.REGULARIZATIONS)), L2SP],
         "bn_mode": [StrOptions(set(opt.BN_MODES))],
         "lr_schedule": [StrOptions(set(opt.LR_SCHEDULES))],
         "warmup_epochs": [Interval(Real, 0, None, closed="left")],
@@ -96,12 +93,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "augment": [None, StrOptions({"auto", *opt.AUGMENTATIONS})],
-        "unlabeled": [None, StrOptions(set(opt.UNLABELED))],
-        "unlabeled_threshold": [Interval(Real, 0, 1, closed="right")],
-        "unlabeled_weight": [Interval(Real, 0, None, closed="left")],
-        "unlabeled_ratio": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
-        "domain_adaptation": [None, StrOptions(set(opt.DOMAIN_ADAPTATIONS))],
-        "adaptation_strength": [Interval(Real, 0, None, closed="left")],
+        "unlabeled": [None, StrOptions(set(opt.UNLABELED)), SemiSupervised],
+        "domain_adaptation": [None, StrOptions(set(opt.DOMAIN_ADAPTATIONS)), Alignment],
         "precision": [StrOptions(set(opt.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "source_head": [StrOptions(set(opt.SOURCE_HEAD_MODES))],
@@ -117,19 +110,15 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     _y_validation: dict = {}
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
-                 head=(), head_dropout=0.0, head_init="random", probe_alpha="auto",
-                 hidden_layer_sizes=(100,), activation="relu", lr=None, optimizer="adamw",
-                 weight_decay=1e-4, max_epochs="auto", tol=1e-4, batch_size=32,
-                 image_size=None, max_length=128, pooling="mean", unfreeze_at=None,
-                 layer_decay=1.0,
-                 backbone_lr_mult=1.0, regularization=None, regularization_strength=0.01,
-                 bn_mode="train", lr_schedule="cosine", warmup_epochs=1.0,
-                 early_stopping=False, validation_fraction=0.1, n_iter_no_change=10,
-                 augment="auto", unlabeled=None, unlabeled_threshold=0.95,
-                 unlabeled_weight=1.0, unlabeled_ratio="auto", domain_adaptation=None,
-                 adaptation_strength=1.0, precision="auto", max_grad_norm=None,
-                 source_head="auto", cache=True, cache_dir=None, n_jobs=None, device="auto",
-                 random_state=None, verbose=0):
+                 head=(), head_dropout=0.0, head_init="random", probe_alpha="auto", lr=None,
+                 optimizer="adamw", weight_decay=1e-4, max_epochs="auto", tol=1e-4,
+                 batch_size=32, unfreeze_at=None, layer_decay=1.0,
+                 backbone_lr_mult=1.0, regularization=None, bn_mode="train",
+                 lr_schedule="cosine", warmup_epochs=1.0, early_stopping=False,
+                 validation_fraction=0.1, n_iter_no_change=10, augment="auto",
+                 unlabeled=None, domain_adaptation=None, precision="auto",
+                 max_grad_norm=None, source_head="auto", cache=True, cache_dir=None,
+                 n_jobs=None, device="auto", random_state=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.freeze_depth = freeze_depth
@@ -137,22 +126,16 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.head_dropout = head_dropout
         self.head_init = head_init
         self.probe_alpha = probe_alpha
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
         self.lr = lr
         self.optimizer = optimizer
         self.weight_decay = weight_decay
         self.max_epochs = max_epochs
         self.tol = tol
         self.batch_size = batch_size
-        self.image_size = image_size
-        self.max_length = max_length
-        self.pooling = pooling
         self.unfreeze_at = unfreeze_at
         self.layer_decay = layer_decay
         self.backbone_lr_mult = backbone_lr_mult
         self.regularization = regularization
-        self.regularization_strength = regularization_strength
         self.bn_mode = bn_mode
         self.lr_schedule = lr_schedule
         self.warmup_epochs = warmup_epochs
@@ -161,11 +144,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.n_iter_no_change = n_iter_no_change
         self.augment = augment
         self.unlabeled = unlabeled
-        self.unlabeled_threshold = unlabeled_threshold
-        self.unlabeled_weight = unlabeled_weight
-        self.unlabeled_ratio = unlabeled_ratio
         self.domain_adaptation = domain_adaptation
-        self.adaptation_strength = adaptation_strength
         self.precision = precision
         self.max_grad_norm = max_grad_norm
         self.source_head = source_head
@@ -188,9 +167,6 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     _task = "classification"  # or "regression"
 
-    def _loss_kind(self) -> str:
-        return "cross_entropy"
-
     # -- fit -------------------------------------------------------------------
 
     @contextlib.contextmanager
@@ -206,28 +182,20 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             raise
 
     def _source(self):
-        """The fitted sktransfer estimator given as backbone, or None."""
-        if not isinstance(self.backbone, BaseTransferEstimator):
+        """The fitted sktransfer estimator given as backbone (or as an
+        ``ImageBackbone``'s network), or None."""
+        source = network_of(self.backbone)
+        if not isinstance(source, BaseTransferEstimator):
             return None
         try:
-            check_is_fitted(self.backbone)
+            check_is_fitted(source)
         except NotFittedError:
             raise ValueError(
-                f"backbone is an unfitted {type(self.backbone).__name__}; fit it on "
+                f"backbone is an unfitted {type(source).__name__}; fit it on "
                 "the source task first, then pass the fitted estimator."
             ) from None
-        return self.backbone
+        return source
 
-    def _input_kind(self, X) -> str:
-        source = self._source()
-        if source is not None:
-            return source.input_kind_
-        if is_text_backbone(self.backbone):
-            return TEXT
-        if isinstance(self.backbone, str):
-            return TABULAR if self.backbone == "mlp" else IMAGES
-        # an nn.Module: a table of features is tabular data, anything else images
-        return TABULAR if len(getattr(X, "shape", ())) == 2 else IMAGES
 
     def _validate_y(self, y):
         if y is None:
@@ -267,33 +235,27 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             )
         return weights / weights.mean()
 
-    def _backbone_spec(self):
-        source = self._source()
-        return self.backbone if source is None else source._export_trunk()
 
     def _export_trunk(self):
         """This fitted estimator's trunk and head, offered as a backbone."""
         return _engine().export_trunk(self._fit_result, f"fitted {type(self).__name__}")
 
-    def _seed(self) -> int:
-        return int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-
     def _fit(self, X, y, sample_weight=None):
-        """Validate, prepare the targets, train with the engine, then set
-        every fitted attribute at once."""
-        kind = self._input_kind(X)
+        """Validate, resolve the recipe, prepare the targets, train with the
+        engine, then set every fitted attribute at once."""
+        source = self._source()
+        kind = input_kind(self.backbone, X, source)
         data, y = self._validate_fit_data(X, y, kind)
-        self._check_strategy_params(kind)
         unlabeled = self._unlabeled_rows(y)
+        recipe = Recipe.from_estimator(
+            self, input_kind=kind, multi_task=self._task == "classification" and y.ndim == 2,
+            unlabeled_samples=bool(unlabeled.any()),
+            source=None if source is None else source._export_trunk())
         targets, weights, n_outputs, target_attributes = self._partial_targets(
             y, sample_weight, unlabeled)
-        engine = _engine()
-        spec = engine.FitSpec.from_params(
-            self.get_params(deep=False), task=self._task, loss=self._loss_kind(),
-            input_kind=kind, backbone=self._backbone_spec(), seed=self._seed())
-        result = engine.fit(spec, data, targets, weights, n_outputs=n_outputs,
-                            classes=_json_labels(target_attributes),
-                            unlabeled=unlabeled if unlabeled.any() else None)
+        result = _engine().fit(recipe, data, targets, weights, n_outputs=n_outputs,
+                               classes=_json_labels(target_attributes),
+                               unlabeled=unlabeled if unlabeled.any() else None)
         self._set_fitted(result, data, target_attributes)
         self._warn_if_diverged(result)
         if not result.converged:
@@ -395,42 +357,6 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         for name, value in fitted.items():
             setattr(self, name, value)
 
-    def _check_strategy_params(self, kind):
-        if self.augment not in (None, "auto") and kind != IMAGES:
-            raise ValueError(
-                f"augment={self.augment!r} applies to images only; use augment=None "
-                f"for {kind} data."
-            )
-        if isinstance(self.unfreeze_at, (tuple, list)):
-            epochs = list(self.unfreeze_at)
-            if (not epochs or not all(isinstance(e, Integral) and e >= 0 for e in epochs)
-                    or epochs != sorted(epochs)):
-                raise ValueError(
-                    "unfreeze_at must be None, an int, or a non-empty increasing tuple "
-                    f"of non-negative ints (epochs); got {self.unfreeze_at!r}."
-                )
-        if self.head_init == "probe" and tuple(self.head) != ():
-            raise ValueError(
-                "head_init='probe' starts fine-tuning from a linear probe, which needs a "
-                f"linear head; got head={self.head!r}. Use head=() or head_init='random'."
-            )
-        if self.unlabeled == "fixmatch" and kind != IMAGES:
-            raise ValueError(
-                f"unlabeled='fixmatch' needs images (it trains on augmented views); "
-                f"got {kind} data. Use unlabeled='pseudo_label'."
-            )
-        if self.unlabeled in ("pseudo_label", "fixmatch") and self._task != "classification":
-            raise ValueError(
-                f"unlabeled={self.unlabeled!r} turns confident class predictions into "
-                f"targets, which a regressor does not have; {type(self).__name__} accepts "
-                "unlabeled=None or 'ignore' (and domain_adaptation)."
-            )
-        if self.unfreeze_at is not None and self.freeze_depth == 0:
-            raise ValueError(
-                "unfreeze_at releases frozen stages, but freeze_depth=0 freezes none; "
-                "set freeze_depth (e.g. 'all') or unfreeze_at=None."
-            )
-
     # -- predict ---------------------------------------------------------------
 
     def _predict_outputs(self, X) -> np.ndarray:
@@ -481,11 +407,11 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
-        backbone = self.backbone
-        if is_text_backbone(backbone):
+        kind = declared_input_kind(self.backbone)
+        if kind == TEXT:
             tags.input_tags.two_d_array = False
             tags.input_tags.string = True
-        elif isinstance(backbone, str) and backbone != "mlp":
+        elif kind == IMAGES:
             tags.input_tags.two_d_array = False
             tags.input_tags.three_d_array = True
         # CPU fits with a random_state are reproducible; CUDA kernels may not be.

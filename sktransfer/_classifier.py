@@ -49,12 +49,12 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
     Examples
     --------
     >>> import numpy as np
-    >>> from sktransfer import PretrainedClassifier
+    >>> from sktransfer import ImageBackbone, PretrainedClassifier
     >>> rng = np.random.RandomState(0)
     >>> X = rng.randint(0, 256, size=(16, 32, 32, 3), dtype=np.uint8)
     >>> y = np.array(["cat", "dog"] * 8)
-    >>> clf = PretrainedClassifier("mobilenet_v2", weights="IMAGENET1K_V1",
-    ...                            freeze_depth="all", image_size=32,
+    >>> clf = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=32),
+    ...                            weights="IMAGENET1K_V1", freeze_depth="all",
     ...                            max_epochs=1, random_state=0).fit(X, y)
     >>> clf.classes_
     array(['cat', 'dog'], dtype='<U3')
@@ -94,11 +94,6 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
                 "A column-vector y was passed when a 1d array was expected. Please change "
                 "the shape of y to (n_samples,), for example using ravel()."), stacklevel=5)
             y = y.ravel()
-        if y.ndim == 2 and self.unlabeled in ("pseudo_label", "fixmatch"):
-            raise ValueError(
-                f"unlabeled={self.unlabeled!r} needs a 1-D y; with several tasks (a 2-D "
-                "y) use unlabeled=None or 'ignore', or domain_adaptation."
-            )
         return y
 
     def _prepare_targets(self, y, sample_weight):
@@ -167,7 +162,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
                 f"{others.tolist()[:5]}{'...' if len(others) > 5 else ''}; with "
                 "unlabeled=None it is trained as a class. If -1 marks unlabeled samples "
                 "(scikit-learn's semi-supervised convention), set unlabeled='ignore', "
-                "'pseudo_label' or 'fixmatch'.", UserWarning, stacklevel=5)
+                "PseudoLabel() or FixMatch().", UserWarning, stacklevel=5)
 
     def _fill_unlabeled(self, targets, unlabeled):
         full = np.full((len(unlabeled), *targets.shape[1:]), UNLABELED_TARGET, dtype=np.int64)

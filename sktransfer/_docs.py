@@ -37,16 +37,27 @@ def _entries(block: str) -> dict[str, str]:
 # and TransferRegressor. Written in signature order for the reader; the
 # docstrings follow the signature whatever the order here.
 PARAMETERS = _entries("""\
-    backbone : str, torch.nn.Module or fitted estimator, default="mobilenet_v2"
-        A registry name (``sktransfer.list_backbones()``: "resnet18",
-        "resnet50", "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0",
-        "convnext_tiny", "vit_b_16", ...), "mlp" for tabular data, an
-        ``nn.Module``, or a fitted :class:`PretrainedClassifier` /
+    backbone : str, ImageBackbone, MLP, TextEncoder, torch.nn.Module or fitted estimator, default="mobilenet_v2"
+        :class:`ImageBackbone` for images
+        (``ImageBackbone("resnet18", image_size=64)``; an image registry name
+        from ``sktransfer.list_backbones()``, such as "resnet18", "resnet50",
+        "mobilenet_v2", "mobilenet_v3_large", "efficientnet_b0",
+        "convnext_tiny" or "vit_b_16", for its defaults: the weights' own
+        input size); :class:`MLP` for tabular data
+        (``MLP(hidden_layer_sizes=(128, 64), activation="relu")``, "mlp" for
+        its defaults); :class:`TextEncoder` for texts
+        (``TextEncoder("all-MiniLM-L6-v2", max_length=64, pooling="mean")``,
+        a text encoder's name for its defaults); an ``nn.Module``; or a
+        fitted :class:`PretrainedClassifier` /
         :class:`TransferRegressor` whose trunk (everything but its head) is
-        transferred; the source estimator is never modified. A torchvision
-        classification model keeps its known stages and has its head
-        replaced; any other module is used whole as the feature extractor
-        and its top-level children with parameters are its stages.
+        transferred; the source estimator is never modified (to resize an
+        image source's inputs: ``ImageBackbone(fitted, image_size=...)``). A
+        torchvision classification model keeps its known stages and has its
+        head replaced; any other module is used whole as the feature
+        extractor and its top-level children with parameters are its stages
+        (``ImageBackbone(module, image_size=...)`` sets its input size). A
+        grid searches a backbone object's settings as
+        ``backbone__<setting>``.
     weights : str, path or None, default="DEFAULT"
         None trains from random initialisation. "DEFAULT" or a torchvision
         weights name ("IMAGENET1K_V1") loads those weights, found offline in
@@ -87,18 +98,12 @@ PARAMETERS = _entries("""\
         5-fold log-loss on at most 2,000 samples for the classifier,
         efficient leave-one-out for the regressor); the choice is
         ``probe_alpha_``.
-    hidden_layer_sizes : tuple of int, default=(100,)
-        Hidden layers of the "mlp" backbone (ignored by other backbones);
-        each hidden layer is one stage for ``freeze_depth``.
-    activation : {"relu", "tanh", "logistic", "identity", "gelu"}, default="relu"
-        Activation of the "mlp" backbone's hidden layers.
     lr : float, "auto" or None, default=None
         Learning rate of the head (stages get it times their factor, see
         ``layer_decay``). None uses 1e-3, or 5e-5 for a text encoder
-        (transformers are fine-tuned at rates 10-50x below a CNN's; on
-        Rotten Tomatoes with 50 labels per class, 1e-3 scored 0.530 and
-        5e-5 0.674, one seed, see ``benchmarks/README.md``). "auto" runs a
-        learning-rate range test inside ``fit`` (so once per CV fold): the rate rises geometrically from
+        (transformers are fine-tuned at rates 10-50x below a CNN's). "auto"
+        runs a learning-rate range test inside ``fit`` (so once per CV
+        fold): the rate rises geometrically from
         1e-7 to 1 over at most 100 steps on a copy of the network and the
         chosen rate is the one at the minimum of the smoothed loss divided
         by 10; it is stored in ``lr_``.
@@ -128,19 +133,6 @@ PARAMETERS = _entries("""\
         a single sample joins the batch before it (BatchNorm in training
         mode cannot normalise one sample), so every sample trains in every
         epoch.
-    image_size : int or None, default=None
-        Side of the square input images are resized to; None uses the
-        weights' own size (224 for ImageNet weights, the source's size for a
-        fitted-estimator backbone).
-    max_length : int, default=128
-        Text backbones: texts are truncated at this many tokens (capped by
-        the model's own limit); each batch is padded to its longest text.
-        Ignored by image and tabular backbones.
-    pooling : {"mean", "cls"}, default="mean"
-        Text backbones: the sentence embedding is the mean of the token
-        states ("mean", what sentence encoders such as all-MiniLM-L6-v2 are
-        trained with) or the first token's state ("cls"). Ignored by image
-        and tabular backbones.
     unfreeze_at : int, tuple of int or None, default=None
         Gradual unfreezing of the stages frozen by ``freeze_depth``: an int
         releases all of them after that many epochs (fastai's ``fine_tune``
@@ -152,13 +144,11 @@ PARAMETERS = _entries("""\
         1.0 is off.
     backbone_lr_mult : float, default=1.0
         One factor on the learning rate of the whole backbone.
-    regularization : {"l2sp"} or None, default=None
-        "l2sp" pulls the transferred backbone toward its source weights with
-        the penalty ``regularization_strength / 2 * ||w - w_source||^2``
-        (Li et al., 2018); the new head keeps plain weight decay and the
-        backbone gets none.
-    regularization_strength : float, default=0.01
-        Strength of the "l2sp" penalty.
+    regularization : L2SP, "l2sp" or None, default=None
+        :class:`L2SP` pulls the transferred backbone toward its source
+        weights with the penalty ``strength / 2 * ||w - w_source||^2`` (Li
+        et al., 2018); the new head keeps plain weight decay and the backbone
+        gets none. "l2sp" is ``L2SP()`` (strength 0.01).
     bn_mode : {"train", "frozen"}, default="train"
         "frozen" keeps every BatchNorm of the backbone in eval mode (running
         statistics fixed) while its weights train; "train" updates the
@@ -186,54 +176,39 @@ PARAMETERS = _entries("""\
         when the whole backbone trains at some point (``freeze_depth=0`` or
         ``unfreeze_at`` set) and None when some stages stay frozen
         throughout, so that their activations can be cached (see
-        ``cache``); it is None for tabular data. The defaults (cosine
-        schedule with one warm-up epoch, light augmentation, everything
-        fine-tuned) are the recipe that was best or tied-best on few-shot
-        targets in ``benchmarks/strategies.py``.
-    unlabeled : {"ignore", "pseudo_label", "fixmatch"} or None, default=None
+        ``cache``); it is None for tabular data and texts.
+    unlabeled : PseudoLabel, FixMatch, "ignore", "pseudo_label", "fixmatch" or None, default=None
         What unlabeled samples do: scikit-learn's semi-supervised convention
         marks them with the label -1 in ``y`` for classifiers (``NaN`` rows
         for regressors). None: every label is a class, -1 included (a
         regressor's all-NaN rows are left out). "ignore": -1 samples are left
-        out of training. "pseudo_label": the network's confident predictions
-        on them (probability >= ``unlabeled_threshold``) become their
-        targets. "fixmatch" (images): the prediction on a lightly augmented
-        view becomes the target of a strongly augmented view (RandAugment and
-        cutout) of the same image. Except with None, ``score`` leaves -1
-        samples out, so ``cross_val_score`` and ``GridSearchCV`` score on the
-        labeled samples of each fold. Each batch holds ``batch_size``
-        labeled samples and ``unlabeled_ratio`` times as many unlabeled
-        ones; an epoch is one pass over the labeled samples, and a fit with
-        unlabeled samples in training runs its whole epoch budget (or stops
-        on the validation score with ``early_stopping``): the training loss
-        is not a convergence signal while pseudo-labels still change.
-        Regressors accept None and "ignore" (NaN marks their unlabeled rows
-        either way).
-    unlabeled_threshold : float in (0, 1], default=0.95
-        Confidence a prediction on an unlabeled sample needs to become its
-        target (FixMatch's threshold).
-    unlabeled_weight : float, default=1.0
-        Weight of the unlabeled samples' loss against the labeled one's;
-        for "pseudo_label" it ramps up from 0 as DANN's strength does (see
-        ``adaptation_strength``).
-    unlabeled_ratio : int or "auto", default="auto"
-        Unlabeled samples per labeled sample in a training batch
-        (FixMatch's mu): "auto" is 7 for "fixmatch", as in its paper, and 1
-        otherwise.
-    domain_adaptation : {"coral", "mmd", "dann"} or None, default=None
+        out of training. :class:`PseudoLabel` (classifiers): the network's
+        confident predictions on them become their targets.
+        :class:`FixMatch` (classifiers, images): the prediction on a lightly
+        augmented view becomes the target of a strongly augmented view
+        (RandAugment and cutout) of the same image. "pseudo_label" and
+        "fixmatch" are those methods with default settings; a grid searches
+        their settings as ``unlabeled__threshold``. Except with None,
+        ``score`` leaves -1 samples out, so ``cross_val_score`` and
+        ``GridSearchCV`` score on the labeled samples of each fold. Each
+        batch holds ``batch_size`` labeled samples and the method's
+        ``ratio`` times as many unlabeled ones; an epoch is one pass over the
+        labeled samples, and a fit with unlabeled samples in training runs
+        its whole epoch budget (or stops on the validation score with
+        ``early_stopping``): the training loss is not a convergence signal
+        while pseudo-labels still change.
+    domain_adaptation : Coral, MMD, DANN, "coral", "mmd", "dann" or None, default=None
         Unsupervised domain adaptation: the labeled samples are the source
         domain, the unlabeled ones (-1, or NaN rows) the target domain, and
-        a loss aligns their features at the trunk's output: "coral" their
-        covariances (Deep CORAL), "mmd" their kernel mean embeddings (MMD
-        with Gaussian kernels of five bandwidths), "dann" a domain
-        classifier behind a gradient reversal layer (dropped after fit).
-        Some stages must train (``freeze_depth`` below the number of
-        stages). Combines with ``unlabeled``.
-    adaptation_strength : float, default=1.0
-        Weight of the alignment loss (for "dann", the reversed gradient's
-        scale); it ramps up from 0 over training with DANN's schedule
-        ``2 / (1 + exp(-10 p)) - 1``, ``p`` the fraction of the epoch budget
-        done.
+        a loss aligns their features at the trunk's output: :class:`Coral`
+        their covariances (Deep CORAL), :class:`MMD` their kernel mean
+        embeddings (Gaussian kernels of five bandwidths), :class:`DANN` a
+        domain classifier behind a gradient reversal layer. Each takes a
+        ``strength`` that ramps up from 0 over training; the strings are
+        the methods with default settings. Some stages must train
+        (``freeze_depth`` below the number of stages). Combines with
+        ``unlabeled``; a batch pairs labeled and unlabeled samples one to
+        one unless ``unlabeled``'s method sets another ``ratio``.
     precision : {"auto", "32", "bf16", "16"}, default="auto"
         "auto" is bf16 autocast on CUDA devices that support it and fp32
         elsewhere; "16" uses float16 autocast with loss scaling.

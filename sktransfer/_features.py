@@ -16,11 +16,19 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import BaseTransferEstimator, _engine, clone_keeping_source
-from ._compat import HasMethods, Interval, StrOptions, _fit_context
+from ._backbone import ImageBackbone, TextEncoder, backbone_object, declared_input_kind
+from ._compat import HasMethods, Interval, _fit_context
 from ._exceptions import SourceLabelsUnavailableError
 from ._images import check_images, check_same_layout
 from ._options import IMAGES, TABULAR, TEXT
-from ._text import check_texts, is_text_backbone
+from ._text import check_texts
+
+
+def _embedding():
+    """The embedding code, imported on first use (it loads torch)."""
+    from ._nn import embedding
+
+    return embedding
 
 
 class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
@@ -29,16 +37,19 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
 
     ``transform`` runs the backbone without its head and returns its pooled
     output (global average over positions; for a text encoder, ``pooling``
-    over the tokens) after the last stage, or after ``stage`` stages.
+    over the tokens, see :class:`TextEncoder`) after the last stage, or after ``stage`` stages.
     Nothing is trained: ``fit`` loads the backbone and records the input
     layout.
 
     Parameters
     ----------
-    backbone : str, torch.nn.Module or fitted estimator, default="mobilenet_v2"
-        As for :class:`PretrainedClassifier`: a registry name (image or text
-        encoder, e.g. "all-MiniLM-L6-v2"), a local Hugging Face model
-        directory or hub id, a module, or a fitted image or text
+    backbone : str, TextEncoder, torch.nn.Module or fitted estimator, default="mobilenet_v2"
+        As for :class:`PretrainedClassifier`: an image registry name (or an
+        :class:`ImageBackbone`, whose ``image_size`` applies when
+        ``image_size`` is None), a
+        :class:`TextEncoder` (or a text encoder's name, e.g.
+        "all-MiniLM-L6-v2", a local Hugging Face model directory or hub id),
+        a module, or a fitted image or text
         :class:`PretrainedClassifier` / :class:`TransferRegressor` whose
         trunk is used.
     weights : str, path or None, default="DEFAULT"
@@ -47,12 +58,8 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Take the embedding after this many backbone stages (1 = the first);
         None takes the backbone's own output.
     image_size : int or None, default=None
-        Side of the square input; None uses the weights' own size.
-    max_length : int, default=128
-        Text backbones: texts are truncated at this many tokens.
-    pooling : {"mean", "cls"}, default="mean"
-        Text backbones: the mean of the real tokens' states or the first
-        token's state.
+        Images only: the side of the square input; None uses the weights'
+        own size.
     batch_size : int, default=64
         Images (or texts) per inference batch.
     cache : bool, default=True
@@ -105,12 +112,11 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     """
 
     _parameter_constraints: dict = {
-        "backbone": [str, HasMethods(["forward", "state_dict"]), HasMethods(["fit", "predict"])],
+        "backbone": [str, ImageBackbone, TextEncoder, HasMethods(["forward", "state_dict"]),
+                     HasMethods(["fit", "predict"])],
         "weights": [None, str, os.PathLike],
         "stage": [None, Interval(Integral, 1, None, closed="left")],
         "image_size": [None, Interval(Integral, 1, None, closed="left")],
-        "max_length": [Interval(Integral, 2, None, closed="left")],
-        "pooling": [StrOptions({"mean", "cls"})],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "cache": ["boolean"],
         "cache_dir": [None, str, os.PathLike],
@@ -119,14 +125,12 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     }
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", stage=None,
-                 image_size=None, max_length=128, pooling="mean", batch_size=64, cache=True,
-                 cache_dir=None, n_jobs=None, device="auto"):
+                 image_size=None, batch_size=64, cache=True, cache_dir=None, n_jobs=None,
+                 device="auto"):
         self.backbone = backbone
         self.weights = weights
         self.stage = stage
         self.image_size = image_size
-        self.max_length = max_length
-        self.pooling = pooling
         self.batch_size = batch_size
         self.cache = cache
         self.cache_dir = cache_dir
@@ -140,12 +144,38 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 raise ValueError("TransferFeatures takes image and text backbones; the "
                                  "estimator given as backbone was fitted on tabular data.")
             return self.backbone.input_kind_
-        return TEXT if is_text_backbone(self.backbone) else IMAGES
+        kind = declared_input_kind(self.backbone)
+        if kind == TABULAR:
+            raise ValueError("TransferFeatures takes image and text backbones; use an image "
+                             "registry name, a TextEncoder or a module.")
+        return kind or IMAGES
 
-    def _backbone_spec(self):
-        if not isinstance(self.backbone, BaseTransferEstimator):
-            return self.backbone
-        return self.backbone._export_trunk()
+    def _spec(self, kind: str):
+        """What the engine's embedder is told."""
+        backbone = backbone_object(self.backbone)
+        text, image_size = {}, self.image_size
+        if isinstance(backbone, TextEncoder):
+            backbone.check()
+            text = {"max_length": backbone.max_length, "pooling": backbone.pooling}
+            backbone = backbone.name
+        elif isinstance(backbone, ImageBackbone):
+            backbone.check()
+            if backbone.image_size is not None and image_size is not None:
+                raise ValueError(
+                    f"image_size={image_size} and backbone__image_size="
+                    f"{backbone.image_size} both set the input size; set one of them."
+                )
+            image_size = backbone.image_size if image_size is None else image_size
+            backbone = backbone.name
+        if isinstance(backbone, BaseTransferEstimator):
+            backbone = backbone._export_trunk()
+        if image_size is not None and kind != IMAGES:
+            raise ValueError(
+                f"image_size={image_size} applies to images only, but the backbone "
+                f"takes {kind}; use image_size=None."
+            )
+        return _embedding().EmbedSpec(backbone, self.weights, self.stage, image_size,
+                                      self.batch_size, self.device, kind, **text)
 
     def _check_input(self, X):
         """Validated images or texts, as the backbone reads."""
@@ -167,13 +197,9 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : TransferFeatures
             The fitted transformer.
         """
-        engine = _engine()
-        kind = self._input_kind()
-        spec = engine.EmbedSpec(self._backbone_spec(), self.weights, self.stage,
-                                self.image_size, self.batch_size, self.device, kind,
-                                self.max_length, self.pooling)
+        spec = self._spec(self._input_kind())
         images = self._check_input(X)
-        embedder = engine.fit_embedder(spec, images, cache=self.cache)
+        embedder = _embedding().fit_embedder(spec, images, cache=self.cache)
         self._embedder = embedder
         self.trunk_, self.n_stages_, self.image_size_, self.device_ = (
             embedder.trunk, embedder.n_stages, embedder.image_size, embedder.device)
@@ -204,7 +230,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """Pooled float64 outputs of the checked ``images`` after ``stage``
         stages (None: the backbone's own output), through the activation
         store when the cache is on."""
-        return _engine().embed(self._embedder, images, stage=stage, n_jobs=self.n_jobs,
+        return _embedding().embed(self._embedder, images, stage=stage, n_jobs=self.n_jobs,
                                cache=self.cache, cache_dir=self.cache_dir)
 
     def source_proba(self, X, *, features=None):
@@ -295,7 +321,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
-        if is_text_backbone(self.backbone):
+        if declared_input_kind(self.backbone) == TEXT:
             tags.input_tags.string = True
         else:
             tags.input_tags.three_d_array = True

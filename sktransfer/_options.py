@@ -17,6 +17,14 @@ AUGMENTATIONS = ("light", "standard")
 SOURCE_HEAD_MODES = ("auto", "keep", "new")
 HEAD_INITS = ("random", "probe")
 POOLINGS = ("mean", "cls")
-UNLABELED = ("ignore", "pseudo_label", "fixmatch")
-DOMAIN_ADAPTATIONS = ("coral", "mmd", "dann")
+MLP = "mlp"  # the tabular backbone's shorthand
+
+# The shorthands of the method objects (``sktransfer._methods``): each string
+# stands for its method with default settings.
+IGNORE, PSEUDO_LABEL, FIXMATCH = "ignore", "pseudo_label", "fixmatch"
+CORAL, MMD, DANN = "coral", "mmd", "dann"
+L2SP = "l2sp"
+UNLABELED = (IGNORE, PSEUDO_LABEL, FIXMATCH)
+DOMAIN_ADAPTATIONS = (CORAL, MMD, DANN)
+REGULARIZATIONS = (L2SP,)
 UNLABELED_TARGET = -1  # a classifier's encoded target of an unlabeled sample

@@ -16,6 +16,8 @@ private points while its ``with`` block is open:
 A fit run in this process (a serial search, the threading backend) is counted
 by the wrapper itself and marked, so the batch that brings it back does not
 count it again. Both originals are put back when the block ends.
+
+The private names are looked up in :mod:`sktransfer._compat`.
 """
 
 import os
@@ -23,6 +25,14 @@ import threading
 import warnings
 
 import numpy as np
+
+from ._compat import (
+    PrivateAPIError,
+    check_progress_patch_points,
+    fit_and_score,
+    fit_and_score_patch_points,
+    register_outcome_patch_point,
+)
 
 __all__ = ["search_progress"]
 
@@ -65,8 +75,8 @@ def search_progress(**tqdm_kwargs):
         block ends). Inside another ``search_progress`` block it gives the
         outer block's bar and changes nothing. It gives None when this
         scikit-learn or joblib lacks the private functions the bar listens
-        to: a ``RuntimeWarning`` says so once, and searches run as without
-        the block.
+        to: a ``RuntimeWarning`` says so once, naming the function and the
+        installed versions, and searches run as without the block.
 
     See Also
     --------
@@ -128,9 +138,10 @@ def _start(tqdm_kwargs):
     with _LOCK:
         if _ACTIVE is not None:
             return None
-        hooks = _hooks()
-        if hooks is None:
-            _warn_missing_hooks()
+        try:
+            hooks = _hooks()
+        except PrivateAPIError as error:
+            _warn_missing_hooks(error)
             return None
         _ACTIVE = _Tracker(_make_bar(tqdm_kwargs))
         _patch(hooks)
@@ -154,19 +165,12 @@ def _make_bar(tqdm_kwargs):
 # -- the private functions listened to -------------------------------------------------
 
 def _hooks():
-    """``[(owner, name, replacement), ...]``, or None when one is missing."""
-    try:
-        from joblib.parallel import BatchCompletionCallBack
-        from sklearn.model_selection import _search, _validation
-    except ImportError:
-        return None
-    original = getattr(_validation, "_fit_and_score", None)
-    if not (callable(original) and getattr(_search, "_fit_and_score", None) is original
-            and callable(getattr(BatchCompletionCallBack, "_register_outcome", None))):
-        return None
-    return [(_search, "_fit_and_score", _fit_and_score_with_progress),
-            (_validation, "_fit_and_score", _fit_and_score_with_progress),
-            (BatchCompletionCallBack, "_register_outcome", _register_outcome_and_count)]
+    """``[(owner, name, replacement), ...]``; raises ``PrivateAPIError`` when
+    a private function is missing or changed."""
+    check_progress_patch_points()
+    return [*((owner, name, _fit_and_score_with_progress)
+              for owner, name in fit_and_score_patch_points()),
+            (*register_outcome_patch_point(), _register_outcome_and_count)]
 
 
 def _patch(hooks):
@@ -182,26 +186,23 @@ def _unpatch():
         setattr(owner, name, original)
 
 
-def _warn_missing_hooks():
+def _warn_missing_hooks(error):
     global _WARNED
     if not _WARNED:
         _WARNED = True
         warnings.warn(
             "search_progress cannot show progress with this scikit-learn / joblib: "
-            "sklearn.model_selection._validation._fit_and_score or "
-            "joblib.parallel.BatchCompletionCallBack._register_outcome is missing or "
-            "changed; searches run without a progress bar.",
+            f"{error} Searches run without a progress bar; to get it back, upgrade "
+            "sktransfer or install an earlier scikit-learn / joblib release.",
             RuntimeWarning, stacklevel=4)  # 4: the user's ``with`` line
 
 
 def _original_fit_and_score():
     """scikit-learn's ``_fit_and_score``: the module global in a worker process,
     where nothing is patched; the saved original where the patch is active."""
-    from sklearn.model_selection import _validation
-
-    function = _validation._fit_and_score
+    function = fit_and_score()
     if function is _fit_and_score_with_progress:
-        function = _SAVED[_validation, "_fit_and_score"]
+        function = _SAVED[fit_and_score_patch_points()[-1]]
     return function
 
 
@@ -223,9 +224,7 @@ def _fit_and_score_with_progress(*args, **kwargs):
 
 def _register_outcome_and_count(self, outcome):
     """joblib's ``_register_outcome``, then the batch's fits are counted."""
-    from joblib.parallel import BatchCompletionCallBack
-
-    _SAVED[BatchCompletionCallBack, "_register_outcome"](self, outcome)
+    _SAVED[register_outcome_patch_point()](self, outcome)
     results = outcome.get("result")
     if isinstance(results, (list, tuple)):  # else an exception
         _count(results)

@@ -52,8 +52,9 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
     >>> from sklearn.preprocessing import StandardScaler
     >>> from sktransfer import TransferRegressor
     >>> X, y = load_diabetes(return_X_y=True)
+    >>> from sktransfer import MLP
     >>> reg = make_pipeline(StandardScaler(), TransferRegressor(
-    ...     "mlp", hidden_layer_sizes=(32,), max_epochs=30, random_state=0))
+    ...     MLP(hidden_layer_sizes=(32,)), max_epochs=30, random_state=0))
     >>> reg.fit(X[:300], y[:300]).score(X[300:], y[300:]) > 0.3
     True
     """
@@ -66,38 +67,27 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", freeze_depth=0,
                  head=(), head_dropout=0.0, head_init="random", probe_alpha="auto",
-                 hidden_layer_sizes=(100,), activation="relu", loss="squared_error",
-                 lr=None, optimizer="adamw", weight_decay=1e-4, max_epochs="auto",
-                 tol=1e-4, batch_size=32, image_size=None, max_length=128, pooling="mean",
-                 unfreeze_at=None,
-                 layer_decay=1.0, backbone_lr_mult=1.0, regularization=None,
-                 regularization_strength=0.01, bn_mode="train", lr_schedule="cosine",
+                 loss="squared_error", lr=None, optimizer="adamw", weight_decay=1e-4,
+                 max_epochs="auto", tol=1e-4, batch_size=32, unfreeze_at=None, layer_decay=1.0, backbone_lr_mult=1.0,
+                 regularization=None, bn_mode="train", lr_schedule="cosine",
                  warmup_epochs=1.0, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, augment="auto", unlabeled=None,
-                 unlabeled_threshold=0.95, unlabeled_weight=1.0, unlabeled_ratio="auto",
-                 domain_adaptation=None, adaptation_strength=1.0, precision="auto",
-                 max_grad_norm=None,
+                 domain_adaptation=None, precision="auto", max_grad_norm=None,
                  source_head="auto", cache=True, cache_dir=None, n_jobs=None,
                  device="auto", random_state=None, verbose=0):
         super().__init__(
             backbone, weights=weights, freeze_depth=freeze_depth, head=head,
-            head_dropout=head_dropout, head_init=head_init, probe_alpha=probe_alpha,
-            hidden_layer_sizes=hidden_layer_sizes, activation=activation, lr=lr,
+            head_dropout=head_dropout, head_init=head_init, probe_alpha=probe_alpha, lr=lr,
             optimizer=optimizer, weight_decay=weight_decay, max_epochs=max_epochs, tol=tol,
-            batch_size=batch_size, image_size=image_size, max_length=max_length,
-            pooling=pooling,
-            unfreeze_at=unfreeze_at, layer_decay=layer_decay,
-            backbone_lr_mult=backbone_lr_mult, regularization=regularization,
-            regularization_strength=regularization_strength, bn_mode=bn_mode,
-            lr_schedule=lr_schedule, warmup_epochs=warmup_epochs,
-            early_stopping=early_stopping, validation_fraction=validation_fraction,
-            n_iter_no_change=n_iter_no_change, augment=augment, unlabeled=unlabeled,
-            unlabeled_threshold=unlabeled_threshold, unlabeled_weight=unlabeled_weight,
-            unlabeled_ratio=unlabeled_ratio, domain_adaptation=domain_adaptation,
-            adaptation_strength=adaptation_strength, precision=precision,
-            max_grad_norm=max_grad_norm, source_head=source_head, cache=cache,
-            cache_dir=cache_dir, n_jobs=n_jobs, device=device, random_state=random_state,
-            verbose=verbose,
+            batch_size=batch_size, unfreeze_at=unfreeze_at,
+            layer_decay=layer_decay, backbone_lr_mult=backbone_lr_mult,
+            regularization=regularization, bn_mode=bn_mode, lr_schedule=lr_schedule,
+            warmup_epochs=warmup_epochs, early_stopping=early_stopping,
+            validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
+            augment=augment, unlabeled=unlabeled, domain_adaptation=domain_adaptation,
+            precision=precision, max_grad_norm=max_grad_norm, source_head=source_head,
+            cache=cache, cache_dir=cache_dir, n_jobs=n_jobs, device=device,
+            random_state=random_state, verbose=verbose,
         )
         self.loss = loss
 
@@ -212,9 +202,6 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         return float(np.mean(scores))
 
     _task = "regression"
-
-    def _loss_kind(self) -> str:
-        return self.loss
 
     def predict(self, X):
         """Predicted targets of ``X``.

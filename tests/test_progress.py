@@ -6,6 +6,7 @@ after the last carriage return.
 """
 
 import contextlib
+import inspect
 import io
 import re
 import warnings
@@ -28,6 +29,15 @@ from sklearn.tree import DecisionTreeClassifier
 
 import sktransfer
 from sktransfer import _progress
+from sktransfer._compat import (
+    PrivateAPIError,
+    check_progress_patch_points,
+    fit_and_score,
+    fit_and_score_patch_points,
+    installed_versions,
+    progress_patch_points,
+    register_outcome_patch_point,
+)
 
 GRID = {"max_depth": [1, 2, 3]}  # 3 candidates x 3 folds = 9 fits
 
@@ -206,3 +216,121 @@ def test_missing_hooks_warn_once_and_the_search_runs(iris, monkeypatch):
         with sktransfer.search_progress(file=file) as bar:
             pass
     assert bar is None
+
+
+# -- the private functions search_progress patches ----------------------------------------
+# These fail first, naming the function, when a scikit-learn or joblib release changes
+# what the wrappers in sktransfer._progress rely on.
+
+PATCH_POINTS = [
+    "sklearn.model_selection._search._fit_and_score",
+    "sklearn.model_selection._validation._fit_and_score",
+    "joblib.parallel.BatchCompletionCallBack._register_outcome",
+]
+FIT_AND_SCORE_KEYWORDS = ("candidate_progress", "split_progress", "caller")  # _TaggedResult
+FIT_AND_SCORE_RESULT_KEYS = {"test_scores", "fit_error"}  # _TaggedResult.test_score
+
+
+def _dotted(owner, name):
+    if isinstance(owner, type):
+        return f"{owner.__module__}.{owner.__qualname__}.{name}"
+    return f"{owner.__name__}.{name}"
+
+
+def _current(points):
+    return {point: getattr(*point) for point in points}
+
+
+def test_patch_points_exist_with_the_parameters_the_wrappers_use():
+    points = progress_patch_points()
+    assert [_dotted(*point) for point in points] == PATCH_POINTS
+    for point in points:
+        assert callable(getattr(*point)), f"{_dotted(*point)} is not callable"
+    check_progress_patch_points()
+
+    parameters = inspect.signature(fit_and_score()).parameters
+    by_keyword = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    lost = [name for name in FIT_AND_SCORE_KEYWORDS
+            if name not in parameters or parameters[name].kind not in by_keyword]
+    assert not lost, f"_fit_and_score no longer takes {lost} by keyword ({installed_versions()})"
+
+    register_outcome = getattr(*register_outcome_patch_point())
+    assert list(inspect.signature(register_outcome).parameters) == ["self", "outcome"]
+
+
+def test_searches_call_the_patch_points_as_the_wrappers_expect(iris, monkeypatch):
+    """By keyword the wrapper reads, a result dict with the keys it reads, and
+    batches whose ``outcome["result"]`` lists those results."""
+    fits, outcomes = [], []
+    (search_module, fit_name), _ = fit_and_score_patch_points()
+    original_fit = getattr(search_module, fit_name)
+    callback_class, register_name = register_outcome_patch_point()
+    original_register = getattr(callback_class, register_name)
+
+    def record_fit(*args, **kwargs):
+        result = original_fit(*args, **kwargs)
+        fits.append((kwargs, result))
+        return result
+
+    def record_outcome(self, outcome):
+        outcomes.append(outcome)
+        return original_register(self, outcome)
+
+    monkeypatch.setattr(search_module, fit_name, record_fit)
+    monkeypatch.setattr(callback_class, register_name, record_outcome)
+    search = _search_cv(n_jobs=2, scoring={"accuracy": "accuracy", "f1": "f1_macro"},
+                        refit="f1")
+    with joblib.parallel_backend("threading"):
+        search.fit(*iris)
+
+    assert len(fits) == 9
+    for kwargs, result in fits:
+        assert set(FIT_AND_SCORE_KEYWORDS) <= set(kwargs), sorted(kwargs)
+        assert kwargs["caller"] is search
+        assert kwargs["candidate_progress"][1] == 3 and kwargs["split_progress"][1] == 3
+        assert isinstance(result, dict) and FIT_AND_SCORE_RESULT_KEYS <= set(result)
+        assert set(result["test_scores"]) == {"accuracy", "f1"}
+    batched = [result for outcome in outcomes for result in outcome["result"]]
+    assert sorted(map(id, batched)) == sorted(id(result) for _, result in fits)
+
+
+@pytest.mark.parametrize("index", range(len(PATCH_POINTS)), ids=PATCH_POINTS)
+def test_a_missing_patch_point_is_named_and_nothing_is_patched(index, monkeypatch):
+    points = progress_patch_points()
+    owner, name = points[index]
+    others = _current(point for point in points if point != (owner, name))
+    monkeypatch.delattr(owner, name)
+    message = re.escape(f"{PATCH_POINTS[index]} is missing or not callable "
+                        f"({installed_versions()})")
+
+    with pytest.raises(PrivateAPIError, match=message):
+        check_progress_patch_points()
+
+    monkeypatch.setattr(_progress, "_WARNED", False)
+    with pytest.warns(RuntimeWarning, match=message):
+        with sktransfer.search_progress(file=io.StringIO()) as bar:
+            assert bar is None and _current(others) == others
+
+    monkeypatch.setattr(_progress, "_WARNED", False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # as under ``python -W error``
+        with pytest.raises(RuntimeWarning, match=message):
+            with sktransfer.search_progress(file=io.StringIO()):
+                pass
+
+    assert _current(others) == others and not hasattr(owner, name)
+    assert _progress._ACTIVE is None and not _progress._LOCK.locked()
+
+
+def test_a_search_module_with_its_own_fit_and_score_is_named(monkeypatch):
+    (search_module, name), _ = fit_and_score_patch_points()
+    monkeypatch.setattr(search_module, name, lambda *args, **kwargs: None)
+    message = re.escape(f"{PATCH_POINTS[0]} is no longer {PATCH_POINTS[1]}")
+    with pytest.raises(PrivateAPIError, match=message):
+        check_progress_patch_points()
+
+
+def test_a_class_that_cannot_be_imported_is_named(monkeypatch):
+    monkeypatch.delattr(joblib.parallel, "BatchCompletionCallBack")
+    with pytest.raises(PrivateAPIError, match="cannot import name 'BatchCompletionCallBack'"):
+        check_progress_patch_points()

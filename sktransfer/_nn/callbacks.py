@@ -190,19 +190,20 @@ class Convergence(Callback):
 
     A stochastic fit plateaus at a noise floor set by its learning rate, so
     when the rule fires the rate is first taken to zero over
-    ``n_iter_no_change // 2`` more epochs, at least one
-    (``LRSchedule.cool_down``), then the fit stops. ``converged_`` tells
+    ``n_iter_no_change // 2`` more epochs, at least one (``schedule``'s
+    ``cool_down``), then the fit stops (at once without a schedule). ``converged_`` tells
     whether the rule fired (False: the epoch budget ended the fit).
     """
 
-    def __init__(self, tol: float, n_iter_no_change: int, task: str, validate: bool,
-                 steps_per_epoch: int = 1, groups=None):
-        self.groups = groups  # a multi-task classifier's numbers of classes
-        self.tol = tol
-        self.n_iter_no_change = n_iter_no_change
+    def __init__(self, stopping, task: str, validate: bool, steps_per_epoch: int = 1,
+                 groups=None, schedule: LRSchedule | None = None):
+        self.tol = stopping.tol
+        self.n_iter_no_change = stopping.n_iter_no_change
         self.task = task
         self.validate = validate
         self.steps_per_epoch = steps_per_epoch
+        self.groups = groups  # a multi-task classifier's numbers of classes
+        self.schedule = schedule  # cools the rate down before the fit stops
 
     def on_train_begin(self, net, **kwargs):
         self.converged_ = False
@@ -272,11 +273,10 @@ class Convergence(Callback):
         epoch = len(net.history)
         if self.stop_after_ is None and self.count_ > self.n_iter_no_change:
             self.converged_ = True
-            schedule = dict(net.callbacks_).get("lr_schedule")
-            if schedule is None:
+            if self.schedule is None:
                 raise StopTraining
             cooldown = max(1, self.n_iter_no_change // 2)
-            schedule.cool_down(cooldown * self.steps_per_epoch)
+            self.schedule.cool_down(cooldown * self.steps_per_epoch)
             self.stop_after_ = epoch + cooldown
         if self.stop_after_ is not None and epoch >= self.stop_after_:
             raise StopTraining

@@ -1,16 +1,17 @@
-"""The skorch nets that train a ``TransferModule``, and how one is configured
-from plain values (``TrainingPlan``).
+"""The skorch nets that train a ``TransferModule``, configured by the fit's
+``Recipe`` and its ``TrainingData``.
 
 The public estimators hold one of these in ``net_``; they are never exposed
 as estimators themselves. The net owns its loop: ``fit`` initialises and
 runs skorch's loop through skorch's own override points
-(``initialize_optimizer``, ``train_step``, ``infer``, ``get_loss``,
-``partial_fit``) and callbacks, then drops what only training needs. What
-it adds to skorch: parameter groups per stage, mixed precision (autocast,
-and loss scaling for float16), gradient clipping, the L2-SP penalty,
-channels_last inputs and non-blocking copies to the device. The
-learning-rate range test is a callback on a copy of the net, so it runs the
-same training step.
+(``initialize_module``, ``initialize_optimizer``, ``train_step``, ``infer``,
+``get_loss``, ``partial_fit``) and callbacks, then drops what only training
+needs. Each setting is read from the recipe where it is used. What it adds
+to skorch: parameter groups per stage, mixed precision (autocast, and loss
+scaling for float16), gradient clipping, the backbone regularisation,
+the unlabeled samples' terms, channels_last inputs and non-blocking copies
+to the device. The learning-rate range test is a callback on a copy of the
+net, so it runs the same training step.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -29,6 +30,7 @@ from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
 from torch.utils.data import Sampler
 
+from .._options import IMAGES
 from . import distributed
 from .callbacks import (
     Convergence,
@@ -38,57 +40,35 @@ from .callbacks import (
     StopOnNonFiniteLoss,
     StopTraining,
 )
+from .freezing import frozen_stages, unfreeze_plan
 from .inference import unwrap_worker_error
 from .losses import WeightedLoss
-from .optim import l2sp_penalty, make_optimizer, optimizer_groups, stage_lr_factors
-from .partial import (
-    PartialBatches,
-    PartialPlan,
-    alignment_loss,
-    labeled_mask,
-    pseudo_label_loss,
-    ramp,
-)
+from .optim import make_optimizer, optimizer_groups, stage_lr_factors
+from .partial import PartialBatches, labeled_mask, ramp
 from .runtime import autocast, fork_rng, full_precision, is_cuda, to_device
 
 
 @dataclass(frozen=True)
-class TrainingPlan:
-    """Everything the training loop is told, as plain values."""
+class TrainingData:
+    """What a net trains on besides its dataset: the number of labeled
+    training samples, the validation set (early stopping), how batches are
+    collated and loaded, and, with unlabeled samples in training, the
+    positions of the labeled and the unlabeled items of the training set."""
 
-    lr: float
-    optimizer: str
-    weight_decay: float
-    max_epochs: int
-    batch_size: int
-    device: str
-    verbose: int = 0
-    layer_decay: float = 1.0
-    backbone_lr_mult: float = 1.0
-    l2sp_strength: float = 0.0
-    lr_schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    unfreeze_plan: list = field(default_factory=list)
-    bn_mode: str = "train"
-    precision: str = "32"
-    max_grad_norm: float | None = None
-    channels_last: bool = False
-    n_train: int = 1
-    valid_dataset: object = None
-    n_iter_no_change: int = 10
-    tol: float = 1e-4
-    num_workers: int = 0
+    n_train: int
+    valid_set: object = None
     collate_fn: object = None  # texts are tokenised per batch
-    partial: PartialPlan | None = None  # unlabeled samples in training
-    world_size: int = 1  # processes of a data-parallel fit (``distributed``)
+    num_workers: int = 0
+    labeled: np.ndarray | None = None
+    unlabeled: np.ndarray | None = None
 
     @property
-    def total_steps(self) -> int:
-        return self.max_epochs * self.steps_per_epoch
+    def partial(self) -> bool:
+        return self.unlabeled is not None and len(self.unlabeled) > 0
 
-    @property
-    def steps_per_epoch(self) -> int:
-        return n_batches(self.n_train, self.batch_size, self.world_size)
+
+def steps_per_epoch(n_train: int, batch_size: int) -> int:
+    return n_batches(n_train, batch_size, distributed.world_size())
 
 
 def smallest_batch(world_size: int = 1) -> int:
@@ -121,8 +101,8 @@ class MergedBatches(Sampler):
         return n_batches(self.n, self.batch_size, self.world_size)
 
     def __iter__(self):
-        # the draws of DataLoader's own shuffling (RandomSampler), so a seeded
-        # fit sees the batches it saw before this sampler existed
+        # the draws of DataLoader's own shuffling (RandomSampler): a seeded fit
+        # sees the same batches as a plain shuffled DataLoader
         seed = int(torch.empty((), dtype=torch.int64).random_().item())
         generator = torch.Generator()
         generator.manual_seed(seed)
@@ -171,33 +151,55 @@ class DataParallel:
 
 
 class TransferNetMixin:
-    """What sktransfer adds to skorch's classifier and regressor nets."""
+    """What sktransfer adds to skorch's classifier and regressor nets; every
+    setting comes from ``recipe`` (``sktransfer._recipe.Recipe``, without its
+    backbone group)."""
 
-    def __init__(self, *args, precision="32", max_grad_norm=None, l2sp_strength=0.0,
-                 channels_last=False, layer_decay=1.0, backbone_lr_mult=1.0,
-                 optimizer_name="adamw", weight_decay=0.0, partial=None, total_steps=1,
-                 **kwargs):
+    def __init__(self, *args, recipe=None, data: TrainingData | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.partial = partial
-        self.total_steps = total_steps
-        self.precision = precision
-        self.max_grad_norm = max_grad_norm
-        self.l2sp_strength = l2sp_strength
-        self.channels_last = channels_last
-        self.layer_decay = layer_decay
-        self.backbone_lr_mult = backbone_lr_mult
-        self.optimizer_name = optimizer_name
-        self.weight_decay = weight_decay
+        self.recipe = recipe
+        self.data = data
+
+    @property
+    def precision(self) -> str:
+        return self.recipe.runtime.precision
+
+    @property
+    def channels_last(self) -> bool:
+        # channels_last speeds up convolutions on CPUs (oneDNN) and GPUs alike
+        return self.recipe.input_kind == IMAGES
+
+    @property
+    def total_steps(self) -> int:
+        return self.recipe.schedule.max_epochs * steps_per_epoch(
+            self.data.n_train, self.recipe.schedule.batch_size)
 
     # -- initialisation ----------------------------------------------------------
 
+    def initialize_module(self):
+        """skorch's module, plus the training-only module of the alignment
+        (DANN's domain classifier) when unlabeled samples train: a module of
+        the net, so it moves, trains and is optimised with the head."""
+        super().initialize_module()
+        adaptation = self.recipe.methods.adaptation
+        extra = None
+        if adaptation is not None and self.data is not None and self.data.partial:
+            extra = adaptation.extra_module(self.module_.n_features)
+        if extra is not None:
+            dtype = next(self.module_.trunk.parameters()).dtype
+            self.alignment_module_ = extra.to(device=self.device, dtype=dtype)
+        return self
+
     def initialize_optimizer(self, triggered_directly=None):
+        optimisation = self.recipe.optimisation
         groups = optimizer_groups(
-            self.module_, lr=self.lr, weight_decay=self.weight_decay,
-            layer_decay=self.layer_decay, backbone_lr_mult=self.backbone_lr_mult,
-            l2sp=self.l2sp_strength > 0,
+            self.module_, lr=self.lr, weight_decay=optimisation.weight_decay,
+            layer_decay=optimisation.layer_decay,
+            backbone_lr_mult=optimisation.backbone_lr_mult,
+            l2sp=optimisation.regularization is not None,
+            extra=getattr(self, "alignment_module_", None),
         )
-        self.optimizer_ = make_optimizer(groups, name=self.optimizer_name, lr=self.lr)
+        self.optimizer_ = make_optimizer(groups, name=optimisation.optimizer, lr=self.lr)
         return self
 
     def initialize(self):
@@ -212,13 +214,14 @@ class TransferNetMixin:
             self.module_.to(memory_format=torch.channels_last)
         device_type = torch.device(self.device).type
         self.scaler_ = torch.amp.GradScaler(device_type, enabled=self.precision == "16")
-        self.steps_done_ = 0  # training steps so far (the partial-label ramp reads it)
+        self.steps_done_ = 0  # training steps so far (the unlabeled terms' ramp reads it)
         # a data-parallel fit (torchrun): DDP trains module_
         self.data_parallel_ = DataParallel(self.module_, self.device) if distributed.active() \
             else None
-        if self.l2sp_strength > 0:
-            self.l2sp_reference_ = {name: param.detach().clone()
-                                    for name, param in self.module_.trunk.named_parameters()}
+        if self.recipe.optimisation.regularization is not None:
+            self.regularization_reference_ = {
+                name: param.detach().clone()
+                for name, param in self.module_.trunk.named_parameters()}
         return self
 
     # -- the loop ---------------------------------------------------------------------
@@ -272,9 +275,11 @@ class TransferNetMixin:
         were two thirds of a fitted MobileNetV2's pickle). The optimizer
         itself stays, empty: a future warm start would keep its state by
         not calling this."""
-        for name in ("scaler_", "l2sp_reference_", "steps_done_", "data_parallel_"):
+        for name in ("scaler_", "regularization_reference_", "steps_done_", "data_parallel_"):
             self.__dict__.pop(name, None)
-        self.train_split = None  # it holds training data; a fitted model must not
+        # they hold training data; a fitted model must not
+        self.train_split = None
+        self.data = None
         optimizer = getattr(self, "optimizer_", None)
         if optimizer is not None:
             optimizer.state.clear()
@@ -299,9 +304,9 @@ class TransferNetMixin:
         for name in ("shuffle", "batch_size", "drop_last", "sampler"):
             kwargs.pop(name, None)
         world = distributed.world_size() if self._parallel() else 1
-        if self.partial is not None:
-            sampler = PartialBatches(self.partial.labeled, self.partial.unlabeled,
-                                     self.batch_size, self.partial.ratio, min_last=world)
+        if self.data.partial:
+            sampler = PartialBatches(self.data.labeled, self.data.unlabeled, self.batch_size,
+                                     self.recipe.methods.ratio, min_last=world)
         else:
             sampler = MergedBatches(len(dataset), self.batch_size, world)
         if world > 1:
@@ -340,24 +345,23 @@ class TransferNetMixin:
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
         loss = super().get_loss(full_precision(y_pred), y_true, X=X, training=training)
-        if training and self.l2sp_strength > 0:
-            penalty = l2sp_penalty(self.module_, self.l2sp_reference_)
-            loss = loss + 0.5 * self.l2sp_strength * penalty
+        regularization = self.recipe.optimisation.regularization
+        if training and regularization is not None:
+            loss = loss + regularization.penalty(self.module_, self.regularization_reference_)
         return loss
 
     def _partial_loss(self, Xi, yi):
         """The loss of a batch of labeled and unlabeled samples: the
-        labeled samples' loss plus the unlabeled term and the domain
-        alignment (``partial``), each logged in the history per batch.
-        Returns the loss and the labeled samples' outputs."""
-        plan = self.partial
+        labeled samples' loss plus the semi-supervised term and the domain
+        alignment (the recipe's methods), each logged in the history per
+        batch. Returns the loss and the labeled samples' outputs."""
+        methods = self.recipe.methods
         y, weight = yi
         labeled = labeled_mask(y)
         unlabeled = ~labeled
-        two_views = plan.method == "fixmatch"
-        # FixMatch items are (weak view, strong view); the others one input
-        x = Xi[:, 0] if two_views else Xi
-        if two_views:
+        # two-view items are (weak view, strong view); the others one input
+        x = Xi[:, 0] if methods.two_views else Xi
+        if methods.two_views:
             x = torch.cat([x, Xi[unlabeled.to(Xi.device), 1]])
         x = to_device(x, self.device, self.channels_last)
         labeled, unlabeled = labeled.to(self.device), unlabeled.to(self.device)
@@ -366,30 +370,28 @@ class TransferNetMixin:
         outputs = full_precision(outputs)
         y_pred = outputs[:n][labeled]
         loss = self.get_loss(y_pred, (y[labeled.cpu()], weight[labeled.cpu()]), training=True)
-        if not bool(unlabeled.any()):  # cannot happen with PartialBatches; kept safe
-            for name in ("unlabeled_loss", "adaptation_loss"):
-                self.history.record_batch(name, 0.0)
-            return loss, y_pred
         progress = ramp(self.steps_done_ / max(1, self.total_steps))
-        if plan.method is not None:
+        method = methods.semi_supervised
+        if method is not None:
             own = outputs[:n][unlabeled]
-            student = outputs[n:] if two_views else own
-            scale = 1.0 if two_views else progress
-            term = pseudo_label_loss(student, own, plan.threshold)
+            if methods.two_views:
+                added, term = method.loss(outputs[n:], own, progress)
+            else:
+                added, term = method.loss(own, progress)
             self.history.record_batch("unlabeled_loss", term.item())
-            loss = loss + plan.weight * scale * term
-        if plan.adaptation is not None:
+            loss = loss + added
+        if methods.adaptation is not None:
             source, target = features[:n][labeled], features[:n][unlabeled]
-            strength = plan.strength * progress
-            term = alignment_loss(plan.adaptation, self.module_, source, target, strength)
+            added, term = methods.adaptation.loss(source, target, progress,
+                                                  getattr(self, "alignment_module_", None))
             self.history.record_batch("adaptation_loss", term.item())
-            loss = loss + (term if plan.adaptation == "dann" else strength * term)
+            loss = loss + added
         return loss, y_pred
 
     def train_step(self, batch, **fit_params):
         self._set_training(True)
         Xi, yi = unpack_data(batch)
-        if self.partial is not None:
+        if self.data.partial:
             return self._train_step_partial(Xi, yi)
         optimizer = self.optimizer_
         optimizer.zero_grad(set_to_none=True)
@@ -415,10 +417,11 @@ class TransferNetMixin:
 
     def _backward_and_step(self, loss, optimizer, batch):
         self.scaler_.scale(loss).backward()
-        if self.max_grad_norm is not None:
+        max_norm = self.recipe.optimisation.max_grad_norm
+        if max_norm is not None:
             self.scaler_.unscale_(optimizer)
             params = [p for group in optimizer.param_groups for p in group["params"]]
-            torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
         self.notify("on_grad_computed",
                     named_parameters=TeeGenerator(self.get_all_learnable_params()),
                     batch=batch, training=True)
@@ -434,97 +437,105 @@ class TransferNetRegressor(TransferNetMixin, NeuralNetRegressor):
     """skorch regressor net with sktransfer's training additions."""
 
 
-# -- configuring a net from a plan -------------------------------------------------------
+# -- configuring a net from a recipe -------------------------------------------------------
 
 
-def _callbacks(module, plan: TrainingPlan, task: str, groups=None) -> list:
+def _callbacks(module, recipe, data: TrainingData, groups=None) -> list:
     callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
+    schedule, optimisation = recipe.schedule, recipe.optimisation
+    per_epoch = steps_per_epoch(data.n_train, schedule.batch_size)
     # always there (a "constant" schedule too): the cool-down before a
     # converged fit stops runs through it
-    total = plan.max_epochs * plan.steps_per_epoch
-    warmup = int(round(plan.warmup_epochs * plan.steps_per_epoch))
-    callbacks.append(("lr_schedule", LRSchedule(plan.lr_schedule, total, warmup)))
-    if plan.unfreeze_plan:
-        factors = stage_lr_factors(module.n_stages, plan.layer_decay, plan.backbone_lr_mult)
-        decay = 0.0 if plan.l2sp_strength > 0 else plan.weight_decay
+    lr_schedule = LRSchedule(schedule.lr_schedule, schedule.max_epochs * per_epoch,
+                             int(round(schedule.warmup_epochs * per_epoch)))
+    callbacks.append(("lr_schedule", lr_schedule))
+    frozen = frozen_stages(recipe.freezing.depth, module.n_stages, "")
+    releases = unfreeze_plan(recipe.freezing.unfreeze_at, frozen)
+    if releases:
+        factors = stage_lr_factors(module.n_stages, optimisation.layer_decay,
+                                   optimisation.backbone_lr_mult)
+        decay = 0.0 if optimisation.regularization is not None else optimisation.weight_decay
         callbacks.append(("gradual_unfreezing", GradualUnfreezing(
-            plan.unfreeze_plan, factors, plan.lr, decay, plan.bn_mode)))
-    if plan.partial is None or plan.valid_dataset is not None:
+            releases, factors, optimisation.lr, decay, recipe.freezing.bn_mode)))
+    validate = data.valid_set is not None
+    if not data.partial or validate:
         # with unlabeled samples the training loss moves with the pseudo-labels
         # and the alignment's ramp: such a fit runs its budget, or stops on
         # the validation score
         callbacks.append(("convergence", Convergence(
-            plan.tol, plan.n_iter_no_change, task, validate=plan.valid_dataset is not None,
-            steps_per_epoch=plan.steps_per_epoch, groups=groups)))
-    if plan.partial is not None:
+            recipe.stopping, recipe.task, validate=validate, steps_per_epoch=per_epoch,
+            groups=groups, schedule=lr_schedule)))
+    if data.partial:
         # the per-batch terms of _partial_loss, averaged into each epoch's record
-        for name, used in (("unlabeled_loss", plan.partial.method),
-                           ("adaptation_loss", plan.partial.adaptation)):
+        for name, used in (("unlabeled_loss", recipe.methods.semi_supervised),
+                           ("adaptation_loss", recipe.methods.adaptation)):
             if used is not None:
                 callbacks.append((name, PassthroughScoring(name, on_train=True)))
-    if plan.verbose >= 2:
+    if recipe.runtime.verbose >= 2:
         callbacks.append(("progress_bar", ProgressBar()))
     return callbacks
 
 
-def build_net(module, *, task: str, n_outputs: int, loss: str, plan: TrainingPlan,
-              callbacks=None, groups=None):
-    """The skorch net that trains ``module``: a classifier over logits with
-    weighted cross-entropy, or a regressor with the weighted ``loss``.
-    ``callbacks`` replaces the plan's callbacks (the range test's probe);
-    ``groups`` splits a multi-task classifier's outputs into its tasks."""
-    pin = is_cuda(plan.device)
+def build_net(module, recipe, data: TrainingData, *, n_outputs: int, groups=None,
+              callbacks=None):
+    """The skorch net that trains ``module`` as ``recipe`` says (its backbone
+    group is left out: the net never needs it, and a pickle must not carry a
+    source network): a classifier over logits with weighted cross-entropy, or
+    a regressor with the weighted loss. ``callbacks`` replaces the recipe's
+    callbacks (the range test's probe); ``groups`` splits a multi-task
+    classifier's outputs into its tasks."""
+    recipe = dataclasses.replace(recipe, backbone=None)
+    runtime = recipe.runtime
+    pin = is_cuda(runtime.device)
     kwargs = dict(
         module=module,
         criterion=WeightedLoss,
-        lr=plan.lr,
-        max_epochs=plan.max_epochs,
-        batch_size=plan.batch_size,
-        train_split=None if plan.valid_dataset is None else predefined_split(plan.valid_dataset),
-        device=plan.device,
+        lr=recipe.optimisation.lr,
+        max_epochs=recipe.schedule.max_epochs,
+        batch_size=recipe.schedule.batch_size,
+        train_split=None if data.valid_set is None else predefined_split(data.valid_set),
+        device=runtime.device,
         iterator_train__shuffle=True,
         iterator_train__pin_memory=pin,
         iterator_valid__pin_memory=pin,
-        iterator_train__num_workers=plan.num_workers,
-        iterator_valid__num_workers=plan.num_workers,
-        iterator_train__collate_fn=plan.collate_fn,
-        iterator_valid__collate_fn=plan.collate_fn,
-        callbacks=_callbacks(module, plan, task, groups) if callbacks is None else callbacks,
-        verbose=int(plan.verbose >= 1),
-        precision=plan.precision,
-        max_grad_norm=plan.max_grad_norm,
-        l2sp_strength=plan.l2sp_strength,
-        channels_last=plan.channels_last,
-        layer_decay=plan.layer_decay,
-        backbone_lr_mult=plan.backbone_lr_mult,
-        optimizer_name=plan.optimizer,
-        weight_decay=plan.weight_decay,
-        partial=plan.partial,
-        total_steps=plan.total_steps,
+        iterator_train__num_workers=data.num_workers,
+        iterator_valid__num_workers=data.num_workers,
+        iterator_train__collate_fn=data.collate_fn,
+        iterator_valid__collate_fn=data.collate_fn,
+        callbacks=_callbacks(module, recipe, data, groups) if callbacks is None else callbacks,
+        verbose=int(runtime.verbose >= 1),
+        recipe=recipe,
+        data=data,
     )
-    if task == "classification":
+    if recipe.task == "classification":
         # skorch's valid_acc scorer expects plain labels, not (label, weight)
         return TransferNetClassifier(criterion__kind="cross_entropy", criterion__groups=groups,
                                      classes=list(range(n_outputs)),
                                      callbacks__valid_acc=None, **kwargs)
-    return TransferNetRegressor(criterion__kind=loss, **kwargs)
+    return TransferNetRegressor(criterion__kind=recipe.loss, **kwargs)
 
 
-def find_lr(module, dataset, *, task: str, n_outputs: int, loss: str, plan: TrainingPlan,
-            num_steps: int = 100, groups=None) -> float:
-    """``lr="auto"``: the range test's suggested rate for ``plan``, run with
-    the net's own training step on a copy of ``module`` (the real network
-    is untouched) and a forked random state (the fit's batch order is the
-    same as with a fixed rate). At most ``num_steps`` steps, and at most ten
-    epochs' worth on small data."""
-    steps = max(2, min(num_steps, 10 * plan.steps_per_epoch))
+def find_lr(module, dataset, recipe, data: TrainingData, *, n_outputs: int, groups=None,
+            num_steps: int = 100) -> float:
+    """``lr="auto"``: the range test's suggested rate, run with the net's own
+    training step on a copy of ``module`` (the real network is untouched)
+    and a forked random state (the fit's batch order is the same as with a
+    fixed rate). At most ``num_steps`` steps, and at most ten epochs' worth
+    on small data."""
+    per_epoch = steps_per_epoch(data.n_train, recipe.schedule.batch_size)
+    steps = max(2, min(num_steps, 10 * per_epoch))
     test = LRRangeTest(num_steps=steps)
-    probe_plan = dataclasses.replace(
-        plan, lr=1.0, lr_schedule="constant", warmup_epochs=0.0, unfreeze_plan=[],
-        valid_dataset=None, verbose=0, max_epochs=math.ceil(steps / plan.steps_per_epoch))
-    net = build_net(copy.deepcopy(module), task=task, n_outputs=n_outputs, loss=loss,
-                    plan=probe_plan, callbacks=[("lr_range_test", test)], groups=groups)
-    with fork_rng(plan.device):
+    probe = dataclasses.replace(
+        recipe,
+        optimisation=dataclasses.replace(recipe.optimisation, lr=1.0),
+        schedule=dataclasses.replace(recipe.schedule, lr_schedule="constant",
+                                     warmup_epochs=0.0,
+                                     max_epochs=math.ceil(steps / per_epoch)),
+        freezing=dataclasses.replace(recipe.freezing, unfreeze_at=None),
+        runtime=dataclasses.replace(recipe.runtime, verbose=0))
+    net = build_net(copy.deepcopy(module), probe, dataclasses.replace(data, valid_set=None),
+                    n_outputs=n_outputs, groups=groups, callbacks=[("lr_range_test", test)])
+    with fork_rng(recipe.runtime.device):
         net.fit(dataset)
     return test.suggestion()
 

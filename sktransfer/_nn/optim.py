@@ -28,8 +28,10 @@ def stage_group(params, index: int | None, lr: float, weight_decay: float) -> di
 
 
 def optimizer_groups(module, *, lr: float, weight_decay: float, layer_decay: float,
-                     backbone_lr_mult: float, l2sp: bool) -> list:
-    """Parameter groups: one per trunk stage plus the head, trainable only.
+                     backbone_lr_mult: float, l2sp: bool, extra=None) -> list:
+    """Parameter groups: one per trunk stage plus the head, trainable only;
+    ``extra`` (a training-only module, such as DANN's domain classifier)
+    trains with the head.
 
     With L2-SP the trunk is pulled toward its source weights instead of
     toward zero, so only the head gets weight decay.
@@ -42,10 +44,8 @@ def optimizer_groups(module, *, lr: float, weight_decay: float, layer_decay: flo
         if params:
             groups.append(stage_group(params, index, lr * factor, 0.0 if l2sp else weight_decay))
     head = [p for p in module.head.parameters() if p.requires_grad]
-    # DANN's domain classifier, while it exists, trains with the head
-    discriminator = getattr(module, "domain_classifier", None)
-    if discriminator is not None:
-        head += list(discriminator.parameters())
+    if extra is not None:
+        head += list(extra.parameters())
     groups.append(stage_group(head, None, lr, weight_decay))
     return groups
 

@@ -5,8 +5,8 @@ Unlabeled samples (``-1`` for classifiers, ``NaN`` for regressors, as in
 scikit-learn's semi-supervised estimators) take part in two ways:
 
 - semi-supervised (``unlabeled``): confident predictions on them become
-  targets. "pseudo_label" (Lee, 2013) trains on the network's own confident
-  predictions of the same inputs; "fixmatch" (Sohn et al., NeurIPS 2020)
+  targets. ``PseudoLabel`` (Lee, 2013) trains on the network's own confident
+  predictions of the same inputs; ``FixMatch`` (Sohn et al., NeurIPS 2020)
   predicts on a weakly augmented view and trains the strongly augmented view
   of the same image toward that prediction.
 - unsupervised domain adaptation (``domain_adaptation``): the labeled
@@ -16,6 +16,7 @@ scikit-learn's semi-supervised estimators) take part in two ways:
   (DAN, Long et al. 2015) or DANN (a domain classifier behind a gradient
   reversal layer, Ganin et al. 2016).
 
+The method objects (``sktransfer._methods``) call the losses written here.
 Both terms are computed on every batch, each batch being ``batch_size``
 labeled samples plus ``ratio`` times as many unlabeled ones
 (``PartialBatches``). The domain-adaptation strength and the pseudo-label
@@ -31,7 +32,6 @@ skada's estimators.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -40,22 +40,6 @@ from torch.nn import functional as F
 from torch.utils.data import Sampler
 
 from .._options import UNLABELED_TARGET
-
-
-
-@dataclass(frozen=True)
-class PartialPlan:
-    """How unlabeled samples train: the method, the alignment, their
-    strengths, and the training set's labeled / unlabeled positions."""
-
-    method: str | None  # "pseudo_label", "fixmatch" or None
-    adaptation: str | None  # "coral", "mmd", "dann" or None
-    threshold: float
-    weight: float
-    strength: float
-    ratio: int
-    labeled: np.ndarray
-    unlabeled: np.ndarray
 
 
 def labeled_mask(y: torch.Tensor) -> torch.Tensor:
@@ -190,16 +174,3 @@ def dann_loss(discriminator: nn.Module, source: torch.Tensor, target: torch.Tens
     logits = discriminator(features).squeeze(1).float()
     domains = torch.cat([torch.zeros(len(source)), torch.ones(len(target))]).to(logits)
     return F.binary_cross_entropy_with_logits(logits, domains)
-
-
-def alignment_loss(kind: str, module, source: torch.Tensor, target: torch.Tensor,
-                   scale: float) -> torch.Tensor:
-    """The ``kind`` alignment between source and target features; ``scale``
-    is the reversal strength for DANN (the others are scaled by the caller)."""
-    if kind == "coral":
-        return coral_loss(source, target)
-    if kind == "mmd":
-        return mmd_loss(source, target)
-    if kind == "dann":
-        return dann_loss(module.domain_classifier, source, target, scale)
-    raise ValueError(f"unknown domain_adaptation {kind!r}")

@@ -23,7 +23,10 @@ class.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import warnings
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +35,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 
+from .._options import UNLABELED_TARGET
+from .frozen_cut import skipping
 from .inference import Batching, evaluating, run_batches
 
 # Penalties tried by alpha="auto" (alpha = 1 / C for logistic regression).
@@ -264,3 +269,126 @@ def load_into_head(head: torch.nn.Module, solution: LinearSolution) -> None:
     with torch.no_grad():
         linear.weight.copy_(torch.as_tensor(solution.weight, dtype=linear.weight.dtype))
         linear.bias.copy_(torch.as_tensor(solution.bias, dtype=linear.bias.dtype))
+
+
+# -- the probe of a fit, and reuse of equal probes --------------------------------------
+
+# Solutions of earlier probes in this process, by what they depend on: a grid
+# over parameters the probe does not read (lr, the schedule, ...) solves each
+# fold once. Least recently used first out.
+_SOLUTIONS: OrderedDict = OrderedDict()
+_MAX_SOLUTIONS = 256
+_DISK_FOLDER = "sktransfer-probes"
+
+
+def _digest(*arrays) -> str:
+    hasher = hashlib.blake2b(digest_size=16)
+    for array in arrays:
+        array = np.ascontiguousarray(array)
+        hasher.update(str((array.dtype.str, array.shape)).encode())
+        hasher.update(array.data)
+    return hasher.hexdigest()
+
+
+def _disk_path(cache_dir, key: str):
+    return None if cache_dir is None else os.path.join(os.fspath(cache_dir), _DISK_FOLDER,
+                                                        key + ".npz")
+
+
+def _remembered(key: str, cache_dir) -> LinearSolution | None:
+    if key in _SOLUTIONS:
+        _SOLUTIONS.move_to_end(key)
+        return _SOLUTIONS[key]
+    path = _disk_path(cache_dir, key)
+    if path is None or not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            alpha = stored["alpha"]
+            solution = LinearSolution(stored["weight"], stored["bias"],
+                                      float(alpha) if alpha.ndim == 0 else tuple(alpha.tolist()))
+    except (OSError, ValueError, KeyError):
+        return None  # unreadable: solved again and rewritten
+    _remember(key, solution, None)
+    return solution
+
+
+def _remember(key: str, solution: LinearSolution, cache_dir) -> None:
+    _SOLUTIONS[key] = solution
+    while len(_SOLUTIONS) > _MAX_SOLUTIONS:
+        _SOLUTIONS.popitem(last=False)
+    path = _disk_path(cache_dir, key)
+    if path is None:
+        return
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        partial = f"{path}.{os.getpid()}.tmp.npz"
+        np.savez(partial, weight=solution.weight, bias=solution.bias,
+                 alpha=np.asarray(solution.alpha, dtype=np.float64))
+        os.replace(partial, path)
+    except OSError:
+        pass  # the in-memory copy still serves this process
+
+
+def forget_solutions() -> None:
+    """Empty the in-process memory of probe solutions."""
+    _SOLUTIONS.clear()
+
+
+def _solve_tasks(recipe, features, targets, sample_weight, groups, device):
+    """One probe per task (column of ``targets``) on its labeled rows,
+    stacked into one linear head; ``alpha`` lists the tasks' penalties."""
+    weights, biases, alphas = [], [], []
+    for task, n_classes in enumerate(groups):
+        rows = np.flatnonzero(targets[:, task] != UNLABELED_TARGET)
+        if n_classes == 1:  # one class: a constant logit predicts it
+            weights.append(np.zeros((1, features.shape[1])))
+            biases.append(np.zeros(1))
+            alphas.append(float("nan"))
+            continue
+        part = solve(recipe.task, features[torch.as_tensor(rows)], targets[rows, task],
+                     sample_weight[rows], n_outputs=n_classes, alpha=recipe.head.probe_alpha,
+                     seed=recipe.runtime.seed, device=device)
+        weights.append(part.weight)
+        biases.append(part.bias)
+        alphas.append(part.alpha)
+    return LinearSolution(np.vstack(weights), np.concatenate(biases), tuple(alphas))
+
+
+def probe_head(recipe, run, positions, targets, sample_weight) -> LinearSolution:
+    """The exact linear probe of a fit on the trunk's features of
+    ``run.base`` (the samples at ``positions``, or all), written into the
+    module's head. A probe whose recipe key, features, targets and weights
+    equal an earlier one's (in this process, or in the recipe's
+    ``cache_dir``) reuses its solution."""
+    module, batching = run.module, run.batching
+    dataset = run.base
+    if positions is not None:
+        dataset = _subset(dataset, positions)
+        targets, sample_weight = targets[positions], sample_weight[positions]
+    if batching.channels_last:
+        module.to(memory_format=torch.channels_last)
+    with skipping(module.trunk, run.cached.skipped_cut):
+        features = trunk_features(module, dataset, batching)
+    key = _digest(np.frombuffer(repr((recipe.probe_key(), run.n_outputs, run.groups,
+                                      batching.device)).encode(), dtype=np.uint8),
+                  features.numpy(), np.asarray(targets), np.asarray(sample_weight))
+    cache_dir = recipe.runtime.cache_dir if recipe.runtime.cache else None
+    solution = _remembered(key, cache_dir)
+    if solution is None:
+        if run.groups is None:
+            solution = solve(recipe.task, features, targets, sample_weight,
+                             n_outputs=run.n_outputs, alpha=recipe.head.probe_alpha,
+                             seed=recipe.runtime.seed, device=batching.device)
+        else:
+            solution = _solve_tasks(recipe, features, targets, sample_weight, run.groups,
+                                    batching.device)
+        _remember(key, solution, cache_dir)
+    load_into_head(module.head, solution)
+    return solution
+
+
+def _subset(dataset, positions):
+    from .data import subset
+
+    return subset(dataset, positions)

@@ -11,9 +11,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_consistent_length
 
+from .._backbone import TextEncoder
 from .._base import BaseTransferEstimator
 from .._exceptions import SourceLabelsUnavailableError
 from .._features import TransferFeatures
+from .._text import is_text_backbone
 from .scores import LABEL_METRICS, METRICS, h_score, leep, logme, nce
 
 __all__ = ["BackboneRanking", "rank_backbones"]
@@ -88,7 +90,8 @@ def _transformer_for(spec, *, image_size, max_length, batch_size, device, cache,
                 f"a tuple candidate is (backbone, weights), got {len(spec)} items: {spec!r}."
             )
         backbone, weights = spec
-    elif isinstance(spec, (str, BaseTransferEstimator)) or hasattr(spec, "state_dict"):
+    elif (isinstance(spec, (str, TextEncoder, BaseTransferEstimator))
+          or hasattr(spec, "state_dict")):
         backbone, weights = spec, "DEFAULT"
     else:
         raise TypeError(
@@ -96,9 +99,13 @@ def _transformer_for(spec, *, image_size, max_length, batch_size, device, cache,
             "PretrainedClassifier or TransferRegressor, an nn.Module or a "
             f"TransferFeatures; got {type(spec).__name__}."
         )
-    return TransferFeatures(backbone, weights=weights, image_size=image_size,
-                            max_length=max_length, batch_size=batch_size, cache=cache,
-                            cache_dir=cache_dir, device=device)
+    settings = {"image_size": image_size}
+    if isinstance(backbone, str) and is_text_backbone(backbone):
+        backbone = TextEncoder(backbone, max_length=max_length)
+    if isinstance(backbone, TextEncoder):
+        settings = {}  # a TextEncoder candidate keeps its own settings
+    return TransferFeatures(backbone, weights=weights, batch_size=batch_size, cache=cache,
+                            cache_dir=cache_dir, device=device, **settings)
 
 
 # -- scoring one candidate ----------------------------------------------------

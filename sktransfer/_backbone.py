@@ -1,0 +1,196 @@
+"""Backbones with settings of their own, as small estimator-like objects:
+``ImageBackbone(name, image_size=...)`` for images, ``MLP(hidden_layer_sizes=...,
+activation=...)`` for tabular data and ``TextEncoder(name, max_length=...,
+pooling=...)`` for texts. An image registry name, "mlp" and a text
+encoder's name stand for them with default settings, so a setting that only
+means something for one kind of input lives with that kind's backbone, and a
+grid searches it as ``backbone__image_size``. This module is torch-free.
+"""
+
+from __future__ import annotations
+
+from numbers import Integral
+
+from sklearn.base import BaseEstimator
+
+from . import _options as opt
+from ._compat import HasMethods, Interval, StrOptions
+from ._text import is_text_backbone
+
+
+class BackboneSpec(BaseEstimator):
+    """Base class of the backbone objects. Not for direct use."""
+
+    input_kind: str = ""
+
+    def check(self, parameter: str = "backbone") -> None:
+        """Raise ``ValueError`` naming ``parameter__<setting>`` for an invalid
+        setting."""
+        try:
+            self._validate_params()
+        except ValueError as exc:
+            raise ValueError(f"{parameter}: {exc}") from None
+
+
+class ImageBackbone(BackboneSpec):
+    """A pretrained image network, and the size its inputs are resized to.
+
+    Parameters
+    ----------
+    name : str, torch.nn.Module or fitted estimator, default="mobilenet_v2"
+        An image registry name (``sktransfer.list_backbones()``), an
+        ``nn.Module`` taking image batches, or a fitted image
+        :class:`PretrainedClassifier` / :class:`TransferRegressor` whose trunk
+        is transferred (``clone`` passes it on as it is).
+    image_size : int or None, default=None
+        Side of the square input images are resized to; None uses the
+        weights' own size (224 for ImageNet weights, the source's size for a
+        fitted-estimator backbone).
+
+    Examples
+    --------
+    >>> from sktransfer import ImageBackbone, PretrainedClassifier
+    >>> clf = PretrainedClassifier(ImageBackbone("resnet18", image_size=64))
+    >>> clf.get_params()["backbone__image_size"]
+    64
+    """
+
+    input_kind = opt.IMAGES
+    _parameter_constraints = {
+        "name": [str, HasMethods(["forward", "state_dict"]), HasMethods(["fit", "predict"])],
+        "image_size": [None, Interval(Integral, 1, None, closed="left")],
+    }
+
+    def __init__(self, name="mobilenet_v2", image_size=None):
+        self.name = name
+        self.image_size = image_size
+
+    def check(self, parameter: str = "backbone") -> None:
+        super().check(parameter)
+        if isinstance(self.name, str) and (self.name == opt.MLP or is_text_backbone(self.name)):
+            raise ValueError(
+                f"{parameter}__name={self.name!r} is not an image backbone; pass it as "
+                f"{parameter}={self.name!r} (or MLP(...) / TextEncoder(...))."
+            )
+
+    def __sklearn_clone__(self):
+        # a fitted estimator given as the network is the source of the
+        # transfer, not a sub-estimator to refit: it is passed on as it is
+        if hasattr(self.name, "fit") and hasattr(self.name, "net_"):
+            return type(self)(self.name, image_size=self.image_size)
+        return super().__sklearn_clone__()
+
+
+class MLP(BackboneSpec):
+    """A multi-layer perceptron trained from scratch on tabular data, each
+    hidden layer one stage for ``freeze_depth``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int, default=(100,)
+        Sizes of the hidden layers.
+    activation : {"relu", "tanh", "logistic", "identity", "gelu"}, default="relu"
+        Activation of the hidden layers.
+
+    See Also
+    --------
+    sklearn.neural_network.MLPClassifier : The same network in scikit-learn.
+
+    Examples
+    --------
+    >>> from sktransfer import MLP, TransferRegressor
+    >>> reg = TransferRegressor(MLP(hidden_layer_sizes=(32, 16)))
+    >>> reg.get_params()["backbone__hidden_layer_sizes"]
+    (32, 16)
+    """
+
+    input_kind = opt.TABULAR
+    _parameter_constraints = {
+        "hidden_layer_sizes": [tuple, list],
+        "activation": [StrOptions(set(opt.ACTIVATIONS))],
+    }
+
+    def __init__(self, hidden_layer_sizes=(100,), activation="relu"):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+
+    def check(self, parameter: str = "backbone") -> None:
+        super().check(parameter)
+        sizes = tuple(self.hidden_layer_sizes)
+        if not sizes or not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0
+                                for s in sizes):
+            raise ValueError(
+                f"{parameter}__hidden_layer_sizes must be a non-empty tuple of positive "
+                f"ints; got {self.hidden_layer_sizes!r}."
+            )
+
+
+class TextEncoder(BackboneSpec):
+    """A pretrained Hugging Face text encoder (``pip install sktransfer[text]``).
+
+    Parameters
+    ----------
+    name : str, default="all-MiniLM-L6-v2"
+        A text registry name (``sktransfer.list_backbones()``), a local
+        Hugging Face model directory, or a hub id ("owner/name").
+    max_length : int, default=128
+        Texts are truncated at this many tokens (capped by the model's own
+        limit); each batch is padded to its longest text.
+    pooling : {"mean", "cls"}, default="mean"
+        The sentence embedding is the mean of the token states ("mean", what
+        sentence encoders such as all-MiniLM-L6-v2 are trained with) or the
+        first token's state ("cls").
+
+    Examples
+    --------
+    >>> from sktransfer import TextEncoder
+    >>> TextEncoder(max_length=64)
+    TextEncoder(max_length=64)
+    """
+
+    input_kind = opt.TEXT
+    _parameter_constraints = {
+        "name": [str],
+        "max_length": [Interval(Integral, 2, None, closed="left")],
+        "pooling": [StrOptions(set(opt.POOLINGS))],
+    }
+
+    def __init__(self, name="all-MiniLM-L6-v2", max_length=128, pooling="mean"):
+        self.name = name
+        self.max_length = max_length
+        self.pooling = pooling
+
+    def check(self, parameter: str = "backbone") -> None:
+        super().check(parameter)
+        if not is_text_backbone(self.name):
+            raise ValueError(
+                f"{parameter}__name={self.name!r} is not a text encoder: use a text registry "
+                "name (sktransfer.list_backbones()), a local Hugging Face model directory "
+                "or a hub id ('owner/name')."
+            )
+
+
+def backbone_object(backbone):
+    """The backbone object a shorthand stands for ("mlp" -> ``MLP()``, a text
+    encoder's name -> ``TextEncoder(name)``, an image registry name ->
+    ``ImageBackbone(name)``); any other value as it is."""
+    if isinstance(backbone, str):
+        if backbone == opt.MLP:
+            return MLP()
+        if is_text_backbone(backbone):
+            return TextEncoder(backbone)
+        return ImageBackbone(backbone)
+    return backbone
+
+
+def declared_input_kind(backbone) -> str | None:
+    """The input kind a backbone value fixes (None: an ``nn.Module`` or a
+    fitted estimator, decided by the data or the estimator)."""
+    spec = backbone_object(backbone)
+    return spec.input_kind if isinstance(spec, BackboneSpec) else None
+
+
+def network_of(backbone):
+    """The network a backbone value names: a registry name, a module or a
+    fitted estimator (an ``ImageBackbone``'s ``name``), else the value."""
+    return backbone.name if isinstance(backbone, ImageBackbone) else backbone

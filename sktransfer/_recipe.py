@@ -1,0 +1,386 @@
+"""The recipe of a fit: every estimator parameter resolved and checked once,
+before any weights load or any data pass, into one frozen value that the
+training code reads where it uses each setting.
+
+``Recipe.from_estimator`` is strict: each parameter of the estimator is
+read into one group here, and a parameter no group reads raises, so an
+option cannot be silently dropped on its way to training. It owns every
+default that depends on other settings (augmentation, the epoch budget, the
+default learning rate, the unlabeled ratio, whether the exact linear probe
+applies) and every check of parameter combinations. This module is
+torch-free: values that depend on the loaded network or the device are
+filled in by the engine (``Recipe.resolved``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from numbers import Integral
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from ._backbone import (
+    MLP,
+    BackboneSpec,
+    ImageBackbone,
+    TextEncoder,
+    backbone_object,
+    declared_input_kind,
+)
+from ._methods import Alignment, L2SP, SemiSupervised, resolve_method
+from ._options import IMAGES, TABULAR, TEXT
+
+# lr=None: the rate for the input kind (transformer encoders are fine-tuned
+# at rates 10-50x below a CNN's or an MLP's)
+DEFAULT_LR = {IMAGES: 1e-3, TABULAR: 1e-3, TEXT: 5e-5}
+
+# max_epochs="auto": about this many optimizer steps, within these bounds
+STEP_BUDGET = 1000
+MIN_EPOCHS, MAX_EPOCHS = 10, 200
+
+
+def input_kind(backbone, X, source=None) -> str:
+    """What a fit takes as input: the fitted ``source`` estimator's kind,
+    the kind a backbone value fixes, or for an ``nn.Module`` a table of
+    features (a 2-D ``X``) as tabular data and anything else as images."""
+    if source is not None:
+        return source.input_kind_
+    kind = declared_input_kind(backbone)
+    if kind is not None:
+        return kind
+    return TABULAR if len(getattr(X, "shape", ())) == 2 else IMAGES
+
+
+@dataclass(frozen=True)
+class BackboneGroup:
+    """Where the trunk comes from: ``source`` is an image registry name, an
+    ``nn.Module``, a backbone object (``MLP``, ``TextEncoder``) or a fitted
+    estimator's exported trunk; ``image_size`` is an ``ImageBackbone``'s."""
+
+    source: object
+    weights: object
+    image_size: int | None
+    source_head: str
+
+    @property
+    def mlp(self) -> MLP | None:
+        return self.source if isinstance(self.source, MLP) else None
+
+    @property
+    def text(self) -> TextEncoder | None:
+        return self.source if isinstance(self.source, TextEncoder) else None
+
+
+@dataclass(frozen=True)
+class HeadGroup:
+    hidden: tuple
+    dropout: float
+    init: str  # "random", or "probe" (LP-FT)
+    probe_alpha: object  # "auto" or a float
+
+
+@dataclass(frozen=True)
+class FreezingGroup:
+    depth: object  # int or "all"
+    unfreeze_at: object  # None, an int or a tuple of ints
+    bn_mode: str
+
+    @property
+    def frozen_throughout(self) -> bool:
+        """Whether the frozen stages stay frozen for the whole fit."""
+        return self.unfreeze_at is None
+
+
+@dataclass(frozen=True)
+class OptimisationGroup:
+    lr: float  # the rate training starts from
+    find_lr: bool  # lr="auto": the range test replaces ``lr``
+    optimizer: str
+    weight_decay: float
+    layer_decay: float
+    backbone_lr_mult: float
+    regularization: L2SP | None
+    max_grad_norm: float | None
+
+
+@dataclass(frozen=True)
+class ScheduleGroup:
+    lr_schedule: str
+    warmup_epochs: float
+    max_epochs: object  # int, or "auto" until ``Recipe.resolved``
+    batch_size: int
+
+    def epochs(self, n_train: int) -> int:
+        """``max_epochs``, or for "auto" enough epochs for about
+        ``STEP_BUDGET`` optimizer steps, at least 10 and at most 200
+        (scikit-learn MLP's ``max_iter``): a 25-sample target gets 200 steps
+        of its data, 50,000 images 10 epochs."""
+        if self.max_epochs != "auto":
+            return int(self.max_epochs)
+        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
+        return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch)))
+
+
+@dataclass(frozen=True)
+class StoppingGroup:
+    tol: float
+    n_iter_no_change: int
+    early_stopping: bool
+    validation_fraction: float
+
+
+@dataclass(frozen=True)
+class MethodsGroup:
+    """Augmentation and what unlabeled samples do."""
+
+    augment: str | None  # resolved: None, "light" or "standard"
+    unlabeled: object  # None, "ignore" or a SemiSupervised method
+    adaptation: Alignment | None
+    trains_unlabeled: bool  # unlabeled samples are in y and take part in training
+
+    @property
+    def semi_supervised(self) -> SemiSupervised | None:
+        return self.unlabeled if isinstance(self.unlabeled, SemiSupervised) else None
+
+    @property
+    def marks_unlabeled(self) -> bool:
+        """Whether -1 marks a classifier's unlabeled samples (else it is a class)."""
+        return self.unlabeled is not None or self.adaptation is not None
+
+    @property
+    def uses_unlabeled(self) -> bool:
+        """Whether unlabeled samples would train (else they are left out)."""
+        return self.semi_supervised is not None or self.adaptation is not None
+
+    @property
+    def two_views(self) -> bool:
+        method = self.semi_supervised
+        return self.trains_unlabeled and method is not None and method.two_views
+
+    @property
+    def ratio(self) -> int:
+        """Unlabeled samples per labeled one in a training batch."""
+        method = self.semi_supervised
+        return int(method.ratio) if method is not None else 1
+
+
+@dataclass(frozen=True)
+class RuntimeGroup:
+    precision: str
+    cache: bool
+    cache_dir: object
+    n_jobs: object
+    device: str
+    seed: int
+    verbose: int
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One fit's resolved configuration (see the module docstring)."""
+
+    task: str  # "classification" or "regression"
+    loss: str  # "cross_entropy" or a regression loss
+    input_kind: str
+    backbone: BackboneGroup
+    head: HeadGroup
+    freezing: FreezingGroup
+    optimisation: OptimisationGroup
+    schedule: ScheduleGroup
+    stopping: StoppingGroup
+    methods: MethodsGroup
+    runtime: RuntimeGroup
+
+    @classmethod
+    def from_estimator(cls, estimator, *, input_kind: str, multi_task: bool = False,
+                       unlabeled_samples: bool = False, source=None) -> "Recipe":
+        """The recipe of ``estimator``'s parameters for a fit on ``input_kind``
+        data (``multi_task``: a 2-D classification ``y``; ``unlabeled_samples``:
+        ``y`` marks some samples unlabeled; ``source``: the trunk exported by
+        a fitted estimator given as backbone). Raises ``ValueError`` for an
+        invalid combination of parameters and ``TypeError`` for a parameter
+        that no group reads."""
+        params = _Params(estimator)
+        task = estimator._task
+        backbone = _backbone_group(params, source)
+        freezing = _freezing_group(params)
+        head = HeadGroup(tuple(params.take("head")), params.take("head_dropout"),
+                         params.take("head_init"), params.take("probe_alpha"))
+        methods = _methods_group(params, task, input_kind, freezing, multi_task,
+                                 unlabeled_samples)
+        recipe = cls(
+            task=task, loss=params.take("loss") if task == "regression" else "cross_entropy",
+            input_kind=input_kind, backbone=backbone,
+            head=head, freezing=freezing,
+            optimisation=_optimisation_group(params, input_kind),
+            schedule=ScheduleGroup(params.take("lr_schedule"), params.take("warmup_epochs"),
+                                   params.take("max_epochs"), params.take("batch_size")),
+            stopping=StoppingGroup(params.take("tol"), params.take("n_iter_no_change"),
+                                   params.take("early_stopping"),
+                                   params.take("validation_fraction")),
+            methods=methods,
+            runtime=RuntimeGroup(params.take("precision"), params.take("cache"),
+                                 params.take("cache_dir"), params.take("n_jobs"),
+                                 params.take("device"), _seed(params.take("random_state")),
+                                 params.take("verbose")),
+        )
+        params.check_all_read()
+        _check_combinations(recipe)
+        return recipe
+
+    # -- decisions that need the loaded network ---------------------------------------
+
+    def check_network(self, n_stages: int, frozen: list) -> None:
+        """The checks that need the loaded trunk, run before any activation
+        is computed."""
+        if (self.methods.trains_unlabeled and self.methods.adaptation is not None
+                and len(frozen) == n_stages and self.freezing.frozen_throughout):
+            raise _all_frozen_adaptation(self)
+
+    def exact_probe(self, n_stages: int, frozen: list, head_from_source: bool) -> bool:
+        """Whether the head is solved exactly: the whole trunk frozen
+        throughout, a new linear head, the same inputs every epoch and only
+        labeled samples in training (a convex problem)."""
+        return (len(frozen) == n_stages and self.head.hidden == ()
+                and self.freezing.frozen_throughout and self.methods.augment is None
+                and not head_from_source and not self.methods.trains_unlabeled)
+
+    def resolved(self, **values) -> "Recipe":
+        """This recipe with values known only during the fit: ``device``,
+        ``precision``, ``seed`` (runtime), ``lr``, ``max_epochs``."""
+        groups = {"runtime": ("device", "precision", "seed"), "optimisation": ("lr",),
+                  "schedule": ("max_epochs",)}
+        changes = {}
+        for group, names in groups.items():
+            mine = {name: values.pop(name) for name in names if name in values}
+            if mine:
+                changes[group] = dataclasses.replace(getattr(self, group), **mine)
+        if values:
+            raise TypeError(f"Recipe.resolved got unknown values {sorted(values)}.")
+        return dataclasses.replace(self, **changes)
+
+    def probe_key(self) -> tuple:
+        """What the exact probe's solution depends on besides its features
+        and targets: equal keys on equal data give the same head."""
+        return (self.task, self.loss, self.head.probe_alpha, self.runtime.seed)
+
+
+class _Params:
+    """An estimator's parameters, each taken once by the group that reads it."""
+
+    def __init__(self, estimator):
+        self.owner = type(estimator).__name__
+        self.values = estimator.get_params(deep=False)
+        self.read: set[str] = set()
+
+    def take(self, name: str):
+        self.read.add(name)
+        return self.values[name]
+
+    def check_all_read(self) -> None:
+        unread = sorted(set(self.values) - self.read)
+        if unread:
+            raise TypeError(
+                f"{self.owner} parameters {unread} are read by no part of the recipe; "
+                "wire each into a group of sktransfer._recipe.Recipe (or drop it)."
+            )
+
+
+def _seed(random_state) -> int:
+    """The fit's seed, drawn from ``random_state``."""
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+def _backbone_group(params: _Params, source) -> BackboneGroup:
+    value = backbone_object(params.take("backbone"))
+    if isinstance(value, BackboneSpec):
+        value.check()
+    image_size = None
+    if isinstance(value, ImageBackbone):
+        value, image_size = value.name, value.image_size
+    return BackboneGroup(source if source is not None else value, params.take("weights"),
+                         image_size, params.take("source_head"))
+
+
+def _freezing_group(params: _Params) -> FreezingGroup:
+    depth, unfreeze_at = params.take("freeze_depth"), params.take("unfreeze_at")
+    if isinstance(unfreeze_at, (tuple, list)):
+        epochs = list(unfreeze_at)
+        if (not epochs or not all(isinstance(e, Integral) and e >= 0 for e in epochs)
+                or epochs != sorted(epochs)):
+            raise ValueError(
+                "unfreeze_at must be None, an int, or a non-empty increasing tuple of "
+                f"non-negative ints (epochs); got {unfreeze_at!r}."
+            )
+        unfreeze_at = tuple(int(e) for e in epochs)
+    if unfreeze_at is not None and depth == 0:
+        raise ValueError(
+            "unfreeze_at releases frozen stages, but freeze_depth=0 freezes none; set "
+            "freeze_depth (e.g. 'all') or unfreeze_at=None."
+        )
+    return FreezingGroup(depth, unfreeze_at, params.take("bn_mode"))
+
+
+def _methods_group(params: _Params, task: str, input_kind: str, freezing: FreezingGroup,
+                   multi_task: bool, unlabeled_samples: bool) -> MethodsGroup:
+    unlabeled = resolve_method(params.take("unlabeled"), "unlabeled", SemiSupervised)
+    adaptation = resolve_method(params.take("domain_adaptation"), "domain_adaptation",
+                                Alignment)
+    for name, method in (("unlabeled", unlabeled), ("domain_adaptation", adaptation)):
+        if hasattr(method, "check"):
+            method.check(parameter=name, task=task, input_kind=input_kind,
+                         multi_task=multi_task)
+    augment = params.take("augment")
+    if augment not in (None, "auto") and input_kind != IMAGES:
+        raise ValueError(
+            f"augment={augment!r} applies to images only; use augment=None for "
+            f"{input_kind} data."
+        )
+    trains = unlabeled_samples and (isinstance(unlabeled, SemiSupervised)
+                                    or adaptation is not None)
+    if augment == "auto":
+        # light augmentation when the whole backbone trains at some point; none
+        # when some stages stay frozen throughout, so their activations can be
+        # cached, and none for tabular data or texts
+        trains_all = freezing.depth == 0 or not freezing.frozen_throughout
+        augment = "light" if input_kind == IMAGES and trains_all else None
+    if trains and isinstance(unlabeled, SemiSupervised) and unlabeled.two_views:
+        augment = augment or "light"  # FixMatch's weak view
+    return MethodsGroup(augment, unlabeled, adaptation, trains)
+
+
+def _optimisation_group(params: _Params, input_kind: str) -> OptimisationGroup:
+    lr = params.take("lr")
+    regularization = resolve_method(params.take("regularization"), "regularization", L2SP)
+    if regularization is not None:
+        regularization.check(parameter="regularization", task="", input_kind=input_kind,
+                             multi_task=False)
+    rate = DEFAULT_LR[input_kind] if lr is None or lr == "auto" else float(lr)
+    return OptimisationGroup(rate, lr == "auto", params.take("optimizer"),
+                             params.take("weight_decay"), params.take("layer_decay"),
+                             params.take("backbone_lr_mult"), regularization,
+                             params.take("max_grad_norm"))
+
+
+def _all_frozen_adaptation(recipe: Recipe) -> ValueError:
+    return ValueError(
+        f"domain_adaptation={recipe.methods.adaptation!r} aligns features the trunk learns, "
+        f"but freeze_depth={recipe.freezing.depth!r} freezes every stage; freeze fewer "
+        "(e.g. freeze_depth=0) or set unfreeze_at."
+    )
+
+
+def _check_combinations(recipe: Recipe) -> None:
+    """The checks of parameter combinations that need no network."""
+    head = recipe.head
+    if head.init == "probe" and head.hidden != ():
+        raise ValueError(
+            "head_init='probe' starts fine-tuning from a linear probe, which needs a linear "
+            f"head; got head={head.hidden!r}. Use head=() or head_init='random'."
+        )
+    if (recipe.methods.trains_unlabeled and recipe.methods.adaptation is not None
+            and recipe.freezing.depth == "all" and recipe.freezing.frozen_throughout):
+        raise _all_frozen_adaptation(recipe)
