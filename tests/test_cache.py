@@ -11,7 +11,7 @@ from torch import nn
 
 import sktransfer
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
-from sktransfer._nn import activation_store
+from sktransfer._nn import activation_store, frozen_cut
 
 from .conftest import fast_params
 
@@ -343,3 +343,44 @@ def test_grid_search_workers_share_activations_through_cache_dir(digits_small, t
     clf = PretrainedClassifier(**fast_params(max_epochs=1, cache_dir=str(tmp_path))).fit(X, y)
     assert clf.cache_info_["from_disk"] == len(X)
     assert clf.cache_info_["computed"] == 0
+
+
+@pytest.fixture(scope="module")
+def digits32(mnist):
+    """80 real MNIST digits of classes 0-3, padded to 32 px."""
+    X, y = mnist
+    keep = y < 4
+    X = np.pad(X[keep][:80], ((0, 0), (2, 2), (2, 2)))
+    return X, y[keep][:80]
+
+
+def tiny(tiny_backbone, **overrides):
+    name, weights = tiny_backbone
+    params = dict(backbone=name, weights=weights, max_epochs=2, batch_size=16, lr=1e-2,
+                  device="cpu", random_state=0)
+    params.update(overrides)
+    return params
+
+
+def test_cached_fit_on_the_tiny_backbone_matches_the_uncached_fit(tiny_backbone, digits32):
+    X, y = digits32
+    cached = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth=2)).fit(X, y)
+    plain = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth=2, cache=False)).fit(X, y)
+    assert cached.cache_info_["used"] and cached.cache_info_["cut"] == "features.1"
+    assert not plain.cache_info_["used"] and plain.cache_info_["reason"] == "cache=False"
+    np.testing.assert_allclose(cached.predict_proba(X), plain.predict_proba(X),
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_the_cut_memo_is_bounded(tiny_backbone):
+    name, weights = tiny_backbone
+    from sktransfer._nn.freezing import freeze
+    from sktransfer._nn.model import HeadSpec, attach_head, load_trunk
+
+    trunk = load_trunk(name, weights)
+    module = attach_head(trunk, HeadSpec((), 0.0, 2), sample=torch.zeros(3, 32, 32))
+    freeze(module, [0, 1])
+    frozen_cut._CUTS.clear()
+    for size in range(8, 8 + frozen_cut._MAX_MEMO + 6):
+        assert frozen_cut.find_cut(module, [0, 1], torch.rand(2, 3, size, size)) is not None
+    assert len(frozen_cut._CUTS) == frozen_cut._MAX_MEMO

@@ -1,5 +1,9 @@
-"""PretrainedClassifier on the real ImageNet MobileNetV2 weights and real digits."""
+"""PretrainedClassifier on the real ImageNet MobileNetV2 weights and real digits:
+fit / predict, fitted attributes, frozen stages, reproducibility, the
+scikit-learn machinery (pipelines, searches, clone, pickling), image files
+and nn.Module backbones."""
 
+import pickle
 import subprocess
 import sys
 
@@ -8,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -17,7 +22,10 @@ from sktransfer import PretrainedClassifier, TrainingDivergedError
 from sktransfer._nn.backbones import stage_parameters
 from sktransfer._nn.weights import find_local_file, read_state_dict
 
-from .conftest import cuda_tagged_pickle, fast_params, predict_proba_without_cuda
+from .conftest import ALL_OPTIONS, cuda_tagged_pickle, fast_params, predict_proba_without_cuda
+
+MLP = dict(backbone="mlp", hidden_layer_sizes=(32, 16), lr=1e-2, max_epochs=3,
+           batch_size=64, device="cpu", random_state=0)
 
 
 def test_fit_predict_beats_chance_with_string_labels(digits_small):
@@ -203,6 +211,26 @@ def test_fit_predict_on_image_files_and_pil_images(digits_small, tmp_path):
     clf_arrays = PretrainedClassifier(**fast_params(max_epochs=3)).fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(pil_images), clf_arrays.predict_proba(X_test),
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:400] / 16.0, y[:400]
+
+
+def test_clone_pickle_and_grid_search_with_every_option(digits):
+    X, y = digits
+    est = PretrainedClassifier(**dict(MLP, **ALL_OPTIONS)).fit(X, y)
+    copy = clone(est)
+    assert copy.get_params() == est.get_params() and not hasattr(copy, "net_")
+    loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+    grid = {"lr_schedule": ["cosine", "onecycle"], "layer_decay": [0.5, 1.0],
+            "regularization": [None, "l2sp"], "lr": [1e-2, "auto"]}
+    search = GridSearchCV(PretrainedClassifier(**dict(MLP, freeze_depth="all", unfreeze_at=1)),
+                          grid, cv=2, error_score="raise").fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
 class TinyCNN(torch.nn.Sequential):

@@ -1,4 +1,4 @@
-"""Parallel searches through joblib (issue 14): GridSearchCV,
+"""Parallel searches through joblib: GridSearchCV,
 RandomizedSearchCV and cross_validate of the estimators on loky, on a Dask
 cluster (``distributed.LocalCluster``, two single-threaded worker processes)
 and on a local Ray instance (two CPUs) score exactly as the serial run with

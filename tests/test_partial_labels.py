@@ -1,4 +1,4 @@
-"""Partial labels (issue 13): -1 / NaN mark unlabeled samples, which are
+"""Partial labels: -1 / NaN mark unlabeled samples, which are
 ignored, pseudo-labeled (pseudo-labeling, FixMatch) or used as the target
 domain of an alignment (CORAL, MMD, DANN); scoring leaves them out."""
 

@@ -349,6 +349,18 @@ def test_ranking_table_and_frame(ranking):
     assert frame["name"].tolist() == [row["name"] for row in ranking.rows]
 
 
+def test_rank_backbones_repeats_with_a_random_state(mnist):
+    from sktransfer import rank_backbones
+
+    X, y = mnist
+    candidates = {"random init": ("mobilenet_v2", None)}
+    first, second, third = (rank_backbones(candidates, X[:40], y[:40], metrics=("logme",),
+                                           image_size=32, device="cpu", cache=False,
+                                           random_state=state) for state in (0, 0, 1))
+    assert first.rows[0]["logme"] == second.rows[0]["logme"]
+    assert first.rows[0]["logme"] != third.rows[0]["logme"]
+
+
 def test_rank_backbones_with_names_metrics_and_regression_targets(digits_small):
     X, y = digits_small[0][:30], digits_small[1][:30]
     target = y + np.random.RandomState(0).rand(30)  # continuous

