@@ -244,7 +244,7 @@ def test_a_diverged_fit_says_so():
 def test_auto_budget_serves_small_and_large_data():
     assert budget_epochs("auto", 25, 32) == 200  # 200 steps for 25 samples, not 10
     assert budget_epochs("auto", 1_000, 32) == 32  # about 1,000 steps
-    assert budget_epochs("auto", 50_000, 32) == 10  # no longer than the former default
+    assert budget_epochs("auto", 50_000, 32) == 10  # at most 10 epochs for large data
     assert budget_epochs(7, 25, 32) == 7
 
 
