@@ -30,6 +30,7 @@ def _fit_pair(estimator_class, X, y, **params):
     return with_cache, without
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze_depth", ["all", 2, 4])
 def test_cached_fit_predicts_like_uncached_fit(digits_small, freeze_depth):
     X, y, X_test, _ = digits_small
@@ -43,6 +44,7 @@ def test_cached_fit_predicts_like_uncached_fit(digits_small, freeze_depth):
         [r["train_loss"] for r in plain.history_], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_cache_is_exact_with_early_stopping_weights_and_a_hidden_head(digits_small):
     X, y, X_test, _ = digits_small
     weights = np.random.RandomState(0).uniform(0.2, 2.0, len(y))
@@ -56,6 +58,7 @@ def test_cache_is_exact_with_early_stopping_weights_and_a_hidden_head(digits_sma
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cache_is_exact_for_a_regressor_and_a_resnet(digits_small):
     X, y, X_test, _ = digits_small
     params = dict(backbone="resnet18", weights=None, freeze_depth=1, lr=1e-3)
@@ -66,6 +69,7 @@ def test_cache_is_exact_for_a_regressor_and_a_resnet(digits_small):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze_depth, cut", [("all", "features.8"), (2, "features.2")])
 def test_cache_reaches_past_held_stochastic_depth(digits_small, freeze_depth, cut):
     """EfficientNet's blocks drop their residual branch at random in training
@@ -92,6 +96,7 @@ def test_training_really_reads_the_cached_activations(digits_small):
     assert not np.allclose(first.predict_proba(X_test), second.predict_proba(X_test))
 
 
+@pytest.mark.slow
 def test_grid_search_computes_each_image_once(digits_small):
     X, y, _, _ = digits_small
     search = GridSearchCV(PretrainedClassifier(**fast_params(max_epochs=1)),
@@ -243,6 +248,7 @@ def test_transfer_features_share_the_cache(digits_small):
     np.testing.assert_allclose(plain, first[:50], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pipeline_grid_search_embeds_each_image_once(digits_small):
     X, y, _, _ = digits_small
     pipe = make_pipeline(TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1",
@@ -283,6 +289,7 @@ def test_image_files_predict_the_same_with_worker_processes(digits_small, tmp_pa
     np.testing.assert_array_equal(in_process, workers)
 
 
+@pytest.mark.slow
 def test_a_cached_fit_pickles_and_leaves_no_skipped_modules(digits_small, tmp_path):
     import joblib
 
@@ -296,6 +303,7 @@ def test_a_cached_fit_pickles_and_leaves_no_skipped_modules(digits_small, tmp_pa
     np.testing.assert_array_equal(loaded.predict_proba(X_test), clf.predict_proba(X_test))
 
 
+@pytest.mark.slow
 def test_predict_reads_cached_activations_and_adds_none(digits_small):
     """A grid search's test folds were other folds' training images: predict
     runs only the layers above the cut for images it finds cached."""
@@ -319,6 +327,7 @@ def test_predict_reads_cached_activations_and_adds_none(digits_small):
                            corrupted[:30])
 
 
+@pytest.mark.slow
 def test_a_refit_without_the_cache_forgets_the_cached_path(digits_small):
     """Refitted with the backbone trained, predict must run the new trunk,
     not the activations the previous (frozen) fit cached."""
@@ -331,6 +340,7 @@ def test_a_refit_without_the_cache_forgets_the_cached_path(digits_small):
     np.testing.assert_allclose(with_store, clf.predict_proba(X[:20]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_grid_search_workers_share_activations_through_cache_dir(digits_small, tmp_path):
     """GridSearchCV(n_jobs=2) runs fits in worker processes: each writes what
     it computes under cache_dir, and every image's activations end up there."""
@@ -362,6 +372,7 @@ def tiny(tiny_backbone, **overrides):
     return params
 
 
+@pytest.mark.slow
 def test_cached_fit_on_the_tiny_backbone_matches_the_uncached_fit(tiny_backbone, digits32):
     X, y = digits32
     cached = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth=2)).fit(X, y)
@@ -372,6 +383,7 @@ def test_cached_fit_on_the_tiny_backbone_matches_the_uncached_fit(tiny_backbone,
                                rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_the_cut_memo_is_bounded(tiny_backbone):
     name, weights = tiny_backbone
     from sktransfer._nn.freezing import freeze

@@ -117,6 +117,7 @@ def test_lr_auto_runs_a_range_test_per_fit(digits):
     assert fixed.lr_ == 1e-2
 
 
+@pytest.mark.slow
 def test_the_range_test_runs_the_nets_training_step_on_a_copy(tiny_backbone, digits32,
                                                               monkeypatch):
     X, y = digits32
@@ -172,6 +173,7 @@ def test_stage_by_stage_unfreezing(source, digits):
     assert _equal(_stage_state(est, 0), start[0])  # released only after epoch 2
 
 
+@pytest.mark.slow
 def test_unfreezing_puts_batchnorm_back_in_training_unless_frozen(digits_small):
     X, y, _, _ = digits_small
     params = fast_params(freeze_depth="all", unfreeze_at=1, max_epochs=2, lr=1e-3)
@@ -184,6 +186,7 @@ def test_unfreezing_puts_batchnorm_back_in_training_unless_frozen(digits_small):
     assert not module.trunk.features[1].conv[0][1].training
 
 
+@pytest.mark.slow
 def test_early_stopping_unfreezing_and_bf16_on_text(minilm_path):
     clf = PretrainedClassifier(**text_params(freeze_depth=3, unfreeze_at=1, max_epochs=2,
                                              early_stopping=True, validation_fraction=0.25,
@@ -231,6 +234,7 @@ def test_no_warning_when_the_loss_stops_improving_by_tol(tabular):
     assert clf.n_iter_ == 5
 
 
+@pytest.mark.slow
 def test_a_diverged_fit_says_so():
     X, y = load_digits(return_X_y=True)
     with pytest.warns(ConvergenceWarning, match="diverged"):

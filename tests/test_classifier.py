@@ -109,6 +109,7 @@ def test_hidden_head_layers(digits_small):
     assert [(m.in_features, m.out_features) for m in linears] == [(1280, 64), (64, 16), (16, 3)]
 
 
+@pytest.mark.slow
 def test_random_state_makes_fits_reproducible(digits_small):
     X, y, X_test, _ = digits_small
     a = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1)).fit(X, y)
@@ -135,6 +136,7 @@ def test_in_a_pipeline_with_flattened_digits(digits_small):
     assert pipe.score(X_test.reshape(len(X_test), -1), y_test) > 0.75
 
 
+@pytest.mark.slow
 def test_grid_search_over_freeze_depth_and_lr(digits_small):
     X, y, X_test, y_test = digits_small
     grid = {"freeze_depth": ["all", 3], "lr": [1e-3, 1e-2]}
@@ -195,6 +197,7 @@ def test_failed_fit_leaves_the_estimator_unchanged(digits_small):
         fresh.predict(X_test)
 
 
+@pytest.mark.slow
 def test_fit_predict_on_image_files_and_pil_images(digits_small, tmp_path):
     from PIL import Image
 
@@ -269,6 +272,7 @@ def test_torchvision_instance_backbone_uses_the_registry_adapter(digits_small):
     assert clf.net_.module_.head[-1].in_features == 512
 
 
+@pytest.mark.slow
 def test_cuda_pickle_loads_on_a_cpu_only_machine(digits_small, tmp_path):
     """A pickle whose tensors are tagged as CUDA storages loads and predicts
     on a machine without CUDA. The tags are written by a serialisation hook so

@@ -81,6 +81,7 @@ def test_a_last_batch_of_one_joins_the_batch_before():
         assert n == 1 or min(len(b) for b in batches) > 1
 
 
+@pytest.mark.slow
 def test_batchnorm_never_sees_a_training_batch_of_one(mnist):
     """MobileNetV2 at 32 px ends in 1x1 feature maps, so a training batch of
     one image would leave its last BatchNorm one value per channel (an error
@@ -168,6 +169,7 @@ def test_l2sp_keeps_the_trunk_near_the_source(source, digits):
 # -- precision, clipping, channels_last ------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["bf16", "16"])
 def test_reduced_precision_paths_run_on_cpu(digits_small, precision):
     X, y, X_test, y_test = digits_small

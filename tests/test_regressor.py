@@ -81,6 +81,7 @@ def test_regressor_and_features_share_the_engine(tiny_backbone, digits32):
     assert features.transform(X[:3]).shape == (3, 16) and features.n_stages_ == 3
 
 
+@pytest.mark.slow
 def test_every_option_on_an_image_regressor(digits_small):
     X, y, _, _ = digits_small
     options = dict(ALL_OPTIONS, augment="light", lr="auto")

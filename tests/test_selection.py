@@ -349,6 +349,7 @@ def test_ranking_table_and_frame(ranking):
     assert frame["name"].tolist() == [row["name"] for row in ranking.rows]
 
 
+@pytest.mark.slow
 def test_rank_backbones_repeats_with_a_random_state(mnist):
     from sktransfer import rank_backbones
 

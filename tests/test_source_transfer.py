@@ -58,6 +58,7 @@ def test_fine_tuning_starts_from_the_source_weights(source, digits):
     assert all(torch.allclose(after[k], src[k], atol=1e-6) for k in src)
 
 
+@pytest.mark.slow
 def test_clone_and_grid_search_start_from_the_source_and_never_refit_it(source, digits):
     X, y = digits
     src = _trunk_params(source)
@@ -159,6 +160,7 @@ def test_source_head_modes(source, digits):
         PretrainedClassifier(**dict(still, source_head="keep")).fit(X, y)
 
 
+@pytest.mark.slow
 def test_file_and_estimator_routes_start_from_the_same_network(source, digits, tmp_path):
     X, y = digits
     path = source.save_weights(tmp_path / "source.safetensors")
