@@ -21,6 +21,7 @@ def digits():
     return X[:400] / 16.0, y[:400]
 
 
+@pytest.mark.slow
 def test_augmentation_applies_to_training_batches_only(digits_small):
     from sktransfer._images import check_images
     from sktransfer._nn.data import ImageDataset

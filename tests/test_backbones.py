@@ -269,6 +269,7 @@ def test_freeze_depth_beyond_the_stages_names_the_backbone(tiny_backbone, digits
         PretrainedClassifier(**tiny(tiny_backbone, freeze_depth=4)).fit(X, y)
 
 
+@pytest.mark.slow
 def test_bn_mode_frozen_keeps_running_statistics(digits_small):
     X, y, _, _ = digits_small
     est = PretrainedClassifier(**fast_params(freeze_depth=0, bn_mode="frozen", lr=1e-3)).fit(X, y)

@@ -83,6 +83,7 @@ def test_cache_reaches_past_held_stochastic_depth(digits_small, freeze_depth, cu
                                plain.predict_proba(X_test[:50]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_really_reads_the_cached_activations(digits_small):
     """Corrupting the stored activations changes the next fit: the cache is
     what the network trains on, not a decoration."""
@@ -111,6 +112,7 @@ def test_grid_search_computes_each_image_once(digits_small):
     assert search.best_estimator_.cache_info_["from_memory"] == len(X)
 
 
+@pytest.mark.slow
 def test_cache_dir_shares_activations_between_processes(digits_small, tmp_path):
     X, y, X_test, _ = digits_small
     first = PretrainedClassifier(**fast_params(cache_dir=tmp_path)).fit(X, y)
@@ -260,6 +262,7 @@ def test_pipeline_grid_search_embeds_each_image_once(digits_small):
     assert info["rows"] == len(X) and info["misses"] == len(X)
 
 
+@pytest.mark.slow
 def test_different_weights_do_not_share_cached_activations(digits_small):
     X, y, _, _ = digits_small
     pretrained = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,

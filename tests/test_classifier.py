@@ -28,6 +28,7 @@ MLP = dict(backbone="mlp", hidden_layer_sizes=(32, 16), lr=1e-2, max_epochs=3,
            batch_size=64, device="cpu", random_state=0)
 
 
+@pytest.mark.slow
 def test_fit_predict_beats_chance_with_string_labels(digits_small):
     X, y, X_test, y_test = digits_small
     names = np.array(["zero", "one", "two"])
@@ -44,6 +45,7 @@ def test_fit_predict_beats_chance_with_string_labels(digits_small):
     assert clf.score(X_test, names[y_test]) == pytest.approx(accuracy)
 
 
+@pytest.mark.slow
 def test_fitted_attributes(digits_small):
     X, y, _, _ = digits_small
     clf = PretrainedClassifier(**fast_params(max_epochs=2, freeze_depth=4, lr=1e-3)).fit(X, y)
@@ -55,6 +57,7 @@ def test_fitted_attributes(digits_small):
     assert clf.history_[1]["train_loss"] < clf.history_[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_pretrained_beats_random_init(digits_small):
     X, y, X_test, y_test = digits_small
     pretrained = PretrainedClassifier(**fast_params(max_epochs=3)).fit(X, y)
@@ -66,6 +69,7 @@ def _trunk_state(clf):
     return {k: v.clone() for k, v in clf.net_.module_.trunk.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_frozen_stages_do_not_change(digits_small):
     X, y, _, _ = digits_small
     clf = PretrainedClassifier(**fast_params(freeze_depth=2, lr=1e-3, max_epochs=2)).fit(X, y)
@@ -128,6 +132,7 @@ def test_fit_does_not_touch_global_torch_rng(digits_small):
     torch.testing.assert_close(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_in_a_pipeline_with_flattened_digits(digits_small):
     X, y, X_test, y_test = digits_small
     to_images = FunctionTransformer(lambda flat: flat.reshape(-1, 28, 28))
@@ -167,6 +172,7 @@ def test_clone_of_fitted_is_unfitted(digits_small):
         copy.predict(X_test)
 
 
+@pytest.mark.slow
 def test_joblib_round_trip_gives_identical_probabilities(digits_small, tmp_path):
     X, y, X_test, _ = digits_small
     clf = PretrainedClassifier(**fast_params(max_epochs=1, freeze_depth=2)).fit(X, y)
@@ -177,6 +183,7 @@ def test_joblib_round_trip_gives_identical_probabilities(digits_small, tmp_path)
     np.testing.assert_array_equal(loaded.classes_, clf.classes_)
 
 
+@pytest.mark.slow
 def test_failed_fit_leaves_the_estimator_unchanged(digits_small):
     X, y, X_test, _ = digits_small
     clf = PretrainedClassifier(**fast_params(max_epochs=1, freeze_depth=4)).fit(X, y)
@@ -222,6 +229,7 @@ def digits():
     return X[:400] / 16.0, y[:400]
 
 
+@pytest.mark.slow
 def test_clone_pickle_and_grid_search_with_every_option(digits):
     X, y = digits
     est = PretrainedClassifier(**dict(MLP, **ALL_OPTIONS)).fit(X, y)
@@ -261,6 +269,7 @@ def test_nn_module_backbone_keeps_its_parameters_and_is_not_modified(digits_smal
     assert clf.net_.module_.head[-1].in_features == 16
 
 
+@pytest.mark.slow
 def test_torchvision_instance_backbone_uses_the_registry_adapter(digits_small):
     import torchvision
 

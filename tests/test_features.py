@@ -49,6 +49,7 @@ def test_stage_cut_and_its_errors(digits_small):
         TransferFeatures(**FEATURES, stage=6).fit(X[:2])
 
 
+@pytest.mark.slow
 def test_grid_search_over_the_cut(digits_small):
     X, y, _, _ = digits_small
     pipe = make_pipeline(TransferFeatures(**FEATURES), LogisticRegression(max_iter=2000))

@@ -128,6 +128,7 @@ def test_layer_decay_and_backbone_multiplier_set_per_stage_rates(digits):
     assert {id(p) for p in head["params"]} == {id(p) for p in est.net_.module_.head.parameters()}
 
 
+@pytest.mark.slow
 def test_layer_decay_on_an_image_backbone(digits_small):
     X, y, _, _ = digits_small
     est = PretrainedClassifier(**fast_params(freeze_depth=0, layer_decay=0.8, max_epochs=1)).fit(X, y)

@@ -111,6 +111,7 @@ def test_probe_solver_matches_scikit_learn(tabular, n_classes):
                                reference.predict_proba(X), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_probe_penalty_search_agrees_with_logistic_regression_cv(tabular):
     X, y = tabular
     X, y = X[:400], y[:400]

@@ -40,6 +40,7 @@ def _same(a, b):
     return all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_regressor_on_diabetes_scores_r2():
     X, y = load_diabetes(return_X_y=True)
     X = (X - X.mean(0)) / X.std(0)
@@ -61,6 +62,7 @@ def test_regressor_multi_output_and_target_scaling():
     np.testing.assert_allclose(pred.mean(axis=0), Y.mean(axis=0), rtol=0.05)
 
 
+@pytest.mark.slow
 def test_image_source_to_image_regression(digits_small):
     X, y, X_test, _ = digits_small
     src = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1)).fit(X, y)
