@@ -139,6 +139,7 @@ def test_cache_switches_off_when_it_cannot_be_exact(digits_small, params, reason
     assert sktransfer.cache_info()["rows"] == 0
 
 
+@pytest.mark.slow
 def test_augment_auto_is_off_when_stages_stay_frozen(digits_small):
     X, y, _, _ = digits_small
     frozen = PretrainedClassifier(**fast_params(max_epochs=1)).fit(X[:40], y[:40])
@@ -205,6 +206,7 @@ def test_frozen_dropout_runs_in_eval_mode_so_the_cache_stays_exact(digits_small)
     assert not trunk.first.drop.training and trunk.second.training
 
 
+@pytest.mark.slow
 def test_cache_respects_its_byte_budget(digits_small):
     X, y, _, _ = digits_small
     budget = sktransfer.cache_info()["budget"]
@@ -273,6 +275,7 @@ def test_different_weights_do_not_share_cached_activations(digits_small):
     assert not np.allclose(pretrained, random)
 
 
+@pytest.mark.slow
 def test_image_files_predict_the_same_with_worker_processes(digits_small, tmp_path):
     from PIL import Image
 

@@ -123,6 +123,7 @@ def test_random_state_makes_fits_reproducible(digits_small):
     assert not np.allclose(a.predict_proba(X_test), c.predict_proba(X_test))
 
 
+@pytest.mark.slow
 def test_fit_does_not_touch_global_torch_rng(digits_small):
     X, y, _, _ = digits_small
     torch.manual_seed(123)
@@ -155,6 +156,7 @@ def test_grid_search_over_freeze_depth_and_lr(digits_small):
     assert search.score(X_test, y_test) > 0.6
 
 
+@pytest.mark.slow
 def test_cross_val_score(digits_small):
     X, y, _, _ = digits_small
     scores = cross_val_score(PretrainedClassifier(**fast_params(max_epochs=2)), X, y, cv=3)
