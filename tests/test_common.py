@@ -1,6 +1,8 @@
 """scikit-learn's own estimator checks, on both estimators with the tabular
 backbone and otherwise default parameters (as for MLPClassifier)."""
 
+import pytest
+from _pytest.mark import ParameterSet
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sktransfer import PretrainedClassifier, TransferRegressor
@@ -19,6 +21,41 @@ def expected_failed_checks(estimator):
     return EXPECTED_FAILED_CHECKS.get(type(estimator).__name__, {})
 
 
-@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+# Checks that fit the network many times over (seconds each): marked slow, so
+# that `make test-fast` runs only the quick ones. Measured, not a judgement
+# on the checks: `make test` runs them all.
+SLOW_CHECKS = {
+    "check_classifier_data_not_an_array", "check_classifier_multioutput",
+    "check_classifiers_classes", "check_classifiers_train", "check_dont_overwrite_parameters",
+    "check_dtype_object", "check_estimators_dtypes", "check_estimators_fit_returns_self",
+    "check_estimators_pickle", "check_fit2d_1feature", "check_fit_idempotent",
+    "check_pipeline_consistency", "check_positive_only_tag_during_fit",
+    "check_regressor_data_not_an_array", "check_regressors_int", "check_regressors_train",
+    "check_sample_weight_equivalence_on_dense_data", "check_sample_weights_not_overwritten",
+    "check_sample_weights_shape", "check_supervised_y_2d",
+}
+
+
+def _check_name(check):
+    return getattr(check, "func", check).__name__  # checks come as functools.partial
+
+
+def _mark_slow_checks(parametrize):
+    """``parametrize`` (from parametrize_with_checks) with the checks of
+    SLOW_CHECKS marked slow; the ids and other marks are unchanged."""
+    argnames, argvalues = parametrize.args
+    params = []
+    for value in argvalues:
+        if not isinstance(value, ParameterSet):
+            value = ParameterSet(value, (), None)
+        marks = list(value.marks)
+        if _check_name(value.values[1]) in SLOW_CHECKS:
+            marks.append(pytest.mark.slow)
+        params.append(pytest.param(*value.values, marks=marks, id=value.id))
+    return pytest.mark.parametrize(argnames, params, **parametrize.kwargs)
+
+
+@_mark_slow_checks(parametrize_with_checks(ESTIMATORS,
+                                           expected_failed_checks=expected_failed_checks))
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

@@ -38,12 +38,14 @@ def runs(tmp_path_factory):
                 out=double)
 
 
+@pytest.mark.slow
 def test_every_rank_ends_with_the_same_fitted_network(runs):
     first, second = runs["ranks"]
     for name in FITS:
         assert first[name] == second[name], name  # digest, accuracy, epochs
 
 
+@pytest.mark.slow
 def test_two_processes_reach_the_single_process_accuracy(runs):
     single, parallel = runs["single"], runs["ranks"][0]
     # the same global batches and averaged gradients: the MLP's fit is the
@@ -57,6 +59,7 @@ def test_two_processes_reach_the_single_process_accuracy(runs):
     # the image fit has random_state=None: only its ranks are compared (above)
 
 
+@pytest.mark.slow
 def test_the_main_process_alone_saves_and_the_model_loads_anywhere(runs):
     out = runs["out"]
     assert sorted(p.name for p in out.glob("*.joblib")) == [
@@ -70,11 +73,13 @@ def test_the_main_process_alone_saves_and_the_model_loads_anywhere(runs):
     assert accuracy == pytest.approx(runs["ranks"][0]["tabular"]["accuracy"])
 
 
+@pytest.mark.slow
 def test_ranks_draw_rank_zeros_seed(runs):
     first, second = runs["ranks"]
     assert first["seed"] == second["seed"]
 
 
+@pytest.mark.slow
 def test_a_launch_refuses_sharded_data_and_batches_it_cannot_split(runs):
     assert runs["single"]["errors"] == []
     for rank, report in enumerate(runs["ranks"]):

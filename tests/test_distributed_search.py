@@ -1,4 +1,4 @@
-"""Parallel searches through joblib (issue 14): GridSearchCV,
+"""Parallel searches through joblib: GridSearchCV,
 RandomizedSearchCV and cross_validate of the estimators on loky, on a Dask
 cluster (``distributed.LocalCluster``, two single-threaded worker processes)
 and on a local Ray instance (two CPUs) score exactly as the serial run with
@@ -125,6 +125,7 @@ def test_loky_grid_search_scores_as_the_serial_one(tabular, serial):
     assert_same_search(search, serial["grid"])
 
 
+@pytest.mark.slow
 def test_dask_grid_search_scores_as_the_serial_one(tabular, serial, dask_cluster):
     with joblib.parallel_backend("dask"):
         assert os.getpid() not in worker_pids()
@@ -132,6 +133,7 @@ def test_dask_grid_search_scores_as_the_serial_one(tabular, serial, dask_cluster
     assert_same_search(search, serial["grid"])
 
 
+@pytest.mark.slow
 def test_ray_grid_search_scores_as_the_serial_one(tabular, serial, ray_instance):
     with joblib.parallel_backend("ray"):
         assert os.getpid() not in worker_pids()
@@ -139,6 +141,7 @@ def test_ray_grid_search_scores_as_the_serial_one(tabular, serial, ray_instance)
     assert_same_search(search, serial["grid"])
 
 
+@pytest.mark.slow
 def test_dask_randomized_search_draws_and_scores_as_the_serial_one(tabular, serial,
                                                                   dask_cluster):
     with joblib.parallel_backend("dask"):
@@ -146,6 +149,7 @@ def test_dask_randomized_search_draws_and_scores_as_the_serial_one(tabular, seri
     assert_same_search(search, serial["randomized"])
 
 
+@pytest.mark.slow
 def test_dask_cross_validate_fits_the_same_networks(tabular, serial, dask_cluster):
     X, y = tabular
     with joblib.parallel_backend("dask"):
@@ -162,6 +166,7 @@ def disk_rows(cache_dir) -> list[str]:
     return [key for chunk in cache_dir.rglob("keys.npy") for key in np.load(chunk).tolist()]
 
 
+@pytest.mark.slow
 def test_frozen_grid_on_dask_workers_shares_activations_through_cache_dir(
         digits_small, dask_cluster, tmp_path):
     """Each image's frozen activations are computed once in total by the

@@ -16,6 +16,7 @@ from .conftest import fast_params
 FEATURES = dict(backbone="mobilenet_v2", weights="IMAGENET1K_V1", image_size=32, device="cpu")
 
 
+@pytest.mark.slow
 def test_feature_transfer_pipeline_on_digits(digits_small):
     X, y, X_test, y_test = digits_small
     pipe = make_pipeline(TransferFeatures(**FEATURES), LogisticRegression(max_iter=2000))
@@ -48,6 +49,7 @@ def test_stage_cut_and_its_errors(digits_small):
         TransferFeatures(**FEATURES, stage=6).fit(X[:2])
 
 
+@pytest.mark.slow
 def test_grid_search_over_the_cut(digits_small):
     X, y, _, _ = digits_small
     pipe = make_pipeline(TransferFeatures(**FEATURES), LogisticRegression(max_iter=2000))
@@ -65,6 +67,7 @@ def test_errors_before_fit_and_on_another_layout(digits_small):
         feats.transform(np.repeat(X[:2, ..., None], 3, axis=-1))
 
 
+@pytest.mark.slow
 def test_fitted_estimator_backbone_gives_its_fine_tuned_trunk(digits_small):
     X, y, _, _ = digits_small
     source = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1)).fit(X, y)
@@ -76,6 +79,7 @@ def test_fitted_estimator_backbone_gives_its_fine_tuned_trunk(digits_small):
         assert torch.equal(a, b) and a is not b
 
 
+@pytest.mark.slow
 def test_tabular_source_is_rejected():
     from sklearn.datasets import load_digits
 

@@ -394,6 +394,7 @@ def test_predict_with_the_fit_layout_at_another_size(fitted_on_rgb_arrays):
     assert set(fitted_on_rgb_arrays.predict(X)) <= {0, 1}
 
 
+@pytest.mark.slow
 def test_fit_on_paths_then_predict_on_pil_images(png_paths):
     clf = fast_classifier().fit(png_paths, ["a", "b", "a", "b"])
     images = [Image.open(p) for p in png_paths[:2]]

@@ -155,6 +155,7 @@ def _run(code: str) -> str:
     return result.stdout
 
 
+@pytest.mark.slow
 def test_every_module_imports_on_its_own():
     # one interpreter (torch stays loaded between modules), but each module is
     # imported with no sktransfer module loaded before it
@@ -180,6 +181,7 @@ def test_import_does_not_load_torch(statement):
     assert loaded.strip() == "[]"
 
 
+@pytest.mark.slow
 def test_torch_loads_on_first_use():
     code = """
 import sys

@@ -1,4 +1,4 @@
-"""Partial labels (issue 13): -1 / NaN mark unlabeled samples, which are
+"""Partial labels: -1 / NaN mark unlabeled samples, which are
 ignored, pseudo-labeled (pseudo-labeling, FixMatch) or used as the target
 domain of an alignment (CORAL, MMD, DANN); scoring leaves them out."""
 
@@ -171,6 +171,7 @@ def test_ramp_goes_from_zero_to_one():
 # -- training with unlabeled samples --------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method, adaptation", [
     (method, adaptation) for method in ("pseudo_label", None)
     for adaptation in ("coral", "mmd", "dann", None) if method or adaptation])
@@ -209,6 +210,7 @@ def _coral_distance(clf, X_source, X_target):
     return coral_loss(source, target).item()
 
 
+@pytest.mark.slow
 def test_domain_adaptation_aligns_the_domains_features(digits):
     X, y, _, _ = digits
     # the target domain: the same digits with inverted, brightened pixels
@@ -348,6 +350,7 @@ def test_multi_task_classifier_follows_scikit_learn_multi_output(tasks):
                 == Y[400:][Y_missing[400:, 1] != -1, 1])]))
 
 
+@pytest.mark.slow
 def test_multi_task_probe_is_each_tasks_own_probe(tasks):
     X, _, Y_missing = tasks
     both = mlp(freeze_depth="all").fit(X, Y_missing)

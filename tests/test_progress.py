@@ -101,6 +101,7 @@ def test_pretrained_classifier_search():
     _assert_search_bar(file, bar, search)
 
 
+@pytest.mark.slow
 def test_dask_workers(iris, tmp_path):
     distributed = pytest.importorskip("distributed")
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
@@ -111,6 +112,7 @@ def test_dask_workers(iris, tmp_path):
     _assert_search_bar(file, bar, search)
 
 
+@pytest.mark.slow
 def test_ray_workers(iris, ray_instance):
     search = _search_cv(n_jobs=2)
     file, bar = _fit_with_bar(search, *iris, backend="ray")

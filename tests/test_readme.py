@@ -35,6 +35,7 @@ def test_the_readme_has_its_blocks():
     assert len(blocks()) >= 8
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index", range(len(blocks())))
 def test_readme_block_runs_alone(index, tmp_path, monkeypatch):
     code = blocks()[index]

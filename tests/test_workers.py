@@ -1,5 +1,4 @@
-"""One device per worker, and torch threads per worker (issue 14): the
-assignment logic with simulated device lists and worker identities."""
+"""One device per worker, and torch threads per worker: the assignment logic with simulated device lists and worker identities."""
 
 import multiprocessing
 import types
@@ -67,6 +66,7 @@ def _probe():
     return multiprocessing.current_process().name, worker_index()
 
 
+@pytest.mark.slow
 def test_loky_workers_get_distinct_stable_indices():
     results = Parallel(n_jobs=2)(delayed(_probe)() for _ in range(6))
     for name, index in results:

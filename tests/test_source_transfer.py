@@ -1,16 +1,16 @@
-"""Source -> target transfer, save_weights, the regressor and tabular inputs,
-on real data (sklearn digits and diabetes; MNIST for images)."""
+"""A fitted estimator as the source of another (``backbone=estimator``), and
+its weights saved to a file (``save_weights``, ``weights=path``): the trunk is
+copied and never modified, the head kept or rebuilt (``source_head``),
+classification to regression and back, on sklearn's digits."""
 
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_diabetes, load_digits
+from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 
 from sktransfer import PretrainedClassifier, TransferRegressor
-
-from .conftest import fast_params
 
 MLP = dict(backbone="mlp", hidden_layer_sizes=(64, 32), lr=1e-2, max_epochs=15,
            batch_size=32, device="cpu", random_state=0)
@@ -58,6 +58,7 @@ def test_fine_tuning_starts_from_the_source_weights(source, digits):
     assert all(torch.allclose(after[k], src[k], atol=1e-6) for k in src)
 
 
+@pytest.mark.slow
 def test_clone_and_grid_search_start_from_the_source_and_never_refit_it(source, digits):
     X, y = digits
     src = _trunk_params(source)
@@ -135,69 +136,6 @@ def test_save_weights_needs_safetensors_suffix(source, tmp_path):
         source.save_weights(tmp_path / "w.pth")
 
 
-def test_image_source_to_image_regression(digits_small):
-    X, y, X_test, _ = digits_small
-    src = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1)).fit(X, y)
-    ink = X.reshape(len(X), -1).mean(axis=1) / 255.0  # a real property of each image
-    reg = TransferRegressor(backbone=src, freeze_depth="all", max_epochs=2, lr=1e-2,
-                            device="cpu", random_state=0).fit(X, ink)
-    assert reg.image_size_ == 32  # the source's input size carries over
-    assert reg.predict(X_test).shape == (len(X_test),)
-    assert _same(_trunk_params(reg), _trunk_params(src))
-
-
-def test_regressor_on_diabetes_scores_r2():
-    X, y = load_diabetes(return_X_y=True)
-    X = (X - X.mean(0)) / X.std(0)
-    for loss in ("squared_error", "huber", "absolute_error"):
-        reg = TransferRegressor(**dict(MLP, loss=loss, hidden_layer_sizes=(32,), max_epochs=30,
-                                       lr=1e-3)).fit(X[:300], y[:300])
-        pred = reg.predict(X[300:])
-        assert pred.dtype == np.float64 and pred.shape == (len(X) - 300,)
-        assert reg.score(X[300:], y[300:]) > 0.3, loss
-
-
-def test_regressor_multi_output_and_target_scaling():
-    X, y = load_diabetes(return_X_y=True)
-    Y = np.column_stack([y, 1000.0 + 0.01 * y])  # very different scales
-    reg = TransferRegressor(**dict(MLP, hidden_layer_sizes=(32,), max_epochs=20, lr=1e-3))
-    reg.fit(X, Y)
-    pred = reg.predict(X)
-    assert pred.shape == (len(X), 2)
-    np.testing.assert_allclose(pred.mean(axis=0), Y.mean(axis=0), rtol=0.05)
-
-
-def test_sample_weight_changes_the_fit(digits):
-    X, y = digits
-    X, y = X[y < 2][:100], y[y < 2][:100]
-    w = np.where(y == 0, 10.0, 0.1)
-    plain = PretrainedClassifier(**MLP).fit(X, y)
-    weighted = PretrainedClassifier(**MLP).fit(X, y, sample_weight=w)
-    assert weighted.predict_proba(X)[:, 0].mean() > plain.predict_proba(X)[:, 0].mean()
-    with pytest.raises(ValueError, match="non-zero"):
-        PretrainedClassifier(**MLP).fit(X, y, sample_weight=np.zeros(len(y)))
-
-
-def test_pandas_dataframe_sets_feature_names(digits):
-    pd = pytest.importorskip("pandas")
-    X, y = digits
-    frame = pd.DataFrame(X[:200], columns=[f"px{i}" for i in range(64)])
-    clf = PretrainedClassifier(**dict(MLP, max_epochs=2)).fit(frame, y[:200])
-    assert list(clf.feature_names_in_) == list(frame.columns)
-    assert clf.n_features_in_ == 64
-    with pytest.raises(ValueError, match="feature names should match"):
-        clf.predict(frame.iloc[:5, :10])
-    with pytest.warns(UserWarning, match="does not have valid feature names"):
-        plain = clf.predict(X[:5])
-    np.testing.assert_array_equal(clf.predict(frame[:5]), plain)
-
-
-def test_integer_tabular_input_is_accepted(digits):
-    X, y = load_digits(return_X_y=True)  # int64 pixel counts
-    clf = PretrainedClassifier(**dict(MLP, max_epochs=3)).fit(X.astype(np.int64), y)
-    assert clf.score(X, y) > 0.8
-
-
 def _head(est):
     return [p.detach().clone() for p in est.net_.module_.head.parameters()]
 
@@ -222,6 +160,7 @@ def test_source_head_modes(source, digits):
         PretrainedClassifier(**dict(still, source_head="keep")).fit(X, y)
 
 
+@pytest.mark.slow
 def test_file_and_estimator_routes_start_from_the_same_network(source, digits, tmp_path):
     X, y = digits
     path = source.save_weights(tmp_path / "source.safetensors")
@@ -233,15 +172,3 @@ def test_file_and_estimator_routes_start_from_the_same_network(source, digits, t
     # a kept head comes back bit for bit in float64
     kept = PretrainedClassifier(**dict(still, weights=path)).fit(X[y < 5], y[y < 5])
     assert all(torch.equal(a, b) for a, b in zip(_head(kept), _head(source)))
-
-
-def test_nn_module_backbone_on_tabular_data(digits):
-    X, y = digits  # float64 features
-    backbone = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(),
-                                   torch.nn.Linear(32, 16), torch.nn.ReLU())
-    clf = PretrainedClassifier(backbone, max_epochs=10, lr=1e-2, device="cpu",
-                               random_state=0).fit(X, y)
-    assert clf.input_kind_ == "tabular" and clf.n_features_in_ == 64
-    assert clf.n_stages_ == 2 and clf.net_.module_.head[-1].in_features == 16
-    assert next(clf.net_.module_.parameters()).dtype == torch.float64
-    assert clf.score(X, y) > 0.8

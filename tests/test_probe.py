@@ -1,6 +1,7 @@
-"""Training that converges at any data size (issue 11): the exact linear
-probe, probe-then-fine-tune, tol / n_iter_no_change and ConvergenceWarning,
-the "auto" epoch budget, and weights="DEFAULT" resolved offline."""
+"""The exact linear probe (sktransfer._nn.probe): with every trunk stage
+frozen and a linear head, the head is solved as LogisticRegression / Ridge
+would solve it, its penalty chosen by cross-validation; and probe-then-fine-
+tune (``head_init="probe"``)."""
 
 import inspect
 import warnings
@@ -15,8 +16,6 @@ from sklearn.model_selection import StratifiedKFold
 
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
 from sktransfer._nn import probe
-from sktransfer._nn import weights as w
-from sktransfer._nn.engine import budget_epochs
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +32,6 @@ def tabular():
     return X / 16.0, y
 
 
-# scikit-learn 1.9 deprecates two defaults of LogisticRegressionCV; these keep
-# today's behaviour (an L2 path; C_ stays) without the warnings
 CV_OPTIONS = {name: value for name, value in
               (("use_legacy_attributes", False), ("l1_ratios", (0.0,)))
               if name in inspect.signature(LogisticRegressionCV).parameters}
@@ -53,7 +50,7 @@ def frozen_features(tiny_backbone, X):
     return TransferFeatures(name, weights=weights, device="cpu", cache=False).fit_transform(X)
 
 
-# -- the exact linear probe ---------------------------------------------------------------
+# -- the exact linear probe ------------------------------------------------------------
 
 
 def test_exact_probe_head_is_the_logistic_regression_solution(tiny_backbone, digits32):
@@ -114,6 +111,7 @@ def test_probe_solver_matches_scikit_learn(tabular, n_classes):
                                reference.predict_proba(X), atol=1e-4)
 
 
+@pytest.mark.slow
 def test_probe_penalty_search_agrees_with_logistic_regression_cv(tabular):
     X, y = tabular
     X, y = X[:400], y[:400]
@@ -134,7 +132,7 @@ def test_probe_is_used_only_when_it_is_exact(tiny_backbone, digits32):
     assert hidden.n_iter_ == 2 and not hasattr(hidden, "probe_alpha_")
 
 
-# -- probe, then fine-tune -------------------------------------------------------------------
+# -- probe, then fine-tune -------------------------------------------------------------
 
 
 def test_lp_ft_starts_from_the_probe(tiny_backbone, digits32):
@@ -160,94 +158,3 @@ def test_lp_ft_needs_a_linear_head(tiny_backbone, digits32):
     X, y = digits32
     with pytest.raises(ValueError, match=r"head_init='probe' .* needs a linear head"):
         PretrainedClassifier(**tiny(tiny_backbone, head_init="probe", head=(8,))).fit(X, y)
-
-
-# -- convergence -------------------------------------------------------------------------------
-
-
-def test_convergence_warning_when_the_budget_ends_the_fit(tabular):
-    X, y = tabular
-    clf = PretrainedClassifier("mlp", max_epochs=2, device="cpu", random_state=0)
-    with pytest.warns(ConvergenceWarning, match="stopped at its epoch budget"):
-        clf.fit(X, y)
-    assert clf.n_iter_ == 2
-
-
-def test_no_warning_when_the_loss_stops_improving_by_tol(tabular):
-    X, y = tabular
-    clf = PretrainedClassifier("mlp", tol=10.0, n_iter_no_change=2, max_epochs=50,
-                               device="cpu", random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        clf.fit(X, y)
-    # the first epoch sets the best loss; no later one beats it by 10: the
-    # count passes n_iter_no_change=2 after epoch 4, then the rate cools down
-    # to zero over n_iter_no_change // 2 = 1 more epoch
-    assert clf.n_iter_ == 5
-
-
-def test_early_stopping_stops_once_the_validation_score_stalls(tabular):
-    X, y = tabular
-    keep = y < 2  # 0 vs 1: the validation accuracy reaches 1.0 at once
-    clf = PretrainedClassifier("mlp", early_stopping=True, n_iter_no_change=3,
-                               max_epochs=100, lr=1e-2, device="cpu", random_state=0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        clf.fit(X[keep], y[keep])
-    scores = [row["valid_score"] for row in clf.history_]
-    assert clf.n_iter_ < 20 and max(scores) == 1.0
-    assert clf.best_epoch_ == int(np.argmax(scores)) + 1
-
-
-def test_the_rate_cools_down_to_zero_before_a_converged_fit_stops(tabular):
-    X, y = tabular
-    clf = PretrainedClassifier("mlp", tol=10.0, n_iter_no_change=4, max_epochs=50,
-                               lr_schedule="constant", warmup_epochs=0, batch_size=200,
-                               device="cpu", random_state=0).fit(X, y)
-    # fires after epoch 6, then 2 cool-down epochs of 9 steps each
-    assert clf.n_iter_ == 8
-    assert clf.net_.optimizer_.param_groups[-1]["lr"] == pytest.approx(1e-3 / 18)
-
-
-def test_auto_budget_serves_small_and_large_data():
-    assert budget_epochs("auto", 25, 32) == 200  # 200 steps for 25 samples, not 10
-    assert budget_epochs("auto", 1_000, 32) == 32  # about 1,000 steps
-    assert budget_epochs("auto", 50_000, 32) == 10  # no longer than the former default
-    assert budget_epochs(7, 25, 32) == 7
-
-
-def test_a_25_sample_target_converges_with_defaults(tabular):
-    X, y = tabular
-    rng = np.random.RandomState(0)
-    rows = np.concatenate([rng.choice(np.where(y == c)[0], 5, replace=False) for c in range(5)])
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        clf = PretrainedClassifier("mlp", device="cpu", random_state=0).fit(X[rows], y[rows])
-    assert clf.score(X[rows], y[rows]) == 1.0 and clf.n_iter_ < 200
-
-
-# -- weights="DEFAULT" offline --------------------------------------------------------------
-
-
-def test_default_weights_are_the_best_local_ones(monkeypatch):
-    from torchvision import models as tvm
-
-    enum = tvm.get_model_weights("mobilenet_v2")
-    real = w.find_local_file
-    monkeypatch.setattr(w, "find_local_file",
-                        lambda name: None if name == "mobilenet_v2-7ebf99e0.pth" else real(name))
-    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.IMAGENET1K_V1
-    monkeypatch.setattr(w, "find_local_file", lambda name: f"/somewhere/{name}")
-    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.DEFAULT  # V2: both here
-    monkeypatch.setattr(w, "find_local_file", lambda name: None)
-    assert w.torchvision_weights("mobilenet_v2", "DEFAULT") is enum.DEFAULT  # download it
-
-
-def test_default_classifier_works_offline_and_names_its_weights(digits32, capsys):
-    X, y = digits32
-    clf = PretrainedClassifier(image_size=32, max_epochs=1, device="cpu", verbose=1)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        clf.fit(X[:20], y[:20])
-    assert clf.weights_ == "IMAGENET1K_V1"
-    assert "mobilenet_v2 with weights 'IMAGENET1K_V1'" in capsys.readouterr().out

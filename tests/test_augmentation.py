@@ -1,0 +1,54 @@
+"""Data augmentation (``augment``): applied to training batches only, its
+"auto" default (images only), refused for tabular data."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+from sktransfer import PretrainedClassifier
+from sktransfer._nn.engine import resolve_augment
+
+from .conftest import fast_params
+
+MLP = dict(backbone="mlp", hidden_layer_sizes=(32, 16), lr=1e-2, max_epochs=3,
+           batch_size=64, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:400] / 16.0, y[:400]
+
+
+@pytest.mark.slow
+def test_augmentation_applies_to_training_batches_only(digits_small):
+    from sktransfer._images import check_images
+    from sktransfer._nn.data import ImageDataset
+    from sktransfer._nn.backbones import Preprocessing
+
+    X, y, _, _ = digits_small
+    prep = Preprocessing(32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+    train = ImageDataset(check_images(X), prep, 32, y, augment="light")
+    plain = ImageDataset(check_images(X), prep, 32, y)
+    torch.manual_seed(0)
+    assert not torch.equal(train[0][0], train[0][0])
+    assert torch.equal(plain[0][0], plain[0][0])
+    assert train[0][0].shape == plain[0][0].shape == (3, 32, 32)
+    est = PretrainedClassifier(**fast_params(augment="standard", max_epochs=1)).fit(X, y)
+    np.testing.assert_array_equal(est.predict_proba(X[:5]), est.predict_proba(X[:5]))
+
+
+def test_augment_with_tabular_data_is_rejected(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="images only"):
+        PretrainedClassifier(**dict(MLP, augment="light")).fit(X, y)
+
+
+def test_default_recipe_augments_images_only(digits):
+    X, y = digits
+    clf = PretrainedClassifier()
+    assert (clf.lr_schedule, clf.warmup_epochs, clf.augment) == ("cosine", 1.0, "auto")
+    assert resolve_augment(clf.augment, "images", clf.freeze_depth, clf.unfreeze_at) == "light"
+    assert resolve_augment(clf.augment, "tabular", clf.freeze_depth, clf.unfreeze_at) is None
+    PretrainedClassifier(**MLP).fit(X, y)  # "auto" never rejects tabular data
