@@ -23,13 +23,36 @@ class BackboneSpec(BaseEstimator):
 
     input_kind: str = ""
 
-    def check(self, parameter: str = "backbone") -> None:
-        """Raise ``ValueError`` naming ``parameter__<setting>`` for an invalid
-        setting."""
+    def check(self, parameter="backbone"):
+        """Check the settings.
+
+        Parameters
+        ----------
+        parameter : str, default="backbone"
+            The estimator parameter that holds this backbone (for messages).
+
+        Raises
+        ------
+        ValueError
+            When a setting is invalid; the message names the setting.
+        """
         try:
             self._validate_params()
         except ValueError as exc:
             raise ValueError(f"{parameter}: {exc}") from None
+        self._check_settings(parameter)
+
+    def _check_settings(self, parameter: str) -> None:
+        """Raise ``ValueError`` for settings the constraints cannot express."""
+
+    def __sklearn_clone__(self):
+        # a fitted estimator given as the network is the source of the
+        # transfer, not a sub-estimator to refit: it is passed on as it is
+        params = self.get_params(deep=False)
+        name = params.get("name")
+        if hasattr(name, "fit") and hasattr(name, "net_"):
+            return type(self)(**params)
+        return super().__sklearn_clone__()
 
 
 class ImageBackbone(BackboneSpec):
@@ -65,20 +88,12 @@ class ImageBackbone(BackboneSpec):
         self.name = name
         self.image_size = image_size
 
-    def check(self, parameter: str = "backbone") -> None:
-        super().check(parameter)
+    def _check_settings(self, parameter: str) -> None:
         if isinstance(self.name, str) and (self.name == opt.MLP or is_text_backbone(self.name)):
             raise ValueError(
                 f"{parameter}__name={self.name!r} is not an image backbone; pass it as "
                 f"{parameter}={self.name!r} (or MLP(...) / TextEncoder(...))."
             )
-
-    def __sklearn_clone__(self):
-        # a fitted estimator given as the network is the source of the
-        # transfer, not a sub-estimator to refit: it is passed on as it is
-        if hasattr(self.name, "fit") and hasattr(self.name, "net_"):
-            return type(self)(self.name, image_size=self.image_size)
-        return super().__sklearn_clone__()
 
 
 class MLP(BackboneSpec):
@@ -114,8 +129,7 @@ class MLP(BackboneSpec):
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
 
-    def check(self, parameter: str = "backbone") -> None:
-        super().check(parameter)
+    def _check_settings(self, parameter: str) -> None:
         sizes = tuple(self.hidden_layer_sizes)
         if not sizes or not all(isinstance(s, Integral) and not isinstance(s, bool) and s > 0
                                 for s in sizes):
@@ -130,9 +144,13 @@ class TextEncoder(BackboneSpec):
 
     Parameters
     ----------
-    name : str, default="all-MiniLM-L6-v2"
+    name : str or fitted estimator, default="all-MiniLM-L6-v2"
         A text registry name (``sktransfer.list_backbones()``), a local
-        Hugging Face model directory, or a hub id ("owner/name").
+        Hugging Face model directory, a hub id ("owner/name"), or a fitted
+        text :class:`PretrainedClassifier` / :class:`TransferRegressor` whose
+        trunk is transferred with these settings (``clone`` passes it on as
+        it is; given alone as ``backbone``, a fitted estimator keeps its
+        own settings).
     max_length : int, default=128
         Texts are truncated at this many tokens (capped by the model's own
         limit); each batch is padded to its longest text.
@@ -150,7 +168,7 @@ class TextEncoder(BackboneSpec):
 
     input_kind = opt.TEXT
     _parameter_constraints = {
-        "name": [str],
+        "name": [str, HasMethods(["fit", "predict"])],
         "max_length": [Interval(Integral, 2, None, closed="left")],
         "pooling": [StrOptions(set(opt.POOLINGS))],
     }
@@ -160,9 +178,8 @@ class TextEncoder(BackboneSpec):
         self.max_length = max_length
         self.pooling = pooling
 
-    def check(self, parameter: str = "backbone") -> None:
-        super().check(parameter)
-        if not is_text_backbone(self.name):
+    def _check_settings(self, parameter: str) -> None:
+        if isinstance(self.name, str) and not is_text_backbone(self.name):
             raise ValueError(
                 f"{parameter}__name={self.name!r} is not a text encoder: use a text registry "
                 "name (sktransfer.list_backbones()), a local Hugging Face model directory "
@@ -192,5 +209,6 @@ def declared_input_kind(backbone) -> str | None:
 
 def network_of(backbone):
     """The network a backbone value names: a registry name, a module or a
-    fitted estimator (an ``ImageBackbone``'s ``name``), else the value."""
-    return backbone.name if isinstance(backbone, ImageBackbone) else backbone
+    fitted estimator (an ``ImageBackbone``'s or a ``TextEncoder``'s
+    ``name``), else the value."""
+    return backbone.name if isinstance(backbone, (ImageBackbone, TextEncoder)) else backbone

@@ -36,10 +36,30 @@ class Method(BaseEstimator):
 
     shorthand: str = ""
 
-    def check(self, *, parameter: str, task: str, input_kind: str, multi_task: bool) -> None:
-        """Raise ``ValueError`` when this method cannot serve the fit
-        described (``parameter`` is the estimator parameter holding it)."""
+    def check(self, *, parameter, task, input_kind, multi_task=False):
+        """Check the settings and that this method can serve a fit.
+
+        Parameters
+        ----------
+        parameter : str
+            The estimator parameter that holds this method (for messages).
+        task : {"classification", "regression"}
+            What the estimator predicts.
+        input_kind : {"images", "tabular", "text"}
+            What the estimator is fitted on.
+        multi_task : bool, default=False
+            Whether a classifier's ``y`` has one column per task.
+
+        Raises
+        ------
+        ValueError
+            When a setting is invalid or the method cannot serve such a fit.
+        """
         self._validate_params()
+        self._check_fit(f"{parameter}={self!r}", task, input_kind, multi_task)
+
+    def _check_fit(self, name: str, task: str, input_kind: str, multi_task: bool) -> None:
+        """Raise ``ValueError`` when the method cannot serve the fit."""
 
     def __repr__(self, N_CHAR_MAX=700):
         return super().__repr__(N_CHAR_MAX)
@@ -61,10 +81,34 @@ class SemiSupervised(Method):
         "ratio": [Interval(Integral, 1, None, closed="left")],
     }
 
-    def check(self, *, parameter, task, input_kind, multi_task):
-        super().check(parameter=parameter, task=task, input_kind=input_kind,
-                      multi_task=multi_task)
-        name = f"{parameter}={self!r}"
+    def loss(self, logits, targets_from, progress):
+        """The unlabeled samples' term of a training batch.
+
+        Parameters
+        ----------
+        logits : torch.Tensor of shape (n_unlabeled, n_classes)
+            The network's logits on the unlabeled samples (for two views: on
+            the strong views).
+        targets_from : torch.Tensor of shape (n_unlabeled, n_classes)
+            The logits whose confident predictions become the targets (the
+            same logits, or the weak views').
+        progress : float
+            The ramp of training so far, from 0 to 1.
+
+        Returns
+        -------
+        weighted : torch.Tensor
+            The term as it is added to the loss.
+        term : torch.Tensor
+            The term before its weight (what the history records).
+        """
+        term = _partial().pseudo_label_loss(logits, targets_from, self.threshold)
+        return self.weight * self._scale(progress) * term, term
+
+    def _scale(self, progress: float) -> float:
+        return progress
+
+    def _check_fit(self, name, task, input_kind, multi_task):
         if task != "classification":
             raise ValueError(
                 f"{name} turns confident class predictions into targets, which a "
@@ -112,12 +156,6 @@ class PseudoLabel(SemiSupervised):
         self.weight = weight
         self.ratio = ratio
 
-    def loss(self, own_logits, progress: float):
-        """The weighted unlabeled term and the term itself (for the history),
-        from the logits of the unlabeled samples."""
-        term = _partial().pseudo_label_loss(own_logits, own_logits, self.threshold)
-        return self.weight * progress * term, term
-
 
 class FixMatch(SemiSupervised):
     """FixMatch (Sohn et al., NeurIPS 2020), for images: the prediction on a
@@ -153,20 +191,16 @@ class FixMatch(SemiSupervised):
         self.weight = weight
         self.ratio = ratio
 
-    def check(self, *, parameter, task, input_kind, multi_task):
-        super().check(parameter=parameter, task=task, input_kind=input_kind,
-                      multi_task=multi_task)
+    def _check_fit(self, name, task, input_kind, multi_task):
+        super()._check_fit(name, task, input_kind, multi_task)
         if input_kind != opt.IMAGES:
             raise ValueError(
-                f"{parameter}={self!r} needs images (it trains on augmented views); got "
-                f"{input_kind} data. Use unlabeled=PseudoLabel() ('pseudo_label')."
+                f"{name} needs images (it trains on augmented views); got {input_kind} "
+                "data. Use unlabeled=PseudoLabel() ('pseudo_label')."
             )
 
-    def loss(self, strong_logits, weak_logits, progress: float):
-        """The weighted unlabeled term and the term itself: the strong views
-        trained toward the weak views' confident predictions."""
-        term = _partial().pseudo_label_loss(strong_logits, weak_logits, self.threshold)
-        return self.weight * term, term
+    def _scale(self, progress: float) -> float:
+        return 1.0  # constant, as in the paper
 
 
 # -- domain adaptation ----------------------------------------------------------------------
@@ -184,9 +218,47 @@ class Alignment(Method):
     def __init__(self, strength=1.0):
         self.strength = strength
 
-    def extra_module(self, n_features: int):
-        """A training-only module the loss needs (None: none)."""
+    def extra_module(self, n_features):
+        """The training-only module the loss needs, if any.
+
+        Parameters
+        ----------
+        n_features : int
+            Size of the trunk's features.
+
+        Returns
+        -------
+        module : torch.nn.Module or None
+            A module the net trains with the head (DANN's domain
+            classifier), or None.
+        """
+        return self._extra_module(int(n_features))
+
+    def _extra_module(self, n_features: int):
         return None
+
+    def loss(self, source, target, progress, module=None):
+        """The alignment term of a training batch.
+
+        Parameters
+        ----------
+        source : torch.Tensor of shape (n_labeled, n_features)
+            The trunk's features of the labeled samples (the source domain).
+        target : torch.Tensor of shape (n_unlabeled, n_features)
+            The trunk's features of the unlabeled samples (the target domain).
+        progress : float
+            The ramp of training so far, from 0 to 1.
+        module : torch.nn.Module or None, default=None
+            The module of :meth:`extra_module`, when there is one.
+
+        Returns
+        -------
+        weighted : torch.Tensor
+            The term as it is added to the loss.
+        term : torch.Tensor
+            The term before its weight (what the history records).
+        """
+        return self._terms(source, target, progress, module)
 
 
 class Coral(Alignment):
@@ -207,8 +279,7 @@ class Coral(Alignment):
 
     shorthand = opt.CORAL
 
-    def loss(self, source, target, progress: float, module=None):
-        """The weighted alignment term and the term itself."""
+    def _terms(self, source, target, progress, module):
         term = _partial().coral_loss(source, target)
         return self.strength * progress * term, term
 
@@ -231,8 +302,7 @@ class MMD(Alignment):
 
     shorthand = opt.MMD
 
-    def loss(self, source, target, progress: float, module=None):
-        """The weighted alignment term and the term itself."""
+    def _terms(self, source, target, progress, module):
         term = _partial().mmd_loss(source, target)
         return self.strength * progress * term, term
 
@@ -257,12 +327,11 @@ class DANN(Alignment):
 
     shorthand = opt.DANN
 
-    def extra_module(self, n_features: int):
+    def _extra_module(self, n_features: int):
         return _partial().domain_classifier(n_features)
 
-    def loss(self, source, target, progress: float, module=None):
-        """The domain classifier's loss through the reversal (already scaled
-        by the reversal), twice: it is both the added and the logged term."""
+    def _terms(self, source, target, progress, module):
+        # the reversal scales the trunk's gradient: the term is added as it is
         term = _partial().dann_loss(module, source, target, self.strength * progress)
         return term, term
 
@@ -294,7 +363,21 @@ class L2SP(Method):
         self.strength = strength
 
     def penalty(self, module, reference):
-        """The weighted penalty of ``module``'s trunk against ``reference``."""
+        """The weighted penalty of a network's trunk.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The network being fine-tuned (its ``trunk`` is penalised).
+        reference : dict of str to torch.Tensor
+            The trunk's source parameters, by name.
+
+        Returns
+        -------
+        penalty : torch.Tensor
+            ``strength / 2`` times the squared distance of the trainable trunk
+            parameters to their source values.
+        """
         from ._nn.optim import l2sp_penalty
 
         return 0.5 * self.strength * l2sp_penalty(module, reference)

@@ -31,6 +31,7 @@ from ._backbone import (
     declared_input_kind,
 )
 from ._methods import Alignment, L2SP, SemiSupervised, resolve_method
+from . import _options as opt
 from ._options import IMAGES, TABULAR, TEXT
 
 # lr=None: the rate for the input kind (transformer encoders are fine-tuned
@@ -56,22 +57,17 @@ def input_kind(backbone, X, source=None) -> str:
 
 @dataclass(frozen=True)
 class BackboneGroup:
-    """Where the trunk comes from: ``source`` is an image registry name, an
-    ``nn.Module``, a backbone object (``MLP``, ``TextEncoder``) or a fitted
-    estimator's exported trunk; ``image_size`` is an ``ImageBackbone``'s."""
+    """Where the trunk comes from: ``source`` is a registry name ("mlp" or
+    a text encoder's included), an ``nn.Module`` or a fitted estimator's
+    exported trunk; ``image_size``, ``mlp`` and ``text`` are the settings of
+    the ``ImageBackbone``, ``MLP`` or ``TextEncoder`` given."""
 
     source: object
     weights: object
-    image_size: int | None
     source_head: str
-
-    @property
-    def mlp(self) -> MLP | None:
-        return self.source if isinstance(self.source, MLP) else None
-
-    @property
-    def text(self) -> TextEncoder | None:
-        return self.source if isinstance(self.source, TextEncoder) else None
+    image_size: int | None = None
+    mlp: MLP | None = None
+    text: TextEncoder | None = None
 
 
 @dataclass(frozen=True)
@@ -296,13 +292,14 @@ def _seed(random_state) -> int:
 
 def _backbone_group(params: _Params, source) -> BackboneGroup:
     value = backbone_object(params.take("backbone"))
+    settings = {}
     if isinstance(value, BackboneSpec):
         value.check()
-    image_size = None
-    if isinstance(value, ImageBackbone):
-        value, image_size = value.name, value.image_size
+        settings = {"image_size": value.image_size} if isinstance(value, ImageBackbone) else \
+            {"mlp": value} if isinstance(value, MLP) else {"text": value}
+        value = opt.MLP if isinstance(value, MLP) else value.name
     return BackboneGroup(source if source is not None else value, params.take("weights"),
-                         image_size, params.take("source_head"))
+                         params.take("source_head"), **settings)
 
 
 def _freezing_group(params: _Params) -> FreezingGroup:

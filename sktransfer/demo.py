@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import PretrainedClassifier
+from . import ImageBackbone, PretrainedClassifier
 
 
 def load_digits_split(n_train: int, n_test: int, seed: int):
@@ -37,7 +37,7 @@ def run(n_train=500, n_test=1000, image_size=64, max_epochs=6, seed=0, out="demo
     for label, weights in (("ImageNet pretrained", "IMAGENET1K_V1"), ("random init", None)):
         print(f"== {label} (weights={weights!r})")
         clf = PretrainedClassifier(
-            "mobilenet_v2", weights=weights, image_size=image_size,
+            ImageBackbone("mobilenet_v2", image_size=image_size), weights=weights,
             max_epochs=max_epochs, lr=1e-3, batch_size=32, random_state=seed,
             verbose=2,
         )

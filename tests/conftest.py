@@ -17,6 +17,8 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
+from sktransfer import L2SP, ImageBackbone, TextEncoder
+
 
 @pytest.fixture(scope="session")
 def mnist():
@@ -38,19 +40,21 @@ def digits_small(mnist):
 
 
 def fast_params(**overrides):
-    """Settings that keep a real MobileNetV2 fit to about a second on 2 cores."""
+    """Settings that keep a real MobileNetV2 fit to about a second on 2 cores;
+    ``backbone`` and ``image_size`` become ``ImageBackbone(backbone, image_size)``."""
     params = dict(
         backbone="mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
         max_epochs=2, batch_size=32, freeze_depth="all", lr=1e-2, random_state=0,
         device="cpu",
     )
     params.update(overrides)
+    params["backbone"] = ImageBackbone(params["backbone"], image_size=params.pop("image_size"))
     return params
 
 
 # Every fine-tuning option at once, for the clone / pickle / search tests
 ALL_OPTIONS = dict(freeze_depth=1, unfreeze_at=1, layer_decay=0.7, backbone_lr_mult=0.5,
-                   regularization="l2sp", bn_mode="frozen", lr_schedule="onecycle",
+                   regularization=L2SP(strength=0.05), bn_mode="frozen", lr_schedule="onecycle",
                    warmup_epochs=1, early_stopping=True, n_iter_no_change=2,
                    precision="bf16", max_grad_norm=1.0)
 
@@ -69,9 +73,12 @@ LABELS = np.array(["pos"] * len(POSITIVE) + ["neg"] * len(NEGATIVE))
 HELD_OUT = ["what a great and lovely movie", "boring, slow and awful"]
 
 
-def text_params(**overrides):
-    params = dict(backbone="all-MiniLM-L6-v2", max_length=16, batch_size=8, device="cpu",
-                  random_state=0)
+def text_params(max_length=16, pooling="mean", **overrides):
+    """Settings of a small MiniLM fit; ``max_length`` and ``pooling`` go to
+    its ``TextEncoder``."""
+    params = dict(backbone=TextEncoder("all-MiniLM-L6-v2", max_length=max_length,
+                                       pooling=pooling),
+                  batch_size=8, device="cpu", random_state=0)
     params.update(overrides)
     return params
 

@@ -78,7 +78,7 @@ def fits(out: pathlib.Path):
     import torch
 
     import sktransfer
-    from sktransfer import PretrainedClassifier
+    from sktransfer import ImageBackbone, PretrainedClassifier
 
     X, y, X_test, y_test = digits(600, 400)
     weights = out / "tinynet.pt"
@@ -93,7 +93,7 @@ def fits(out: pathlib.Path):
     # in the second epoch (DDP is rebuilt), a cosine schedule
     # random_state=None: every rank must still draw the same split and batches
     yield "images", PretrainedClassifier(
-        backbone="tinynet", weights=str(weights), image_size=32, freeze_depth=2,
+        backbone=ImageBackbone("tinynet", image_size=32), weights=str(weights), freeze_depth=2,
         unfreeze_at=1, early_stopping=True, max_epochs=8, n_iter_no_change=3,
         lr=3e-3, random_state=None, device="cpu"), X, y, X_test, y_test
     # labeled and unlabeled samples (-1): the partial-label batches and the

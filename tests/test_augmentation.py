@@ -6,12 +6,12 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from sktransfer import PretrainedClassifier
-from sktransfer._nn.engine import resolve_augment
+from sktransfer import MLP, PretrainedClassifier
+from sktransfer._recipe import Recipe
 
 from .conftest import fast_params
 
-MLP = dict(backbone="mlp", hidden_layer_sizes=(32, 16), lr=1e-2, max_epochs=3,
+MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(32, 16)), lr=1e-2, max_epochs=3,
            batch_size=64, device="cpu", random_state=0)
 
 
@@ -42,13 +42,13 @@ def test_augmentation_applies_to_training_batches_only(digits_small):
 def test_augment_with_tabular_data_is_rejected(digits):
     X, y = digits
     with pytest.raises(ValueError, match="images only"):
-        PretrainedClassifier(**dict(MLP, augment="light")).fit(X, y)
+        PretrainedClassifier(**dict(MLP_PARAMS, augment="light")).fit(X, y)
 
 
 def test_default_recipe_augments_images_only(digits):
     X, y = digits
     clf = PretrainedClassifier()
     assert (clf.lr_schedule, clf.warmup_epochs, clf.augment) == ("cosine", 1.0, "auto")
-    assert resolve_augment(clf.augment, "images", clf.freeze_depth, clf.unfreeze_at) == "light"
-    assert resolve_augment(clf.augment, "tabular", clf.freeze_depth, clf.unfreeze_at) is None
-    PretrainedClassifier(**MLP).fit(X, y)  # "auto" never rejects tabular data
+    assert Recipe.from_estimator(clf, input_kind="images").methods.augment == "light"
+    assert Recipe.from_estimator(clf, input_kind="tabular").methods.augment is None
+    PretrainedClassifier(**MLP_PARAMS).fit(X, y)  # "auto" never rejects tabular data

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torchvision import models as tvm
 
-from sktransfer import PretrainedClassifier, list_backbones
+from sktransfer import ImageBackbone, PretrainedClassifier, list_backbones
 from sktransfer._nn import backbones as bb
 from sktransfer._nn.backbones import Preprocessing
 from sktransfer._nn.freezing import freeze, frozen_stages
@@ -238,8 +238,8 @@ def test_freeze_a_stage_made_of_a_parameter():
 
 def test_freeze_depth_beyond_the_stages_through_the_estimator():
     X = np.zeros((4, 8, 8, 3), dtype=np.uint8)
-    clf = PretrainedClassifier("mobilenet_v2", weights=None, image_size=32, max_epochs=1,
-                               freeze_depth=6, random_state=0)
+    clf = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=32), weights=None,
+                               max_epochs=1, freeze_depth=6, random_state=0)
     with pytest.raises(ValueError, match=r"freeze_depth=6 but backbone 'mobilenet_v2' has 5 "
                                          r"stages; use an int from 0 to 5"):
         clf.fit(X, [0, 1, 0, 1])
@@ -340,7 +340,8 @@ def test_convnext_fails_below_its_minimum_size():
 
 @pytest.mark.parametrize("size", [1, 31])
 def test_image_size_below_the_minimum_is_refused(size):
-    clf = PretrainedClassifier("mobilenet_v2", weights=None, image_size=size, max_epochs=1)
+    clf = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=size), weights=None,
+                               max_epochs=1)
     with pytest.raises(ValueError, match=rf"'mobilenet_v2' needs images of at least 32 px; "
                                          rf"got image_size={size}"):
         clf.fit(np.zeros((4, 8, 8, 3), dtype=np.uint8), [0, 1, 0, 1])

@@ -1,5 +1,5 @@
 """What happens between epochs (sktransfer._nn.callbacks, and the epoch budget
-of sktransfer._nn.engine): learning-rate schedules, lr="auto"'s range test,
+of sktransfer._nn.net and its callbacks): learning-rate schedules, lr="auto"'s range test,
 gradual unfreezing (``unfreeze_at``), convergence (tol / n_iter_no_change,
 ConvergenceWarning, a diverged fit, the "auto" epoch budget) and early
 stopping."""
@@ -14,15 +14,15 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
-from sktransfer import PretrainedClassifier, TransferRegressor
+from sktransfer import MLP, PretrainedClassifier, TransferRegressor
 from sktransfer._nn.callbacks import schedule_factor
-from sktransfer._nn.engine import budget_epochs
+from sktransfer._recipe import Recipe
 from sktransfer._nn.freezing import unfreeze_plan
 from sktransfer._nn.net import TransferNetMixin
 
 from .conftest import HELD_OUT, LABELS, TEXTS, fast_params, quiet_fit, text_params
 
-MLP = dict(backbone="mlp", hidden_layer_sizes=(32, 16), lr=1e-2, max_epochs=3,
+MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(32, 16)), lr=1e-2, max_epochs=3,
            batch_size=64, device="cpu", random_state=0)
 
 
@@ -35,7 +35,7 @@ def digits():
 @pytest.fixture(scope="module")
 def source(digits):
     X, y = digits
-    return PretrainedClassifier(**MLP).fit(X, y)
+    return PretrainedClassifier(**MLP_PARAMS).fit(X, y)
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_schedule_factors():
 
 def test_cosine_schedule_runs_down_the_rate(digits):
     X, y = digits
-    est = PretrainedClassifier(**dict(MLP, lr_schedule="cosine", warmup_epochs=1)).fit(X, y)
+    est = PretrainedClassifier(**dict(MLP_PARAMS, lr_schedule="cosine", warmup_epochs=1)).fit(X, y)
     for group in est.net_.optimizer_.param_groups:
         assert group["lr"] < 0.1 * group["base_lr"]
 
@@ -106,14 +106,14 @@ def test_the_rate_cools_down_to_zero_before_a_converged_fit_stops(tabular):
 
 def test_lr_auto_runs_a_range_test_per_fit(digits):
     X, y = digits
-    est = PretrainedClassifier(**dict(MLP, lr="auto")).fit(X, y)
+    est = PretrainedClassifier(**dict(MLP_PARAMS, lr="auto")).fit(X, y)
     assert 1e-7 <= est.lr_ <= 1.0
-    assert est.lr_ == PretrainedClassifier(**dict(MLP, lr="auto")).fit(X, y).lr_
+    assert est.lr_ == PretrainedClassifier(**dict(MLP_PARAMS, lr="auto")).fit(X, y).lr_
     head = [g for g in est.net_.optimizer_.param_groups if g["stage"] is None][0]
     assert head["base_lr"] == pytest.approx(est.lr_)
     losses = [r["train_loss"] for r in est.history_]
     assert losses[-1] < losses[0] and est.score(X, y) > 0.3  # it trains; chance is 0.1
-    fixed = PretrainedClassifier(**MLP).fit(X, y)
+    fixed = PretrainedClassifier(**MLP_PARAMS).fit(X, y)
     assert fixed.lr_ == 1e-2
 
 
@@ -154,7 +154,7 @@ def test_unfreeze_plan_releases_top_stages_first():
 def test_frozen_stages_do_not_change_before_unfreeze_at_and_change_after(source, digits):
     X, y = digits
     start = [_stage_state(source, s) for s in (0, 1)]
-    params = dict(MLP, backbone=source, freeze_depth="all", unfreeze_at=2)
+    params = dict(MLP_PARAMS, backbone=source, freeze_depth="all", unfreeze_at=2)
     before = PretrainedClassifier(**dict(params, max_epochs=2)).fit(X, y)
     after = PretrainedClassifier(**dict(params, max_epochs=3)).fit(X, y)
     assert all(_equal(_stage_state(before, s), start[s]) for s in (0, 1))
@@ -167,7 +167,7 @@ def test_frozen_stages_do_not_change_before_unfreeze_at_and_change_after(source,
 def test_stage_by_stage_unfreezing(source, digits):
     X, y = digits
     start = [_stage_state(source, s) for s in (0, 1)]
-    est = PretrainedClassifier(**dict(MLP, backbone=source, freeze_depth="all",
+    est = PretrainedClassifier(**dict(MLP_PARAMS, backbone=source, freeze_depth="all",
                                       unfreeze_at=(1, 2), max_epochs=2)).fit(X, y)
     assert not _equal(_stage_state(est, 1), start[1])  # released after epoch 1
     assert _equal(_stage_state(est, 0), start[0])  # released only after epoch 2
@@ -201,13 +201,13 @@ def test_early_stopping_unfreezing_and_bf16_on_text(minilm_path):
 def test_bad_unfreeze_at(digits, bad):
     X, y = digits
     with pytest.raises(ValueError, match="unfreeze_at must be"):
-        PretrainedClassifier(**dict(MLP, freeze_depth="all", unfreeze_at=bad)).fit(X, y)
+        PretrainedClassifier(**dict(MLP_PARAMS, freeze_depth="all", unfreeze_at=bad)).fit(X, y)
 
 
 def test_unfreeze_at_without_frozen_stages(digits):
     X, y = digits
     with pytest.raises(ValueError, match="freeze_depth=0 freezes none"):
-        PretrainedClassifier(**dict(MLP, unfreeze_at=1)).fit(X, y)
+        PretrainedClassifier(**dict(MLP_PARAMS, unfreeze_at=1)).fit(X, y)
 
 
 # -- convergence -----------------------------------------------------------------------
@@ -246,10 +246,15 @@ def test_a_diverged_fit_says_so():
 
 
 def test_auto_budget_serves_small_and_large_data():
-    assert budget_epochs("auto", 25, 32) == 200  # 200 steps for 25 samples, not 10
-    assert budget_epochs("auto", 1_000, 32) == 32  # about 1,000 steps
-    assert budget_epochs("auto", 50_000, 32) == 10  # at most 10 epochs for large data
-    assert budget_epochs(7, 25, 32) == 7
+    def epochs(n_train, **params):
+        recipe = Recipe.from_estimator(PretrainedClassifier("mlp", **params),
+                                       input_kind="tabular")
+        return recipe.schedule.epochs(n_train)
+
+    assert epochs(25) == 200  # 200 steps for 25 samples, not 10
+    assert epochs(1_000) == 32  # about 1,000 steps
+    assert epochs(50_000) == 10  # at most 10 epochs for large data
+    assert epochs(25, max_epochs=7) == 7
 
 
 def test_a_25_sample_target_converges_with_defaults(tabular):
@@ -280,7 +285,7 @@ def test_early_stopping_stops_once_the_validation_score_stalls(tabular):
 
 def test_early_stopping_restores_the_best_epoch(digits):
     X, y = digits
-    params = dict(MLP, early_stopping=True, validation_fraction=0.2, n_iter_no_change=3,
+    params = dict(MLP_PARAMS, early_stopping=True, validation_fraction=0.2, n_iter_no_change=3,
                   max_epochs=40, lr=0.05)
     est = PretrainedClassifier(**params).fit(X, y)
     scores = [r["valid_score"] for r in est.history_]
@@ -295,5 +300,5 @@ def test_early_stopping_restores_the_best_epoch(digits):
 
 def test_early_stopping_for_regression(digits):
     X, y = digits
-    est = TransferRegressor(**dict(MLP, early_stopping=True, max_epochs=5)).fit(X, y.astype(float))
+    est = TransferRegressor(**dict(MLP_PARAMS, early_stopping=True, max_epochs=5)).fit(X, y.astype(float))
     assert "valid_score" in est.history_[0] and 1 <= est.best_epoch_ <= 5

@@ -22,14 +22,14 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV, RandomizedSearchCV, cross_validate
 
 import sktransfer
-from sktransfer import PretrainedClassifier, TransferRegressor
+from sktransfer import MLP, PretrainedClassifier, TransferRegressor
 
 from .conftest import fast_params
 
 # the fits end at their epoch budget on purpose (tiny and fast)
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
-GRID = {"lr": [1e-3, 1e-2], "hidden_layer_sizes": [(16,), (32,)]}
+GRID = {"lr": [1e-3, 1e-2], "backbone__hidden_layer_sizes": [(16,), (32,)]}
 CV = 3
 
 
@@ -41,7 +41,7 @@ def tabular():
 
 
 def mlp(estimator_class=PretrainedClassifier):
-    return estimator_class("mlp", hidden_layer_sizes=(16,), max_epochs=10, batch_size=32,
+    return estimator_class(MLP(hidden_layer_sizes=(16,)), max_epochs=10, batch_size=32,
                            device="cpu", random_state=0)
 
 
@@ -50,7 +50,8 @@ def grid_search(X, y, **search_params):
 
 
 def randomized_search(X, y):
-    distributions = {"lr": loguniform(1e-4, 1e-1), "hidden_layer_sizes": [(16,), (32,)]}
+    distributions = {"lr": loguniform(1e-4, 1e-1),
+                     "backbone__hidden_layer_sizes": [(16,), (32,)]}
     return RandomizedSearchCV(mlp(), distributions, n_iter=3, cv=CV, refit=False,
                               random_state=0).fit(X, y)
 

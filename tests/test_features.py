@@ -9,7 +9,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from sktransfer import PretrainedClassifier, TransferFeatures
+from sktransfer import MLP, PretrainedClassifier, TransferFeatures
 
 from .conftest import fast_params
 
@@ -84,7 +84,7 @@ def test_tabular_source_is_rejected():
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
-    source = PretrainedClassifier("mlp", hidden_layer_sizes=(8,), max_epochs=1,
+    source = PretrainedClassifier(MLP(hidden_layer_sizes=(8,)), max_epochs=1,
                                   device="cpu").fit(X, y)
     with pytest.raises(ValueError, match="image and text backbones"):
         TransferFeatures(source).fit(X[:, :16].reshape(-1, 4, 4))

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 
-from sktransfer import PretrainedClassifier
+from sktransfer import ImageBackbone, PretrainedClassifier
 from sktransfer._images import check_images
 from sktransfer._nn.backbones import IMAGENET_MEAN, IMAGENET_STD, Preprocessing
 from sktransfer._nn.data import ImageDataset
@@ -28,8 +28,8 @@ def normalised(rgb):
 
 
 def fast_classifier(**params):
-    defaults = dict(backbone="mobilenet_v2", weights=None, image_size=32, max_epochs=1,
-                    batch_size=8, freeze_depth="all", random_state=0)
+    defaults = dict(backbone=ImageBackbone("mobilenet_v2", image_size=32), weights=None,
+                    max_epochs=1, batch_size=8, freeze_depth="all", random_state=0)
     return PretrainedClassifier(**{**defaults, **params})
 
 
@@ -430,8 +430,8 @@ def broken_png(tmp_path):
 
 
 def tiny_from_scratch(tiny_backbone, n_jobs):
-    return PretrainedClassifier(tiny_backbone[0], weights=None, image_size=16, max_epochs=1,
-                                n_jobs=n_jobs, device="cpu", random_state=0)
+    return PretrainedClassifier(ImageBackbone(tiny_backbone[0], image_size=16), weights=None,
+                                max_epochs=1, n_jobs=n_jobs, device="cpu", random_state=0)
 
 
 def test_unreadable_image_file_in_a_worker_gives_the_plain_error(png_paths, broken_png,

@@ -25,9 +25,11 @@ RANKS = {
     "sktransfer._compat": 0,
     "sktransfer._images": 0,
     "sktransfer._text": 0,
-    "sktransfer._progress": 0,
+    "sktransfer._progress": 1,
     "sktransfer._nn": 0,
     "sktransfer.selection.scores": 0,
+    # the backbone objects (torch-free)
+    "sktransfer._backbone": 1,
     # _nn leaves
     "sktransfer._nn.workers": 0,
     "sktransfer._nn.distributed": 0,
@@ -46,23 +48,29 @@ RANKS = {
     "sktransfer._nn.freezing": 3,
     "sktransfer._nn.features": 3,
     "sktransfer._nn.model": 3,
-    "sktransfer._nn.probe": 3,
+    # the method objects: torch-free, their losses imported on first use
+    "sktransfer._methods": 3,
     # training on top of the leaves
     "sktransfer._nn.callbacks": 4,
     "sktransfer._nn.frozen_cut": 4,
+    "sktransfer._recipe": 4,
+    "sktransfer._nn.probe": 5,
+    "sktransfer._nn.build": 5,
+    "sktransfer._nn.embedding": 5,
     "sktransfer._nn.net": 5,
-    "sktransfer._nn.engine": 6,
+    "sktransfer._nn.launch": 6,
+    "sktransfer._nn.engine": 7,
     # the estimators
-    "sktransfer._docs": 7,
-    "sktransfer._base": 7,
-    "sktransfer._classifier": 8,
-    "sktransfer._regressor": 8,
-    "sktransfer._features": 8,
-    "sktransfer.selection.ranking": 9,
-    "sktransfer.selection.scorer": 9,
-    "sktransfer.selection": 10,
-    "sktransfer": 11,
-    "sktransfer.demo": 12,
+    "sktransfer._docs": 8,
+    "sktransfer._base": 8,
+    "sktransfer._classifier": 9,
+    "sktransfer._regressor": 9,
+    "sktransfer._features": 9,
+    "sktransfer.selection.ranking": 10,
+    "sktransfer.selection.scorer": 10,
+    "sktransfer.selection": 11,
+    "sktransfer": 12,
+    "sktransfer.demo": 13,
 }
 
 
@@ -173,6 +181,7 @@ print("ok")
 @pytest.mark.parametrize("statement", [
     "import sktransfer",
     "from sktransfer import PretrainedClassifier, TransferRegressor, TransferFeatures",
+    "from sktransfer import MLP, ImageBackbone, TextEncoder, PseudoLabel, DANN, L2SP",
     "from sktransfer.selection import logme, h_score, leep, nce",
 ])
 def test_import_does_not_load_torch(statement):

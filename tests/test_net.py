@@ -3,6 +3,7 @@ and the skorch net it drives (sktransfer._nn.net) with its optimizer
 (sktransfer._nn.optim): batching, per-stage learning rates, L2-SP, reduced
 precision, gradient clipping, channels_last, and what a fitted net keeps."""
 
+import dataclasses
 import pickle
 import warnings
 
@@ -13,7 +14,8 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import KFold, cross_val_score
 
-from sktransfer import PretrainedClassifier, TransferRegressor
+from sktransfer import L2SP, MLP, ImageBackbone, PretrainedClassifier, TransferRegressor
+from sktransfer._recipe import Recipe
 from sktransfer._images import check_images
 from sktransfer._nn import engine
 from sktransfer._nn.net import MergedBatches, n_batches
@@ -21,7 +23,7 @@ from sktransfer._nn.optim import l2sp_penalty, stage_lr_factors
 
 from .conftest import fast_params
 
-MLP = dict(backbone="mlp", hidden_layer_sizes=(32, 16), lr=1e-2, max_epochs=3,
+MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(32, 16)), lr=1e-2, max_epochs=3,
            batch_size=64, device="cpu", random_state=0)
 
 
@@ -34,7 +36,7 @@ def digits():
 @pytest.fixture(scope="module")
 def source(digits):
     X, y = digits
-    return PretrainedClassifier(**MLP).fit(X, y)
+    return PretrainedClassifier(**MLP_PARAMS).fit(X, y)
 
 
 @pytest.fixture(scope="module")
@@ -59,11 +61,10 @@ def tiny(tiny_backbone, **overrides):
 
 def test_engine_fit_and_predict_without_an_estimator(tiny_backbone, digits32):
     X, y = digits32
-    params = PretrainedClassifier(**tiny(tiny_backbone)).get_params()
-    spec = engine.FitSpec.from_params(params, task="classification", loss="cross_entropy",
-                                      input_kind="images", seed=0)
+    recipe = Recipe.from_estimator(PretrainedClassifier(**tiny(tiny_backbone)),
+                                   input_kind="images")
     targets = (y > 1).astype(np.int64)
-    result = engine.fit(spec, check_images(X), targets, np.ones(len(y)), n_outputs=2)
+    result = engine.fit(recipe, check_images(X), targets, np.ones(len(y)), n_outputs=2)
     assert result.n_stages == 3 and len(result.history) == 2
     assert result.image_size == 32 and result.cache_key is None  # freeze_depth=0
     logits = engine.predict(result, check_images(X[:5]))
@@ -89,8 +90,9 @@ def test_batchnorm_never_sees_a_training_batch_of_one(mnist):
     the batch before, in fit, in the range test and after unfreezing."""
     X, y = mnist
     X, y = X[:65], y[:65] % 2
-    params = dict(backbone="mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
-                  max_epochs=1, batch_size=32, random_state=0, device="cpu")
+    params = dict(backbone=ImageBackbone("mobilenet_v2", image_size=32),
+                  weights="IMAGENET1K_V1", max_epochs=1, batch_size=32, random_state=0,
+                  device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         PretrainedClassifier(**params).fit(X, y)  # 65 = 2 x 32 + 1
@@ -103,8 +105,9 @@ def test_batchnorm_never_sees_a_training_batch_of_one(mnist):
 
 def test_regressor_with_a_batch_of_one_left_over(mnist):
     X, y = mnist
-    reg = TransferRegressor("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
-                            max_epochs=1, batch_size=16, random_state=0, device="cpu")
+    reg = TransferRegressor(ImageBackbone("mobilenet_v2", image_size=32),
+                            weights="IMAGENET1K_V1", max_epochs=1, batch_size=16,
+                            random_state=0, device="cpu")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         reg.fit(X[:17], y[:17].astype(float))
@@ -121,7 +124,7 @@ def test_stage_lr_factors():
 
 def test_layer_decay_and_backbone_multiplier_set_per_stage_rates(digits):
     X, y = digits
-    est = PretrainedClassifier(**dict(MLP, layer_decay=0.5, backbone_lr_mult=0.1)).fit(X, y)
+    est = PretrainedClassifier(**dict(MLP_PARAMS, layer_decay=0.5, backbone_lr_mult=0.1)).fit(X, y)
     rates = {g["stage"]: g["base_lr"] for g in est.net_.optimizer_.param_groups}
     assert rates == pytest.approx({None: 1e-2, 1: 1e-2 * 0.1 * 0.5, 0: 1e-2 * 0.1 * 0.25})
     head = [g for g in est.net_.optimizer_.param_groups if g["stage"] is None][0]
@@ -157,14 +160,14 @@ def test_l2sp_keeps_the_trunk_near_the_source(source, digits):
         return sum(float((p.detach() - q).pow(2).sum())
                    for p, q in zip(est.net_.module_.trunk.parameters(), src))
 
-    plain = PretrainedClassifier(**dict(MLP, backbone=source, max_epochs=5)).fit(X, 9 - y)
-    l2sp = PretrainedClassifier(**dict(MLP, backbone=source, max_epochs=5, regularization="l2sp",
-                                       regularization_strength=10.0)).fit(X, 9 - y)
+    plain = PretrainedClassifier(**dict(MLP_PARAMS, backbone=source, max_epochs=5)).fit(X, 9 - y)
+    l2sp = PretrainedClassifier(**dict(MLP_PARAMS, backbone=source, max_epochs=5,
+                                       regularization=L2SP(strength=10.0))).fit(X, 9 - y)
     assert distance(l2sp) < 0.5 * distance(plain)
     groups = l2sp.net_.optimizer_.param_groups
     assert all(g["weight_decay"] == 0.0 for g in groups if g["stage"] is not None)
     assert [g["weight_decay"] for g in groups if g["stage"] is None] == [1e-4]
-    assert not hasattr(l2sp.net_, "l2sp_reference_")  # not carried into pickles
+    assert not hasattr(l2sp.net_, "regularization_reference_")  # not carried into pickles
 
 
 # -- precision, clipping, channels_last ------------------------------------------------
@@ -182,13 +185,13 @@ def test_reduced_precision_paths_run_on_cpu(digits_small, precision):
 
 def test_precision_auto_is_fp32_on_cpu(digits):
     X, y = digits
-    assert PretrainedClassifier(**MLP).fit(X, y).net_.precision == "32"
+    assert PretrainedClassifier(**MLP_PARAMS).fit(X, y).net_.precision == "32"
 
 
 def test_gradient_clipping_bounds_sgd_steps(source, digits):
     X, y = digits
     src = [p.detach().clone() for p in source.net_.module_.parameters()]
-    clipped = PretrainedClassifier(**dict(MLP, backbone=source, optimizer="sgd", weight_decay=0.0,
+    clipped = PretrainedClassifier(**dict(MLP_PARAMS, backbone=source, optimizer="sgd", weight_decay=0.0,
                                           max_grad_norm=1e-6)).fit(X, y)
     trunk_moves = [float((p.detach() - q).abs().max()) for p, q in
                    zip(clipped.net_.module_.trunk.parameters(), src)]
@@ -200,8 +203,10 @@ def test_channels_last_inference_matches(digits_small):
     X, y, X_test, _ = digits_small
     est = PretrainedClassifier(**fast_params(max_epochs=1, cache=False)).fit(X, y)
     assert est.net_.channels_last  # images train in channels_last, CPU included
+    assert est._fit_result.batching.channels_last  # and predict in it
     expected = est.predict_proba(X_test[:40])
-    est.net_.channels_last = False
+    est._fit_result.batching = dataclasses.replace(est._fit_result.batching,
+                                                   channels_last=False)
     est.net_.module_.to(memory_format=torch.contiguous_format)
     np.testing.assert_allclose(est.predict_proba(X_test[:40]), expected, rtol=1e-4, atol=1e-5)
 
@@ -213,7 +218,7 @@ def test_pickles_carry_no_optimizer_state():
     """A fitted estimator's pickle holds the weights, not Adam's moments
     (which are twice the weights' size)."""
     X, y = load_digits(return_X_y=True)
-    clf = PretrainedClassifier("mlp", hidden_layer_sizes=(256, 256), max_epochs=2,
+    clf = PretrainedClassifier(MLP(hidden_layer_sizes=(256, 256)), max_epochs=2,
                                random_state=0).fit(X / 16.0, y)
     weights = sum(t.numel() * t.element_size()
                   for t in clf.net_.module_.state_dict().values())

@@ -12,7 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
-from sktransfer import PretrainedClassifier, TransferRegressor
+from sktransfer import Coral, FixMatch, MLP, PretrainedClassifier, PseudoLabel, TransferRegressor
 from sktransfer._nn import partial
 
 # the short fixed budgets here are on purpose
@@ -31,7 +31,7 @@ def digits():
 
 
 def mlp(**overrides):
-    params = dict(backbone="mlp", hidden_layer_sizes=(32,), device="cpu", random_state=0,
+    params = dict(backbone=MLP(hidden_layer_sizes=(32,)), device="cpu", random_state=0,
                   max_epochs=15, lr=1e-2)
     params.update(overrides)
     return PretrainedClassifier(**params)
@@ -183,10 +183,16 @@ def test_unlabeled_samples_train_and_are_logged(digits, method, adaptation):
     assert ("adaptation_loss" in record) == (adaptation is not None)
     # the whole budget runs (the training loss is no convergence signal here)
     assert clf.n_iter_ == 15
-    assert not hasattr(clf.net_.module_, "domain_classifier")  # DANN's is dropped ...
-    module_params = {id(p) for p in clf.net_.module_.parameters()}
-    assert all(id(p) in module_params  # ... and so are its parameters in the optimizer
-               for group in clf.net_.optimizer_.param_groups for p in group["params"])
+    # DANN's domain classifier is a module of the net (never of the network
+    # that predicts), optimised with the head
+    extra = getattr(clf.net_, "alignment_module_", None)
+    assert (extra is not None) == (adaptation == "dann")
+    assert not hasattr(clf.net_.module_, "domain_classifier")
+    trained = {id(p) for p in clf.net_.module_.parameters()}
+    trained |= set() if extra is None else {id(p) for p in extra.parameters()}
+    optimised = {id(p) for group in clf.net_.optimizer_.param_groups for p in group["params"]}
+    assert optimised <= trained and (extra is None or {id(p) for p in extra.parameters()}
+                                     <= optimised)
     assert clf.score(X[hidden], y[hidden]) > 0.6
     restored = pickle.loads(pickle.dumps(clf))
     np.testing.assert_array_equal(restored.predict(X[:20]), clf.predict(X[:20]))
@@ -194,8 +200,8 @@ def test_unlabeled_samples_train_and_are_logged(digits, method, adaptation):
 
 def test_pseudo_labels_change_the_fit_only_when_confident(digits):
     X, _, y_partial, _ = digits
-    never = mlp(unlabeled="pseudo_label", unlabeled_threshold=1.0).fit(X, y_partial)
-    confident = mlp(unlabeled="pseudo_label", unlabeled_threshold=0.5).fit(X, y_partial)
+    never = mlp(unlabeled=PseudoLabel(threshold=1.0)).fit(X, y_partial)
+    confident = mlp(unlabeled=PseudoLabel(threshold=0.5)).fit(X, y_partial)
     assert max(r["unlabeled_loss"] for r in never.history_) == 0.0
     assert max(r["unlabeled_loss"] for r in confident.history_) > 0.0
 
@@ -218,7 +224,7 @@ def test_domain_adaptation_aligns_the_domains_features(digits):
     X_both = np.vstack([X[:300], X_target[300:]])
     y_both = np.concatenate([y[:300], np.full(300, -1)])
     plain = mlp(unlabeled="ignore").fit(X_both, y_both)
-    coral = mlp(domain_adaptation="coral", adaptation_strength=50.0).fit(X_both, y_both)
+    coral = mlp(domain_adaptation=Coral(strength=50.0)).fit(X_both, y_both)
     assert (_coral_distance(coral, X[:300], X_target[300:])
             < 0.5 * _coral_distance(plain, X[:300], X_target[300:]))
 
@@ -235,8 +241,7 @@ def test_fixmatch_trains_on_two_views_of_images(tiny_backbone, mnist):
     keep = y < 3
     X, y = np.pad(X[keep][:48], ((0, 0), (2, 2), (2, 2))), y[keep][:48].copy()
     y[12:] = -1
-    clf = tiny(tiny_backbone, unlabeled="fixmatch", unlabeled_ratio=2,
-               unlabeled_threshold=0.01).fit(X, y)
+    clf = tiny(tiny_backbone, unlabeled=FixMatch(threshold=0.01, ratio=2)).fit(X, y)
     assert clf.history_[-1]["unlabeled_loss"] > 0  # every prediction is confident enough
     assert clf.cache_info_["used"] is False  # augmented views are never cached
     assert clf.predict(X).shape == (48,)
@@ -258,7 +263,7 @@ def test_regressor_uses_nan_rows_as_unlabeled_and_scores_the_rest(digits):
     X, y, _, hidden = digits
     target = y.astype(float)
     target[hidden] = np.nan
-    reg = TransferRegressor("mlp", hidden_layer_sizes=(32,), device="cpu", random_state=0,
+    reg = TransferRegressor(MLP(hidden_layer_sizes=(32,)), device="cpu", random_state=0,
                             max_epochs=15, lr=1e-2, domain_adaptation="mmd").fit(X, target)
     assert "adaptation_loss" in reg.history_[-1]
     assert reg.score(X, target) == pytest.approx(reg.score(X[~hidden], target[~hidden]))
@@ -270,7 +275,7 @@ def test_regressor_multi_target_with_missing_entries(digits):
     Y = np.c_[y, y % 2].astype(float)
     Y[rng.rand(len(y)) < 0.3, 0] = np.nan
     Y[rng.rand(len(y)) < 0.3, 1] = np.nan
-    reg = TransferRegressor("mlp", hidden_layer_sizes=(32,), device="cpu", random_state=0,
+    reg = TransferRegressor(MLP(hidden_layer_sizes=(32,)), device="cpu", random_state=0,
                             max_epochs=20, lr=1e-2).fit(X, Y)
     assert np.isfinite(reg._y_mean).all()
     assert reg.score(X, Y) > 0.5
@@ -283,11 +288,11 @@ def test_regressor_multi_target_with_missing_entries(digits):
 
 def test_bad_partial_label_settings_are_refused(digits, tiny_backbone):
     X, _, y_partial, _ = digits
-    with pytest.raises(ValueError, match="fixmatch' needs images"):
+    with pytest.raises(ValueError, match=r"FixMatch\(\) needs images"):
         mlp(unlabeled="fixmatch").fit(X, y_partial)
     with pytest.raises(ValueError, match="regressor does not have"):
         TransferRegressor("mlp", unlabeled="pseudo_label").fit(X, np.ones(len(X)))
-    with pytest.raises(ValueError, match="freezes all"):
+    with pytest.raises(ValueError, match="freezes every stage"):
         mlp(domain_adaptation="coral", freeze_depth="all").fit(X, y_partial)
     Y = np.c_[np.ones(len(X)), np.full(len(X), np.nan)]
     with pytest.raises(ValueError, match=r"column\(s\) \[1\]"):

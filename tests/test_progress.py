@@ -28,7 +28,7 @@ from sklearn.model_selection import (
 from sklearn.tree import DecisionTreeClassifier
 
 import sktransfer
-from sktransfer import _progress
+from sktransfer import MLP, _progress
 from sktransfer._compat import (
     PrivateAPIError,
     check_progress_patch_points,
@@ -95,7 +95,7 @@ def test_pretrained_classifier_search():
     X, y = load_digits(return_X_y=True)
     X, y = X[:120] / 16, y[:120]
     estimator = sktransfer.PretrainedClassifier(
-        backbone="mlp", hidden_layer_sizes=(16,), max_epochs=3, random_state=0, device="cpu")
+        backbone=MLP(hidden_layer_sizes=(16,)), max_epochs=3, random_state=0, device="cpu")
     search = GridSearchCV(estimator, {"lr": [1e-2, 1e-1]}, cv=2)
     file, bar = _fit_with_bar(search, X, y)
     _assert_search_bar(file, bar, search)

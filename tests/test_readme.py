@@ -11,9 +11,11 @@ import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
-# (pattern, replacement): 32 px instead of 64, one epoch, 60 images
+# (pattern, replacement): 32 px instead of 64, one epoch, 60 images. The image
+# size is ImageBackbone("mobilenet_v2", image_size=64) for the estimators, and
+# TransferFeatures' and rank_backbones' own image_size=64.
 SMALLER = [
-    (r"image_size=64", "image_size=32"),
+    (r"\bimage_size=64\b", "image_size=32"),
     (r"max_epochs=(5|10)\b", "max_epochs=1"),
     (r"\[:(200|300|500|1000)\]", "[:60]"),
     (r"\[500:(1500)?\]", "[500:600]"),
@@ -33,6 +35,21 @@ def smaller(code: str) -> str:
 
 def test_the_readme_has_its_blocks():
     assert len(blocks()) >= 8
+
+
+def test_every_substitution_applies():
+    # a pattern the README no longer matches would leave its blocks at full size
+    code = "\n".join(blocks())
+    for pattern, _ in SMALLER:
+        assert re.search(pattern, code), pattern
+    # no image estimator in a block runs at the weights' own size (224 px):
+    # each is given an ImageBackbone whose image_size the table shrinks
+    for block in map(smaller, blocks()):
+        for args in re.findall(r"ImageBackbone\(([^)]*)\)", block):
+            assert "image_size=32" in args, args
+        bare = re.search(r'(PretrainedClassifier|TransferRegressor)\(\s*(backbone=)?"(?!mlp")',
+                         block)
+        assert bare is None, bare
 
 
 @pytest.mark.slow

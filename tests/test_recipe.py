@@ -17,6 +17,7 @@ from sktransfer import (
     MMD,
     Coral,
     FixMatch,
+    ImageBackbone,
     PretrainedClassifier,
     PseudoLabel,
     TextEncoder,
@@ -64,7 +65,8 @@ INVALID = [
                                                                              "1-D y"]),
     (PretrainedClassifier(freeze_depth="all", domain_adaptation="coral"), IMAGES, Y_PARTIAL,
      ["domain_adaptation=", "freeze_depth='all'"]),
-    (PretrainedClassifier("mlp", image_size=32), TABLE, Y, ["image_size"]),
+    (PretrainedClassifier(ImageBackbone("mlp")), IMAGES, Y, ["backbone__name", "not an image"]),
+    (PretrainedClassifier(ImageBackbone(image_size=0)), IMAGES, Y, ["backbone", "image_size"]),
     (PretrainedClassifier(MLP(hidden_layer_sizes=(0,))), TABLE, Y,
      ["backbone__hidden_layer_sizes"]),
     (PretrainedClassifier(MLP(activation="swish")), TABLE, Y, ["backbone", "activation"]),
@@ -117,8 +119,11 @@ def test_every_parameter_is_read_and_shorthands_resolve():
     assert isinstance(recipe.optimisation.regularization, L2SP)
     assert recipe.optimisation.regularization.strength == 0.01
     tabular = Recipe.from_estimator(PretrainedClassifier("mlp"), input_kind="tabular")
-    assert isinstance(tabular.backbone.source, MLP)
+    assert tabular.backbone.source == "mlp" and isinstance(tabular.backbone.mlp, MLP)
     assert tabular.backbone.mlp.hidden_layer_sizes == (100,)
+    images = Recipe.from_estimator(PretrainedClassifier(ImageBackbone("resnet18", 64)),
+                                   input_kind="images")
+    assert (images.backbone.source, images.backbone.image_size) == ("resnet18", 64)
     regression = Recipe.from_estimator(TransferRegressor("mlp", loss="huber"),
                                        input_kind="tabular")
     assert regression.loss == "huber"

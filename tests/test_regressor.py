@@ -7,11 +7,11 @@ import pytest
 import torch
 from sklearn.datasets import load_diabetes, load_digits
 
-from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+from sktransfer import MLP, PretrainedClassifier, TransferFeatures, TransferRegressor
 
 from .conftest import ALL_OPTIONS, fast_params
 
-MLP = dict(backbone="mlp", hidden_layer_sizes=(64, 32), lr=1e-2, max_epochs=15,
+MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(64, 32)), lr=1e-2, max_epochs=15,
            batch_size=32, device="cpu", random_state=0)
 
 
@@ -45,7 +45,7 @@ def test_regressor_on_diabetes_scores_r2():
     X, y = load_diabetes(return_X_y=True)
     X = (X - X.mean(0)) / X.std(0)
     for loss in ("squared_error", "huber", "absolute_error"):
-        reg = TransferRegressor(**dict(MLP, loss=loss, hidden_layer_sizes=(32,), max_epochs=30,
+        reg = TransferRegressor(**dict(MLP_PARAMS, loss=loss, backbone=MLP(hidden_layer_sizes=(32,)), max_epochs=30,
                                        lr=1e-3)).fit(X[:300], y[:300])
         pred = reg.predict(X[300:])
         assert pred.dtype == np.float64 and pred.shape == (len(X) - 300,)
@@ -55,7 +55,7 @@ def test_regressor_on_diabetes_scores_r2():
 def test_regressor_multi_output_and_target_scaling():
     X, y = load_diabetes(return_X_y=True)
     Y = np.column_stack([y, 1000.0 + 0.01 * y])  # very different scales
-    reg = TransferRegressor(**dict(MLP, hidden_layer_sizes=(32,), max_epochs=20, lr=1e-3))
+    reg = TransferRegressor(**dict(MLP_PARAMS, backbone=MLP(hidden_layer_sizes=(32,)), max_epochs=20, lr=1e-3))
     reg.fit(X, Y)
     pred = reg.predict(X)
     assert pred.shape == (len(X), 2)

@@ -10,9 +10,9 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 
-from sktransfer import PretrainedClassifier, TransferRegressor
+from sktransfer import MLP, PretrainedClassifier, TransferRegressor
 
-MLP = dict(backbone="mlp", hidden_layer_sizes=(64, 32), lr=1e-2, max_epochs=15,
+MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(64, 32)), lr=1e-2, max_epochs=15,
            batch_size=32, device="cpu", random_state=0)
 
 
@@ -26,7 +26,7 @@ def digits():
 def source(digits):
     """An MLP classifier fitted on digits 0-4 (the source task)."""
     X, y = digits
-    return PretrainedClassifier(**MLP).fit(X[y < 5], y[y < 5])
+    return PretrainedClassifier(**MLP_PARAMS).fit(X[y < 5], y[y < 5])
 
 
 def _trunk_params(est):
@@ -40,7 +40,7 @@ def _same(a, b):
 def test_transfer_copies_the_trunk_and_builds_a_new_head(source, digits):
     X, y = digits
     before = _trunk_params(source)
-    target = PretrainedClassifier(**dict(MLP, backbone=source, freeze_depth="all"))
+    target = PretrainedClassifier(**dict(MLP_PARAMS, backbone=source, freeze_depth="all"))
     target.fit(X[y >= 5][:100], y[y >= 5][:100])
     assert _same(_trunk_params(target), before)  # frozen: still the source's trunk
     assert list(target.classes_) == [5, 6, 7, 8, 9]
@@ -52,7 +52,7 @@ def test_transfer_copies_the_trunk_and_builds_a_new_head(source, digits):
 
 def test_fine_tuning_starts_from_the_source_weights(source, digits):
     X, y = digits
-    target = PretrainedClassifier(**dict(MLP, backbone=source, lr=1e-9, max_epochs=1))
+    target = PretrainedClassifier(**dict(MLP_PARAMS, backbone=source, lr=1e-9, max_epochs=1))
     target.fit(X[y >= 5][:50], y[y >= 5][:50])
     after, src = _trunk_params(target), _trunk_params(source)
     assert all(torch.allclose(after[k], src[k], atol=1e-6) for k in src)
@@ -63,7 +63,7 @@ def test_clone_and_grid_search_start_from_the_source_and_never_refit_it(source, 
     X, y = digits
     src = _trunk_params(source)
     net_before = source.net_
-    target = PretrainedClassifier(**dict(MLP, backbone=source, max_epochs=3))
+    target = PretrainedClassifier(**dict(MLP_PARAMS, backbone=source, max_epochs=3))
     cloned = clone(target)
     assert cloned.backbone is source  # the fitted source itself, not an unfitted copy
 
@@ -88,10 +88,10 @@ def test_clone_and_grid_search_start_from_the_source_and_never_refit_it(source, 
 
 def test_classification_to_regression_and_back(source, digits):
     X, y = digits
-    reg = TransferRegressor(**dict(MLP, backbone=source, freeze_depth=1))
+    reg = TransferRegressor(**dict(MLP_PARAMS, backbone=source, freeze_depth=1))
     reg.fit(X[y >= 5], y[y >= 5].astype(float))
     assert reg.predict(X[:5]).shape == (5,)
-    back = PretrainedClassifier(**dict(MLP, backbone=reg, freeze_depth="all", max_epochs=2))
+    back = PretrainedClassifier(**dict(MLP_PARAMS, backbone=reg, freeze_depth="all", max_epochs=2))
     back.fit(X[y < 5][:100], y[y < 5][:100])
     assert back.n_stages_ == 2
 
@@ -99,13 +99,13 @@ def test_classification_to_regression_and_back(source, digits):
 def test_unfitted_source_is_rejected(digits):
     X, y = digits
     with pytest.raises(ValueError, match="unfitted PretrainedClassifier; fit it"):
-        PretrainedClassifier(**dict(MLP, backbone=PretrainedClassifier(**MLP))).fit(X, y)
+        PretrainedClassifier(**dict(MLP_PARAMS, backbone=PretrainedClassifier(**MLP_PARAMS))).fit(X, y)
 
 
 def test_source_with_other_features_is_rejected(source, digits):
     X, y = digits
     with pytest.raises(ValueError, match="fitted on 64 features"):
-        PretrainedClassifier(**dict(MLP, backbone=source)).fit(X[:, :10], y)
+        PretrainedClassifier(**dict(MLP_PARAMS, backbone=source)).fit(X[:, :10], y)
 
 
 def test_save_weights_round_trip(source, digits, tmp_path):
@@ -113,11 +113,11 @@ def test_save_weights_round_trip(source, digits, tmp_path):
     path = source.save_weights(tmp_path / "source.safetensors")
     assert path.is_file() and (tmp_path / "source.json").is_file()
     # same task shape: the head is kept, so predictions match before any step
-    same = PretrainedClassifier(**dict(MLP, weights=str(path), lr=1e-12, max_epochs=1))
+    same = PretrainedClassifier(**dict(MLP_PARAMS, weights=str(path), lr=1e-12, max_epochs=1))
     same.fit(X[y < 5], y[y < 5])
     np.testing.assert_allclose(same.predict_proba(X[:20]), source.predict_proba(X[:20]), atol=1e-6)
     # a new target: the trunk is loaded, a new head built
-    other = PretrainedClassifier(**dict(MLP, weights=path, freeze_depth="all", max_epochs=1))
+    other = PretrainedClassifier(**dict(MLP_PARAMS, weights=path, freeze_depth="all", max_epochs=1))
     other.fit(X[y >= 5][:60], y[y >= 5][:60])
     assert _same(_trunk_params(other), _trunk_params(source))
     assert other.net_.module_.head[-1].out_features == 5
@@ -126,7 +126,7 @@ def test_save_weights_round_trip(source, digits, tmp_path):
 def test_weights_file_of_another_architecture_is_rejected(source, tmp_path, digits):
     X, y = digits
     path = source.save_weights(tmp_path / "source.safetensors")
-    wrong = PretrainedClassifier(**dict(MLP, hidden_layer_sizes=(64, 16), weights=path))
+    wrong = PretrainedClassifier(**dict(MLP_PARAMS, backbone=MLP(hidden_layer_sizes=(64, 16)), weights=path))
     with pytest.raises(ValueError, match="different architecture.*hidden_layer_sizes"):
         wrong.fit(X, y)
 
@@ -142,7 +142,7 @@ def _head(est):
 
 def test_source_head_modes(source, digits):
     X, y = digits
-    still = dict(MLP, lr=1e-300, max_epochs=1)  # no step moves anything: compare starts
+    still = dict(MLP_PARAMS, lr=1e-300, max_epochs=1)  # no step moves anything: compare starts
     same = PretrainedClassifier(**dict(still, backbone=source)).fit(X[y < 5], y[y < 5])
     assert all(torch.equal(a, b) for a, b in zip(_head(same), _head(source)))  # auto: kept
     other = PretrainedClassifier(**dict(still, backbone=source)).fit(X[y >= 5], y[y >= 5])
@@ -164,7 +164,7 @@ def test_source_head_modes(source, digits):
 def test_file_and_estimator_routes_start_from_the_same_network(source, digits, tmp_path):
     X, y = digits
     path = source.save_weights(tmp_path / "source.safetensors")
-    still = dict(MLP, lr=1e-300, max_epochs=1, random_state=3, freeze_depth="all")
+    still = dict(MLP_PARAMS, lr=1e-300, max_epochs=1, random_state=3, freeze_depth="all")
     via_estimator = PretrainedClassifier(**dict(still, backbone=source)).fit(X[y >= 6], y[y >= 6])
     via_file = PretrainedClassifier(**dict(still, weights=path)).fit(X[y >= 6], y[y >= 6])
     for a, b in zip(via_estimator.net_.module_.parameters(), via_file.net_.module_.parameters()):

@@ -6,9 +6,9 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from sktransfer import PretrainedClassifier
+from sktransfer import MLP, PretrainedClassifier
 
-MLP = dict(backbone="mlp", hidden_layer_sizes=(64, 32), lr=1e-2, max_epochs=15,
+MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(64, 32)), lr=1e-2, max_epochs=15,
            batch_size=32, device="cpu", random_state=0)
 
 
@@ -22,18 +22,18 @@ def test_sample_weight_changes_the_fit(digits):
     X, y = digits
     X, y = X[y < 2][:100], y[y < 2][:100]
     w = np.where(y == 0, 10.0, 0.1)
-    plain = PretrainedClassifier(**MLP).fit(X, y)
-    weighted = PretrainedClassifier(**MLP).fit(X, y, sample_weight=w)
+    plain = PretrainedClassifier(**MLP_PARAMS).fit(X, y)
+    weighted = PretrainedClassifier(**MLP_PARAMS).fit(X, y, sample_weight=w)
     assert weighted.predict_proba(X)[:, 0].mean() > plain.predict_proba(X)[:, 0].mean()
     with pytest.raises(ValueError, match="non-zero"):
-        PretrainedClassifier(**MLP).fit(X, y, sample_weight=np.zeros(len(y)))
+        PretrainedClassifier(**MLP_PARAMS).fit(X, y, sample_weight=np.zeros(len(y)))
 
 
 def test_pandas_dataframe_sets_feature_names(digits):
     pd = pytest.importorskip("pandas")
     X, y = digits
     frame = pd.DataFrame(X[:200], columns=[f"px{i}" for i in range(64)])
-    clf = PretrainedClassifier(**dict(MLP, max_epochs=2)).fit(frame, y[:200])
+    clf = PretrainedClassifier(**dict(MLP_PARAMS, max_epochs=2)).fit(frame, y[:200])
     assert list(clf.feature_names_in_) == list(frame.columns)
     assert clf.n_features_in_ == 64
     with pytest.raises(ValueError, match="feature names should match"):
@@ -45,7 +45,7 @@ def test_pandas_dataframe_sets_feature_names(digits):
 
 def test_integer_tabular_input_is_accepted(digits):
     X, y = load_digits(return_X_y=True)  # int64 pixel counts
-    clf = PretrainedClassifier(**dict(MLP, max_epochs=3)).fit(X.astype(np.int64), y)
+    clf = PretrainedClassifier(**dict(MLP_PARAMS, max_epochs=3)).fit(X.astype(np.int64), y)
     assert clf.score(X, y) > 0.8
 
 

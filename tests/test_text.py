@@ -18,7 +18,13 @@ from sklearn.pipeline import make_pipeline
 
 import sktransfer
 import sktransfer._nn.activation_store
-from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+from sktransfer import (
+    PretrainedClassifier,
+    PseudoLabel,
+    TextEncoder,
+    TransferFeatures,
+    TransferRegressor,
+)
 
 from .conftest import (
     HELD_OUT,
@@ -70,11 +76,11 @@ def test_features_are_the_encoders_mean_and_cls_pooling(minilm_path):
         states = model(**batch).last_hidden_state
     mask = batch["attention_mask"][..., None].float()
     mean = ((states * mask).sum(1) / mask.sum(1)).numpy()
-    features = TransferFeatures("all-MiniLM-L6-v2", max_length=16, cache=False)
+    features = TransferFeatures(TextEncoder(max_length=16), cache=False)
     np.testing.assert_allclose(features.fit_transform(TEXTS[:5]), mean, atol=1e-5)
-    cls = TransferFeatures("all-MiniLM-L6-v2", max_length=16, pooling="cls", cache=False)
+    cls = TransferFeatures(TextEncoder(max_length=16, pooling="cls"), cache=False)
     np.testing.assert_allclose(cls.fit_transform(TEXTS[:5]), states[:, 0].numpy(), atol=1e-5)
-    inner = TransferFeatures("all-MiniLM-L6-v2", max_length=16, stage=2).fit_transform(TEXTS[:5])
+    inner = TransferFeatures(TextEncoder(max_length=16), stage=2).fit_transform(TEXTS[:5])
     assert inner.shape == (5, 384) and not np.allclose(inner, mean, atol=1e-2)
 
 
@@ -83,7 +89,7 @@ def test_probe_is_logistic_regression_on_the_embeddings(minilm_path):
     weights = np.linspace(0.5, 2.0, len(TEXTS))
     clf = PretrainedClassifier(**text_params(freeze_depth="all", probe_alpha=0.5))
     clf.fit(TEXTS, LABELS, sample_weight=weights)
-    features = TransferFeatures("all-MiniLM-L6-v2", max_length=16).fit_transform(TEXTS)
+    features = TransferFeatures(TextEncoder(max_length=16)).fit_transform(TEXTS)
     reference = LogisticRegression(C=2.0, tol=1e-10, max_iter=10_000).fit(
         features, LABELS, sample_weight=weights / weights.mean())
     np.testing.assert_allclose(clf.predict_proba(TEXTS), reference.predict_proba(features),
@@ -172,7 +178,7 @@ def test_list_array_series_and_dataframe_column_agree(probe):
               pd.DataFrame({"review": HELD_OUT})):
         np.testing.assert_allclose(probe.predict_proba(X), expected, atol=1e-6)
     frame = pd.DataFrame({"review": TEXTS, "length": [len(t) for t in TEXTS]})
-    columns = ColumnTransformer([("text", TransferFeatures("all-MiniLM-L6-v2", max_length=16),
+    columns = ColumnTransformer([("text", TransferFeatures(TextEncoder(max_length=16)),
                                   ["review"])])
     pipe = make_pipeline(columns, LogisticRegression()).fit(frame, LABELS)
     assert pipe.score(frame, LABELS) == 1.0
@@ -218,9 +224,11 @@ def test_source_to_target_and_weights_files(probe, tmp_path):
     target = PretrainedClassifier(**text_params(backbone=probe, freeze_depth="all"))
     target.fit(TEXTS[:12], np.arange(12) % 3)  # new labels: a new head on the source trunk
     assert target.predict(HELD_OUT).shape == (2,) and target.input_kind_ == "text"
-    # the target's own tokeniser length and pooling apply to the source's trunk
-    cls = PretrainedClassifier(**text_params(backbone=probe, freeze_depth="all",
-                                             max_length=6, pooling="cls")).fit(TEXTS, LABELS)
+    # a TextEncoder around the fitted source sets the target's own tokeniser
+    # length and pooling on the source's trunk
+    cls = PretrainedClassifier(**text_params(
+        backbone=TextEncoder(probe, max_length=6, pooling="cls"), freeze_depth="all"))
+    cls.fit(TEXTS, LABELS)
     assert cls._fit_result.preprocessing.max_length == 6
     assert cls.net_.module_.trunk.pool.mode == "cls"
     assert probe.net_.module_.trunk.pool.mode == "mean"  # the source is untouched
@@ -230,7 +238,7 @@ def test_source_to_target_and_weights_files(probe, tmp_path):
     quiet_fit(again, TEXTS, LABELS)
     np.testing.assert_allclose(again.predict_proba(TEXTS), probe.predict_proba(TEXTS),
                                atol=1e-5)
-    features = TransferFeatures(probe, max_length=16).fit_transform(HELD_OUT)
+    features = TransferFeatures(probe).fit_transform(HELD_OUT)
     assert features.shape == (2, 384)
 
 
@@ -278,8 +286,8 @@ def test_unlabeled_texts_pseudo_label_and_adapt(minilm_path):
     y = np.array(LABELS, dtype=object)
     y[::2] = -1
     clf = quiet_fit(PretrainedClassifier(**text_params(
-        freeze_depth=1, max_epochs=2, batch_size=4, unlabeled="pseudo_label",
-        unlabeled_threshold=0.5, domain_adaptation="coral")), TEXTS, y)
+        freeze_depth=1, max_epochs=2, batch_size=4, unlabeled=PseudoLabel(threshold=0.5),
+        domain_adaptation="coral")), TEXTS, y)
     assert clf.cache_info_["used"]
     assert {"unlabeled_loss", "adaptation_loss"} <= set(clf.history_[-1])
     assert clf.classes_.tolist() == ["neg", "pos"]

@@ -17,7 +17,7 @@ from torch import nn
 from torchvision import models as tvm
 
 import sktransfer
-from sktransfer import PretrainedClassifier
+from sktransfer import ImageBackbone, PretrainedClassifier
 from sktransfer._nn import weights as w
 from sktransfer._nn.model import build_trunk
 
@@ -261,8 +261,8 @@ def test_missing_weights_without_local_alternative():
 
 def test_missing_weights_fail_fit_instead_of_training_at_random():
     X = np.zeros((4, 8, 8, 3), dtype=np.uint8)
-    clf = PretrainedClassifier("mobilenet_v2", weights="IMAGENET1K_V2", image_size=32,
-                               max_epochs=1)
+    clf = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=32),
+                               weights="IMAGENET1K_V2", max_epochs=1)
     with pytest.raises(sktransfer.WeightsNotFoundError, match=V2_FILE):
         clf.fit(X, [0, 1, 0, 1])
     assert not hasattr(clf, "net_")
@@ -292,7 +292,8 @@ def test_default_weights_are_the_best_local_ones(monkeypatch):
 
 def test_default_classifier_works_offline_and_names_its_weights(digits32, capsys):
     X, y = digits32
-    clf = PretrainedClassifier(image_size=32, max_epochs=1, device="cpu", verbose=1)
+    clf = PretrainedClassifier(ImageBackbone(image_size=32), max_epochs=1, device="cpu",
+                               verbose=1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(X[:20], y[:20])
@@ -441,7 +442,7 @@ def test_code_in_a_weights_file_is_never_run(tmp_path):
     assert re.search(r"\(first: \w+\.open\)", str(excinfo.value))
     assert_no_unsafe_advice(str(excinfo.value))
     with pytest.raises(ValueError, match="only loads weights without running code"):
-        PretrainedClassifier("mobilenet_v2", weights=path, image_size=32, max_epochs=1).fit(
+        PretrainedClassifier(ImageBackbone(image_size=32), weights=path, max_epochs=1).fit(
             np.zeros((4, 8, 8, 3), dtype=np.uint8), [0, 1, 0, 1])
     assert not marker.exists()
     # The file really carries code: an unsafe load runs it.

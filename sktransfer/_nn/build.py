@@ -67,16 +67,13 @@ def _load(recipe, data, dtype):
     """The trunk of the recipe's backbone (an MLP sized to ``data``)."""
     group = recipe.backbone
     mlp = text = None
-    source = group.source
     if group.mlp is not None:
         mlp = {"n_features_in": data.shape[1],
                "hidden_layer_sizes": tuple(group.mlp.hidden_layer_sizes),
                "activation": group.mlp.activation}
-        source = "mlp"
-    elif group.text is not None:
+    if group.text is not None:
         text = {"max_length": group.text.max_length, "pooling": group.text.pooling}
-        source = group.text.name
-    return load_trunk(source, group.weights, dtype=dtype,
+    return load_trunk(group.source, group.weights, dtype=dtype,
                       progress=recipe.runtime.verbose >= 1, mlp=mlp, text=text)
 
 

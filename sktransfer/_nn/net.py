@@ -374,10 +374,8 @@ class TransferNetMixin:
         method = methods.semi_supervised
         if method is not None:
             own = outputs[:n][unlabeled]
-            if methods.two_views:
-                added, term = method.loss(outputs[n:], own, progress)
-            else:
-                added, term = method.loss(own, progress)
+            student = outputs[n:] if methods.two_views else own  # strong views, or the same
+            added, term = method.loss(student, own, progress)
             self.history.record_batch("unlabeled_loss", term.item())
             loss = loss + added
         if methods.adaptation is not None:
