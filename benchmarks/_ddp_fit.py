@@ -27,7 +27,7 @@ def digits(n_train, n_test):
 
 
 def task(name, quick):
-    from sktransfer import PretrainedClassifier
+    from sktransfer import ImageBackbone, PretrainedClassifier
 
     if name == "mlp":
         X, y, X_test, y_test = digits(600 if quick else 2000, 1000)
@@ -36,7 +36,8 @@ def task(name, quick):
                                     max_epochs=5 if quick else "auto"), \
             flat(X), y, flat(X_test), y_test
     X, y, X_test, y_test = digits(200 if quick else 600, 1000)
-    return PretrainedClassifier("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+    return PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=32),
+                                weights="IMAGENET1K_V1",
                                 max_epochs=2 if quick else 5, random_state=0,
                                 device="cpu"), X, y, X_test, y_test
 

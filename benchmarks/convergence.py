@@ -12,7 +12,7 @@ initialisation:
   faces, the last 100 not: see ``skimage.data.lfw_subset``), 10 labels per
   class, tested on the other 180 (``transferability.faces_task``, uint8);
 - tabular transfer on scikit-learn's digits (8x8, 64 features): the source is
-  ``PretrainedClassifier("mlp", hidden_layer_sizes=(128, 64))`` with its
+  ``PretrainedClassifier(MLP(hidden_layer_sizes=(128, 64)))`` with its
   defaults, fitted on every digit 0-4; the target is digits 5-9 with 5 labels
   per class, tested on the remaining 5-9 digits. Inputs are standardised by a
   ``StandardScaler`` fitted on the source. The target's labels differ from the
@@ -20,10 +20,10 @@ initialisation:
   fitted once per seed, outside the timings.
 
 Rows (``CONFIGS``), each a set of estimator parameters on top of
-``backbone="mobilenet_v2", weights="IMAGENET1K_V1", batch_size=32,
-device="cpu", image_size=--image-size, random_state=seed`` for images and of
-``backbone=<the fitted source>, device="cpu", random_state=seed`` for the
-tabular target:
+``backbone=ImageBackbone("mobilenet_v2", image_size=--image-size),
+weights="IMAGENET1K_V1", batch_size=32, device="cpu", random_state=seed`` for
+images and of ``backbone=<the fitted source>, device="cpu", random_state=seed``
+for the tabular target:
 - "new default": no parameter set (the defaults after issue 11);
 - "exact probe": ``freeze_depth="all"`` (after issue 11: the head fitted by a
   deterministic solver on the frozen features);
@@ -38,7 +38,7 @@ tabular target:
   probe is the same thing: a logistic regression on the frozen source's
   features;
 - "scratch": images ``weights=None`` with the defaults; tabular a new
-  ``PretrainedClassifier("mlp", hidden_layer_sizes=(128, 64))`` with its
+  ``PretrainedClassifier(MLP(hidden_layer_sizes=(128, 64)))`` with its
   defaults, trained on the target alone.
 
 Each cell is the test accuracy, mean ± std over seeds; the fit-time column is
@@ -105,10 +105,10 @@ from strategies import mnist_task, texture_task
 from transferability import faces_task
 
 import sktransfer
-from sktransfer import PretrainedClassifier, TransferFeatures
+from sktransfer import MLP, ImageBackbone, PretrainedClassifier, TransferFeatures
 
-IMAGE_BASE = dict(backbone="mobilenet_v2", weights="IMAGENET1K_V1", batch_size=32, device="cpu")
-SOURCE_MLP = dict(backbone="mlp", hidden_layer_sizes=(128, 64))
+IMAGE_BASE = dict(weights="IMAGENET1K_V1", batch_size=32, device="cpu")  # + image_backbone()
+SOURCE_MLP = dict(backbone=MLP(hidden_layer_sizes=(128, 64)))
 TODAY = dict(max_epochs=10, n_iter_no_change=10)  # the budget before issue 11
 
 NEW, PROBE, LPFT, OLD = "new default", "exact probe", "LP-FT", "today's default"
@@ -157,13 +157,18 @@ def digits_task(per_class: int, seed: int):
 # -- estimators ----------------------------------------------------------------------
 
 
+def image_backbone(image_size):
+    """The image rows' backbone: ImageNet MobileNetV2 at ``image_size`` px."""
+    return ImageBackbone("mobilenet_v2", image_size=image_size)
+
+
 def image_estimator(config, seed, image_size, overrides):
     if config == FEATURES_LR:
         return make_pipeline(
             TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=image_size,
                              device="cpu"),
             LogisticRegression(max_iter=1000))
-    params = {**IMAGE_BASE, "image_size": image_size, "random_state": seed,
+    params = {**IMAGE_BASE, "backbone": image_backbone(image_size), "random_state": seed,
               **CONFIGS[config], **overrides}
     return PretrainedClassifier(**params)
 
@@ -212,7 +217,7 @@ def warm_up(image_size):
     X, y, _, _ = mnist_task(1, 0, 1)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        PretrainedClassifier(**IMAGE_BASE, image_size=image_size, max_epochs=1).fit(X, y)
+        PretrainedClassifier(image_backbone(image_size), **IMAGE_BASE, max_epochs=1).fit(X, y)
 
 
 # -- the run ---------------------------------------------------------------------------
@@ -402,7 +407,8 @@ def main(argv=None):
     print(f"{len(seeds)} seed(s) (a seed draws the labeled samples and the initialisation), "
           f"{args.image_size} px, batch 32, CPU; test accuracy mean ± std over seeds"
           + (f"; set on every PretrainedClassifier row: {overrides}" if overrides else ""))
-    print(f"Tabular: the source ({SOURCE_MLP['hidden_layer_sizes']} MLP, defaults, on every "
+    hidden = SOURCE_MLP["backbone"].hidden_layer_sizes
+    print(f"Tabular: the source ({hidden} MLP, defaults, on every "
           "digit 0-4) is fitted once per seed, outside the timings. Its TransferFeatures + LR "
           "cell is n/a: TransferFeatures takes images only; the exact probe is the logistic "
           "regression on the frozen source's features there.")

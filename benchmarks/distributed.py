@@ -4,8 +4,8 @@ shared through ``cache_dir``.
 
 The grid has 16 candidates, all exact linear probes on a frozen ImageNet
 MobileNetV2 (``freeze_depth="all", head=()``): ``probe_alpha`` in {0.01, 0.1,
-1, 10} x ``image_size`` in {32, 48, 64, 96}. With the whole backbone frozen
-these are the two parameters that change the score (``lr``, epochs and the
+1, 10} x ``backbone__image_size`` in {32, 48, 64, 96}. With the whole backbone
+frozen these are the two parameters that change the score (``lr``, epochs and the
 schedule do not apply to the exact probe), and every candidate is a
 frozen-backbone fit, so the activation cache applies to all of them: the 4
 penalties of one image size and their 3 training folds share that size's
@@ -79,7 +79,7 @@ import torch
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
 import sktransfer
-from sktransfer import PretrainedClassifier
+from sktransfer import ImageBackbone, PretrainedClassifier
 
 # This file's name is that of Dask's package, which joblib's dask backend and
 # sktransfer import as `distributed`. So this directory leaves sys.path (which
@@ -103,9 +103,9 @@ QUICK_SIZES = [32, 36, 40, 44]
 
 def make_search(args, cache_dir, n_jobs=None) -> GridSearchCV:
     estimator = PretrainedClassifier(
-        "mobilenet_v2", weights="IMAGENET1K_V1", freeze_depth="all", head=(),
+        ImageBackbone("mobilenet_v2"), weights="IMAGENET1K_V1", freeze_depth="all", head=(),
         batch_size=args.batch_size, device="cpu", random_state=0, cache_dir=str(cache_dir))
-    grid = {"probe_alpha": ALPHAS, "image_size": args.sizes}
+    grid = {"probe_alpha": ALPHAS, "backbone__image_size": args.sizes}
     cv = StratifiedKFold(args.folds, shuffle=True, random_state=0)
     return GridSearchCV(estimator, grid, cv=cv, refit=False, n_jobs=n_jobs)
 
@@ -310,7 +310,7 @@ def main(argv=None):
     print(f"# joblib {joblib.__version__} | distributed {version('distributed')} | ray "
           f"{version('ray')} | sktransfer from {sktransfer.__file__}")
     print(f"# {data_note}; GridSearchCV(cv={args.folds}, refit=False) over probe_alpha "
-          f"{ALPHAS} x image_size {args.sizes} (16 candidates); ImageNet MobileNetV2, "
+          f"{ALPHAS} x backbone__image_size {args.sizes} (16 candidates); ImageNet MobileNetV2, "
           f"freeze_depth='all', head=() (the exact linear probe), batch {args.batch_size}; "
           "a new cache_dir per backend")
 

@@ -45,7 +45,7 @@ from skorch.callbacks import Freezer
 from torch import nn
 
 import sktransfer
-from sktransfer import PretrainedClassifier
+from sktransfer import ImageBackbone, PretrainedClassifier
 
 # MobileNetV2's stages in sktransfer end at features 1, 3, 6, 13 and 18.
 STAGE_ENDS = [1, 3, 6, 13, 18]
@@ -104,7 +104,7 @@ def skorch_search(X_tensor, y, args, depth, lrs, cv):
 
 def sktransfer_search(X, y, args, depth, lrs, cv):
     estimator = PretrainedClassifier(
-        "mobilenet_v2", weights="IMAGENET1K_V1", image_size=args.image_size,
+        ImageBackbone("mobilenet_v2", image_size=args.image_size), weights="IMAGENET1K_V1",
         max_epochs=args.epochs, batch_size=args.batch_size, weight_decay=1e-4,
         lr_schedule="constant", warmup_epochs=0.0, device="cpu", random_state=0)
     search = GridSearchCV(estimator, {"freeze_depth": [depth], "lr": lrs}, cv=cv, refit=False)

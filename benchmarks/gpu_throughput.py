@@ -53,7 +53,7 @@ from _common import (
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
-from sktransfer import PretrainedClassifier
+from sktransfer import ImageBackbone, PretrainedClassifier
 
 TARGET = 0.9  # sktransfer images/s over hand-tuned images/s
 WEIGHTS = {"resnet50": None, "mobilenet_v2": "IMAGENET1K_V1"}
@@ -65,8 +65,8 @@ PASSES = 2  # warm-up pass + timed pass
 
 def sktransfer_pass(name, X, y, args):
     """Images/s of the timed (second) epoch of a fit, and what the net ran with."""
-    clf = PretrainedClassifier(name, weights=WEIGHTS[name], image_size=args.image_size,
-                               max_epochs=PASSES, batch_size=args.batch_size,
+    clf = PretrainedClassifier(ImageBackbone(name, image_size=args.image_size),
+                               weights=WEIGHTS[name], max_epochs=PASSES, batch_size=args.batch_size,
                                device=args.device, random_state=0, **SETTINGS).fit(X, y)
     net = clf.net_
     return len(X) / clf.history_[-1]["dur"], f"{net.precision}, channels_last={net.channels_last}"

@@ -243,11 +243,12 @@ def write_pngs(n, directory):
 def fit_classifier(args, directory, y, path):
     import joblib
 
-    from sktransfer import PretrainedClassifier
+    from sktransfer import ImageBackbone, PretrainedClassifier
 
     files = sorted(os.path.join(directory, f) for f in os.listdir(directory))[:args.fit_n]
-    clf = PretrainedClassifier("mobilenet_v2", weights="IMAGENET1K_V1", freeze_depth="all",
-                               image_size=args.image_size, batch_size=args.batch_size,
+    clf = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=args.image_size),
+                               weights="IMAGENET1K_V1", freeze_depth="all",
+                               batch_size=args.batch_size,
                                max_epochs=1, augment=None, device="cpu", random_state=0)
     clf.fit(files, y[:args.fit_n])
     joblib.dump(clf, path)

@@ -41,17 +41,17 @@ from _common import (
 from torch import nn
 from torch.utils.data import DataLoader
 
-from sktransfer import PretrainedClassifier
+from sktransfer import ImageBackbone, PretrainedClassifier
 
 TARGET = 1.05  # sktransfer seconds / hand-written seconds
-SETTINGS = {"backbone": "mobilenet_v2", "weights": "IMAGENET1K_V1", "freeze_depth": 0,
-            "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "lr_schedule": "constant",
-            "warmup_epochs": 0.0, "augment": None, "precision": "32", "device": "cpu"}
+SETTINGS = {"weights": "IMAGENET1K_V1", "freeze_depth": 0, "optimizer": "adamw", "lr": 1e-3,
+            "weight_decay": 1e-4, "lr_schedule": "constant", "warmup_epochs": 0.0,
+            "augment": None, "precision": "32", "device": "cpu"}
 
 
 def fit_sktransfer(X, y, args, seed):
-    clf = PretrainedClassifier(**SETTINGS, image_size=args.image_size,
-                               max_epochs=args.epochs, batch_size=args.batch_size,
+    clf = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=args.image_size),
+                               **SETTINGS, max_epochs=args.epochs, batch_size=args.batch_size,
                                random_state=seed)
     return clf.fit(X, y)
 

@@ -10,12 +10,13 @@ unlabeled half that takes part in ``fit`` (label -1) and a held-out half on
 which the test accuracy is measured. The network is the same everywhere: an
 MLP 784 -> 256 -> 128 (ReLU) with a 10-way linear head, AdamW at lr 1e-3,
 batch 32, 5 seeds (a seed draws the initialisation and the batches). Rows:
-- "source only": ``PretrainedClassifier("mlp", hidden_layer_sizes=(256, 128),
+- "source only": ``PretrainedClassifier(MLP(hidden_layer_sizes=(256, 128)),
   unlabeled="ignore")``, defaults otherwise (the target samples are left out);
-- "CORAL" / "MMD" / "DANN": the same with ``domain_adaptation=...`` and
-  ``adaptation_strength=--strength`` (1.0), ``max_epochs`` = the number of
-  epochs the source-only fit ran (a fit with unlabeled samples runs its
-  whole budget, see the ``unlabeled`` docs; this gives both the same budget);
+- "CORAL" / "MMD" / "DANN": the same with ``domain_adaptation=`` set to
+  ``Coral(strength=s)``, ``MMD(strength=s)`` or ``DANN(strength=s)``, s =
+  ``--strength`` (1.0), and ``max_epochs`` = the number of epochs the
+  source-only fit ran (a fit with unlabeled samples runs its whole budget,
+  see the ``unlabeled`` docs; this gives both the same budget);
 - "skada DeepCoral" / "skada DANN" (skada 0.6.0, if installed): the same MLP
   module, reg = the strength, AdamW lr 1e-3, batch 32, the same number of
   epochs, features taken at the 128-unit layer (our trunk's output), target
@@ -29,14 +30,15 @@ textures (brick / grass / gravel, 64x64 patches) with 5 labels per class, the
 other patches split in half into unlabeled and test; ImageNet MobileNetV2
 (``IMAGENET1K_V1``) at ``--image-size`` (32) px, batch 32. Rows:
 "supervised only" (``unlabeled="ignore"``), "pseudo-label"
-(``unlabeled="pseudo_label"``), "FixMatch" (``unlabeled="fixmatch"``), each
-with ``max_epochs=--ssl-epochs`` and ``unlabeled_ratio=--ratio`` (FixMatch's
-paper trains far longer with mu=7: on 2 CPU cores that is hours per fit).
+(``unlabeled=PseudoLabel(ratio=--ratio)``), "FixMatch"
+(``unlabeled=FixMatch(ratio=--ratio)``), each with ``max_epochs=--ssl-epochs``
+(FixMatch's paper trains far longer with mu=7: on 2 CPU cores that is hours
+per fit).
 
 Multi-task (``--parts mt``): MNIST as 784 features, two tasks (the digit, and
 odd / even), 1,000 training digits with 30 % of each task's labels missing
-(-1), 1,000 test digits; one multi-task ``PretrainedClassifier("mlp",
-hidden_layer_sizes=(256, 128))`` against one such model per task (each on
+(-1), 1,000 test digits; one multi-task ``PretrainedClassifier(MLP(
+hidden_layer_sizes=(256, 128)))`` against one such model per task (each on
 the rows labeled for it); per-task test accuracy and total fit time.
 
     .venv/bin/python benchmarks/partial_labels.py                  # everything, 5 seeds
@@ -61,10 +63,23 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from _common import header
-from sktransfer import PretrainedClassifier
+# imported here, not in texture_ssl_task: a fit can import Dask's `distributed`,
+# which from this directory is benchmarks/distributed.py, and that takes this
+# directory off sys.path
+from strategies import texture_task
+from sktransfer import (
+    DANN,
+    MLP,
+    MMD,
+    Coral,
+    FixMatch,
+    ImageBackbone,
+    PretrainedClassifier,
+    PseudoLabel,
+)
 
 SPLIT_SEED = 12345
-MLP = (256, 128)
+HIDDEN = (256, 128)
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -103,7 +118,7 @@ def da_task(direction: str):
 
 
 def ours(seed, **params):
-    return PretrainedClassifier("mlp", hidden_layer_sizes=MLP, device="cpu",
+    return PretrainedClassifier(MLP(hidden_layer_sizes=HIDDEN), device="cpu",
                                 random_state=seed, **params)
 
 
@@ -113,26 +128,29 @@ class SkadaMLP(torch.nn.Module):
     def __init__(self):
         super().__init__()
         self.features = torch.nn.Sequential(
-            torch.nn.Linear(784, MLP[0]), torch.nn.ReLU(), torch.nn.Linear(*MLP),
+            torch.nn.Linear(784, HIDDEN[0]), torch.nn.ReLU(), torch.nn.Linear(*HIDDEN),
             torch.nn.ReLU())
-        self.head = torch.nn.Linear(MLP[1], 10)
+        self.head = torch.nn.Linear(HIDDEN[1], 10)
 
     def forward(self, x, sample_weight=None):
         return self.head(self.features(x))
 
 
 def skada_row(kind, seed, epochs, strength, X_fit, y_fit):
-    from skada.deep import DANN, DeepCoral
+    from skada import deep
 
     torch.manual_seed(seed)
-    method = DeepCoral if kind == "coral" else DANN
-    extra = {} if kind == "coral" else {"num_features": MLP[1]}
+    method = deep.DeepCoral if kind == "coral" else deep.DANN
+    extra = {} if kind == "coral" else {"num_features": HIDDEN[1]}
     net = method(SkadaMLP(), layer_name="features", reg=strength, batch_size=32,
                  max_epochs=epochs, train_split=None, optimizer=torch.optim.AdamW, lr=1e-3,
                  verbose=0, **extra)
     domains = np.where(y_fit == -1, -2, 1)
     net.fit(X_fit.astype(np.float32), y_fit, sample_domain=domains)
     return net
+
+
+ADAPTATIONS = {"CORAL": Coral, "MMD": MMD, "DANN": DANN}
 
 
 def run_da(directions, seeds, strength, quick):
@@ -155,9 +173,9 @@ def run_da(directions, seeds, strength, quick):
             epochs = base.n_iter_
             for row in rows[1:]:
                 start = time.perf_counter()
-                if row in ("CORAL", "MMD", "DANN"):
-                    model = ours(seed, domain_adaptation=row.lower(), max_epochs=epochs,
-                                 adaptation_strength=strength).fit(X_fit, y_fit)
+                if row in ADAPTATIONS:
+                    model = ours(seed, domain_adaptation=ADAPTATIONS[row](strength=strength),
+                                 max_epochs=epochs).fit(X_fit, y_fit)
                     score = model.score(X_test, y_test)
                 elif row.startswith("skada"):
                     kind = "coral" if "Coral" in row else "dann"
@@ -198,8 +216,6 @@ def ssl_task(seed, per_class=10, n_unlabeled=2000, n_test=500):
 def texture_ssl_task(seed, per_class=5):
     """scikit-image's textures as 64x64 patches: ``per_class`` labeled per
     class, the rest split in half (by the seed) into unlabeled and test."""
-    from strategies import texture_task
-
     X_l, y_l, X_rest, y_rest = texture_task(per_class, seed)
     order = np.random.RandomState(seed).permutation(len(y_rest))
     unlabeled, test = order[: len(order) // 2], order[len(order) // 2:]
@@ -212,8 +228,8 @@ SSL_TARGETS = ("MNIST 10/class", "textures 5/class")
 
 
 def run_ssl(targets, seeds, image_size, epochs, ratio, n_unlabeled, quick):
-    rows = {"supervised only": "ignore", "pseudo-label": "pseudo_label",
-            "FixMatch": "fixmatch"}
+    rows = {"supervised only": "ignore", "pseudo-label": PseudoLabel(ratio=ratio),
+            "FixMatch": FixMatch(ratio=ratio)}
     results = {}
     for target in targets:
         for seed in seeds:
@@ -226,9 +242,9 @@ def run_ssl(targets, seeds, image_size, epochs, ratio, n_unlabeled, quick):
             for row, method in rows.items():
                 start = time.perf_counter()
                 clf = PretrainedClassifier(
-                    "mobilenet_v2", weights="IMAGENET1K_V1", image_size=image_size,
-                    batch_size=32, device="cpu", random_state=seed, unlabeled=method,
-                    max_epochs=epochs, unlabeled_ratio=ratio).fit(X_fit, y_fit)
+                    ImageBackbone("mobilenet_v2", image_size=image_size),
+                    weights="IMAGENET1K_V1", batch_size=32, device="cpu", random_state=seed,
+                    unlabeled=method, max_epochs=epochs).fit(X_fit, y_fit)
                 seconds = time.perf_counter() - start
                 score = clf.score(X_test, y_test)
                 results.setdefault((target, row), []).append((score, seconds))

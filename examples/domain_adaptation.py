@@ -27,11 +27,11 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from partial_labels import da_task, digits_as_mnist  # noqa: E402  (the benchmark's data)
 
-from sktransfer import PretrainedClassifier  # noqa: E402
+from sktransfer import DANN, MLP, MMD, Coral, PretrainedClassifier, PseudoLabel  # noqa: E402
 
 
 def mlp(**params):
-    return PretrainedClassifier("mlp", hidden_layer_sizes=(256, 128), random_state=0,
+    return PretrainedClassifier(MLP(hidden_layer_sizes=(256, 128)), random_state=0,
                                 device="cpu", **params)
 
 
@@ -42,7 +42,7 @@ def domain_adaptation():
     source_only = mlp(unlabeled="ignore").fit(X_fit, y_fit)
     epochs = source_only.n_iter_  # give the adapted fits the same budget
     print(f"  source only            {source_only.score(X_test, y_test):.3f}")
-    for method in ("coral", "mmd", "dann"):
+    for method in (Coral(), MMD(), DANN()):
         adapted = mlp(domain_adaptation=method, max_epochs=epochs).fit(X_fit, y_fit)
         print(f"  domain_adaptation={method!r:7} {adapted.score(X_test, y_test):.3f}")
     upper = mlp().fit(X_target, y_target)
@@ -61,11 +61,11 @@ def semi_supervised():
     print(f"\n{len(labeled)} labeled and {np.sum(y_partial == -1)} unlabeled digits")
     only = mlp(unlabeled="ignore").fit(X_train, y_partial)
     print(f"  labeled only          {only.score(X_test, y_test):.3f}")
-    pseudo = mlp(unlabeled="pseudo_label", unlabeled_threshold=0.95).fit(X_train, y_partial)
+    pseudo = mlp(unlabeled=PseudoLabel(threshold=0.95)).fit(X_train, y_partial)
     print(f"  pseudo-labels          {pseudo.score(X_test, y_test):.3f}")
     # folds are scored on their labeled samples (-1 is left out by score)
-    search = GridSearchCV(mlp(unlabeled="pseudo_label"),
-                          {"unlabeled_threshold": [0.8, 0.95]},
+    search = GridSearchCV(mlp(unlabeled=PseudoLabel()),
+                          {"unlabeled__threshold": [0.8, 0.95]},
                           cv=StratifiedKFold(3, shuffle=True, random_state=0))
     search.fit(X_train, y_partial)
     print(f"  grid search picked {search.best_params_}: test "

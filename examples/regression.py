@@ -38,9 +38,10 @@ import time
 import numpy as np
 from sklearn.datasets import load_digits
 
-from sktransfer import PretrainedClassifier, TransferRegressor
+from sktransfer import MLP, PretrainedClassifier, TransferRegressor
 
-COMMON = dict(hidden_layer_sizes=(128, 64), device="cpu")
+HIDDEN = MLP(hidden_layer_sizes=(128, 64))
+COMMON = dict(device="cpu")
 FINE_TUNE = dict(lr=3e-3, batch_size=8, max_epochs=200)
 SEEDS = range(5)
 LABEL_COUNTS = (20, 50)
@@ -66,7 +67,7 @@ def main():
     order = np.random.RandomState(0).permutation(len(y))
     source_idx, target_idx = order[: len(y) // 2], order[len(y) // 2:]
 
-    source = PretrainedClassifier("mlp", weights=None, max_epochs=10, random_state=0,
+    source = PretrainedClassifier(HIDDEN, weights=None, max_epochs=10, random_state=0,
                                   **COMMON).fit(X[source_idx], y[source_idx])
     print(f"source: digit classifier on {len(source_idx)} images, accuracy on the other "
           f"{len(target_idx)} images {source.score(X[target_idx], y[target_idx]):.3f}")
@@ -76,7 +77,7 @@ def main():
         "slant": slant(digits.images.astype(np.float64)),
     }
     rows = {
-        "scratch (same MLP, random init)": dict(backbone="mlp", weights=None),
+        "scratch (same MLP, random init)": dict(backbone=HIDDEN, weights=None),
         "transfer, freeze_depth=0": dict(backbone=source, freeze_depth=0),
         "transfer, freeze_depth=1": dict(backbone=source, freeze_depth=1),
         "transfer, freeze_depth='all'": dict(backbone=source, freeze_depth="all"),

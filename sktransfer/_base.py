@@ -23,11 +23,11 @@ from ._compat import (
     _check_y,
     _safe_indexing,
 )
-from ._backbone import BackboneSpec, declared_input_kind, network_of
+from ._backbone import Backbone, declared_input_kind, network_of
 from ._images import check_images, check_same_layout
 from ._methods import L2SP, Alignment, SemiSupervised
 from ._options import IMAGES, TABULAR, TEXT
-from ._recipe import Recipe, input_kind
+from ._recipe import Recipe, input_kind_of
 from ._text import check_texts
 
 
@@ -68,7 +68,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     """Base class of the transfer-learning estimators. Not for direct use."""
 
     _parameter_constraints: dict = {
-        "backbone": [str, BackboneSpec, HasMethods(["forward", "state_dict"]),
+        "backbone": [str, Backbone, HasMethods(["forward", "state_dict"]),
                      HasMethods(["fit", "predict"])],
         "weights": [None, str, os.PathLike],
         "freeze_depth": [Interval(Integral, 0, None, closed="left"), StrOptions({"all"})],
@@ -204,15 +204,15 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             )
         return _check_y(y, estimator=self, **self._y_validation)
 
-    def _validate_fit_data(self, X, y, kind):
-        if kind == TABULAR:
+    def _validate_fit_data(self, X, y, input_kind):
+        if input_kind == TABULAR:
             X = validate_data(self, X, dtype=[np.float64, np.float32])
             y = self._validate_y(y)
             check_consistent_length(X, y)
             self._check_source_features(X)
             return X, y
         y = self._validate_y(y)
-        data = check_texts(X) if kind == TEXT else check_images(X)
+        data = check_texts(X) if input_kind == TEXT else check_images(X)
         check_consistent_length(data.data, y)
         return data, y
 
@@ -244,7 +244,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         """Validate, resolve the recipe, prepare the targets, train with the
         engine, then set every fitted attribute at once."""
         source = self._source()
-        kind = input_kind(self.backbone, X, source)
+        kind = input_kind_of(self.backbone, X, source)
         data, y = self._validate_fit_data(X, y, kind)
         unlabeled = self._unlabeled_rows(y)
         recipe = Recipe.from_estimator(
@@ -327,8 +327,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         includes unlabeled terms (they ramp up on purpose)."""
         start = result.first_loss
         losses = [r["train_loss"] for r in result.history if "train_loss" in r]
-        partial = any("unlabeled_loss" in r or "adaptation_loss" in r for r in result.history)
-        if start is None or not losses or partial or not start > 0:
+        if start is None or not losses or result.trained_unlabeled or not start > 0:
             return
         worst = int(np.argmax(losses))
         if losses[worst] > self._DIVERGENCE_FACTOR * start:

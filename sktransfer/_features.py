@@ -150,7 +150,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                              "registry name, a TextEncoder or a module.")
         return kind or IMAGES
 
-    def _spec(self, kind: str):
+    def _embed_spec(self, kind: str):
         """What the engine's embedder is told."""
         backbone = backbone_object(self.backbone)
         text, image_size = {}, self.image_size
@@ -197,7 +197,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : TransferFeatures
             The fitted transformer.
         """
-        spec = self._spec(self._input_kind())
+        spec = self._embed_spec(self._input_kind())
         images = self._check_input(X)
         embedder = _embedding().fit_embedder(spec, images, cache=self.cache)
         self._embedder = embedder
@@ -288,12 +288,12 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         check_is_fitted(self)
         source = self.backbone
         if isinstance(source, BaseTransferEstimator):
-            kind = type(source).__name__
+            name = type(source).__name__
             if not is_classifier(source):
-                raise SourceLabelsUnavailableError(f"the source {kind} predicts no class labels")
+                raise SourceLabelsUnavailableError(f"the source {name} predicts no class labels")
             if self.weights != "DEFAULT":
                 raise SourceLabelsUnavailableError(
-                    f"weights={self.weights!r} replace the fitted {kind}'s parameters, so "
+                    f"weights={self.weights!r} replace the fitted {name}'s parameters, so "
                     "its predictions do not come from this network")
             return source.predict_proba(X)
         head, reason = _engine().source_head(source, self.weights)

@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 
 from ._backbone import (
     MLP,
-    BackboneSpec,
+    Backbone,
     ImageBackbone,
     TextEncoder,
     backbone_object,
@@ -43,7 +43,7 @@ STEP_BUDGET = 1000
 MIN_EPOCHS, MAX_EPOCHS = 10, 200
 
 
-def input_kind(backbone, X, source=None) -> str:
+def input_kind_of(backbone, X, source=None) -> str:
     """What a fit takes as input: the fitted ``source`` estimator's kind,
     the kind a backbone value fixes, or for an ``nn.Module`` a table of
     features (a 2-D ``X``) as tabular data and anything else as images."""
@@ -293,7 +293,7 @@ def _seed(random_state) -> int:
 def _backbone_group(params: _Params, source) -> BackboneGroup:
     value = backbone_object(params.take("backbone"))
     settings = {}
-    if isinstance(value, BackboneSpec):
+    if isinstance(value, Backbone):
         value.check()
         settings = {"image_size": value.image_size} if isinstance(value, ImageBackbone) else \
             {"mlp": value} if isinstance(value, MLP) else {"text": value}

@@ -17,7 +17,7 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
-from sktransfer import L2SP, ImageBackbone, TextEncoder
+from sktransfer import L2SP, MLP, ImageBackbone, TextEncoder
 
 
 @pytest.fixture(scope="session")
@@ -49,6 +49,31 @@ def fast_params(**overrides):
     )
     params.update(overrides)
     params["backbone"] = ImageBackbone(params["backbone"], image_size=params.pop("image_size"))
+    return params
+
+
+# MLP settings of the tabular tests: a quick fit and a longer one
+QUICK_MLP = dict(backbone=MLP(hidden_layer_sizes=(32, 16)), lr=1e-2, max_epochs=3,
+                 batch_size=64, device="cpu", random_state=0)
+LONGER_MLP = dict(backbone=MLP(hidden_layer_sizes=(64, 32)), lr=1e-2, max_epochs=15,
+                  batch_size=32, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits32(mnist):
+    """80 real MNIST digits of classes 0-3, padded to 32 px."""
+    X, y = mnist
+    keep = y < 4
+    X = np.pad(X[keep][:80], ((0, 0), (2, 2), (2, 2)))
+    return X, y[keep][:80]
+
+
+def tiny(tiny_backbone, **overrides):
+    """Settings of a quick fit of the registered "tinynet" backbone."""
+    name, weights = tiny_backbone
+    params = dict(backbone=name, weights=weights, max_epochs=2, batch_size=16, lr=1e-2,
+                  device="cpu", random_state=0)
+    params.update(overrides)
     return params
 
 

@@ -6,13 +6,11 @@ import pytest
 import torch
 from sklearn.datasets import load_digits
 
-from sktransfer import MLP, PretrainedClassifier
+from sktransfer import PretrainedClassifier
 from sktransfer._recipe import Recipe
 
-from .conftest import fast_params
+from .conftest import fast_params, QUICK_MLP as MLP_PARAMS
 
-MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(32, 16)), lr=1e-2, max_epochs=3,
-           batch_size=64, device="cpu", random_state=0)
 
 
 @pytest.fixture(scope="module")

@@ -23,7 +23,7 @@ from sktransfer._nn.model import (
     make_head,
 )
 
-from .conftest import fast_params, trunk_parts
+from .conftest import fast_params, trunk_parts, tiny
 
 
 class TinyTrunk(nn.Module):
@@ -244,23 +244,6 @@ def test_freeze_depth_beyond_the_stages_through_the_estimator():
                                          r"stages; use an int from 0 to 5"):
         clf.fit(X, [0, 1, 0, 1])
     assert not hasattr(clf, "n_stages_")
-
-
-@pytest.fixture(scope="module")
-def digits32(mnist):
-    """80 real MNIST digits of classes 0-3, padded to 32 px."""
-    X, y = mnist
-    keep = y < 4
-    X = np.pad(X[keep][:80], ((0, 0), (2, 2), (2, 2)))
-    return X, y[keep][:80]
-
-
-def tiny(tiny_backbone, **overrides):
-    name, weights = tiny_backbone
-    params = dict(backbone=name, weights=weights, max_epochs=2, batch_size=16, lr=1e-2,
-                  device="cpu", random_state=0)
-    params.update(overrides)
-    return params
 
 
 def test_freeze_depth_beyond_the_stages_names_the_backbone(tiny_backbone, digits32):

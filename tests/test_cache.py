@@ -13,7 +13,7 @@ import sktransfer
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
 from sktransfer._nn import activation_store, frozen_cut
 
-from .conftest import fast_params
+from .conftest import fast_params, tiny
 
 
 @pytest.fixture(autouse=True)
@@ -359,23 +359,6 @@ def test_grid_search_workers_share_activations_through_cache_dir(digits_small, t
     clf = PretrainedClassifier(**fast_params(max_epochs=1, cache_dir=str(tmp_path))).fit(X, y)
     assert clf.cache_info_["from_disk"] == len(X)
     assert clf.cache_info_["computed"] == 0
-
-
-@pytest.fixture(scope="module")
-def digits32(mnist):
-    """80 real MNIST digits of classes 0-3, padded to 32 px."""
-    X, y = mnist
-    keep = y < 4
-    X = np.pad(X[keep][:80], ((0, 0), (2, 2), (2, 2)))
-    return X, y[keep][:80]
-
-
-def tiny(tiny_backbone, **overrides):
-    name, weights = tiny_backbone
-    params = dict(backbone=name, weights=weights, max_epochs=2, batch_size=16, lr=1e-2,
-                  device="cpu", random_state=0)
-    params.update(overrides)
-    return params
 
 
 @pytest.mark.slow

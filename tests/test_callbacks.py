@@ -14,16 +14,23 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 
-from sktransfer import MLP, PretrainedClassifier, TransferRegressor
+from sktransfer import PretrainedClassifier, TransferRegressor
 from sktransfer._nn.callbacks import schedule_factor
 from sktransfer._recipe import Recipe
 from sktransfer._nn.freezing import unfreeze_plan
 from sktransfer._nn.net import TransferNetMixin
 
-from .conftest import HELD_OUT, LABELS, TEXTS, fast_params, quiet_fit, text_params
+from .conftest import (
+    HELD_OUT,
+    LABELS,
+    TEXTS,
+    fast_params,
+    quiet_fit,
+    text_params,
+    tiny,
+    QUICK_MLP as MLP_PARAMS,
+)
 
-MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(32, 16)), lr=1e-2, max_epochs=3,
-           batch_size=64, device="cpu", random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -42,23 +49,6 @@ def source(digits):
 def tabular():
     X, y = load_digits(return_X_y=True)
     return X / 16.0, y
-
-
-@pytest.fixture(scope="module")
-def digits32(mnist):
-    """80 real MNIST digits of classes 0-3, padded to 32 px."""
-    X, y = mnist
-    keep = y < 4
-    X = np.pad(X[keep][:80], ((0, 0), (2, 2), (2, 2)))
-    return X, y[keep][:80]
-
-
-def tiny(tiny_backbone, **overrides):
-    name, weights = tiny_backbone
-    params = dict(backbone=name, weights=weights, max_epochs=2, batch_size=16, lr=1e-2,
-                  device="cpu", random_state=0)
-    params.update(overrides)
-    return params
 
 
 def _stage_state(est, stage):
@@ -125,7 +115,7 @@ def test_the_range_test_runs_the_nets_training_step_on_a_copy(tiny_backbone, dig
     original = TransferNetMixin.train_step
 
     def counting(net, batch, **fit_params):
-        steps.append(net.l2sp_strength)
+        steps.append(net.recipe.optimisation.regularization.strength)
         return original(net, batch, **fit_params)
 
     monkeypatch.setattr(TransferNetMixin, "train_step", counting)

@@ -21,10 +21,8 @@ from sktransfer._nn import engine
 from sktransfer._nn.net import MergedBatches, n_batches
 from sktransfer._nn.optim import l2sp_penalty, stage_lr_factors
 
-from .conftest import fast_params
+from .conftest import fast_params, tiny, QUICK_MLP as MLP_PARAMS
 
-MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(32, 16)), lr=1e-2, max_epochs=3,
-           batch_size=64, device="cpu", random_state=0)
 
 
 @pytest.fixture(scope="module")
@@ -37,23 +35,6 @@ def digits():
 def source(digits):
     X, y = digits
     return PretrainedClassifier(**MLP_PARAMS).fit(X, y)
-
-
-@pytest.fixture(scope="module")
-def digits32(mnist):
-    """80 real MNIST digits of classes 0-3, padded to 32 px."""
-    X, y = mnist
-    keep = y < 4
-    X = np.pad(X[keep][:80], ((0, 0), (2, 2), (2, 2)))
-    return X, y[keep][:80]
-
-
-def tiny(tiny_backbone, **overrides):
-    name, weights = tiny_backbone
-    params = dict(backbone=name, weights=weights, max_epochs=2, batch_size=16, lr=1e-2,
-                  device="cpu", random_state=0)
-    params.update(overrides)
-    return params
 
 
 # -- the engine ------------------------------------------------------------------------

@@ -9,27 +9,8 @@ from sklearn.datasets import load_diabetes, load_digits
 
 from sktransfer import MLP, PretrainedClassifier, TransferFeatures, TransferRegressor
 
-from .conftest import ALL_OPTIONS, fast_params
+from .conftest import ALL_OPTIONS, fast_params, tiny, LONGER_MLP as MLP_PARAMS
 
-MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(64, 32)), lr=1e-2, max_epochs=15,
-           batch_size=32, device="cpu", random_state=0)
-
-
-@pytest.fixture(scope="module")
-def digits32(mnist):
-    """80 real MNIST digits of classes 0-3, padded to 32 px."""
-    X, y = mnist
-    keep = y < 4
-    X = np.pad(X[keep][:80], ((0, 0), (2, 2), (2, 2)))
-    return X, y[keep][:80]
-
-
-def tiny(tiny_backbone, **overrides):
-    name, weights = tiny_backbone
-    params = dict(backbone=name, weights=weights, max_epochs=2, batch_size=16, lr=1e-2,
-                  device="cpu", random_state=0)
-    params.update(overrides)
-    return params
 
 
 def _trunk_params(est):

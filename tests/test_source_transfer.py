@@ -12,8 +12,8 @@ from sklearn.model_selection import GridSearchCV
 
 from sktransfer import MLP, PretrainedClassifier, TransferRegressor
 
-MLP_PARAMS = dict(backbone=MLP(hidden_layer_sizes=(64, 32)), lr=1e-2, max_epochs=15,
-           batch_size=32, device="cpu", random_state=0)
+from .conftest import LONGER_MLP as MLP_PARAMS
+
 
 
 @pytest.fixture(scope="module")

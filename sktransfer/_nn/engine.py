@@ -62,6 +62,7 @@ class FitResult:
     probe_alpha: float | None = None
     best_epoch: int | None = None
     first_loss: float | None = None  # the first training batch's loss
+    trained_unlabeled: bool = False  # unlabeled samples took part in training
     preprocessing: object = None
     image_size: int | None = None
     # predict reads the activations it finds cached under this key / cut
@@ -192,7 +193,8 @@ def _result(net, run: Prepared, network, solution, dtype: str) -> FitResult:
         weights=network.weights, converged=net.converged_,
         probe_alpha=None if solution is None else solution.alpha,
         best_epoch=None if convergence is None else convergence.best_epoch_,
-        first_loss=first_batch_loss(net), preprocessing=network.preprocessing,
+        first_loss=first_batch_loss(net), trained_unlabeled=len(run.unlabeled) > 0,
+        preprocessing=network.preprocessing,
         image_size=network.image_size,
         # a refit without the cache must not keep a previous fit's key
         cache_key=run.cached.key if run.cached.used else None,
