@@ -260,8 +260,10 @@ class Recipe:
 
     def probe_key(self) -> tuple:
         """What the exact probe's solution depends on besides its features
-        and targets: equal keys on equal data give the same head."""
-        return (self.task, self.loss, self.head.probe_alpha, self.runtime.seed)
+        and targets: equal keys on equal data give the same head (the seed
+        only draws the folds that choose ``probe_alpha="auto"``)."""
+        alpha = self.head.probe_alpha
+        return (self.task, self.loss, alpha, self.runtime.seed if alpha == "auto" else None)
 
 
 class _Params:

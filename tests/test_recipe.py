@@ -10,6 +10,7 @@ from sklearn.base import clone
 from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 
+import sktransfer
 from sktransfer import (
     DANN,
     L2SP,
@@ -215,7 +216,7 @@ def test_equal_probes_are_solved_once(mnist, monkeypatch):
     from sktransfer._nn import probe
 
     X, y = mnist[0][:80], mnist[1][:80]
-    probe.forget_solutions()
+    sktransfer.clear_cache()  # no solution remembered from another test
     calls = []
     solve = probe.solve
     monkeypatch.setattr(probe, "solve", lambda *a, **k: calls.append(1) or solve(*a, **k))
@@ -225,3 +226,25 @@ def test_equal_probes_are_solved_once(mnist, monkeypatch):
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
     PretrainedClassifier(**fast_params(probe_alpha=10.0)).fit(X, y)
     assert len(calls) == 2  # another penalty is another problem
+    sktransfer.clear_cache()
+    PretrainedClassifier(**fast_params()).fit(X, y)
+    assert len(calls) == 3  # clear_cache forgets the solutions too
+
+
+def test_probe_solutions_are_shared_through_cache_dir(mnist, monkeypatch, tmp_path):
+    from sktransfer._nn import probe
+
+    X, y = mnist[0][:60], mnist[1][:60]
+    sktransfer.clear_cache()
+    calls = []
+    solve = probe.solve
+    monkeypatch.setattr(probe, "solve", lambda *a, **k: calls.append(1) or solve(*a, **k))
+    first = PretrainedClassifier(**fast_params(cache_dir=tmp_path)).fit(X, y)
+    assert len(list((tmp_path / "sktransfer-probes").glob("*.npz"))) == 1
+    sktransfer.clear_cache()  # memory only: another process starts like this
+    again = PretrainedClassifier(**fast_params(cache_dir=tmp_path, lr=0.5)).fit(X, y)
+    assert len(calls) == 1  # read from cache_dir
+    np.testing.assert_array_equal(first.predict_proba(X), again.predict_proba(X))
+    assert again.probe_alpha_ == first.probe_alpha_
+    sktransfer.clear_cache(tmp_path)
+    assert not (tmp_path / "sktransfer-probes").exists()

@@ -216,6 +216,11 @@ STORE = MemoryStore()
 # and one whose directory is gone was evicted by another process: a miss.
 
 DISK_DIRNAME = "sktransfer-activations"
+# Solutions of exact linear probes by key (``sktransfer._nn.probe``): small,
+# kept in memory and as files under ``<cache_dir>/sktransfer-probes``, and
+# cleared with the activations.
+PROBE_SOLUTIONS: OrderedDict = OrderedDict()
+PROBE_DIRNAME = "sktransfer-probes"
 DEFAULT_DISK_BUDGET = 10 * 1024**3  # bytes under each cache_dir
 _DIGEST_FILE = "digest.txt"
 _STALE_TMP_SECONDS = 3600  # a chunk still being written after this was left by a crash
@@ -715,16 +720,17 @@ def cache_info(cache_dir=None) -> dict:
 
 
 def clear_cache(cache_dir=None) -> None:
-    """Drop every activation cached in memory by this process, and those
-    written under ``cache_dir``.
+    """Drop every activation (and exact-probe solution) cached in memory by
+    this process, and those written under ``cache_dir``.
 
     Parameters
     ----------
     cache_dir : str, path or None, default=None
-        Also delete ``<cache_dir>/sktransfer-activations``, where estimators
-        given this ``cache_dir`` keep their activations (nothing else in
-        ``cache_dir`` is touched). Other processes using it at the time
-        compute what they no longer find. None: files stay.
+        Also delete ``<cache_dir>/sktransfer-activations`` and
+        ``<cache_dir>/sktransfer-probes``, where estimators given this
+        ``cache_dir`` keep their activations and probe solutions (nothing
+        else in ``cache_dir`` is touched). Other processes using it at the
+        time compute what they no longer find. None: files stay.
 
     See Also
     --------
@@ -738,8 +744,10 @@ def clear_cache(cache_dir=None) -> None:
     0
     """
     STORE.clear()
+    PROBE_SOLUTIONS.clear()
     if cache_dir is not None:
         _delete_disk_cache(cache_dir)
+        shutil.rmtree(os.path.join(os.fspath(cache_dir), PROBE_DIRNAME), ignore_errors=True)
 
 
 def _check_nbytes(name: str, value) -> int:

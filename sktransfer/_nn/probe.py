@@ -26,7 +26,6 @@ from __future__ import annotations
 import hashlib
 import os
 import warnings
-from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +35,7 @@ from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 
 from .._options import UNLABELED_TARGET
+from . import activation_store as store
 from .frozen_cut import skipping
 from .inference import Batching, evaluating, run_batches
 
@@ -273,12 +273,10 @@ def load_into_head(head: torch.nn.Module, solution: LinearSolution) -> None:
 
 # -- the probe of a fit, and reuse of equal probes --------------------------------------
 
-# Solutions of earlier probes in this process, by what they depend on: a grid
-# over parameters the probe does not read (lr, the schedule, ...) solves each
-# fold once. Least recently used first out.
-_SOLUTIONS: OrderedDict = OrderedDict()
+# At most this many solutions of earlier probes stay in memory (least
+# recently used first out): a grid over parameters the probe does not read
+# (lr, the schedule, ...) solves each fold once.
 _MAX_SOLUTIONS = 256
-_DISK_FOLDER = "sktransfer-probes"
 
 
 def _digest(*arrays) -> str:
@@ -291,14 +289,14 @@ def _digest(*arrays) -> str:
 
 
 def _disk_path(cache_dir, key: str):
-    return None if cache_dir is None else os.path.join(os.fspath(cache_dir), _DISK_FOLDER,
-                                                        key + ".npz")
+    return None if cache_dir is None else os.path.join(os.fspath(cache_dir),
+                                                        store.PROBE_DIRNAME, key + ".npz")
 
 
 def _remembered(key: str, cache_dir) -> LinearSolution | None:
-    if key in _SOLUTIONS:
-        _SOLUTIONS.move_to_end(key)
-        return _SOLUTIONS[key]
+    if key in store.PROBE_SOLUTIONS:
+        store.PROBE_SOLUTIONS.move_to_end(key)
+        return store.PROBE_SOLUTIONS[key]
     path = _disk_path(cache_dir, key)
     if path is None or not os.path.isfile(path):
         return None
@@ -314,9 +312,9 @@ def _remembered(key: str, cache_dir) -> LinearSolution | None:
 
 
 def _remember(key: str, solution: LinearSolution, cache_dir) -> None:
-    _SOLUTIONS[key] = solution
-    while len(_SOLUTIONS) > _MAX_SOLUTIONS:
-        _SOLUTIONS.popitem(last=False)
+    store.PROBE_SOLUTIONS[key] = solution
+    while len(store.PROBE_SOLUTIONS) > _MAX_SOLUTIONS:
+        store.PROBE_SOLUTIONS.popitem(last=False)
     path = _disk_path(cache_dir, key)
     if path is None:
         return
@@ -328,11 +326,6 @@ def _remember(key: str, solution: LinearSolution, cache_dir) -> None:
         os.replace(partial, path)
     except OSError:
         pass  # the in-memory copy still serves this process
-
-
-def forget_solutions() -> None:
-    """Empty the in-process memory of probe solutions."""
-    _SOLUTIONS.clear()
 
 
 def _solve_tasks(recipe, features, targets, sample_weight, groups, device):
