@@ -150,7 +150,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                              "registry name, a TextEncoder or a module.")
         return kind or IMAGES
 
-    def _embed_spec(self, kind: str):
+    def _embedder_settings(self, kind: str):
         """What the engine's embedder is told."""
         backbone = backbone_object(self.backbone)
         text, image_size = {}, self.image_size
@@ -174,7 +174,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                 f"image_size={image_size} applies to images only, but the backbone "
                 f"takes {kind}; use image_size=None."
             )
-        return _embedding().EmbedSpec(backbone, self.weights, self.stage, image_size,
+        return _embedding().EmbedderSettings(backbone, self.weights, self.stage, image_size,
                                       self.batch_size, self.device, kind, **text)
 
     def _check_input(self, X):
@@ -197,7 +197,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         self : TransferFeatures
             The fitted transformer.
         """
-        spec = self._embed_spec(self._input_kind())
+        spec = self._embedder_settings(self._input_kind())
         images = self._check_input(X)
         embedder = _embedding().fit_embedder(spec, images, cache=self.cache)
         self._embedder = embedder

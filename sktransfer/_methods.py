@@ -260,6 +260,10 @@ class Alignment(Method):
         """
         return self._terms(source, target, progress, module)
 
+    def _terms(self, source, target, progress, module):
+        term = self._distance(source, target)
+        return self.strength * progress * term, term
+
 
 class Coral(Alignment):
     """Deep CORAL (Sun & Saenko, 2016): aligns the two domains' feature
@@ -279,9 +283,8 @@ class Coral(Alignment):
 
     shorthand = opt.CORAL
 
-    def _terms(self, source, target, progress, module):
-        term = _partial().coral_loss(source, target)
-        return self.strength * progress * term, term
+    def _distance(self, source, target):
+        return _partial().coral_loss(source, target)
 
 
 class MMD(Alignment):
@@ -302,9 +305,8 @@ class MMD(Alignment):
 
     shorthand = opt.MMD
 
-    def _terms(self, source, target, progress, module):
-        term = _partial().mmd_loss(source, target)
-        return self.strength * progress * term, term
+    def _distance(self, source, target):
+        return _partial().mmd_loss(source, target)
 
 
 class DANN(Alignment):

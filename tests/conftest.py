@@ -14,10 +14,11 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
-from sktransfer import L2SP, MLP, ImageBackbone, TextEncoder
+from sktransfer import L2SP, MLP, ImageBackbone, PretrainedClassifier, TextEncoder
 
 
 @pytest.fixture(scope="session")
@@ -57,6 +58,21 @@ QUICK_MLP = dict(backbone=MLP(hidden_layer_sizes=(32, 16)), lr=1e-2, max_epochs=
                  batch_size=64, device="cpu", random_state=0)
 LONGER_MLP = dict(backbone=MLP(hidden_layer_sizes=(64, 32)), lr=1e-2, max_epochs=15,
                   batch_size=32, device="cpu", random_state=0)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """400 of scikit-learn's 8x8 digits as 64 features in [0, 1] (a test
+    module may define its own)."""
+    X, y = load_digits(return_X_y=True)
+    return X[:400] / 16.0, y[:400]
+
+
+@pytest.fixture(scope="module")
+def source(digits):
+    """A quick MLP classifier fitted on ``digits`` (the source of a transfer)."""
+    X, y = digits
+    return PretrainedClassifier(**QUICK_MLP).fit(X, y)
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,11 @@
 import numpy as np
 import pytest
 import torch
-from sklearn.datasets import load_digits
 
 from sktransfer import PretrainedClassifier
 from sktransfer._recipe import Recipe
 
 from .conftest import fast_params, QUICK_MLP as MLP_PARAMS
-
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:400] / 16.0, y[:400]
 
 
 @pytest.mark.slow

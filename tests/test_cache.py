@@ -122,8 +122,13 @@ def test_cache_dir_shares_activations_between_processes(digits_small, tmp_path):
     assert second.cache_info_["from_disk"] == len(X)
     assert second.cache_info_["computed"] == 0
     np.testing.assert_array_equal(first.predict_proba(X_test), second.predict_proba(X_test))
-    files = sorted(p.name for p in tmp_path.rglob("*") if p.is_file())
+    files = sorted(p.name for p in (tmp_path / "sktransfer-activations").rglob("*")
+                   if p.is_file())
     assert files and set(files) == {"keys.npy", "values.npy", "digest.txt"}
+    # and the exact probe's solution, as numpy arrays too
+    assert [p.suffix for p in (tmp_path / "sktransfer-probes").iterdir()] == [".npz"]
+    assert {p.name for p in tmp_path.iterdir()} == {"sktransfer-activations",
+                                                    "sktransfer-probes"}
 
 
 @pytest.mark.parametrize("params, reason", [
@@ -376,10 +381,10 @@ def test_cached_fit_on_the_tiny_backbone_matches_the_uncached_fit(tiny_backbone,
 def test_the_cut_memo_is_bounded(tiny_backbone):
     name, weights = tiny_backbone
     from sktransfer._nn.freezing import freeze
-    from sktransfer._nn.model import HeadSpec, attach_head, load_trunk
+    from sktransfer._nn.model import NewHead, attach_head, load_trunk
 
     trunk = load_trunk(name, weights)
-    module = attach_head(trunk, HeadSpec((), 0.0, 2), sample=torch.zeros(3, 32, 32))
+    module = attach_head(trunk, NewHead((), 0.0, 2), sample=torch.zeros(3, 32, 32))
     freeze(module, [0, 1])
     frozen_cut._CUTS.clear()
     for size in range(8, 8 + frozen_cut._MAX_MEMO + 6):

@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from sktransfer import PretrainedClassifier, TransferRegressor
 from sktransfer._nn.callbacks import schedule_factor
 from sktransfer._recipe import Recipe
-from sktransfer._nn.freezing import unfreeze_plan
+from sktransfer._nn.freezing import release_schedule
 from sktransfer._nn.net import TransferNetMixin
 
 from .conftest import (
@@ -30,19 +30,6 @@ from .conftest import (
     tiny,
     QUICK_MLP as MLP_PARAMS,
 )
-
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:400] / 16.0, y[:400]
-
-
-@pytest.fixture(scope="module")
-def source(digits):
-    X, y = digits
-    return PretrainedClassifier(**MLP_PARAMS).fit(X, y)
 
 
 @pytest.fixture(scope="module")
@@ -135,10 +122,10 @@ def test_the_range_test_runs_the_nets_training_step_on_a_copy(tiny_backbone, dig
 
 
 def test_unfreeze_plan_releases_top_stages_first():
-    assert unfreeze_plan(None, [0, 1, 2]) == []
-    assert unfreeze_plan(2, [0, 1, 2]) == [(2, [2, 1, 0])]
-    assert unfreeze_plan((1, 3), [0, 1, 2]) == [(1, [2]), (3, [1, 0])]
-    assert unfreeze_plan((1, 2, 3), [0, 1, 2]) == [(1, [2]), (2, [1]), (3, [0])]
+    assert release_schedule(None, [0, 1, 2]) == []
+    assert release_schedule(2, [0, 1, 2]) == [(2, [2, 1, 0])]
+    assert release_schedule((1, 3), [0, 1, 2]) == [(1, [2]), (3, [1, 0])]
+    assert release_schedule((1, 2, 3), [0, 1, 2]) == [(1, [2]), (2, [1]), (3, [0])]
 
 
 def test_frozen_stages_do_not_change_before_unfreeze_at_and_change_after(source, digits):

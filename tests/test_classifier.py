@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
-from sklearn.datasets import load_digits
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -29,7 +28,6 @@ from .conftest import (
     predict_proba_without_cuda,
     QUICK_MLP as MLP_PARAMS,
 )
-
 
 
 @pytest.mark.slow
@@ -228,12 +226,6 @@ def test_fit_predict_on_image_files_and_pil_images(digits_small, tmp_path):
     clf_arrays = PretrainedClassifier(**fast_params(max_epochs=3)).fit(X, y)
     np.testing.assert_allclose(clf.predict_proba(pil_images), clf_arrays.predict_proba(X_test),
                                rtol=1e-4, atol=1e-5)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:400] / 16.0, y[:400]
 
 
 @pytest.mark.slow

@@ -24,19 +24,6 @@ from sktransfer._nn.optim import l2sp_penalty, stage_lr_factors
 from .conftest import fast_params, tiny, QUICK_MLP as MLP_PARAMS
 
 
-
-@pytest.fixture(scope="module")
-def digits():
-    X, y = load_digits(return_X_y=True)
-    return X[:400] / 16.0, y[:400]
-
-
-@pytest.fixture(scope="module")
-def source(digits):
-    X, y = digits
-    return PretrainedClassifier(**MLP_PARAMS).fit(X, y)
-
-
 # -- the engine ------------------------------------------------------------------------
 
 

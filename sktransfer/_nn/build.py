@@ -14,7 +14,7 @@ from .data import STRONG, ImageDataset, TabularDataset, TwoViewDataset, subset
 from .freezing import freeze, frozen_stages, hold_all_norms
 from .frozen_cut import CachedActivations
 from .inference import Batching
-from .model import HeadSpec, attach_head, backbone_name, check_image_size, load_trunk
+from .model import NewHead, attach_head, backbone_name, check_image_size, load_trunk
 from .text import TextDataset, TextPreprocessing
 
 
@@ -93,7 +93,7 @@ def build_network(recipe, data, targets, sample_weight, *, n_outputs: int, class
     elif recipe.input_kind == TEXT:
         prep = trunk.preprocessing
     plain = dataset(data, targets, sample_weight, prep=prep, size=size, dtype=dtype)
-    head = HeadSpec(recipe.head.hidden, recipe.head.dropout, n_outputs,
+    head = NewHead(recipe.head.hidden, recipe.head.dropout, n_outputs,
                     recipe.backbone.source_head, classes)
     module = attach_head(trunk, head, sample=plain[0][0],
                          preprocessing=prep if recipe.input_kind == IMAGES else None,

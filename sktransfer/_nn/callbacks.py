@@ -99,7 +99,8 @@ class LRSchedule(Callback):
 
 
 class GradualUnfreezing(Callback):
-    """Release frozen stages at the start of the epochs of ``plan``.
+    """Release frozen stages at the start of the epochs of ``releases``
+    (``[(epoch, [stage indices])]``).
 
     Released parameters get ``requires_grad=True`` and join the optimizer as
     a new group at their stage's learning rate (Lightning's
@@ -107,8 +108,8 @@ class GradualUnfreezing(Callback):
     unless ``bn_mode="frozen"``.
     """
 
-    def __init__(self, plan, lr_factors, lr, weight_decay, bn_mode="train"):
-        self.plan = plan
+    def __init__(self, releases, lr_factors, lr, weight_decay, bn_mode="train"):
+        self.releases = releases
         self.lr_factors = lr_factors
         self.lr = lr
         self.weight_decay = weight_decay
@@ -116,7 +117,7 @@ class GradualUnfreezing(Callback):
 
     def on_epoch_begin(self, net, **kwargs):
         epochs_done = len(net.history) - 1
-        for epoch, stages in self.plan:
+        for epoch, stages in self.releases:
             if epoch == epochs_done:
                 for stage in stages:
                     unfreeze_and_add_param_group(

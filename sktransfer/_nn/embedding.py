@@ -20,7 +20,7 @@ from .text import TextDataset
 
 
 @dataclass(frozen=True)
-class EmbedSpec:
+class EmbedderSettings:
     """What ``TransferFeatures`` is told: backbone, weights, cut, input
     settings (image size; text ``max_length`` and ``pooling``)."""
 
@@ -76,7 +76,7 @@ class Embedder:
 _SAME = "same"  # embed at the embedder's own stage
 
 
-def fit_embedder(spec: EmbedSpec, data, *, cache: bool = True) -> Embedder:
+def fit_embedder(spec: EmbedderSettings, data, *, cache: bool = True) -> Embedder:
     """Load the trunk of ``spec`` and probe its output size on the first
     item of ``data`` (validated images or texts); with ``cache``, key its
     embeddings in the activation store."""

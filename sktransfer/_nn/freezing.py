@@ -109,7 +109,7 @@ def unfreeze_and_add_param_group(module, optimizer, stage: int, *, lr: float,
         optimizer.add_param_group(stage_group(params, stage, lr, weight_decay))
 
 
-def unfreeze_plan(unfreeze_at, frozen: list[int]) -> list:
+def release_schedule(unfreeze_at, frozen: list[int]) -> list:
     """``[(epoch, [stage indices])]``: which frozen stages are released after
     how many epochs, nearest the head first.
 
@@ -122,8 +122,8 @@ def unfreeze_plan(unfreeze_at, frozen: list[int]) -> list:
     if isinstance(unfreeze_at, int):
         return [(int(unfreeze_at), top_down)]
     epochs = [int(e) for e in unfreeze_at]
-    plan = [(epoch, [stage]) for epoch, stage in zip(epochs[:-1], top_down)]
+    releases = [(epoch, [stage]) for epoch, stage in zip(epochs[:-1], top_down)]
     rest = top_down[len(epochs) - 1:]
     if rest:
-        plan.append((epochs[-1], rest))
-    return plan
+        releases.append((epochs[-1], rest))
+    return releases

@@ -53,7 +53,7 @@ class Trunk:
 
 
 @dataclass(frozen=True)
-class HeadSpec:
+class NewHead:
     """The new head: hidden layer sizes, dropout, outputs, and what happens
     to a head the source brings (``source_head`` for the target ``classes``)."""
 
@@ -404,7 +404,7 @@ def _keep_source_head(trunk: Trunk, head_config: dict, mode: str, classes) -> bo
     return same_shape and known and list(trunk.head_classes) == list(classes)
 
 
-def attach_head(trunk: Trunk, head: HeadSpec, *, sample: torch.Tensor,
+def attach_head(trunk: Trunk, head: NewHead, *, sample: torch.Tensor,
                 preprocessing: Preprocessing | None = None, size=None) -> TransferModule:
     """The trunk followed by a new head (or the source's, see ``source_head``).
 

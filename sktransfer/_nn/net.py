@@ -40,7 +40,7 @@ from .callbacks import (
     StopOnNonFiniteLoss,
     StopTraining,
 )
-from .freezing import frozen_stages, unfreeze_plan
+from .freezing import frozen_stages, release_schedule
 from .inference import unwrap_worker_error
 from .losses import WeightedLoss
 from .optim import make_optimizer, optimizer_groups, stage_lr_factors
@@ -448,7 +448,7 @@ def _callbacks(module, recipe, data: TrainingData, groups=None) -> list:
                              int(round(schedule.warmup_epochs * per_epoch)))
     callbacks.append(("lr_schedule", lr_schedule))
     frozen = frozen_stages(recipe.freezing.depth, module.n_stages, "")
-    releases = unfreeze_plan(recipe.freezing.unfreeze_at, frozen)
+    releases = release_schedule(recipe.freezing.unfreeze_at, frozen)
     if releases:
         factors = stage_lr_factors(module.n_stages, optimisation.layer_decay,
                                    optimisation.backbone_lr_mult)
