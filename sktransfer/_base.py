@@ -196,7 +196,6 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             ) from None
         return source
 
-
     def _validate_y(self, y):
         if y is None:
             raise ValueError(
@@ -234,7 +233,6 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 "needs weight > 0."
             )
         return weights / weights.mean()
-
 
     def _export_trunk(self):
         """This fitted estimator's trunk and head, offered as a backbone."""

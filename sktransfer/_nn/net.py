@@ -370,6 +370,10 @@ class TransferNetMixin:
         outputs = full_precision(outputs)
         y_pred = outputs[:n][labeled]
         loss = self.get_loss(y_pred, (y[labeled.cpu()], weight[labeled.cpu()]), training=True)
+        if not bool(unlabeled.any()):  # a process's share of a batch may hold none
+            for name in ("unlabeled_loss", "adaptation_loss"):
+                self.history.record_batch(name, 0.0)
+            return loss, y_pred
         progress = ramp(self.steps_done_ / max(1, self.total_steps))
         method = methods.semi_supervised
         if method is not None:
