@@ -390,15 +390,11 @@ class L2SP(Method):
 _SHORTHANDS = {cls.shorthand: cls for cls in (PseudoLabel, FixMatch, Coral, MMD, DANN, L2SP)}
 
 
-def resolve_method(value, parameter: str, kind: type):
-    """The method object of a parameter value: None and other plain strings
-    ("ignore") as they are, a shorthand as its method with default settings,
-    a method object as it is; ``kind`` is the base class the parameter takes."""
+def resolve_method(value):
+    """The method object of a parameter value (the estimators' parameter
+    constraints have checked its kind): a shorthand as its method with
+    default settings; None, other plain strings ("ignore") and method
+    objects as they are."""
     if isinstance(value, str) and value in _SHORTHANDS:
-        value = _SHORTHANDS[value]()
-    if isinstance(value, Method) and not isinstance(value, kind):
-        raise ValueError(
-            f"{parameter}={value!r} is not a {kind.__name__} method; see the "
-            f"documentation of {parameter} for the methods it takes."
-        )
+        return _SHORTHANDS[value]()
     return value

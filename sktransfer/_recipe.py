@@ -325,9 +325,8 @@ def _freezing_group(params: _Params) -> FreezingGroup:
 
 def _methods_group(params: _Params, task: str, input_kind: str, freezing: FreezingGroup,
                    multi_task: bool, unlabeled_samples: bool) -> MethodsGroup:
-    unlabeled = resolve_method(params.take("unlabeled"), "unlabeled", SemiSupervised)
-    adaptation = resolve_method(params.take("domain_adaptation"), "domain_adaptation",
-                                Alignment)
+    unlabeled = resolve_method(params.take("unlabeled"))
+    adaptation = resolve_method(params.take("domain_adaptation"))
     for name, method in (("unlabeled", unlabeled), ("domain_adaptation", adaptation)):
         if hasattr(method, "check"):
             method.check(parameter=name, task=task, input_kind=input_kind,
@@ -353,7 +352,7 @@ def _methods_group(params: _Params, task: str, input_kind: str, freezing: Freezi
 
 def _optimisation_group(params: _Params, input_kind: str) -> OptimisationGroup:
     lr = params.take("lr")
-    regularization = resolve_method(params.take("regularization"), "regularization", L2SP)
+    regularization = resolve_method(params.take("regularization"))
     if regularization is not None:
         regularization.check(parameter="regularization", task="", input_kind=input_kind,
                              multi_task=False)

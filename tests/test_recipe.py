@@ -248,3 +248,14 @@ def test_probe_solutions_are_shared_through_cache_dir(mnist, monkeypatch, tmp_pa
     assert again.probe_alpha_ == first.probe_alpha_
     sktransfer.clear_cache(tmp_path)
     assert not (tmp_path / "sktransfer-probes").exists()
+
+
+@pytest.mark.parametrize("estimator_class, most", [(PretrainedClassifier, 35),
+                                                   (TransferRegressor, 36)])
+def test_constructor_keeps_its_parameters_few(estimator_class, most):
+    """Settings of one input kind or one method live in the backbone and
+    method objects, not in the constructor."""
+    names = list(inspect.signature(estimator_class.__init__).parameters)[1:]
+    assert len(names) <= most
+    assert not {"hidden_layer_sizes", "max_length", "pooling", "image_size",
+                "unlabeled_threshold", "adaptation_strength"} & set(names)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.model_selection import train_test_split
 
-from .._options import IMAGES, TEXT, UNLABELED_TARGET
+from .._options import IMAGES, TEXT
 from .data import STRONG, ImageDataset, TabularDataset, TwoViewDataset, subset
 from .freezing import freeze, frozen_stages, hold_all_norms
 from .frozen_cut import CachedActivations
@@ -145,7 +145,3 @@ def training_set(run: Prepared, augmented, train_idx):
         return augmented, len(train_idx)
     return subset(augmented, train_idx), len(train_idx)
 
-
-def task_rows(targets, task: int) -> np.ndarray:
-    """The rows of a multi-task ``targets`` labeled for ``task``."""
-    return np.flatnonzero(targets[:, task] != UNLABELED_TARGET)

@@ -279,8 +279,8 @@ def load_into_head(head: torch.nn.Module, solution: LinearSolution) -> None:
 _MAX_SOLUTIONS = 256
 
 
-def _digest(*arrays) -> str:
-    hasher = hashlib.blake2b(digest_size=16)
+def _digest(header: str, *arrays) -> str:
+    hasher = hashlib.blake2b(header.encode(), digest_size=16)
     for array in arrays:
         array = np.ascontiguousarray(array)
         hasher.update(str((array.dtype.str, array.shape)).encode())
@@ -363,8 +363,7 @@ def probe_head(recipe, run, positions, targets, sample_weight) -> LinearSolution
         module.to(memory_format=torch.channels_last)
     with skipping(module.trunk, run.cached.skipped_cut):
         features = trunk_features(module, dataset, batching)
-    key = _digest(np.frombuffer(repr((recipe.probe_key(), run.n_outputs, run.groups,
-                                      batching.device)).encode(), dtype=np.uint8),
+    key = _digest(repr((recipe.probe_key(), run.n_outputs, run.groups, batching.device)),
                   features.numpy(), np.asarray(targets), np.asarray(sample_weight))
     cache_dir = recipe.runtime.cache_dir if recipe.runtime.cache else None
     solution = _remembered(key, cache_dir)
