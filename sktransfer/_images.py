@@ -20,12 +20,12 @@ CHANNELS = (1, 3)
 class CheckedImages:
     """Validated images.
 
-    ``data`` is an ``(N, C, H, W)`` array view (no copy) when ``kind`` is
-    "array", or a list of paths / PIL images when ``kind`` is "files".
+    ``data`` is an ``(N, C, H, W)`` array view (no copy) when ``storage`` is
+    "array", or a list of paths / PIL images when ``storage`` is "files".
     ``scale`` maps stored values to [0, 1].
     """
 
-    kind: str
+    storage: str
     data: object
     layout: str
     channels: int | None
@@ -40,7 +40,7 @@ class CheckedImages:
         return (self.layout, self.channels)
 
     def describe(self) -> str:
-        if self.kind == "files":
+        if self.storage == "files":
             return "image files / PIL images"
         return f"{self.layout} arrays with {self.channels} channel(s)"
 

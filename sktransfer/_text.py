@@ -42,7 +42,7 @@ class CheckedTexts:
     """Validated texts: ``data`` is a list of ``str``."""
 
     data: list
-    kind: str = "text"
+    storage: str = "text"
 
     def __len__(self):
         return len(self.data)

@@ -67,7 +67,7 @@ def fitted_on_rgb_arrays():
 def test_uint8_nhwc_is_transposed_to_nchw_without_copy(channels):
     X = np.random.RandomState(0).randint(0, 256, size=(5, 7, 9, channels), dtype=np.uint8)
     checked = check_images(X)
-    assert checked.kind == "array"
+    assert checked.storage == "array"
     assert checked.layout == "NHWC"
     assert checked.channels == channels
     assert checked.data.shape == (5, channels, 7, 9)
@@ -100,14 +100,14 @@ def test_uint8_nchw_is_recognised_when_last_axis_is_not_a_channel():
 def test_list_of_paths(png_paths):
     for items in (png_paths, [str(p) for p in png_paths]):
         checked = check_images(items)
-        assert (checked.kind, checked.layout, checked.channels) == ("files", "files", None)
+        assert (checked.storage, checked.layout, checked.channels) == ("files", "files", None)
         assert checked.data == list(items)
 
 
 def test_list_of_pil_images():
     images = [Image.new("RGB", (5, 4)), Image.new("L", (6, 6)), Image.new("RGBA", (3, 3))]
     checked = check_images(images)
-    assert checked.kind == "files"
+    assert checked.storage == "files"
     assert checked.data == images
 
 
@@ -115,14 +115,14 @@ def test_numpy_array_of_paths(png_paths):
     X = np.array([str(p) for p in png_paths])
     assert X.dtype.kind == "U"
     checked = check_images(X)
-    assert checked.kind == "files"
+    assert checked.storage == "files"
     assert checked.data == [str(p) for p in png_paths]
 
 
 def test_pandas_series_of_paths(png_paths):
     X = pd.Series([str(p) for p in png_paths], index=[10, 20, 30, 40])
     checked = check_images(X)
-    assert checked.kind == "files"
+    assert checked.storage == "files"
     assert checked.data == [str(p) for p in png_paths]
 
 
@@ -232,7 +232,7 @@ def test_fit_on_a_list_mixing_arrays_and_pil_images_is_refused():
 def test_list_of_pil_images_and_paths_is_accepted(png_paths):
     # Both are resized image by image: mixing them is not ambiguous.
     checked = check_images([png_paths[0], Image.open(png_paths[1])])
-    assert checked.kind == "files"
+    assert checked.storage == "files"
 
 
 def test_list_of_arrays_of_different_sizes():
@@ -249,7 +249,7 @@ def test_list_of_arrays_of_different_sizes():
 def test_list_of_equally_sized_arrays_is_one_array():
     X = [np.full((4, 5, 3), i, dtype=np.uint8) for i in range(3)]
     checked = check_images(X)
-    assert (checked.kind, checked.layout, checked.data.shape) == ("array", "NHWC", (3, 3, 4, 5))
+    assert (checked.storage, checked.layout, checked.data.shape) == ("array", "NHWC", (3, 3, 4, 5))
 
 
 @pytest.mark.parametrize("dtype", [bool, np.complex64])

@@ -95,9 +95,9 @@ def sample_keys(images) -> list[str]:
     files by the bytes they hold (not their path or modification time, which
     a rewrite can leave unchanged); PIL images by their pixels.
     """
-    if images.kind == "text":
+    if images.storage == "text":
         return [_digest(b"text", text.encode("utf-8")) for text in images.data]
-    if images.kind == "array":
+    if images.storage == "array":
         data = images.data
         head = f"{data.dtype.str}|{data.shape[1:]}|{images.scale!r}".encode()
         return [_digest(head, np.ascontiguousarray(item).tobytes()) for item in data]

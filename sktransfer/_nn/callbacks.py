@@ -37,7 +37,7 @@ class StopOnNonFiniteLoss(Callback):
             )
 
 
-def schedule_factor(kind: str, step: int, total: int, warmup: int) -> float:
+def schedule_factor(shape: str, step: int, total: int, warmup: int) -> float:
     """Multiplier of the base learning rate at optimizer step ``step``.
 
     A linear warm-up over ``warmup`` steps, then "constant" (1), "cosine"
@@ -46,7 +46,7 @@ def schedule_factor(kind: str, step: int, total: int, warmup: int) -> float:
     of it, as in Smith's one-cycle policy).
     """
     total = max(total, 1)
-    if kind == "onecycle":
+    if shape == "onecycle":
         rise = warmup if warmup > 0 else max(1, int(0.3 * total))
         if step < rise:
             return 1 / 25 + (1 - 1 / 25) * (1 - math.cos(math.pi * step / rise)) / 2
@@ -54,7 +54,7 @@ def schedule_factor(kind: str, step: int, total: int, warmup: int) -> float:
         return 1e-4 + (1 - 1e-4) * (1 + math.cos(math.pi * min(t, 1.0))) / 2
     if step < warmup:
         return (step + 1) / (warmup + 1)
-    if kind == "cosine":
+    if shape == "cosine":
         t = (step - warmup) / max(1, total - warmup)
         return (1 + math.cos(math.pi * min(t, 1.0))) / 2
     return 1.0
@@ -75,8 +75,8 @@ class LRSchedule(Callback):
     convergence ends annealed, whatever the schedule.
     """
 
-    def __init__(self, kind: str, total_steps: int, warmup_steps: int):
-        self.kind = kind
+    def __init__(self, shape: str, total_steps: int, warmup_steps: int):
+        self.shape = shape
         self.total_steps = total_steps
         self.warmup_steps = warmup_steps
 
@@ -90,7 +90,7 @@ class LRSchedule(Callback):
     def on_batch_begin(self, net, training=False, **kwargs):
         if not training:
             return
-        factor = schedule_factor(self.kind, self.step_, self.total_steps, self.warmup_steps)
+        factor = schedule_factor(self.shape, self.step_, self.total_steps, self.warmup_steps)
         if self.cooldown_ is not None:
             start, length = self.cooldown_
             factor *= max(0.0, 1.0 - (self.step_ - start) / length)

@@ -37,22 +37,22 @@ def _read_file(item) -> torch.Tensor:
     return TF.pil_to_tensor(image)
 
 
-def make_augmentation(kind: str | None, size: int):
+def make_augmentation(augment: str | None, size: int):
     """Random transforms for training batches (torchvision.transforms.v2).
 
     "light": a mild random resized crop (85-100 % of the area) and small
     rotations, safe for digits and text. "standard": the usual ImageNet-style
     crop (50-100 %), horizontal flips and colour jitter.
     """
-    if kind is None:
+    if augment is None:
         return None
-    if kind == STRONG:
+    if augment == STRONG:
         return strong_augmentation(size)
-    if kind not in AUGMENTATIONS:
-        raise ValueError(f"augment must be one of {AUGMENTATIONS} or None, got {kind!r}.")
+    if augment not in AUGMENTATIONS:
+        raise ValueError(f"augment must be one of {AUGMENTATIONS} or None, got {augment!r}.")
     from torchvision.transforms import v2
 
-    if kind == "light":
+    if augment == "light":
         return v2.Compose([
             v2.RandomResizedCrop(size, scale=(0.85, 1.0), ratio=(0.9, 1.1), antialias=True),
             v2.RandomRotation(10),
@@ -126,7 +126,7 @@ class ImageDataset(Dataset):
         return {"size": self.size, "mean": self.mean, "std": self.std}
 
     def _raw(self, index) -> torch.Tensor:
-        if self.images.kind == "files":
+        if self.images.storage == "files":
             return _read_file(self.images.data[index]).float().div_(255.0)
         item = np.ascontiguousarray(self.images.data[index])
         tensor = torch.from_numpy(item).float()
@@ -200,7 +200,7 @@ class ActivationDataset(Dataset):
         return self.activations[index], (self.targets[index], self.sample_weight[index])
 
 
-def data_workers(n_jobs, kind: str) -> int:
+def data_workers(n_jobs, storage: str) -> int:
     """DataLoader worker processes for ``n_jobs`` (scikit-learn's convention:
     None = automatic, 1 = none, -1 = one per CPU core).
 
@@ -209,7 +209,7 @@ def data_workers(n_jobs, kind: str) -> int:
     """
     cores = os.cpu_count() or 1
     if n_jobs is None:
-        return min(4, cores) if kind == "files" else 0
+        return min(4, cores) if storage == "files" else 0
     if n_jobs < 0:
         n_jobs = max(1, cores + 1 + n_jobs)
     return 0 if n_jobs == 1 else int(n_jobs)

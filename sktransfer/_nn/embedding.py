@@ -76,32 +76,33 @@ class Embedder:
 _SAME = "same"  # embed at the embedder's own stage
 
 
-def fit_embedder(spec: EmbedderSettings, data, *, cache: bool = True) -> Embedder:
-    """Load the trunk of ``spec`` and probe its output size on the first
+def fit_embedder(settings: EmbedderSettings, data, *, cache: bool = True) -> Embedder:
+    """Load the trunk of ``settings`` and probe its output size on the first
     item of ``data`` (validated images or texts); with ``cache``, key its
     embeddings in the activation store."""
-    device = resolve_device(spec.device)
-    text = {"max_length": spec.max_length, "pooling": spec.pooling}
-    trunk = load_trunk(spec.backbone, spec.weights,
-                       text=text if spec.input_kind == TEXT else None)
+    device = resolve_device(settings.device)
+    text = {"max_length": settings.max_length, "pooling": settings.pooling}
+    trunk = load_trunk(settings.backbone, settings.weights,
+                       text=text if settings.input_kind == TEXT else None)
     n_stages = len(trunk.stages)
-    if spec.stage is not None and spec.stage > n_stages:
+    if settings.stage is not None and settings.stage > n_stages:
         raise ValueError(
-            f"stage={spec.stage} but the backbone has {n_stages} stages; use "
+            f"stage={settings.stage} but the backbone has {n_stages} stages; use "
             f"1 to {n_stages}, or None for the backbone's output."
         )
     prep, size = trunk.preprocessing, None
     module = trunk.module.to(device).eval()
-    if spec.input_kind == IMAGES:
-        size = check_image_size(spec.image_size or prep.image_size, prep, spec.backbone)
+    if settings.input_kind == IMAGES:
+        size = check_image_size(settings.image_size or prep.image_size, prep, settings.backbone)
         module = module.to(memory_format=torch.channels_last)
-    embedder = Embedder(module, trunk.stages, spec.stage, prep, size, device,
-                        spec.batch_size, trunk.config, spec.input_kind, weights=trunk.weights)
+    embedder = Embedder(module, trunk.stages, settings.stage, prep, size, device,
+                        settings.batch_size, trunk.config, settings.input_kind,
+                        weights=trunk.weights)
     dataset = embedder.dataset(data)
-    first = _embed_positions(embedder, dataset, spec.stage, [0], workers=0)
+    first = _embed_positions(embedder, dataset, settings.stage, [0], workers=0)
     embedder.n_features_out = first.shape[1]
     if cache:
-        embedder.cache_key(spec.stage, dataset)
+        embedder.cache_key(settings.stage, dataset)
     return embedder
 
 
@@ -122,7 +123,7 @@ def embed(embedder: Embedder, data, *, stage=_SAME, n_jobs=None, cache: bool = T
     activation store does not hold are computed."""
     stage = embedder.stage if stage == _SAME else stage
     dataset = embedder.dataset(data)
-    workers = 0 if embedder.input_kind == TEXT else data_workers(n_jobs, data.kind)
+    workers = 0 if embedder.input_kind == TEXT else data_workers(n_jobs, data.storage)
 
     def compute(positions=None):
         return _embed_positions(embedder, dataset, stage, positions, workers=workers)

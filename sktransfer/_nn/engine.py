@@ -79,14 +79,13 @@ class FitResult:
 
 
 def _fit_exact_probe(recipe, run: Prepared, targets, sample_weight):
-    """The head solved on the frozen features; the net wraps the module for
-    ``net_``, untrained."""
+    """The head solved on the frozen features; the net only holds the module
+    for ``net_`` (no optimizer, schedule or callbacks)."""
     positions = None if len(run.labeled) == len(run.base) else run.labeled
     solution = probe_head(recipe, run, positions, targets, sample_weight)
     net = build_net(run.module, recipe.resolved(max_epochs=0), TrainingData(len(run.base)),
-                    n_outputs=run.n_outputs, groups=run.groups, callbacks=[]).initialize()
-    net.drop_training_state()
-    return net, solution
+                    n_outputs=run.n_outputs, groups=run.groups, callbacks=[])
+    return net.initialize_holding(), solution
 
 
 def _fine_tune(recipe, run: Prepared, augmented, targets, sample_weight):
@@ -133,7 +132,7 @@ def _prepare(recipe, network, data, targets, sample_weight, n_outputs, groups, u
 
 def _batching(recipe, data) -> Batching:
     images = recipe.input_kind == IMAGES
-    workers = data_workers(recipe.runtime.n_jobs, data.kind if images else "array")
+    workers = data_workers(recipe.runtime.n_jobs, data.storage if images else "array")
     return Batching(recipe.schedule.batch_size, recipe.runtime.device,
                     recipe.runtime.precision, images, workers)
 
@@ -240,7 +239,7 @@ def predict(result: FitResult, data, *, n_jobs=None, cache: bool = True,
         dataset, workers = TextDataset(data, result.preprocessing), 0
     else:
         dataset = ImageDataset(data, result.preprocessing, result.image_size)
-        workers = data_workers(n_jobs, data.kind)
+        workers = data_workers(n_jobs, data.storage)
     rows = {}
     if cache and result.cache_key is not None:
         rows = cached_rows(result.cache_key, data, cache_dir=cache_dir)

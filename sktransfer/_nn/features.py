@@ -76,7 +76,7 @@ def embedding_key(trunk, config: dict, stage, settings: dict, device: str) -> st
     """Activation-store key of pooled embeddings (everything but the input:
     ``settings`` are the dataset's, e.g. an image's size and normalisation)."""
     return store.model_key(
-        kind="pooled", trunk=config, stage=stage, state=store.state_fingerprint([trunk]),
+        activations="pooled", trunk=config, stage=stage, state=store.state_fingerprint([trunk]),
         **settings, device=torch.device(device).type, torch=torch.__version__,
     )
 

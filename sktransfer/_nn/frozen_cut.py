@@ -253,7 +253,7 @@ def activations_collate(dataset):
 def _model_key(module, cut: FrozenCut, dataset, batching: Batching) -> str:
     skipped = [module.trunk.get_submodule(name) for name in cut.skipped]
     return store.model_key(
-        kind="frozen-cut", trunk=module.config.get("trunk", {}), cut=cut.member,
+        activations="frozen-cut", trunk=module.config.get("trunk", {}), cut=cut.member,
         skipped=cut.skipped, state=store.state_fingerprint(skipped),
         **dataset.cache_settings(),
         precision=batching.precision, channels_last=batching.channels_last,

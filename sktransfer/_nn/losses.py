@@ -19,27 +19,27 @@ class WeightedLoss(nn.Module):
 
     Targets arrive as ``(y, sample_weight)``; the weights are normalised to
     mean 1 over the training set, so unit weights give the plain mean loss.
-    ``kind`` is "cross_entropy" (classification) or one of ``LOSSES``;
+    ``loss`` is "cross_entropy" (classification) or one of ``LOSSES``;
     ``groups`` (the tasks' numbers of classes) makes it a multi-task
     classification loss over ``y`` of one column per task.
     """
 
-    def __init__(self, kind: str = "cross_entropy", groups=None):
+    def __init__(self, loss: str = "cross_entropy", groups=None):
         super().__init__()
-        self.kind = kind
+        self.name = loss
         self.groups = None if groups is None else tuple(groups)
-        if kind == "cross_entropy":
+        if loss == "cross_entropy":
             self.loss = nn.CrossEntropyLoss(reduction="none", ignore_index=UNLABELED_TARGET)
-        elif kind in _REGRESSION_LOSSES:
-            self.loss = _REGRESSION_LOSSES[kind](reduction="none")
+        elif loss in _REGRESSION_LOSSES:
+            self.loss = _REGRESSION_LOSSES[loss](reduction="none")
         else:
-            raise ValueError(f"loss must be one of {LOSSES}, got {kind!r}.")
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}.")
 
     def forward(self, y_pred, target):
         y_true, weight = target
-        if self.kind == "cross_entropy" and self.groups is not None:
+        if self.name == "cross_entropy" and self.groups is not None:
             per_sample = self._tasks(y_pred, y_true.long())
-        elif self.kind == "cross_entropy":
+        elif self.name == "cross_entropy":
             per_sample = self.loss(y_pred, y_true.long())
         else:
             per_sample = self._regression(y_pred, y_true.to(y_pred.dtype))

@@ -204,6 +204,24 @@ class TransferNetMixin:
 
     def initialize(self):
         super().initialize()
+        self._place_module()
+        return self._training_state()
+
+    def initialize_holding(self):
+        """Initialise only what holding and running the module needs: the
+        module, the criterion and an empty history; no optimizer, scaler or
+        callbacks (for a head solved in closed form, which never trains by
+        steps)."""
+        self._initialize_virtual_params()
+        self._initialize_callbacks()
+        self._initialize_module()
+        self._initialize_criterion()
+        self._initialize_history()
+        self.initialized_ = True
+        self._place_module()
+        return self
+
+    def _place_module(self):
         # skorch moves module_ & co. through torch's map_location on
         # unpickling, but pickles the `module` init argument plainly; it is
         # the same trained instance here, so route it the same way (else a
@@ -212,6 +230,8 @@ class TransferNetMixin:
             self.cuda_dependent_attributes_ = [*self.cuda_dependent_attributes_, "module"]
         if self.channels_last:
             self.module_.to(memory_format=torch.channels_last)
+
+    def _training_state(self):
         device_type = torch.device(self.device).type
         self.scaler_ = torch.amp.GradScaler(device_type, enabled=self.precision == "16")
         self.steps_done_ = 0  # training steps so far (the unlabeled terms' ramp reads it)
@@ -511,10 +531,10 @@ def build_net(module, recipe, data: TrainingData, *, n_outputs: int, groups=None
     )
     if recipe.task == "classification":
         # skorch's valid_acc scorer expects plain labels, not (label, weight)
-        return TransferNetClassifier(criterion__kind="cross_entropy", criterion__groups=groups,
+        return TransferNetClassifier(criterion__loss="cross_entropy", criterion__groups=groups,
                                      classes=list(range(n_outputs)),
                                      callbacks__valid_acc=None, **kwargs)
-    return TransferNetRegressor(criterion__kind=recipe.loss, **kwargs)
+    return TransferNetRegressor(criterion__loss=recipe.loss, **kwargs)
 
 
 def find_lr(module, dataset, recipe, data: TrainingData, *, n_outputs: int, groups=None,

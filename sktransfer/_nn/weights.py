@@ -50,8 +50,8 @@ def is_weights_path(weights) -> bool:
     )
 
 
-def torchvision_weights(name: str, spec: str):
-    """The torchvision ``WeightsEnum`` member for ``spec`` of backbone ``name``.
+def torchvision_weights(name: str, weights: str):
+    """The torchvision ``WeightsEnum`` member for ``weights`` of backbone ``name``.
 
     "DEFAULT" means the best weights of the backbone whose file is on this
     machine (hub cache, provider packages): torchvision's own default when it
@@ -59,14 +59,14 @@ def torchvision_weights(name: str, spec: str):
     none is here, torchvision's default (which is then downloaded).
     """
     enum_cls = tvm.get_model_weights(name)
-    if spec == "DEFAULT":
+    if weights == "DEFAULT":
         return _best_local(enum_cls)
     try:
-        return enum_cls[spec]
+        return enum_cls[weights]
     except KeyError:
         known = ", ".join(repr(w.name) for w in enum_cls)
         raise ValueError(
-            f"weights={spec!r} is not a weights name of backbone {name!r}. "
+            f"weights={weights!r} is not a weights name of backbone {name!r}. "
             f"Use one of {known}, 'DEFAULT', None (random init) or a path to a "
             f"{'/'.join(STATE_DICT_SUFFIXES)} state dict."
         ) from None
