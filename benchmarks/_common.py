@@ -1,4 +1,4 @@
-"""What the speed benchmarks (issue 5) share: the environment header, MNIST
+"""What the speed benchmarks share: the environment header, MNIST
 digits, timing, tables, and the plain-PyTorch pieces the baselines are made of
 (a dataset doing sktransfer's preprocessing by hand, torchvision models with a
 new head).

@@ -1,5 +1,5 @@
-"""Training that converges at any data size (issue 11): the new defaults, the
-exact linear probe and probe-then-fine-tune against today's fixed budget, a
+"""Training that converges at any data size: the default recipe, the exact
+linear probe and probe-then-fine-tune against a fixed 10-epoch budget, a
 frozen-feature logistic regression and training from scratch.
 
 Targets (real data, offline); a seed draws the labeled samples and the
@@ -24,13 +24,13 @@ Rows (``CONFIGS``), each a set of estimator parameters on top of
 weights="IMAGENET1K_V1", batch_size=32, device="cpu", random_state=seed`` for
 images and of ``backbone=<the fitted source>, device="cpu", random_state=seed``
 for the tabular target:
-- "new default": no parameter set (the defaults after issue 11);
-- "exact probe": ``freeze_depth="all"`` (after issue 11: the head fitted by a
-  deterministic solver on the frozen features);
+- "new default": no parameter set (the estimator's defaults);
+- "exact probe": ``freeze_depth="all"`` (the head fitted by a deterministic
+  solver on the frozen features);
 - "LP-FT": ``head_init="probe"`` (fine-tuning from the probed head);
-- "today's default": ``max_epochs=10, n_iter_no_change=10``, the budget before
-  issue 11 (the convergence rule cannot stop before epoch 10, so this is the
-  old fixed 10-epoch run);
+- "today's default": ``max_epochs=10, n_iter_no_change=10``, a fixed 10-epoch
+  budget (the convergence rule cannot stop before epoch 10, so every fit runs
+  exactly 10 epochs);
 - "TransferFeatures + LR" (images only): ``make_pipeline(TransferFeatures(
   "mobilenet_v2", weights="IMAGENET1K_V1", image_size=...),
   LogisticRegression(max_iter=1000))``;
@@ -50,7 +50,7 @@ does not know (a ``TypeError`` for an unknown keyword, or scikit-learn's
 ``InvalidParameterError`` for a value it does not accept) is reported as
 "skipped: <reason>" instead of failing the run; any other error stops it.
 
-Checks of issue 11, computed from the table (a check whose rows were not run
+The convergence checks, computed from the table (a check whose rows were not run
 or were skipped says "not run"):
 1. on every target, ``new_mean + new_std >= best_mean``, where best is the
    row with the highest mean among exact probe, TransferFeatures + LR (images
@@ -58,12 +58,12 @@ or were skipped says "not run"):
    new_std are the new default's mean and std over seeds;
 2. tabular target: new default mean >= scratch mean;
 3. on every image target: exact probe mean >= TransferFeatures + LR mean -
-   0.01, and the exact probe's mean fit time < today's default's. (Issue 11
-   asks for "faster than today's ``freeze_depth="all"`` fit"; after issue 11
-   that fit no longer exists in the same code, so this run compares with
-   today's default. For the issue's comparison, run
-   ``--configs "exact probe"`` on a worktree of the code before issue 11,
-   where that row is the SGD probe, on the same machine, and compare times.)
+   0.01, and the exact probe's mean fit time < today's default's (the fixed
+   10-epoch row). To compare the exact probe with the SGD probe that
+   ``freeze_depth="all"`` fitted in an earlier commit of sktransfer (check it
+   out in a worktree), run ``--configs "exact probe"`` once on this code and
+   once with ``PYTHONPATH`` on that worktree, where that row is the SGD
+   probe, on the same machine, and compare times.
 
     .venv/bin/python benchmarks/convergence.py                 # 5 seeds, every target
     .venv/bin/python benchmarks/convergence.py --quick         # smoke run, < 1 min
@@ -76,14 +76,15 @@ rows, not the tabular source, which keeps its defaults); its accuracies say
 nothing about convergence. ``--set NAME=VALUE`` sets a parameter on every
 PretrainedClassifier row in the same way (it wins over the row's own value).
 
-Run time, an estimate (not measured): --quick took 25 s on 2 CPU cores before
-issue 11 (2026-12-02, one seed, MNIST 10/class and tabular, 2 epochs). The
-full run is about 120 image fits (4 targets x 6 rows x 5 seeds; MNIST 50/class
-has 5x the images of 10/class) at 10 epochs where today's budget applies;
-scaled from that run and from strategies.py (255 fits of 6 epochs in ~22 min),
-about 15-25 min on 2 idle CPU cores. The new defaults (epochs derived from the
-data size, the exact probe's internal choice of penalty) may change this:
-rerun --quick after issue 11 and scale again.
+Run time, an estimate (not measured): --quick took 25 s on 2 CPU cores with
+an earlier commit of sktransfer that had no convergence rule (2026-12-02, one
+seed, MNIST 10/class and tabular, 2 epochs). The full run is about 120 image
+fits (4 targets x 6 rows x 5 seeds; MNIST 50/class has 5x the images of
+10/class) at 10 epochs where the fixed 10-epoch budget applies; scaled from
+that run and from strategies.py (255 fits of 6 epochs in ~22 min), about
+15-25 min on 2 idle CPU cores. The defaults (epochs derived from the data
+size, the exact probe's internal choice of penalty) change this: rerun
+--quick and scale again.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ from sktransfer import MLP, ImageBackbone, PretrainedClassifier, TransferFeature
 
 IMAGE_BASE = dict(weights="IMAGENET1K_V1", batch_size=32, device="cpu")  # + image_backbone()
 SOURCE_MLP = dict(backbone=MLP(hidden_layer_sizes=(128, 64)))
-TODAY = dict(max_epochs=10, n_iter_no_change=10)  # the budget before issue 11
+FIXED_BUDGET = dict(max_epochs=10, n_iter_no_change=10)  # a fixed 10-epoch budget
 
 NEW, PROBE, LPFT, OLD = "new default", "exact probe", "LP-FT", "today's default"
 FEATURES_LR, SCRATCH = "TransferFeatures + LR", "scratch"
@@ -119,7 +120,7 @@ CONFIGS = {
     NEW: {},
     PROBE: dict(freeze_depth="all"),
     LPFT: dict(head_init="probe"),
-    OLD: TODAY,
+    OLD: FIXED_BUDGET,
     FEATURES_LR: None,
     SCRATCH: dict(weights=None),
 }
@@ -295,7 +296,7 @@ def time_table(results, targets, configs) -> str:
     return markdown_table(["config", *(t for t, _, _ in targets)], lines)
 
 
-# -- the checks of issue 11 --------------------------------------------------------------
+# -- the convergence checks ---------------------------------------------------------------
 
 
 def _stats(results, target, config):
@@ -359,7 +360,7 @@ def checks_table(results, targets) -> str:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="convergence and defaults benchmark (issue 11)")
+    parser = argparse.ArgumentParser(description="convergence and defaults benchmark")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, MNIST 10/class and tabular, max_epochs=2, 100 test digits")
     parser.add_argument("--seeds", type=int, default=5)
@@ -392,14 +393,15 @@ def main(argv=None):
         if len(targets) != len(wanted):
             raise SystemExit(f"unknown targets in {wanted}")
 
-    print(header("convergence and defaults (issue 11)", "cpu"))
+    print(header("convergence and defaults", "cpu"))
     print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
     params = PretrainedClassifier().get_params()
     new_params = [p for p in ("tol", "head_init") if p not in params]
     if new_params:
-        print(f"note: this sktransfer has no {', '.join(new_params)} parameter (issue 11 not "
-              "implemented): 'new default' runs today's defaults and 'exact probe' today's "
-              "SGD probe, so the checks below do not measure issue 11.")
+        print(f"note: this sktransfer has no {', '.join(new_params)} parameter (no "
+              "convergence rule or exact probe): 'new default' runs its fixed-budget defaults "
+              "and 'exact probe' its SGD probe, so the checks below do not measure the "
+              "convergence defaults or the exact probe.")
     warm_up(args.image_size)
     results = run(targets, configs, seeds, args.image_size, overrides)
 
@@ -422,10 +424,10 @@ def main(argv=None):
     if any(warned.values()):
         print("\nConvergenceWarnings: " + ", ".join(f"{c}: {n}" for c, n in warned.items() if n))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
-    print("\n### Checks of issue 11\n")
+    print("\n### Convergence checks\n")
     print("1: met when new mean + new std >= the best mean of the three rows. 3: compares "
-          "with today's default fit time, not today's freeze_depth='all' fit (that fit is "
-          "gone after issue 11; time it on the code before it, see the docstring).\n")
+          "with the fit time of today's default (the fixed 10-epoch row), not with the SGD "
+          "probe of an earlier commit of sktransfer (to time that, see the docstring).\n")
     print(checks_table(results, targets))
     skipped = sorted({cell for cell in results.values() if isinstance(cell, str)})
     for reason in skipped:

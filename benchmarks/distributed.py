@@ -1,4 +1,4 @@
-"""Benchmark: one frozen-backbone grid search on joblib's backends (issue 14):
+"""Benchmark: one frozen-backbone grid search on joblib's backends:
 serial, loky, Dask and Ray, with the same scores and the activation cache
 shared through ``cache_dir``.
 

@@ -1,5 +1,5 @@
 """Fine-tuning throughput of ``PretrainedClassifier`` against a hand-tuned
-PyTorch loop on the same device (issue 5c).
+PyTorch loop on the same device.
 
 ResNet-50 and MobileNetV2, everything trained (``freeze_depth=0``), AdamW,
 constant rate, no augmentation, on MNIST digits held in memory as RGB uint8

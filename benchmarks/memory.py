@@ -1,5 +1,5 @@
 """Peak memory and throughput of ``predict_proba`` over image files, against
-a plain PyTorch DataLoader loop over the same files (issue 5d).
+a plain PyTorch DataLoader loop over the same files.
 
 N MNIST digits (the 5,000 real ones, cycled) are written as PNG files into a
 temporary directory (not timed). A ``PretrainedClassifier`` (MobileNetV2

@@ -1,5 +1,5 @@
 """Overhead of ``PretrainedClassifier.fit`` over a hand-written PyTorch loop
-doing the same work on the CPU (issue 5a).
+doing the same work on the CPU.
 
 Both fine-tune ImageNet MobileNetV2 (``IMAGENET1K_V1``, offline) with a new
 Linear head, everything trained (``freeze_depth=0``), on the same uint8 MNIST

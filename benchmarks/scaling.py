@@ -1,4 +1,4 @@
-"""Fit time against the number of samples and the frozen depth (issue 5e).
+"""Fit time against the number of samples and the frozen depth.
 
 ImageNet MobileNetV2 (``IMAGENET1K_V1``, offline) on MNIST digits on the
 CPU, with the estimator's defaults except ``augment=None`` (so that

