@@ -139,6 +139,11 @@ class MLP(Backbone):
             )
 
 
+# The shortest useful TextEncoder.max_length: the two special tokens BERT-like
+# tokenisers add to a text, plus one token of the text itself.
+MIN_MAX_LENGTH = 3
+
+
 class TextEncoder(Backbone):
     """A pretrained Hugging Face text encoder (``pip install sktransfer[text]``).
 
@@ -153,7 +158,8 @@ class TextEncoder(Backbone):
         own settings).
     max_length : int, default=128
         Texts are truncated at this many tokens (capped by the model's own
-        limit); each batch is padded to its longest text.
+        limit); each batch is padded to its longest text. At least 3: the
+        tokeniser's two special tokens count towards it.
     pooling : {"mean", "cls"}, default="mean"
         The sentence embedding is the mean of the token states ("mean", what
         sentence encoders such as all-MiniLM-L6-v2 are trained with) or the
@@ -169,7 +175,8 @@ class TextEncoder(Backbone):
     input_kind = opt.TEXT
     _parameter_constraints = {
         "name": [str, HasMethods(["fit", "predict"])],
-        "max_length": [Interval(Integral, 2, None, closed="left")],
+        # below MIN_MAX_LENGTH, _check_settings says why
+        "max_length": [Interval(Integral, None, None, closed="neither")],
         "pooling": [StrOptions(set(opt.POOLINGS))],
     }
 
@@ -179,6 +186,15 @@ class TextEncoder(Backbone):
         self.pooling = pooling
 
     def _check_settings(self, parameter: str) -> None:
+        if self.max_length < MIN_MAX_LENGTH:
+            raise ValueError(
+                f"{parameter}__max_length={self.max_length} is too short: the tokeniser "
+                "puts special tokens around every text ([CLS] and [SEP] for BERT-like "
+                "encoders) and they count towards max_length, so no word of the text "
+                "would be kept and every text would become the same input. Use "
+                f"max_length >= {MIN_MAX_LENGTH} (the default, 128, keeps most sentences "
+                "whole)."
+            )
         if isinstance(self.name, str) and not is_text_backbone(self.name):
             raise ValueError(
                 f"{parameter}__name={self.name!r} is not a text encoder: use a text registry "

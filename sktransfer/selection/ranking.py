@@ -348,17 +348,44 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
     label_problem = _label_problem(labels)
     settings = {"image_size": image_size, "max_length": max_length, "batch_size": batch_size,
                 "device": device, "cache": cache, "cache_dir": cache_dir}
-    transformers = [(name, _transformer_for(spec, **settings)) for name, spec in named]
+    transformers = []
+    for name, spec in named:
+        with _naming(name):
+            transformers.append((name, _transformer_for(spec, **settings)))
     checked = {}  # X validated once per kind of input (images, texts)
-    for _, transformer in transformers:
-        kind = transformer._input_kind()
-        if kind not in checked:
-            checked[kind] = transformer._check_input(X)
-            check_consistent_length(checked[kind].data, labels)
+    for name, transformer in transformers:
+        with _naming(name):
+            kind = transformer._input_kind()
+            if kind not in checked:
+                checked[kind] = transformer._check_input(X)
+        check_consistent_length(checked[kind].data, labels)
+    rows = []
     with _seeded(random_state):
-        rows = [_score_candidate(name, transformer, X, labels, metrics, label_problem)
-                for name, transformer in transformers]
+        for name, transformer in transformers:
+            with _naming(name):
+                rows.append(_score_candidate(name, transformer, X, labels, metrics,
+                                             label_problem))
     return BackboneRanking(rows, metrics)
+
+
+@contextlib.contextmanager
+def _naming(name: str):
+    """Errors raised for one candidate start with its name: the same type of
+    error with the message prefixed, or, for an error that cannot be rebuilt
+    from a message, the name as a note."""
+    try:
+        yield
+    except Exception as error:
+        message = f"candidate {name!r}: {error}"
+        try:
+            renamed = type(error)(message)
+        except Exception:
+            renamed = None
+        if renamed is None or str(renamed) != message:
+            if hasattr(error, "add_note"):  # Python >= 3.11
+                error.add_note(f"(raised for candidate {name!r})")
+            raise
+        raise renamed from error
 
 
 @contextlib.contextmanager
