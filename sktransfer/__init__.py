@@ -8,6 +8,12 @@ below, which are imported when first looked up).
 import importlib
 
 from . import selection
+from ._auto import (
+    AutoTransferClassifier,
+    AutoTransferRegressor,
+    Leaderboard,
+    NegativeTransferWarning,
+)
 from ._backbone import MLP, ImageBackbone, TextEncoder
 from ._classifier import PretrainedClassifier
 from ._exceptions import (
@@ -46,10 +52,14 @@ def __dir__():
 
 
 __all__ = [
+    "AutoTransferClassifier",
+    "AutoTransferRegressor",
     "DANN",
     "L2SP",
+    "Leaderboard",
     "MLP",
     "MMD",
+    "NegativeTransferWarning",
     "Coral",
     "FixMatch",
     "ImageBackbone",

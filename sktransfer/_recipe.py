@@ -119,8 +119,14 @@ class ScheduleGroup:
         of its data, 50,000 images 10 epochs."""
         if self.max_epochs != "auto":
             return int(self.max_epochs)
-        steps_per_epoch = max(1, math.ceil(n_train / self.batch_size))
-        return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch)))
+        return auto_epochs(n_train, self.batch_size)
+
+
+def auto_epochs(n_train: int, batch_size: int) -> int:
+    """The "auto" epoch budget: about ``STEP_BUDGET`` optimizer steps, at
+    least ``MIN_EPOCHS`` and at most ``MAX_EPOCHS``."""
+    steps_per_epoch = max(1, math.ceil(n_train / batch_size))
+    return min(MAX_EPOCHS, max(MIN_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch)))
 
 
 @dataclass(frozen=True)

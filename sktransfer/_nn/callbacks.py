@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from skorch.callbacks import Callback
 
+from .._deadline import check_deadline
 from .._exceptions import TrainingDivergedError
 from . import distributed
 from .freezing import unfreeze_and_add_param_group
@@ -35,6 +36,21 @@ class StopOnNonFiniteLoss(Callback):
                 f"training diverged: the loss became {float(loss.detach())} in epoch {epoch}. "
                 "Lower `lr`, or freeze more of the backbone (`freeze_depth`)."
             )
+
+
+class StopAtDeadline(Callback):
+    """End the fit when the time budget's deadline passes (checked after each
+    training batch): as a finished fit when the deadline says ``finish``,
+    else by raising ``BudgetExhausted``."""
+
+    def __init__(self, limit):
+        self.limit = limit
+
+    def on_batch_end(self, net, training=None, **kwargs):
+        if training and self.limit.passed():
+            if self.limit.finish:
+                raise StopTraining
+            check_deadline(f"epoch {len(net.history)} of training")
 
 
 def schedule_factor(shape: str, step: int, total: int, warmup: int) -> float:

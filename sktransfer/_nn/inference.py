@@ -12,6 +12,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Subset
 
+from .._deadline import check_deadline
 from .runtime import autocast, is_cuda, to_device
 
 
@@ -61,6 +62,7 @@ def run_batches(fn, dataset, batching: Batching) -> torch.Tensor:
     with torch.inference_mode(), autocast(batching.precision, batching.device):
         try:
             for X, _ in loader:
+                check_deadline("a pass of the network over the data")
                 X = to_device(X, batching.device, batching.channels_last)
                 outputs.append(fn(X).contiguous().cpu())
         except Exception as exc:

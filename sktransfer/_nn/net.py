@@ -30,6 +30,7 @@ from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
 from torch.utils.data import Sampler
 
+from .._deadline import current_deadline
 from .._options import IMAGES
 from . import distributed
 from .callbacks import (
@@ -37,6 +38,7 @@ from .callbacks import (
     GradualUnfreezing,
     LRRangeTest,
     LRSchedule,
+    StopAtDeadline,
     StopOnNonFiniteLoss,
     StopTraining,
 )
@@ -495,6 +497,9 @@ def _callbacks(module, recipe, data: TrainingData, groups=None) -> list:
                 callbacks.append((name, PassthroughScoring(name, on_train=True)))
     if recipe.runtime.verbose >= 2:
         callbacks.append(("progress_bar", ProgressBar()))
+    limit = current_deadline()
+    if limit is not None:
+        callbacks.append(("deadline", StopAtDeadline(limit)))
     return callbacks
 
 

@@ -34,6 +34,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Ridge, RidgeCV
 from sklearn.model_selection import StratifiedKFold
 
+from .._deadline import check_deadline
 from .._options import UNLABELED_TARGET
 from . import activation_store as store
 from .frozen_cut import skipping
@@ -128,6 +129,7 @@ def _minimise(problem: _Problem, penalty: float, start, *, max_iter: int, grad_t
                                history_size=10, line_search_fn="strong_wolfe")
 
     def objective():
+        check_deadline("the exact probe's solver")
         solver.zero_grad()
         data = (problem.losses(weight, bias) * problem.weights).sum(0) / totals
         value = (data + penalty / (2 * totals) * (weight * weight).sum((1, 2))).sum()

@@ -1,0 +1,370 @@
+"""The budgeted search: validation folds, one candidate's evaluation,
+successive halving over the networks trained by epochs, and the refit of
+the winner, all inside one wall-clock deadline.
+
+Every fit runs under ``sktransfer._deadline.deadline``: a network stops
+after the batch during which the deadline passes. Fits of candidates stop
+early enough to leave the winner's estimated refit time; the refit itself
+ends at the budget's end as a finished fit. Work that cannot be cut short
+(a feature pass, a probe, a scikit-learn baseline) is started only when its
+estimated time fits in what is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+from joblib import Parallel, delayed
+from sklearn.base import clone
+from sklearn.model_selection import (
+    KFold,
+    ShuffleSplit,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+    check_cv,
+)
+from threadpoolctl import threadpool_limits
+
+from .._compat import _safe_indexing
+from .._deadline import BudgetExhausted, deadline
+from .._recipe import auto_epochs
+from .space import BASELINE, Candidate
+
+SMALL_DATA = 2000  # up to this many samples: k-fold; above: one held-out split
+N_FOLDS, HOLDOUT = 3, 0.2
+ETA, N_RUNGS = 3, 3  # successive halving: keep 1/ETA per rung, over N_RUNGS rungs
+REFIT_MARGIN = 1.25  # a refit is estimated at this many times its folds' mean fit
+ONE_SHOT_SHARE = 0.6  # of the budget, at most, for the candidates without epochs
+# kept free for what follows a stopped fit (unwinding it, the refit's set-up)
+SAFETY_SHARE, SAFETY_SECONDS = 0.03, 0.25
+
+
+# -- folds --------------------------------------------------------------------------------
+
+
+def make_folds(y, cv, classification: bool, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The validation splits: ``cv`` as scikit-learn takes it, or for None
+    3-fold (stratified for classes that allow it) up to ``SMALL_DATA``
+    samples and one stratified 20 % holdout above."""
+    n = len(y)
+    if cv is None:
+        counts = np.unique(y, return_counts=True)[1] if classification else None
+        stratify = classification and counts.min() >= 2
+        if n <= SMALL_DATA:
+            k = min(N_FOLDS, int(counts.min())) if stratify else N_FOLDS
+            splitter = (StratifiedKFold(max(k, 2), shuffle=True, random_state=seed)
+                        if stratify and k >= 2 else KFold(N_FOLDS, shuffle=True, random_state=seed))
+        else:
+            splitter = (StratifiedShuffleSplit(1, test_size=HOLDOUT, random_state=seed)
+                        if stratify else ShuffleSplit(1, test_size=HOLDOUT, random_state=seed))
+    else:
+        splitter = check_cv(cv, y, classifier=classification)
+    return [(np.asarray(train), np.asarray(test))
+            for train, test in splitter.split(np.zeros((n, 1)), y)]
+
+
+@dataclass(frozen=True)
+class SearchData:
+    """What every evaluation reads: the data, the folds, the scorer."""
+
+    X: object
+    y: np.ndarray
+    folds: list
+    scorer: object
+
+    @property
+    def n_train(self) -> int:
+        """Training samples of a fold (the smallest)."""
+        return min(len(train) for train, _ in self.folds)
+
+
+# -- the clock ----------------------------------------------------------------------------
+
+
+class Budget:
+    """The wall-clock budget and the log of every decision taken under it."""
+
+    def __init__(self, seconds: float, verbose: int = 0):
+        self.seconds = float(seconds)
+        self.start = time.time()
+        self.end = self.start + self.seconds
+        self.verbose = verbose
+        self.log: list[str] = []
+
+    def left(self) -> float:
+        return self.end - time.time()
+
+    def elapsed(self) -> float:
+        return time.time() - self.start
+
+    def note(self, message: str) -> None:
+        line = f"[{self.elapsed():7.1f} s] {message}"
+        self.log.append(line)
+        if self.verbose:
+            print(line, flush=True)
+
+
+# -- one candidate ------------------------------------------------------------------------
+
+
+@dataclass
+class Trial:
+    """A candidate evaluated on every fold at one number of epochs."""
+
+    epochs: int | None
+    scores: list = field(default_factory=list)
+    fit_seconds: list = field(default_factory=list)
+    seconds: float = 0.0
+    error: str | None = None
+    stopped: bool = False
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and not self.stopped and bool(self.scores)
+
+    @property
+    def score(self) -> float:
+        return float(np.mean(self.scores)) if self.complete else math.nan
+
+    @property
+    def score_std(self) -> float:
+        return float(np.std(self.scores)) if self.complete else math.nan
+
+    def per_epoch(self) -> float | None:
+        """Seconds of one epoch on all folds together."""
+        if not self.complete or not self.epochs:
+            return None
+        return sum(self.fit_seconds) / self.epochs
+
+
+def _fit_fold(estimator, X, y, train, test, scorer, epochs, stop_at, single_thread):
+    """Fit a clone on ``train`` (for ``epochs`` when given) before
+    ``stop_at``, score it on ``test``; (score, fit seconds)."""
+    model = clone(estimator)
+    if epochs is not None:
+        model.set_params(max_epochs=int(epochs))
+    threads = threadpool_limits(1) if single_thread else contextlib.nullcontext()
+    with warnings.catch_warnings(), deadline(stop_at), threads:
+        warnings.simplefilter("ignore")
+        start = time.perf_counter()
+        model.fit(_safe_indexing(X, train), y[train])
+        seconds = time.perf_counter() - start
+        return float(scorer(model, _safe_indexing(X, test), y[test])), seconds
+
+
+def evaluate(candidate: Candidate, data: SearchData, epochs, stop_at: float, n_jobs) -> Trial:
+    """``candidate`` fitted and scored on every fold; a fit that reaches
+    ``stop_at`` marks the trial stopped, an error marks it failed."""
+    trial, start = Trial(epochs), time.perf_counter()
+    # scikit-learn's OpenMP models (gradient boosting) gain nothing from
+    # threads on small data and crawl when the cores are busy
+    single_thread = candidate.recipe == BASELINE and len(data.y) <= SMALL_DATA
+    try:
+        results = Parallel(n_jobs=n_jobs)(
+            delayed(_fit_fold)(candidate.estimator, data.X, data.y, train, test, data.scorer,
+                               epochs, stop_at, single_thread)
+            for train, test in data.folds)
+    except BudgetExhausted:
+        trial.stopped = True
+    except Exception as exc:  # a failed candidate is recorded, not fatal
+        trial.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+    else:
+        trial.scores = [score for score, _ in results]
+        trial.fit_seconds = [seconds for _, seconds in results]
+    trial.seconds = time.perf_counter() - start
+    return trial
+
+
+# -- the search ---------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """A candidate and what happened to it."""
+
+    candidate: Candidate
+    logme: float = math.nan
+    trials: list = field(default_factory=list)
+    fate: str = ""
+
+    @property
+    def last(self) -> Trial | None:
+        """The last trial that finished on every fold."""
+        complete = [trial for trial in self.trials if trial.complete]
+        return complete[-1] if complete else None
+
+    @property
+    def score(self) -> float:
+        return self.last.score if self.last is not None else math.nan
+
+    def refit_seconds(self, n_samples: int, n_train: int) -> float | None:
+        """Estimated time of a fit on all ``n_samples``."""
+        if self.last is None:
+            return None
+        mean_fit = float(np.mean(self.last.fit_seconds))
+        return REFIT_MARGIN * mean_fit * n_samples / max(n_train, 1)
+
+    def row(self) -> dict:
+        last = self.last
+        tried = [trial for trial in self.trials if trial.epochs]
+        c = self.candidate
+        return {"name": c.name, "recipe": c.recipe, "backbone": c.backbone, "cut": c.cut,
+                "lr": c.lr, "epochs": max((t.epochs for t in tried), default=None),
+                "score": self.score,
+                "score_std": last.score_std if last is not None else math.nan,
+                "logme": self.logme, "seconds": round(sum(t.seconds for t in self.trials), 2),
+                "fate": self.fate}
+
+
+class Search:
+    """Evaluate candidates under a budget: one-shot models first, then
+    successive halving over the networks trained by epochs."""
+
+    def __init__(self, data: SearchData, budget: Budget, n_jobs=None):
+        self.data, self.budget, self.n_jobs = data, budget, n_jobs
+        self.entries: list[Entry] = []
+
+    # -- what is left --------------------------------------------------------------
+
+    def _refit_reserve(self, extra: Entry | None = None) -> float:
+        """Time kept for refitting the best entry so far (or ``extra``, if
+        it would need more)."""
+        n, n_train = len(self.data.y), self.data.n_train
+        best = self.best()
+        estimates = [e.refit_seconds(n, n_train) for e in (best, extra) if e is not None]
+        return max([s for s in estimates if s is not None], default=0.0)
+
+    def _stop_at(self, entry: Entry, until: float | None = None) -> float:
+        margin = max(SAFETY_SHARE * self.budget.seconds, SAFETY_SECONDS)
+        stop_at = self.budget.end - self._refit_reserve(entry) - margin
+        return stop_at if until is None else min(stop_at, until)
+
+    def _run(self, entry: Entry, epochs, predicted: float | None,
+             until: float | None = None) -> Trial | None:
+        """One trial of ``entry`` unless its predicted time does not fit
+        before the refit's reserve (or ``until``)."""
+        stop_at = self._stop_at(entry, until)
+        left = stop_at - time.time()
+        if left <= 0 or (predicted is not None and predicted > left):
+            entry.fate = entry.fate or "skipped for budget"
+            what = f"{predicted:.1f} s predicted" if predicted is not None else "no time"
+            self.budget.note(f"skip {entry.candidate.name}"
+                             f"{f' at {epochs} epochs' if epochs else ''}: {what}, "
+                             f"{max(left, 0):.1f} s left for it")
+            return None
+        trial = evaluate(entry.candidate, self.data, epochs, stop_at, self.n_jobs)
+        entry.trials.append(trial)
+        if trial.error is not None:
+            entry.fate = f"failed: {trial.error}"
+        elif trial.stopped:
+            entry.fate = "stopped for budget"
+        self.budget.note(f"{entry.candidate.name}{f' ({epochs} epochs)' if epochs else ''}: "
+                         f"{_outcome(trial)} in {trial.seconds:.1f} s")
+        return trial
+
+    # -- phases --------------------------------------------------------------------
+
+    def add(self, candidate: Candidate, logme: float = math.nan, fate: str = "") -> Entry:
+        entry = Entry(candidate, logme, fate=fate)
+        self.entries.append(entry)
+        return entry
+
+    def one_shot(self, entries: list[Entry], share: float = 1.0) -> None:
+        """Fit the candidates without epochs, in order, within ``share`` of
+        the budget (the rest is for successive halving)."""
+        until = self.budget.start + share * self.budget.seconds
+        for entry in entries:
+            self._run(entry, None, None, until)
+
+    def halving(self, entries: list[Entry]) -> None:
+        """Successive halving with epochs as the resource: every candidate
+        at a ninth of its epoch budget, the best third at a third, the best
+        at the whole budget (``auto_epochs`` of a fold's training set)."""
+        alive = list(entries)
+        for rung in range(N_RUNGS):
+            if not alive:
+                return
+            self.budget.note(f"rung {rung}: {len(alive)} candidate(s) on "
+                             f"{len(self.data.folds)} fold(s)")
+            for entry in alive:
+                epochs = self._rung_epochs(entry, rung)
+                self._run(entry, epochs, self._predicted(entry, epochs))
+            finished = [e for e in alive if e.trials and e.trials[-1].complete
+                        and e.trials[-1].epochs == self._rung_epochs(e, rung)]
+            finished.sort(key=lambda e: -e.score)
+            keep = finished[:max(1, math.ceil(len(finished) / ETA))] \
+                if rung < N_RUNGS - 1 else finished
+            for entry in finished:
+                if entry not in keep:
+                    entry.fate = f"dropped at rung {rung}"
+            alive = keep
+
+    def _rung_epochs(self, entry: Entry, rung: int) -> int:
+        full = auto_epochs(self.data.n_train, entry.candidate.estimator.batch_size)
+        return max(1, math.ceil(full / ETA ** (N_RUNGS - 1 - rung)))
+
+    def _predicted(self, entry: Entry, epochs: int) -> float | None:
+        """Seconds a trial at ``epochs`` should take, from this candidate's
+        earlier trial or from another of the same backbone."""
+        own = [t.per_epoch() for t in entry.trials if t.per_epoch() is not None]
+        if own:
+            return own[-1] * epochs
+        similar = [t.per_epoch() for e in self.entries
+                   if e.candidate.backbone == entry.candidate.backbone
+                   and e.candidate.epochs for t in e.trials if t.per_epoch() is not None]
+        return max(similar) * epochs if similar else None
+
+    # -- the outcome ---------------------------------------------------------------
+
+    def best(self, exclude=()) -> Entry | None:
+        scored = [e for e in self.entries if e.last is not None and e not in exclude]
+        if not scored:
+            return None
+        # best score; a tie goes to the cheaper candidate
+        return max(scored, key=lambda e: (e.score, -sum(t.seconds for t in e.trials)))
+
+    def best_of(self, transfer: bool) -> float:
+        scores = [e.score for e in self.entries
+                  if e.last is not None and e.candidate.transfer == transfer]
+        return max(scores) if scores else math.nan
+
+    def refit(self, X, y):
+        """The best candidate fitted on all of ``X, y`` before the budget's
+        end (a network stops there as a finished fit); a refit that fails
+        hands over to the next best. Returns (entry, fitted estimator)."""
+        tried = []
+        while True:
+            entry = self.best(exclude=tried)
+            if entry is None:
+                return None, None
+            model = clone(entry.candidate.estimator)
+            if entry.candidate.epochs:
+                model.set_params(max_epochs=entry.last.epochs)
+            self.budget.note(f"refit {entry.candidate.name} on all {len(y)} samples")
+            try:
+                with warnings.catch_warnings(), deadline(self.budget.end, finish=True):
+                    warnings.simplefilter("ignore")
+                    model.fit(X, y)
+            except Exception as exc:
+                entry.fate = f"failed at refit: {type(exc).__name__}: {exc}".splitlines()[0]
+                self.budget.note(entry.fate)
+                tried.append(entry)
+                continue
+            entry.fate = "best"
+            for other in self.entries:
+                if other.fate == "" and other.last is not None:
+                    other.fate = "kept"
+            return entry, model
+
+
+def _outcome(trial: Trial) -> str:
+    if trial.error is not None:
+        return f"failed ({trial.error})"
+    if trial.stopped:
+        return "stopped at the deadline"
+    return f"score {trial.score:.4f} ± {trial.score_std:.4f}"

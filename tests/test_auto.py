@@ -1,0 +1,267 @@
+"""AutoTransferClassifier / AutoTransferRegressor: the budgeted search, its
+candidates, its record, and the estimators as scikit-learn citizens."""
+
+import pickle
+import time
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.datasets import load_diabetes, load_digits, load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from sktransfer import (
+    MLP,
+    AutoTransferClassifier,
+    AutoTransferRegressor,
+    NegativeTransferWarning,
+    PretrainedClassifier,
+)
+from sktransfer._auto.search import Budget, Search, SearchData, make_folds
+from sktransfer._auto.space import Candidate, infer_input_kind
+from sktransfer._deadline import BudgetExhausted, deadline
+
+from .conftest import QUICK_MLP
+
+FATES = ("best", "kept", "skipped for budget", "stopped for budget", "ranked out")
+
+
+def _fate_ok(fate: str) -> bool:
+    return fate in FATES or fate.startswith(("dropped at rung", "failed"))
+
+
+@pytest.fixture(scope="module")
+def iris():
+    return load_iris(return_X_y=True)
+
+
+def _mlp(**overrides):
+    params = dict(QUICK_MLP, max_epochs="auto", batch_size=16)
+    params.update(overrides)
+    return PretrainedClassifier(**params)
+
+
+class Broken(ClassifierMixin, BaseEstimator):
+    """A classifier whose fit always fails."""
+
+    def fit(self, X, y):
+        raise RuntimeError("this candidate cannot fit")
+
+
+# -- the deadline ------------------------------------------------------------------------
+
+
+def test_a_fit_past_its_deadline_raises_or_finishes(iris):
+    X, y = iris
+    with deadline(time.time() - 1), pytest.raises(BudgetExhausted, match="time budget"):
+        PretrainedClassifier(**dict(QUICK_MLP, max_epochs=50)).fit(X, y)
+    with deadline(time.time() - 1, finish=True):
+        clf = PretrainedClassifier(**dict(QUICK_MLP, max_epochs=50)).fit(X, y)
+    assert clf.n_iter_ == 1  # stopped after the first batch, as a finished fit
+    assert clf.predict(X).shape == (len(y),)
+
+
+def test_the_exact_probe_stops_at_its_deadline(iris):
+    X, y = iris
+    with deadline(time.time() - 1), pytest.raises(BudgetExhausted):
+        PretrainedClassifier(**dict(QUICK_MLP, freeze_depth="all")).fit(X, y)
+
+
+# -- the kind of input -------------------------------------------------------------------
+
+
+def test_input_kind_is_inferred_from_the_data(tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "a.png"
+    Image.new("RGB", (8, 8)).save(path)
+    assert infer_input_kind(np.zeros((4, 3))) == "tabular"
+    assert infer_input_kind(np.zeros((4, 8, 8), dtype=np.uint8)) == "images"
+    assert infer_input_kind(np.zeros((4, 8, 8, 3))) == "images"
+    assert infer_input_kind(["a text", "another"]) == "text"
+    assert infer_input_kind([str(path)]) == "images"
+    assert infer_input_kind([[1.0, 2.0], [3.0, 4.0]]) == "tabular"
+    with pytest.raises(ValueError, match="dimensions"):
+        infer_input_kind(np.zeros((2, 2, 2, 2, 2)))
+
+
+# -- the search ----------------------------------------------------------------------------
+
+
+def test_tabular_search_fits_baselines_and_scratch_within_the_budget(iris):
+    X, y = iris
+    start = time.time()
+    auto = AutoTransferClassifier(time_budget=15, random_state=0).fit(X, y)
+    assert time.time() - start <= 1.1 * 15
+    names = [row["name"] for row in auto.leaderboard_.rows]
+    assert "gradient boosting" in names and "mlp: from scratch" in names
+    assert all(_fate_ok(row["fate"]) for row in auto.leaderboard_.rows)
+    assert auto.leaderboard_.best == auto.best_params_["candidate"]
+    assert auto.best_score_ > 0.85
+    np.testing.assert_array_equal(auto.predict(X), auto.best_estimator_.predict(X))
+    np.testing.assert_allclose(auto.predict_proba(X), auto.best_estimator_.predict_proba(X))
+    assert auto.n_features_in_ == 4 and auto.input_kind_ == "tabular"
+    assert np.isnan(auto.transfer_gain_)  # no transfer candidate on a table without sources
+    assert auto.search_log_ and "chose" in auto.search_log_[-1]
+
+
+@pytest.fixture
+def short_rungs(monkeypatch):
+    """Rungs of 1, 3 and 9 epochs instead of the "auto" budget's thousand steps."""
+    import sktransfer._auto.search as search
+
+    monkeypatch.setattr(search, "auto_epochs", lambda n_train, batch_size: 9)
+
+
+def test_successive_halving_drops_the_weak_and_trains_the_best_longer(iris, short_rungs):
+    X, y = iris
+    candidates = {f"lr={lr}": _mlp(lr=lr) for lr in (1e-5, 1e-4, 1e-2, 3e-2)}
+    auto = AutoTransferClassifier(time_budget=300, candidates=candidates, baselines=False,
+                                  random_state=0).fit(X, y)
+    rows = {row["name"]: row for row in auto.leaderboard_.rows}
+    dropped = [name for name, row in rows.items() if row["fate"] == "dropped at rung 0"]
+    assert len(dropped) == 2  # four candidates, a third (rounded up) go on
+    assert "lr=1e-05" in dropped
+    assert sorted(row["epochs"] for row in rows.values()) == [1, 1, 3, 9]
+    assert [row["fate"] for row in rows.values()].count("dropped at rung 1") == 1
+    best = rows[auto.best_params_["candidate"]]
+    assert best["epochs"] == 9 and auto.best_params_["max_epochs"] == 9
+    assert auto.best_estimator_.get_params()["max_epochs"] == 9
+
+
+def test_a_failing_candidate_is_recorded_and_the_search_goes_on(iris):
+    X, y = iris
+    auto = AutoTransferClassifier(
+        time_budget=30, candidates={"broken": Broken(), "linear": LogisticRegression()},
+        baselines=False, random_state=0).fit(X, y)
+    rows = {row["name"]: row for row in auto.leaderboard_.rows}
+    assert rows["broken"]["fate"].startswith("failed: RuntimeError: this candidate cannot fit")
+    assert rows["linear"]["fate"] == "best"
+
+
+def test_a_budget_too_small_for_training_gives_the_best_baseline(iris):
+    X, y = iris
+    slow = _mlp(backbone=MLP(hidden_layer_sizes=(256, 256)), batch_size=2)
+    start = time.time()
+    auto = AutoTransferClassifier(time_budget=6, candidates={"slow network": slow},
+                                  random_state=0).fit(X, y)
+    assert time.time() - start <= 1.1 * 6
+    rows = {row["name"]: row for row in auto.leaderboard_.rows}
+    assert rows["slow network"]["fate"] in ("stopped for budget", "skipped for budget")
+    assert auto.best_params_["recipe"] == "baseline"
+
+
+def test_nothing_fitted_raises_with_the_reasons(iris):
+    X, y = iris
+    with pytest.raises(ValueError, match="fitted no candidate.*broken: failed"):
+        AutoTransferClassifier(time_budget=10, candidates={"broken": Broken()},
+                               baselines=False).fit(X, y)
+
+
+def test_negative_transfer_is_reported(short_rungs):
+    """A source that squeezes digits through two units trained on shuffled
+    labels transfers nothing useful: the baselines win and the gain is
+    negative."""
+    X, y = load_digits(return_X_y=True)
+    X = X / 16.0
+    rng = np.random.RandomState(0)
+    junk = PretrainedClassifier(**dict(QUICK_MLP, backbone=MLP(hidden_layer_sizes=(2,)))).fit(
+        X[:300], rng.permutation(y[:300]))
+    with pytest.warns(NegativeTransferWarning, match="negative transfer"):
+        auto = AutoTransferClassifier(time_budget=120, sources=[junk],
+                                      random_state=0).fit(X[300:400], y[300:400])
+    assert auto.transfer_gain_ < 0
+    assert auto.best_params_["recipe"] in ("baseline", "from scratch")
+    recipes = {row["recipe"] for row in auto.leaderboard_.rows}
+    assert {"exact probe", "fine-tune", "LP-FT", "baseline"} <= recipes
+
+
+def test_folds_are_stratified_kfold_for_small_data_and_a_holdout_for_large():
+    y = np.repeat([0, 1, 2], 10)
+    folds = make_folds(y, None, True, 0)
+    assert len(folds) == 3
+    for train, test in folds:
+        assert sorted(np.bincount(y[test])) == [3, 3, 4] or set(np.bincount(y[test])) <= {3, 4}
+    y = np.repeat([0, 1], 1500)
+    (train, test), = make_folds(y, None, True, 0)
+    assert len(test) == 600 and np.bincount(y[test]).tolist() == [300, 300]
+    assert len(make_folds(np.arange(10.0), 5, False, 0)) == 5
+
+
+def test_a_rung_is_not_started_when_its_predicted_time_does_not_fit(iris):
+    X, y = iris
+    data = SearchData(X, y, make_folds(y, None, True, 0), lambda m, X, y: m.score(X, y))
+    budget = Budget(1000)
+    search = Search(data, budget)
+    entry = search.add(Candidate("net", _mlp(), "fine-tune", backbone="mlp", epochs=True))
+    search.halving([entry])
+    assert entry.last is not None and len(entry.trials) == 3  # every rung ran
+    budget.end = time.time() + 0.05  # now almost nothing is left
+    late = search.add(Candidate("late", _mlp(lr=3e-3), "fine-tune", backbone="mlp",
+                                epochs=True))
+    search.halving([late])
+    assert late.fate == "skipped for budget" and not late.trials
+    assert any("skip late" in line for line in budget.log)
+
+
+# -- scikit-learn citizenship -------------------------------------------------------------
+
+
+def test_clone_pickle_and_cross_validation(iris):
+    X, y = iris
+    auto = AutoTransferClassifier(time_budget=6, random_state=0)
+    assert clone(auto).get_params() == auto.get_params()
+    scores = cross_val_score(auto, X, y, cv=2)
+    assert scores.min() > 0.8
+    auto.fit(X, y)
+    restored = pickle.loads(pickle.dumps(auto))
+    np.testing.assert_array_equal(restored.predict(X), auto.predict(X))
+
+
+def test_same_seed_same_choice_when_the_budget_does_not_bind(iris):
+    X, y = iris
+    candidates = {"linear": make_pipeline(StandardScaler(), LogisticRegression()),
+                  "network": _mlp(max_epochs=5)}
+    a = AutoTransferClassifier(60, candidates=candidates, random_state=3).fit(X, y)
+    b = AutoTransferClassifier(60, candidates=candidates, random_state=3).fit(X, y)
+    assert a.best_params_ == b.best_params_
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-5, atol=1e-6)
+
+
+def test_regressor_search():
+    X, y = load_diabetes(return_X_y=True)
+    auto = AutoTransferRegressor(time_budget=15, random_state=0).fit(X[:200], y[:200])
+    assert auto.best_score_ > 0.2  # R² on held-out folds
+    assert auto.score(X[200:], y[200:]) > 0.2
+    with pytest.raises(ValueError, match="unlabeled"):
+        AutoTransferRegressor(time_budget=5).fit(X[:20], np.r_[y[:19], np.nan])
+
+
+def test_bad_input_is_refused_clearly(iris, digits):
+    X, y = iris
+    with pytest.raises(ValueError, match="2 classes"):
+        AutoTransferClassifier(time_budget=5).fit(X, np.zeros(len(y)))
+    with pytest.raises(ValueError, match="n_samples = 2"):
+        AutoTransferClassifier(time_budget=5).fit(X[[0, 100]], y[[0, 100]])
+    with pytest.raises(ValueError, match="unfitted PretrainedClassifier"):
+        AutoTransferClassifier(time_budget=5, sources=[PretrainedClassifier("mlp")]).fit(X, y)
+    with pytest.raises(ValueError, match="not a classifier"):
+        AutoTransferClassifier(time_budget=5, candidates=[StandardScaler()]).fit(X, y)
+    with pytest.raises(ValueError, match="time_budget"):
+        AutoTransferClassifier(time_budget=0).fit(X, y)
+    with pytest.raises(ValueError, match="n_features_in_|features"):
+        AutoTransferClassifier(time_budget=5, random_state=0).fit(X, y).predict(X[:, :2])
+
+
+def test_source_from_a_weights_file(tmp_path, digits, iris):
+    X, y = load_digits(return_X_y=True)
+    source = PretrainedClassifier(**QUICK_MLP).fit(X[:200] / 16.0, y[:200])
+    path = source.save_weights(tmp_path / "source.safetensors")
+    auto = AutoTransferClassifier(time_budget=30, sources=[str(path)], baselines=False,
+                                  random_state=0).fit(X[200:260] / 16.0, y[200:260])
+    backbones = {row["backbone"] for row in auto.leaderboard_.rows}
+    assert backbones == {"source 0 (source.safetensors)"}
+    assert auto.best_estimator_.weights == str(path)
