@@ -171,9 +171,14 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     @contextlib.contextmanager
     def _atomic_fit(self):
-        """Restore the estimator exactly as it was if fit fails half-way
+        """Start the fit from a clean slate, as scikit-learn's estimators do
+        (no fitted attribute of a previous fit outlives a refit), and restore
+        the estimator exactly as it was if the fit fails half-way
         (validation helpers set ``n_features_in_`` before training)."""
         saved = dict(self.__dict__)
+        for name in saved:
+            if name == "_fit_result" or (name.endswith("_") and not name.startswith("__")):
+                delattr(self, name)
         try:
             yield
         except BaseException:
@@ -249,6 +254,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             self, input_kind=kind, multi_task=self._task == "classification" and y.ndim == 2,
             unlabeled_samples=bool(unlabeled.any()),
             source=None if source is None else source._export_trunk())
+        self._warn_if_nothing_to_adapt(y, unlabeled)
         targets, weights, n_outputs, target_attributes = self._partial_targets(
             y, sample_weight, unlabeled)
         result = _engine().fit(recipe, data, targets, weights, n_outputs=n_outputs,
@@ -271,6 +277,28 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     @abstractmethod
     def _unlabeled_rows(self, y) -> np.ndarray:
         """Boolean mask of the samples of validated ``y`` that carry no label."""
+
+    def _marks_unlabeled(self) -> bool:
+        """Whether ``y``'s mark (-1, NaN rows) means an unlabeled sample: with
+        ``unlabeled`` or ``domain_adaptation`` set (else a classifier's -1 is
+        an ordinary class)."""
+        return self.unlabeled is not None or self.domain_adaptation is not None
+
+    def _warn_if_nothing_to_adapt(self, y, unlabeled):
+        """domain_adaptation aligns the labeled samples to the unlabeled ones;
+        without any, the fit is supervised only: say so."""
+        if self.domain_adaptation is None or unlabeled.any():
+            return
+        warnings.warn(
+            f"domain_adaptation={self.domain_adaptation!r} is set but y has no unlabeled "
+            f"samples ({self._unlabeled_mark}); the fit is supervised only. Pass the target "
+            f"domain's samples in X, marked unlabeled in y.{self._unlabeled_hint(y)}",
+            UserWarning, stacklevel=5)
+
+    def _unlabeled_hint(self, y) -> str:
+        """A sentence added to the warning above for a ``y`` that seems to mark
+        unlabeled samples another way ("" when it does not)."""
+        return ""
 
     @abstractmethod
     def _fill_unlabeled(self, targets, unlabeled) -> np.ndarray:

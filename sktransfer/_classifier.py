@@ -4,7 +4,7 @@ classifier."""
 from __future__ import annotations
 
 import warnings
-from numbers import Number
+from numbers import Number, Real
 
 import numpy as np
 from scipy.special import softmax
@@ -13,6 +13,7 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
 
 from . import _docs
 from ._base import BaseTransferEstimator
@@ -88,12 +89,25 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
             return self._fit(X, y, sample_weight)
 
     def _validate_y(self, y):
+        n_nan = _count_nan(y)
+        if n_nan:
+            raise ValueError(
+                f"Input y contains NaN ({n_nan} labels). In {type(self).__name__} the label "
+                "-1 marks unlabeled samples, not NaN: replace NaN by -1 and set "
+                "unlabeled='ignore' (leave them out), PseudoLabel() or FixMatch() (train on "
+                "them), or domain_adaptation (align to them); with unlabeled=None, -1 is an "
+                "ordinary class. In a multi-task y, -1 marks a missing label."
+            )
         y = super()._validate_y(y)
         if y.ndim == 2 and y.shape[1] == 1:
             warnings.warn(DataConversionWarning(
                 "A column-vector y was passed when a 1d array was expected. Please change "
-                "the shape of y to (n_samples,), for example using ravel()."), stacklevel=5)
+                "the shape of y to (n_samples,), for example using ravel()."), stacklevel=6)
             y = y.ravel()
+        if y.ndim == 1 and not self._marks_unlabeled():
+            self._warn_on_minus_one(y)
+        else:
+            self._warn_on_string_marks(y)
         return y
 
     def _prepare_targets(self, y, sample_weight):
@@ -123,7 +137,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
                     f"Task {task} (column {task} of y) has no label (all -1); every task "
                     "needs labeled samples."
                 )
-            labels = y[known, task]
+            labels = _task_labels(y[known, task], task)
             check_classification_targets(labels)
             encoder = LabelEncoder().fit(labels)
             targets[known, task] = encoder.transform(labels)
@@ -136,24 +150,20 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
 
     _unlabeled_mark = "label -1"
 
-    def _marks_unlabeled(self) -> bool:
-        """Whether -1 marks unlabeled samples (else it is an ordinary class)."""
-        return self.unlabeled is not None or self.domain_adaptation is not None
-
     def _unlabeled_rows(self, y):
         y = np.asarray(y)
         if y.ndim == 2:  # tasks: -1 is always a missing label, a row of -1 unlabeled
             return _minus_one(y).all(axis=1)
         if not self._marks_unlabeled():
-            self._warn_on_minus_one(y)
             return np.zeros(len(y), dtype=bool)
         return _minus_one(y)
 
     @staticmethod
     def _warn_on_minus_one(y):
-        """-1 among non-negative class numbers looks like scikit-learn's mark
-        of unlabeled samples, which unlabeled=None trains as a class."""
-        if y.dtype.kind not in "iu" or not (y == -1).any():
+        """-1 (or -1.0) among non-negative class numbers looks like
+        scikit-learn's mark of unlabeled samples, which unlabeled=None trains
+        as a class."""
+        if y.dtype.kind not in "iuf" or not (y == -1).any():
             return
         others = np.unique(y[y != -1])
         if len(others) >= 2 and others.min() >= 0:
@@ -162,7 +172,21 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
                 f"{others.tolist()[:5]}{'...' if len(others) > 5 else ''}; with "
                 "unlabeled=None it is trained as a class. If -1 marks unlabeled samples "
                 "(scikit-learn's semi-supervised convention), set unlabeled='ignore', "
-                "PseudoLabel() or FixMatch().", UserWarning, stacklevel=5)
+                "PseudoLabel() or FixMatch().", UserWarning, stacklevel=7)
+
+    @staticmethod
+    def _warn_on_string_marks(y):
+        """The strings "-1" and "" look like marks of unlabeled samples (or of
+        missing task labels), but only the number -1 is one."""
+        marked = _string_mark(y)
+        if not marked.any():
+            return
+        found = sorted({str(v) for v in np.asarray(y)[marked].ravel()})
+        warnings.warn(
+            f"y contains the string label(s) {found} ({int(marked.sum())} labels), which "
+            "are trained as classes: only the number -1 marks unlabeled samples (or, in a "
+            "multi-task y, missing labels). Mark them with the integer -1 (an object array "
+            "holds it beside string labels).", UserWarning, stacklevel=7)
 
     def _fill_unlabeled(self, targets, unlabeled):
         full = np.full((len(unlabeled), *targets.shape[1:]), UNLABELED_TARGET, dtype=np.int64)
@@ -191,6 +215,14 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         score : float
             Accuracy of ``predict(X)`` against ``y``.
         """
+        check_is_fitted(self)
+        if self._multi_task and np.ndim(y) != 2:
+            n_tasks = len(self.classes_)
+            raise ValueError(
+                f"This classifier was fitted on {n_tasks} tasks; score expects y with one "
+                f"column per task ({n_tasks} tasks), of shape (n_samples, {n_tasks}); got y "
+                f"of shape {np.shape(y)}."
+            )
         if np.ndim(y) == 2:
             return self._task_score(X, y, sample_weight)
         if self._marks_unlabeled():
@@ -213,7 +245,8 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         for task in range(y.shape[1]):
             known = ~missing[:, task]
             if known.any():
-                scores.append(accuracy_score(y[known, task], predicted[known, task],
+                scores.append(accuracy_score(_task_labels(y[known, task], task),
+                                             _task_labels(predicted[known, task], task),
                                              sample_weight=weights[known]))
         if not scores:
             raise ValueError("Every label of y is -1 (missing); a score needs labeled samples.")
@@ -260,9 +293,53 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         """
         outputs = self._predict_outputs(X)  # checks that the model is fitted
         if self._multi_task:
-            return np.column_stack([classes[np.argmax(part, axis=1)] for classes, part
-                                    in zip(self.classes_, self._split_tasks(outputs))])
+            labels = [classes[np.argmax(part, axis=1)] for classes, part
+                      in zip(self.classes_, self._split_tasks(outputs))]
+            if len({column.dtype.kind in "OSU" for column in labels}) > 1:
+                # string tasks beside number tasks: keep each task's labels as they are
+                labels = [column.astype(object) for column in labels]
+            return np.column_stack(labels)
         return self.classes_[np.argmax(outputs, axis=1)]
+
+
+def _count_nan(y) -> int:
+    """How many labels of ``y`` (as given to fit) are NaN."""
+    values = np.asarray(y)
+    if values.dtype.kind == "f":
+        return int(np.isnan(values).sum())
+    if values.dtype.kind == "O":
+        return sum(isinstance(v, Real) and v != v for v in values.ravel())
+    return 0
+
+
+def _string_mark(y) -> np.ndarray:
+    """Elementwise: is the label the string "-1" or ""."""
+    y = np.asarray(y)
+    if y.dtype.kind == "U":
+        return (y == "-1") | (y == "")
+    if y.dtype.kind == "O":
+        flat = np.fromiter((isinstance(v, str) and v in ("-1", "") for v in y.ravel()),
+                           dtype=bool, count=y.size)
+        return flat.reshape(y.shape)
+    return np.zeros(y.shape, dtype=bool)
+
+
+def _task_labels(labels, task: int) -> np.ndarray:
+    """One task's labels as scikit-learn's label checks take them: an object
+    column of numbers (a y DataFrame with a string task beside a number
+    task) becomes a numeric array."""
+    if labels.dtype.kind != "O":
+        return labels
+    strings = np.fromiter((isinstance(v, str) for v in labels), dtype=bool, count=len(labels))
+    if strings.all():
+        return labels
+    if strings.any():
+        raise ValueError(
+            f"Task {task} (column {task} of y) mixes strings and numbers, e.g. "
+            f"{labels[strings][0]!r} and {labels[~strings][0]!r}; a task's labels must be "
+            "all strings or all numbers."
+        )
+    return np.asarray(labels.tolist())
 
 
 def _minus_one(y) -> np.ndarray:

@@ -181,7 +181,8 @@ PARAMETERS = _entries("""\
         What unlabeled samples do: scikit-learn's semi-supervised convention
         marks them with the label -1 in ``y`` for classifiers (``NaN`` rows
         for regressors). None: every label is a class, -1 included (a
-        regressor's all-NaN rows are left out). "ignore": -1 samples are left
+        regressor refuses all-NaN rows unless ``domain_adaptation`` is set,
+        as scikit-learn's regressors refuse NaN). "ignore": -1 samples are left
         out of training. :class:`PseudoLabel` (classifiers): the network's
         confident predictions on them become their targets.
         :class:`FixMatch` (classifiers, images): the prediction on a lightly

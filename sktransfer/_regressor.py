@@ -3,8 +3,6 @@ regressor."""
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from sklearn.base import RegressorMixin
 from sklearn.metrics import r2_score
@@ -99,7 +97,9 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         ----------
         {fit_x}
         y : array-like of shape (n_samples,) or (n_samples, n_targets)
-            Numeric targets.
+            Numeric targets. NaN marks a missing target; a row of NaN marks
+            an unlabeled sample (see ``unlabeled``: with None, such rows are
+            refused unless ``domain_adaptation`` is set).
         sample_weight : array-like of shape (n_samples,), default=None
             Weights of the samples in the loss; None weighs all equally.
 
@@ -115,24 +115,37 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
 
     def _validate_y(self, y):
         """Numeric 1-D or 2-D targets; NaN marks a missing label (a row of
-        NaN an unlabeled sample), infinity is refused."""
+        NaN an unlabeled sample, refused unless ``unlabeled`` or
+        ``domain_adaptation`` says what it does), infinity is refused."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y is None."
             )
         y = check_array(y, ensure_2d=False, dtype="numeric", ensure_all_finite="allow-nan",
                         input_name="y", estimator=self)
-        return y.astype(np.float64, copy=False)
+        y = y.astype(np.float64, copy=False)
+        unlabeled = self._unlabeled_rows(y)
+        if unlabeled.any() and not self._marks_unlabeled():
+            raise ValueError(
+                f"y contains NaN in {int(unlabeled.sum())} rows (all of a sample's targets), "
+                f"which {type(self).__name__} refuses with unlabeled=None, as scikit-learn's "
+                "regressors do. A row of NaN marks an unlabeled sample: set "
+                "unlabeled='ignore' to leave those samples out of training (score leaves "
+                "them out too), set domain_adaptation to use them as the target domain, or "
+                "drop them. (NaN in some of a row's targets is a missing target and needs "
+                "neither.)"
+            )
+        return y
 
     def _unlabeled_rows(self, y):
         y = np.asarray(y, dtype=np.float64)
-        rows = np.isnan(y.reshape(len(y), -1)).all(axis=1)
-        if (self.domain_adaptation is not None and not rows.any() and (y == -1).any()):
-            warnings.warn(
-                "domain_adaptation is set but y has no unlabeled rows (NaN); its -1 values "
-                "are regression targets here. TransferRegressor marks an unlabeled sample "
-                "with NaN, not -1.", UserWarning, stacklevel=5)
-        return rows
+        return np.isnan(y.reshape(len(y), -1)).all(axis=1)
+
+    def _unlabeled_hint(self, y):
+        if not (np.asarray(y) == -1).any():
+            return ""
+        return (" Its -1 values are regression targets here: TransferRegressor marks an "
+                "unlabeled sample with a row of NaN, not -1.")
 
     def _fill_unlabeled(self, targets, unlabeled):
         full = np.full((len(unlabeled), targets.shape[1]), np.nan)

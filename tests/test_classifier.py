@@ -27,6 +27,7 @@ from .conftest import (
     fast_params,
     predict_proba_without_cuda,
     QUICK_MLP as MLP_PARAMS,
+    tiny,
 )
 
 
@@ -208,6 +209,31 @@ def test_failed_fit_leaves_the_estimator_unchanged(digits_small):
     assert not hasattr(fresh, "net_") and not hasattr(fresh, "classes_")
     with pytest.raises(NotFittedError):
         fresh.predict(X_test)
+
+
+def _fitted_names(estimator):
+    return {name for name in vars(estimator) if name.endswith("_")}
+
+
+def test_refit_starts_from_a_clean_slate(tiny_backbone, digits32, digits):
+    X_images, y_images = digits32
+    X_table, y_table = digits
+    clf = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth="all")).fit(X_images, y_images)
+    image_only = {"image_size_", "preprocessing_", "input_signature_", "input_description_"}
+    assert image_only | {"probe_alpha_"} <= _fitted_names(clf)
+    clf.set_params(**dict(MLP_PARAMS, weights="DEFAULT", freeze_depth=0, early_stopping=True))
+    clf.fit(X_table, y_table)  # fine-tuned, on a table
+    fitted = _fitted_names(clf)
+    assert not (image_only | {"probe_alpha_"}) & fitted
+    assert {"n_features_in_", "best_epoch_"} <= fitted
+    before = dict(vars(clf))
+    with pytest.raises(ValueError):  # a failed refit keeps the previous fit
+        clf.fit(X_table, np.full(len(X_table), np.nan))
+    assert vars(clf) == before
+    clf.set_params(**tiny(tiny_backbone, freeze_depth="all"), early_stopping=False)
+    clf.fit(X_images, y_images)
+    assert not {"n_features_in_", "best_epoch_"} & _fitted_names(clf)
+    assert clf.predict(X_images[:2]).shape == (2,)
 
 
 @pytest.mark.slow

@@ -63,6 +63,31 @@ def test_minus_one_beside_class_numbers_warns_by_default(digits):
     assert -1 in clf.classes_
 
 
+def test_float_minus_one_beside_class_numbers_warns_by_default(digits):
+    X, _, y_partial, _ = digits
+    with pytest.warns(UserWarning, match="unlabeled='ignore'"):
+        clf = mlp(max_epochs=2).fit(X, y_partial.astype(float))
+    assert -1.0 in clf.classes_
+
+
+@pytest.mark.parametrize("mark", ["-1", ""])
+def test_a_string_mark_is_a_class_and_warns(digits, mark):
+    X, y, _, hidden = digits
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                      "eight", "nine"])[y]
+    y_marked = np.where(hidden, mark, names)
+    with pytest.warns(UserWarning, match="only the number -1 marks unlabeled"):
+        clf = mlp(max_epochs=2, unlabeled="ignore").fit(X, y_marked)
+    assert mark in clf.classes_
+
+
+def test_nan_labels_point_to_minus_one(digits):
+    X, y, _, hidden = digits
+    y_nan = np.where(hidden, np.nan, y)
+    with pytest.raises(ValueError, match="contains NaN.*-1 marks.*unlabeled="):
+        mlp(max_epochs=2).fit(X, y_nan)
+
+
 def test_ignore_equals_fitting_on_the_labeled_samples(digits):
     X, _, y_partial, hidden = digits
     ignored = mlp(unlabeled="ignore").fit(X, y_partial)
@@ -275,8 +300,9 @@ def test_regressor_multi_target_with_missing_entries(digits):
     Y = np.c_[y, y % 2].astype(float)
     Y[rng.rand(len(y)) < 0.3, 0] = np.nan
     Y[rng.rand(len(y)) < 0.3, 1] = np.nan
+    # some rows miss both targets: unlabeled samples, left out
     reg = TransferRegressor(MLP(hidden_layer_sizes=(32,)), device="cpu", random_state=0,
-                            max_epochs=20, lr=1e-2).fit(X, Y)
+                            max_epochs=20, lr=1e-2, unlabeled="ignore").fit(X, Y)
     assert np.isfinite(reg._y_mean).all()
     assert reg.score(X, Y) > 0.5
     full = np.c_[y, y % 2].astype(float)
@@ -314,10 +340,24 @@ def test_without_unlabeled_samples_nothing_changes(digits):
         warnings.simplefilter("error", UserWarning)
         warnings.simplefilter("ignore", ConvergenceWarning)  # the short budget is on purpose
         plain = mlp(max_epochs=5).fit(X[:200], y[:200])
-        semi = mlp(max_epochs=5, unlabeled="pseudo_label",
-                   domain_adaptation="coral").fit(X[:200], y[:200])
-    np.testing.assert_allclose(plain.predict_proba(X[:50]), semi.predict_proba(X[:50]),
-                               atol=1e-6)
+        semi = mlp(max_epochs=5, unlabeled="pseudo_label").fit(X[:200], y[:200])
+    with pytest.warns(UserWarning, match="no unlabeled samples"):
+        adapted = mlp(max_epochs=5, unlabeled="pseudo_label",
+                      domain_adaptation="coral").fit(X[:200], y[:200])
+    for other in (semi, adapted):
+        np.testing.assert_allclose(plain.predict_proba(X[:50]), other.predict_proba(X[:50]),
+                                   atol=1e-6)
+
+
+def test_domain_adaptation_without_unlabeled_samples_warns(digits):
+    X, y, _, _ = digits
+    message = (r"domain_adaptation='coral' is set but y has no unlabeled samples "
+               r"\({}\); the fit is supervised only")
+    with pytest.warns(UserWarning, match=message.format("label -1")):
+        mlp(max_epochs=2, domain_adaptation="coral").fit(X[:200], y[:200])
+    with pytest.warns(UserWarning, match=message.format("all targets NaN")):
+        TransferRegressor(MLP(hidden_layer_sizes=(16,)), max_epochs=2, device="cpu",
+                          domain_adaptation="coral").fit(X[:200], y[:200].astype(float))
 
 
 # -- multi-task classification -------------------------------------------------------------------
@@ -392,6 +432,41 @@ def test_multi_task_bad_input(tasks):
     with pytest.warns(DataConversionWarning, match="column-vector"):
         single = mlp(max_epochs=2).fit(X, Y[:, :1])
     assert single.predict(X[:3]).shape == (3,)
+
+
+def test_multi_task_early_stopping_with_many_label_combinations(tasks):
+    X, Y, Y_missing = tasks
+    third = np.random.RandomState(3).randint(0, 3, len(Y))  # 60 label combinations
+    for y in (np.c_[Y, third], np.c_[Y_missing, third]):
+        clf = mlp(max_epochs=3, early_stopping=True).fit(X[:200], y[:200])
+        assert "valid_score" in clf.history_[-1]
+
+
+def test_multi_task_mixes_string_and_integer_tasks(tasks):
+    pd = pytest.importorskip("pandas")
+    X, Y, _ = tasks
+    names = np.array(["zero", "one", "two", "three", "four", "five", "six", "seven",
+                      "eight", "nine"])
+    frame = pd.DataFrame({"digit": names[Y[:, 0]], "odd": Y[:, 1]})
+    clf = mlp(max_epochs=5).fit(X[:400], frame[:400])
+    assert sorted(clf.classes_[0].tolist()) == sorted(names.tolist())
+    assert clf.classes_[1].tolist() == [0, 1]
+    predicted = clf.predict(X[400:])
+    assert predicted.shape == (200, 2)
+    assert isinstance(predicted[0, 0], str) and predicted[:, 1].tolist() == [
+        int(v) for v in predicted[:, 1]]
+    assert clf.score(X[400:], frame[400:]) > 0.5
+    mixed = frame.astype(object)
+    mixed.iloc[::7, 1] = "odd"  # strings and numbers in one task
+    with pytest.raises(ValueError, match="Task 1 .*column 1.* strings and numbers"):
+        mlp(max_epochs=2).fit(X, mixed)
+
+
+def test_multi_task_score_needs_one_column_per_task(tasks):
+    X, Y, _ = tasks
+    clf = mlp(max_epochs=2).fit(X[:200], Y[:200])
+    with pytest.raises(ValueError, match=r"one column per task \(2 tasks\)"):
+        clf.score(X[:50], Y[:50, 0])
 
 
 def test_frozen_stages_are_cached_with_unlabeled_samples(tiny_backbone, mnist):

@@ -76,3 +76,18 @@ def test_targets_too_large_to_standardise_are_refused():
     X, y = load_digits(return_X_y=True)
     with pytest.raises(ValueError, match="too large to standardise"):
         TransferRegressor("mlp", max_epochs=1).fit(X, y * 1e160)
+
+
+def test_nan_rows_need_unlabeled_or_domain_adaptation():
+    X, y = load_digits(return_X_y=True)
+    X, target = X[:200] / 16.0, y[:200].astype(float)
+    target[::5] = np.nan
+    with pytest.raises(ValueError, match=r"y contains NaN in 40 rows.*unlabeled='ignore'"):
+        TransferRegressor(**dict(MLP_PARAMS, max_epochs=2)).fit(X, target)
+    ignored = TransferRegressor(**dict(MLP_PARAMS, max_epochs=2, unlabeled="ignore"))
+    assert ignored.fit(X, target).predict(X[:3]).shape == (3,)
+    # in a 2-D y, NaN in some columns is a missing target, not an unlabeled sample
+    Y = np.c_[y[:200], y[:200] % 2].astype(float)
+    Y[::5, 0] = np.nan
+    partial = TransferRegressor(**dict(MLP_PARAMS, max_epochs=2)).fit(X, Y)
+    assert partial.predict(X[:3]).shape == (3, 2)

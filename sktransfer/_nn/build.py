@@ -107,8 +107,8 @@ def build_network(recipe, data, targets, sample_weight, *, n_outputs: int, class
 def split(recipe, targets, positions):
     """The labeled ``positions`` split into training and validation
     positions when early stopping is on (``positions, None`` otherwise); for
-    classifiers the split is stratified when every class has two samples or
-    more."""
+    classifiers the split is stratified when it can be (see
+    ``stratification``)."""
     if not recipe.stopping.early_stopping:
         return positions, None
     n = len(positions)
@@ -120,11 +120,25 @@ def split(recipe, targets, positions):
         )
     stratify = None
     if recipe.task == "classification":
-        _, counts = np.unique(targets[positions], return_counts=True)
-        if counts.min() >= 2 and n_valid >= len(counts):
-            stratify = targets[positions]
+        stratify = stratification(targets[positions], n_valid, n - n_valid)
     return train_test_split(positions, test_size=n_valid, stratify=stratify,
                             random_state=recipe.runtime.seed)
+
+
+def stratification(targets, n_valid: int, n_train: int):
+    """What the validation split stratifies on: the classes, or for a
+    multi-task classifier the rows' label combinations, else its first
+    task's classes; None when no grouping can be split (a group of one
+    sample, or more groups than either side has samples)."""
+    candidates = [targets]
+    if targets.ndim == 2:
+        _, rows = np.unique(targets, axis=0, return_inverse=True)
+        candidates = [rows.ravel(), targets[:, 0]]
+    for groups in candidates:
+        _, counts = np.unique(groups, return_counts=True)
+        if counts.min() >= 2 and len(counts) <= min(n_valid, n_train):
+            return groups
+    return None
 
 
 def sample_roles(recipe, n: int, unlabeled):
