@@ -127,21 +127,28 @@ def main(out):
 
 
 def refusals(X, y, rank):
-    """The messages of fits a data-parallel launch refuses (none in one process)."""
+    """The messages of fits a data-parallel launch refuses, by name (none in
+    one process)."""
     from sktransfer import PretrainedClassifier
 
-    errors = []
-    attempts = [
+    # rank 1's rows in another order, y not: the same y, but pairs that differ
+    order = np.random.RandomState(1).permutation(len(X)) if rank == 1 else np.arange(len(X))
+    attempts = {
         # each rank passing its own part of the data
-        lambda: PretrainedClassifier(backbone="mlp", max_epochs=1).fit(X[rank:], y[rank:]),
+        "sharded": lambda: PretrainedClassifier(backbone="mlp", max_epochs=1).fit(
+            X[rank:], y[rank:]),
+        "permuted": lambda: PretrainedClassifier(backbone="mlp", max_epochs=1).fit(
+            X[order], y),
         # a batch that two processes cannot split
-        lambda: PretrainedClassifier(backbone="mlp", max_epochs=1, batch_size=3).fit(X, y),
-    ]
-    for attempt in attempts:
+        "small": lambda: PretrainedClassifier(backbone="mlp", max_epochs=1,
+                                              batch_size=3).fit(X, y),
+    }
+    errors = {}
+    for name, attempt in attempts.items():
         try:
             attempt()
         except ValueError as exc:
-            errors.append(str(exc))
+            errors[name] = str(exc)
     return errors
 
 

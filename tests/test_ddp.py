@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import joblib
+import numpy as np
 import pytest
 
 SCRIPT = pathlib.Path(__file__).with_name("ddp_script.py")
@@ -81,12 +82,71 @@ def test_ranks_draw_rank_zeros_seed(runs):
 
 @pytest.mark.slow
 def test_a_launch_refuses_sharded_data_and_batches_it_cannot_split(runs):
-    assert runs["single"]["errors"] == []
+    assert runs["single"]["errors"] == {}
     for rank, report in enumerate(runs["ranks"]):
-        sharded, small = report["errors"]
+        sharded, small = report["errors"]["sharded"], report["errors"]["small"]
         assert "every process must call fit with the same X and y" in sharded
         assert f"rank {rank}" in sharded
         assert "batch_size=3 is too small" in small and "batch_size >= 4" in small
+
+
+@pytest.mark.slow
+def test_a_launch_refuses_x_whose_rows_differ_between_ranks(runs):
+    # rank 1 passed X's rows in another order with the same y: every rank refuses
+    for rank, report in enumerate(runs["ranks"]):
+        permuted = report["errors"]["permuted"]
+        assert "X differs between the ranks" in permuted
+        assert f"rank {rank}" in permuted
+        assert "the same X, in the same order" in permuted
+
+
+def _kinds_of_x(tmp_path):
+    """Validated X of each kind, each with its rows in another order."""
+    from PIL import Image
+
+    from sktransfer._images import check_images
+    from sktransfer._text import check_texts
+
+    rng = np.random.RandomState(0)
+    table = rng.rand(6, 3)
+    pixels = rng.randint(0, 255, size=(6, 8, 8, 3), dtype=np.uint8)
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(image).save(paths[-1])
+    pils = [Image.fromarray(image) for image in pixels]
+    texts = [f"text number {i}" for i in range(6)]
+    order = [1, 0, 2, 3, 4, 5]
+    return {
+        "table": (table, table[order]),
+        "array": (check_images(pixels), check_images(pixels[order])),
+        "paths": (check_images(paths), check_images([paths[i] for i in order])),
+        "pil": (check_images(pils), check_images([pils[i] for i in order])),
+        "text": (check_texts(texts), check_texts([texts[i] for i in order])),
+    }
+
+
+def test_the_data_digest_follows_each_rows_content_and_position(tmp_path):
+    from sktransfer._images import check_images
+    from sktransfer._nn.launch import data_digest
+
+    kinds = _kinds_of_x(tmp_path)
+    for name, (data, permuted) in kinds.items():
+        assert data_digest(data) == data_digest(data), name  # deterministic
+        assert data_digest(data) != data_digest(permuted), name
+        assert 0 <= data_digest(data) < 2**53 and float(data_digest(data)) == data_digest(data)
+    table = kinds["table"][0]
+    assert data_digest(table) == data_digest(table.copy(order="F"))  # by value, not layout
+    changed = table.copy()
+    changed[3, 1] += 1e-12
+    assert data_digest(changed) != data_digest(table)
+    assert data_digest(table[:5]) != data_digest(table)
+    # a file rewritten with another size is other data; its pixels are not read
+    paths = kinds["paths"][0]
+    before = data_digest(paths)
+    with open(paths.data[2], "ab") as file:
+        file.write(b"\0")
+    assert data_digest(check_images(list(paths.data))) != before
 
 
 def test_outside_a_launch_fits_are_not_data_parallel(monkeypatch):

@@ -6,6 +6,10 @@ several processes sharing one directory."""
 import multiprocessing
 import os
 import pathlib
+import platform
+import subprocess
+import sys
+import threading
 import time
 import warnings
 import zlib
@@ -434,9 +438,114 @@ def test_a_lease_whose_holder_died_is_broken(tmp_path, monkeypatch):
     assert not lease.exists()
 
 
+def _lease_of(cache_dir, host, pid):
+    """A lease file as a holder on ``host`` with process id ``pid`` leaves it."""
+    lease = pathlib.Path(store._disk_dir(cache_dir, MODEL)) / ".computing"
+    lease.parent.mkdir(parents=True, exist_ok=True)
+    lease.write_text(f"{host} {pid} {time.time():.0f}\n")
+    return lease
+
+
+class _Waited(Exception):
+    """Raised by a patched time.sleep: the lookup waited for the lease."""
+
+
+def _refuse_to_wait(seconds):
+    raise _Waited
+
+
+def _dead_pid():
+    """The process id of a process of this host that has exited."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_lease_left_by_a_dead_process_of_this_host_is_broken_at_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "_LEASE_STALE_SECONDS", 3600.0)  # not by its age
+    lease = _lease_of(tmp_path, platform.node(), _dead_pid())
+    monkeypatch.setattr(time, "sleep", _refuse_to_wait)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to report: no wait
+        assert _lookup(str(tmp_path), ["a", "b"])[1]["computed"] == 2
+    assert not lease.exists()
+
+
+def test_a_lease_of_another_host_is_waited_for_whatever_its_pid(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "_LEASE_STALE_SECONDS", 3600.0)
+    lease = _lease_of(tmp_path, "another-host", _dead_pid())  # a pid of another machine
+    monkeypatch.setattr(time, "sleep", _refuse_to_wait)
+    with pytest.raises(_Waited):
+        _lookup(str(tmp_path), ["a", "b"])
+    assert lease.exists()
+
+
+def test_an_interrupted_computation_releases_its_lease(tmp_path, monkeypatch):
+    def interrupted(positions):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.lookup(MODEL, ["a", "b"], cache_dir=str(tmp_path), dtype=torch.float32,
+                     compute=interrupted)
+    assert not list(tmp_path.rglob(".computing"))
+    monkeypatch.setattr(time, "sleep", _refuse_to_wait)  # the next lookup does not wait
+    assert _lookup(str(tmp_path), ["a", "b"])[1]["computed"] == 2
+
+
+def test_a_lease_held_by_a_live_process_is_waited_for_and_the_wait_reported(
+        tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "_LEASE_STALE_SECONDS", 3600.0)
+    monkeypatch.setattr(store, "_LEASE_REPORT_SECONDS", 0.0, raising=False)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    keys = ["a", "b", "c"]
+    try:
+        lease = _lease_of(tmp_path, platform.node(), holder.pid)
+
+        def finish():  # what the holder does: write the rows, then release
+            time.sleep(0.5)
+            store.disk_put(str(tmp_path), MODEL, keys, _rows(keys))
+            lease.unlink()
+
+        finishing = threading.Thread(target=finish)
+        finishing.start()
+        with pytest.warns(UserWarning, match="waiting for") as record:
+            rows, counts = _lookup(str(tmp_path), keys)
+        finishing.join()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert counts == {"from_memory": 0, "from_disk": 3, "computed": 0}
+    assert torch.equal(rows, _rows(keys))
+    message = str(record[0].message)
+    assert str(lease) in message and f"{platform.node()}" in message
+    assert f"pid {holder.pid}" in message and "delete" in message
+
+
 def test_a_cache_dir_that_is_a_file_needs_no_lease(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # disk_put's warning is tested above
         assert _slow_lookup(str(blocker), 3) == 3
+
+
+# -- where cache_dir is ----------------------------------------------------------------------
+
+
+def test_a_cache_dir_under_the_home_directory_is_expanded(tiny_backbone, digits, tmp_path,
+                                                          monkeypatch):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(cwd)
+    X, y = digits
+    clf = PretrainedClassifier(**tiny(tiny_backbone, cache_dir="~/x")).fit(X, y)
+    PretrainedClassifier(**tiny(tiny_backbone, cache_dir="~/x", freeze_depth="all")).fit(X, y)
+    assert clf.cache_info_["computed"] == len(X)
+    assert sorted(p.name for p in (home / "x").iterdir()) == ["sktransfer-activations",
+                                                              "sktransfer-probes"]
+    assert list(cwd.iterdir()) == []  # no directory named "~"
+    assert sktransfer.cache_info("~/x")["disk_chunks"] >= 1
+    sktransfer.clear_cache("~/x")
+    assert list((home / "x").iterdir()) == []

@@ -20,6 +20,7 @@ import hashlib
 import io
 import json
 import os
+import platform
 import shutil
 import threading
 import time
@@ -241,8 +242,16 @@ class _VanishedChunk(Exception):
     """A chunk removed (by another process) while it was being read."""
 
 
+def cache_path(cache_dir, *parts: str) -> str:
+    """The path of ``parts`` under the user's ``cache_dir``, through which
+    every file kept there is named: a leading ``~`` is the user's home
+    directory, as in ``joblib.Memory`` (environment variables are not
+    expanded, as there)."""
+    return os.path.join(os.path.expanduser(os.fspath(cache_dir)), *parts)
+
+
 def _root(cache_dir) -> str:
-    return os.path.join(os.fspath(cache_dir), DISK_DIRNAME)
+    return cache_path(cache_dir, DISK_DIRNAME)
 
 
 def _disk_dir(cache_dir, key: str) -> str:
@@ -396,7 +405,7 @@ def _discard_damaged(chunk: str, why: str) -> None:
 
 def _warn_unusable(cache_dir, error: OSError) -> None:
     """Warn once per directory and process, and write nothing there from now on."""
-    directory = os.path.abspath(os.fspath(cache_dir))
+    directory = os.path.abspath(cache_path(cache_dir))
     with _disk_lock:
         if directory in _unusable_dirs:
             return
@@ -416,7 +425,7 @@ def disk_put(cache_dir, key: str, keys: list[str], rows: torch.Tensor) -> None:
     Atomic, so readers never see half a chunk. A ``cache_dir`` that cannot
     be written is reported once and not written to again by this process.
     """
-    if not keys or os.path.abspath(os.fspath(cache_dir)) in _unusable_dirs:
+    if not keys or os.path.abspath(cache_path(cache_dir)) in _unusable_dirs:
         return
     budget = _disk_budget()
     files = _chunk_files(keys, rows)
@@ -541,7 +550,7 @@ def _delete_disk_cache(cache_dir) -> None:
     if not os.path.isdir(root):
         return
     # renamed first, so that readers in other processes see every chunk whole or not at all
-    doomed = os.path.join(os.fspath(cache_dir), f".{DISK_DIRNAME}-deleting-{uuid.uuid4().hex}")
+    doomed = cache_path(cache_dir, f".{DISK_DIRNAME}-deleting-{uuid.uuid4().hex}")
     try:
         os.rename(root, doomed)
     except FileNotFoundError:
@@ -566,19 +575,28 @@ def _read_back(cache_dir, key, keys, missing, rows: dict, dtype) -> None:
 # Workers of a distributed search (other processes, other hosts sharing
 # cache_dir) that miss the same activations at once would all compute them.
 # A lease file per model key lets one compute while the others wait, then read
-# what it wrote: each activation is computed once in total. The holder
-# refreshes the lease's mtime; one not refreshed for _LEASE_STALE_SECONDS (its
-# holder died) is broken. A cache_dir where the lease cannot be created
-# (read-only) is used without one.
+# what it wrote: each activation is computed once in total. The lease names
+# its holder (host, process id, when taken); the holder refreshes its mtime
+# and removes it however the computation ends (an exception, Ctrl-C). A lease
+# whose holder was a process of this host that no longer runs (killed: a loky
+# worker ended by Ctrl-C, SIGKILL) is broken at once; any lease not refreshed
+# for _LEASE_STALE_SECONDS (its holder, on another host, died) is broken then.
+# Two waiters may both break one lease: at worst two processes compute the
+# same activations, whose chunks are written whole. A wait longer than
+# _LEASE_REPORT_SECONDS is reported once, naming the file and its holder. A
+# cache_dir where the lease cannot be created (read-only) is used without one.
 
 _LEASE_NAME = ".computing"
 _LEASE_REFRESH_SECONDS = 10.0
 _LEASE_STALE_SECONDS = 60.0
 _LEASE_POLL_SECONDS = 0.1
+_LEASE_REPORT_SECONDS = 5.0
+_HOST = platform.node()
 
 
-def _take_lease(path: str) -> bool | None:
-    """True: taken; False: held by another; None: cannot be created here."""
+def _take_lease(path: str, line: str) -> bool | None:
+    """True: taken, with ``line`` written in it; False: held by another;
+    None: cannot be created here."""
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
     except OSError:  # cache_dir is a file, read-only, ...
@@ -589,9 +607,53 @@ def _take_lease(path: str) -> bool | None:
         return False
     except OSError:
         return None
-    with os.fdopen(descriptor, "w") as file:
-        file.write(f"{os.uname().nodename} {os.getpid()} {time.time():.0f}\n")
+    try:
+        with os.fdopen(descriptor, "w") as file:
+            file.write(line)
+    except BaseException as error:  # no lease left without its holder's name
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        if isinstance(error, OSError):  # a full disk: computed without a lease
+            return None
+        raise
     return True
+
+
+def _read_lease(path: str) -> str | None:
+    """The lease's text; None once released ("" when it cannot be read)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as file:
+            return file.read()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+
+
+def _lease_holder(text: str) -> tuple[str, int, float] | None:
+    """``(host, pid, since)`` a lease names; None while its holder is still
+    writing it (the line ends with a newline) or for a file not in this form."""
+    fields = text.split()
+    if not text.endswith("\n") or len(fields) < 3:
+        return None
+    try:
+        return fields[0], int(fields[1]), float(fields[2])
+    except ValueError:
+        return None
+
+
+def _holder_gone(holder) -> bool:
+    """Whether ``holder`` was a process of this host that no longer runs
+    (another host's cannot be asked: its lease goes when stale)."""
+    if holder is None or holder[0] != _HOST or holder[1] <= 0 or os.name == "nt":
+        return False  # on Windows os.kill(pid, 0) would end the process
+    try:
+        os.kill(holder[1], 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # PermissionError: another user's process, running
+        return False
+    return False
 
 
 def _lease_age(path: str) -> float | None:
@@ -599,6 +661,27 @@ def _lease_age(path: str) -> float | None:
         return time.time() - os.stat(path).st_mtime
     except OSError:
         return None  # released meanwhile
+
+
+def _break_lease(path: str, text: str) -> None:
+    if _read_lease(path) == text:  # not released and taken again meanwhile
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+
+
+def _report_wait(path: str, holder, age: float | None) -> None:
+    if holder is None:
+        who = "a process that has not written its name in it"
+    else:
+        taken = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder[2]))
+        who = f"pid {holder[1]} on host {holder[0]!r} since {taken}"
+    refreshed = "" if age is None else f", last refreshed {age:.0f} s ago"
+    warnings.warn(
+        f"sktransfer is waiting for another process to compute the same activations: "
+        f"the lease file {path!r} is held by {who}{refreshed}. The wait ends when that "
+        f"process is done, or once the file goes {_LEASE_STALE_SECONDS:.0f} s without a "
+        "refresh. If that process no longer runs, delete the file.",
+        UserWarning, stacklevel=3)  # the line of the caller that waits
 
 
 def _refresh(path: str, done: threading.Event) -> None:
@@ -618,11 +701,13 @@ class compute_lease:
         self.path = None if cache_dir is None else os.path.join(_disk_dir(cache_dir, key),
                                                                  _LEASE_NAME)
         self.held = False
+        self._line = f"{_HOST} {os.getpid()} {time.time():.0f} {uuid.uuid4().hex}\n"
         self._done = threading.Event()
 
     def __enter__(self):
+        waiting_since, reported = None, False
         while self.path is not None:
-            taken = _take_lease(self.path)
+            taken = _take_lease(self.path, self._line)
             if taken is None:
                 return self
             if taken:
@@ -630,17 +715,24 @@ class compute_lease:
                 threading.Thread(target=_refresh, args=(self.path, self._done),
                                  daemon=True).start()
                 return self
-            age = _lease_age(self.path)
-            if age is not None and age > _LEASE_STALE_SECONDS:
-                with contextlib.suppress(OSError):  # a dead holder's: break it
-                    os.unlink(self.path)
+            text = _read_lease(self.path)
+            if text is None:
+                continue  # released meanwhile
+            holder, age = _lease_holder(text), _lease_age(self.path)
+            if _holder_gone(holder) or (age is not None and age > _LEASE_STALE_SECONDS):
+                _break_lease(self.path, text)
                 continue
+            if waiting_since is None:
+                waiting_since = time.monotonic()
+            if not reported and time.monotonic() - waiting_since >= _LEASE_REPORT_SECONDS:
+                _report_wait(self.path, holder, age)
+                reported = True
             time.sleep(_LEASE_POLL_SECONDS)
         return self
 
     def __exit__(self, *exc):
         self._done.set()
-        if self.held:
+        if self.held and _read_lease(self.path) == self._line:  # not broken and retaken
             with contextlib.suppress(OSError):
                 os.unlink(self.path)
         return False
@@ -747,7 +839,7 @@ def clear_cache(cache_dir=None) -> None:
     PROBE_SOLUTIONS.clear()
     if cache_dir is not None:
         _delete_disk_cache(cache_dir)
-        shutil.rmtree(os.path.join(os.fspath(cache_dir), PROBE_DIRNAME), ignore_errors=True)
+        shutil.rmtree(cache_path(cache_dir, PROBE_DIRNAME), ignore_errors=True)
 
 
 def _check_nbytes(name: str, value) -> int:

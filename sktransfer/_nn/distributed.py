@@ -132,20 +132,37 @@ def shared_seed(seed: int) -> int:
     return int(agree(seed))  # seeds are below 2**31: exact as a float64
 
 
-def check_same_data(n_samples: int, checksum: float) -> None:
+def check_same_data(n_samples: int, x_digest: int, y_checksum: float) -> None:
     """Every rank must pass the same data: sktransfer splits it. Raise a
-    ValueError on every rank when they differ."""
+    ValueError on every rank when they differ in their number of samples, in
+    ``x_digest`` (of X's rows, in order) or in ``y_checksum``."""
     if not active():
         return
-    # both collectives on every rank, whatever the first gives
-    first_n, first_checksum = agree(n_samples), agree(checksum)
-    differs = n_samples != first_n or not math.isclose(checksum, first_checksum,
-                                                       rel_tol=1e-9, abs_tol=0.0)
-    if mean(torch.tensor(float(differs))).item() > 0:  # any rank
+    # every collective on every rank, whatever the first gives
+    first_n, first_x, first_y = agree(n_samples), agree(x_digest), agree(y_checksum)
+    differs = mean(torch.tensor([
+        float(n_samples != first_n), float(x_digest != first_x),
+        float(not math.isclose(y_checksum, first_y, rel_tol=1e-9, abs_tol=0.0))],
+        dtype=torch.float64))
+    n_differs, x_differs, y_differs = (differs > 0).tolist()  # on any rank
+    if n_differs:
         raise ValueError(
             "under torchrun every process must call fit with the same X and y "
-            f"(this is rank {rank()}: {n_samples} samples); sktransfer splits each batch "
-            "between the processes itself, so do not shard the data by rank."
+            f"(this is rank {rank()}: {n_samples} samples, rank 0 has {int(first_n)}); "
+            "sktransfer splits each batch between the processes itself, so do not shard "
+            "the data by rank."
+        )
+    if x_differs or y_differs:
+        names = " and ".join(name for name, different in (("X", x_differs), ("y", y_differs))
+                             if different)
+        verb = "differ" if x_differs and y_differs else "differs"
+        raise ValueError(
+            f"under torchrun every process must call fit with the same X and y: {names} "
+            f"{verb} between the ranks (this is rank {rank()}; each rank has {n_samples} "
+            "samples, but some differ in content or order from rank 0's). Pass every rank "
+            f"the same {names}, in the same order (load, and shuffle if at all, with the "
+            "same seed on every rank); sktransfer splits each batch between the processes "
+            "itself."
         )
 
 
@@ -153,7 +170,7 @@ def mean(value: torch.Tensor) -> torch.Tensor:
     """``value`` averaged over the ranks (itself outside a launch)."""
     if not active():
         return value
-    carried = value.detach().to(_carrier(), torch.float64).reshape(1)
+    carried = value.detach().to(_carrier(), torch.float64).reshape(-1)
     dist.all_reduce(carried)
     return (carried / world_size()).to(value.device, value.dtype).reshape(value.shape)
 

@@ -158,7 +158,7 @@ def fit(recipe, data, targets, sample_weight, *, n_outputs, classes=None,
     groups = tuple(int(k) for k in n_outputs) if isinstance(n_outputs, tuple) else None
     n_outputs = sum(groups) if groups else int(n_outputs)
     cap_worker_threads()
-    device, seed = join_launch(recipe, targets)
+    device, seed = join_launch(recipe, data, targets)
     recipe = recipe.resolved(device=device, seed=seed,
                              precision=resolve_precision(recipe.runtime.precision, device))
     dtype = tabular_dtype(data) if recipe.input_kind == TABULAR else "float32"

@@ -291,8 +291,8 @@ def _digest(header: str, *arrays) -> str:
 
 
 def _disk_path(cache_dir, key: str):
-    return None if cache_dir is None else os.path.join(os.fspath(cache_dir),
-                                                        store.PROBE_DIRNAME, key + ".npz")
+    return None if cache_dir is None else store.cache_path(cache_dir, store.PROBE_DIRNAME,
+                                                            key + ".npz")
 
 
 def _remembered(key: str, cache_dir) -> LinearSolution | None:
