@@ -265,3 +265,43 @@ def test_source_from_a_weights_file(tmp_path, digits, iris):
     backbones = {row["backbone"] for row in auto.leaderboard_.rows}
     assert backbones == {"source 0 (source.safetensors)"}
     assert auto.best_estimator_.weights == str(path)
+
+
+# -- images and texts ----------------------------------------------------------------------
+
+
+def test_image_search_ranks_cuts_and_fits_the_kept_pairs(tiny_backbone, digits32, short_rungs):
+    X, y = digits32
+    name, weights = tiny_backbone
+    auto = AutoTransferClassifier(time_budget=120, backbones=[(name, weights)], n_ranked=2,
+                                  device="cpu", random_state=0).fit(X, y)
+    rows = auto.leaderboard_.rows
+    ranked_out = [row for row in rows if row["fate"] == "ranked out"]
+    assert len(ranked_out) == 1 and not np.isnan(ranked_out[0]["logme"])
+    recipes = {row["recipe"] for row in rows}
+    assert {"exact probe", "fine-tune", "LP-FT", "from scratch"} <= recipes
+    assert all(_fate_ok(row["fate"]) for row in rows)
+    assert auto.input_kind_ == "images" and not hasattr(auto, "n_features_in_")
+    assert auto.predict(X[:5]).shape == (5,)
+    assert set(auto.classes_) == set(y)
+    scratch = next(row for row in rows if row["recipe"] == "from scratch")
+    assert not np.isnan(scratch["score"])
+
+
+def test_in_a_pipeline(iris):
+    X, y = iris
+    pipe = make_pipeline(StandardScaler(), AutoTransferClassifier(time_budget=6, random_state=0))
+    assert pipe.fit(X, y).score(X, y) > 0.85
+
+
+def test_check_estimator_with_a_small_budget():
+    """The estimators' API on scikit-learn's checks, with the default
+    baselines plus a linear candidate: candidates fitted once, so that the
+    choice does not depend on the machine's speed (``check_fit_idempotent``
+    compares two fits)."""
+    from sklearn.linear_model import Ridge
+    from sklearn.utils.estimator_checks import check_estimator
+
+    linear = make_pipeline(StandardScaler(), LogisticRegression())
+    check_estimator(AutoTransferClassifier(time_budget=10, candidates=[linear], random_state=0))
+    check_estimator(AutoTransferRegressor(time_budget=10, candidates=[Ridge()], random_state=0))

@@ -11,15 +11,17 @@ import pytest
 
 README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
-# (pattern, replacement): 32 px instead of 64, one epoch, 60 images. The image
-# size is ImageBackbone("mobilenet_v2", image_size=64) for the estimators, and
-# TransferFeatures' and rank_backbones' own image_size=64.
+# (pattern, replacement): 32 px instead of 64, one epoch, 60 images, a
+# 10-second time budget. The image size is ImageBackbone("mobilenet_v2",
+# image_size=64) for the estimators, and TransferFeatures', rank_backbones'
+# and AutoTransferClassifier's own image_size=64.
 SMALLER = [
     (r"\bimage_size=64\b", "image_size=32"),
     (r"max_epochs=(5|10)\b", "max_epochs=1"),
     (r"\[:(200|300|500|1000)\]", "[:60]"),
     (r"\[500:(1500)?\]", "[500:600]"),
     (r"\[1000:1500\]", "[1000:1060]"),
+    (r"time_budget=\d+", "time_budget=10"),
 ]
 
 

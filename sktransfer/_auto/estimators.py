@@ -15,7 +15,12 @@ from sklearn.metrics import check_scoring
 from sklearn.utils import check_random_state
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_consistent_length, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    check_consistent_length,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
 
 from .._compat import Interval, StrOptions, _fit_context
 from .._options import IMAGES, TABULAR, TEXT
@@ -137,7 +142,7 @@ class BaseAutoTransfer(BaseEstimator):
     def _validate_inputs(self, X, y, kind):
         if kind == TABULAR:
             X = validate_data(self, X)
-        y = np.asarray(y)
+        y = column_or_1d(y, warn=True)
         check_consistent_length(X, y)
         y = self._validate_targets(y)
         if len(y) < MIN_SAMPLES:
@@ -261,7 +266,8 @@ class BaseAutoTransfer(BaseEstimator):
         y_pred : ndarray of shape (n_samples,)
             The chosen model's predictions.
         """
-        return self.best_estimator_.predict(self._checked(X))
+        X = self._checked(X)
+        return self.best_estimator_.predict(X)
 
     @available_if(_has_best("transform"))
     def transform(self, X):
@@ -278,7 +284,8 @@ class BaseAutoTransfer(BaseEstimator):
         X_new : ndarray
             The chosen model's output.
         """
-        return self.best_estimator_.transform(self._checked(X))
+        X = self._checked(X)
+        return self.best_estimator_.transform(X)
 
     def __sklearn_is_fitted__(self):
         return hasattr(self, "best_estimator_")
@@ -442,7 +449,7 @@ class AutoTransferClassifier(ClassifierMixin, BaseAutoTransfer):
     >>> from sklearn.datasets import load_iris
     >>> from sktransfer import AutoTransferClassifier
     >>> X, y = load_iris(return_X_y=True)
-    >>> auto = AutoTransferClassifier(time_budget=20, random_state=0).fit(X, y)
+    >>> auto = AutoTransferClassifier(time_budget=5, random_state=0).fit(X, y)
     >>> auto.best_params_["recipe"] in ("baseline", "from scratch")
     True
     >>> auto.predict(X[:3]).shape
@@ -472,7 +479,8 @@ class AutoTransferClassifier(ClassifierMixin, BaseAutoTransfer):
         proba : ndarray of shape (n_samples, n_classes)
             Probabilities in the order of ``classes_``.
         """
-        return self.best_estimator_.predict_proba(self._checked(X))
+        X = self._checked(X)
+        return self.best_estimator_.predict_proba(X)
 
     @available_if(_has_best("decision_function"))
     def decision_function(self, X):
@@ -488,7 +496,8 @@ class AutoTransferClassifier(ClassifierMixin, BaseAutoTransfer):
         scores : ndarray
             The chosen model's decision function.
         """
-        return self.best_estimator_.decision_function(self._checked(X))
+        X = self._checked(X)
+        return self.best_estimator_.decision_function(X)
 
 
 class AutoTransferRegressor(RegressorMixin, BaseAutoTransfer):
@@ -518,7 +527,7 @@ class AutoTransferRegressor(RegressorMixin, BaseAutoTransfer):
     >>> from sklearn.datasets import load_diabetes
     >>> from sktransfer import AutoTransferRegressor
     >>> X, y = load_diabetes(return_X_y=True)
-    >>> auto = AutoTransferRegressor(time_budget=20, random_state=0).fit(X, y)
+    >>> auto = AutoTransferRegressor(time_budget=5, random_state=0).fit(X, y)
     >>> auto.leaderboard_.best == auto.best_params_["candidate"]
     True
     """
@@ -528,8 +537,6 @@ class AutoTransferRegressor(RegressorMixin, BaseAutoTransfer):
 
     def _validate_targets(self, y):
         y = np.asarray(y, dtype=np.float64)
-        if y.ndim != 1:
-            raise ValueError(f"{type(self).__name__} takes a 1-D y; got shape {y.shape}.")
         if not np.isfinite(y).all():
             raise ValueError(
                 f"y contains NaN or infinite values; {type(self).__name__} does not use "

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 from sklearn.base import clone, is_classifier
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
@@ -73,15 +74,21 @@ class Settings:
 
 
 def infer_input_kind(X) -> str:
-    """"images", "text" or "tabular" from the form of ``X``: a 2-D numeric
-    array or a DataFrame is a table, a 3-D or 4-D array images, a sequence
-    of strings texts unless they name image files, PIL images images."""
+    """"images", "text" or "tabular" from the form of ``X``: a 2-D array or
+    a DataFrame is a table (unless it is one column of strings: texts), a
+    3-D or 4-D numeric array images, a sequence of strings texts unless they
+    name image files, PIL images images."""
+    if sparse.issparse(X):
+        return TABULAR  # refused there, with scikit-learn's message
     shape = getattr(X, "shape", None)
     if hasattr(X, "iloc") and shape is not None and len(shape) == 2:
         return TEXT if shape[1] == 1 and _all_strings(X.iloc[:, 0].tolist()[:20]) else TABULAR
+    if not isinstance(X, np.ndarray) and hasattr(X, "__array__"):
+        X = np.asarray(X)  # a Series, an array-like
+    if isinstance(X, np.ndarray) and X.ndim == 2:
+        one_text_column = X.shape[1] == 1 and _all_strings(X[:20, 0].tolist())
+        return TEXT if one_text_column else TABULAR
     if isinstance(X, np.ndarray) and X.dtype.kind in "biuf":
-        if X.ndim == 2:
-            return TABULAR
         if X.ndim in (3, 4):
             return IMAGES
         raise ValueError(f"X has {X.ndim} dimensions: pass a 2-D table, 3-D or 4-D images, "
