@@ -142,9 +142,13 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(iris):
     assert rows["linear"]["fate"] == "best"
 
 
-def test_a_budget_too_small_for_training_gives_the_best_baseline(iris):
+def test_a_budget_too_small_for_training_gives_the_best_baseline(iris, monkeypatch):
+    import sktransfer._auto.search as search
+
+    # a first rung of 200 epochs of 50 batches: no machine trains it in 6 s
+    monkeypatch.setattr(search, "auto_epochs", lambda n_train, batch_size: 1800)
     X, y = iris
-    slow = _mlp(backbone=MLP(hidden_layer_sizes=(256, 256)), batch_size=2)
+    slow = _mlp(batch_size=2)
     start = time.time()
     auto = AutoTransferClassifier(time_budget=6, candidates={"slow network": slow},
                                   random_state=0).fit(X, y)
@@ -219,6 +223,16 @@ def test_clone_pickle_and_cross_validation(iris):
     auto.fit(X, y)
     restored = pickle.loads(pickle.dumps(auto))
     np.testing.assert_array_equal(restored.predict(X), auto.predict(X))
+
+
+def test_folds_fit_in_parallel(iris):
+    X, y = iris
+    linear = make_pipeline(StandardScaler(), LogisticRegression())
+    serial = AutoTransferClassifier(30, candidates=[linear], baselines=False,
+                                    random_state=0).fit(X, y)
+    parallel = AutoTransferClassifier(30, candidates=[linear], baselines=False, n_jobs=2,
+                                      random_state=0).fit(X, y)
+    assert parallel.best_score_ == pytest.approx(serial.best_score_)
 
 
 def test_same_seed_same_choice_when_the_budget_does_not_bind(iris):
@@ -305,3 +319,36 @@ def test_check_estimator_with_a_small_budget():
     linear = make_pipeline(StandardScaler(), LogisticRegression())
     check_estimator(AutoTransferClassifier(time_budget=10, candidates=[linear], random_state=0))
     check_estimator(AutoTransferRegressor(time_budget=10, candidates=[Ridge()], random_state=0))
+
+
+@pytest.mark.slow
+def test_few_shot_mnist_with_mobilenet_keeps_up_with_the_probe(mnist):
+    """Real few-shot images: 10 digits per class, ImageNet MobileNetV2 at
+    32 px. The search must not lose to the exact probe it contains."""
+    from sktransfer import ImageBackbone
+
+    X, y = mnist
+    train = np.concatenate([np.flatnonzero(y == c)[:10] for c in range(10)])
+    test = np.setdiff1d(np.arange(len(y)), train)[:500]
+    start = time.time()
+    auto = AutoTransferClassifier(time_budget=60, image_size=32, device="cpu",
+                                  random_state=0).fit(X[train], y[train])
+    assert time.time() - start <= 1.1 * 60
+    probe = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=32),
+                                 freeze_depth="all", device="cpu",
+                                 random_state=0).fit(X[train], y[train])
+    assert auto.score(X[test], y[test]) >= probe.score(X[test], y[test]) - 0.05
+    backbones = {row["backbone"] for row in auto.leaderboard_.rows}
+    assert "mobilenet_v2" in backbones
+
+
+@pytest.mark.slow
+def test_texts_get_the_tfidf_baseline_and_the_text_encoder():
+    from .conftest import LABELS, TEXTS
+
+    auto = AutoTransferClassifier(time_budget=40, random_state=0).fit(TEXTS, LABELS)
+    rows = {row["name"]: row for row in auto.leaderboard_.rows}
+    assert not np.isnan(rows["TF-IDF + LogisticRegression"]["score"])
+    assert any(name.startswith("all-MiniLM-L6-v2") for name in rows)
+    assert auto.input_kind_ == "text"
+    assert set(auto.predict(["a lovely film", "a dull mess"])) <= set(LABELS)

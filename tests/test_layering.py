@@ -22,6 +22,7 @@ RANKS = {
     # torch-free leaves
     "sktransfer._options": 0,
     "sktransfer._deadline": 0,
+    "sktransfer._table": 0,
     "sktransfer._exceptions": 0,
     "sktransfer._compat": 0,
     "sktransfer._images": 0,
@@ -71,7 +72,7 @@ RANKS = {
     "sktransfer.selection.scorer": 10,
     "sktransfer.selection": 11,
     # automatic transfer, above the estimators it chooses between
-    "sktransfer._auto.leaderboard": 0,
+    "sktransfer._auto.leaderboard": 1,
     "sktransfer._auto.space": 10,
     "sktransfer._auto.networks": 11,
     "sktransfer._auto.search": 11,

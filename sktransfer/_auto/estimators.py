@@ -124,7 +124,8 @@ class BaseAutoTransfer(BaseEstimator):
         kind = infer_input_kind(X) if self.input_kind == "auto" else self.input_kind
         X, y = self._validate_inputs(X, y, kind)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        settings = Settings(self._task, kind, self.image_size, self.cache_dir, self.device, seed)
+        settings = Settings(self._task, kind, self.image_size, self.cache_dir, self.device, seed,
+                            self.verbose)
         data = SearchData(X, y, make_folds(y, self.cv, self._classification, seed),
                           self._scorer())
         budget.note(f"{kind}: {len(y)} samples, {len(data.folds)} validation fold(s), "
@@ -373,7 +374,8 @@ _SHARED_PARAMETERS = """
         same seed make the same choice when the budget does not bind (a
         budget that binds makes the outcome depend on the machine's speed).
     verbose : int, default=0
-        1 prints each decision as it is taken.
+        1 prints each decision as it is taken; 2 also shows a progress bar
+        for each epoch of the networks' fits.
 """
 
 _SHARED_ATTRIBUTES = """

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from .._table import rows_frame
+
 COLUMNS = ("name", "recipe", "backbone", "cut", "lr", "epochs", "score", "score_std",
            "logme", "seconds", "fate")
 
@@ -67,12 +69,7 @@ class Leaderboard:
         frame : pandas.DataFrame
             One row per candidate, best first.
         """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError("Leaderboard.to_frame needs pandas; install it with `pip install "
-                              "pandas`, or read the plain dicts in `.rows`.") from None
-        return pd.DataFrame(self.rows, columns=list(COLUMNS))
+        return rows_frame(self.rows, COLUMNS, "Leaderboard.to_frame")
 
     def __len__(self):
         return len(self.rows)

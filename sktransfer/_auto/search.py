@@ -210,11 +210,9 @@ class Entry:
         return REFIT_MARGIN * mean_fit * n_samples / max(n_train, 1)
 
     def row(self) -> dict:
-        last = self.last
-        tried = [trial for trial in self.trials if trial.epochs]
-        c = self.candidate
+        last, c = self.last, self.candidate
         return {"name": c.name, "recipe": c.recipe, "backbone": c.backbone, "cut": c.cut,
-                "lr": c.lr, "epochs": max((t.epochs for t in tried), default=None),
+                "lr": c.lr, "epochs": None if last is None else last.epochs,
                 "score": self.score,
                 "score_std": last.score_std if last is not None else math.nan,
                 "logme": self.logme, "seconds": round(sum(t.seconds for t in self.trials), 2),
@@ -325,8 +323,9 @@ class Search:
         scored = [e for e in self.entries if e.last is not None and e not in exclude]
         if not scored:
             return None
-        # best score; a tie goes to the cheaper candidate
-        return max(scored, key=lambda e: (e.score, -sum(t.seconds for t in e.trials)))
+        # best score; a tie goes to the candidate entered first (the cheaper
+        # kind: baselines and probes come before networks trained by epochs)
+        return max(scored, key=lambda e: e.score)
 
     def best_of(self, transfer: bool) -> float:
         scores = [e.score for e in self.entries

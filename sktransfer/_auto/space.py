@@ -64,6 +64,7 @@ class Settings:
     cache_dir: object
     device: str
     seed: int
+    verbose: int = 0  # 2 and above: each network fit shows its progress bar
 
     @property
     def classification(self) -> bool:
@@ -125,7 +126,8 @@ def _network_estimator(settings: Settings, **params):
 
     cls = PretrainedClassifier if settings.classification else TransferRegressor
     return cls(cache_dir=settings.cache_dir, device=settings.device,
-               random_state=settings.seed, **params)
+               random_state=settings.seed, verbose=2 if settings.verbose >= 2 else 0,
+               **params)
 
 
 def network_candidates(backbone, label: str, settings: Settings, *, n_stages: int | None,

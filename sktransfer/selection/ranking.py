@@ -15,6 +15,7 @@ from .._backbone import TextEncoder
 from .._base import BaseTransferEstimator
 from .._exceptions import SourceLabelsUnavailableError
 from .._features import TransferFeatures
+from .._table import rows_frame
 from .._text import is_text_backbone
 from .scores import LABEL_METRICS, METRICS, h_score, leep, logme, nce
 
@@ -216,14 +217,7 @@ class BackboneRanking:
         frame : pandas.DataFrame
             One row per candidate, best first.
         """
-        try:
-            import pandas as pd
-        except ImportError:
-            raise ImportError(
-                "BackboneRanking.to_frame needs pandas; install it with `pip install "
-                "pandas`, or read the plain dicts in `.rows`."
-            ) from None
-        return pd.DataFrame(self.rows, columns=self.columns)
+        return rows_frame(self.rows, self.columns, "BackboneRanking.to_frame")
 
     def _cells(self, row) -> list[str]:
         cells = [str(row["name"])]
