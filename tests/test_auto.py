@@ -145,10 +145,11 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(iris):
 def test_a_budget_too_small_for_training_gives_the_best_baseline(iris, monkeypatch):
     import sktransfer._auto.search as search
 
-    # a first rung of 200 epochs of 50 batches: no machine trains it in 6 s
+    # a first rung of 200 epochs of 50 batches, with no early stop: no
+    # machine trains it in 6 s
     monkeypatch.setattr(search, "auto_epochs", lambda n_train, batch_size: 1800)
     X, y = iris
-    slow = _mlp(batch_size=2)
+    slow = _mlp(batch_size=2, n_iter_no_change=1000)
     start = time.time()
     auto = AutoTransferClassifier(time_budget=6, candidates={"slow network": slow},
                                   random_state=0).fit(X, y)
