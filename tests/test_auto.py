@@ -26,7 +26,8 @@ from sktransfer._deadline import BudgetExhausted, deadline
 
 from .conftest import QUICK_MLP
 
-FATES = ("best", "kept", "skipped for budget", "stopped for budget", "ranked out")
+FATES = ("best", "kept", "skipped for budget", "stopped for budget", "ranked out",
+         "not ranked for budget")
 
 
 def _fate_ok(fate: str) -> bool:

@@ -201,7 +201,8 @@ class BaseAutoTransfer(BaseEstimator):
         chosen = []
         for pair in pairs:
             if pair not in kept:
-                search.add(_ranked_out(pair), pair.logme, fate="ranked out")
+                fate = "not ranked for budget" if math.isnan(pair.logme) else "ranked out"
+                search.add(_ranked_out(pair), pair.logme, fate=fate)
                 continue
             network = pair.network
             if pair.stage is None:
