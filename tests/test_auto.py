@@ -354,3 +354,10 @@ def test_texts_get_the_tfidf_baseline_and_the_text_encoder():
     assert any(name.startswith("all-MiniLM-L6-v2") for name in rows)
     assert auto.input_kind_ == "text"
     assert set(auto.predict(["a lovely film", "a dull mess"])) <= set(LABELS)
+
+
+def test_available_networks_skip_registered_ones_without_torchvision_weights(tiny_backbone):
+    from sktransfer._auto.networks import _local_image_backbones
+
+    names = _local_image_backbones()  # "tinynet" is registered, torchvision does not know it
+    assert "mobilenet_v2" in names and "tinynet" not in names

@@ -44,7 +44,16 @@ def _local_image_backbones() -> list[str]:
     from .._nn.backbones import REGISTRY
     from .._nn.weights import locally_available
 
-    return [name for name in sorted(REGISTRY) if locally_available(name)]
+    return [name for name in sorted(REGISTRY) if _has_local_weights(name, locally_available)]
+
+
+def _has_local_weights(name: str, locally_available) -> bool:
+    """Whether torchvision weights of ``name`` are on this machine (a
+    registered network torchvision does not know has none)."""
+    try:
+        return bool(locally_available(name))
+    except (KeyError, ValueError):
+        return False
 
 
 def _local_text_encoders() -> list[str]:
