@@ -272,6 +272,21 @@ def test_bad_input_is_refused_clearly(iris, digits):
         AutoTransferClassifier(time_budget=5, random_state=0).fit(X, y).predict(X[:, :2])
 
 
+def test_a_failed_refit_keeps_the_previous_model_and_a_refit_starts_clean(iris, digits32):
+    X, y = iris
+    auto = AutoTransferClassifier(time_budget=10, candidates=[LogisticRegression()],
+                                  random_state=0).fit(X, y)
+    before = auto.predict(X)
+    with pytest.raises(ValueError, match="fitted no candidate"):
+        auto.set_params(candidates={"broken": Broken()}, baselines=False).fit(X[:, :2], y)
+    assert auto.n_features_in_ == 4
+    np.testing.assert_array_equal(auto.predict(X), before)
+    texts = ["good", "fine", "great", "nice", "bad", "awful", "poor", "dull"]
+    labels = [1, 1, 1, 1, 0, 0, 0, 0]
+    auto.set_params(candidates=None, baselines=True, backbones=[]).fit(texts, labels)
+    assert auto.input_kind_ == "text" and not hasattr(auto, "n_features_in_")
+
+
 def test_source_from_a_weights_file(tmp_path, digits, iris):
     X, y = load_digits(return_X_y=True)
     source = PretrainedClassifier(**QUICK_MLP).fit(X[:200] / 16.0, y[:200])

@@ -120,6 +120,18 @@ class BaseAutoTransfer(BaseEstimator):
         self : object
             The fitted estimator.
         """
+        previous = dict(self.__dict__)
+        for name in [name for name in previous if name.endswith("_") and
+                     not name.startswith("__")]:
+            delattr(self, name)  # a refit starts from a clean slate
+        try:
+            return self._search(X, y)
+        except BaseException:
+            self.__dict__.clear()  # a failed fit leaves the previous fitted state
+            self.__dict__.update(previous)
+            raise
+
+    def _search(self, X, y):
         budget = Budget(self.time_budget, self.verbose)
         kind = infer_input_kind(X) if self.input_kind == "auto" else self.input_kind
         X, y = self._validate_inputs(X, y, kind)

@@ -282,18 +282,23 @@ class Search:
     def halving(self, entries: list[Entry]) -> None:
         """Successive halving with epochs as the resource: every candidate
         at a ninth of its epoch budget, the best third at a third, the best
-        at the whole budget (``auto_epochs`` of a fold's training set)."""
+        at the whole budget (``auto_epochs`` of a fold's training set). A
+        candidate of a later rung that has no time for the rung's epochs
+        trains for as many as fit, when that is more than it had."""
         alive = list(entries)
         for rung in range(N_RUNGS):
             if not alive:
                 return
             self.budget.note(f"rung {rung}: {len(alive)} candidate(s) on "
                              f"{len(self.data.folds)} fold(s)")
+            finished = []
             for entry in alive:
                 epochs = self._rung_epochs(entry, rung)
-                self._run(entry, epochs, self._predicted(entry, epochs))
-            finished = [e for e in alive if e.trials and e.trials[-1].complete
-                        and e.trials[-1].epochs == self._rung_epochs(e, rung)]
+                if rung > 0:
+                    epochs = self._affordable(entry, epochs)
+                trial = self._run(entry, epochs, self._predicted(entry, epochs))
+                if trial is not None and trial.complete:
+                    finished.append(entry)
             finished.sort(key=lambda e: -e.score)
             keep = finished[:max(1, math.ceil(len(finished) / ETA))] \
                 if rung < N_RUNGS - 1 else finished
@@ -301,6 +306,26 @@ class Search:
                 if entry not in keep:
                     entry.fate = f"dropped at rung {rung}"
             alive = keep
+
+    def _affordable(self, entry: Entry, epochs: int) -> int:
+        """``epochs``, or fewer when only they fit before the budget's end
+        with this candidate's refit at that many epochs (and the best's
+        refit, if another is best) — but more than its last trial had."""
+        per_epoch = self._predicted(entry, 1)
+        if per_epoch is None or entry.last is None:
+            return epochs
+        n, n_train, k = len(self.data.y), self.data.n_train, len(self.data.folds)
+        refit_per_epoch = REFIT_MARGIN * per_epoch / k * n / max(n_train, 1)
+        best = self.best()
+        other = best.refit_seconds(n, n_train) if best is not None and best is not entry else 0
+        margin = max(SAFETY_SHARE * self.budget.seconds, SAFETY_SECONDS)
+        left = self.budget.end - margin - (other or 0.0) - time.time()
+        fits = int(left / (per_epoch + refit_per_epoch))
+        if fits >= epochs or fits <= entry.last.epochs:
+            return epochs
+        self.budget.note(f"{entry.candidate.name}: {fits} epochs fit in the time left "
+                         f"(the rung has {epochs})")
+        return fits
 
     def _rung_epochs(self, entry: Entry, rung: int) -> int:
         full = auto_epochs(self.data.n_train, entry.candidate.estimator.batch_size)
