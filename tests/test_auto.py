@@ -216,6 +216,7 @@ def test_a_rung_is_not_started_when_its_predicted_time_does_not_fit(iris):
 # -- scikit-learn citizenship -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_clone_pickle_and_cross_validation(iris):
     X, y = iris
     auto = AutoTransferClassifier(time_budget=6, random_state=0)
@@ -247,6 +248,7 @@ def test_same_seed_same_choice_when_the_budget_does_not_bind(iris):
     np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_regressor_search():
     X, y = load_diabetes(return_X_y=True)
     auto = AutoTransferRegressor(time_budget=15, random_state=0).fit(X[:200], y[:200])
@@ -287,6 +289,7 @@ def test_a_failed_refit_keeps_the_previous_model_and_a_refit_starts_clean(iris, 
     assert auto.input_kind_ == "text" and not hasattr(auto, "n_features_in_")
 
 
+@pytest.mark.slow
 def test_source_from_a_weights_file(tmp_path, digits, iris):
     X, y = load_digits(return_X_y=True)
     source = PretrainedClassifier(**QUICK_MLP).fit(X[:200] / 16.0, y[:200])
@@ -325,6 +328,7 @@ def test_in_a_pipeline(iris):
     assert pipe.fit(X, y).score(X, y) > 0.85
 
 
+@pytest.mark.slow
 def test_check_estimator_with_a_small_budget():
     """The estimators' API on scikit-learn's checks, with the default
     baselines plus a linear candidate: candidates fitted once, so that the
