@@ -53,6 +53,25 @@ def _json_labels(target_attributes: dict):
     return None if classes is None else np.asarray(classes).tolist()
 
 
+@contextlib.contextmanager
+def atomic_fit(estimator, extra=("_fit_result",)):
+    """Start a fit from a clean slate, as scikit-learn's estimators do (no
+    fitted attribute of a previous fit outlives a refit), and restore
+    ``estimator`` exactly as it was if the fit fails half-way (validation
+    helpers set ``n_features_in_`` before training). ``extra``: private
+    fitted attributes to clear too."""
+    saved = dict(estimator.__dict__)
+    for name in saved:
+        if name in extra or (name.endswith("_") and not name.startswith("__")):
+            delattr(estimator, name)
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        raise
+
+
 def clone_keeping_source(estimator):
     """``clone`` that passes a fitted estimator given as ``backbone`` on as it
     is: it is the *source* of the transfer, not a sub-estimator to refit."""
@@ -169,22 +188,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     # -- fit -------------------------------------------------------------------
 
-    @contextlib.contextmanager
     def _atomic_fit(self):
-        """Start the fit from a clean slate, as scikit-learn's estimators do
-        (no fitted attribute of a previous fit outlives a refit), and restore
-        the estimator exactly as it was if the fit fails half-way
-        (validation helpers set ``n_features_in_`` before training)."""
-        saved = dict(self.__dict__)
-        for name in saved:
-            if name == "_fit_result" or (name.endswith("_") and not name.startswith("__")):
-                delattr(self, name)
-        try:
-            yield
-        except BaseException:
-            self.__dict__.clear()
-            self.__dict__.update(saved)
-            raise
+        return atomic_fit(self)
 
     def _source(self):
         """The fitted sktransfer estimator given as backbone (or as an

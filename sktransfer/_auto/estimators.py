@@ -22,6 +22,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+from .._base import atomic_fit
 from .._compat import Interval, StrOptions, _fit_context
 from .._options import IMAGES, TABULAR, TEXT
 from .leaderboard import Leaderboard
@@ -120,16 +121,8 @@ class BaseAutoTransfer(BaseEstimator):
         self : object
             The fitted estimator.
         """
-        previous = dict(self.__dict__)
-        for name in [name for name in previous if name.endswith("_") and
-                     not name.startswith("__")]:
-            delattr(self, name)  # a refit starts from a clean slate
-        try:
+        with atomic_fit(self):
             return self._search(X, y)
-        except BaseException:
-            self.__dict__.clear()  # a failed fit leaves the previous fitted state
-            self.__dict__.update(previous)
-            raise
 
     def _search(self, X, y):
         budget = Budget(self.time_budget, self.verbose)
