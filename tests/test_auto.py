@@ -20,7 +20,7 @@ from sktransfer import (
     NegativeTransferWarning,
     PretrainedClassifier,
 )
-from sktransfer._auto.search import Budget, Search, SearchData, make_folds
+from sktransfer._auto.search import Budget, Search, SearchData, evaluate, make_folds
 from sktransfer._auto.space import Candidate, infer_input_kind
 from sktransfer._deadline import BudgetExhausted, deadline
 
@@ -197,7 +197,7 @@ def test_folds_are_stratified_kfold_for_small_data_and_a_holdout_for_large():
     assert len(make_folds(np.arange(10.0), 5, False, 0)) == 5
 
 
-def test_a_rung_is_not_started_when_its_predicted_time_does_not_fit(iris):
+def test_a_rung_is_not_started_when_its_predicted_time_does_not_fit(iris, short_rungs):
     X, y = iris
     data = SearchData(X, y, make_folds(y, None, True, 0), lambda m, X, y: m.score(X, y))
     budget = Budget(1000)
@@ -211,6 +211,49 @@ def test_a_rung_is_not_started_when_its_predicted_time_does_not_fit(iris):
     search.halving([late])
     assert late.fate == "skipped for budget" and not late.trials
     assert any("skip late" in line for line in budget.log)
+
+
+def _search_on(X, y, seconds=1000):
+    data = SearchData(X, y, make_folds(y, None, True, 0), lambda m, X, y: m.score(X, y))
+    return Search(data, Budget(seconds))
+
+
+def test_the_default_recipe_is_trained_to_its_whole_budget_after_its_first_rung(
+        iris, short_rungs):
+    X, y = iris
+    search = _search_on(X, y)
+    default = search.add(Candidate("default", _mlp(), "fine-tune", backbone="mlp",
+                                   epochs=True, default=True))
+    others = [search.add(Candidate(f"lr={lr}", _mlp(lr=lr), "fine-tune", backbone="mlp",
+                                   epochs=True)) for lr in (1e-4, 3e-2)]
+    search.halving([default, *others])
+    assert [t.epochs for t in default.trials] == [1, 9]  # rung 0, then its whole budget
+    assert any("default: the default recipe" in line for line in search.budget.log)
+    assert [t.epochs for t in others[0].trials][0] == 1  # the others start at rung 0
+
+
+def test_a_fold_past_its_allowance_ends_as_a_finished_fit(iris):
+    X, y = iris
+    search = _search_on(X, y)
+    slow = _mlp(batch_size=2, n_iter_no_change=1000)
+    trial = evaluate(Candidate("slow", slow, "fine-tune", epochs=True), search.data, 500,
+                     search.budget.end, None, allowance=0.3)
+    assert trial.complete and all(trial.capped) and not trial.converged
+    assert 1 <= trial.epochs_reached < 500 and len(trial.scores) == 3
+
+
+def test_a_converged_candidate_is_not_trained_again_in_later_rungs(iris, monkeypatch):
+    import sktransfer._auto.search as search_module
+
+    monkeypatch.setattr(search_module, "auto_epochs", lambda n_train, batch_size: 90)
+    X, y = iris
+    search = _search_on(X, y)
+    # a tolerance no epoch can beat: the rule ends each fit within a few epochs
+    quick = search.add(Candidate("quick", _mlp(tol=1e3, n_iter_no_change=1), "fine-tune",
+                                 backbone="mlp", epochs=True))
+    search.halving([quick])
+    assert [t.epochs for t in quick.trials] == [10]  # not again at 30 or 90 epochs
+    assert quick.trials[0].converged and quick.trials[0].epochs_reached < 10
 
 
 # -- scikit-learn citizenship -------------------------------------------------------------

@@ -17,6 +17,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+import sktransfer
 from sktransfer import PretrainedClassifier, TrainingDivergedError
 from sktransfer._nn.backbones import stage_parameters
 from sktransfer._nn.weights import find_local_file, read_state_dict
@@ -121,7 +122,9 @@ def test_hidden_head_layers(digits_small):
 def test_random_state_makes_fits_reproducible(digits_small):
     X, y, X_test, _ = digits_small
     a = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1)).fit(X, y)
+    sktransfer.clear_cache()  # trained again, not restored (tests/test_trained_fits.py)
     b = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1)).fit(X, y)
+    assert not b.cache_info_["restored"]
     np.testing.assert_allclose(a.predict_proba(X_test), b.predict_proba(X_test), rtol=1e-5, atol=1e-6)
     c = PretrainedClassifier(**fast_params(freeze_depth=3, max_epochs=1, random_state=1)).fit(X, y)
     assert not np.allclose(a.predict_proba(X_test), c.predict_proba(X_test))

@@ -128,7 +128,7 @@ def _kinds_of_x(tmp_path):
 
 def test_the_data_digest_follows_each_rows_content_and_position(tmp_path):
     from sktransfer._images import check_images
-    from sktransfer._nn.launch import data_digest
+    from sktransfer._nn.digests import data_digest
 
     kinds = _kinds_of_x(tmp_path)
     for name, (data, permuted) in kinds.items():

@@ -7,6 +7,7 @@ import multiprocessing
 import os
 import pathlib
 import platform
+import shutil
 import subprocess
 import sys
 import threading
@@ -139,6 +140,7 @@ def test_activations_overwritten_on_disk_are_recomputed_in_a_fit(tiny_backbone, 
     for values in tmp_path.rglob("values.npy"):
         np.save(values, np.load(values) * 0.0 + 3.0)
     sktransfer.clear_cache()  # as in a fresh process: the disk is all there is
+    shutil.rmtree(tmp_path / "sktransfer-fits")  # so that the fit trains, not restored
     with pytest.warns(UserWarning, match="failed their integrity check"):
         second = PretrainedClassifier(**tiny(tiny_backbone, cache_dir=tmp_path)).fit(X, y)
     assert second.cache_info_["computed"] == len(X)
@@ -195,7 +197,9 @@ def test_a_cache_dir_that_is_a_file_warns_once_and_uses_memory(tiny_backbone, di
     path.write_text("the user's file")
     with pytest.warns(UserWarning, match="in-memory cache") as record:
         first = PretrainedClassifier(**tiny(tiny_backbone, cache_dir=path)).fit(X, y)
-        second = PretrainedClassifier(**tiny(tiny_backbone, cache_dir=path)).fit(X, y)
+        # another seed: a fit that trains (an equal one would be restored)
+        second = PretrainedClassifier(**tiny(tiny_backbone, cache_dir=path,
+                                             random_state=1)).fit(X, y)
         second.predict_proba(X)
     unusable = [w for w in record if str(path) in str(w.message)]
     assert len(unusable) == 1 and unusable[0].category is UserWarning
@@ -543,8 +547,8 @@ def test_a_cache_dir_under_the_home_directory_is_expanded(tiny_backbone, digits,
     clf = PretrainedClassifier(**tiny(tiny_backbone, cache_dir="~/x")).fit(X, y)
     PretrainedClassifier(**tiny(tiny_backbone, cache_dir="~/x", freeze_depth="all")).fit(X, y)
     assert clf.cache_info_["computed"] == len(X)
-    assert sorted(p.name for p in (home / "x").iterdir()) == ["sktransfer-activations",
-                                                              "sktransfer-probes"]
+    assert sorted(p.name for p in (home / "x").iterdir()) == [
+        "sktransfer-activations", "sktransfer-fits", "sktransfer-probes"]
     assert list(cwd.iterdir()) == []  # no directory named "~"
     assert sktransfer.cache_info("~/x")["disk_chunks"] >= 1
     sktransfer.clear_cache("~/x")

@@ -22,6 +22,7 @@ RANKS = {
     # torch-free leaves
     "sktransfer._options": 0,
     "sktransfer._deadline": 0,
+    "sktransfer._canonical": 0,
     "sktransfer._table": 0,
     "sktransfer._exceptions": 0,
     "sktransfer._compat": 0,
@@ -34,6 +35,7 @@ RANKS = {
     "sktransfer._backbone": 1,
     # _nn leaves
     "sktransfer._nn.workers": 0,
+    "sktransfer._nn.digests": 0,
     "sktransfer._nn.distributed": 0,
     "sktransfer._nn.runtime": 1,
     "sktransfer._nn.backbones": 1,
@@ -57,6 +59,7 @@ RANKS = {
     "sktransfer._nn.frozen_cut": 4,
     "sktransfer._recipe": 4,
     "sktransfer._nn.probe": 5,
+    "sktransfer._nn.trained_fits": 5,
     "sktransfer._nn.build": 5,
     "sktransfer._nn.embedding": 5,
     "sktransfer._nn.net": 5,
@@ -143,9 +146,10 @@ def test_nn_never_imports_the_estimators():
         if module.startswith("sktransfer._nn"):
             above = {name for name in sktransfer_imports(module)
                      if not name.startswith("sktransfer._nn")}
-            # torch-free leaves: option values, exceptions, the text registry names
+            # torch-free leaves: option values, exceptions, the text registry names,
+            # the deadline, settings as plain values
             allowed = {"sktransfer._options", "sktransfer._exceptions", "sktransfer._text",
-                       "sktransfer._deadline"}
+                       "sktransfer._deadline", "sktransfer._canonical"}
             assert above <= allowed, (module, above)
 
 

@@ -177,8 +177,11 @@ class BaseAutoTransfer(BaseEstimator):
                 "sources= (a fitted estimator or weights file), candidates=, or "
                 "baselines=True.")
         entries = [search.add(candidate, logme) for candidate, logme in chosen]
-        return ([e for e in entries if not e.candidate.epochs],
-                [e for e in entries if e.candidate.epochs])
+        by_epochs = [e for e in entries if e.candidate.epochs]
+        # the defaults first (in the networks' ranking order): they are
+        # trained to their whole budget while time is plentiful
+        by_epochs.sort(key=lambda e: not e.candidate.default)
+        return [e for e in entries if not e.candidate.epochs], by_epochs
 
     def _generated(self, search: Search, X, y, settings: Settings, budget: Budget):
         """The automatic candidates, as (candidate, LogME) pairs: every

@@ -40,6 +40,9 @@ N_FOLDS, HOLDOUT = 3, 0.2
 ETA, N_RUNGS = 3, 3  # successive halving: keep 1/ETA per rung, over N_RUNGS rungs
 REFIT_MARGIN = 1.25  # a refit is estimated at this many times its folds' mean fit
 ONE_SHOT_SHARE = 0.6  # of the budget, at most, for the candidates without epochs
+# a default recipe is trained to its whole epoch budget right after its first
+# rung when that is predicted to take at most this share of the time left
+PROMOTE_SHARE = 0.5
 # kept free for what follows a stopped fit (unwinding it, the refit's set-up)
 SAFETY_SHARE, SAFETY_SECONDS = 0.03, 0.25
 
@@ -119,6 +122,8 @@ class Trial:
     epochs: int | None
     scores: list = field(default_factory=list)
     fit_seconds: list = field(default_factory=list)
+    epochs_run: list = field(default_factory=list)  # each fold's (None: not by epochs)
+    capped: list = field(default_factory=list)  # each fold's fit ended by its time allowance
     seconds: float = 0.0
     error: str | None = None
     stopped: bool = False
@@ -139,27 +144,52 @@ class Trial:
         """Seconds of one epoch on all folds together."""
         if not self.complete or not self.epochs:
             return None
-        return sum(self.fit_seconds) / self.epochs
+        return sum(self.fit_seconds) / max(self.epochs_reached, 1)
+
+    @property
+    def epochs_reached(self) -> int | None:
+        """The most epochs a fold's fit ran (``epochs`` when not known)."""
+        run = [n for n in self.epochs_run if n is not None]
+        return max(run) if run else self.epochs
+
+    @property
+    def converged(self) -> bool:
+        """Every fold's fit stopped by its convergence rule, before its
+        epochs: training longer would not change it."""
+        return (self.complete and bool(self.epochs) and len(self.epochs_run) > 0
+                and not any(self.capped)
+                and all(n is not None and n < self.epochs for n in self.epochs_run))
 
 
-def _fit_fold(estimator, X, y, train, test, scorer, epochs, stop_at, single_thread):
+def _fit_fold(estimator, X, y, train, test, scorer, epochs, stop_at, single_thread,
+              allowance=None):
     """Fit a clone on ``train`` (for ``epochs`` when given) before
-    ``stop_at``, score it on ``test``; (score, fit seconds)."""
+    ``stop_at``, score it on ``test``; with an ``allowance`` (seconds), a
+    network's fit ends as a finished fit when the allowance runs out.
+    Returns (score, fit seconds, epochs run, whether the allowance ended it)."""
     model = clone(estimator)
     if epochs is not None:
         model.set_params(max_epochs=int(epochs))
     threads = threadpool_limits(1) if single_thread else contextlib.nullcontext()
-    with warnings.catch_warnings(), deadline(stop_at), threads:
+    end = stop_at if allowance is None else min(stop_at, time.time() + allowance)
+    with warnings.catch_warnings(), deadline(end, finish=allowance is not None), threads:
         warnings.simplefilter("ignore")
         start = time.perf_counter()
         model.fit(_safe_indexing(X, train), y[train])
         seconds = time.perf_counter() - start
-        return float(scorer(model, _safe_indexing(X, test), y[test])), seconds
+        capped = allowance is not None and time.time() >= end
+        epochs_run = getattr(model, "n_iter_", None) if epochs is not None else None
+        return (float(scorer(model, _safe_indexing(X, test), y[test])), seconds, epochs_run,
+                capped)
 
 
-def evaluate(candidate: Candidate, data: SearchData, epochs, stop_at: float, n_jobs) -> Trial:
+def evaluate(candidate: Candidate, data: SearchData, epochs, stop_at: float, n_jobs,
+             allowance: float | None = None) -> Trial:
     """``candidate`` fitted and scored on every fold; a fit that reaches
-    ``stop_at`` marks the trial stopped, an error marks it failed."""
+    ``stop_at`` marks the trial stopped, an error marks it failed. With an
+    ``allowance`` (seconds for all folds), each fold's fit ends as a
+    finished fit after its share of it."""
+    fold_allowance = None if allowance is None else allowance / len(data.folds)
     trial, start = Trial(epochs), time.perf_counter()
     # scikit-learn's OpenMP models (gradient boosting) gain nothing from
     # threads on small data and crawl when the cores are busy
@@ -167,15 +197,15 @@ def evaluate(candidate: Candidate, data: SearchData, epochs, stop_at: float, n_j
     try:
         results = Parallel(n_jobs=n_jobs)(
             delayed(_fit_fold)(candidate.estimator, data.X, data.y, train, test, data.scorer,
-                               epochs, stop_at, single_thread)
+                               epochs, stop_at, single_thread, fold_allowance)
             for train, test in data.folds)
     except BudgetExhausted:
         trial.stopped = True
     except Exception as exc:  # a failed candidate is recorded, not fatal
         trial.error = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
     else:
-        trial.scores = [score for score, _ in results]
-        trial.fit_seconds = [seconds for _, seconds in results]
+        trial.scores, trial.fit_seconds, trial.epochs_run, trial.capped = (
+            list(column) for column in zip(*results))
     trial.seconds = time.perf_counter() - start
     return trial
 
@@ -212,7 +242,7 @@ class Entry:
     def row(self) -> dict:
         last, c = self.last, self.candidate
         return {"name": c.name, "recipe": c.recipe, "backbone": c.backbone, "cut": c.cut,
-                "lr": c.lr, "epochs": None if last is None else last.epochs,
+                "lr": c.lr, "epochs": None if last is None else last.epochs_reached,
                 "score": self.score,
                 "score_std": last.score_std if last is not None else math.nan,
                 "logme": self.logme, "seconds": round(sum(t.seconds for t in self.trials), 2),
@@ -243,9 +273,10 @@ class Search:
         return stop_at if until is None else min(stop_at, until)
 
     def _run(self, entry: Entry, epochs, predicted: float | None,
-             until: float | None = None) -> Trial | None:
+             until: float | None = None, allowance: float | None = None) -> Trial | None:
         """One trial of ``entry`` unless its predicted time does not fit
-        before the refit's reserve (or ``until``)."""
+        before the refit's reserve (or ``until``); ``allowance``: see
+        ``evaluate``."""
         stop_at = self._stop_at(entry, until)
         left = stop_at - time.time()
         if left <= 0 or (predicted is not None and predicted > left):
@@ -255,7 +286,7 @@ class Search:
                              f"{f' at {epochs} epochs' if epochs else ''}: {what}, "
                              f"{max(left, 0):.1f} s left for it")
             return None
-        trial = evaluate(entry.candidate, self.data, epochs, stop_at, self.n_jobs)
+        trial = evaluate(entry.candidate, self.data, epochs, stop_at, self.n_jobs, allowance)
         entry.trials.append(trial)
         if trial.error is not None:
             entry.fate = f"failed: {trial.error}"
@@ -284,7 +315,12 @@ class Search:
         at a ninth of its epoch budget, the best third at a third, the best
         at the whole budget (``auto_epochs`` of a fold's training set). A
         candidate of a later rung that has no time for the rung's epochs
-        trains for as many as fit, when that is more than it had."""
+        trains for as many as fit, when that is more than it had; one whose
+        fits converged, or that trained as far already, is not trained
+        again. A default recipe goes on to its whole budget right after its
+        first rung when that fits (``_promote``): the search then compares
+        the alternatives with the recipe a user would otherwise have fitted,
+        trained as that user would have."""
         alive = list(entries)
         for rung in range(N_RUNGS):
             if not alive:
@@ -294,11 +330,16 @@ class Search:
             finished = []
             for entry in alive:
                 epochs = self._rung_epochs(entry, rung)
+                if self._trained_enough(entry, epochs):
+                    finished.append(entry)
+                    continue
                 if rung > 0:
                     epochs = self._affordable(entry, epochs)
                 trial = self._run(entry, epochs, self._predicted(entry, epochs))
                 if trial is not None and trial.complete:
                     finished.append(entry)
+                    if rung == 0 and entry.candidate.default:
+                        self._promote(entry)
             finished.sort(key=lambda e: -e.score)
             keep = finished[:max(1, math.ceil(len(finished) / ETA))] \
                 if rung < N_RUNGS - 1 else finished
@@ -306,6 +347,25 @@ class Search:
                 if entry not in keep:
                     entry.fate = f"dropped at rung {rung}"
             alive = keep
+
+    @staticmethod
+    def _trained_enough(entry: Entry, epochs: int) -> bool:
+        last = entry.last
+        return last is not None and (last.converged or last.epochs >= epochs)
+
+    def _promote(self, entry: Entry) -> None:
+        """Train ``entry`` for its whole epoch budget now, within
+        ``PROMOTE_SHARE`` of the time left (its convergence rule usually
+        ends it well before its epochs; a fold that runs out of its share
+        ends as a finished fit at the epochs it reached)."""
+        epochs = self._rung_epochs(entry, N_RUNGS - 1)
+        if self._trained_enough(entry, epochs):
+            return
+        allowance = PROMOTE_SHARE * (self._stop_at(entry) - time.time())
+        self.budget.note(f"{entry.candidate.name}: the default recipe, trained to its whole "
+                         f"budget ({epochs} epochs) within {max(allowance, 0):.1f} s")
+        if allowance > 0:
+            self._run(entry, epochs, None, allowance=allowance)
 
     def _affordable(self, entry: Entry, epochs: int) -> int:
         """``epochs``, or fewer when only they fit before the budget's end

@@ -48,6 +48,9 @@ class Candidate:
     transfer: bool = True
     epochs: bool = False
     params: dict = field(default_factory=dict)
+    # the estimators' own default recipe on this network (full fine-tuning at
+    # the default rate): the search trains it to its whole epoch budget early
+    default: bool = False
 
     @property
     def lr(self):
@@ -146,9 +149,10 @@ def network_candidates(backbone, label: str, settings: Settings, *, n_stages: in
         estimator = _network_estimator(settings, backbone=backbone, weights=weights, **params)
         lr = f", lr={params['lr']:.0e}" if "lr" in params else ""
         depth = f", freeze_depth={params['freeze_depth']}" if recipe == FINE_TUNE_TOP else ""
+        default = recipe == FINE_TUNE and params["lr"] == rate
         candidates.append(Candidate(f"{label}: {recipe}{depth}{lr}", estimator, recipe,
                                     backbone=label, transfer=True, epochs=epochs,
-                                    params=dict(params)))
+                                    params=dict(params), default=default))
     return candidates
 
 

@@ -31,6 +31,8 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
+from .digests import file_content_digest
+
 DEFAULT_BUDGET = 2 * 1024**3  # bytes
 
 
@@ -107,19 +109,11 @@ def sample_keys(images) -> list[str]:
 
 def _file_key(item) -> str:
     if isinstance(item, (str, os.PathLike)):
-        return _file_content_key(os.fspath(item))
+        # the digest's tag keeps file keys apart from _digest's length-prefixed keys
+        return file_content_digest(os.fspath(item))
     return _digest(b"pil", item.mode.encode(), str(item.size).encode(), item.tobytes())
 
 
-def _file_content_key(path: str) -> str:
-    # By content: a file rewritten in place can keep its size and (within the
-    # file system's clock resolution, or restored by a copy tool) its mtime.
-    # The tag keeps file keys apart from _digest's length-prefixed keys.
-    h = hashlib.blake2b(b"file-bytes\0", digest_size=16)
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # -- the in-memory store ------------------------------------------------------------
@@ -222,6 +216,10 @@ DISK_DIRNAME = "sktransfer-activations"
 # cleared with the activations.
 PROBE_SOLUTIONS: OrderedDict = OrderedDict()
 PROBE_DIRNAME = "sktransfer-probes"
+# Trained fits by key (``sktransfer._nn.trained_fits``), in memory and under
+# ``<cache_dir>/sktransfer-fits``, cleared with the activations.
+TRAINED_FITS: OrderedDict = OrderedDict()
+FIT_DIRNAME = "sktransfer-fits"
 DEFAULT_DISK_BUDGET = 10 * 1024**3  # bytes under each cache_dir
 _DIGEST_FILE = "digest.txt"
 _STALE_TMP_SECONDS = 3600  # a chunk still being written after this was left by a crash
@@ -812,16 +810,17 @@ def cache_info(cache_dir=None) -> dict:
 
 
 def clear_cache(cache_dir=None) -> None:
-    """Drop every activation (and exact-probe solution) cached in memory by
-    this process, and those written under ``cache_dir``.
+    """Drop every activation, exact-probe solution and trained fit kept in
+    memory by this process, and those written under ``cache_dir``.
 
     Parameters
     ----------
     cache_dir : str, path or None, default=None
-        Also delete ``<cache_dir>/sktransfer-activations`` and
-        ``<cache_dir>/sktransfer-probes``, where estimators given this
-        ``cache_dir`` keep their activations and probe solutions (nothing
-        else in ``cache_dir`` is touched). Other processes using it at the
+        Also delete ``<cache_dir>/sktransfer-activations``,
+        ``<cache_dir>/sktransfer-probes`` and ``<cache_dir>/sktransfer-fits``,
+        where estimators given this ``cache_dir`` keep their activations,
+        probe solutions and trained fits (nothing else in ``cache_dir`` is
+        touched). Other processes using it at the
         time compute what they no longer find. None: files stay.
 
     See Also
@@ -837,9 +836,11 @@ def clear_cache(cache_dir=None) -> None:
     """
     STORE.clear()
     PROBE_SOLUTIONS.clear()
+    TRAINED_FITS.clear()
     if cache_dir is not None:
         _delete_disk_cache(cache_dir)
-        shutil.rmtree(cache_path(cache_dir, PROBE_DIRNAME), ignore_errors=True)
+        for dirname in (PROBE_DIRNAME, FIT_DIRNAME):
+            shutil.rmtree(cache_path(cache_dir, dirname), ignore_errors=True)
 
 
 def _check_nbytes(name: str, value) -> int:

@@ -13,9 +13,10 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+from skorch.history import History
 
 from .._options import IMAGES, TABULAR, TEXT
-from . import distributed
+from . import distributed, trained_fits
 from .build import (
     Prepared,
     build_network,
@@ -168,9 +169,17 @@ def fit(recipe, data, targets, sample_weight, *, n_outputs, classes=None,
         if recipe.runtime.verbose >= 1:
             print(f"sktransfer: {backbone_name(recipe.backbone.source)} with weights "
                   f"{network.weights!r}")
+        exact = recipe.exact_probe(network.module.n_stages, network.frozen,
+                                   network.module.head_from_source)
+        key = None if exact else trained_fits.fit_key(
+            recipe, network, data, _fit_arrays(targets, sample_weight, unlabeled),
+            (n_outputs, groups, classes))
+        restored = _restored(recipe, network, key, data, targets, dtype, n_outputs, groups)
+        if restored is not None:
+            return restored
         run = _prepare(recipe, network, data, targets, sample_weight, n_outputs, groups,
                        unlabeled)
-        if recipe.exact_probe(run.module.n_stages, run.frozen, run.module.head_from_source):
+        if exact:
             net, solution = _fit_exact_probe(recipe, run, targets, sample_weight)
         else:
             augmented = run.base if run.cached.used or recipe.methods.augment is None else \
@@ -179,7 +188,54 @@ def fit(recipe, data, targets, sample_weight, *, n_outputs, classes=None,
                         strong_view=recipe.methods.two_views)
             net, solution = _fine_tune(recipe, run, augmented, targets, sample_weight)
     distributed.sync_from_main(net.module_)  # the same network on every rank
-    return _result(net, run, network, solution, dtype)
+    result = _result(net, run, network, solution, dtype)
+    trained_fits.remember(key, net.module_, _outcomes(result), _fits_dir(recipe))
+    return result
+
+
+def _fit_arrays(targets, sample_weight, unlabeled) -> tuple:
+    return (targets, sample_weight, () if unlabeled is None else unlabeled)
+
+
+def _fits_dir(recipe):
+    return recipe.runtime.cache_dir if recipe.runtime.cache else None
+
+
+# the FitResult values that a restored fit takes from the fit it repeats
+_OUTCOMES = ("history", "lr", "converged", "probe_alpha", "best_epoch", "first_loss",
+             "trained_unlabeled", "cache_info")
+
+
+def _outcomes(result: FitResult) -> dict:
+    outcomes = {name: getattr(result, name) for name in _OUTCOMES}
+    outcomes["batch_size"] = result.batching.batch_size
+    return outcomes
+
+
+def _restored(recipe, network, key, data, targets, dtype, n_outputs, groups) -> FitResult | None:
+    """The fit kept under ``key`` (``trained_fits``) on ``network``'s
+    module, or None when there is none (or it does not fit the module)."""
+    kept = trained_fits.recall(key, _fits_dir(recipe))
+    if kept is None:
+        return None
+    current = network.module.state_dict()
+    if {k: tuple(v.shape) for k, v in current.items()} != \
+            {k: tuple(v.shape) for k, v in kept.state.items()}:
+        return None  # another architecture under an equal key: train instead
+    outcomes = dict(kept.outcomes)
+    net = build_net(network.module, recipe.resolved(max_epochs=0, lr=outcomes["lr"]),
+                    TrainingData(len(targets)), n_outputs=n_outputs, groups=groups,
+                    callbacks=[]).initialize_holding()
+    net.module_.load_state_dict(kept.state)
+    net.history = History(outcomes["history"])
+    batching = dataclasses.replace(_batching(recipe, data), batch_size=outcomes.pop("batch_size"))
+    alpha = outcomes.pop("probe_alpha")
+    outcomes["cache_info"] = dict(outcomes["cache_info"], restored=True)
+    return FitResult(
+        net=net, n_stages=network.module.n_stages, batching=batching,
+        input_kind=recipe.input_kind, dtype=dtype, weights=network.weights,
+        probe_alpha=tuple(alpha) if isinstance(alpha, list) else alpha,
+        preprocessing=network.preprocessing, image_size=network.image_size, **outcomes)
 
 
 def _result(net, run: Prepared, network, solution, dtype: str) -> FitResult:
@@ -188,7 +244,8 @@ def _result(net, run: Prepared, network, solution, dtype: str) -> FitResult:
     return FitResult(
         net=net, history=history, lr=float(net.lr), n_stages=run.module.n_stages,
         batching=dataclasses.replace(run.batching, batch_size=net.batch_size),
-        input_kind=net.recipe.input_kind, dtype=dtype, cache_info=run.cached.info(),
+        input_kind=net.recipe.input_kind, dtype=dtype,
+        cache_info=dict(run.cached.info(), restored=False),
         weights=network.weights, converged=net.converged_,
         probe_alpha=None if solution is None else solution.alpha,
         best_epoch=None if convergence is None else convergence.best_epoch_,

@@ -23,7 +23,6 @@ class.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import warnings
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from sklearn.model_selection import StratifiedKFold
 from .._deadline import check_deadline
 from .._options import UNLABELED_TARGET
 from . import activation_store as store
+from .digests import arrays_digest
 from .frozen_cut import skipping
 from .inference import Batching, evaluating, run_batches
 
@@ -281,15 +281,6 @@ def load_into_head(head: torch.nn.Module, solution: LinearSolution) -> None:
 _MAX_SOLUTIONS = 256
 
 
-def _digest(header: str, *arrays) -> str:
-    hasher = hashlib.blake2b(header.encode(), digest_size=16)
-    for array in arrays:
-        array = np.ascontiguousarray(array)
-        hasher.update(str((array.dtype.str, array.shape)).encode())
-        hasher.update(array.data)
-    return hasher.hexdigest()
-
-
 def _disk_path(cache_dir, key: str):
     return None if cache_dir is None else store.cache_path(cache_dir, store.PROBE_DIRNAME,
                                                             key + ".npz")
@@ -365,7 +356,7 @@ def probe_head(recipe, run, positions, targets, sample_weight) -> LinearSolution
         module.to(memory_format=torch.channels_last)
     with skipping(module.trunk, run.cached.skipped_cut):
         features = trunk_features(module, dataset, batching)
-    key = _digest(repr((recipe.probe_key(), run.n_outputs, run.groups, batching.device)),
+    key = arrays_digest(repr((recipe.probe_key(), run.n_outputs, run.groups, batching.device)),
                   features.numpy(), np.asarray(targets), np.asarray(sample_weight))
     cache_dir = recipe.runtime.cache_dir if recipe.runtime.cache else None
     solution = _remembered(key, cache_dir)
