@@ -219,3 +219,39 @@ assert "skorch" in sys.modules
 print("ok")
 """
     assert _run(code).strip() == "ok"
+
+
+# -- the shape of the code -----------------------------------------------------------------
+
+MAX_PARAMETERS = 8  # of an internal function (under _nn or named with a leading underscore)
+
+
+def _parameter_count(node) -> int:
+    args = node.args
+    names = [a.arg for a in args.posonlyargs + args.args]
+    count = len(names) + len(args.kwonlyargs) + bool(args.vararg) + bool(args.kwarg)
+    return count - (names[:1] in (["self"], ["cls"]))
+
+
+def test_internal_functions_take_few_parameters():
+    """A function that needs more than a handful of values takes the
+    recipe (or its group), or a small dataclass, instead of a relay of
+    keyword arguments."""
+    wide = []
+    for module, path in MODULES.items():
+        internal_module = "._nn" in module
+        for node in ast.walk(ast.parse(path.read_text())):
+            if (isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
+                    and node.name != "__init__"
+                    and (internal_module or node.name.startswith("_"))
+                    and _parameter_count(node) > MAX_PARAMETERS):
+                wide.append(f"{module}.{node.name} ({_parameter_count(node)})")
+    assert not wide, f"functions with more than {MAX_PARAMETERS} parameters: {wide}"
+
+
+def test_the_engine_stays_one_concern_and_options_are_read_where_used():
+    engine = MODULES["sktransfer._nn.engine"].read_text()
+    assert len(engine.splitlines()) <= 350
+    readers = [name for name, path in MODULES.items() if name.startswith("sktransfer._nn")
+               and "max_grad_norm" in path.read_text()]
+    assert len(readers) <= 2, readers

@@ -161,26 +161,39 @@ class Trial:
                 and all(n is not None and n < self.epochs for n in self.epochs_run))
 
 
-def _fit_fold(estimator, X, y, train, test, scorer, epochs, stop_at, single_thread,
-              allowance=None):
-    """Fit a clone on ``train`` (for ``epochs`` when given) before
-    ``stop_at``, score it on ``test``; with an ``allowance`` (seconds), a
-    network's fit ends as a finished fit when the allowance runs out.
-    Returns (score, fit seconds, epochs run, whether the allowance ended it)."""
+@dataclass(frozen=True)
+class _Limits:
+    """How one trial's fold fits run: for ``epochs`` (None: the model's own
+    fit), stopped at ``stop_at``; with an ``allowance`` (seconds per fold),
+    a network's fit ends as a finished fit when it runs out;
+    ``single_thread`` for scikit-learn models on small data."""
+
+    epochs: int | None
+    stop_at: float
+    allowance: float | None = None
+    single_thread: bool = False
+
+
+def _fit_fold(estimator, data: SearchData, fold: int, limits: _Limits):
+    """Fit a clone on fold ``fold``'s training part and score it on its
+    test part. Returns (score, fit seconds, epochs run, whether the
+    allowance ended the fit)."""
+    train, test = data.folds[fold]
     model = clone(estimator)
-    if epochs is not None:
-        model.set_params(max_epochs=int(epochs))
-    threads = threadpool_limits(1) if single_thread else contextlib.nullcontext()
-    end = stop_at if allowance is None else min(stop_at, time.time() + allowance)
-    with warnings.catch_warnings(), deadline(end, finish=allowance is not None), threads:
+    if limits.epochs is not None:
+        model.set_params(max_epochs=int(limits.epochs))
+    threads = threadpool_limits(1) if limits.single_thread else contextlib.nullcontext()
+    capped = limits.allowance is not None
+    end = min(limits.stop_at, time.time() + limits.allowance) if capped else limits.stop_at
+    with warnings.catch_warnings(), deadline(end, finish=capped), threads:
         warnings.simplefilter("ignore")
         start = time.perf_counter()
-        model.fit(_safe_indexing(X, train), y[train])
+        model.fit(_safe_indexing(data.X, train), data.y[train])
         seconds = time.perf_counter() - start
-        capped = allowance is not None and time.time() >= end
-        epochs_run = getattr(model, "n_iter_", None) if epochs is not None else None
-        return (float(scorer(model, _safe_indexing(X, test), y[test])), seconds, epochs_run,
-                capped)
+        capped = capped and time.time() >= end
+        epochs_run = getattr(model, "n_iter_", None) if limits.epochs is not None else None
+        score = data.scorer(model, _safe_indexing(data.X, test), data.y[test])
+        return float(score), seconds, epochs_run, capped
 
 
 def evaluate(candidate: Candidate, data: SearchData, epochs, stop_at: float, n_jobs,
@@ -189,16 +202,16 @@ def evaluate(candidate: Candidate, data: SearchData, epochs, stop_at: float, n_j
     ``stop_at`` marks the trial stopped, an error marks it failed. With an
     ``allowance`` (seconds for all folds), each fold's fit ends as a
     finished fit after its share of it."""
-    fold_allowance = None if allowance is None else allowance / len(data.folds)
     trial, start = Trial(epochs), time.perf_counter()
     # scikit-learn's OpenMP models (gradient boosting) gain nothing from
     # threads on small data and crawl when the cores are busy
-    single_thread = candidate.recipe == BASELINE and len(data.y) <= SMALL_DATA
+    limits = _Limits(epochs, stop_at,
+                     None if allowance is None else allowance / len(data.folds),
+                     single_thread=candidate.recipe == BASELINE and len(data.y) <= SMALL_DATA)
     try:
         results = Parallel(n_jobs=n_jobs)(
-            delayed(_fit_fold)(candidate.estimator, data.X, data.y, train, test, data.scorer,
-                               epochs, stop_at, single_thread, fold_allowance)
-            for train, test in data.folds)
+            delayed(_fit_fold)(candidate.estimator, data, fold, limits)
+            for fold in range(len(data.folds)))
     except BudgetExhausted:
         trial.stopped = True
     except Exception as exc:  # a failed candidate is recorded, not fatal
