@@ -13,6 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from .._options import IMAGES, TABULAR, TEXT
 from . import distributed
@@ -258,6 +259,26 @@ def export_trunk(result: FitResult, description: str) -> Trunk:
     if result.input_kind == IMAGES:
         prep = dataclasses.replace(prep, image_size=result.image_size)
     return export_module_trunk(result.net.module_, prep, description)
+
+
+def linear_head(result: FitResult, description: str):
+    """The head's ``(weight, bias)`` as float64 arrays, when the head is one
+    linear layer on the trunk's pooled features (nothing else with
+    parameters or between them but dropout)."""
+    head = result.net.module_.head
+    layers = [m for m in head.modules() if not list(m.children())]
+    linears = [m for m in layers if isinstance(m, torch.nn.Linear)]
+    others = [type(m).__name__ for m in layers
+              if not isinstance(m, (torch.nn.Linear, torch.nn.Dropout))]
+    if len(linears) != 1 or others:
+        raise ValueError(
+            f"{description} has a head of {len(linears)} linear layers and "
+            f"{others or 'no other layers'}; a linear transfer source needs a head of one "
+            "linear layer (head=(), e.g. the exact probe: freeze_depth='all').")
+    weight, bias = linears[0].weight, linears[0].bias
+    bias = torch.zeros(weight.shape[0]) if bias is None else bias
+    return (weight.detach().cpu().double().numpy().copy(),
+            bias.detach().cpu().double().numpy().copy())
 
 
 def save_weights(result: FitResult, path, **config):
