@@ -167,14 +167,23 @@ def _cv_attributes(estimator, path, source_scores, target_scores, source):
     results.update(mean_test_score=source_scores.mean(0), std_test_score=source_scores.std(0))
     estimator.cv_results_ = results
     estimator.transfer_gain_ = float(source_score - target_score)
-    estimator.source_used_ = bool(source_score >= target_score)
+    # the target-only model is kept only when it is better by more than the
+    # noise of the comparison: one standard error of the paired differences
+    # of the held-out scores (per fold, or per sample for leave-one-out); on
+    # a few samples a chance win of the target-only path would otherwise
+    # throw away a useful source
+    differences = target_scores[:, target_best] - source_scores[:, best]
+    noise = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 \
+        else 0.0
+    estimator.source_used_ = not differences.mean() > noise
     if not estimator.source_used_:
         warnings.warn(
             f"negative transfer: the cross-validated score with {source.description} "
-            f"({source_score:.4g}) is below the target-only one ({target_score:.4g}); "
-            f"{type(estimator).__name__} keeps the target-only model (alpha_ penalises the "
-            "distance to zero). Check that the source predicts the same thing from the same "
-            "features.", NegativeTransferWarning, stacklevel=3)
+            f"({source_score:.4g}) is below the target-only one ({target_score:.4g}) by more "
+            f"than its standard error ({noise:.2g}); {type(estimator).__name__} keeps the "
+            "target-only model (alpha_ penalises the distance to zero). Check that the "
+            "source predicts the same thing from the same features.",
+            NegativeTransferWarning, stacklevel=3)
         estimator.alpha_, estimator.best_score_ = float(path[target_best]), float(target_score)
         return False, target_best
     estimator.alpha_, estimator.best_score_ = float(path[best]), float(source_score)
@@ -416,9 +425,12 @@ class TransferLogisticRegressionCV(_LogisticBase):
     target data decide alone, each fit warm-started from the previous one.
     The same path is also cross-validated without the source (plain
     logistic regression, the penalty pulling toward zero): the target-only
-    model. If that scores better, the source does not help: a
+    model. If that scores better by more than one standard error of the
+    paired differences of the folds' scores, the source does not help: a
     :class:`NegativeTransferWarning` is issued and the target-only model is
-    kept, rather than a worse model in silence.
+    kept, rather than a worse model in silence. The path stops once two
+    penalties in a row score below the best so far (the weakest penalties,
+    the slowest to fit, are then skipped).
 
     Parameters
     ----------
@@ -449,7 +461,7 @@ class TransferLogisticRegressionCV(_LogisticBase):
         The penalty path, strongest first.
     scores_ : ndarray of shape (n_folds, n_alphas)
         Held-out scores along the path with the source (without one when
-        ``source`` is None).
+        ``source`` is None); NaN where the path stopped early.
     cv_results_ : dict of ndarray
         ``alphas``, ``mean_test_score``, ``std_test_score`` (with the
         source) and ``mean_test_score_target_only``,
@@ -460,7 +472,8 @@ class TransferLogisticRegressionCV(_LogisticBase):
         Best mean held-out score with the source minus the best without it
         (0.0 without a source); negative means negative transfer.
     source_used_ : bool
-        Whether the model kept was fitted toward the source.
+        Whether the model kept was fitted toward the source (False when the
+        target-only model scored better by more than the noise).
     coef_, intercept_, source_coef_, classes_, n_iter_, n_features_in_, feature_names_in_
         As for :class:`TransferLogisticRegression`, for the model kept.
 
@@ -723,8 +736,10 @@ class TransferRidgeCV(_RidgeBase):
     default every penalty is scored by exact leave-one-out errors (one SVD
     for the whole path, as :class:`~sklearn.linear_model.RidgeCV`). The same
     path is also scored without the source (plain ridge): the target-only
-    model. If that scores better, a :class:`NegativeTransferWarning` is
-    issued and the target-only model is kept.
+    model. If that scores better by more than one standard error of the
+    paired differences of the held-out scores (per sample for
+    leave-one-out), a :class:`NegativeTransferWarning` is issued and the
+    target-only model is kept.
 
     Parameters
     ----------
@@ -750,8 +765,9 @@ class TransferRidgeCV(_RidgeBase):
     alphas_ : ndarray of shape (n_alphas,)
         The penalty path, strongest first.
     scores_ : ndarray of shape (n_folds, n_alphas)
-        Held-out scores along the path with the source (one row for
-        leave-one-out; without the source when ``source`` is None).
+        Held-out scores along the path with the source (without it when
+        ``source`` is None): one row per fold, or for leave-one-out one per
+        sample (each sample's share: the mean of a column is the score).
     cv_results_ : dict of ndarray
         ``alphas``, ``mean_test_score``, ``std_test_score`` (with the
         source) and ``mean_test_score_target_only``,
@@ -762,7 +778,8 @@ class TransferRidgeCV(_RidgeBase):
         Best mean held-out score with the source minus the best without it
         (0.0 without a source); negative means negative transfer.
     source_used_ : bool
-        Whether the model kept was fitted toward the source.
+        Whether the model kept was fitted toward the source (False when the
+        target-only model scored better by more than the noise).
     coef_, intercept_, source_coef_, n_features_in_, feature_names_in_
         As for :class:`TransferRidge`, for the model kept.
 
@@ -831,7 +848,7 @@ class TransferRidgeCV(_RidgeBase):
         """Held-out scores (n_folds, n_alphas); one row for leave-one-out."""
         if self.cv is None:
             problem = RidgeProblem.build(X, Y, sample_weight, w0)
-            return np.array([[self._loo_score(problem, alpha) for alpha in path]])
+            return np.column_stack([self._loo_scores(problem, alpha) for alpha in path])
         folds = check_cv(self.cv).split(X, Y)
         rows = []
         for train, test in folds:
@@ -840,12 +857,14 @@ class TransferRidgeCV(_RidgeBase):
                                      sample_weight[test]) for alpha in path])
         return np.array(rows)
 
-    def _loo_score(self, problem, alpha):
-        errors = problem.loo_errors(alpha)
+    def _loo_scores(self, problem, alpha):
+        """Each sample's share of the leave-one-out score (their mean is the
+        score)."""
+        squares = (problem.loo_errors(alpha) ** 2).sum(1)
         if self.scoring == "r2":
             total = (problem.b**2).sum()  # the centred targets: the mean predictor's error
-            return float(1 - (errors**2).sum() / total) if total > 0 else 0.0
-        return -float((errors**2).mean())
+            return 1 - len(squares) * squares / total if total > 0 else np.zeros(len(squares))
+        return -squares / problem.b.shape[1]
 
     def _score(self, solution, X, Y, sample_weight):
         coef, intercept = solution

@@ -353,7 +353,7 @@ def test_cv_path_includes_both_ends(diabetes):
     X, y = diabetes
     model = TransferRidgeCV(source=Ridge().fit(X, y), alphas=5).fit(X[:40], y[:40])
     assert np.isinf(model.alphas_[0]) and len(model.alphas_) == 6
-    assert model.alphas_[-1] < 1e-3 * model.alphas_[1] and model.scores_.shape == (1, 6)
+    assert model.alphas_[-1] < 1e-3 * model.alphas_[1] and model.scores_.shape == (40, 6)
     assert set(model.cv_results_) >= {"alphas", "mean_test_score",
                                       "mean_test_score_target_only"}
 
