@@ -176,14 +176,17 @@ def _cv_attributes(estimator, path, source_scores, target_scores, source):
     noise = differences.std(ddof=1) / np.sqrt(len(differences)) if len(differences) > 1 \
         else 0.0
     estimator.source_used_ = not differences.mean() > noise
-    if not estimator.source_used_:
+    if estimator.transfer_gain_ < 0:
+        kept = ("keeps the target-only model (alpha_ penalises the distance to zero)"
+                if not estimator.source_used_ else
+                "keeps the model fitted toward the source, as the difference is within "
+                f"one standard error ({noise:.2g}) of the held-out scores")
         warnings.warn(
             f"negative transfer: the cross-validated score with {source.description} "
-            f"({source_score:.4g}) is below the target-only one ({target_score:.4g}) by more "
-            f"than its standard error ({noise:.2g}); {type(estimator).__name__} keeps the "
-            "target-only model (alpha_ penalises the distance to zero). Check that the "
-            "source predicts the same thing from the same features.",
-            NegativeTransferWarning, stacklevel=3)
+            f"({source_score:.4g}) is below the target-only one ({target_score:.4g}); "
+            f"{type(estimator).__name__} {kept}. Check that the source predicts the same "
+            "thing from the same features.", NegativeTransferWarning, stacklevel=3)
+    if not estimator.source_used_:
         estimator.alpha_, estimator.best_score_ = float(path[target_best]), float(target_score)
         return False, target_best
     estimator.alpha_, estimator.best_score_ = float(path[best]), float(source_score)
@@ -425,10 +428,11 @@ class TransferLogisticRegressionCV(_LogisticBase):
     target data decide alone, each fit warm-started from the previous one.
     The same path is also cross-validated without the source (plain
     logistic regression, the penalty pulling toward zero): the target-only
-    model. If that scores better by more than one standard error of the
-    paired differences of the folds' scores, the source does not help: a
-    :class:`NegativeTransferWarning` is issued and the target-only model is
-    kept, rather than a worse model in silence. The path stops once two
+    model. If that scores better, the source does not help: a
+    :class:`NegativeTransferWarning` is issued rather than a worse model in
+    silence, and the target-only model is kept when it is better by more
+    than one standard error of the paired differences of the folds' scores
+    (a chance win on a few samples does not discard a useful source). The path stops once two
     penalties in a row score below the best so far (the weakest penalties,
     the slowest to fit, are then skipped).
 
@@ -736,10 +740,10 @@ class TransferRidgeCV(_RidgeBase):
     default every penalty is scored by exact leave-one-out errors (one SVD
     for the whole path, as :class:`~sklearn.linear_model.RidgeCV`). The same
     path is also scored without the source (plain ridge): the target-only
-    model. If that scores better by more than one standard error of the
-    paired differences of the held-out scores (per sample for
-    leave-one-out), a :class:`NegativeTransferWarning` is issued and the
-    target-only model is kept.
+    model. If that scores better, a :class:`NegativeTransferWarning` is
+    issued, and the target-only model is kept when it is better by more than
+    one standard error of the paired differences of the held-out scores
+    (per sample for leave-one-out).
 
     Parameters
     ----------
