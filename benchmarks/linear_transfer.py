@@ -369,13 +369,44 @@ def summarise(results):
     return "\n".join(lines), verdicts
 
 
+def report(paths, out):
+    """The table and verdicts of stored runs, their datasets merged into ``out``."""
+    merged = None
+    for path in paths:
+        with open(path) as file:
+            run = json.load(file)
+        if merged is None:
+            merged = run
+            merged["commands"] = [run["command"]]
+        else:
+            merged["cells"].update(run["cells"])
+            merged["how"].update(run["how"])
+            merged["commands"].append(run["command"])
+            merged["seconds"] = merged.get("seconds", 0) + run.get("seconds", 0)
+    table, verdicts = summarise(merged)
+    merged["verdicts"] = verdicts
+    _write(merged, out)
+    print(table)
+    print(json.dumps(verdicts, indent=1))
+
+
+def _write(results, path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as file:
+        json.dump(results, file, indent=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--out", default=RESULTS)
+    parser.add_argument("--report", nargs="+", metavar="JSON",
+                        help="print the table of stored runs (merged in order) instead of running")
     args = parser.parse_args()
+    if args.report:
+        return report(args.report, args.out)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     started = time.perf_counter()
     tasks = []
@@ -402,12 +433,11 @@ def main():
                 means = {r: np.mean([c[r]["score"] for c in cells]) for r in ROWS}
                 print(f"{task.name} n={n}: " + ", ".join(f"{r} {v:.3f}"
                                                         for r, v in means.items()), flush=True)
+                _write(results, args.out)  # a long run keeps what it has measured
     table, verdicts = summarise(results)
     results["verdicts"] = verdicts
     results["seconds"] = time.perf_counter() - started
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as file:
-        json.dump(results, file, indent=1)
+    _write(results, args.out)
     print(table)
     print(json.dumps(verdicts, indent=1))
     print(f"total {results['seconds']:.0f} s; rows in {args.out}")
