@@ -62,7 +62,12 @@ sys.path.insert(0, ROOT)
 
 from sklearn.base import BaseEstimator, RegressorMixin  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.linear_model import LogisticRegression, LogisticRegressionCV, Ridge, RidgeCV  # noqa: E402,E501
+from sklearn.linear_model import (  # noqa: E402
+    LogisticRegression,
+    LogisticRegressionCV,
+    Ridge,
+    RidgeCV,
+)
 from sklearn.model_selection import GridSearchCV, KFold, StratifiedKFold  # noqa: E402
 from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402

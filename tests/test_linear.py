@@ -9,7 +9,7 @@ import pytest
 from scipy import sparse
 from scipy.optimize import approx_fprime
 from sklearn.base import clone
-from sklearn.datasets import load_diabetes, load_iris, load_wine
+from sklearn.datasets import load_diabetes, load_wine
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LinearRegression, LogisticRegression, Ridge
 from sklearn.model_selection import GridSearchCV
