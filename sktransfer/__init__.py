@@ -8,15 +8,11 @@ below, which are imported when first looked up).
 import importlib
 
 from . import selection
-from ._auto import (
-    AutoTransferClassifier,
-    AutoTransferRegressor,
-    Leaderboard,
-    NegativeTransferWarning,
-)
+from ._auto import AutoTransferClassifier, AutoTransferRegressor, Leaderboard
 from ._backbone import MLP, ImageBackbone, TextEncoder
 from ._classifier import PretrainedClassifier
 from ._exceptions import (
+    NegativeTransferWarning,
     SourceLabelsUnavailableError,
     TrainingDivergedError,
     WeightsNotFoundError,
@@ -36,6 +32,12 @@ _LAZY = {
     "is_main_process": "._nn.distributed",
     "set_cache_budget": "._nn.activation_store",
     "list_backbones": "._nn.backbones",
+    # parameter transfer for linear models: torch-free, but scipy's optimiser
+    # and the linear algebra are imported only when first asked for
+    "TransferLogisticRegression": "._linear",
+    "TransferLogisticRegressionCV": "._linear",
+    "TransferRidge": "._linear",
+    "TransferRidgeCV": "._linear",
 }
 
 
@@ -69,7 +71,11 @@ __all__ = [
     "TextEncoder",
     "TrainingDivergedError",
     "TransferFeatures",
+    "TransferLogisticRegression",
+    "TransferLogisticRegressionCV",
     "TransferRegressor",
+    "TransferRidge",
+    "TransferRidgeCV",
     "WeightsNotFoundError",
     "__version__",
     "cache_info",

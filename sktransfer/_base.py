@@ -244,6 +244,22 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             )
         return weights / weights.mean()
 
+    def _linear_head(self):
+        """``(coef, intercept, classes)`` of this fitted network's head, for
+        the linear transfer estimators' ``source``: the head must be one
+        linear layer on the trunk's pooled features (``head=()``, e.g. the
+        exact probe of ``freeze_depth="all"``), which
+        ``TransferFeatures(backbone=self)`` computes. ``classes`` is None for
+        a regressor; a regressor's head is returned in the units of its ``y``."""
+        check_is_fitted(self)
+        coef, intercept = _engine().linear_head(self._fit_result,
+                                                f"the fitted {type(self).__name__}")
+        return self._head_in_target_units(coef, intercept)
+
+    @abstractmethod
+    def _head_in_target_units(self, coef, intercept):
+        """``(coef, intercept, classes)`` from the raw head's weight and bias."""
+
     def _export_trunk(self):
         """This fitted estimator's trunk and head, offered as a backbone."""
         return _engine().export_trunk(self._fit_result, f"fitted {type(self).__name__}")

@@ -270,6 +270,13 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
             return [softmax(part, axis=1) for part in self._split_tasks(outputs)]
         return softmax(outputs, axis=1)
 
+    def _head_in_target_units(self, coef, intercept):
+        if isinstance(self.classes_, list):
+            raise ValueError(
+                f"the fitted {type(self).__name__} has a multi-task head ({len(self.classes_)} "
+                "tasks); a linear transfer source needs a single task.")
+        return coef, intercept, self.classes_
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True  # a 2-D y: one task per column

@@ -9,6 +9,25 @@ class WeightsNotFoundError(FileNotFoundError, ValueError):
     """Pretrained weights were asked for but no file could be found or fetched."""
 
 
+class NegativeTransferWarning(UserWarning):
+    """Using the source scored worse than not using it.
+
+    Issued by :class:`AutoTransferClassifier` / :class:`AutoTransferRegressor`
+    when the best transfer candidate scored below the best baseline without
+    transfer on the validation folds, and by
+    :class:`TransferLogisticRegressionCV` / :class:`TransferRidgeCV` when the
+    cross-validated score with the source coefficients is below the one
+    without them (the estimator then keeps the target-only model).
+
+    Examples
+    --------
+    >>> import warnings
+    >>> from sktransfer import NegativeTransferWarning
+    >>> issubclass(NegativeTransferWarning, UserWarning)
+    True
+    """
+
+
 class SourceLabelsUnavailableError(ValueError):
     """The source model's class probabilities are unknown.
 

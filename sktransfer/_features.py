@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from numbers import Integral
 
+import numpy as np
+
 from sklearn.base import (
     BaseEstimator,
     ClassNamePrefixFeaturesOutMixin,
@@ -13,7 +15,7 @@ from sklearn.base import (
     is_classifier,
 )
 from sklearn.utils import check_array
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BaseTransferEstimator, _engine, clone_keeping_source
 from ._backbone import ImageBackbone, TextEncoder, backbone_object, declared_input_kind
@@ -49,9 +51,13 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         ``image_size`` is None), a
         :class:`TextEncoder` (or a text encoder's name, e.g.
         "all-MiniLM-L6-v2", a local Hugging Face model directory or hub id),
-        a module, or a fitted image or text
+        a module, or a fitted image, text or tabular
         :class:`PretrainedClassifier` / :class:`TransferRegressor` whose
-        trunk is used.
+        trunk is used. A tabular estimator's stages are its hidden layers
+        (``stage=k``: the output of the k-th hidden layer, after its
+        activation; None: the last one's), so a source network's learnt
+        layers can feed any scikit-learn model on a related table with the
+        same columns.
     weights : str, path or None, default="DEFAULT"
         As for :class:`PretrainedClassifier`.
     stage : int or None, default=None
@@ -140,14 +146,14 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _input_kind(self) -> str:
         if isinstance(self.backbone, BaseTransferEstimator):
             check_is_fitted(self.backbone)
-            if self.backbone.input_kind_ == TABULAR:
-                raise ValueError("TransferFeatures takes image and text backbones; the "
-                                 "estimator given as backbone was fitted on tabular data.")
             return self.backbone.input_kind_
         kind = declared_input_kind(self.backbone)
         if kind == TABULAR:
-            raise ValueError("TransferFeatures takes image and text backbones; use an image "
-                             "registry name, a TextEncoder or a module.")
+            raise ValueError(
+                f"backbone={self.backbone!r} is an untrained tabular network, whose features "
+                "transfer nothing; pass a PretrainedClassifier or TransferRegressor fitted on "
+                "tabular source data (its hidden layers are the stages), an image registry "
+                "name, a TextEncoder or a module.")
         return kind or IMAGES
 
     def _embedder_settings(self, kind: str):
@@ -177,9 +183,26 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         return _embedding().EmbedderSettings(backbone, self.weights, self.stage, image_size,
                                       self.batch_size, self.device, kind, **text)
 
-    def _check_input(self, X):
-        """Validated images or texts, as the backbone reads."""
-        return check_texts(X) if self._input_kind() == TEXT else check_images(X)
+    def _check_input(self, X, *, reset=False):
+        """Validated images, texts or table rows, as the backbone reads."""
+        kind = self._input_kind()
+        if kind == TABULAR:
+            return self._check_table(X, reset)
+        return check_texts(X) if kind == TEXT else check_images(X)
+
+    def _check_table(self, X, reset):
+        X = validate_data(self, X, reset=reset, dtype=[np.float64, np.float32])
+        expected = self.backbone.n_features_in_
+        if X.shape[1] != expected:
+            raise ValueError(
+                f"X has {X.shape[1]} features, but the {type(self.backbone).__name__} given "
+                f"as backbone was fitted on {expected}; its layers need the same input "
+                "features.")
+        return X
+
+    def _check_layout(self, data):
+        if self._input_kind() != TABULAR:
+            check_same_layout(self.input_signature_, data, self.input_description_)
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y=None):
@@ -198,14 +221,16 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
             The fitted transformer.
         """
         spec = self._embedder_settings(self._input_kind())
-        images = self._check_input(X)
+        images = self._check_input(X, reset=True)
         embedder = _embedding().fit_embedder(spec, images, cache=self.cache)
         self._embedder = embedder
         self.trunk_, self.n_stages_, self.image_size_, self.device_ = (
             embedder.trunk, embedder.n_stages, embedder.image_size, embedder.device)
         self.preprocessing_, self.weights_ = embedder.preprocessing, embedder.weights
         self._n_features_out = embedder.n_features_out  # for get_feature_names_out
-        self.input_signature_, self.input_description_ = images.signature, images.describe()
+        if spec.input_kind != TABULAR:
+            self.input_signature_, self.input_description_ = (images.signature,
+                                                              images.describe())
         return self
 
     def transform(self, X):
@@ -223,7 +248,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         """
         check_is_fitted(self)
         images = self._check_input(X)
-        check_same_layout(self.input_signature_, images, self.input_description_)
+        self._check_layout(images)
         return self._embed(images, self.stage)
 
     def _embed(self, images, stage):
@@ -307,7 +332,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         if self.stage is None and features is None:
             return self.transform(X)
         images = self._check_input(X)
-        check_same_layout(self.input_signature_, images, self.input_description_)
+        self._check_layout(images)
         if self.stage is not None:  # the head follows the whole backbone, not the cut
             return self._embed(images, None)
         features = check_array(features, dtype="float64", input_name="features")
@@ -321,7 +346,9 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.two_d_array = False
-        if declared_input_kind(self.backbone) == TEXT:
+        if getattr(self.backbone, "input_kind_", None) == TABULAR:
+            tags.input_tags.two_d_array = True
+        elif declared_input_kind(self.backbone) == TEXT:
             tags.input_tags.string = True
         else:
             tags.input_tags.three_d_array = True

@@ -232,6 +232,11 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
         y = outputs * self._y_scale + self._y_mean
         return y.ravel() if self._y_ndim == 1 else y
 
+    def _head_in_target_units(self, coef, intercept):
+        # the network learns the standardised targets: undo that
+        scale, mean = np.ravel(self._y_scale), np.ravel(self._y_mean)
+        return coef * scale[:, None], intercept * scale + mean, None
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True

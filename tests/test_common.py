@@ -5,13 +5,25 @@ import pytest
 from _pytest.mark import ParameterSet
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sktransfer import PretrainedClassifier, TransferRegressor
+from sktransfer import (
+    PretrainedClassifier,
+    TransferLogisticRegression,
+    TransferLogisticRegressionCV,
+    TransferRegressor,
+    TransferRidge,
+    TransferRidgeCV,
+)
 
 # device="cpu": CPU fits are reproducible, which some checks compare;
 # random_state: the same.
 DEFAULTS = dict(backbone="mlp", device="cpu", random_state=0)
 
 ESTIMATORS = [PretrainedClassifier(**DEFAULTS), TransferRegressor(**DEFAULTS)]
+
+# The linear transfer estimators with source=None (plain logistic / ridge
+# regression; their sources are tested in test_linear.py), passing every check.
+LINEAR_ESTIMATORS = [TransferLogisticRegression(), TransferLogisticRegressionCV(),
+                     TransferRidge(), TransferRidgeCV()]
 
 # Each entry is a bug to close, not a design: check name -> one-line reason.
 EXPECTED_FAILED_CHECKS: dict = {}
@@ -58,4 +70,9 @@ def _mark_slow_checks(parametrize):
 @_mark_slow_checks(parametrize_with_checks(ESTIMATORS,
                                            expected_failed_checks=expected_failed_checks))
 def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@parametrize_with_checks(LINEAR_ESTIMATORS)
+def test_linear_estimator_checks(estimator, check):
     check(estimator)

@@ -79,12 +79,45 @@ def test_fitted_estimator_backbone_gives_its_fine_tuned_trunk(digits_small):
         assert torch.equal(a, b) and a is not b
 
 
-@pytest.mark.slow
-def test_tabular_source_is_rejected():
+@pytest.fixture(scope="module")
+def tabular_source():
+    """A two-hidden-layer MLP classifier fitted on digits (a tabular source)."""
     from sklearn.datasets import load_digits
 
     X, y = load_digits(return_X_y=True)
-    source = PretrainedClassifier(MLP(hidden_layer_sizes=(8,)), max_epochs=1,
-                                  device="cpu").fit(X, y)
-    with pytest.raises(ValueError, match="image and text backbones"):
-        TransferFeatures(source).fit(X[:, :16].reshape(-1, 4, 4))
+    X = X / 16.0
+    source = PretrainedClassifier(MLP(hidden_layer_sizes=(16, 8)), max_epochs=2, device="cpu",
+                                  random_state=0).fit(X, y)
+    return source, X, y
+
+
+@pytest.mark.parametrize("stage, width", [(1, 16), (2, 8), (None, 8)])
+def test_tabular_source_stages_are_its_hidden_layers(tabular_source, stage, width):
+    source, X, _ = tabular_source
+    features = TransferFeatures(source, stage=stage, device="cpu").fit(X[:50])
+    assert features.n_stages_ == 2 and features.n_features_in_ == 64
+    out = features.transform(X[:5])
+    trunk = source._fit_result.net.module_.trunk
+    with torch.no_grad():
+        dtype = next(trunk.parameters()).dtype
+        expected = trunk[:stage or 2](torch.tensor(X[:5], dtype=dtype)).double()
+    assert out.shape == (5, width)
+    np.testing.assert_allclose(out, expected.numpy(), atol=1e-6)
+    assert features.__sklearn_tags__().input_tags.two_d_array
+
+
+def test_tabular_source_errors(tabular_source):
+    source, X, _ = tabular_source
+    with pytest.raises(ValueError, match="X has 16 features, but the PretrainedClassifier"):
+        TransferFeatures(source, device="cpu").fit(X[:, :16])
+    with pytest.raises(ValueError, match="stage=3 but the backbone has 2 stages"):
+        TransferFeatures(source, stage=3, device="cpu").fit(X[:10])
+    with pytest.raises(ValueError, match="untrained tabular network"):
+        TransferFeatures("mlp").fit(X[:10])
+
+
+def test_tabular_source_features_feed_any_model(tabular_source):
+    source, X, y = tabular_source
+    pipe = make_pipeline(TransferFeatures(source, stage=1, device="cpu"),
+                         LogisticRegression(max_iter=500)).fit(X[:300], y[:300])
+    assert pipe.score(X[300:600], y[300:600]) > 0.5  # chance is 0.1

@@ -29,6 +29,10 @@ RANKS = {
     "sktransfer._images": 0,
     "sktransfer._text": 0,
     "sktransfer._progress": 1,
+    # parameter transfer for linear models (torch-free throughout)
+    "sktransfer._linear_solvers": 0,
+    "sktransfer._linear_source": 0,
+    "sktransfer._linear": 1,
     "sktransfer._nn": 0,
     "sktransfer.selection.scores": 0,
     # the backbone objects (torch-free)
@@ -197,6 +201,8 @@ print("ok")
     "from sktransfer import PretrainedClassifier, TransferRegressor, TransferFeatures",
     "from sktransfer import MLP, ImageBackbone, TextEncoder, PseudoLabel, DANN, L2SP",
     "from sktransfer.selection import logme, h_score, leep, nce",
+    "from sktransfer import TransferLogisticRegressionCV, TransferRidgeCV, "
+    "NegativeTransferWarning",
 ])
 def test_import_does_not_load_torch(statement):
     loaded = _run(f"{statement}\nimport sys\nprint(sorted(m for m in {HEAVY!r} "

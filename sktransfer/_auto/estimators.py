@@ -24,6 +24,7 @@ from sklearn.utils.validation import (
 
 from .._base import atomic_fit
 from .._compat import Interval, StrOptions, _fit_context
+from .._exceptions import NegativeTransferWarning
 from .._options import IMAGES, TABULAR, TEXT
 from .leaderboard import Leaderboard
 from .networks import available_networks, kept_pairs, rank_pairs
@@ -44,11 +45,6 @@ from .space import (
 )
 
 MIN_SAMPLES = 4  # fewer cannot be split into training and validation samples
-
-
-class NegativeTransferWarning(UserWarning):
-    """The best transfer candidate scored below the best baseline without
-    transfer on the validation folds."""
 
 
 def _has_best(method: str):

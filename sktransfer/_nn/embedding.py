@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .._options import IMAGES, TEXT
-from .data import ImageDataset, data_workers, subset
+from .._options import IMAGES, TABULAR, TEXT
+from .data import ImageDataset, TabularDataset, data_workers, subset
 from .features import cached_embeddings, cut_module, embed_dataset, embedding_key
 from .inference import Batching
 from .model import check_image_size, load_trunk
@@ -54,6 +54,7 @@ class Embedder:
     input_kind: str = IMAGES
     n_features_out: int = 0
     weights: str | None = None
+    dtype: str = "float32"
     cache_keys: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -62,6 +63,8 @@ class Embedder:
 
     def dataset(self, data):
         """The dataset that feeds ``data`` (validated) to the trunk."""
+        if self.input_kind == TABULAR:
+            return TabularDataset(data, dtype=self.dtype)
         if self.input_kind == TEXT:
             return TextDataset(data, self.preprocessing)
         return ImageDataset(data, self.preprocessing, self.image_size)
@@ -101,7 +104,7 @@ def fit_embedder(settings: EmbedderSettings, data, *, cache: bool = True) -> Emb
     dataset = embedder.dataset(data)
     first = _embed_positions(embedder, dataset, settings.stage, [0], workers=0)
     embedder.n_features_out = first.shape[1]
-    if cache:
+    if cache and settings.input_kind != TABULAR:
         embedder.cache_key(settings.stage, dataset)
     return embedder
 
@@ -123,12 +126,14 @@ def embed(embedder: Embedder, data, *, stage=_SAME, n_jobs=None, cache: bool = T
     activation store does not hold are computed."""
     stage = embedder.stage if stage == _SAME else stage
     dataset = embedder.dataset(data)
-    workers = 0 if embedder.input_kind == TEXT else data_workers(n_jobs, data.storage)
+    in_memory = embedder.input_kind in (TEXT, TABULAR)
+    workers = 0 if in_memory else data_workers(n_jobs, data.storage)
 
     def compute(positions=None):
         return _embed_positions(embedder, dataset, stage, positions, workers=workers)
 
-    if not cache:
+    # table rows are cheap to run through a few layers: no activation store
+    if not cache or embedder.input_kind == TABULAR:
         return compute().astype("float64")
     features, _ = cached_embeddings(embedder.cache_key(stage, dataset), data, compute,
                                     cache_dir=cache_dir)

@@ -37,7 +37,7 @@ from .frozen_cut import (
 )
 from .inference import Batching, collate_for, evaluating, run_batches
 from .launch import join_launch
-from .model import Trunk, backbone_name, export_trunk as export_module_trunk
+from .model import Trunk, backbone_name, export_trunk as export_module_trunk, single_linear
 from .net import TrainingData, build_net, find_lr, first_batch_loss, history_records
 from .probe import probe_head
 from .runtime import cap_worker_threads, full_precision, resolve_precision, seeded
@@ -315,6 +315,12 @@ def export_trunk(result: FitResult, description: str) -> Trunk:
     if result.input_kind == IMAGES:
         prep = dataclasses.replace(prep, image_size=result.image_size)
     return export_module_trunk(result.net.module_, prep, description)
+
+
+def linear_head(result: FitResult, description: str):
+    """The head's ``(weight, bias)`` as float64 arrays, when the head is one
+    linear layer on the trunk's pooled features."""
+    return single_linear(result.net.module_.head, description)
 
 
 def save_weights(result: FitResult, path, **config):

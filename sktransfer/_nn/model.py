@@ -345,6 +345,24 @@ class TransferModule(nn.Module):
         return len(self.stages)
 
 
+def single_linear(head: nn.Module, description: str):
+    """``head``'s ``(weight, bias)`` as float64 arrays, when it is one
+    linear layer (nothing else with parameters or between them but
+    dropout); else a ``ValueError`` naming ``description``."""
+    layers = [m for m in head.modules() if not list(m.children())]
+    linears = [m for m in layers if isinstance(m, nn.Linear)]
+    others = [type(m).__name__ for m in layers if not isinstance(m, (nn.Linear, nn.Dropout))]
+    if len(linears) != 1 or others:
+        raise ValueError(
+            f"{description} has a head of {len(linears)} linear layers and "
+            f"{others or 'no other layers'}; a linear transfer source needs a head of one "
+            "linear layer (head=(), e.g. the exact probe: freeze_depth='all').")
+    weight, bias = linears[0].weight, linears[0].bias
+    bias = torch.zeros(weight.shape[0]) if bias is None else bias
+    return (weight.detach().cpu().double().numpy().copy(),
+            bias.detach().cpu().double().numpy().copy())
+
+
 def _check_head(head) -> tuple:
     sizes = tuple(head)
     if not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes):
