@@ -32,7 +32,7 @@ for the tabular target:
   budget (the convergence rule cannot stop before epoch 10, so every fit runs
   exactly 10 epochs);
 - "TransferFeatures + LR" (images only): ``make_pipeline(TransferFeatures(
-  "mobilenet_v2", weights="IMAGENET1K_V1", image_size=...),
+  ImageBackbone("mobilenet_v2", image_size=...), weights="IMAGENET1K_V1"),
   LogisticRegression(max_iter=1000))``;
   On the tabular target (TransferFeatures takes images only) the exact
   probe is the same thing: a logistic regression on the frozen source's
@@ -166,8 +166,8 @@ def image_backbone(image_size):
 def image_estimator(config, seed, image_size, overrides):
     if config == FEATURES_LR:
         return make_pipeline(
-            TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=image_size,
-                             device="cpu"),
+            TransferFeatures(ImageBackbone("mobilenet_v2", image_size=image_size),
+                             weights="IMAGENET1K_V1", device="cpu"),
             LogisticRegression(max_iter=1000))
     params = {**IMAGE_BASE, "backbone": image_backbone(image_size), "random_state": seed,
               **CONFIGS[config], **overrides}

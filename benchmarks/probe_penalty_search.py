@@ -17,7 +17,7 @@ import time
 import numpy as np
 import torch
 
-from sktransfer import TransferFeatures
+from sktransfer import ImageBackbone, TransferFeatures
 from sktransfer._nn import probe
 from strategies import mnist_task, texture_task
 from transferability import faces_task
@@ -32,8 +32,8 @@ def problems(seeds):
     for name, task in TASKS.items():
         for seed in seeds:
             X, y, *_ = task(seed)
-            features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1",
-                                        image_size=48, device="cpu").fit_transform(X)
+            features = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=48),
+                                        weights="IMAGENET1K_V1", device="cpu").fit_transform(X)
             _, encoded = np.unique(y, return_inverse=True)
             yield name, seed, torch.as_tensor(features, dtype=torch.float32), encoded
 

@@ -44,7 +44,7 @@ from sklearn.model_selection import StratifiedKFold
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import header, log, markdown_table, met, mnist_digits, timed  # noqa: E402
 
-from sktransfer import TransferFeatures  # noqa: E402
+from sktransfer import ImageBackbone, TransferFeatures  # noqa: E402
 from sktransfer._nn import probe  # noqa: E402
 
 CV_OPTIONS = {name: value for name, value in
@@ -83,7 +83,7 @@ def main(argv=None):
     print(header("exact linear probe: sktransfer's solver vs scikit-learn's"))
     X, y, note = mnist_digits(5000)
     log(f"extracting MobileNetV2 features of {note} at 32 px ...")
-    features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+    features = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32), weights="IMAGENET1K_V1",
                                 batch_size=256, device="cpu").fit_transform(X)
     train, test = features[:4000].astype(np.float64), features[4000:].astype(np.float64)
     y_train, y_test = y[:4000], y[4000:]

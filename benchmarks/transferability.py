@@ -206,8 +206,9 @@ class Candidate:
 
 def make_candidates(image_size: int, device: str, quick: bool) -> list[Candidate]:
     def cut(stage):
-        return TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", stage=stage,
-                                image_size=image_size, cache=False, device=device)
+        return TransferFeatures(ImageBackbone("mobilenet_v2", image_size=image_size),
+                                weights="IMAGENET1K_V1", stage=stage, cache=False,
+                                device=device)
 
     lite0 = EfficientNetLite0()
     craft = CraftVGG16BN()

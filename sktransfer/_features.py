@@ -18,7 +18,13 @@ from sklearn.utils import check_array
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ._base import BaseTransferEstimator, _engine, clone_keeping_source
-from ._backbone import ImageBackbone, TextEncoder, backbone_object, declared_input_kind
+from ._backbone import (
+    ImageBackbone,
+    TextEncoder,
+    backbone_object,
+    declared_input_kind,
+    network_of,
+)
 from ._compat import HasMethods, Interval, _fit_context
 from ._exceptions import SourceLabelsUnavailableError
 from ._images import check_images, check_same_layout
@@ -47,8 +53,8 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     ----------
     backbone : str, TextEncoder, torch.nn.Module or fitted estimator, default="mobilenet_v2"
         As for :class:`PretrainedClassifier`: an image registry name (or an
-        :class:`ImageBackbone`, whose ``image_size`` applies when
-        ``image_size`` is None), a
+        :class:`ImageBackbone`, which also gives the size images are resized
+        to; a name alone uses the weights' own size), a
         :class:`TextEncoder` (or a text encoder's name, e.g.
         "all-MiniLM-L6-v2", a local Hugging Face model directory or hub id),
         a module, or a fitted image, text or tabular
@@ -63,9 +69,6 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     stage : int or None, default=None
         Take the embedding after this many backbone stages (1 = the first);
         None takes the backbone's own output.
-    image_size : int or None, default=None
-        Images only: the side of the square input; None uses the weights'
-        own size.
     batch_size : int, default=64
         Images (or texts) per inference batch.
     cache : bool, default=True
@@ -108,10 +111,11 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     >>> import numpy as np
     >>> from sklearn.linear_model import LogisticRegression
     >>> from sklearn.pipeline import make_pipeline
-    >>> from sktransfer import TransferFeatures
+    >>> from sktransfer import ImageBackbone, TransferFeatures
     >>> rng = np.random.RandomState(0)
     >>> X = rng.randint(0, 256, size=(8, 32, 32, 3), dtype=np.uint8)
-    >>> features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32)
+    >>> features = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32),
+    ...                             weights="IMAGENET1K_V1")
     >>> features.fit_transform(X).shape
     (8, 1280)
     >>> pipe = make_pipeline(features, LogisticRegression()).fit(X, [0, 1] * 4)
@@ -122,7 +126,6 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
                      HasMethods(["fit", "predict"])],
         "weights": [None, str, os.PathLike],
         "stage": [None, Interval(Integral, 1, None, closed="left")],
-        "image_size": [None, Interval(Integral, 1, None, closed="left")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
         "cache": ["boolean"],
         "cache_dir": [None, str, os.PathLike],
@@ -131,12 +134,10 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     }
 
     def __init__(self, backbone="mobilenet_v2", *, weights="DEFAULT", stage=None,
-                 image_size=None, batch_size=64, cache=True, cache_dir=None, n_jobs=None,
-                 device="auto"):
+                 batch_size=64, cache=True, cache_dir=None, n_jobs=None, device="auto"):
         self.backbone = backbone
         self.weights = weights
         self.stage = stage
-        self.image_size = image_size
         self.batch_size = batch_size
         self.cache = cache
         self.cache_dir = cache_dir
@@ -159,27 +160,16 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
     def _embedder_settings(self, kind: str):
         """What the engine's embedder is told."""
         backbone = backbone_object(self.backbone)
-        text, image_size = {}, self.image_size
+        text, image_size = {}, None
         if isinstance(backbone, TextEncoder):
             backbone.check()
             text = {"max_length": backbone.max_length, "pooling": backbone.pooling}
             backbone = backbone.name
         elif isinstance(backbone, ImageBackbone):
             backbone.check()
-            if backbone.image_size is not None and image_size is not None:
-                raise ValueError(
-                    f"image_size={image_size} and backbone__image_size="
-                    f"{backbone.image_size} both set the input size; set one of them."
-                )
-            image_size = backbone.image_size if image_size is None else image_size
-            backbone = backbone.name
+            image_size, backbone = backbone.image_size, backbone.name
         if isinstance(backbone, BaseTransferEstimator):
             backbone = backbone._export_trunk()
-        if image_size is not None and kind != IMAGES:
-            raise ValueError(
-                f"image_size={image_size} applies to images only, but the backbone "
-                f"takes {kind}; use image_size=None."
-            )
         return _embedding().EmbedderSettings(backbone, self.weights, self.stage, image_size,
                                       self.batch_size, self.device, kind, **text)
 
@@ -300,10 +290,11 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         Examples
         --------
         >>> import numpy as np
-        >>> from sktransfer import TransferFeatures
+        >>> from sktransfer import ImageBackbone, TransferFeatures
         >>> rng = np.random.RandomState(0)
         >>> X = rng.randint(0, 256, size=(4, 32, 32, 3), dtype=np.uint8)
-        >>> features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32)
+        >>> features = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32),
+        ...                             weights="IMAGENET1K_V1")
         >>> proba = features.fit(X).source_proba(X)
         >>> proba.shape
         (4, 1000)
@@ -311,7 +302,7 @@ class TransferFeatures(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEs
         True
         """
         check_is_fitted(self)
-        source = self.backbone
+        source = network_of(self.backbone)  # an ImageBackbone's network
         if isinstance(source, BaseTransferEstimator):
             name = type(source).__name__
             if not is_classifier(source):

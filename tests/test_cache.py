@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from torch import nn
 
 import sktransfer
-from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+from sktransfer import ImageBackbone, PretrainedClassifier, TransferFeatures, TransferRegressor
 from sktransfer._nn import activation_store, frozen_cut
 
 from .conftest import fast_params, tiny
@@ -245,13 +245,13 @@ def test_set_cache_budget_rejects_bad_values(bad):
 
 def test_transfer_features_share_the_cache(digits_small):
     X, y, _, _ = digits_small
-    features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+    features = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32), weights="IMAGENET1K_V1",
                                 device="cpu").fit(X)
     first = features.transform(X)
     assert sktransfer.cache_info()["misses"] == len(X)
     second = features.transform(X[:50])
     assert sktransfer.cache_info()["hits"] == 50
-    plain = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+    plain = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32), weights="IMAGENET1K_V1",
                              device="cpu", cache=False).fit(X).transform(X[:50])
     np.testing.assert_array_equal(second, first[:50])
     np.testing.assert_allclose(plain, first[:50], rtol=1e-5, atol=1e-6)
@@ -260,8 +260,8 @@ def test_transfer_features_share_the_cache(digits_small):
 @pytest.mark.slow
 def test_pipeline_grid_search_embeds_each_image_once(digits_small):
     X, y, _, _ = digits_small
-    pipe = make_pipeline(TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1",
-                                          image_size=32, device="cpu"),
+    pipe = make_pipeline(TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32),
+                                          weights="IMAGENET1K_V1", device="cpu"),
                          LogisticRegression(max_iter=200))
     search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0]}, cv=3).fit(X, y)
     assert search.best_score_ > 0.8
@@ -272,9 +272,9 @@ def test_pipeline_grid_search_embeds_each_image_once(digits_small):
 @pytest.mark.slow
 def test_different_weights_do_not_share_cached_activations(digits_small):
     X, y, _, _ = digits_small
-    pretrained = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+    pretrained = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32), weights="IMAGENET1K_V1",
                                   device="cpu").fit(X).transform(X[:20])
-    random = TransferFeatures("mobilenet_v2", weights=None, image_size=32,
+    random = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32), weights=None,
                               device="cpu").fit(X).transform(X[:20])
     assert sktransfer.cache_info()["entries"] == 2
     assert not np.allclose(pretrained, random)

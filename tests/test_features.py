@@ -9,11 +9,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
-from sktransfer import MLP, PretrainedClassifier, TransferFeatures
+from sktransfer import MLP, ImageBackbone, PretrainedClassifier, TransferFeatures
 
 from .conftest import fast_params
 
-FEATURES = dict(backbone="mobilenet_v2", weights="IMAGENET1K_V1", image_size=32, device="cpu")
+FEATURES = dict(backbone=ImageBackbone("mobilenet_v2", image_size=32), weights="IMAGENET1K_V1",
+                device="cpu")
 
 
 @pytest.mark.slow

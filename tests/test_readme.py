@@ -13,8 +13,8 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 # (pattern, replacement): 32 px instead of 64, one epoch, 60 images, a
 # 10-second time budget. The image size is ImageBackbone("mobilenet_v2",
-# image_size=64) for the estimators, and TransferFeatures', rank_backbones'
-# and AutoTransferClassifier's own image_size=64.
+# image_size=64) for the estimators and TransferFeatures, and
+# rank_backbones' and AutoTransferClassifier's own image_size=64.
 SMALLER = [
     (r"\bimage_size=64\b", "image_size=32"),
     (r"max_epochs=(5|10)\b", "max_epochs=1"),

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from torch import nn
 
-from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
+from sktransfer import ImageBackbone, PretrainedClassifier, TransferFeatures, TransferRegressor
 from sktransfer import SourceLabelsUnavailableError, WeightsNotFoundError
 from sktransfer.selection import (
     BackboneRanking,
@@ -392,7 +392,7 @@ def test_source_head_is_the_network_head_after_the_trunk(digits_small):
     )
 
     X = digits_small[0][:8]
-    features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+    features = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32), weights="IMAGENET1K_V1",
                                 cache=False, device="cpu").fit(X)
     head, reason = source_head("mobilenet_v2", "IMAGENET1K_V1")
     assert reason is None and head.weight.shape == (1000, 1280)
@@ -435,8 +435,9 @@ def test_source_proba_of_a_fitted_classifier_is_its_predict_proba(classifier, di
 
 def test_source_proba_of_imagenet_weights(digits_small):
     X = digits_small[0][:8]
-    params = dict(weights="IMAGENET1K_V1", image_size=32, device="cpu")
-    features = TransferFeatures("mobilenet_v2", **params).fit(X)
+    params = dict(backbone=ImageBackbone("mobilenet_v2", image_size=32),
+                  weights="IMAGENET1K_V1", device="cpu")
+    features = TransferFeatures(**params).fit(X)
     proba = features.source_proba(X)
     assert proba.shape == (8, 1000)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0)
@@ -444,7 +445,7 @@ def test_source_proba_of_imagenet_weights(digits_small):
     np.testing.assert_array_equal(features.source_proba(X, features=features.transform(X)),
                                   proba)
     # a cut does not change the source's predictions: they follow the whole backbone
-    cut = TransferFeatures("mobilenet_v2", stage=2, cache=False, **params).fit(X)
+    cut = TransferFeatures(stage=2, cache=False, **params).fit(X)
     # (float32: the cached features may come from batches of another size)
     np.testing.assert_allclose(cut.source_proba(X, features=cut.transform(X)), proba,
                                rtol=1e-5, atol=1e-7)
@@ -455,7 +456,7 @@ def test_source_proba_errors(classifier, digits_small):
     X, y = digits_small[0][:8], digits_small[1][:8]
     with pytest.raises(NotFittedError):
         TransferFeatures("mobilenet_v2", device="cpu").source_proba(X)
-    features = TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32,
+    features = TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32), weights="IMAGENET1K_V1",
                                 device="cpu").fit(X)
     with pytest.raises(ValueError, match=r"features has shape \(3, 1280\) but transform\(X\) "
                                          r"gives \(8, 1280\)"):
@@ -472,7 +473,7 @@ def test_source_proba_errors(classifier, digits_small):
         TransferFeatures(classifier, weights=None, device="cpu").fit(X).source_proba(X)
     with pytest.raises(SourceLabelsUnavailableError,
                        match="SmallNet is not a torchvision classification model"):
-        TransferFeatures(SmallNet(), image_size=32, device="cpu").fit(X).source_proba(X)
+        TransferFeatures(ImageBackbone(SmallNet(), image_size=32), device="cpu").fit(X).source_proba(X)
 
 
 def test_source_labels_unavailable_error_pickles():
@@ -522,7 +523,7 @@ def test_rank_backbones_names_the_failing_candidate_and_keeps_the_error_type(tmp
 def test_scorer_in_grid_search(digits_small):
     X, y = digits_small[0][:60], digits_small[1][:60]
     search = GridSearchCV(
-        TransferFeatures("mobilenet_v2", weights="IMAGENET1K_V1", image_size=32, device="cpu"),
+        TransferFeatures(ImageBackbone("mobilenet_v2", image_size=32), weights="IMAGENET1K_V1", device="cpu"),
         {"stage": [2, None]}, scoring=make_transferability_scorer("logme"), cv=2,
         error_score="raise",
     ).fit(X, y)

@@ -40,6 +40,7 @@ from .space import (
     infer_input_kind,
     network_candidates,
     scratch_candidate,
+    sized,
     source_of,
     tabular_scratch,
 )
@@ -184,7 +185,8 @@ class BaseAutoTransfer(BaseEstimator):
         available network's recipes (networks and cuts ranked by LogME
         first; the pairs ranked out are recorded), the sources' recipes, and
         a network from scratch."""
-        sources = [source_of(value, i) for i, value in enumerate(self.sources or [])]
+        sources = [sized(source_of(value, i), settings)
+                   for i, value in enumerate(self.sources or [])]
         wrong = [s.label for s in sources if s.input_kind != settings.input_kind]
         if wrong:
             raise ValueError(f"{', '.join(wrong)} take(s) other input than X "

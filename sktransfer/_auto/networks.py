@@ -116,10 +116,7 @@ def _score(network: Source, stage, X, y, settings, classification, budget):
     from .._features import TransferFeatures
     from ..selection.scores import logme
 
-    backbone = network.backbone
-    size = getattr(backbone, "image_size", None)
-    name = getattr(backbone, "name", backbone) if network.input_kind == IMAGES else backbone
-    features = TransferFeatures(name, weights=network.weights, stage=stage, image_size=size,
+    features = TransferFeatures(network.backbone, weights=network.weights, stage=stage,
                                 cache_dir=settings.cache_dir, device=settings.device)
     where = network.label + ("" if stage is None else f" stage {stage}")
     try:

@@ -9,6 +9,7 @@ probes at a cut, scikit-learn baselines) are fitted once. Torch-free.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 
@@ -19,7 +20,7 @@ from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from .._backbone import MLP, ImageBackbone, TextEncoder
+from .._backbone import MLP, ImageBackbone, TextEncoder, network_of
 from .._base import BaseTransferEstimator
 from .._options import IMAGES, TABULAR, TEXT
 from .._recipe import DEFAULT_LR
@@ -169,24 +170,12 @@ def cut_probe_candidate(backbone, label: str, stage: int, settings: Settings,
     """A linear model on the pooled features of an inner stage."""
     from .._features import TransferFeatures
 
-    features = TransferFeatures(_network_of(backbone), weights=weights, stage=stage,
-                                image_size=_image_size(backbone, settings),
+    features = TransferFeatures(backbone, weights=weights, stage=stage,
                                 cache_dir=settings.cache_dir, device=settings.device)
     estimator = make_pipeline(features, StandardScaler(), _linear_model(settings))
     return Candidate(f"{label}: {PROBE_AT_CUT} (stage {stage})", estimator, PROBE_AT_CUT,
                      backbone=label, cut=f"stage {stage}", transfer=True,
                      params={"stage": stage})
-
-
-def _network_of(backbone):
-    """TransferFeatures takes an image backbone's name with image_size apart."""
-    return backbone.name if isinstance(backbone, ImageBackbone) else backbone
-
-
-def _image_size(backbone, settings: Settings):
-    if isinstance(backbone, ImageBackbone):
-        return backbone.image_size
-    return settings.image_size if settings.input_kind == IMAGES else None
 
 
 def _linear_model(settings: Settings):
@@ -288,6 +277,16 @@ class Source:
     weights: object
     input_kind: str
     n_stages: int | None
+
+
+def sized(source: Source, settings: Settings) -> Source:
+    """An image source resized to ``settings.image_size`` (when set), as
+    every image candidate is."""
+    if source.input_kind != IMAGES or settings.image_size is None:
+        return source
+    network = network_of(source.backbone)
+    return dataclasses.replace(source, backbone=ImageBackbone(network,
+                                                              image_size=settings.image_size))
 
 
 def source_of(value, index: int) -> Source:

@@ -11,10 +11,11 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import check_consistent_length
 
-from .._backbone import TextEncoder
+from .._backbone import ImageBackbone, TextEncoder, declared_input_kind
 from .._base import BaseTransferEstimator
 from .._exceptions import SourceLabelsUnavailableError
 from .._features import TransferFeatures
+from .._options import IMAGES
 from .._table import rows_frame
 from .._text import is_text_backbone
 from .scores import LABEL_METRICS, METRICS, h_score, leep, logme, nce
@@ -82,9 +83,7 @@ def _transformer_for(spec, *, image_size, max_length, batch_size, device, cache,
     """The (unfitted) TransferFeatures that computes a candidate's features."""
     if isinstance(spec, TransferFeatures):
         transformer = clone(spec).set_params(cache=cache, cache_dir=cache_dir)
-        if transformer.image_size is None:
-            transformer.set_params(image_size=image_size)
-        return transformer
+        return transformer.set_params(backbone=_sized(transformer.backbone, image_size))
     if isinstance(spec, tuple):
         if len(spec) != 2:
             raise ValueError(
@@ -100,13 +99,27 @@ def _transformer_for(spec, *, image_size, max_length, batch_size, device, cache,
             "PretrainedClassifier or TransferRegressor, an nn.Module or a "
             f"TransferFeatures; got {type(spec).__name__}."
         )
-    settings = {"image_size": image_size}
     if isinstance(backbone, str) and is_text_backbone(backbone):
         backbone = TextEncoder(backbone, max_length=max_length)
-    if isinstance(backbone, TextEncoder):
-        settings = {}  # a TextEncoder candidate keeps its own settings
-    return TransferFeatures(backbone, weights=weights, batch_size=batch_size, cache=cache,
-                            cache_dir=cache_dir, device=device, **settings)
+    return TransferFeatures(_sized(backbone, image_size), weights=weights,
+                            batch_size=batch_size, cache=cache, cache_dir=cache_dir,
+                            device=device)
+
+
+def _sized(backbone, image_size):
+    """An image backbone with ``image_size`` unless it has its own size; any
+    other backbone (text, tabular, an image network whose size it decides:
+    a fitted estimator or a module) as it is."""
+    if image_size is None:
+        return backbone
+    if isinstance(backbone, ImageBackbone):
+        return backbone if backbone.image_size is not None else \
+            clone(backbone).set_params(image_size=image_size)
+    if isinstance(backbone, BaseTransferEstimator):
+        images = getattr(backbone, "input_kind_", None) == IMAGES
+    else:
+        images = declared_input_kind(backbone) in (None, IMAGES)  # a name or a module
+    return ImageBackbone(backbone, image_size=image_size) if images else backbone
 
 
 # -- scoring one candidate ----------------------------------------------------
@@ -278,9 +291,10 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
     metrics : str or sequence of str, default=("logme", "h_score", "leep", "nce")
         Scores to compute; the first one orders the rows.
     image_size : int or None, default=None
-        Side of the square input for every candidate; None uses each
-        backbone's own size. A :class:`TransferFeatures` candidate keeps its
-        own ``image_size`` unless that is None.
+        Side of the square input for every image candidate; None uses each
+        backbone's own size. An :class:`ImageBackbone` (also inside a
+        :class:`TransferFeatures` candidate) keeps its own ``image_size``
+        unless that is None.
     max_length : int, default=128
         Text candidates: texts are truncated at this many tokens (a
         :class:`TransferFeatures` candidate keeps its own).
