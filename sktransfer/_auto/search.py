@@ -41,7 +41,7 @@ ETA, N_RUNGS = 3, 3  # successive halving: keep 1/ETA per rung, over N_RUNGS run
 REFIT_MARGIN = 1.25  # a refit is estimated at this many times its folds' mean fit
 ONE_SHOT_SHARE = 0.6  # of the budget, at most, for the candidates without epochs
 # a default recipe is trained to its whole epoch budget right after its first
-# rung when that is predicted to take at most this share of the time left
+# rung, within this share of the time left
 PROMOTE_SHARE = 0.5
 # kept free for what follows a stopped fit (unwinding it, the refit's set-up)
 SAFETY_SHARE, SAFETY_SECONDS = 0.03, 0.25
@@ -331,7 +331,7 @@ class Search:
         trains for as many as fit, when that is more than it had; one whose
         fits converged, or that trained as far already, is not trained
         again. A default recipe goes on to its whole budget right after its
-        first rung when that fits (``_promote``): the search then compares
+        first rung, within half the time left (``_promote``): the search then compares
         the alternatives with the recipe a user would otherwise have fitted,
         trained as that user would have."""
         alive = list(entries)

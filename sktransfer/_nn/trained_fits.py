@@ -2,9 +2,8 @@
 
 A fit with an int ``random_state`` is repeatable: equal settings
 (``Recipe.fit_key``: every setting the fit reads, not where to cache or
-what to print),
-an equal starting network (its parameters digested after loading, the new
-head included) and equal data (X, targets, sample weights, the unlabeled
+what to print), an equal starting network (its parameters digested after
+loading, the new head included) and equal data (X, targets, sample weights, the unlabeled
 mask) train an equal network, exactly on a CPU. Such a fit is kept, its
 trained parameters and what the estimator reports about its training, in
 memory (least recently used first out, at most ``_MAX_MEMORY_BYTES``) and,
@@ -20,13 +19,13 @@ from __future__ import annotations
 
 import json
 import os
-from importlib import metadata
 from dataclasses import dataclass
+from importlib import metadata
 
 import torch
 
-from .._deadline import current_deadline
 from .._canonical import canonical
+from .._deadline import current_deadline
 from . import activation_store as store
 from . import distributed
 from .digests import arrays_digest, fit_data_digest, state_digest
