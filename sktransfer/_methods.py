@@ -545,8 +545,14 @@ class AutoAdaptation(Method):
         self.validation_fraction = validation_fraction
 
     def candidates(self):
-        """The candidate ``domain_adaptation`` values, None (no adaptation)
-        first when it is one."""
+        """The candidate ``domain_adaptation`` values.
+
+        Returns
+        -------
+        candidates : list
+            None (no adaptation) first when it is a candidate, then each
+            method at each strength, as method objects.
+        """
         found = [None] if self.include_none else []
         for name in self.methods:
             for strength in self.strengths:
