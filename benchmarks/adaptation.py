@@ -165,7 +165,7 @@ def rows_of(strengths):
     return rows
 
 
-def run(pairs, seeds, epochs, n_source, n_val, strengths, out_rows):
+def run(pairs, seeds, epochs, n_source, n_val, strengths, out_rows, save):
     for pair in pairs:
         for seed in seeds:
             data = task(pair, seed, n_source, n_val)
@@ -185,6 +185,7 @@ def run(pairs, seeds, epochs, n_source, n_val, strengths, out_rows):
                     row[f"score_{name}"] = float(scorer(clf, data["X_score"], data["y_score"]))
                 fitted[label] = row
                 out_rows.append(row)
+                save()
                 print(f"{pair} seed {seed} {label}: {row['test_accuracy']:.3f} "
                       f"({seconds:.0f} s) " + " ".join(
                           f"{n}={row['score_' + n]:.3f}" for n in SCORERS), flush=True)
@@ -194,6 +195,7 @@ def run(pairs, seeds, epochs, n_source, n_val, strengths, out_rows):
                              "test_accuracy": float(upper.score(data["X_test"],
                                                                 data["y_test"])),
                              "seconds": time.perf_counter() - start})
+            save()
             print(f"{pair} seed {seed} upper bound: {out_rows[-1]['test_accuracy']:.3f}",
                   flush=True)
 
@@ -265,6 +267,9 @@ def main(argv=None):
     parser.add_argument("--strengths", type=float, nargs="*", default=[1.0])
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"
                                              / "adaptation.json"))
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (1 on a shared machine: 2 threads contending "
+                             "with other processes ran 8x slower here)")
     parser.add_argument("--report", action="store_true",
                         help="print the summary of --out without fitting anything")
     args = parser.parse_args(argv)
@@ -273,6 +278,8 @@ def main(argv=None):
         print(summary(json.loads(out.read_text())["rows"]))
         return
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     title = header("domain adaptation")
     print(title)
     print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
@@ -280,13 +287,15 @@ def main(argv=None):
     rows = []
     epochs = args.epochs if args.quick else "auto"
     n_source = args.n_source if args.quick else None
-    try:
-        run(args.pairs, seeds, epochs, n_source, args.val, args.strengths, rows)
-    finally:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"header": title, "argv": sys.argv[1:] if argv is None else argv, "quick": args.quick,
-                                   "epochs": epochs, "n_source": n_source, "rows": rows},
-                                  indent=1))
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save():  # after every fit: an interrupted run keeps its rows
+        out.write_text(json.dumps({"header": title,
+                                   "argv": sys.argv[1:] if argv is None else argv,
+                                   "quick": args.quick, "epochs": epochs,
+                                   "n_source": n_source, "rows": rows}, indent=1))
+
+    run(args.pairs, seeds, epochs, n_source, args.val, args.strengths, rows, save)
     print(summary(rows))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
 
