@@ -172,7 +172,9 @@ def test_nested_method_parameters_clone_and_search():
     auto = PretrainedClassifier(domain_adaptation=AutoAdaptation(scorer="iwv"))
     assert clone(auto).get_params()["domain_adaptation__scorer"] == "iwv"
     assert [repr(c) for c in AutoAdaptation(methods=("mcc",), strengths=(0.1, 1.0))
-            .candidates()] == ["None", "MCC(strength=0.1)", "MCC()"]
+            .candidates()] == ["MCC(strength=0.1)", "MCC()"]
+    with_none = AutoAdaptation(methods=("mcc",), strengths=(1.0,), include_none=True)
+    assert with_none.candidates()[0] is None
 
 
 def test_bad_adaptation_settings_are_refused(shifted, tiny_backbone, images):
@@ -322,7 +324,8 @@ def test_grid_search_and_cross_validation_with_an_unsupervised_scorer(shifted):
 
 def test_auto_chooses_a_candidate_by_its_scorer_and_records_it(shifted):
     X, X_target, y, X_both, y_both = shifted
-    search = AutoAdaptation(methods=("mmd", "mcc"), strengths=(1.0,), scorer="entropy")
+    search = AutoAdaptation(methods=("mmd", "mcc"), strengths=(1.0,), include_none=True,
+                            scorer="entropy")
     clf = mlp(domain_adaptation=search, max_epochs=3).fit(X_both, y_both)
     assert [repr(s["domain_adaptation"]) for s in clf.adaptation_scores_] == \
         ["None", "MMD()", "MCC()"]
