@@ -18,7 +18,7 @@ from ._exceptions import (
     WeightsNotFoundError,
 )
 from ._features import TransferFeatures
-from ._methods import DANN, L2SP, MMD, Coral, FixMatch, PseudoLabel
+from ._methods import CDAN, DANN, L2SP, MCC, MMD, AutoAdaptation, Coral, FixMatch, PseudoLabel
 from ._progress import search_progress
 from ._regressor import TransferRegressor
 from .selection import make_transferability_scorer, rank_backbones
@@ -54,11 +54,14 @@ def __dir__():
 
 
 __all__ = [
+    "AutoAdaptation",
     "AutoTransferClassifier",
+    "CDAN",
     "AutoTransferRegressor",
     "DANN",
     "L2SP",
     "Leaderboard",
+    "MCC",
     "MLP",
     "MMD",
     "NegativeTransferWarning",

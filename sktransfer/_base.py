@@ -25,7 +25,8 @@ from ._compat import (
 )
 from ._backbone import Backbone, declared_input_kind, network_of
 from ._images import check_images, check_same_layout
-from ._methods import L2SP, Alignment, SemiSupervised
+from ._adaptation_search import SearchResult, search as search_adaptation
+from ._methods import L2SP, Alignment, AutoAdaptation, SemiSupervised, resolve_method
 from ._options import IMAGES, TABULAR, TEXT
 from ._recipe import Recipe, input_kind_of
 from ._text import check_texts
@@ -113,7 +114,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "augment": [None, StrOptions({"auto", *opt.AUGMENTATIONS})],
         "unlabeled": [None, StrOptions(set(opt.UNLABELED)), SemiSupervised],
-        "domain_adaptation": [None, StrOptions(set(opt.DOMAIN_ADAPTATIONS)), Alignment],
+        "domain_adaptation": [None, StrOptions(set(opt.DOMAIN_ADAPTATIONS)), Alignment,
+                              AutoAdaptation],
         "precision": [StrOptions(set(opt.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
         "source_head": [StrOptions(set(opt.SOURCE_HEAD_MODES))],
@@ -271,10 +273,19 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         kind = input_kind_of(self.backbone, X, source)
         data, y = self._validate_fit_data(X, y, kind)
         unlabeled = self._unlabeled_rows(y)
-        recipe = Recipe.from_estimator(
-            self, input_kind=kind, multi_task=self._task == "classification" and y.ndim == 2,
-            unlabeled_samples=bool(unlabeled.any()),
-            source=None if source is None else source._export_trunk())
+        settings = dict(input_kind=kind,
+                        multi_task=self._task == "classification" and y.ndim == 2,
+                        unlabeled_samples=bool(unlabeled.any()),
+                        source=None if source is None else source._export_trunk())
+        auto = resolve_method(self.domain_adaptation)
+        searched = None
+        if isinstance(auto, AutoAdaptation):
+            # every parameter checked (the chosen method left open) before any candidate fits
+            checked = Recipe.from_estimator(self, **settings, adaptation=None)
+            searched = self._search_adaptation(auto, data if kind == TABULAR else X, y,
+                                               sample_weight, unlabeled, checked.runtime.seed)
+            settings["adaptation"] = searched.chosen
+        recipe = Recipe.from_estimator(self, **settings)
         self._warn_if_nothing_to_adapt(y, unlabeled)
         targets, weights, n_outputs, target_attributes = self._partial_targets(
             y, sample_weight, unlabeled)
@@ -282,6 +293,9 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                                classes=_json_labels(target_attributes),
                                unlabeled=unlabeled if unlabeled.any() else None)
         self._set_fitted(result, data, target_attributes)
+        if searched is not None:
+            self.domain_adaptation_ = searched.chosen
+            self.adaptation_scores_ = searched.scores
         self._warn_if_diverged(result)
         if not result.converged:
             watched = "validation score" if self.early_stopping else "training loss"
@@ -292,6 +306,19 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 "Raise max_epochs (or leave it 'auto'), or raise tol.",
                 ConvergenceWarning, stacklevel=4)
         return self
+
+    def _search_adaptation(self, auto, X, y, sample_weight, unlabeled, seed):
+        """``domain_adaptation="auto"``: the candidate its scorer rates best
+        (None without unlabeled samples: there is nothing to adapt to)."""
+        if not unlabeled.any():
+            return SearchResult(None, [])
+        return search_adaptation(self, auto, X, y, sample_weight, unlabeled, seed)
+
+    def _adaptation_features(self, X) -> np.ndarray:
+        """The features of ``X`` that a domain adaptation aligns (the
+        bottleneck's output, or the trunk's): what
+        ``DeepEmbeddedValidation`` weighs the source samples on."""
+        return self._predict_outputs(X, features=True)
 
     # -- unlabeled samples (-1 / NaN) -------------------------------------------
 
@@ -405,7 +432,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
 
     # -- predict ---------------------------------------------------------------
 
-    def _predict_outputs(self, X) -> np.ndarray:
+    def _predict_outputs(self, X, features: bool = False) -> np.ndarray:
         check_is_fitted(self)
         if self.input_kind_ == TABULAR:
             data = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
@@ -415,7 +442,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
             data = check_images(X)
             check_same_layout(self.input_signature_, data, self.input_description_)
         return _engine().predict(self._fit_result, data, n_jobs=self.n_jobs, cache=self.cache,
-                                 cache_dir=self.cache_dir)
+                                 cache_dir=self.cache_dir, features=features)
 
     # -- transfer --------------------------------------------------------------
 

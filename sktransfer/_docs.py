@@ -198,18 +198,27 @@ PARAMETERS = _entries("""\
         its whole epoch budget (or stops on the validation score with
         ``early_stopping``): the training loss is not a convergence signal
         while pseudo-labels still change.
-    domain_adaptation : Coral, MMD, DANN, "coral", "mmd", "dann" or None, default=None
+    domain_adaptation : Coral, MMD, DANN, CDAN, MCC, AutoAdaptation, str or None, \
+default=None
         Unsupervised domain adaptation: the labeled samples are the source
         domain, the unlabeled ones (-1, or NaN rows) the target domain, and
-        a loss aligns their features at the trunk's output: :class:`Coral`
-        their covariances (Deep CORAL), :class:`MMD` their kernel mean
-        embeddings (Gaussian kernels of five bandwidths), :class:`DANN` a
-        domain classifier behind a gradient reversal layer. Each takes a
-        ``strength`` that ramps up from 0 over training; the strings are
-        the methods with default settings. Some stages must train
-        (``freeze_depth`` below the number of stages). Combines with
-        ``unlabeled``; a batch pairs labeled and unlabeled samples one to
-        one unless ``unlabeled``'s method sets another ``ratio``.
+        a loss adapts the network to the target: :class:`Coral` aligns the
+        features' covariances (Deep CORAL), :class:`MMD` their kernel mean
+        embeddings (Gaussian kernels of five bandwidths), :class:`DANN`
+        trains a domain classifier behind a gradient reversal layer,
+        :class:`CDAN` one that sees the features conditioned on the class
+        predictions, and :class:`MCC` lowers the class confusion of the
+        target's predictions (CDAN and MCC: classifiers with a 1-D ``y``).
+        Each takes a ``strength`` that ramps up from 0 over training and a
+        ``bottleneck``: with an image or text backbone the features aligned
+        are those of a new 256-wide layer in front of the head, the
+        trunk's output with the MLP. :class:`AutoAdaptation` ("auto")
+        chooses the method and strength with an unsupervised scorer (one
+        fit per candidate). The strings "coral", "mmd", "dann", "cdan",
+        "mcc" and "auto" are the methods with default settings. Some stages
+        must train (``freeze_depth`` below the number of stages). Combines
+        with ``unlabeled``; a batch pairs labeled and unlabeled samples one
+        to one unless ``unlabeled``'s method sets another ``ratio``.
     precision : {"auto", "32", "bf16", "16"}, default="auto"
         "auto" is bf16 autocast on CUDA devices that support it and fp32
         elsewhere; "16" uses float16 autocast with loss scaling.
@@ -285,6 +294,14 @@ ATTRIBUTES = """\
         The learning rate used (the range test's choice when ``lr="auto"``).
     best_epoch_ : int
         With early stopping: the epoch whose weights were restored.
+    domain_adaptation_ : Alignment or None
+        With ``domain_adaptation="auto"`` (:class:`AutoAdaptation`): the
+        candidate its search chose and the final fit trained with (None: no
+        adaptation, the unlabeled samples left out).
+    adaptation_scores_ : list of dict
+        With ``domain_adaptation="auto"``: each candidate
+        (``"domain_adaptation"``) and its unsupervised score (``"score"``,
+        higher is better), in the order they were tried.
     probe_alpha_ : float or ndarray
         The exact linear probe's penalty (when the head was probed, see
         ``freeze_depth`` and ``head_init``); one per task for a multi-task

@@ -2,7 +2,8 @@
 objects (scikit-learn's ``kernel=RBF(length_scale=...)`` pattern): what
 unlabeled samples do (``unlabeled=PseudoLabel(...)`` / ``FixMatch(...)``),
 how source and target features are aligned (``domain_adaptation=Coral(...)``
-/ ``MMD(...)`` / ``DANN(...)``) and how the backbone is regularised
+/ ``MMD(...)`` / ``DANN(...)`` / ``CDAN(...)`` / ``MCC(...)``, or
+``AutoAdaptation(...)`` to choose among them without target labels) and how the backbone is regularised
 (``regularization=L2SP(...)``).
 
 Each is a ``BaseEstimator``, so ``clone`` copies it and a grid searches its
@@ -20,7 +21,7 @@ from numbers import Integral, Real
 from sklearn.base import BaseEstimator
 
 from . import _options as opt
-from ._compat import Interval
+from ._compat import Interval, StrOptions
 
 _STRENGTH = {"strength": [Interval(Real, 0, None, closed="left")]}
 
@@ -208,48 +209,99 @@ class FixMatch(SemiSupervised):
 
 class Alignment(Method):
     """A loss that aligns the features of the labeled samples (the source
-    domain) with those of the unlabeled ones (the target domain), at the
-    trunk's output. Its strength ramps up from 0 over training with DANN's
-    schedule ``2 / (1 + exp(-10 p)) - 1``, ``p`` the fraction of training
-    done. Not for direct use."""
+    domain) with those of the unlabeled ones (the target domain). Its
+    strength ramps up from 0 over training with DANN's schedule
+    ``2 / (1 + exp(-10 p)) - 1``, ``p`` the fraction of training done.
 
-    _parameter_constraints = dict(_STRENGTH)
+    The features are a bottleneck's when there is one: a new
+    ``Linear -> BatchNorm -> ReLU`` layer between the trunk and the head
+    (part of the network that predicts), as in DANN's, CDAN's and MCC's
+    experiments with pretrained backbones; the trunk's pooled output
+    otherwise. Not for direct use."""
 
-    def __init__(self, strength=1.0):
+    _parameter_constraints = {
+        **_STRENGTH,
+        "bottleneck": [None, Interval(Integral, 1, None, closed="left"),
+                       StrOptions({"auto"})],
+    }
+
+    #: whether the loss reads the network's class predictions (a classifier's only)
+    uses_predictions = False
+
+    def __init__(self, strength=1.0, bottleneck="auto"):
         self.strength = strength
+        self.bottleneck = bottleneck
 
-    def extra_module(self, n_features):
+    def bottleneck_width(self, input_kind):
+        """The bottleneck's width for a fit on ``input_kind`` data, or None.
+
+        Parameters
+        ----------
+        input_kind : {"images", "tabular", "text"}
+            What the estimator is fitted on.
+
+        Returns
+        -------
+        width : int or None
+            ``bottleneck`` when it is an int; for "auto", 256 in front of a
+            pretrained image or text trunk (whose pooled features are wide
+            and tuned to their source task) and None for the MLP (its last
+            hidden layer is already a small learned layer).
+        """
+        if self.bottleneck == "auto":
+            return None if input_kind == opt.TABULAR else AUTO_BOTTLENECK
+        return None if self.bottleneck is None else int(self.bottleneck)
+
+    def _check_fit(self, name, task, input_kind, multi_task):
+        if self.uses_predictions and task != "classification":
+            raise ValueError(
+                f"{name} conditions on class predictions, which a regressor does not "
+                "have; use Coral(), MMD() or DANN()."
+            )
+        if self.uses_predictions and multi_task:
+            raise ValueError(
+                f"{name} needs a 1-D y (one set of class predictions); with several "
+                "tasks use Coral(), MMD() or DANN()."
+            )
+
+    def extra_module(self, n_features, n_classes=None):
         """The training-only module the loss needs, if any.
 
         Parameters
         ----------
         n_features : int
-            Size of the trunk's features.
+            Size of the aligned features (the bottleneck's, or the trunk's).
+        n_classes : int or None, default=None
+            Number of the network's outputs (classes), for methods that
+            condition on predictions.
 
         Returns
         -------
         module : torch.nn.Module or None
-            A module the net trains with the head (DANN's domain
-            classifier), or None.
+            A module the net trains with the head (a domain classifier), or
+            None. It is dropped when the fit ends: predicting never needs it.
         """
-        return self._extra_module(int(n_features))
+        return self._extra_module(int(n_features), None if n_classes is None else int(n_classes))
 
-    def _extra_module(self, n_features: int):
+    def _extra_module(self, n_features: int, n_classes):
         return None
 
-    def loss(self, source, target, progress, module=None):
+    def loss(self, source, target, progress, module=None, logits=None):
         """The alignment term of a training batch.
 
         Parameters
         ----------
         source : torch.Tensor of shape (n_labeled, n_features)
-            The trunk's features of the labeled samples (the source domain).
+            The aligned features of the labeled samples (the source domain).
         target : torch.Tensor of shape (n_unlabeled, n_features)
-            The trunk's features of the unlabeled samples (the target domain).
+            The aligned features of the unlabeled samples (the target domain).
         progress : float
             The ramp of training so far, from 0 to 1.
         module : torch.nn.Module or None, default=None
             The module of :meth:`extra_module`, when there is one.
+        logits : tuple of two torch.Tensor or None, default=None
+            The network's outputs on the labeled and on the unlabeled
+            samples (the methods that read predictions need them).
 
         Returns
         -------
@@ -258,11 +310,14 @@ class Alignment(Method):
         term : torch.Tensor
             The term before its weight (what the history records).
         """
-        return self._terms(source, target, progress, module)
+        return self._terms(source, target, progress, module, logits)
 
-    def _terms(self, source, target, progress, module):
+    def _terms(self, source, target, progress, module, logits):
         term = self._distance(source, target)
         return self.strength * progress * term, term
+
+
+AUTO_BOTTLENECK = 256
 
 
 class Coral(Alignment):
@@ -273,6 +328,9 @@ class Coral(Alignment):
     ----------
     strength : float, default=1.0
         Weight of the alignment loss.
+    bottleneck : int, None or "auto", default="auto"
+        Width of the bottleneck layer the alignment acts on (see
+        :class:`DANN`); "auto": 256 for images and texts, none for the MLP.
 
     Examples
     --------
@@ -295,6 +353,9 @@ class MMD(Alignment):
     ----------
     strength : float, default=1.0
         Weight of the alignment loss.
+    bottleneck : int, None or "auto", default="auto"
+        Width of the bottleneck layer the alignment acts on (see
+        :class:`DANN`); "auto": 256 for images and texts, none for the MLP.
 
     Examples
     --------
@@ -312,13 +373,18 @@ class MMD(Alignment):
 class DANN(Alignment):
     """Domain-adversarial training (Ganin et al., 2016): a domain classifier
     learns to tell the domains apart behind a gradient reversal layer, so the
-    trunk learns features it cannot tell apart. The classifier trains with
-    the head; it is part of the fitted net but never used to predict.
+    network learns features it cannot tell apart. The classifier trains with
+    the head and is dropped when the fit ends (predicting never uses it).
 
     Parameters
     ----------
     strength : float, default=1.0
         Scale of the reversed gradient.
+    bottleneck : int, None or "auto", default="auto"
+        Width of a ``Linear -> BatchNorm -> ReLU`` layer added between the
+        trunk and the head, whose output is aligned (it stays in the network
+        that predicts). "auto": 256 for images and texts, none for the MLP
+        (whose last hidden layer is aligned); None: the trunk's output.
 
     Examples
     --------
@@ -329,13 +395,198 @@ class DANN(Alignment):
 
     shorthand = opt.DANN
 
-    def _extra_module(self, n_features: int):
+    def _extra_module(self, n_features, n_classes):
         return _partial().domain_classifier(n_features)
 
-    def _terms(self, source, target, progress, module):
+    def _terms(self, source, target, progress, module, logits):
         # the reversal scales the trunk's gradient: the term is added as it is
         term = _partial().dann_loss(module, source, target, self.strength * progress)
         return term, term
+
+
+class CDAN(Alignment):
+    """Conditional domain-adversarial training (Long et al., NeurIPS 2018):
+    DANN whose domain classifier sees the features conditioned on the class
+    predictions (their outer product, or a random multilinear map of it when
+    it is wider than 4,096), so the domains are aligned class by class. With
+    ``entropy=True`` (CDAN+E) confident predictions weigh more.
+
+    Parameters
+    ----------
+    strength : float, default=1.0
+        Scale of the reversed gradient.
+    entropy : bool, default=True
+        Weight each sample by ``1 + exp(-H(p))``, ``H`` the entropy of its
+        predicted probabilities.
+    bottleneck : int, None or "auto", default="auto"
+        Width of the bottleneck layer the alignment acts on (see
+        :class:`DANN`); "auto": 256 for images and texts, none for the MLP.
+
+    See Also
+    --------
+    DANN : Unconditional domain-adversarial training.
+    MCC : Minimum class confusion on the target's predictions.
+
+    Examples
+    --------
+    >>> from sktransfer import CDAN
+    >>> CDAN(strength=0.5).get_params()["entropy"]
+    True
+    """
+
+    shorthand = opt.CDAN
+    uses_predictions = True
+    _parameter_constraints = {**Alignment._parameter_constraints, "entropy": ["boolean"]}
+
+    def __init__(self, strength=1.0, entropy=True, bottleneck="auto"):
+        self.strength = strength
+        self.entropy = entropy
+        self.bottleneck = bottleneck
+
+    def _extra_module(self, n_features, n_classes):
+        return _partial().conditional_domain_classifier(n_features, n_classes)
+
+    def _terms(self, source, target, progress, module, logits):
+        term = _partial().cdan_loss(module, source, target, logits, self.strength * progress,
+                                    entropy=self.entropy)
+        return term, term
+
+
+class MCC(Alignment):
+    """Minimum class confusion (Jin et al., ECCV 2020): lowers how often the
+    network's predictions on the target domain confuse two classes (the
+    off-diagonal mass of the class correlation of its temperature-scaled,
+    certainty-weighted probabilities). It acts on the target's predictions,
+    not on a distance between the domains' features.
+
+    Parameters
+    ----------
+    strength : float, default=1.0
+        Weight of the loss.
+    temperature : float, default=2.5
+        Temperature of the softmax (the paper's value).
+    bottleneck : int, None or "auto", default="auto"
+        Width of the bottleneck layer between the trunk and the head (see
+        :class:`DANN`); "auto": 256 for images and texts, none for the MLP.
+
+    See Also
+    --------
+    CDAN : Conditional domain-adversarial training.
+
+    Examples
+    --------
+    >>> from sktransfer import MCC
+    >>> MCC(temperature=2.0)
+    MCC(temperature=2.0)
+    """
+
+    shorthand = opt.MCC
+    uses_predictions = True
+    _parameter_constraints = {**Alignment._parameter_constraints,
+                              "temperature": [Interval(Real, 0, None, closed="neither")]}
+
+    def __init__(self, strength=1.0, temperature=2.5, bottleneck="auto"):
+        self.strength = strength
+        self.temperature = temperature
+        self.bottleneck = bottleneck
+
+    def _terms(self, source, target, progress, module, logits):
+        term = _partial().mcc_loss(logits[1], self.temperature)
+        return self.strength * progress * term, term
+
+
+class AutoAdaptation(Method):
+    """Domain adaptation whose method and strength are chosen without
+    target labels: each candidate is fitted on most of the labeled samples
+    and every unlabeled one, rated by an unsupervised scorer on the
+    held-out labeled samples and the unlabeled ones, and the best candidate
+    is fitted again on all samples. No scorer is reliable (see ``scorer``):
+    treat the choice as a better guess than a fixed default, not as a
+    validated one. The fitted estimator records the choice
+    in ``domain_adaptation_`` and every candidate's score in
+    ``adaptation_scores_``. It costs one fit per candidate, plus the refit.
+
+    Parameters
+    ----------
+    methods : tuple of str, default=("mmd", "dann", "cdan", "mcc")
+        The candidate methods, by shorthand.
+    strengths : tuple of float, default=(0.3, 1.0)
+        The strengths tried for each method.
+    include_none : bool, default=False
+        Whether no adaptation (the labeled samples alone) is a candidate
+        too. Off by default: prediction entropy rewards confidence, and a
+        source-only network can be confidently wrong on the target (in
+        ``benchmarks/adaptation.py`` it was then chosen over adaptations
+        0.3 more accurate); turn it on with a scorer you trust to compare
+        them.
+    scorer : {"entropy", "iwv", "dev"}, default="entropy"
+        The unsupervised scorer that rates the candidates: prediction
+        entropy, importance-weighted validation or deep embedded validation
+        (see ``sktransfer.selection``). Prediction entropy is the default:
+        in ``benchmarks/adaptation.py`` (MobileNetV2, three digit domain
+        pairs, the adapted settings) its ranking was the only one that
+        agreed with the target accuracy on every pair (Spearman 0.15 to
+        0.83); IWV's and DEV's were near zero or reversed.
+    validation_fraction : float in (0, 1), default=0.2
+        Share of the labeled samples held out to rate the candidates.
+
+    Examples
+    --------
+    >>> from sktransfer import AutoAdaptation
+    >>> AutoAdaptation(methods=("mmd", "mcc"), strengths=(1.0,))
+    AutoAdaptation(methods=('mmd', 'mcc'), strengths=(1.0,))
+    """
+
+    shorthand = opt.AUTO
+    _parameter_constraints = {
+        "methods": [tuple, list],
+        "strengths": [tuple, list],
+        "include_none": ["boolean"],
+        "scorer": [StrOptions({"entropy", "iwv", "dev"})],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(self, methods=("mmd", "dann", "cdan", "mcc"), strengths=(0.3, 1.0),
+                 include_none=False, scorer="entropy", validation_fraction=0.2):
+        self.methods = methods
+        self.strengths = strengths
+        self.include_none = include_none
+        self.scorer = scorer
+        self.validation_fraction = validation_fraction
+
+    def candidates(self):
+        """The candidate ``domain_adaptation`` values.
+
+        Returns
+        -------
+        candidates : list
+            None (no adaptation) first when it is a candidate, then each
+            method at each strength, as method objects.
+        """
+        found = [None] if self.include_none else []
+        for name in self.methods:
+            for strength in self.strengths:
+                found.append(_ALIGNMENTS[name](strength=strength))
+        return found
+
+    def _check_fit(self, name, task, input_kind, multi_task):
+        unknown = [m for m in self.methods if m not in _ALIGNMENTS]
+        if unknown or not self.methods:
+            raise ValueError(
+                f"{name}: methods must be a non-empty tuple of {sorted(_ALIGNMENTS)}; got "
+                f"{self.methods!r}."
+            )
+        if not self.strengths or not all(isinstance(s, Real) and s >= 0
+                                         for s in self.strengths):
+            raise ValueError(
+                f"{name}: strengths must be a non-empty tuple of non-negative numbers; got "
+                f"{self.strengths!r}."
+            )
+        if task != "classification" or multi_task:
+            raise ValueError(
+                f"{name} rates candidates by their class predictions on the target; it "
+                "needs a classifier with a 1-D y. Set domain_adaptation to one method."
+            )
 
 
 # -- regularisation -------------------------------------------------------------------------
@@ -387,7 +638,9 @@ class L2SP(Method):
 
 # -- shorthands ---------------------------------------------------------------------------
 
-_SHORTHANDS = {cls.shorthand: cls for cls in (PseudoLabel, FixMatch, Coral, MMD, DANN, L2SP)}
+_ALIGNMENTS = {cls.shorthand: cls for cls in (Coral, MMD, DANN, CDAN, MCC)}
+_SHORTHANDS = {cls.shorthand: cls for cls in (PseudoLabel, FixMatch, *_ALIGNMENTS.values(),
+                                              AutoAdaptation, L2SP)}
 
 
 def resolve_method(value):

@@ -22,9 +22,10 @@ MLP = "mlp"  # the tabular backbone's shorthand
 # The shorthands of the method objects (``sktransfer._methods``): each string
 # stands for its method with default settings.
 IGNORE, PSEUDO_LABEL, FIXMATCH = "ignore", "pseudo_label", "fixmatch"
-CORAL, MMD, DANN = "coral", "mmd", "dann"
+CORAL, MMD, DANN, CDAN, MCC = "coral", "mmd", "dann", "cdan", "mcc"
+AUTO = "auto"  # domain_adaptation="auto": AutoAdaptation's defaults
 L2SP = "l2sp"
 UNLABELED = (IGNORE, PSEUDO_LABEL, FIXMATCH)
-DOMAIN_ADAPTATIONS = (CORAL, MMD, DANN)
+DOMAIN_ADAPTATIONS = (CORAL, MMD, DANN, CDAN, MCC, AUTO)
 REGULARIZATIONS = (L2SP,)
 UNLABELED_TARGET = -1  # a classifier's encoded target of an unlabeled sample

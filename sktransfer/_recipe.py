@@ -31,10 +31,12 @@ from ._backbone import (
     declared_input_kind,
 )
 from ._canonical import canonical
-from ._methods import Alignment, L2SP, SemiSupervised, resolve_method
+from ._methods import Alignment, AutoAdaptation, L2SP, SemiSupervised, resolve_method
 from . import _options as opt
 from ._options import IMAGES, TABULAR, TEXT
 from ._text import refuse_texts_for_table
+
+_UNSET = object()  # Recipe.from_estimator's adaptation: not chosen by a search
 
 # lr=None: the rate for the input kind (transformer encoders are fine-tuned
 # at rates 10-50x below a CNN's or an MLP's)
@@ -146,6 +148,10 @@ class MethodsGroup:
     unlabeled: object  # None, "ignore" or a SemiSupervised method
     adaptation: Alignment | None
     trains_unlabeled: bool  # unlabeled samples are in y and take part in training
+    # the width of the adaptation's bottleneck in front of the head: None
+    # without one, and None whenever the unlabeled samples do not train (the
+    # fit is then the plain supervised one)
+    bottleneck: int | None = None
 
     @property
     def semi_supervised(self) -> SemiSupervised | None:
@@ -205,13 +211,15 @@ class Recipe:
 
     @classmethod
     def from_estimator(cls, estimator, *, input_kind: str, multi_task: bool = False,
-                       unlabeled_samples: bool = False, source=None) -> "Recipe":
+                       unlabeled_samples: bool = False, source=None,
+                       adaptation=_UNSET) -> "Recipe":
         """The recipe of ``estimator``'s parameters for a fit on ``input_kind``
         data (``multi_task``: a 2-D classification ``y``; ``unlabeled_samples``:
         ``y`` marks some samples unlabeled; ``source``: the trunk exported by
-        a fitted estimator given as backbone). Raises ``ValueError`` for an
-        invalid combination of parameters and ``TypeError`` for a parameter
-        that no group reads."""
+        a fitted estimator given as backbone; ``adaptation``: the candidate
+        that ``domain_adaptation=AutoAdaptation()`` chose, an ``Alignment``
+        or None). Raises ``ValueError`` for an invalid combination of
+        parameters and ``TypeError`` for a parameter that no group reads."""
         params = _Params(estimator)
         task = estimator._task
         backbone = _backbone_group(params, source)
@@ -220,7 +228,7 @@ class Recipe:
         head = HeadGroup(tuple(params.take("head")), params.take("head_dropout"),
                          params.take("head_init"), params.take("probe_alpha"))
         methods = _methods_group(params, task, input_kind, freezing, multi_task,
-                                 unlabeled_samples)
+                                 unlabeled_samples, adaptation, head)
         recipe = cls(
             task=task, loss=params.take("loss") if task == "regression" else "cross_entropy",
             input_kind=input_kind, backbone=backbone,
@@ -366,13 +374,19 @@ def _freezing_group(params: _Params) -> FreezingGroup:
 
 
 def _methods_group(params: _Params, task: str, input_kind: str, freezing: FreezingGroup,
-                   multi_task: bool, unlabeled_samples: bool) -> MethodsGroup:
+                   multi_task: bool, unlabeled_samples: bool, chosen,
+                   head: HeadGroup) -> MethodsGroup:
     unlabeled = resolve_method(params.take("unlabeled"))
     adaptation = resolve_method(params.take("domain_adaptation"))
     for name, method in (("unlabeled", unlabeled), ("domain_adaptation", adaptation)):
         if hasattr(method, "check"):
             method.check(parameter=name, task=task, input_kind=input_kind,
                          multi_task=multi_task)
+    if isinstance(adaptation, AutoAdaptation) or chosen is not _UNSET:
+        adaptation = _chosen_adaptation(adaptation, chosen)
+        if adaptation is not None:
+            adaptation.check(parameter="domain_adaptation", task=task, input_kind=input_kind,
+                             multi_task=multi_task)
     augment = params.take("augment")
     if augment not in (None, "auto") and input_kind != IMAGES:
         raise ValueError(
@@ -389,7 +403,45 @@ def _methods_group(params: _Params, task: str, input_kind: str, freezing: Freezi
         augment = "light" if input_kind == IMAGES and trains_all else None
     if trains and isinstance(unlabeled, SemiSupervised) and unlabeled.two_views:
         augment = augment or "light"  # FixMatch's weak view
-    return MethodsGroup(augment, unlabeled, adaptation, trains)
+    bottleneck = _bottleneck(adaptation, input_kind, head) if trains else None
+    return MethodsGroup(augment, unlabeled, adaptation, trains, bottleneck)
+
+
+def _chosen_adaptation(adaptation, chosen):
+    """The adaptation a fit trains with: the parameter's method, or for
+    ``AutoAdaptation`` the candidate its search chose (which the estimator
+    passes); a chosen candidate without a search is a wiring error."""
+    if isinstance(adaptation, AutoAdaptation):
+        if chosen is _UNSET:
+            raise TypeError(
+                "domain_adaptation=AutoAdaptation() is resolved by the estimator's search; "
+                "pass the chosen candidate to Recipe.from_estimator(adaptation=...)."
+            )
+        return resolve_method(chosen)
+    if chosen is not _UNSET:
+        raise TypeError(
+            f"Recipe.from_estimator got adaptation={chosen!r}, but domain_adaptation is "
+            f"{adaptation!r}, not AutoAdaptation()."
+        )
+    return adaptation
+
+
+def _bottleneck(adaptation, input_kind: str, head: HeadGroup):
+    """The width of the adaptation's bottleneck: its ``bottleneck_width``,
+    except that "auto" adds none in front of a probed linear head (LP-FT
+    solves a linear head on the trunk's features); an explicit width there
+    is refused."""
+    if adaptation is None:
+        return None
+    if head.init == "probe":
+        if adaptation.bottleneck not in ("auto", None):
+            raise ValueError(
+                f"domain_adaptation={adaptation!r} puts a bottleneck layer in front of the "
+                "head, but head_init='probe' solves a linear head on the trunk's features; "
+                "use bottleneck=None (or 'auto') in the method, or head_init='random'."
+            )
+        return None
+    return adaptation.bottleneck_width(input_kind)
 
 
 def _optimisation_group(params: _Params, input_kind: str) -> OptimisationGroup:

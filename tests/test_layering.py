@@ -35,6 +35,9 @@ RANKS = {
     "sktransfer._linear": 1,
     "sktransfer._nn": 0,
     "sktransfer.selection.scores": 0,
+    # the unsupervised scorers of domain adaptation (torch-free, duck-typed)
+    "sktransfer._adaptation_scores": 1,
+    "sktransfer._adaptation_search": 2,
     # the backbone objects (torch-free)
     "sktransfer._backbone": 1,
     # _nn leaves

@@ -94,7 +94,7 @@ def build_network(recipe, data, targets, sample_weight, *, n_outputs: int, class
         prep = trunk.preprocessing
     plain = dataset(data, targets, sample_weight, prep=prep, size=size, dtype=dtype)
     head = NewHead(recipe.head.hidden, recipe.head.dropout, n_outputs,
-                    recipe.backbone.source_head, classes)
+                   recipe.backbone.source_head, classes, recipe.methods.bottleneck)
     module = attach_head(trunk, head, sample=plain[0][0],
                          preprocessing=prep if recipe.input_kind == IMAGES else None,
                          size=size)

@@ -257,14 +257,16 @@ def _result(net, run: Prepared, network, solution, dtype: str) -> FitResult:
         cache_cut=run.cached.skipped_cut)
 
 
-def _outputs(result: FitResult, dataset, workers: int) -> np.ndarray:
-    """Raw outputs of the fitted network for ``dataset``, on the device the
-    network lives on now (a pickle fitted on CUDA may load on a CPU)."""
+def _outputs(result: FitResult, dataset, workers: int, features: bool = False) -> np.ndarray:
+    """Raw outputs of the fitted network for ``dataset`` (or with
+    ``features`` the features a domain adaptation aligns), on the device
+    the network lives on now (a pickle fitted on CUDA may load on a CPU)."""
     module = result.net.module_
     batching = dataclasses.replace(result.batching, device=str(result.net.device),
                                    num_workers=workers)
+    fn = (lambda x: module(x, with_features=True)[0]) if features else module
     with evaluating(module):
-        return full_precision(run_batches(module, dataset, batching)).numpy()
+        return full_precision(run_batches(fn, dataset, batching)).numpy()
 
 
 def _outputs_cached(result: FitResult, dataset, cached: dict, workers: int) -> np.ndarray:
@@ -285,18 +287,22 @@ def _outputs_cached(result: FitResult, dataset, cached: dict, workers: int) -> n
 
 
 def predict(result: FitResult, data, *, n_jobs=None, cache: bool = True,
-            cache_dir=None) -> np.ndarray:
+            cache_dir=None, features: bool = False) -> np.ndarray:
     """Raw network outputs for validated ``data``. Images whose frozen-stage
     activations a cached fit left in the cache (a grid search's test folds
     were other folds' training data) are read from it, exactly as in
-    training; nothing is added to the cache."""
+    training; nothing is added to the cache. With ``features``: the
+    features a domain adaptation aligns (the bottleneck's, or the trunk's),
+    computed without the cache."""
     if result.input_kind == TABULAR:
-        return _outputs(result, TabularDataset(data, dtype=result.dtype), 0)
+        return _outputs(result, TabularDataset(data, dtype=result.dtype), 0, features)
     if result.input_kind == TEXT:
         dataset, workers = TextDataset(data, result.preprocessing), 0
     else:
         dataset = ImageDataset(data, result.preprocessing, result.image_size)
         workers = data_workers(n_jobs, data.storage)
+    if features:
+        return _outputs(result, dataset, workers, features=True)
     rows = {}
     if cache and result.cache_key is not None:
         rows = cached_rows(result.cache_key, data, cache_dir=cache_dir)

@@ -54,14 +54,17 @@ class Trunk:
 
 @dataclass(frozen=True)
 class NewHead:
-    """The new head: hidden layer sizes, dropout, outputs, and what happens
-    to a head the source brings (``source_head`` for the target ``classes``)."""
+    """The new head: hidden layer sizes, dropout, outputs, what happens to
+    a head the source brings (``source_head`` for the target ``classes``),
+    and the width of a domain-adaptation bottleneck in front of it (None:
+    none)."""
 
     hidden: tuple
     dropout: float
     n_outputs: int
     source_head: str = "auto"
     classes: list | None = None
+    bottleneck: int | None = None
 
 
 def _apply_weights(model: nn.Module, weights, config: dict, skip_prefix, backbone_kind: str):
@@ -295,10 +298,22 @@ def infer_n_features(trunk: nn.Module, sample: torch.Tensor) -> int:
     return int(out.flatten(1).shape[1])
 
 
-def make_head(n_features: int, hidden: tuple, n_outputs: int, dropout: float) -> nn.Sequential:
-    """A new head: Linear layers of sizes ``hidden`` with ReLU, then the output."""
+def bottleneck_layers(n_features: int, width: int) -> list:
+    """The domain-adaptation bottleneck: ``Linear -> BatchNorm1d -> ReLU`` to
+    ``width`` features, as in DANN's, CDAN's and MCC's experiments with
+    pretrained backbones."""
+    return [nn.Linear(n_features, width), nn.BatchNorm1d(width), nn.ReLU()]
+
+
+def make_head(n_features: int, hidden: tuple, n_outputs: int, dropout: float,
+              bottleneck: int | None = None) -> nn.Sequential:
+    """A new head: the ``bottleneck`` layers when there is one, Linear layers
+    of sizes ``hidden`` with ReLU, then the output."""
     layers: list[nn.Module] = []
     width = n_features
+    if bottleneck is not None:
+        layers += bottleneck_layers(n_features, bottleneck)
+        width = bottleneck
     for size in hidden:
         layers += [nn.Linear(width, size), nn.ReLU()]
         if dropout > 0:
@@ -316,6 +331,9 @@ class TransferModule(nn.Module):
     ``stages`` lists the trunk's stages (qualified names, input side first).
     BatchNorm layers inside frozen stages stay in eval mode whenever the module
     is put in training mode, so their running statistics stop changing too.
+    The features a domain adaptation aligns (``with_features=True``) are the
+    output of the head's first ``tap`` layers (a bottleneck), or the trunk's
+    with ``tap=0``.
     """
 
     def __init__(self, trunk: nn.Module, head: nn.Module, stages: list, n_features: int,
@@ -328,11 +346,23 @@ class TransferModule(nn.Module):
         self.config = dict(config or {})
         self.frozen_norms: list[str] = []
         self.head_from_source = False  # the source's head was kept (source_head)
+        self.tap = 0
 
     def forward(self, x, with_features: bool = False):
         features = torch.flatten(self.trunk(x), 1)
-        outputs = self.head(features)
+        tap = getattr(self, "tap", 0)  # a module pickled before the bottleneck existed
+        if tap:
+            features = self.head[:tap](features)
+            outputs = self.head[tap:](features)
+        else:
+            outputs = self.head(features)
         return (features, outputs) if with_features else outputs
+
+    @property
+    def n_aligned(self) -> int:
+        """Size of the features a domain adaptation aligns."""
+        tap = getattr(self, "tap", 0)
+        return self.head[0].out_features if tap else self.n_features
 
     def train(self, mode: bool = True):
         super().train(mode)
@@ -396,9 +426,12 @@ def check_image_size(size: int, prep: Preprocessing, backbone) -> int:
     return size
 
 
-def _head_config(n_features: int, hidden: tuple, n_outputs: int) -> dict:
-    return {"n_features": int(n_features), "hidden": [int(h) for h in hidden],
-            "n_outputs": int(n_outputs)}
+def _head_config(n_features: int, hidden: tuple, n_outputs: int, bottleneck=None) -> dict:
+    config = {"n_features": int(n_features), "hidden": [int(h) for h in hidden],
+              "n_outputs": int(n_outputs)}
+    if bottleneck is not None:  # absent otherwise: files written before it still match
+        config["bottleneck"] = int(bottleneck)
+    return config
 
 
 def _keep_source_head(trunk: Trunk, head_config: dict, mode: str, classes) -> bool:
@@ -435,8 +468,9 @@ def attach_head(trunk: Trunk, head: NewHead, *, sample: torch.Tensor,
     n_features = trunk.n_features
     if n_features is None:
         n_features = infer_n_features(trunk.module, sample[None].to(dtype))
-    new_head = make_head(n_features, hidden, head.n_outputs, head.dropout).to(dtype)
-    head_config = _head_config(n_features, hidden, head.n_outputs)
+    new_head = make_head(n_features, hidden, head.n_outputs, head.dropout,
+                         head.bottleneck).to(dtype)
+    head_config = _head_config(n_features, hidden, head.n_outputs, head.bottleneck)
     kept = _keep_source_head(trunk, head_config, head.source_head, head.classes)
     if kept:
         new_head.load_state_dict(trunk.head_state)
@@ -448,6 +482,7 @@ def attach_head(trunk: Trunk, head: NewHead, *, sample: torch.Tensor,
     module = TransferModule(trunk.module, new_head, trunk.stages, n_features,
                             {"trunk": config, "head": head_config, "classes": classes})
     module.head_from_source = kept
+    module.tap = 0 if head.bottleneck is None else len(bottleneck_layers(1, 1))
     return module
 
 

@@ -180,13 +180,16 @@ class TransferNetMixin:
 
     def initialize_module(self):
         """skorch's module, plus the training-only module of the alignment
-        (DANN's domain classifier) when unlabeled samples train: a module of
-        the net, so it moves, trains and is optimised with the head."""
+        (DANN's or CDAN's domain classifier) when unlabeled samples train: a
+        module of the net, so it moves, trains and is optimised with the
+        head; ``drop_training_state`` removes it when the fit ends."""
         super().initialize_module()
         adaptation = self.recipe.methods.adaptation
         extra = None
         if adaptation is not None and self.data is not None and self.data.partial:
-            extra = adaptation.extra_module(self.module_.n_features)
+            n_classes = self.module_.head[-1].out_features \
+                if self.recipe.task == "classification" else None
+            extra = adaptation.extra_module(self.module_.n_aligned, n_classes)
         if extra is not None:
             dtype = next(self.module_.trunk.parameters()).dtype
             self.alignment_module_ = extra.to(device=self.device, dtype=dtype)
@@ -293,18 +296,30 @@ class TransferNetMixin:
 
     def drop_training_state(self):
         """Keep pickles small and portable: no scaler, L2-SP reference,
-        validation data or optimizer state (Adam's two moments per parameter
-        were two thirds of a fitted MobileNetV2's pickle). The optimizer
-        itself stays, empty: a future warm start would keep its state by
-        not calling this."""
+        validation data, optimizer state (Adam's two moments per parameter
+        were two thirds of a fitted MobileNetV2's pickle) or domain
+        classifier (predicting never uses it). The optimizer itself stays,
+        empty: a future warm start would keep its state by not calling this."""
         for name in ("scaler_", "regularization_reference_", "steps_done_", "data_parallel_"):
             self.__dict__.pop(name, None)
+        if hasattr(self, "alignment_module_"):
+            self._drop_alignment_module()
         # they hold training data; a fitted model must not
         self.train_split = None
         self.data = None
         optimizer = getattr(self, "optimizer_", None)
         if optimizer is not None:
             optimizer.state.clear()
+
+    def _drop_alignment_module(self):
+        """Remove the domain classifier from the net and from the optimizer
+        (skorch's ``__delattr__`` unregisters it from the net's modules)."""
+        extra = {id(p) for p in self.alignment_module_.parameters()}
+        optimizer = getattr(self, "optimizer_", None)
+        if optimizer is not None:
+            for group in optimizer.param_groups:
+                group["params"] = [p for p in group["params"] if id(p) not in extra]
+        delattr(self, "alignment_module_")
 
     def _set_training(self, training=True):
         # skorch calls this before every batch; walking every submodule each
@@ -406,8 +421,10 @@ class TransferNetMixin:
             loss = loss + added
         if methods.adaptation is not None:
             source, target = features[:n][labeled], features[:n][unlabeled]
+            logits = (y_pred, outputs[:n][unlabeled])
             added, term = methods.adaptation.loss(source, target, progress,
-                                                  getattr(self, "alignment_module_", None))
+                                                  getattr(self, "alignment_module_", None),
+                                                  logits)
             self.history.record_batch("adaptation_loss", term.item())
             loss = loss + added
         return loss, y_pred

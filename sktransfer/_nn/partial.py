@@ -174,3 +174,88 @@ def dann_loss(discriminator: nn.Module, source: torch.Tensor, target: torch.Tens
     logits = discriminator(features).squeeze(1).float()
     domains = torch.cat([torch.zeros(len(source)), torch.ones(len(target))]).to(logits)
     return F.binary_cross_entropy_with_logits(logits, domains)
+
+
+# -- conditioned on the predictions ------------------------------------------------------------
+
+# CDAN's outer product of features and predictions above this width goes
+# through a random multilinear map of this width instead (the paper's 1024
+# for ResNet-50's 256-wide bottleneck and 31 classes)
+MULTILINEAR_LIMIT = 4096
+MULTILINEAR_WIDTH = 1024
+
+
+class ConditionalDomainClassifier(nn.Module):
+    """CDAN's domain classifier: one logit (target domain) from the
+    multilinear map of features ``f`` and class probabilities ``g``, that is
+    their outer product ``f ⊗ g``, or when it is wider than
+    ``MULTILINEAR_LIMIT`` the randomized map ``(R_f f) * (R_g g) / sqrt(d)``
+    with fixed Gaussian matrices (buffers, not trained)."""
+
+    def __init__(self, n_features: int, n_classes: int, hidden: int = 256):
+        super().__init__()
+        self.randomized = n_features * n_classes > MULTILINEAR_LIMIT
+        width = MULTILINEAR_WIDTH if self.randomized else n_features * n_classes
+        if self.randomized:
+            self.register_buffer("features_map", torch.randn(n_features, width))
+            self.register_buffer("classes_map", torch.randn(n_classes, width))
+        self.classifier = domain_classifier(width, hidden)
+
+    def forward(self, features, probabilities):
+        if self.randomized:
+            joint = (features @ self.features_map) * (probabilities @ self.classes_map)
+            joint = joint / math.sqrt(self.features_map.shape[1])
+        else:
+            joint = torch.bmm(probabilities.unsqueeze(2), features.unsqueeze(1)).flatten(1)
+        return self.classifier(joint)
+
+
+def conditional_domain_classifier(n_features: int, n_classes: int) -> nn.Module:
+    """CDAN's domain classifier for ``n_features`` features and ``n_classes`` classes."""
+    if n_classes is None:
+        raise ValueError("CDAN conditions on class predictions; it needs the number of classes.")
+    return ConditionalDomainClassifier(n_features, n_classes)
+
+
+def prediction_entropy(probabilities: torch.Tensor) -> torch.Tensor:
+    """Entropy (nats) of each row of ``probabilities``."""
+    return -(probabilities * torch.log(probabilities.clamp_min(1e-12))).sum(dim=1)
+
+
+def cdan_loss(discriminator: nn.Module, source: torch.Tensor, target: torch.Tensor, logits,
+              scale: float, entropy: bool = True) -> torch.Tensor:
+    """CDAN's domain loss: the conditional domain classifier's binary
+    cross-entropy on the features (reached through a gradient reversal of
+    ``scale``) conditioned on the detached class probabilities of
+    ``logits`` (the labeled and the unlabeled samples' outputs). With
+    ``entropy`` (CDAN+E) each sample weighs ``1 + exp(-H)``, normalised so
+    that each domain's weights sum to one half."""
+    dtype = next(discriminator.parameters()).dtype
+    features = reverse_gradient(torch.cat([source, target]).to(dtype), scale)
+    probabilities = torch.softmax(torch.cat(logits).detach().float(), dim=1)
+    out = discriminator(features, probabilities.to(dtype)).squeeze(1).float()
+    domains = torch.cat([torch.zeros(len(source)), torch.ones(len(target))]).to(out)
+    losses = F.binary_cross_entropy_with_logits(out, domains, reduction="none")
+    if not entropy:
+        return losses.mean()
+    weights = 1.0 + torch.exp(-prediction_entropy(probabilities))
+    n = len(source)
+    weights = torch.cat([weights[:n] / weights[:n].sum(), weights[n:] / weights[n:].sum()]) / 2
+    return (weights * losses).sum()
+
+
+def mcc_loss(logits: torch.Tensor, temperature: float = 2.5) -> torch.Tensor:
+    """Minimum class confusion of the unlabeled samples' ``logits``: with
+    ``P`` the softmax at ``temperature`` and ``W`` each sample's certainty
+    weight ``1 + exp(-H)`` (scaled to sum to the batch size), the class
+    correlation ``C = P^T diag(W) P`` is normalised row by row and the loss
+    is its off-diagonal mass over the number of classes: near 0 when
+    every prediction is confident, up to ``(k - 1) / k`` when all are uniform."""
+    probabilities = torch.softmax(logits.float() / temperature, dim=1)
+    n, k = probabilities.shape
+    weights = 1.0 + torch.exp(-prediction_entropy(probabilities.detach()))
+    weights = n * weights / weights.sum()
+    confusion = (probabilities * weights[:, None]).T @ probabilities
+    confusion = confusion / confusion.sum(dim=1, keepdim=True).clamp_min(1e-12)
+    return (confusion.sum() - confusion.trace()) / k
+

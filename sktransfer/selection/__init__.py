@@ -13,9 +13,19 @@ same images, and :func:`make_transferability_scorer` makes a scorer that
 ``GridSearchCV`` can use to choose between feature extractors without
 training anything.
 
+:class:`PredictionEntropyScorer`, :class:`ImportanceWeightedScorer` and
+:class:`DeepEmbeddedValidation` rate a domain-adaptation fit without
+target labels (the samples labeled -1 in each scored fold are the target
+domain), so ``GridSearchCV`` can choose a method or its strength.
+
 All logarithms are natural (nats).
 """
 
+from .._adaptation_scores import (
+    DeepEmbeddedValidation,
+    ImportanceWeightedScorer,
+    PredictionEntropyScorer,
+)
 from .ranking import BackboneRanking, rank_backbones
 from .scorer import make_transferability_scorer
 from .scores import FEATURE_METRICS, LABEL_METRICS, METRICS, TASKS, h_score, leep, logme, nce
@@ -26,6 +36,9 @@ __all__ = [
     "METRICS",
     "TASKS",
     "BackboneRanking",
+    "DeepEmbeddedValidation",
+    "ImportanceWeightedScorer",
+    "PredictionEntropyScorer",
     "h_score",
     "leep",
     "logme",
