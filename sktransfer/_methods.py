@@ -546,7 +546,7 @@ class AutoAdaptation(Method):
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
     }
 
-    def __init__(self, methods=("mmd", "dann", "cdan", "mcc"), strengths=(0.3, 1.0),
+    def __init__(self, methods=(opt.MMD, opt.DANN, opt.CDAN, opt.MCC), strengths=(0.3, 1.0),
                  include_none=False, scorer="entropy", validation_fraction=0.2):
         self.methods = methods
         self.strengths = strengths
