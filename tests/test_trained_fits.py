@@ -145,3 +145,23 @@ def test_an_image_fit_is_restored(tiny_backbone, digits32):
     second = PretrainedClassifier(**params).fit(X, y)
     assert second.cache_info_["restored"] and not first.cache_info_["restored"]
     np.testing.assert_array_equal(first.predict_proba(X), second.predict_proba(X))
+
+
+def test_settings_are_described_by_value():
+    from sktransfer._canonical import canonical
+
+    labels = np.array(["cat", "dog"], dtype=object)
+    assert canonical(labels) == canonical(np.array(["cat", "dog"], dtype=object).copy())
+    assert canonical(labels) != canonical(np.array(["cat", "cow"], dtype=object))
+    assert canonical(PretrainedClassifier(lr=0.1)) != canonical(PretrainedClassifier(lr=0.2))
+    with pytest.raises(TypeError, match="no stable description"):
+        canonical(lambda x: x)
+
+
+def test_string_labels_restore_with_their_classes(digits):
+    X, y = digits
+    labels = np.array([f"digit {v}" for v in y], dtype=object)
+    first = _fit(X, labels)
+    second = _fit(X, labels)
+    assert second.cache_info_["restored"]
+    np.testing.assert_array_equal(second.predict(X[:20]), first.predict(X[:20]))
