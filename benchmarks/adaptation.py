@@ -38,7 +38,7 @@ with target labels). Results are written as JSON rows to
     .venv/bin/python benchmarks/adaptation.py --quick --pairs mnist-digits --seeds 2
     .venv/bin/python benchmarks/adaptation.py --seeds 5     # the full run (hours on CPU)
 
-Targets (issue): the best default method >= source only + 0.03 on every pair
+Targets: the best default method >= source only + 0.03 on every pair
 and >= skada's best; the scorer-chosen setting within 0.01 of the best
 setting chosen with target labels on at least 2 of 3 pairs; each scorer's
 rank correlation reported.
