@@ -33,6 +33,8 @@ from sktransfer.selection import (
     PredictionEntropyScorer,
 )
 
+from .conftest import tiny as tiny_params
+
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 SCORERS = (PredictionEntropyScorer(), ImportanceWeightedScorer(), DeepEmbeddedValidation())
@@ -53,17 +55,13 @@ def shifted():
     return X, X_target, y, X_both, y_both
 
 
+def tiny(tiny_backbone, **overrides):
+    return PretrainedClassifier(**tiny_params(tiny_backbone, **overrides))
+
+
 def mlp(**overrides):
     params = dict(backbone=MLP(hidden_layer_sizes=(32,)), device="cpu", random_state=0,
                   max_epochs=8, lr=1e-2)
-    params.update(overrides)
-    return PretrainedClassifier(**params)
-
-
-def tiny(tiny_backbone, **overrides):
-    name, weights = tiny_backbone
-    params = dict(backbone=name, weights=weights, batch_size=16, device="cpu",
-                  random_state=0, max_epochs=2, lr=1e-2)
     params.update(overrides)
     return PretrainedClassifier(**params)
 

@@ -64,11 +64,11 @@ def test_other_data_targets_or_weights_train_again(digits):
     assert not clf.cache_info_["restored"]
 
 
-def test_settings_the_fit_does_not_read_restore(digits):
+def test_settings_the_fit_does_not_read_restore(digits, tmp_path):
     X, y = digits
     _fit(X, y)
-    for unread in (dict(verbose=0, probe_alpha=10.0), dict(validation_fraction=0.3),
-                   dict(cache_dir=None)):
+    for unread in (dict(verbose=1, probe_alpha=10.0), dict(validation_fraction=0.3),
+                   dict(cache_dir=tmp_path)):
         assert _fit(X, y, **unread).cache_info_["restored"], unread
 
 

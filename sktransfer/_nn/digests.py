@@ -1,7 +1,7 @@
-"""Digests of what a fit reads: validated data, arrays, and a network's
-parameters. They identify equal inputs (the same data on every torchrun
-rank, an exact probe or a trained fit seen before); none of them is a
-security boundary."""
+"""Digests of what a fit reads: validated data and arrays (a network's
+parameters: ``activation_store.state_fingerprint``). They identify equal
+inputs (the same data on every torchrun rank, an exact probe or a trained
+fit seen before); none of them is a security boundary."""
 
 from __future__ import annotations
 
@@ -93,18 +93,4 @@ def arrays_digest(header: str, *arrays) -> str:
     h = hashlib.blake2b(header.encode(), digest_size=16)
     for array in arrays:
         _hash_rows(h, np.asarray(array), b"array")
-    return h.hexdigest()
-
-
-def state_digest(module) -> str:
-    """A digest of a module's class, parameter and buffer names, dtypes,
-    shapes and values: equal digests start equal fits."""
-    import torch
-
-    h = hashlib.blake2b(type(module).__qualname__.encode(), digest_size=16)
-    for name, tensor in module.state_dict().items():
-        values = tensor.detach().cpu().contiguous()
-        _hash_item(h, name.encode(), str(values.dtype).encode(), str(tuple(values.shape)).encode())
-        if values.numel():
-            h.update(values.view(-1).view(torch.uint8).numpy().data)
     return h.hexdigest()

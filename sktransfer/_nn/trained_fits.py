@@ -28,7 +28,7 @@ from .._canonical import canonical
 from .._deadline import current_deadline
 from . import activation_store as store
 from . import distributed
-from .digests import arrays_digest, fit_data_digest, state_digest
+from .digests import arrays_digest, fit_data_digest
 
 _MAX_MEMORY_BYTES = 1 << 30
 _MAX_DISK_BYTES = 4 << 30  # under each cache_dir; oldest used first out
@@ -64,8 +64,9 @@ def fit_key(recipe, network, data, arrays, outputs) -> str | None:
                             network.frozen, outputs))
     except TypeError:
         return None
-    header = repr((_version(), torch.__version__, settings, inputs,
-                   state_digest(network.module), fit_data_digest(data, *arrays)))
+    network_digest = store.state_fingerprint([network.module])  # structure and values
+    header = repr((_version(), torch.__version__, settings, inputs, network_digest,
+                   fit_data_digest(data, *arrays)))
     return arrays_digest(header)
 
 
