@@ -129,10 +129,11 @@ PARAMETERS = _entries("""\
         diverged: lower ``lr``); a NaN or infinite loss raises
         ``TrainingDivergedError``.
     batch_size : int, default=32
-        Samples per training and inference batch. A last training batch of
-        a single sample joins the batch before it (BatchNorm in training
-        mode cannot normalise one sample), so every sample trains in every
-        epoch.
+        The most samples per training and inference batch. Each training
+        epoch is cut into as few batches as that allows, of even sizes (67
+        samples at 32: 23, 22 and 22), so every sample trains in every
+        epoch and no short last batch upsets BatchNorm's statistics (a batch
+        of one it could not normalise at all).
     unfreeze_at : int, tuple of int or None, default=None
         Gradual unfreezing of the stages frozen by ``freeze_depth``: an int
         releases all of them after that many epochs (fastai's ``fine_tune``

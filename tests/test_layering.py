@@ -44,6 +44,7 @@ RANKS = {
     "sktransfer._nn.workers": 0,
     "sktransfer._nn.digests": 0,
     "sktransfer._nn.distributed": 0,
+    "sktransfer._nn.batches": 0,
     "sktransfer._nn.runtime": 1,
     "sktransfer._nn.backbones": 1,
     "sktransfer._nn.tabular": 1,

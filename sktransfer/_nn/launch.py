@@ -7,7 +7,7 @@ import numpy as np
 
 from . import distributed
 from .digests import data_digest
-from .net import smallest_batch
+from .batches import smallest_batch
 from .runtime import resolve_device
 
 

@@ -33,6 +33,7 @@ from torch.utils.data import Sampler
 from .._deadline import current_deadline
 from .._options import IMAGES
 from . import distributed
+from .batches import even_batches, n_batches, smallest_batch
 from .callbacks import (
     Convergence,
     GradualUnfreezing,
@@ -70,29 +71,14 @@ class TrainingData:
 
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
-    return n_batches(n_train, batch_size, distributed.world_size())
+    return n_batches(n_train, batch_size, smallest_batch(distributed.world_size()))
 
 
-def smallest_batch(world_size: int = 1) -> int:
-    """The fewest samples a training batch may have: two per process, so
-    that BatchNorm layers in training mode never see a single sample."""
-    return 2 * int(world_size)
-
-
-def n_batches(n: int, batch_size: int, world_size: int = 1) -> int:
-    """Training batches per epoch: a last batch smaller than
-    ``smallest_batch`` is merged into the one before (``MergedBatches``)."""
-    full, rest = divmod(n, batch_size)
-    return max(1, full + (rest >= smallest_batch(world_size)))
-
-
-class MergedBatches(Sampler):
-    """Shuffled batches of ``batch_size``, except that a last batch of a
-    single sample joins the one before: a BatchNorm layer in training mode
-    cannot normalise one sample (torch raises "Expected more than 1 value
-    per channel"), and dropping it would leave a sample out of the epoch.
-    In a data-parallel fit the last batch joins the one before when it has
-    fewer than two samples per process."""
+class EvenBatches(Sampler):
+    """Shuffled batches of at most ``batch_size``, their sizes even
+    (``batches.even_batches``) and never under two samples per process:
+    a BatchNorm layer in training mode cannot normalise one sample, and a
+    short last batch upsets its statistics."""
 
     def __init__(self, n: int, batch_size: int, world_size: int = 1):
         self.n = int(n)
@@ -100,7 +86,7 @@ class MergedBatches(Sampler):
         self.world_size = int(world_size)
 
     def __len__(self):
-        return n_batches(self.n, self.batch_size, self.world_size)
+        return n_batches(self.n, self.batch_size, smallest_batch(self.world_size))
 
     def __iter__(self):
         # the draws of DataLoader's own shuffling (RandomSampler): a seeded fit
@@ -109,11 +95,7 @@ class MergedBatches(Sampler):
         generator = torch.Generator()
         generator.manual_seed(seed)
         order = torch.randperm(self.n, generator=generator).tolist()
-        batches = [order[i:i + self.batch_size] for i in range(0, self.n, self.batch_size)]
-        if len(batches) > 1 and len(batches[-1]) < smallest_batch(self.world_size):
-            last = batches.pop()
-            batches[-1] = batches[-1] + last
-        yield from batches
+        yield from even_batches(order, len(self))
 
 
 class ShardedBatches(Sampler):
@@ -332,7 +314,7 @@ class TransferNetMixin:
 
     def get_iterator(self, dataset, training=False):
         """skorch's iterator for validation; training batches are shuffled
-        ``MergedBatches`` (never a batch of one), or with unlabeled samples
+        ``EvenBatches`` (even sizes, never a batch of one), or with unlabeled samples
         batches of labeled plus unlabeled samples (``PartialBatches``); in
         a data-parallel fit, this process's share of each."""
         if not training:
@@ -345,7 +327,7 @@ class TransferNetMixin:
             sampler = PartialBatches(self.data.labeled, self.data.unlabeled, self.batch_size,
                                      self.recipe.methods.ratio, min_last=world)
         else:
-            sampler = MergedBatches(len(dataset), self.batch_size, world)
+            sampler = EvenBatches(len(dataset), self.batch_size, world)
         if world > 1:
             sampler = ShardedBatches(sampler, distributed.rank(), world)
         return self.iterator_train(dataset, batch_sampler=sampler, **kwargs)

@@ -40,6 +40,7 @@ from torch.nn import functional as F
 from torch.utils.data import Sampler
 
 from .._options import UNLABELED_TARGET
+from .batches import even_batches, n_batches
 
 
 def labeled_mask(y: torch.Tensor) -> torch.Tensor:
@@ -63,8 +64,9 @@ class PartialBatches(Sampler):
     them is one epoch) each followed by ``ratio`` times as many unlabeled
     ones, drawn without replacement from a stream of shuffled passes. The
     shuffles draw from torch's global generator, so a seeded fit repeats.
-    A last chunk of fewer than ``min_last`` labeled positions joins the one
-    before (a data-parallel fit gives each process at least one)."""
+    The labeled positions are cut evenly (``batches.even_batches``), no
+    chunk under ``min_last`` (a data-parallel fit gives each process at
+    least one)."""
 
     def __init__(self, labeled, unlabeled, batch_size: int, ratio: int, min_last: int = 1):
         self.labeled = torch.as_tensor(np.asarray(labeled), dtype=torch.long)
@@ -74,16 +76,8 @@ class PartialBatches(Sampler):
         self.min_last = int(min_last)
         self._stream = torch.empty(0, dtype=torch.long)
 
-    def _chunks(self, order):
-        chunks = [order[start:start + self.batch_size]
-                  for start in range(0, len(order), self.batch_size)]
-        if len(chunks) > 1 and len(chunks[-1]) < self.min_last:
-            chunks[-2:] = [torch.cat(chunks[-2:])]
-        return chunks
-
     def __len__(self):
-        full, rest = divmod(len(self.labeled), self.batch_size)
-        return max(1, full + (rest >= self.min_last))
+        return n_batches(len(self.labeled), self.batch_size, self.min_last)
 
     def _take(self, n: int) -> torch.Tensor:
         while len(self._stream) < n:
@@ -94,7 +88,7 @@ class PartialBatches(Sampler):
 
     def __iter__(self):
         order = self.labeled[torch.randperm(len(self.labeled))]
-        for chunk in self._chunks(order):
+        for chunk in even_batches(order, len(self)):
             yield torch.cat([chunk, self._take(self.ratio * len(chunk))]).tolist()
 
 
