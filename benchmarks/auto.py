@@ -85,7 +85,8 @@ Printed: the environment header, then one markdown table per comparison
 seed, model, test_score, seconds, budget, the auto's winner, recipe and
 wall / budget ratio of that (target, seed), and what each search chose; the
 file is rewritten after every (target, seed), so a stopped run keeps what it
-measured.
+measured; with ``--append`` it keeps the file's rows of the (target, seed)
+pairs this run does not measure.
 
     .venv/bin/python benchmarks/auto.py            # every target, 3 seeds, every comparison
     .venv/bin/python benchmarks/auto.py --quick    # smoke run: a few minutes on 2 CPU cores
@@ -647,6 +648,16 @@ def write_rows(rows, path) -> None:
         json.dump(_plain(rows), out, indent=1)
 
 
+def kept_rows(path, targets, n_seeds) -> list[dict]:
+    """The rows already in ``path`` of every (target, seed) this run does not measure."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as stored:
+        rows = json.load(stored)
+    measured = {(t.name, seed) for t in targets for seed in range(n_seeds)}
+    return [r for r in rows if (r["target"], r["seed"]) not in measured]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description="AutoTransferClassifier benchmark")
     parser.add_argument("--quick", action="store_true",
@@ -660,6 +671,8 @@ def main(argv=None):
                         help=f"comma-separated comparisons to skip, of {','.join(COMPARISONS)}")
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "auto.json"))
+    parser.add_argument("--append", action="store_true",
+                        help="keep --out's rows of other (target, seed) pairs and add these")
     args = parser.parse_args(argv)
 
     keys = args.targets or list(QUICK_TARGETS if args.quick else TARGETS)
@@ -687,10 +700,11 @@ def main(argv=None):
 
     warm_up({t.kind for t in targets})
     rows, start = [], time.perf_counter()
+    kept = kept_rows(args.out, targets, n_seeds) if args.append else []
     for target in targets:
         for seed in range(n_seeds):
             rows += run_target(target, seed, target.budget * scale, skip)
-            write_rows(rows, args.out)
+            write_rows(kept + rows, args.out)
     log(f"done in {(time.perf_counter() - start) / 60:.1f} min; rows written to {args.out}; "
         f"load average {os.getloadavg()[0]:.1f}")
 
