@@ -261,15 +261,15 @@ def search_seed(seed: int) -> int:
     return int(check_random_state(seed).randint(np.iinfo(np.int32).max))
 
 
-def settings_of(target: Target, seed: int) -> Settings:
+def settings_of(target: Target, seed: int, n_samples: int) -> Settings:
     return Settings("classification", target.kind,
                     IMAGE_SIZE if target.kind == IMAGES else None, None, "cpu",
-                    search_seed(seed))
+                    search_seed(seed), n_samples=n_samples)
 
 
-def baselines(target: Target, seed: int, sources):
+def baselines(target: Target, seed: int, sources, n_samples: int):
     """The auto search's baselines without transfer, and its network from scratch."""
-    settings = settings_of(target, seed)
+    settings = settings_of(target, seed, n_samples)
     found = baseline_candidates(settings)
     if target.kind == IMAGES:
         found.append(scratch_candidate(network(IMAGES, None), "mobilenet_v2", settings))
@@ -281,7 +281,7 @@ def baselines(target: Target, seed: int, sources):
 def candidate_space(target: Target, seed: int, X, y, sources):
     """Every candidate the auto search could train, built by its own helpers
     with its own seed: no (network, cut) pair ranked out."""
-    settings = settings_of(target, seed)
+    settings = settings_of(target, seed, len(y))
     chosen = list(baseline_candidates(settings))
     if target.kind == TABULAR:
         for i, value in enumerate(sources):
@@ -417,7 +417,7 @@ def run_target(target: Target, seed: int, budget: float, skip) -> list[dict]:
         add(PROBE, *run_one(lambda: PretrainedClassifier(net, freeze_depth="all", device="cpu",
                                                          random_state=seed),
                             X, y, X_test, y_test)[:3])
-        for candidate in baselines(target, seed, sources):
+        for candidate in baselines(target, seed, sources, len(y)):
             add(f"baseline: {candidate.name}",
                 *run_one(lambda: candidate.estimator, X, y, X_test, y_test)[:3])
 

@@ -21,7 +21,13 @@ from sktransfer import (
     PretrainedClassifier,
 )
 from sktransfer._auto.search import Budget, Search, SearchData, evaluate, make_folds
-from sktransfer._auto.space import Candidate, infer_input_kind
+from sktransfer._auto.space import (
+    SCRATCH,
+    Candidate,
+    Settings,
+    baseline_candidates,
+    infer_input_kind,
+)
 from sktransfer._deadline import BudgetExhausted, deadline
 
 from .conftest import QUICK_MLP
@@ -229,8 +235,34 @@ def test_the_default_recipe_is_trained_to_its_whole_budget_after_its_first_rung(
                                    epochs=True)) for lr in (1e-4, 3e-2)]
     search.halving([default, *others])
     assert [t.epochs for t in default.trials] == [1, 9]  # rung 0, then its whole budget
-    assert any("default: the default recipe" in line for line in search.budget.log)
+    assert any("default: trained to its whole budget" in line for line in search.budget.log)
     assert [t.epochs for t in others[0].trials][0] == 1  # the others start at rung 0
+
+
+def test_a_network_from_scratch_is_trained_to_its_whole_budget_after_its_first_rung(
+        iris, short_rungs):
+    """A network from scratch starts slower than a pretrained one: judged at
+    a ninth of its epochs it would be dropped, and the negative transfer it
+    shows hidden."""
+    X, y = iris
+    search = _search_on(X, y)
+    scratch = search.add(Candidate("mlp: from scratch", _mlp(lr=1e-4), SCRATCH, backbone="mlp",
+                                   transfer=False, epochs=True))
+    others = [search.add(Candidate(f"lr={lr}", _mlp(lr=lr), "fine-tune", backbone="mlp",
+                                   epochs=True)) for lr in (3e-2, 1e-1)]
+    search.halving([scratch, *others])
+    assert [t.epochs for t in scratch.trials] == [1, 9]
+    assert scratch.score == scratch.trials[-1].score  # judged as fully trained
+
+
+def test_gradient_boosting_baseline_splits_a_table_of_a_few_dozen_rows():
+    X, y = load_digits(return_X_y=True)
+    X, y = X[:25], y[:25] % 5
+    settings = Settings("classification", "tabular", None, None, "cpu", 0, n_samples=len(y))
+    boosting = next(c for c in baseline_candidates(settings) if c.name == "gradient boosting")
+    predictions = clone(boosting.estimator).fit(X, y).predict(X)
+    assert len(np.unique(predictions)) > 1  # at scikit-learn's 20 per leaf: one class for all
+    assert np.mean(predictions == y) > 0.5
 
 
 def test_a_fold_past_its_allowance_ends_as_a_finished_fit(iris):
@@ -338,7 +370,7 @@ def test_source_from_a_weights_file(tmp_path, digits, iris):
     X, y = load_digits(return_X_y=True)
     source = PretrainedClassifier(**QUICK_MLP).fit(X[:200] / 16.0, y[:200])
     path = source.save_weights(tmp_path / "source.safetensors")
-    auto = AutoTransferClassifier(time_budget=30, sources=[str(path)], baselines=False,
+    auto = AutoTransferClassifier(time_budget=60, sources=[str(path)], baselines=False,
                                   random_state=0).fit(X[200:260] / 16.0, y[200:260])
     backbones = {row["backbone"] for row in auto.leaderboard_.rows}
     assert backbones == {"source 0 (source.safetensors)"}

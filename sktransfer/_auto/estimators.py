@@ -127,7 +127,7 @@ class BaseAutoTransfer(BaseEstimator):
         X, y = self._validate_inputs(X, y, kind)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         settings = Settings(self._task, kind, self.image_size, self.cache_dir, self.device, seed,
-                            self.verbose)
+                            self.verbose, n_samples=len(y))
         data = SearchData(X, y, make_folds(y, self.cv, self._classification, seed),
                           self._scorer())
         budget.note(f"{kind}: {len(y)} samples, {len(data.folds)} validation fold(s), "
@@ -175,9 +175,10 @@ class BaseAutoTransfer(BaseEstimator):
                 "baselines=True.")
         entries = [search.add(candidate, logme) for candidate, logme in chosen]
         by_epochs = [e for e in entries if e.candidate.epochs]
-        # the defaults first (in the networks' ranking order): they are
-        # trained to their whole budget while time is plentiful
-        by_epochs.sort(key=lambda e: not e.candidate.default)
+        # the default recipes first (in the networks' ranking order), then the
+        # networks from scratch: they are trained to their whole budget while
+        # time is plentiful
+        by_epochs.sort(key=lambda e: (not e.candidate.default, not e.candidate.full_budget))
         return [e for e in entries if not e.candidate.epochs], by_epochs
 
     def _generated(self, search: Search, X, y, settings: Settings, budget: Budget):

@@ -40,8 +40,8 @@ N_FOLDS, HOLDOUT = 3, 0.2
 ETA, N_RUNGS = 3, 3  # successive halving: keep 1/ETA per rung, over N_RUNGS rungs
 REFIT_MARGIN = 1.25  # a refit is estimated at this many times its folds' mean fit
 ONE_SHOT_SHARE = 0.6  # of the budget, at most, for the candidates without epochs
-# a default recipe is trained to its whole epoch budget right after its first
-# rung, within this share of the time left
+# a default recipe and a network from scratch are trained to their whole epoch
+# budget right after their first rung, each within this share of the time left
 PROMOTE_SHARE = 0.5
 # kept free for what follows a stopped fit (unwinding it, the refit's set-up)
 SAFETY_SHARE, SAFETY_SECONDS = 0.03, 0.25
@@ -330,10 +330,11 @@ class Search:
         candidate of a later rung that has no time for the rung's epochs
         trains for as many as fit, when that is more than it had; one whose
         fits converged, or that trained as far already, is not trained
-        again. A default recipe goes on to its whole budget right after its
-        first rung, within half the time left (``_promote``): the search then compares
-        the alternatives with the recipe a user would otherwise have fitted,
-        trained as that user would have."""
+        again. A default recipe and a network from scratch go on to their
+        whole budget right after their first rung, each within half the time
+        left (``_promote``): the search then compares the alternatives with
+        the recipe a user would otherwise have fitted and with no transfer,
+        both trained as that user would have."""
         alive = list(entries)
         for rung in range(N_RUNGS):
             if not alive:
@@ -351,7 +352,7 @@ class Search:
                 trial = self._run(entry, epochs, self._predicted(entry, epochs))
                 if trial is not None and trial.complete:
                     finished.append(entry)
-                    if rung == 0 and entry.candidate.default:
+                    if rung == 0 and entry.candidate.full_budget:
                         self._promote(entry)
             finished.sort(key=lambda e: -e.score)
             keep = finished[:max(1, math.ceil(len(finished) / ETA))] \
@@ -375,8 +376,8 @@ class Search:
         if self._trained_enough(entry, epochs):
             return
         allowance = PROMOTE_SHARE * (self._stop_at(entry) - time.time())
-        self.budget.note(f"{entry.candidate.name}: the default recipe, trained to its whole "
-                         f"budget ({epochs} epochs) within {max(allowance, 0):.1f} s")
+        self.budget.note(f"{entry.candidate.name}: trained to its whole budget ({epochs} "
+                         f"epochs) within {max(allowance, 0):.1f} s")
         if allowance > 0:
             self._run(entry, epochs, None, allowance=allowance)
 

@@ -50,12 +50,20 @@ class Candidate:
     epochs: bool = False
     params: dict = field(default_factory=dict)
     # the estimators' own default recipe on this network (full fine-tuning at
-    # the default rate): the search trains it to its whole epoch budget early
+    # the default rate)
     default: bool = False
 
     @property
     def lr(self):
         return self.params.get("lr")
+
+    @property
+    def full_budget(self) -> bool:
+        """Trained to its whole epoch budget early in the search, not judged
+        at a few epochs: the default recipe (what a user would otherwise
+        fit) and a network from scratch (the baseline that shows negative
+        transfer, and slower to start than a pretrained one)."""
+        return self.default or self.recipe == SCRATCH
 
 
 @dataclass(frozen=True)
@@ -69,6 +77,7 @@ class Settings:
     device: str
     seed: int
     verbose: int = 0  # 2 and above: each network fit shows its progress bar
+    n_samples: int | None = None  # the training set's size, where a candidate's settings follow it
 
     @property
     def classification(self) -> bool:
@@ -201,11 +210,22 @@ def baseline_candidates(settings: Settings) -> list[Candidate]:
     if settings.input_kind != TABULAR:
         return []
     boosting = (HistGradientBoostingClassifier if settings.classification
-                else HistGradientBoostingRegressor)(random_state=settings.seed)
+                else HistGradientBoostingRegressor)(min_samples_leaf=_leaf_size(settings),
+                                                    random_state=settings.seed)
     linear = make_pipeline(StandardScaler(), _linear_model(settings))
     return [Candidate(name, estimator, BASELINE, transfer=False, params={"baseline": name})
             for name, estimator in (("gradient boosting", boosting),
                                     ("standardised " + type(linear[-1]).__name__, linear))]
+
+
+def _leaf_size(settings: Settings) -> int:
+    """Gradient boosting's fewest samples per leaf: scikit-learn's 20, or a
+    twentieth of a smaller table (at least 2), so that a table of a few dozen
+    rows still splits (at 20, 25 rows grow no tree and every sample gets the
+    same prediction)."""
+    if settings.n_samples is None:
+        return 20
+    return int(min(20, max(2, settings.n_samples // 20)))
 
 
 def tabular_scratch(settings: Settings) -> Candidate:
