@@ -83,8 +83,9 @@ def distillation_loss(logits: torch.Tensor, targets: torch.Tensor, temperature: 
     large ``T`` its gradient tends to ``(logits - teacher logits) / k``
     (zero-mean logits, ``k`` classes), as the paper derives.
     """
-    logits = logits.float()
-    targets = targets.to(logits.device, torch.float32)
+    if logits.dtype != torch.float64:  # half precision: the loss in float32
+        logits = logits.float()
+    targets = targets.to(logits.device, logits.dtype)
     labels, soft = targets[:, 0].long(), targets[:, 1:]
     student = torch.log_softmax(logits / temperature, dim=1)
     kl = (torch.xlogy(soft, soft) - soft * student).sum(dim=1)
