@@ -105,12 +105,12 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
     >>> from sktransfer import MLP, DistilledClassifier, PretrainedClassifier
     >>> X, y = load_digits(return_X_y=True)
     >>> X = X / 16.0
-    >>> teacher = PretrainedClassifier(MLP(hidden_layer_sizes=(64,)), max_epochs=20,
-    ...                                random_state=0).fit(X[:500], y[:500])
+    >>> teacher = PretrainedClassifier(MLP(hidden_layer_sizes=(128, 64)), lr=1e-2,
+    ...                                max_epochs=10, random_state=0).fit(X[:500], y[:500])
     >>> y_few = np.full(1500, -1)   # 100 labels, 1,400 unlabeled samples
     >>> y_few[:100] = y[:100]
-    >>> student = PretrainedClassifier(MLP(hidden_layer_sizes=(16,)), max_epochs=20,
-    ...                                random_state=0)
+    >>> student = PretrainedClassifier(MLP(hidden_layer_sizes=(16,)), lr=3e-2, max_epochs=5,
+    ...                                batch_size=64, random_state=0)
     >>> clf = DistilledClassifier(teacher, student, temperature=4.0).fit(X[:1500], y_few)
     >>> clf.classes_
     array([0, 1, 2, 3, 4, 5, 6, 7, 8, 9])
