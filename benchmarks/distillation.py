@@ -32,7 +32,9 @@ recorded) and the ratios, measured in the same run, are what to read.
 Target: a distilled student keeps >= 97 % of the teacher's accuracy at
 <= 1/3 of its batch-64 latency (at both thread counts).
 
-    python benchmarks/distillation.py            # ~50 min on 2 busy cores
+    python benchmarks/distillation.py            # ~40 min on 2 busy cores
+    python benchmarks/distillation.py --parts images --students mlp --mlp-epochs 30 \
+        --labels-only-epochs 30 --append        # the MLP student trained longer
     python benchmarks/distillation.py --quick    # smoke run (1 epoch, 600 unlabeled)
 """
 
@@ -153,11 +155,12 @@ def image_students(args):
                   random_state=args.seed)
     pixels = FunctionTransformer(flat_pixels)
     return {
-        "MobileNetV2 @32 px": lambda epochs: PretrainedClassifier(
-            ImageBackbone("mobilenet_v2", image_size=32), max_epochs=epochs, **common),
-        "MLP on pixels (256, 128)": lambda epochs: make_pipeline(pixels, PretrainedClassifier(
-            MLP(hidden_layer_sizes=(256, 128)), max_epochs=epochs, batch_size=32, lr=1e-3,
-            device="cpu", random_state=args.seed)),
+        "mobilenet32": ("MobileNetV2 @32 px", lambda epochs: PretrainedClassifier(
+            ImageBackbone("mobilenet_v2", image_size=32), max_epochs=epochs, **common)),
+        "mlp": ("MLP on pixels (256, 128)", lambda epochs: make_pipeline(
+            pixels, PretrainedClassifier(MLP(hidden_layer_sizes=(256, 128)), max_epochs=epochs,
+                                         batch_size=32, lr=1e-3, device="cpu",
+                                         random_state=args.seed))),
     }
 
 
@@ -177,24 +180,26 @@ def images(args):
     rows[0]["predictions"] = teacher.predict(X_test)
     teacher_row = rows[0]
     # labels-only students: the teacher's recipe (its epochs on the labeled digits)
-    steps_epochs = args.teacher_epochs
-    for name, make in image_students(args).items():
-        distilled = DistilledClassifier(teacher, make(args.student_epochs),
+    steps_epochs = args.labels_only_epochs or args.teacher_epochs
+    for key, (name, make) in image_students(args).items():
+        if key not in args.students:
+            continue
+        epochs = args.mlp_epochs if key == "mlp" and args.mlp_epochs else args.student_epochs
+        distilled = DistilledClassifier(teacher, make(epochs),
                                         temperature=args.temperature, alpha=args.alpha)
-        log(f"{name}, distilled on {n_l} labeled + {n_u} unlabeled digits")
+        log(f"{name}, distilled for {epochs} epochs on {n_l} labeled + {n_u} unlabeled digits")
         seconds = quiet_fit(distilled, X_all, y_all)
-        rows.append(judged(row(f"{name}, distilled", distilled, X_test, y_test, seconds,
+        rows.append(judged(row(f"{name}, distilled ({epochs} epochs)", distilled, X_test, y_test, seconds,
                                args.repeats, teacher_row), teacher_row))
         log(f"{name}, labels only ({steps_epochs} epochs on {n_l} digits)")
         alone = make(steps_epochs)
         seconds = quiet_fit(alone, X_l, y_l)
-        rows.append(row(f"{name}, labels only", alone, X_test, y_test, seconds, args.repeats,
+        rows.append(row(f"{name}, labels only ({steps_epochs} epochs)", alone, X_test, y_test, seconds, args.repeats,
                         teacher_row))
     teacher_row["predictions"] = None
     how = (f"{note}; first {n_l} labeled, next {n_u} unlabeled (-1), last {N_TEST} held out; "
-           f"teacher {args.teacher_epochs} epochs, students {args.student_epochs} epochs "
-           f"distilled (T={args.temperature}, alpha={args.alpha}), labels-only students "
-           f"{steps_epochs} epochs on the labeled digits (the teacher's recipe)")
+           f"teacher {args.teacher_epochs} epochs; students distilled with T={args.temperature}, "
+           f"alpha={args.alpha}; labels-only students on the labeled digits")
     return {"how": how, "rows": [{k: v for k, v in r.items() if k != "predictions"}
                                  for r in rows]}
 
@@ -260,6 +265,14 @@ def main(argv=None):
     parser.add_argument("--n-unlabeled", type=int, default=2000)
     parser.add_argument("--teacher-epochs", type=int, default=6)
     parser.add_argument("--student-epochs", type=int, default=4)
+    parser.add_argument("--students", nargs="+", default=["mobilenet32", "mlp"],
+                        choices=["mobilenet32", "mlp"])
+    parser.add_argument("--mlp-epochs", type=int, default=None,
+                        help="the MLP student's epochs (default: --student-epochs)")
+    parser.add_argument("--labels-only-epochs", type=int, default=None,
+                        help="the labels-only students' epochs (default: --teacher-epochs)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to --out's runs instead of replacing them")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=7)
@@ -283,8 +296,12 @@ def main(argv=None):
         results[part] = images(args) if part == "images" else tabular(args)
         print(f"\n## {part}\n{results[part]['how']}\n\n{table(results[part])}\n", flush=True)
     if not args.quick:
+        runs = []
+        if args.append and os.path.exists(args.out):
+            with open(args.out) as previous:
+                runs = json.load(previous)["runs"]
         with open(args.out, "w") as out:
-            json.dump(results, out, indent=1)
+            json.dump({"runs": [*runs, results]}, out, indent=1)
         log(f"wrote {args.out}")
 
 
