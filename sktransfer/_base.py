@@ -54,6 +54,12 @@ def _json_labels(target_attributes: dict):
     return None if classes is None else np.asarray(classes).tolist()
 
 
+def rows_of(data, input_kind: str):
+    """What has one entry per sample in validated ``data``: the table
+    itself, or the checked images' or texts' ``data``."""
+    return data if input_kind == TABULAR else data.data
+
+
 @contextlib.contextmanager
 def atomic_fit(estimator, extra=("_fit_result",)):
     """Start a fit from a clean slate, as scikit-learn's estimators do (no
@@ -218,7 +224,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
     def _validate_fit_data(self, X, y, input_kind):
         data = self._validate_fit_inputs(X, input_kind)
         y = self._validate_y(y)
-        check_consistent_length(data if input_kind == TABULAR else data.data, y)
+        check_consistent_length(rows_of(data, input_kind), y)
         return data, y
 
     def _validate_fit_inputs(self, X, input_kind):

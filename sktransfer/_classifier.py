@@ -16,9 +16,9 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from . import _docs
-from ._base import BaseTransferEstimator
+from ._base import BaseTransferEstimator, rows_of
 from ._compat import _fit_context
-from ._options import TABULAR, UNLABELED_TARGET
+from ._options import UNLABELED_TARGET
 from ._recipe import Recipe, input_kind_of
 
 
@@ -101,7 +101,7 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
             source = self._source()
             kind = input_kind_of(self.backbone, X, source)
             data = self._validate_fit_inputs(X, kind)
-            check_consistent_length(data if kind == TABULAR else data.data, targets)
+            check_consistent_length(rows_of(data, kind), targets)
             recipe = Recipe.from_estimator(
                 self, input_kind=kind, source=None if source is None else source._export_trunk(),
                 distillation=distillation)
