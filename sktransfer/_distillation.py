@@ -13,6 +13,7 @@ from __future__ import annotations
 from numbers import Real
 
 import numpy as np
+from scipy.sparse import issparse
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.exceptions import NotFittedError
 from sklearn.pipeline import Pipeline
@@ -156,8 +157,9 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         with atomic_fit(self, extra=()):
             _final_student(self.student)
             n = _num_samples(X)
+            y_in = y
             y, labeled = self._validate_y(y, n)
-            teacher = self._fitted_teacher(X, y, labeled, sample_weight)
+            teacher = self._fitted_teacher(X, y, labeled, sample_weight, y_given=y_in)
             classes = _teacher_classes(teacher, y[labeled])
             soft = soft_targets(_teacher_proba(teacher, X, classes, n), self.temperature)
             hard = np.full(n, UNLABELED_TARGET, dtype=np.float64)
@@ -189,11 +191,17 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
             check_classification_targets(y[labeled])
         return y, labeled
 
-    def _fitted_teacher(self, X, y, labeled, sample_weight):
+    def _fitted_teacher(self, X, y, labeled, sample_weight, y_given):
         """The teacher as it is when fitted, else a clone fitted on the
         labeled samples."""
         if _is_fitted(self.teacher):
             return self.teacher
+        if y_given is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None, "
+                f"and the teacher {type(self.teacher).__name__} is not fitted; pass labels "
+                "in y to fit it on, or a fitted teacher."
+            )
         if not labeled.any():
             raise ValueError(
                 f"The teacher {type(self.teacher).__name__} is not fitted and y has no "
@@ -204,7 +212,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         params = {}
         if sample_weight is not None:
             params["sample_weight"] = np.asarray(sample_weight)[rows]
-        return clone(self.teacher).fit(_safe_indexing(X, rows), y[rows], **params)
+        return clone(self.teacher).fit(_rows(X, rows), y[rows], **params)
 
     def _fit_student(self, X, targets, weights, classes):
         """A clone of the student fitted toward ``targets`` (the hard
@@ -277,7 +285,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
                 "score needs labeled samples."
             )
         if len(keep) < len(y):
-            X, y = _safe_indexing(X, keep), y[keep]
+            X, y = _rows(X, keep), y[keep]
             sample_weight = None if sample_weight is None else np.asarray(sample_weight)[keep]
         return super().score(X, y, sample_weight)
 
@@ -331,6 +339,16 @@ def soft_targets(proba: np.ndarray, temperature: float) -> np.ndarray:
     scaled = np.power(np.clip(np.asarray(proba, dtype=np.float64), 0.0, None),
                       1.0 / temperature)
     return scaled / scaled.sum(axis=1, keepdims=True)
+
+
+def _rows(X, positions):
+    """The samples of ``X`` at ``positions`` (a sparse matrix through CSR,
+    an array-like that cannot be indexed as an array)."""
+    if issparse(X):
+        X = X.tocsr()
+    elif not hasattr(X, "__getitem__"):
+        X = np.asarray(X)
+    return _safe_indexing(X, positions)
 
 
 def _is_fitted(estimator) -> bool:
