@@ -288,8 +288,12 @@ def test_labels_the_teacher_does_not_know_are_refused(table, teacher):
 
 
 def test_an_unfitted_teacher_needs_labels(table):
+    clf = DistilledClassifier(LogisticRegression(), student())
+    with pytest.raises(ValueError, match="requires y to be passed.*teacher LogisticRegression "
+                                         "is not fitted"):
+        clf.fit(table[0][:20])
     with pytest.raises(ValueError, match="is not fitted and y has no labeled sample"):
-        DistilledClassifier(LogisticRegression(), student()).fit(table[0][:20])
+        clf.fit(table[0][:20], np.full(20, -1))
 
 
 def test_a_teacher_with_the_class_minus_one_is_refused(table):
