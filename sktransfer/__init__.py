@@ -11,6 +11,7 @@ from . import selection
 from ._auto import AutoTransferClassifier, AutoTransferRegressor, Leaderboard
 from ._backbone import MLP, ImageBackbone, TextEncoder
 from ._classifier import PretrainedClassifier
+from ._distillation import DistilledClassifier
 from ._exceptions import (
     NegativeTransferWarning,
     SourceLabelsUnavailableError,
@@ -59,6 +60,7 @@ __all__ = [
     "CDAN",
     "AutoTransferRegressor",
     "DANN",
+    "DistilledClassifier",
     "L2SP",
     "Leaderboard",
     "MCC",

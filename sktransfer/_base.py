@@ -54,6 +54,12 @@ def _json_labels(target_attributes: dict):
     return None if classes is None else np.asarray(classes).tolist()
 
 
+def rows_of(data, input_kind: str):
+    """What has one entry per sample in validated ``data``: the table
+    itself, or the checked images' or texts' ``data``."""
+    return data if input_kind == TABULAR else data.data
+
+
 @contextlib.contextmanager
 def atomic_fit(estimator, extra=("_fit_result",)):
     """Start a fit from a clean slate, as scikit-learn's estimators do (no
@@ -216,16 +222,19 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         return _check_y(y, estimator=self, **self._y_validation)
 
     def _validate_fit_data(self, X, y, input_kind):
+        data = self._validate_fit_inputs(X, input_kind)
+        y = self._validate_y(y)
+        check_consistent_length(rows_of(data, input_kind), y)
+        return data, y
+
+    def _validate_fit_inputs(self, X, input_kind):
+        """``X`` validated as ``input_kind`` data (a table sets
+        ``n_features_in_`` and must match a source estimator's features)."""
         if input_kind == TABULAR:
             X = validate_data(self, X, dtype=[np.float64, np.float32])
-            y = self._validate_y(y)
-            check_consistent_length(X, y)
             self._check_source_features(X)
-            return X, y
-        y = self._validate_y(y)
-        data = check_texts(X) if input_kind == TEXT else check_images(X)
-        check_consistent_length(data.data, y)
-        return data, y
+            return X
+        return check_texts(X) if input_kind == TEXT else check_images(X)
 
     def _check_source_features(self, X):
         source = self._source()
@@ -289,13 +298,21 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self._warn_if_nothing_to_adapt(y, unlabeled)
         targets, weights, n_outputs, target_attributes = self._partial_targets(
             y, sample_weight, unlabeled)
-        result = _engine().fit(recipe, data, targets, weights, n_outputs=n_outputs,
-                               classes=_json_labels(target_attributes),
-                               unlabeled=unlabeled if unlabeled.any() else None)
-        self._set_fitted(result, data, target_attributes)
+        self._train(recipe, data, targets, weights, n_outputs, target_attributes,
+                    unlabeled if unlabeled.any() else None)
         if searched is not None:
             self.domain_adaptation_ = searched.chosen
             self.adaptation_scores_ = searched.scores
+        return self
+
+    def _train(self, recipe, data, targets, weights, n_outputs, target_attributes,
+               unlabeled=None):
+        """Train with the engine on validated ``data`` and encoded
+        ``targets``, set every fitted attribute at once, and warn when the
+        fit diverged or stopped before converging."""
+        result = _engine().fit(recipe, data, targets, weights, n_outputs=n_outputs,
+                               classes=_json_labels(target_attributes), unlabeled=unlabeled)
+        self._set_fitted(result, data, target_attributes)
         self._warn_if_diverged(result)
         if not result.converged:
             watched = "validation score" if self.early_stopping else "training loss"
@@ -304,8 +321,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"before converging: the {watched} still improved by more than "
                 f"tol={self.tol} within n_iter_no_change={self.n_iter_no_change} epochs. "
                 "Raise max_epochs (or leave it 'auto'), or raise tol.",
-                ConvergenceWarning, stacklevel=4)
-        return self
+                ConvergenceWarning, stacklevel=5)
 
     def _search_adaptation(self, auto, X, y, sample_weight, unlabeled, seed):
         """``domain_adaptation="auto"``: the candidate its scorer rates best
@@ -409,7 +425,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                 f"{type(self).__name__}'s training loss rose from {start:.4g} (the first "
                 f"batch) to {losses[worst]:.4g} (epoch {worst + 1}): the fit diverged and "
                 f"its model may be no better than chance. Lower lr (it was {self.lr_:.3g}) "
-                "or freeze more of the backbone.", ConvergenceWarning, stacklevel=4)
+                "or freeze more of the backbone.", ConvergenceWarning, stacklevel=6)
 
     def _set_fitted(self, result, data, target_attributes: dict):
         fitted = {"net_": result.net, "history_": result.history, "lr_": result.lr,

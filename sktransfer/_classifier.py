@@ -13,12 +13,13 @@ from sklearn.exceptions import DataConversionWarning
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_consistent_length, check_is_fitted
 
 from . import _docs
-from ._base import BaseTransferEstimator
+from ._base import BaseTransferEstimator, rows_of
 from ._compat import _fit_context
 from ._options import UNLABELED_TARGET
+from ._recipe import Recipe, input_kind_of
 
 
 @_docs.document_parameters()
@@ -87,6 +88,26 @@ class PretrainedClassifier(ClassifierMixin, BaseTransferEstimator):
         """
         with self._atomic_fit():
             return self._fit(X, y, sample_weight)
+
+    def _fit_distilled(self, X, targets, sample_weight, classes, distillation):
+        """Fit toward a teacher's soft targets (``DistilledClassifier``).
+
+        ``targets`` has one row per sample of ``X``: the index in
+        ``classes`` of its hard label (-1: none) followed by the teacher's
+        probabilities at the temperature; ``sample_weight`` has mean 1;
+        ``distillation`` is the recipe's ``DistillationGroup``.
+        """
+        with self._atomic_fit():
+            source = self._source()
+            kind = input_kind_of(self.backbone, X, source)
+            data = self._validate_fit_inputs(X, kind)
+            check_consistent_length(rows_of(data, kind), targets)
+            recipe = Recipe.from_estimator(
+                self, input_kind=kind, source=None if source is None else source._export_trunk(),
+                distillation=distillation)
+            self._train(recipe, data, targets, sample_weight, len(classes),
+                        {"classes_": classes})
+        return self
 
     def _validate_y(self, y):
         n_nan = _count_nan(y)

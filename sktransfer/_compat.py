@@ -10,11 +10,11 @@ functions below, which import their modules only when called, so that
 from sklearn.base import _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils import _safe_indexing
-from sklearn.utils.validation import _check_sample_weight, _check_y
+from sklearn.utils.validation import _check_sample_weight, _check_y, _num_samples
 
 __all__ = [
     "HasMethods", "Interval", "StrOptions", "_check_sample_weight", "_check_y", "_fit_context",
-    "_safe_indexing",
+    "_num_samples", "_safe_indexing",
     "PrivateAPIError", "check_progress_patch_points", "fit_and_score",
     "fit_and_score_patch_points", "installed_versions", "progress_patch_points",
     "register_outcome_patch_point",

@@ -141,8 +141,18 @@ class StoppingGroup:
 
 
 @dataclass(frozen=True)
+class DistillationGroup:
+    """Knowledge distillation (``DistilledClassifier``): the targets are a
+    teacher's probabilities at ``temperature`` beside the hard labels, and
+    ``alpha`` weighs the soft term (``sktransfer._nn.losses.distillation_loss``)."""
+
+    temperature: float
+    alpha: float
+
+
+@dataclass(frozen=True)
 class MethodsGroup:
-    """Augmentation and what unlabeled samples do."""
+    """Augmentation, what unlabeled samples do, and distillation."""
 
     augment: str | None  # resolved: None, "light" or "standard"
     unlabeled: object  # None, "ignore" or a SemiSupervised method
@@ -152,6 +162,8 @@ class MethodsGroup:
     # without one, and None whenever the unlabeled samples do not train (the
     # fit is then the plain supervised one)
     bottleneck: int | None = None
+    # every sample has a target (the teacher's): unlabeled ones train as the others
+    distillation: DistillationGroup | None = None
 
     @property
     def semi_supervised(self) -> SemiSupervised | None:
@@ -212,13 +224,14 @@ class Recipe:
     @classmethod
     def from_estimator(cls, estimator, *, input_kind: str, multi_task: bool = False,
                        unlabeled_samples: bool = False, source=None,
-                       adaptation=_UNSET) -> "Recipe":
+                       adaptation=_UNSET, distillation=None) -> "Recipe":
         """The recipe of ``estimator``'s parameters for a fit on ``input_kind``
         data (``multi_task``: a 2-D classification ``y``; ``unlabeled_samples``:
         ``y`` marks some samples unlabeled; ``source``: the trunk exported by
         a fitted estimator given as backbone; ``adaptation``: the candidate
         that ``domain_adaptation=AutoAdaptation()`` chose, an ``Alignment``
-        or None). Raises ``ValueError`` for an invalid combination of
+        or None; ``distillation``: a ``DistillationGroup`` when the targets
+        are a teacher's). Raises ``ValueError`` for an invalid combination of
         parameters and ``TypeError`` for a parameter that no group reads."""
         params = _Params(estimator)
         task = estimator._task
@@ -229,6 +242,8 @@ class Recipe:
                          params.take("head_init"), params.take("probe_alpha"))
         methods = _methods_group(params, task, input_kind, freezing, multi_task,
                                  unlabeled_samples, adaptation, head)
+        if distillation is not None:
+            methods = dataclasses.replace(methods, distillation=distillation)
         recipe = cls(
             task=task, loss=params.take("loss") if task == "regression" else "cross_entropy",
             input_kind=input_kind, backbone=backbone,
@@ -264,7 +279,8 @@ class Recipe:
         labeled samples in training (a convex problem)."""
         return (len(frozen) == n_stages and self.head.hidden == ()
                 and self.freezing.frozen_throughout and self.methods.augment is None
-                and not head_from_source and not self.methods.trains_unlabeled)
+                and not head_from_source and not self.methods.trains_unlabeled
+                and self.methods.distillation is None)
 
     def resolved(self, **values) -> "Recipe":
         """This recipe with values known only during the fit: ``device``,
@@ -468,6 +484,8 @@ def _all_frozen_adaptation(recipe: Recipe) -> ValueError:
 def _check_combinations(recipe: Recipe) -> None:
     """The checks of parameter combinations that need no network."""
     head = recipe.head
+    if recipe.methods.distillation is not None:
+        _check_distillation(recipe)
     if head.init == "probe" and head.hidden != ():
         raise ValueError(
             "head_init='probe' starts fine-tuning from a linear probe, which needs a linear "
@@ -476,3 +494,24 @@ def _check_combinations(recipe: Recipe) -> None:
     if (recipe.methods.trains_unlabeled and recipe.methods.adaptation is not None
             and recipe.freezing.depth == "all" and recipe.freezing.frozen_throughout):
         raise _all_frozen_adaptation(recipe)
+
+
+def _check_distillation(recipe: Recipe) -> None:
+    """A distilled student trains every sample toward the teacher's soft
+    targets: the settings that read hard labels alone, or that give
+    unlabeled samples targets of their own, do not apply."""
+    methods = recipe.methods
+    refused = [
+        ("unlabeled", methods.unlabeled, "None"),
+        ("domain_adaptation", methods.adaptation, "None"),
+        ("head_init", "probe" if recipe.head.init == "probe" else None, "'random'"),
+        ("early_stopping", True if recipe.stopping.early_stopping else None, "False"),
+    ]
+    for name, value, allowed in refused:
+        if value is not None:
+            raise ValueError(
+                f"The student's {name}={value!r} does not apply to distillation: every "
+                "sample trains toward the teacher's soft targets (the unlabeled ones too), "
+                f"with the hard labels where there are some. Set {name}={allowed} in the "
+                "student."
+            )

@@ -79,6 +79,8 @@ RANKS = {
     "sktransfer._classifier": 9,
     "sktransfer._regressor": 9,
     "sktransfer._features": 9,
+    # distillation: a meta-estimator over the classifier
+    "sktransfer._distillation": 10,
     "sktransfer.selection.ranking": 10,
     "sktransfer.selection.scorer": 10,
     "sktransfer.selection": 11,

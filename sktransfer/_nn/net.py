@@ -536,6 +536,7 @@ def build_net(module, recipe, data: TrainingData, *, n_outputs: int, groups=None
     if recipe.task == "classification":
         # skorch's valid_acc scorer expects plain labels, not (label, weight)
         return TransferNetClassifier(criterion__loss="cross_entropy", criterion__groups=groups,
+                                     criterion__distillation=recipe.methods.distillation,
                                      classes=list(range(n_outputs)),
                                      callbacks__valid_acc=None, **kwargs)
     return TransferNetRegressor(criterion__loss=recipe.loss, **kwargs)
