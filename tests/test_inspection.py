@@ -3,15 +3,15 @@ what a model learnt, Integrated Gradients' completeness, the
 model-randomisation test, the worst predictions, and the displays."""
 
 import pickle
-import warnings
 
 import numpy as np
 import pytest
 import torch
-from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import confusion_matrix
 
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
-from sktransfer.inspection import attribute, sanity_check
+from sktransfer.inspection import attribute, most_confused, sanity_check, top_losses
 
 from .conftest import HELD_OUT, LABELS, QUICK_MLP, TEXTS, quiet_fit, text_params, tiny
 
@@ -249,3 +249,45 @@ def test_text_integrated_gradients_are_complete(text_model):
         gap = swap(hidden) - swap(torch.zeros_like(hidden))
     expected = gap[np.arange(2), index].numpy()
     np.testing.assert_allclose([v.sum() for v in result.attributions], expected, rtol=0.02)
+
+
+# -- the worst predictions -----------------------------------------------------------------
+
+
+def test_top_losses_are_the_samples_with_least_probability_on_their_class(digits_mlp):
+    clf, X, y = digits_mlp
+    worst = top_losses(clf, X, y, k=5)
+    proba = clf.predict_proba(X)
+    expected = -np.log(proba[np.arange(len(y)), np.searchsorted(clf.classes_, y)])
+    np.testing.assert_allclose(worst.losses, np.sort(expected)[::-1][:5])
+    np.testing.assert_array_equal(worst.true, y[worst.indices])
+    np.testing.assert_array_equal(worst.predicted, clf.predict(X[worst.indices]))
+    np.testing.assert_allclose(worst.probabilities, proba[worst.indices].max(1))
+
+
+def test_top_losses_of_a_regressor_are_squared_errors(digits):
+    X, y = digits
+    reg = quiet_fit(TransferRegressor(**QUICK_MLP), X, y.astype(float))
+    worst = top_losses(reg, X, y, k=3)
+    errors = (reg.predict(X) - y) ** 2
+    np.testing.assert_allclose(worst.losses, np.sort(errors)[::-1][:3])
+    with pytest.raises(TypeError, match="needs a classifier"):
+        most_confused(reg, X, y)
+
+
+def test_most_confused_counts_the_confusion_matrix(digits_mlp):
+    clf, X, y = digits_mlp
+    pairs = most_confused(clf, X[:200], y[:200], k=3)
+    matrix = confusion_matrix(y[:200], clf.predict(X[:200]), labels=clf.classes_)
+    np.fill_diagonal(matrix, 0)
+    assert [count for _, _, count in pairs] == sorted(matrix.ravel())[::-1][:3]
+    true, predicted, count = pairs[0]
+    assert matrix[true, predicted] == count
+
+
+def test_labels_the_classifier_never_saw_are_refused(digits_mlp):
+    clf, X, y = digits_mlp
+    with pytest.raises(ValueError, match="not a class of the fitted classifier"):
+        top_losses(clf, X[:3], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="k must be a positive int"):
+        most_confused(clf, X[:3], y[:3], k=0)

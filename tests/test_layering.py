@@ -85,6 +85,7 @@ RANKS = {
     "sktransfer.selection": 11,
     # inspection of fitted estimators: attributions, worst predictions, displays
     "sktransfer.inspection._attribution": 10,
+    "sktransfer.inspection._losses": 11,
     "sktransfer.inspection": 12,
     # automatic transfer, above the estimators it chooses between
     "sktransfer._auto.leaderboard": 1,

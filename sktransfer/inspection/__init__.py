@@ -10,9 +10,12 @@ Importing this module does not load torch.
 """
 
 from ._attribution import METHODS, attribute, sanity_check
+from ._losses import most_confused, top_losses
 
 __all__ = [
     "METHODS",
     "attribute",
+    "most_confused",
     "sanity_check",
+    "top_losses",
 ]
