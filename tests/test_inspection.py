@@ -11,7 +11,14 @@ from sklearn.exceptions import NotFittedError
 from sklearn.metrics import confusion_matrix
 
 from sktransfer import PretrainedClassifier, TransferFeatures, TransferRegressor
-from sktransfer.inspection import attribute, most_confused, sanity_check, top_losses
+from sktransfer.inspection import (
+    AttributionDisplay,
+    TopLossesDisplay,
+    attribute,
+    most_confused,
+    sanity_check,
+    top_losses,
+)
 
 from .conftest import HELD_OUT, LABELS, QUICK_MLP, TEXTS, quiet_fit, text_params, tiny
 
@@ -291,3 +298,66 @@ def test_labels_the_classifier_never_saw_are_refused(digits_mlp):
         top_losses(clf, X[:3], ["a", "b", "c"])
     with pytest.raises(ValueError, match="k must be a positive int"):
         most_confused(clf, X[:3], y[:3], k=0)
+
+
+# -- displays ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def pyplot():
+    matplotlib = pytest.importorskip("matplotlib")
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    yield plt
+    plt.close("all")
+
+
+def test_image_display_overlays_each_map_on_its_image(square_model, pyplot):
+    clf, X, _ = square_model
+    display = AttributionDisplay.from_estimator(clf, X[:3])
+    assert display.ax_.shape == (3,) and display.figure_ is display.ax_[0].figure
+    layers = display.ax_[0].get_images()
+    assert len(layers) == 2  # the image, then the map over it
+    np.testing.assert_allclose(layers[0].get_array(), X[0] / 255.0)
+    np.testing.assert_allclose(layers[1].get_array(), display.attributions[0])
+    assert display.ax_[0].get_title() == "1"
+
+
+def test_image_display_draws_on_given_axes(square_model, pyplot):
+    clf, X, _ = square_model
+    figure, axes = pyplot.subplots(1, 2)
+    display = AttributionDisplay.from_estimator(clf, X[:2], ax=axes)
+    assert display.figure_ is figure and list(display.ax_) == list(axes)
+    with pytest.raises(ValueError, match="one axes per panel"):
+        AttributionDisplay.from_estimator(clf, X[:3], ax=axes)
+
+
+def test_table_display_has_a_bar_per_feature(digits_mlp, pyplot):
+    clf, X, _ = digits_mlp
+    display = AttributionDisplay.from_estimator(clf, X[:4], method="gradient_x_input")
+    bars = display.ax_[0].patches
+    assert len(bars) == 20
+    widths = sorted(abs(b.get_width()) for b in bars)
+    assert widths[-1] > 0
+
+
+def test_top_losses_display_titles_predicted_and_true(square_model, pyplot):
+    clf, X, _ = square_model
+    y = np.zeros(len(X), dtype=int)  # every square image labelled 0: all are wrong
+    display = TopLossesDisplay.from_estimator(clf, X, y, k=3)
+    assert display.ax_.shape == (3,)
+    assert display.ax_[0].get_title().startswith("1/0")
+
+
+def test_top_losses_display_of_a_table_has_a_bar_per_sample(digits_mlp, pyplot):
+    clf, X, y = digits_mlp
+    display = TopLossesDisplay.from_estimator(clf, X, y, k=4)
+    assert len(display.ax_[0].patches) == 4
+
+
+@pytest.mark.slow
+def test_text_display_colours_every_token(text_model, pyplot):
+    display = AttributionDisplay.from_estimator(text_model, HELD_OUT)
+    drawn = [t.get_text() for t in display.ax_[0].texts]
+    assert drawn == [token for tokens in display.tokens for token in tokens]

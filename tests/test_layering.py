@@ -86,7 +86,8 @@ RANKS = {
     # inspection of fitted estimators: attributions, worst predictions, displays
     "sktransfer.inspection._attribution": 10,
     "sktransfer.inspection._losses": 11,
-    "sktransfer.inspection": 12,
+    "sktransfer.inspection._display": 12,
+    "sktransfer.inspection": 13,
     # automatic transfer, above the estimators it chooses between
     "sktransfer._auto.leaderboard": 1,
     "sktransfer._auto.space": 10,

@@ -10,12 +10,15 @@ Importing this module does not load torch.
 """
 
 from ._attribution import METHODS, attribute, sanity_check
+from ._display import AttributionDisplay, TopLossesDisplay
 from ._losses import most_confused, top_losses
 
 __all__ = [
+    "AttributionDisplay",
     "METHODS",
     "attribute",
     "most_confused",
     "sanity_check",
+    "TopLossesDisplay",
     "top_losses",
 ]
