@@ -77,20 +77,11 @@ def last_stage_modules(module: nn.Module) -> list:
     return [m for m in members if isinstance(m, nn.Module)]
 
 
-def grad_cam(module: nn.Module, x: torch.Tensor, index: torch.Tensor,
-             batch_size: int) -> torch.Tensor:
+def grad_cam(module: nn.Module, x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """Grad-CAM maps (N, h, w) at the last spatial layer of the trunk's
     last stage: the ReLU of the feature maps weighted by the spatial mean of
     the target output's gradient."""
     members = last_stage_modules(module)
-    maps = []
-    for start in range(0, len(x), batch_size):
-        maps.append(_grad_cam_batch(module, members, x[start:start + batch_size],
-                                    index[start:start + batch_size]))
-    return torch.cat(maps)
-
-
-def _grad_cam_batch(module, members, x, index):
     captured = []
 
     def keep(_, __, output):
@@ -215,25 +206,35 @@ def attribute(module: nn.Module, inputs: NetworkInputs, index: np.ndarray, metho
               kind: str, prep=None) -> torch.Tensor:
     """Raw attributions of ``module``'s outputs at ``index`` (one per input)
     in the network's own input space: (N, h, w) maps for images, (N, L) for
-    token rows, (N, n_features) for tables."""
+    token rows, (N, n_features) for tables. The inputs go through in
+    batches of ``method.batch_size`` (Integrated Gradients' interpolated
+    inputs included), so memory does not grow with their number."""
     device, dtype = _device_and_dtype(module)
-    x = inputs.tensor.to(device)
-    if x.is_floating_point():
-        x = x.to(dtype)
-    index = torch.as_tensor(index, dtype=torch.long, device=device)
+    index = torch.as_tensor(index, dtype=torch.long)
+    size = method.batch_size
     with evaluating(module), torch.enable_grad():
-        if kind == "text":
-            return text_attributions(module, x, index, method.name, method.n_steps,
-                                     method.batch_size).cpu()
-        if method.name == "gradcam":
-            return grad_cam(module, x, index, method.batch_size).cpu()
-        baseline = image_baseline(x, prep) if kind == "images" else torch.zeros_like(x)
-        if method.name == "integrated_gradients":
-            values = integrated_gradients(module, x, baseline, index, method.n_steps,
-                                          method.batch_size)
-        else:
-            values = gradient_x_input(module, x, baseline, index)
-        return (values.sum(1) if kind == "images" else values).cpu()
+        parts = []
+        for start in range(0, len(index), size):
+            x = inputs.tensor[start:start + size].to(device)
+            x = x.to(dtype) if x.is_floating_point() else x
+            rows = index[start:start + size].to(device)
+            parts.append(_attribute_batch(module, x, rows, method, kind, prep).cpu())
+    return torch.cat(parts)
+
+
+def _attribute_batch(module, x, index, method: Method, kind: str, prep) -> torch.Tensor:
+    if kind == "text":
+        return text_attributions(module, x, index, method.name, method.n_steps,
+                                 method.batch_size)
+    if method.name == "gradcam":
+        return grad_cam(module, x, index)
+    baseline = image_baseline(x, prep) if kind == "images" else torch.zeros_like(x)
+    if method.name == "integrated_gradients":
+        values = integrated_gradients(module, x, baseline, index, method.n_steps,
+                                      method.batch_size)
+    else:
+        values = gradient_x_input(module, x, baseline, index)
+    return values.sum(1) if kind == "images" else values
 
 
 def outputs_of(module: nn.Module, inputs: NetworkInputs, batch_size: int) -> torch.Tensor:
