@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .._options import IMAGES, TEXT
 from .backbones import resolve_member
 from .data import ImageDataset
 from .inference import evaluating
@@ -223,18 +224,18 @@ def attribute(module: nn.Module, inputs: NetworkInputs, index: np.ndarray, metho
 
 
 def _attribute_batch(module, x, index, method: Method, kind: str, prep) -> torch.Tensor:
-    if kind == "text":
+    if kind == TEXT:
         return text_attributions(module, x, index, method.name, method.n_steps,
                                  method.batch_size)
     if method.name == "gradcam":
         return grad_cam(module, x, index)
-    baseline = image_baseline(x, prep) if kind == "images" else torch.zeros_like(x)
+    baseline = image_baseline(x, prep) if kind == IMAGES else torch.zeros_like(x)
     if method.name == "integrated_gradients":
         values = integrated_gradients(module, x, baseline, index, method.n_steps,
                                       method.batch_size)
     else:
         values = gradient_x_input(module, x, baseline, index)
-    return values.sum(1) if kind == "images" else values
+    return values.sum(1) if kind == IMAGES else values
 
 
 def outputs_of(module: nn.Module, inputs: NetworkInputs, batch_size: int) -> torch.Tensor:
