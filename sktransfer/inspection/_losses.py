@@ -88,8 +88,9 @@ def top_losses(fitted, X, y, k=9):
         losses = -np.log(np.clip(proba[np.arange(len(y)), true], 1e-300, None))
         predicted = proba.argmax(1)
         order = np.argsort(-losses, kind="stable")[:k]
-        return Bunch(indices=order, losses=losses[order], predicted=fitted.classes_[predicted][order],
-                     true=y[order], probabilities=proba[order, predicted[order]])
+        return Bunch(indices=order, losses=losses[order],
+                     predicted=fitted.classes_[predicted][order], true=y[order],
+                     probabilities=proba[order, predicted[order]])
     predicted = np.asarray(fitted.predict(X), dtype=np.float64)
     predicted = predicted if predicted.ndim == 1 else predicted[:, 0]
     y = np.asarray(y, dtype=np.float64)
