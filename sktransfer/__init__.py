@@ -7,7 +7,7 @@ below, which are imported when first looked up).
 
 import importlib
 
-from . import selection
+from . import inspection, selection
 from ._auto import AutoTransferClassifier, AutoTransferRegressor, Leaderboard
 from ._backbone import MLP, ImageBackbone, TextEncoder
 from ._classifier import PretrainedClassifier
@@ -85,6 +85,7 @@ __all__ = [
     "__version__",
     "cache_info",
     "clear_cache",
+    "inspection",
     "is_main_process",
     "list_backbones",
     "make_transferability_scorer",

@@ -16,7 +16,7 @@ from numpydoc.docscrape import ClassDoc, FunctionDoc
 from numpydoc.validate import validate
 
 import sktransfer
-from sktransfer import _docs, selection
+from sktransfer import _docs, inspection, selection
 
 # numpydoc's checks of what a docstring says against the object: parameter
 # names, order, types and descriptions (PR), Returns / Yields present and
@@ -50,7 +50,8 @@ def _members(path, cls):
 def _public_objects():
     """``(dotted path, object)`` of the public API, each object once."""
     seen = set()
-    for prefix, module in [("sktransfer", sktransfer), ("sktransfer.selection", selection)]:
+    for prefix, module in [("sktransfer", sktransfer), ("sktransfer.selection", selection),
+                           ("sktransfer.inspection", inspection)]:
         for name in module.__all__:
             obj = getattr(module, name)
             if id(obj) in seen or not (inspect.isclass(obj) or inspect.isfunction(obj)):

@@ -57,6 +57,7 @@ RANKS = {
     "sktransfer._nn.optim": 2,
     "sktransfer._nn.inference": 2,
     "sktransfer._nn.source_head": 2,
+    "sktransfer._nn.attribution": 3,
     "sktransfer._nn.freezing": 3,
     "sktransfer._nn.features": 3,
     "sktransfer._nn.model": 3,
@@ -84,6 +85,11 @@ RANKS = {
     "sktransfer.selection.ranking": 10,
     "sktransfer.selection.scorer": 10,
     "sktransfer.selection": 11,
+    # inspection of fitted estimators: attributions, worst predictions, displays
+    "sktransfer.inspection._attribution": 10,
+    "sktransfer.inspection._losses": 11,
+    "sktransfer.inspection._display": 12,
+    "sktransfer.inspection": 13,
     # automatic transfer, above the estimators it chooses between
     "sktransfer._auto.leaderboard": 1,
     "sktransfer._auto.space": 10,
