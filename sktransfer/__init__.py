@@ -13,6 +13,7 @@ from ._backbone import MLP, ImageBackbone, TextEncoder
 from ._classifier import PretrainedClassifier
 from ._exceptions import (
     NegativeTransferWarning,
+    OnnxExportError,
     SourceLabelsUnavailableError,
     TrainingDivergedError,
     WeightsNotFoundError,
@@ -38,6 +39,12 @@ _LAZY = {
     "TransferLogisticRegressionCV": "._linear",
     "TransferRidge": "._linear",
     "TransferRidgeCV": "._linear",
+    # ONNX export (needs torch, onnx and skl2onnx) and inference without torch
+    # (onnxruntime only), the 'onnx' extra
+    "to_onnx": "._onnx",
+    "OnnxModel": "._onnx_runtime",
+    "quantize_onnx": "._onnx_quantize",
+    "compare_quantized": "._onnx_quantize",
 }
 
 
@@ -65,6 +72,8 @@ __all__ = [
     "MLP",
     "MMD",
     "NegativeTransferWarning",
+    "OnnxExportError",
+    "OnnxModel",
     "Coral",
     "FixMatch",
     "ImageBackbone",
@@ -83,11 +92,14 @@ __all__ = [
     "__version__",
     "cache_info",
     "clear_cache",
+    "compare_quantized",
     "is_main_process",
     "list_backbones",
     "make_transferability_scorer",
+    "quantize_onnx",
     "rank_backbones",
     "search_progress",
     "selection",
     "set_cache_budget",
+    "to_onnx",
 ]
