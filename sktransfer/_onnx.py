@@ -601,15 +601,17 @@ def _metadata(model, spec: dict, tokenizer: dict | None) -> dict:
     return meta
 
 
+# node-name scopes of the networks' own layers in the graph (``onnx_export.Graph``)
+_NETWORK_SCOPES = ("/outputs/network/", "/outputs/trunk/")
+
+
 def _keep_float(onnx_model) -> list:
-    """Nodes that quantization leaves in float: the input handling (image
-    scaling, resizing, normalisation) and the outputs after the last
-    layer (softmax, labels, the affine map to ``y``'s units)."""
-    scope = "/" + _export().INPUT_SCOPE + "/"
-    return [n.name for n in onnx_model.graph.node if scope in n.name
-            or n.op_type in ("Softmax", "ArgMax", "Gather") and "Labels" in n.name
-            or n.name.endswith(("/outputs/Softmax", "/outputs/ArgMax", "/outputs/Mul",
-                                "/outputs/Add"))]
+    """Nodes that quantization leaves in float: all but the networks' own
+    layers, i.e. the input handling (image scaling, resizing,
+    normalisation), the outputs after the last layer (softmax, labels, the
+    affine map to ``y``'s units) and the scikit-learn steps."""
+    return [n.name for n in onnx_model.graph.node
+            if not any(scope in n.name for scope in _NETWORK_SCOPES)]
 
 
 def to_onnx(fitted, X_sample, path=None, *, check: bool = True, opset: int = OPSET):
@@ -677,6 +679,17 @@ def to_onnx(fitted, X_sample, path=None, *, check: bool = True, opset: int = OPS
     OnnxModel : Predicts with the exported file without torch.
     quantize_onnx : An int8 copy of the exported graph.
 
+    Notes
+    -----
+    The graph is the prediction path only: settings that act in training
+    alone (``augment``, ``unlabeled``, ``domain_adaptation``,
+    ``regularization``, early stopping, the schedules...) leave nothing to
+    export, and dropout is off as in ``predict``. A domain-adaptation
+    bottleneck is part of the head and is exported. An estimator that
+    predicts under bf16 / fp16 autocast (``precision``) is exported in
+    float32, with a warning. Images are taken at the height and width of
+    ``X_sample``; another size needs another export.
+
     Examples
     --------
     >>> import numpy as np
@@ -727,22 +740,33 @@ def _set_metadata(onnx_model, meta: dict):
 
 
 def _write(onnx_model, path, tokenizer):
-    """Write the graph (and a text model's tokeniser beside it, the
-    metadata then naming the file instead of holding it)."""
+    """Write the graph; a text model's tokeniser goes beside it, the file's
+    metadata naming that file (the ModelProto returned keeps the tokeniser
+    in its metadata, so that it stands alone)."""
     import onnx
 
     path = os.fspath(path)
-    if tokenizer is not None:
-        file = tokenizer_path(path)
-        with open(file, "w", encoding="utf-8") as handle:
-            handle.write(tokenizer["json"])
-        settings = {k: v for k, v in tokenizer.items() if k != "json"}
-        settings["file"] = os.path.basename(file)
-        meta = {p.key: p.value for p in onnx_model.metadata_props}
-        meta[META_TOKENIZER] = json.dumps(settings)
-        del onnx_model.metadata_props[:]
-        onnx.helper.set_model_props(onnx_model, meta)
-    onnx.save_model(onnx_model, path)
+    if tokenizer is None:
+        onnx.save_model(onnx_model, path)
+        return
+    file = tokenizer_path(path)
+    with open(file, "w", encoding="utf-8") as handle:
+        handle.write(tokenizer["json"])
+    settings = {k: v for k, v in tokenizer.items() if k != "json"}
+    settings["file"] = os.path.basename(file)
+    embedded = {p.key: p.value for p in onnx_model.metadata_props}
+    _replace_metadata(onnx_model, dict(embedded, **{META_TOKENIZER: json.dumps(settings)}))
+    try:
+        onnx.save_model(onnx_model, path)
+    finally:
+        _replace_metadata(onnx_model, embedded)
+
+
+def _replace_metadata(onnx_model, meta: dict):
+    import onnx
+
+    del onnx_model.metadata_props[:]
+    onnx.helper.set_model_props(onnx_model, meta)
 
 
 # -- the check -------------------------------------------------------------------------------
@@ -802,8 +826,7 @@ def check_graph(model, onnx_model, X_sample, traced=()):
     expected = _reference(model, X_sample)
     worst, problem = compare_outputs(expected, _graph_outputs(runtime, task, X_sample))
     if problem is None:
-        first = X_sample[:1] if not isinstance(X_sample, list) else X_sample[:1]
-        one = _graph_outputs(runtime, task, first)
+        one = _graph_outputs(runtime, task, X_sample[:1])
         _, problem = compare_outputs({k: v[:1] for k, v in expected.items()}, one)
     if problem is None:
         return worst

@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ._onnx_runtime import (
+    META_INPUT,
     META_KEEP_FLOAT,
     META_TOKENIZER,
     OnnxModel,
@@ -53,7 +54,7 @@ def _calibration_reader(quantization, model: OnnxModel, X, batch_size: int):
 
 
 def quantize_onnx(model, path, *, mode: str = "dynamic", calibration=None,
-                  per_channel: bool = False, batch_size: int = 32, op_types=None):
+                  per_channel: bool | None = None, batch_size: int = 32, op_types=None):
     """Write an int8 copy of a graph exported by :func:`to_onnx`.
 
     Parameters
@@ -73,14 +74,21 @@ def quantize_onnx(model, path, *, mode: str = "dynamic", calibration=None,
     calibration : images, table or texts, default=None
         Samples as ``predict`` takes them, for ``mode="static"`` (a few
         hundred representative samples; the more, the steadier the ranges).
-    per_channel : bool, default=False
+    per_channel : bool or None, default=None
         One scale per output channel of each weight instead of one per
-        tensor (more accurate for convolutions, slower to quantize).
+        tensor. None: per channel for "static" (a MobileNetV2 fine-tuned on
+        MNIST kept 95.7 % accuracy of 96.0 % per channel, 74.6 % per
+        tensor), per tensor for "dynamic".
     batch_size : int, default=32
         Calibration samples per run of the graph.
     op_types : list of str or None, default=None
         ONNX operator types to quantize; None: onnxruntime's defaults for
-        the mode (convolutions, matrix products, ...).
+        the mode (convolutions, matrix products, additions...), except for
+        a text model in "static" mode: there only the products with a
+        weight (``MatMul``, ``Gemm``) are quantized, and the attention's
+        products of two activations, the embeddings and the normalisations
+        stay float (all of them quantized, all-MiniLM-L6-v2 on Rotten
+        Tomatoes fell from 0.720 accuracy to 0.488; so, 0.712).
 
     Returns
     -------
@@ -101,7 +109,13 @@ def quantize_onnx(model, path, *, mode: str = "dynamic", calibration=None,
     meta = {p.key: p.value for p in onnx.load_model(source, load_external_data=False)
             .metadata_props}
     keep = json.loads(meta.get(META_KEEP_FLOAT, "[]"))
-    common = dict(per_channel=per_channel, nodes_to_exclude=keep,
+    if per_channel is None:
+        per_channel = mode == "static"
+    text = json.loads(meta.get(META_INPUT, "{}")).get("kind") == "text"
+    if mode == "static" and text and op_types is None:
+        op_types = ["MatMul", "Gemm"]
+        keep = keep + _activation_products(onnx.load_model(source, load_external_data=False))
+    common = dict(per_channel=bool(per_channel), nodes_to_exclude=keep,
                   op_types_to_quantize=list(op_types) if op_types else None,
                   weight_type=quantization.QuantType.QInt8)
     with warnings.catch_warnings(), _quiet_logging():
@@ -121,6 +135,15 @@ def quantize_onnx(model, path, *, mode: str = "dynamic", calibration=None,
                 calibrate_method=quantization.CalibrationMethod.MinMax, **common)
     _carry_metadata(onnx, source, path, meta, mode)
     return path
+
+
+def _activation_products(model) -> list:
+    """Names of the ``MatMul`` nodes that multiply two activations (an
+    attention's queries by its keys, its weights by its values): no weight."""
+    constants = {t.name for t in model.graph.initializer}
+    constants |= {o for n in model.graph.node if n.op_type == "Constant" for o in n.output}
+    return [n.name for n in model.graph.node
+            if n.op_type == "MatMul" and not any(i in constants for i in n.input)]
 
 
 @contextlib.contextmanager
@@ -234,15 +257,23 @@ class QuantizationReport:
         return "\n".join(lines)
 
 
-def _median_ms(model: OnnxModel, feeds: dict, repeats: int, warmup: int) -> float:
-    for _ in range(warmup):
-        model.session.run(None, feeds)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        model.session.run(None, feeds)
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
+def _latencies(models, feeds: dict, repeats: int, warmup: int, rounds: int = 5) -> list:
+    """Median milliseconds of one run of each model on ``feeds``, the runs
+    interleaved (``rounds`` rounds of ``repeats / rounds`` runs of each
+    model in turn), so that a load on a shared machine that comes and goes
+    weighs on every model alike."""
+    for model in models:
+        for _ in range(warmup):
+            model.session.run(None, feeds)
+    times = [[] for _ in models]
+    per_round = max(1, -(-repeats // rounds))
+    for _ in range(rounds):
+        for model, spent in zip(models, times):
+            for _ in range(per_round):
+                start = time.perf_counter()
+                model.session.run(None, feeds)
+                spent.append(time.perf_counter() - start)
+    return [1000.0 * statistics.median(spent) for spent in times]
 
 
 def _batch(X, size: int):
@@ -284,8 +315,9 @@ def compare_quantized(fp32, int8, X, y=None, *, batch_sizes=(1, 64), threads=Non
     threads : int or None, default=None
         onnxruntime threads for both graphs (None: onnxruntime's default).
     repeats : int, default=30
-        Timed runs per batch size and graph; the median is reported (so a
-        busy machine's slow runs do not count).
+        Timed runs per batch size and graph, the two graphs' runs
+        interleaved; the median is reported (so a busy machine's slow runs
+        do not count, and a load that comes and goes weighs on both).
     warmup : int, default=3
         Untimed runs first.
 
@@ -310,7 +342,7 @@ def compare_quantized(fp32, int8, X, y=None, *, batch_sizes=(1, 64), threads=Non
     latency = {}
     for size in batch_sizes:
         feeds = models[0].feeds(_batch(X, int(size)))
-        a, b = (_median_ms(m, feeds, repeats, warmup) for m in models)
+        a, b = _latencies(models, feeds, repeats, warmup)
         latency[int(size)] = {"fp32": a, "int8": b, "speedup": a / b}
     cpu = cpu_int8_support()
     largest = max(latency)

@@ -37,6 +37,8 @@ FORMAT_VERSION = "1"
 # names of the graph's inputs and outputs (scikit-learn's converters' names)
 LABEL, PROBABILITIES, VARIABLE, FEATURES = "label", "probabilities", "variable", "features"
 INPUT_IDS, ATTENTION_MASK = "input_ids", "attention_mask"
+# texts per run of a text graph: sorted by length, so that little padding is computed
+TEXT_BATCH = 32
 
 
 def require(module: str, what: str = "ONNX export and inference"):
@@ -128,7 +130,14 @@ class _Input:
         self.inputs = session.get_inputs()
         self.tokenizer = None
         if self.kind == "text":
-            self.tokenizer = load_tokenizer(json.loads(meta[META_TOKENIZER]), model_dir)
+            self.settings = json.loads(meta[META_TOKENIZER])
+            self.tokenizer = load_tokenizer(self.settings, model_dir)
+            self.pad_id = int(self.settings["pad_id"])
+
+    def pad(self):
+        """The tokeniser's padding back on (to each batch's longest text)."""
+        self.tokenizer.enable_padding(pad_id=self.pad_id, pad_token=self.settings["pad_token"],
+                                      direction=self.settings.get("padding_side", "right"))
 
     def feeds(self, X) -> dict:
         if self.kind == "text":
@@ -329,8 +338,40 @@ class OnnxModel:
             Output name -> array over all samples.
         """
         names = list(outputs or self._outputs)
+        if self.input_kind == "text" and self._input.settings.get("padding_side",
+                                                                  "right") == "right":
+            return self._run_texts(_check_texts(X), names)
         parts = [self.session.run(names, self.feeds(part)) for part in self._parts(X)]
         return {name: np.concatenate([p[i] for p in parts]) for i, name in enumerate(names)}
+
+    def _run_texts(self, texts: list, names: list) -> dict:
+        """Texts tokenised once, then run in batches of similar lengths (by
+        token count, at most ``TEXT_BATCH`` texts), each padded to its own
+        longest text: the padding the attention masks out is not computed
+        (with padding on the right, a text's outputs do not depend on its
+        batch), and the results are put back in the texts' order."""
+        tokenizer = self._input.tokenizer
+        tokenizer.no_padding()
+        try:
+            encoded = tokenizer.encode_batch(texts)
+        finally:
+            self._input.pad()
+        order = np.argsort([len(e.ids) for e in encoded], kind="stable")
+        step = max(1, min(self.batch_size, TEXT_BATCH))
+        results = {name: [None] * len(texts) for name in names}
+        for start in range(0, len(texts), step):
+            chunk = order[start:start + step]
+            width = max(len(encoded[i].ids) for i in chunk)
+            ids = np.full((len(chunk), width), self._input.pad_id, dtype=np.int64)
+            mask = np.zeros((len(chunk), width), dtype=np.int64)
+            for row, i in enumerate(chunk):
+                n = len(encoded[i].ids)
+                ids[row, :n], mask[row, :n] = encoded[i].ids, encoded[i].attention_mask
+            out = self.session.run(names, {INPUT_IDS: ids, ATTENTION_MASK: mask})
+            for name, values in zip(names, out):
+                for row, i in enumerate(chunk):
+                    results[name][i] = values[row]
+        return {name: np.stack(rows) for name, rows in results.items()}
 
     def _parts(self, X):
         if self.input_kind == "text":
