@@ -14,6 +14,7 @@ from ._classifier import PretrainedClassifier
 from ._distillation import DistilledClassifier
 from ._exceptions import (
     NegativeTransferWarning,
+    OnnxExportError,
     SourceLabelsUnavailableError,
     TrainingDivergedError,
     WeightsNotFoundError,
@@ -39,6 +40,12 @@ _LAZY = {
     "TransferLogisticRegressionCV": "._linear",
     "TransferRidge": "._linear",
     "TransferRidgeCV": "._linear",
+    # ONNX export (needs torch, onnx and skl2onnx) and inference without torch
+    # (onnxruntime only), the 'onnx' extra
+    "to_onnx": "._onnx",
+    "OnnxModel": "._onnx_runtime",
+    "quantize_onnx": "._onnx_quantize",
+    "compare_quantized": "._onnx_quantize",
 }
 
 
@@ -67,6 +74,8 @@ __all__ = [
     "MLP",
     "MMD",
     "NegativeTransferWarning",
+    "OnnxExportError",
+    "OnnxModel",
     "Coral",
     "FixMatch",
     "ImageBackbone",
@@ -85,12 +94,15 @@ __all__ = [
     "__version__",
     "cache_info",
     "clear_cache",
+    "compare_quantized",
     "inspection",
     "is_main_process",
     "list_backbones",
     "make_transferability_scorer",
+    "quantize_onnx",
     "rank_backbones",
     "search_progress",
     "selection",
     "set_cache_budget",
+    "to_onnx",
 ]

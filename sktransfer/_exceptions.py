@@ -59,3 +59,28 @@ class SourceLabelsUnavailableError(ValueError):
 
     def __str__(self):
         return f"the source model's class probabilities are unknown because {self.reason}."
+
+
+class OnnxExportError(ValueError):
+    """A fitted model cannot be exported to ONNX, or its exported graph does
+    not reproduce its predictions.
+
+    Raised by :func:`sktransfer.to_onnx`; ``reason`` says why (an operator
+    the ONNX exporter does not support, an input it cannot take, a check on
+    ``X_sample`` that failed).
+
+    Parameters
+    ----------
+    reason : str
+        Why; kept as the ``reason`` attribute.
+
+    Examples
+    --------
+    >>> from sktransfer import OnnxExportError
+    >>> OnnxExportError("multi-task heads are not exported").reason
+    'multi-task heads are not exported'
+    """
+
+    def __init__(self, reason):
+        super().__init__(reason)
+        self.reason = reason

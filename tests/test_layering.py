@@ -28,6 +28,9 @@ RANKS = {
     "sktransfer._compat": 0,
     "sktransfer._images": 0,
     "sktransfer._text": 0,
+    # inference and int8 of exported graphs: numpy + onnxruntime, no sktransfer import
+    "sktransfer._onnx_runtime": 0,
+    "sktransfer._onnx_quantize": 1,
     "sktransfer._progress": 1,
     # parameter transfer for linear models (torch-free throughout)
     "sktransfer._linear_solvers": 0,
@@ -74,6 +77,8 @@ RANKS = {
     "sktransfer._nn.net": 5,
     "sktransfer._nn.launch": 6,
     "sktransfer._nn.engine": 7,
+    # a fitted network's prediction path as an ONNX graph (torch side)
+    "sktransfer._nn.onnx_export": 4,
     # the estimators
     "sktransfer._docs": 8,
     "sktransfer._base": 8,
@@ -83,6 +88,8 @@ RANKS = {
     # distillation: a meta-estimator over the classifier
     "sktransfer._distillation": 10,
     "sktransfer.selection.ranking": 10,
+    # ONNX export of the estimators and Pipelines (skl2onnx converters)
+    "sktransfer._onnx": 10,
     "sktransfer.selection.scorer": 10,
     "sktransfer.selection": 11,
     # inspection of fitted estimators: attributions, worst predictions, displays
