@@ -65,9 +65,15 @@ def fit_key(recipe, network, data, arrays, outputs) -> str | None:
     except TypeError:
         return None
     network_digest = store.state_fingerprint([network.module])  # structure and values
-    header = repr((_version(), torch.__version__, settings, inputs, network_digest,
-                   fit_data_digest(data, *arrays)))
+    header = repr((_version(), TRAINING_REVISION, torch.__version__, settings, inputs,
+                   network_digest, fit_data_digest(data, *arrays)))
     return arrays_digest(header)
+
+
+# the training loop's revision, part of every key beside the versions: raised
+# with each change that alters what an equal fit learns, so that a fit kept
+# under cache_dir by an earlier revision of the same version trains again
+TRAINING_REVISION = 2
 
 
 def _version() -> str:
