@@ -283,7 +283,7 @@ def measure(name, build, args, workdir) -> dict:
     return result
 
 
-# -- install sizes ----------------------------------------------------------------------------------
+# -- install sizes --------------------------------------------------------------------------------
 
 
 def _closure(roots) -> set:

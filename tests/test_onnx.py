@@ -311,7 +311,7 @@ def test_text_pipeline_and_tokeniser_in_the_metadata(minilm_path):
     assert_parity(pipe, OnnxModel(graph.SerializeToString()), TEXTS + HELD_OUT)
 
 
-# -- without torch ----------------------------------------------------------------------------------
+# -- without torch --------------------------------------------------------------------------------
 
 _BLOCK = """
 import importlib.abc, sys
@@ -391,7 +391,7 @@ print(list(OnnxModel({str(text_file)!r}).predict({HELD_OUT!r})))
     assert out.strip() == str(list(text_clf.predict(HELD_OUT)))
 
 
-# -- what is refused, and why -------------------------------------------------------------------------
+# -- what is refused, and why ---------------------------------------------------------------------
 
 
 class FourierNet(torch.nn.Module):
