@@ -257,11 +257,15 @@ class QuantizationReport:
         return "\n".join(lines)
 
 
+_PAUSE = 0.05  # seconds between one session's runs and the other's
+
+
 def _latencies(models, feeds: dict, repeats: int, warmup: int, rounds: int = 5) -> list:
     """Median milliseconds of one run of each model on ``feeds``, the runs
     interleaved (``rounds`` rounds of ``repeats / rounds`` runs of each
-    model in turn), so that a load on a shared machine that comes and goes
-    weighs on every model alike."""
+    model in turn, a short pause between two models' runs, so that one
+    session's spinning threads do not slow the other), so that a load on a
+    shared machine that comes and goes weighs on every model alike."""
     for model in models:
         for _ in range(warmup):
             model.session.run(None, feeds)
@@ -269,6 +273,7 @@ def _latencies(models, feeds: dict, repeats: int, warmup: int, rounds: int = 5) 
     per_round = max(1, -(-repeats // rounds))
     for _ in range(rounds):
         for model, spent in zip(models, times):
+            time.sleep(_PAUSE)  # the other session's threads stop spinning meanwhile
             for _ in range(per_round):
                 start = time.perf_counter()
                 model.session.run(None, feeds)

@@ -222,6 +222,7 @@ print("ok")
     "from sktransfer.selection import logme, h_score, leep, nce",
     "from sktransfer import TransferLogisticRegressionCV, TransferRidgeCV, "
     "NegativeTransferWarning",
+    "from sktransfer import OnnxModel, quantize_onnx, compare_quantized, to_onnx",
 ])
 def test_import_does_not_load_torch(statement):
     loaded = _run(f"{statement}\nimport sys\nprint(sorted(m for m in {HEAVY!r} "

@@ -26,6 +26,7 @@ from sklearn.preprocessing import StandardScaler
 import sktransfer
 from sktransfer import (
     MLP,
+    ImageBackbone,
     OnnxExportError,
     OnnxModel,
     PretrainedClassifier,
@@ -79,13 +80,13 @@ def mlp(table):
 @pytest.fixture(scope="module")
 def mnist_split(mnist):
     X, y = mnist
-    return X[:200], y[:200], X[1000:1300], y[1000:1300]
+    return X[:120], y[:120], X[1000:1300], y[1000:1300]
 
 
 @pytest.fixture(scope="module")
 def tiny_clf(tiny_backbone, mnist_split):
     X, y, _, _ = mnist_split
-    return quiet(PretrainedClassifier(**tiny(tiny_backbone, max_epochs=3)), X, y)
+    return quiet(PretrainedClassifier(**tiny(tiny_backbone, max_epochs=2)), X, y)
 
 
 # -- tables -----------------------------------------------------------------------------------
@@ -166,19 +167,20 @@ def test_image_classifier_parity_on_mnist(tiny_clf, mnist_split, tmp_path):
     assert_parity(tiny_clf, OnnxModel(tmp_path / "tiny.onnx", batch_size=7), X_test[:30])
 
 
+@pytest.mark.slow
 def test_image_preprocessing_is_the_datasets(tiny_backbone, mnist_split):
     """RGB (N, H, W, C) non-square images (resize + centre crop), and float
     (N, C, H, W) images in [0, 1]."""
     X, y, X_test, _ = mnist_split
     rgb = np.repeat(np.pad(X, ((0, 0), (0, 0), (4, 9)))[..., None], 3, axis=-1)
     rgb[..., 1] //= 2  # the channels differ
-    clf = quiet(PretrainedClassifier(**tiny(tiny_backbone, max_epochs=2)), rgb, y)
+    clf = quiet(PretrainedClassifier(**tiny(tiny_backbone, max_epochs=1)), rgb, y)
     model = OnnxModel(to_onnx(clf, rgb[:4]).SerializeToString())
     test_rgb = np.repeat(np.pad(X_test, ((0, 0), (0, 0), (4, 9)))[..., None], 3, axis=-1)
     assert_parity(clf, model, test_rgb)
 
     floats = (rgb.transpose(0, 3, 1, 2) / 255.0).astype(np.float32)
-    clf = quiet(PretrainedClassifier(**tiny(tiny_backbone, max_epochs=2)), floats, y)
+    clf = quiet(PretrainedClassifier(**tiny(tiny_backbone, max_epochs=1)), floats, y)
     model = OnnxModel(to_onnx(clf, floats[:4]).SerializeToString())
     assert_parity(clf, model, (test_rgb.transpose(0, 3, 1, 2) / 255.0).astype(np.float32))
 
@@ -197,7 +199,7 @@ def test_resize_matrices_match_torchvision():
 
 def test_image_regressor_and_features(tiny_backbone, mnist_split):
     X, y, X_test, _ = mnist_split
-    reg = quiet(TransferRegressor(**tiny(tiny_backbone)), X, y.astype(float))
+    reg = quiet(TransferRegressor(**tiny(tiny_backbone, max_epochs=1)), X, y.astype(float))
     model = OnnxModel(to_onnx(reg, X[:4]).SerializeToString())
     np.testing.assert_allclose(model.predict(X_test), reg.predict(X_test), atol=TOLERANCE)
 
@@ -221,6 +223,7 @@ def test_pipeline_features_scaler_logistic_regression(tiny_backbone, mnist_split
     assert_parity(pipe, model, X_test)
 
 
+@pytest.mark.slow
 def test_pipeline_probe_then_linear_transfer(tiny_backbone, mnist_split):
     """TransferFeatures(fitted probe) + TransferLogisticRegressionCV(source=probe)."""
     X, y, X_test, _ = mnist_split
@@ -308,7 +311,7 @@ def test_text_pipeline_and_tokeniser_in_the_metadata(minilm_path):
     assert_parity(pipe, OnnxModel(graph.SerializeToString()), TEXTS + HELD_OUT)
 
 
-# -- without torch ----------------------------------------------------------------------------------
+# -- without torch --------------------------------------------------------------------------------
 
 _BLOCK = """
 import importlib.abc, sys
@@ -388,7 +391,7 @@ print(list(OnnxModel({str(text_file)!r}).predict({HELD_OUT!r})))
     assert out.strip() == str(list(text_clf.predict(HELD_OUT)))
 
 
-# -- what is refused, and why -------------------------------------------------------------------------
+# -- what is refused, and why ---------------------------------------------------------------------
 
 
 class FourierNet(torch.nn.Module):
@@ -422,8 +425,8 @@ class BranchingNet(torch.nn.Module):
 ])
 def test_custom_backbone_that_cannot_be_exported(network, reason, digits32):
     X, y = digits32
-    clf = quiet(PretrainedClassifier(network(), freeze_depth="all", max_epochs=1,
-                                     device="cpu", random_state=0), X, y)
+    clf = quiet(PretrainedClassifier(ImageBackbone(network(), image_size=32),
+                                     freeze_depth="all", device="cpu", random_state=0), X, y)
     with pytest.raises(OnnxExportError, match=reason):
         to_onnx(clf, X[:4])
 
