@@ -161,6 +161,24 @@ def test_sanity_check_flags_a_method_that_ignores_the_model(square_model):
 # -- tables ------------------------------------------------------------------------------
 
 
+def test_tabular_sanity_compares_signed_attributions(digits_mlp):
+    clf, X, _ = digits_mlp
+    # digits' pixels are >= 0, so x * gradient's magnitudes follow the input
+    # whatever the model: compared in absolute value it stays correlated
+    # after randomisation, compared with its sign (how tables are drawn) not
+    signed = sanity_check(clf, X[:20], "gradient_x_input", n_steps=8)
+    absolute = sanity_check(clf, X[:20], "gradient_x_input", compare="absolute", n_steps=8)
+    assert signed.compare == "signed" and absolute.compare == "absolute"
+    assert absolute.full_randomisation > signed.full_randomisation + 0.2
+    assert not signed.flagged
+
+
+def test_an_unknown_comparison_is_refused(digits_mlp):
+    clf, X, _ = digits_mlp
+    with pytest.raises(ValueError, match="compare must be one of"):
+        sanity_check(clf, X[:4], compare="rank")
+
+
 def test_tabular_integrated_gradients_are_complete(digits_mlp):
     clf, X, _ = digits_mlp
     result = attribute(clf, X[:5], n_steps=128)

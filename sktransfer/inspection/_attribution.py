@@ -215,24 +215,41 @@ def attribute(fitted, X, method="auto", target=None, *, n_steps=32, batch_size=3
     return Bunch(attributions=values, tokens=inputs.tokens, targets=targets, method=settings.name)
 
 
-def _rank_correlation(a, b) -> float:
-    """Spearman's correlation of the absolute attributions of one sample; 0
-    when either is constant (no ranking to agree with)."""
-    a, b = np.abs(np.ravel(a)), np.abs(np.ravel(b))
+COMPARISONS = ("auto", "absolute", "signed")
+
+
+def _comparison(kind: str, compare) -> str:
+    """How attributions are compared: ``compare``, or for "auto" as they are
+    drawn (images as magnitude maps, texts and tables with their signs)."""
+    if compare not in COMPARISONS:
+        raise ValueError(f"compare must be one of {list(COMPARISONS)}, got {compare!r}.")
+    if compare != "auto":
+        return compare
+    return "absolute" if kind == IMAGES else "signed"
+
+
+def _rank_correlation(a, b, compare: str) -> float:
+    """Spearman's correlation of the attributions of one sample (their
+    absolute values for ``compare="absolute"``); 0 when either is constant
+    (no ranking to agree with)."""
+    a, b = np.ravel(a), np.ravel(b)
+    if compare == "absolute":
+        a, b = np.abs(a), np.abs(b)
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         return 0.0
     return float(spearmanr(a, b).statistic)
 
 
 def sanity_check(fitted, X, method="auto", target=None, *, threshold=SANITY_THRESHOLD,
-                 n_steps=32, batch_size=32, random_state=0):
+                 compare="auto", n_steps=32, batch_size=32, random_state=0):
     """Adebayo et al.'s model-randomisation test of an attribution method.
 
     The parameters of a deep copy of ``fitted`` are randomised cascading
     from the output side (the head, then the trunk's stages from the last);
     after each step the attributions of the same inputs and classes are
-    compared with those of the fitted model by Spearman's rank correlation
-    of their absolute values. A method that explains the model should lose
+    compared with those of the fitted model by Spearman's rank correlation,
+    of their absolute values for images and of the signed values for texts
+    and tables (``compare``). A method that explains the model should lose
     the correlation; one that still correlates above ``threshold`` after
     full randomisation is flagged. ``fitted`` itself is not changed.
 
@@ -249,6 +266,14 @@ def sanity_check(fitted, X, method="auto", target=None, *, threshold=SANITY_THRE
         randomised models are asked about the same class).
     threshold : float, default=0.2
         The largest mean correlation after full randomisation that passes.
+    compare : {"auto", "absolute", "signed"}, default="auto"
+        What is ranked: the absolute attributions or the signed ones.
+        "auto" compares them as they are drawn: magnitude maps for images,
+        signed values for texts and tables, whose sign says which way a token
+        or feature pushes the output. Signed comparison matters for
+        ``x * gradient`` methods on standardised tables: their magnitudes
+        follow ``|x|``, which randomising the model does not change, while
+        their signs follow the model.
     n_steps : int, default=32
         Integrated Gradients' number of steps.
     batch_size : int, default=32
@@ -263,7 +288,7 @@ def sanity_check(fitted, X, method="auto", target=None, *, threshold=SANITY_THRE
         k"``...); ``correlations``: the mean correlation after each step;
         ``per_sample``: array (n_steps, n_samples); ``full_randomisation``:
         the mean correlation with every parameter random; ``flagged``:
-        whether it exceeds ``threshold``; ``method``.
+        whether it exceeds ``threshold``; ``method``; ``compare``.
 
     See Also
     --------
@@ -284,6 +309,7 @@ def sanity_check(fitted, X, method="auto", target=None, *, threshold=SANITY_THRE
     ['head', 'stage 0']
     """
     settings = _settings(fitted, method, n_steps, batch_size)
+    compare = _comparison(fitted.input_kind_, compare)
     inputs = _network_inputs(fitted, X)
     module = fitted._fit_result.net.module_
     outputs = _nn().outputs_of(module, inputs, settings.batch_size).double().numpy()
@@ -297,10 +323,10 @@ def sanity_check(fitted, X, method="auto", target=None, *, threshold=SANITY_THRE
         _nn().randomise(members, generator)
         values = _explain(randomised, copy_module, inputs, index, settings)
         steps.append(name)
-        per_sample.append([_rank_correlation(a, b) for a, b in zip(original, values)])
+        per_sample.append([_rank_correlation(a, b, compare) for a, b in zip(original, values)])
     per_sample = np.asarray(per_sample)
     correlations = per_sample.mean(1)
     full = float(correlations[-1])
     return Bunch(steps=steps, correlations=correlations, per_sample=per_sample,
                  full_randomisation=full, flagged=bool(full > threshold),
-                 method=settings.name)
+                 method=settings.name, compare=compare)
