@@ -30,8 +30,9 @@ _spec = importlib.util.spec_from_file_location(
     "_results", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_results.py"))
 _results = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_results)
-combine_runs, read_results, run_meta, write_results = (
-    _results.combine_runs, _results.read_results, _results.run_meta, _results.write_results)
+combine_runs, command_line, read_results, run_meta, write_results = (
+    _results.combine_runs, _results.command_line, _results.read_results, _results.run_meta,
+    _results.write_results)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

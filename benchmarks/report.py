@@ -17,7 +17,7 @@ date, commit, machine, versions and command. Nothing here imports torch.
 from __future__ import annotations
 
 import argparse
-import math
+import importlib.util
 import pathlib
 import re
 import statistics
@@ -25,9 +25,13 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-
-from _results import RESULTS, ROOT, read_results  # noqa: E402
+# _results by its path, leaving sys.path alone: this folder holds a
+# distributed.py that would shadow Dask's package for whoever imports report.
+_spec = importlib.util.spec_from_file_location(
+    "_results", pathlib.Path(__file__).resolve().with_name("_results.py"))
+_results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_results)
+RESULTS, ROOT, read_results = _results.RESULTS, _results.ROOT, _results.read_results
 
 README = ROOT / "benchmarks" / "README.md"
 MARKED = re.compile(r"(<!-- table: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- end table -->)",
@@ -144,31 +148,36 @@ def adaptation_tables(meta: dict, records: list) -> dict:
 
     defaults = {r["row"] for r in records if r.get("method") and r.get("strength") == 1.0}
     skada = {r["row"] for r in records if r["row"].startswith("skada ")}
+    judged = [p for p in pairs if all((p, name) in gaps for name in scorers)]
     over_source, over_skada = [], []
-    for pair in pairs:
+    for pair in judged:
         means = {label: np.mean(acc) for label in labels if (acc := accuracy(pair, label))}
         best = max((label for label in means if label in defaults), key=means.get)
         base = means["source only"]
         over_source.append(f"{_met(means[best] >= base + 0.03)} ({best} {means[best]:.3f} vs "
                            f"{base:.3f})")
-        rival = max((label for label in means if label in skada), key=means.get)
-        over_skada.append(f"{_met(means[best] >= means[rival])} ({means[best]:.3f} vs "
+        rivals = [label for label in means if label in skada]
+        rival = max(rivals, key=means.get) if rivals else None
+        over_skada.append("not run" if rival is None else
+                          f"{_met(means[best] >= means[rival])} ({means[best]:.3f} vs "
                           f"{rival.removeprefix('skada ')} {means[rival]:.3f})")
     rows = [["best default method ≥ source only + 0.03", *over_source],
             ["best default method ≥ skada's best", *over_skada]]
     for name in scorers:
         cells = []
-        for pair in pairs:
+        for pair in judged:
             gap = gaps[(pair, name)]
             cells.append(f"{_met(gap <= 0.01)} ({gap:.3f}{' below' if gap > 0.01 else ''})")
         rows.append([f"{name}-chosen setting within 0.01 of the best (adapted settings)",
                      *cells])
-    within = {name: sum(gaps[(pair, name)] <= 0.01 for pair in pairs) for name in scorers}
-    top = max(within, key=within.get)
-    rows.append([f"a scorer within 0.01 on at least 2 of {len(pairs)} pairs",
-                 f"{_met(within[top] >= 2)} ({top}: {within[top]} of {len(pairs)})",
-                 *([""] * (len(pairs) - 1))])
-    tables["targets"] = markdown_table(["target", *(PAIRS.get(p, p) for p in pairs)], rows)
+    if scorers and judged:
+        within = {name: sum(gaps[(pair, name)] <= 0.01 for pair in judged)
+                  for name in scorers}
+        top = max(within, key=within.get)
+        rows.append([f"a scorer within 0.01 on at least 2 of {len(judged)} pairs",
+                     f"{_met(within[top] >= 2)} ({top}: {within[top]} of {len(judged)})",
+                     *([""] * (len(judged) - 1))])
+    tables["targets"] = markdown_table(["target", *(PAIRS.get(p, p) for p in judged)], rows)
     return tables
 
 
