@@ -32,8 +32,9 @@ For each seed, each scorer (prediction entropy, IWV, DEV) rates every
 adapted model and the source-only one; reported: Spearman's rank
 correlation with the target test accuracy (mean over seeds), and the test
 accuracy of the setting each scorer chooses against the best one (chosen
-with target labels). Results are written as JSON rows to
-``benchmarks/results/adaptation.json`` (``--out``).
+with target labels). One record per fit is written to
+``benchmarks/results/adaptation.json`` (``--out``) in the format of
+``_results``; ``benchmarks/report.py`` makes the README's tables of it.
 
     .venv/bin/python benchmarks/adaptation.py --quick --pairs mnist-digits --seeds 2
     .venv/bin/python benchmarks/adaptation.py --seeds 5     # the full run (hours on CPU)
@@ -47,20 +48,28 @@ rank correlation reported.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
-import sys
 import time
 import warnings
 
 import numpy as np
 import torch
-from scipy.stats import spearmanr
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
-from _common import IMAGENET_MEAN, IMAGENET_STD, header, weights_file
+from _common import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    combine_runs,
+    command_line,
+    header,
+    read_results,
+    run_meta,
+    weights_file,
+    write_results,
+)
+from report import adaptation_tables
 from sktransfer import CDAN, DANN, MCC, MMD, Coral, ImageBackbone, PretrainedClassifier
 from sktransfer.selection import (
     DeepEmbeddedValidation,
@@ -271,74 +280,8 @@ def run_skada(pairs, seeds, epochs, n_source, n_val, out_rows, save):
 # -- report ----------------------------------------------------------------------------------
 
 
-def summary(rows):
-    lines = []
-    pairs = sorted({r["pair"] for r in rows})
-    labels = list(dict.fromkeys(r["row"] for r in rows))
-    lines.append("| row | " + " | ".join(pairs) + " |")
-    lines.append("| --- |" + " --- |" * len(pairs))
-    for label in labels:
-        cells = []
-        for pair in pairs:
-            acc = [r["test_accuracy"] for r in rows if r["pair"] == pair and r["row"] == label]
-            cells.append(f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})" if acc
-                         else "not run")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append("\n| pair | scorer | pool | Spearman with target accuracy (mean over seeds) | "
-                 "chosen setting's accuracy | best setting's accuracy (target labels) |")
-    lines.append("| --- | --- | --- | --- | --- | --- |")
-    checks = {}
-    for pair in pairs:
-        seeds = sorted({r["seed"] for r in rows if r["pair"] == pair})
-        for name in SCORERS:
-            for pool_name, adapted_only in (("adapted settings", True),
-                                            ("with source only", False)):
-                rhos, chosen, best = [], [], []
-                for seed in seeds:
-                    pool = [r for r in rows if r["pair"] == pair and r["seed"] == seed
-                            and f"score_{name}" in r
-                            and not (adapted_only and r["row"] == "source only")]
-                    if len(pool) < 2:  # a run of skada's rows only
-                        continue
-                    scores = [r[f"score_{name}"] for r in pool]
-                    accuracy = [r["test_accuracy"] for r in pool]
-                    rhos.append(spearmanr(scores, accuracy).statistic)
-                    chosen.append(accuracy[int(np.argmax(scores))])
-                    best.append(max(accuracy))
-                if not best:
-                    continue
-                if adapted_only:  # what AutoAdaptation chooses among by default
-                    checks[(pair, name)] = np.mean(best) - np.mean(chosen)
-                lines.append(f"| {pair} | {name} | {pool_name} | {np.nanmean(rhos):.2f} | "
-                             f"{np.mean(chosen):.3f} | {np.mean(best):.3f} |")
-    lines.append("\n| check | pair | measured | result |")
-    lines.append("| --- | --- | --- | --- |")
-    for pair in pairs:
-        if (pair, "DEV") not in checks:
-            continue
-        base = np.mean([r["test_accuracy"] for r in rows
-                        if r["pair"] == pair and r["row"] == "source only"])
-        defaults = {label: np.mean(found) for label in METHODS
-                    if (found := [r["test_accuracy"] for r in rows
-                                  if r["pair"] == pair and r["row"] == label])}
-        label = max(defaults, key=defaults.get)
-        ok = defaults[label] >= base + 0.03
-        lines.append(f"| best default method >= source only + 0.03 | {pair} | {label} "
-                     f"{defaults[label]:.3f} vs {base:.3f} | {'met' if ok else 'not met'} |")
-        skada = {row: np.mean(found) for row in SKADA
-                 if (found := [r["test_accuracy"] for r in rows
-                               if r["pair"] == pair and r["row"] == row])}
-        if skada:
-            best = max(skada, key=skada.get)
-            ok = defaults[label] >= skada[best]
-            lines.append(f"| best default method >= skada's best | {pair} | {label} "
-                         f"{defaults[label]:.3f} vs {best} {skada[best]:.3f} | "
-                         f"{'met' if ok else 'not met'} |")
-        for name in SCORERS:
-            gap = checks[(pair, name)]
-            lines.append(f"| {name}-chosen within 0.01 of the best | {pair} | gap {gap:.3f} | "
-                         f"{'met' if gap <= 0.01 else 'not met'} |")
-    return "\n".join(lines)
+def summary(meta, rows) -> str:
+    return "\n\n".join(adaptation_tables(meta, rows).values())
 
 
 def main(argv=None):
@@ -367,14 +310,12 @@ def main(argv=None):
                         help="JSON files of separate runs to combine into --out (and report)")
     args = parser.parse_args(argv)
     out = pathlib.Path(args.out)
+    script = [__file__, *argv] if argv is not None else None
     if args.merge:
-        runs = [json.loads(pathlib.Path(path).read_text()) for path in args.merge]
-        out.write_text(json.dumps({"runs": [{k: v for k, v in run.items() if k != "rows"}
-                                            for run in runs],
-                                   "rows": [row for run in runs for row in run["rows"]]},
-                                  indent=1))
+        write_results(out, *combine_runs([read_results(path) for path in args.merge],
+                                         command=command_line(script)))
     if args.report or args.merge:
-        print(summary(json.loads(out.read_text())["rows"]))
+        print(summary(*read_results(out)))
         return
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
     if args.threads:
@@ -388,18 +329,18 @@ def main(argv=None):
     n_source = args.n_source if args.quick else None
     out.parent.mkdir(parents=True, exist_ok=True)
 
+    meta = run_meta(script, threads=torch.get_num_threads(), quick=args.quick, epochs=epochs,
+                    n_source=n_source)
+
     def save():  # after every fit: an interrupted run keeps its rows
-        out.write_text(json.dumps({"header": title,
-                                   "argv": sys.argv[1:] if argv is None else argv,
-                                   "quick": args.quick, "epochs": epochs,
-                                   "n_source": n_source, "rows": rows}, indent=1))
+        write_results(out, meta, rows)
 
     if args.skada:
         run_skada(args.pairs, seeds, 10 if epochs == "auto" else epochs, n_source, args.val,
                   rows, save)
     else:
         run(args.pairs, seeds, epochs, n_source, args.val, args.strengths, rows, save)
-    print(summary(rows))
+    print(summary(meta, rows))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
 
 

@@ -32,6 +32,11 @@ recorded) and the ratios, measured in the same run, are what to read.
 Target: a distilled student keeps >= 97 % of the teacher's accuracy at
 <= 1/3 of its batch-64 latency (at both thread counts).
 
+One record per model and part is written to
+``benchmarks/results/distillation.json`` in the format of ``_results``
+(``--append``: as one more run of that file); ``benchmarks/report.py`` makes
+the README's tables of it.
+
     python benchmarks/distillation.py            # ~40 min on 2 busy cores
     python benchmarks/distillation.py --parts images --students mlp --mlp-epochs 30 \
         --labels-only-epochs 30 --append        # the MLP student trained longer
@@ -42,10 +47,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
 import os
-import platform
 import sys
 import time
 import warnings
@@ -61,7 +63,16 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.preprocessing import FunctionTransformer  # noqa: E402
 
-from benchmarks._common import header, markdown_table, median, mnist_digits  # noqa: E402
+from benchmarks._common import (  # noqa: E402
+    combine_runs,
+    header,
+    median,
+    mnist_digits,
+    read_results,
+    run_meta,
+    write_results,
+)
+from benchmarks.report import distillation_table  # noqa: E402
 from sktransfer import MLP, DistilledClassifier, ImageBackbone, PretrainedClassifier  # noqa: E402
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "distillation.json")
@@ -240,23 +251,6 @@ def tabular(args):
 # -- report -------------------------------------------------------------------------------
 
 
-def table(part) -> str:
-    rows = []
-    for r in part["rows"]:
-        ratio = r.get("latency_ratio")
-        rows.append([
-            r["model"], f"{r['accuracy']:.3f}",
-            f"{r['retention']:.1%}" if "retention" in r else "",
-            f"{r['agreement_with_teacher']:.3f}" if "agreement_with_teacher" in r else "",
-            *(f"{r['latency_batch64'][str(t)]['median'] * 1e3:.1f}" for t in THREADS),
-            " / ".join(f"{ratio[str(t)]:.2f}" for t in THREADS) if ratio else "",
-            ("yes" if r["target_met"] else "NO") if "target_met" in r else "",
-            f"{r['fit_seconds']:.0f}"])
-    return markdown_table(["model", "accuracy", "of teacher's", "agrees with teacher",
-                           "ms @1 thr", "ms @2 thr", "latency ratio (1 / 2 thr)",
-                           "target met", "fit s"], rows)
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--parts", nargs="+", default=["images", "tabular"],
@@ -284,24 +278,24 @@ def main(argv=None):
         args.n_unlabeled, args.teacher_epochs, args.student_epochs, args.repeats = 600, 1, 1, 3
     title = header("distillation")
     print(title, flush=True)
-    results = {"command": " ".join(["python benchmarks/distillation.py", *(argv or sys.argv[1:])]),
-               "header": title,
-               "date": datetime.datetime.now().astimezone().isoformat(timespec="minutes"),
-               "machine": f"{platform.machine()}, {os.cpu_count()} cores shared with other "
-                          "work (latencies are noisy; ratios are measured in the same run)",
-               "target": f"distilled accuracy >= {RETENTION:.0%} of the teacher's at <= 1/3 "
-                         "of its batch-64 predict_proba latency (1 and 2 threads)",
-               "settings": vars(args)}
+    meta = run_meta(None if argv is None else [__file__, *argv],
+                    threads=torch.get_num_threads(),
+                    machine_note=f"{os.cpu_count()} cores shared with other work (latencies are "
+                                 "noisy; ratios are measured in the same run)",
+                    target=f"distilled accuracy >= {RETENTION:.0%} of the teacher's at <= 1/3 "
+                           "of its batch-64 predict_proba latency (1 and 2 threads)",
+                    settings=vars(args), how={})
+    records = []
     for part in args.parts:
-        results[part] = images(args) if part == "images" else tabular(args)
-        print(f"\n## {part}\n{results[part]['how']}\n\n{table(results[part])}\n", flush=True)
+        result = images(args) if part == "images" else tabular(args)
+        meta["how"][part] = result["how"]
+        records += [{"part": part, **row} for row in result["rows"]]
+        print(f"\n## {part}\n{result['how']}\n\n{distillation_table(result['rows'])}\n",
+              flush=True)
     if not args.quick:
-        runs = []
         if args.append and os.path.exists(args.out):
-            with open(args.out) as previous:
-                runs = json.load(previous)["runs"]
-        with open(args.out, "w") as out:
-            json.dump({"runs": [*runs, results]}, out, indent=1)
+            meta, records = combine_runs([read_results(args.out), (meta, records)])
+        write_results(args.out, meta, records)
         log(f"wrote {args.out}")
 
 

@@ -45,6 +45,10 @@ thread count; on the image model, int8 (static) loses at most 1 point of
 accuracy and is at least 1.5x faster than ONNX fp32 at batch 64 (the CPU's
 VNNI flags are recorded: without VNNI, int8 has no fast dot product).
 
+One record per model and per installed stack is written to
+``benchmarks/results/export.json`` in the format of ``_results``;
+``benchmarks/report.py`` makes the README's tables (and the targets) of it.
+
     python benchmarks/export.py                 # ~25 min on 2 busy CPU cores
     python benchmarks/export.py --quick         # smoke run (small data, few repeats)
 """
@@ -52,11 +56,8 @@ VNNI flags are recorded: without VNNI, int8 has no fast dot product).
 from __future__ import annotations
 
 import argparse
-import datetime
 import importlib.metadata as metadata
-import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -89,8 +90,15 @@ from sktransfer import (  # noqa: E402
 )
 from sktransfer._onnx_quantize import cpu_int8_support  # noqa: E402
 
-WAYS = ("torch (estimator)", "ONNX fp32", "ONNX int8 dynamic", "ONNX int8 static")
-TORCH, FP32, DYNAMIC, STATIC = WAYS
+from benchmarks._results import run_meta, write_results  # noqa: E402
+from benchmarks.report import (  # noqa: E402
+    DYNAMIC,
+    FP32,
+    STATIC,
+    TORCH,
+    WAYS,
+    export_markdown,
+)
 
 
 # -- data and models --------------------------------------------------------------------------
@@ -162,7 +170,6 @@ MODELS = {
     "MLP / digits": tabular_model,
     "TransferFeatures + LR / MNIST": pipeline_model,
 }
-IMAGE_MODEL = "MobileNetV2 / MNIST"
 
 
 def fitted(name, build, args):
@@ -339,67 +346,6 @@ def install_sizes() -> dict:
     return out
 
 
-# -- report ---------------------------------------------------------------------------------------
-
-
-def targets(results: dict) -> list:
-    rows = []
-    worst = max(r["max_abs_proba_diff_vs_estimator"][FP32] for r in results.values())
-    same = min(r["same_labels_as_estimator"][FP32] for r in results.values())
-    rows.append({"target": "fp32 graph: max abs Δ predict_proba ≤ 1e-4, same labels",
-                 "value": f"max {worst:.2g}, labels identical: {same == 1.0}",
-                 "met": worst <= 1e-4 and same == 1.0})
-    slower = [f"{name}: {cell} ({lat[FP32]:.1f} vs {lat[TORCH]:.1f} ms)"
-              for name, r in results.items() for cell, lat in r["latency_ms"].items()
-              if lat[FP32] > lat[TORCH]]
-    rows.append({"target": "ONNX fp32 latency ≤ the estimator's at every batch size",
-                 "value": "everywhere" if not slower else "slower at " + "; ".join(slower),
-                 "met": not slower})
-    if IMAGE_MODEL in results:
-        r = results[IMAGE_MODEL]
-        for way in (STATIC, DYNAMIC):
-            drop = r["accuracy"][FP32] - r["accuracy"][way]
-            speed = {cell: lat[FP32] / lat[way] for cell, lat in r["latency_ms"].items()
-                     if cell.endswith("batch 64")}
-            rows.append({
-                "target": f"image model, {way}: ≤ 1 point accuracy lost, ≥ 1.5x ONNX fp32 at "
-                          "batch 64",
-                "value": f"{100 * drop:.1f} points lost; " + ", ".join(
-                    f"x{s:.2f} ({cell.split(',')[0]})" for cell, s in speed.items()),
-                "met": drop <= 0.01 and all(s >= 1.5 for s in speed.values())})
-    return rows
-
-
-def markdown(report: dict) -> str:
-    lines = []
-    for name, r in report["models"].items():
-        fit = ("fitted earlier, read from --fit-cache" if r["fit_seconds"] is None
-               else f"fit {r['fit_seconds']:.0f} s")
-        lines += [f"**{name}** ({r['n_test']} test samples; {fit}, export "
-                  f"{r['export_seconds']:.1f} s)", "",
-                  "| | file (MB) | accuracy | max \\|Δp\\| vs estimator | " +
-                  " | ".join(r["latency_ms"]) + " |",
-                  "| --- | --- | --- | --- | " + " | ".join("---" for _ in r["latency_ms"]) +
-                  " |"]
-        for way in WAYS:
-            diff = "—" if way == TORCH else f"{r['max_abs_proba_diff_vs_estimator'][way]:.1g}"
-            cells = " | ".join(_ms(lat[way]) for lat in r["latency_ms"].values())
-            lines.append(f"| {way} | {r['file_mb'][way]:.1f} | {r['accuracy'][way]:.3f} | "
-                         f"{diff} | {cells} |")
-        lines.append("")
-    lines += ["| what predicting needs installed | MB | distributions |", "| --- | --- | --- |"]
-    for stack, s in report["install_mb"].items():
-        lines.append(f"| {stack} | {s['mb']:.0f} | {s.get('distributions', 1)} |")
-    lines += ["", "| target | measured | met |", "| --- | --- | --- |"]
-    for t in report["targets"]:
-        lines.append(f"| {t['target']} | {t['value']} | {'yes' if t['met'] else 'no'} |")
-    return "\n".join(lines)
-
-
-def _ms(value: float) -> str:
-    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small data, few repeats")
@@ -421,34 +367,17 @@ def main(argv=None):
         for name in args.models:
             print(f"{name} ...", flush=True)
             results[name] = measure(name, MODELS[name], args, workdir)
-    report = {
-        "command": "python benchmarks/export.py" + (" --quick" if args.quick else "") +
-                   (" --fit-cache DIR" if args.fit_cache else ""),
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="minutes"),
-        "machine": {"cpu": _cpu_model(), "cores": os.cpu_count(), "int8": cpu,
-                    "load_average_before": load_before, "load_average_after": os.getloadavg(),
-                    "note": "shared with other work while measured: medians of interleaved "
-                            "runs"},
-        "versions": {p: metadata.version(p) for p in ("torch", "onnx", "onnxruntime",
-                                                      "skl2onnx", "scikit-learn",
-                                                      "tokenizers")},
-        "models": results,
-        "install_mb": install_sizes(),
-    }
-    report["targets"] = targets(results)
-    os.makedirs(os.path.dirname(args.out), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(report, handle, indent=1, default=float)
-    print(markdown(report))
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            return next(line.split(":", 1)[1].strip() for line in info
-                        if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
+    meta = run_meta(None if argv is None else [__file__, *argv])
+    meta["machine"].update(int8=cpu, load_average_before=load_before,
+                           load_average_after=os.getloadavg(),
+                           note="shared with other work while measured: medians of "
+                                "interleaved runs")
+    meta["versions"].update({p: metadata.version(p) for p in ("onnx", "onnxruntime",
+                                                              "skl2onnx", "tokenizers")})
+    records = [{"model": name, **r} for name, r in results.items()]
+    records += [{"install": stack, **sizes} for stack, sizes in install_sizes().items()]
+    write_results(args.out, meta, records)
+    print(export_markdown(records))
 
 
 if __name__ == "__main__":

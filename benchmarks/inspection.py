@@ -13,8 +13,9 @@
    full randomisation (target <= 0.2 for the default methods).
 4. Time per image of each image method.
 
-Writes benchmarks/results/inspection.json and prints a table. A few minutes
-on 2 CPU cores; ``--quick`` is a smoke run.
+Writes one record per part to benchmarks/results/inspection.json, in the
+format of ``_results``, and prints the tables ``benchmarks/report.py`` makes
+of it. A few minutes on 2 CPU cores; ``--quick`` is a smoke run (not stored).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 RESULTS = pathlib.Path(__file__).resolve().parent / "results" / "inspection.json"
 SIZE, DIGIT = 96, 28
 CLASSES = (0, 1, 2, 3)
+TABLE_SANITY = 50  # rows of the table's sanity check
 
 
 def textured_digits(n: int, seed: int):
@@ -83,7 +85,8 @@ def image_part(args) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf.fit(X, y)
-    row = {"n_train": args.n_train, "n_test": args.n_test, "epochs": args.epochs,
+    row = {"n_train": args.n_train, "n_test": args.n_test, "n_sanity": args.n_sanity,
+           "epochs": args.epochs,
            "fit_s": time.perf_counter() - start, "test_accuracy": clf.score(X_test, y_test)}
     for method in ("gradcam", "integrated_gradients"):
         start = time.perf_counter()
@@ -122,13 +125,15 @@ def table_part(args) -> dict:
         clf.fit(X_train, y_train)
     permuted = permutation_importance(clf, X_test, y_test, scoring="neg_log_loss",
                                       n_repeats=10, random_state=0).importances_mean
-    row = {"dataset": "breast_cancer", "test_accuracy": clf.score(X_test, y_test)}
+    row = {"dataset": "breast_cancer", "test_accuracy": clf.score(X_test, y_test),
+           "n_sanity": TABLE_SANITY}
     for method in ("integrated_gradients", "gradient_x_input"):
         values = attribute(clf, X_test, method=method, target=y_test).attributions
         row[method] = {
             "spearman_vs_permutation": float(spearmanr(np.abs(values).mean(0),
                                                        permuted).statistic),
-            "sanity_full": sanity_check(clf, X_test[:50], method=method).full_randomisation}
+            "sanity_full": sanity_check(clf, X_test[:TABLE_SANITY],
+                                        method=method).full_randomisation}
     return row
 
 
@@ -141,17 +146,17 @@ def main(argv=None):
     vars(args).update(sizes)
     import torch
 
-    from _common import header
+    from _common import header, run_meta, write_results
+    from report import inspection_tables
 
     torch.set_num_threads(2)
+    meta = run_meta(None if argv is None else [__file__, *argv], threads=2, settings=sizes)
     print(header("inspection"))
-    results = {"header": header("inspection"), "images": image_part(args),
-               "table": table_part(args)}
-    print(json.dumps(results, indent=1))
+    records = [{"part": "images", **image_part(args)}, {"part": "table", **table_part(args)}]
+    print(json.dumps(records, indent=1))
+    print("\n\n".join(inspection_tables(meta, records).values()))
     if not args.quick:
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=1) + "\n")
-        print(f"written to {RESULTS}")
+        print(f"written to {write_results(RESULTS, meta, records)}")
 
 
 if __name__ == "__main__":

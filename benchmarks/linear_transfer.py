@@ -38,6 +38,10 @@ on a busy two-core machine scipy's L-BFGS-B otherwise waits on its BLAS
 threads and timings mean nothing. The cost target compares the fit time of
 ``Transfer...CV`` with the target-only CV fit on the same data (median ratio).
 
+One record per cell (dataset, size, seed) is written to
+``benchmarks/results/linear_transfer.json`` in the format of ``_results``;
+``benchmarks/report.py`` makes the README's table of it.
+
     python benchmarks/linear_transfer.py                  # everything (~10 min on 2 cores)
     python benchmarks/linear_transfer.py --datasets mpg-origin mpg-year --seeds 2
 """
@@ -45,11 +49,8 @@ threads and timings mean nothing. The cost target compares the fit time of
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import platform
-import statistics
 import sys
 import time
 import warnings
@@ -73,6 +74,8 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from _results import combine_runs, command_line, read_results, run_meta, write_results  # noqa: E402
+from report import linear_transfer_summary  # noqa: E402
 from sktransfer import (  # noqa: E402
     NegativeTransferWarning,
     TransferLogisticRegression,
@@ -84,7 +87,6 @@ SIZES = (10, 30, 100)
 ROWS = ("target only", "source only", "pooled", "warm start", "Transfer...CV")
 DATASETS = ("mpg-origin", "mpg-year", "digits-embed", "rt-movies")
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "linear_transfer.json")
-TOLERANCE, SMALL_GAIN, COST = 0.005, 0.03, 3.0
 
 
 @dataclass
@@ -346,59 +348,15 @@ def run_cell(task, n, seed):
 # -- report ----------------------------------------------------------------------------
 
 
-def summarise(results):
-    """Per dataset and size: mean and std of each row's score, the targets."""
-    lines, verdicts = [], {}
-    header = "| dataset | n | " + " | ".join(ROWS) + " | Transfer...CV − best other | " \
-             "− target only | cost vs target-only CV |"
-    lines += [header, "|" + " --- |" * (len(ROWS) + 5)]
-    for name, by_size in results["cells"].items():
-        ok_best, gains, ratios = True, {}, []
-        for n, cells in by_size.items():
-            means = {row: statistics.mean(c[row]["score"] for c in cells) for row in ROWS}
-            stds = {row: statistics.pstdev(c[row]["score"] for c in cells) for row in ROWS}
-            best_other = max(means[row] for row in ROWS if row != "Transfer...CV")
-            margin = means["Transfer...CV"] - best_other
-            gain = means["Transfer...CV"] - means["target only"]
-            ratio = statistics.median(c["Transfer...CV"]["seconds"] /
-                                      c["target only"]["seconds"] for c in cells)
-            ok_best &= margin >= -TOLERANCE
-            gains[n], ratios = gain, ratios + [ratio]
-            lines.append(f"| {name} | {n} | " + " | ".join(
-                f"{means[r]:.3f} ± {stds[r]:.3f}" for r in ROWS) +
-                f" | {margin:+.3f} | {gain:+.3f} | {ratio:.2f}x |")
-        smallest = min(by_size, key=int)
-        verdicts[name] = {"within_0.005_of_best_everywhere": bool(ok_best),
-                          "gain_over_target_only_at_smallest": gains[smallest],
-                          "median_cost_ratio": statistics.median(ratios)}
-    return "\n".join(lines), verdicts
-
-
 def report(paths, out):
-    """The table and verdicts of stored runs, their datasets merged into ``out``."""
-    merged = None
-    for path in paths:
-        with open(path) as file:
-            run = json.load(file)
-        if merged is None:
-            merged = run
-            merged["commands"] = [run["command"]]
-        else:
-            merged["cells"].update(run["cells"])
-            merged["how"].update(run["how"])
-            merged["commands"].append(run["command"])
-            merged["seconds"] = merged.get("seconds", 0) + run.get("seconds", 0)
-    table, verdicts = summarise(merged)
-    merged["verdicts"] = verdicts
-    _write(merged, out)
+    """The table and verdicts of stored runs; several runs are combined into ``out``."""
+    runs = [read_results(path) for path in paths]
+    meta, records = runs[0] if len(runs) == 1 else combine_runs(runs, command=command_line())
+    if len(runs) > 1:
+        write_results(out, meta, records)
+    table, verdicts = linear_transfer_summary(records)
     print(table)
     print(json.dumps(verdicts, indent=1))
-
-
-def _write(results, path):
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w") as file:
-        json.dump(results, file, indent=1)
 
 
 def main():
@@ -408,7 +366,8 @@ def main():
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--out", default=RESULTS)
     parser.add_argument("--report", nargs="+", metavar="JSON",
-                        help="print the table of stored runs (merged in order) instead of running")
+                        help="print the table of stored runs instead of running (several: "
+                             "combined into --out)")
     args = parser.parse_args()
     if args.report:
         return report(args.report, args.out)
@@ -422,30 +381,23 @@ def main():
             tasks.append(digits_task())
         if "rt-movies" in args.datasets:
             tasks.append(rt_task())
-        results = {"command": "python " + " ".join(sys.argv),
-                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
-                       timespec="minutes"),
-                   "machine": f"{platform.processor() or platform.machine()}, "
-                              f"{os.cpu_count()} cores, one BLAS thread",
-                   "how": {t.name: t.how for t in tasks}, "cells": {}}
+        meta = run_meta(blas_threads=1, how={t.name: t.how for t in tasks})
+        records = []
         for task in tasks:
-            results["cells"][task.name] = {}
             for n in args.sizes:
-                cells = []
-                for seed in range(args.seeds):
-                    cells.append(run_cell(task, n, seed))
-                results["cells"][task.name][str(n)] = cells
+                cells = [{"dataset": task.name, "n": n, "seed": seed, **run_cell(task, n, seed)}
+                         for seed in range(args.seeds)]
+                records += cells
                 means = {r: np.mean([c[r]["score"] for c in cells]) for r in ROWS}
                 print(f"{task.name} n={n}: " + ", ".join(f"{r} {v:.3f}"
                                                         for r, v in means.items()), flush=True)
-                _write(results, args.out)  # a long run keeps what it has measured
-    table, verdicts = summarise(results)
-    results["verdicts"] = verdicts
-    results["seconds"] = time.perf_counter() - started
-    _write(results, args.out)
+                write_results(args.out, meta, records)  # a long run keeps what it has measured
+    meta["seconds"] = time.perf_counter() - started
+    write_results(args.out, meta, records)
+    table, verdicts = linear_transfer_summary(records)
     print(table)
     print(json.dumps(verdicts, indent=1))
-    print(f"total {results['seconds']:.0f} s; rows in {args.out}")
+    print(f"total {meta['seconds']:.0f} s; records in {args.out}")
 
 
 if __name__ == "__main__":

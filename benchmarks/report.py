@@ -1,0 +1,433 @@
+"""The tables of ``benchmarks/README.md``, generated from ``benchmarks/results/*.json``.
+
+A generated table sits in the README between two markers::
+
+    <!-- table: linear_transfer/main -->
+    ...
+    <!-- end table -->
+
+The name before the slash is the results file (``benchmarks/results/<name>.json``),
+the one after it a table of ``TABLES[name]``; ``<name>/meta`` is the run's
+date, commit, machine, versions and command. Nothing here imports torch.
+
+    python benchmarks/report.py            # rewrite the README's generated tables
+    python benchmarks/report.py --check    # exit 1, naming each table that differs
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import pathlib
+import re
+import statistics
+import sys
+
+import numpy as np
+
+# _results by its path, leaving sys.path alone: this folder holds a
+# distributed.py that would shadow Dask's package for whoever imports report.
+_spec = importlib.util.spec_from_file_location(
+    "_results", pathlib.Path(__file__).resolve().with_name("_results.py"))
+_results = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_results)
+RESULTS, ROOT, read_results = _results.RESULTS, _results.ROOT, _results.read_results
+
+README = ROOT / "benchmarks" / "README.md"
+MARKED = re.compile(r"(<!-- table: (?P<name>[\w./-]+) -->\n)(?P<body>.*?)(<!-- end table -->)",
+                    re.DOTALL)
+
+
+def markdown_table(headers, rows) -> str:
+    def line(cells):
+        return "|" + "|".join(f" {cell} " if str(cell) else " " for cell in cells) + "|"
+
+    return "\n".join([line(headers), "|" + " --- |" * len(headers), *map(line, rows)])
+
+
+def _met(ok: bool) -> str:
+    return "**met**" if ok else "**not met**"
+
+
+# -- meta ------------------------------------------------------------------------------------
+
+
+def _when(date: str) -> str:
+    return date.replace("T", " ").replace("Z", " UTC")
+
+
+def meta_block(name: str, meta: dict) -> str:
+    """Where the stored numbers come from: commands, dates, commit, machine, versions."""
+    runs = meta.get("runs", [meta])
+    dates = sorted(run["date"] for run in runs)
+    when = _when(dates[0]) if len(dates) == 1 else \
+        f"{_when(dates[0]).removesuffix(' UTC')} - {_when(dates[-1])}"
+    commits = list(dict.fromkeys(run.get("commit") for run in runs))
+    reconstructed = meta.get("reconstructed", {})
+    commit = ", ".join(c[:10] if c else "unknown" for c in commits)
+    if "commit" in reconstructed:
+        commit += " (not recorded by the run: the commit that stored the file)"
+    elif any(run.get("dirty") for run in runs):
+        commit += " with uncommitted changes"
+    machine = meta["machine"]
+    gpu = ", ".join(machine["gpu"]) if machine.get("gpu") else "no GPU"
+    versions = ", ".join(f"{lib} {v}" for lib, v in meta["versions"].items() if v)
+    missing = [lib for lib, v in meta["versions"].items() if not v]
+    lines = [f"Stored in `benchmarks/results/{name}.json`: measured {when}, commit {commit}; "
+             f"{machine['cpu']}, {machine['cores']} cores, {gpu}; {versions}"
+             + (f" ({', '.join(missing)} not recorded)" if missing else "") + ".", "",
+             "```bash"]
+    for i, run in enumerate(runs):
+        note = f"  # run {i + 1}, {_when(run['date'])}" if len(runs) > 1 else ""
+        lines.append(run["command"] + note)
+    if len(runs) > 1 and meta.get("command"):
+        lines.append(meta["command"] + "  # the runs combined")
+    lines.append("```")
+    return "\n".join(lines)
+
+
+# -- adaptation ------------------------------------------------------------------------------
+
+PAIRS = {"digits-mnist": "digits → MNIST", "mnist-digits": "MNIST → digits",
+         "mnist-mnistm": "MNIST → MNIST-M"}
+
+
+def _spearman(a, b) -> float:
+    from scipy.stats import spearmanr
+
+    return spearmanr(a, b).statistic
+
+
+def adaptation_tables(meta: dict, records: list) -> dict:
+    """Accuracy per row and pair, the scorers' rankings, and the targets."""
+    pairs = sorted({r["pair"] for r in records})
+    labels = list(dict.fromkeys(r["row"] for r in records))
+    scorers = list(dict.fromkeys(k.removeprefix("score_") for r in records for k in r
+                                 if k.startswith("score_")))
+
+    def accuracy(pair, label):
+        return [r["test_accuracy"] for r in records if r["pair"] == pair and r["row"] == label]
+
+    rows = []
+    for label in labels:
+        cells = []
+        for pair in pairs:
+            acc = accuracy(pair, label)
+            cells.append(f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})" if acc
+                         else "not run")
+        rows.append([label, *cells])
+    tables = {"accuracy": markdown_table(["row", *(PAIRS.get(p, p) for p in pairs)], rows)}
+
+    rows, gaps = [], {}
+    for pair in pairs:
+        seeds = sorted({r["seed"] for r in records if r["pair"] == pair})
+        for name in scorers:
+            for pool_name, adapted_only in (("adapted settings", True),
+                                            ("with source only", False)):
+                rhos, chosen, best = [], [], []
+                for seed in seeds:
+                    pool = [r for r in records if r["pair"] == pair and r["seed"] == seed
+                            and f"score_{name}" in r
+                            and not (adapted_only and r["row"] == "source only")]
+                    if len(pool) < 2:  # a run of skada's rows only
+                        continue
+                    scores = [r[f"score_{name}"] for r in pool]
+                    acc = [r["test_accuracy"] for r in pool]
+                    rhos.append(_spearman(scores, acc))
+                    chosen.append(acc[int(np.argmax(scores))])
+                    best.append(max(acc))
+                if not best:
+                    continue
+                if adapted_only:  # what AutoAdaptation chooses among by default
+                    gaps[(pair, name)] = np.mean(best) - np.mean(chosen)
+                rows.append([PAIRS.get(pair, pair), name, pool_name, f"{np.nanmean(rhos):.2f}",
+                             f"{np.mean(chosen):.3f}", f"{np.mean(best):.3f}"])
+    tables["scorers"] = markdown_table(
+        ["pair", "scorer", "pool", "Spearman with target accuracy (mean over seeds)",
+         "chosen setting's accuracy", "best setting's accuracy (target labels)"], rows)
+
+    defaults = {r["row"] for r in records if r.get("method") and r.get("strength") == 1.0}
+    skada = {r["row"] for r in records if r["row"].startswith("skada ")}
+    judged = [p for p in pairs if all((p, name) in gaps for name in scorers)]
+    over_source, over_skada = [], []
+    for pair in judged:
+        means = {label: np.mean(acc) for label in labels if (acc := accuracy(pair, label))}
+        best = max((label for label in means if label in defaults), key=means.get)
+        base = means["source only"]
+        over_source.append(f"{_met(means[best] >= base + 0.03)} ({best} {means[best]:.3f} vs "
+                           f"{base:.3f})")
+        rivals = [label for label in means if label in skada]
+        rival = max(rivals, key=means.get) if rivals else None
+        over_skada.append("not run" if rival is None else
+                          f"{_met(means[best] >= means[rival])} ({means[best]:.3f} vs "
+                          f"{rival.removeprefix('skada ')} {means[rival]:.3f})")
+    rows = [["best default method ≥ source only + 0.03", *over_source],
+            ["best default method ≥ skada's best", *over_skada]]
+    for name in scorers:
+        cells = []
+        for pair in judged:
+            gap = gaps[(pair, name)]
+            cells.append(f"{_met(gap <= 0.01)} ({gap:.3f}{' below' if gap > 0.01 else ''})")
+        rows.append([f"{name}-chosen setting within 0.01 of the best (adapted settings)",
+                     *cells])
+    if scorers and judged:
+        within = {name: sum(gaps[(pair, name)] <= 0.01 for pair in judged)
+                  for name in scorers}
+        top = max(within, key=within.get)
+        rows.append([f"a scorer within 0.01 on at least 2 of {len(judged)} pairs",
+                     f"{_met(within[top] >= 2)} ({top}: {within[top]} of {len(judged)})",
+                     *([""] * (len(judged) - 1))])
+    tables["targets"] = markdown_table(["target", *(PAIRS.get(p, p) for p in judged)], rows)
+    return tables
+
+
+# -- linear_transfer --------------------------------------------------------------------------
+
+TOLERANCE = 0.005  # Transfer...CV within this of the best other row
+
+
+def linear_transfer_summary(records: list) -> tuple[str, dict]:
+    """Per dataset and size, mean ± std over seeds of each row's score; the targets."""
+    methods = [k for k, v in records[0].items() if isinstance(v, dict) and "score" in v]
+    others = [m for m in methods if m != "Transfer...CV"]
+    rows, verdicts = [], {}
+    for dataset in dict.fromkeys(r["dataset"] for r in records):
+        ok_best, gains, ratios = True, {}, []
+        for n in dict.fromkeys(r["n"] for r in records if r["dataset"] == dataset):
+            cells = [r for r in records if r["dataset"] == dataset and r["n"] == n]
+            means = {m: statistics.mean(c[m]["score"] for c in cells) for m in methods}
+            stds = {m: statistics.pstdev(c[m]["score"] for c in cells) for m in methods}
+            margin = means["Transfer...CV"] - max(means[m] for m in others)
+            gains[n] = means["Transfer...CV"] - means["target only"]
+            ratio = statistics.median(c["Transfer...CV"]["seconds"] / c["target only"]["seconds"]
+                                      for c in cells)
+            ok_best &= margin >= -TOLERANCE
+            ratios.append(ratio)
+            rows.append([dataset, n, *(f"{means[m]:.3f} ± {stds[m]:.3f}" for m in methods),
+                         f"{margin:+.3f}", f"{gains[n]:+.3f}", f"{ratio:.2f}x"])
+        verdicts[dataset] = {"within_0.005_of_best_everywhere": bool(ok_best),
+                             "gain_over_target_only_at_smallest": gains[min(gains)],
+                             "median_cost_ratio": statistics.median(ratios)}
+    table = markdown_table(["dataset", "n", *methods, "Transfer...CV − best other",
+                            "− target only", "cost vs target-only CV"], rows)
+    return table, verdicts
+
+
+def linear_transfer_tables(meta: dict, records: list) -> dict:
+    return {"main": linear_transfer_summary(records)[0]}
+
+
+# -- distillation -----------------------------------------------------------------------------
+
+THREADS = ("1", "2")
+RETENTION, LATENCY = 0.97, 1 / 3
+
+
+def _target(record: dict) -> str:
+    if "target_met" not in record:
+        return ""
+    if record["target_met"]:
+        return "**yes**"
+    missed = [what for what, ok in (
+        ("accuracy", record["retention"] >= RETENTION),
+        ("latency", all(r <= LATENCY for r in record["latency_ratio"].values()))) if not ok]
+    return f"NO ({', '.join(missed)})"
+
+
+def distillation_table(records: list) -> str:
+    """One row per model: accuracy, retention, agreement, batch-64 latency, the target."""
+    several = len({r.get("run", 0) for r in records}) > 1
+    rows = []
+    for r in records:
+        ratio = r.get("latency_ratio")
+        rows.append([
+            *([r.get("run", 0) + 1] if several else []), r["model"], f"{r['accuracy']:.3f}",
+            f"{r['retention']:.1%}".replace("%", " %") if "retention" in r else "",
+            f"{r['agreement_with_teacher']:.3f}" if "agreement_with_teacher" in r else "",
+            *(f"{r['latency_batch64'][t]['median'] * 1e3:.1f}" for t in THREADS),
+            " / ".join(f"{ratio[t]:.2f}" for t in THREADS) if ratio else "",
+            _target(r)])
+    return markdown_table([*(["run"] if several else []), "model", "accuracy", "of teacher's",
+                           "agrees with teacher", "ms @1 thr", "ms @2 thr",
+                           "latency ratio (1 / 2 thr)", "target met"], rows)
+
+
+def distillation_tables(meta: dict, records: list) -> dict:
+    parts = dict.fromkeys(r["part"] for r in records)
+    return {part: distillation_table([r for r in records if r["part"] == part])
+            for part in parts}
+
+
+# -- inspection -------------------------------------------------------------------------------
+
+GRADCAM, IG, GXI = "gradcam", "integrated_gradients", "gradient_x_input"
+
+
+def inspection_tables(meta: dict, records: list) -> dict:
+    images = next(r for r in records if r["part"] == "images")
+    table = next(r for r in records if r["part"] == "table")
+    g, ig = images[GRADCAM], images[IG]
+    corr_ok = g["sanity_full"] <= 0.2 and ig["sanity_full"] <= 0.2
+    image_rows = [
+        [f"pointing game, {images['n_test']} images", f"{g['pointing']:.3f}",
+         f"{ig['pointing']:.3f}",
+         f"Grad-CAM ≥ 0.8: {'met' if g['pointing'] >= 0.8 else '**not met**'}"],
+        [f"correlation after full randomisation ({images['n_sanity']} images)",
+         f"{g['sanity_full']:.3f}", f"{ig['sanity_full']:.3f}",
+         f"≤ 0.2: {'met' if corr_ok else '**not met**'}"],
+        ["seconds per image", f"{g['s_per_image']:.2g}", f"{ig['s_per_image']:.2g}", "—"]]
+    t_ig, t_gxi = table[IG], table[GXI]
+    corr_ok = t_ig["sanity_full"] <= 0.2 and t_gxi["sanity_full"] <= 0.2
+    table_rows = [
+        ["Spearman vs permutation importance", f"{t_ig['spearman_vs_permutation']:.3f}",
+         f"{t_gxi['spearman_vs_permutation']:.3f}", "—"],
+        [f"correlation after full randomisation ({table['n_sanity']} rows)",
+         f"{t_ig['sanity_full']:.3f}", f"{t_gxi['sanity_full']:.3f}",
+         f"≤ 0.2: {'met' if corr_ok else '**not met**'}"]]
+    dataset = table["dataset"].replace("_", " ")
+    return {
+        "images": markdown_table(["figure", "Grad-CAM",
+                                  f"Integrated Gradients ({ig['n_steps']} steps)", "target"],
+                                 image_rows),
+        "table": markdown_table([f"table ({dataset}, test accuracy "
+                                 f"{table['test_accuracy']:.3f})", "Integrated Gradients",
+                                 "gradient × input", "target"], table_rows)}
+
+
+# -- export -----------------------------------------------------------------------------------
+
+WAYS = ("torch (estimator)", "ONNX fp32", "ONNX int8 dynamic", "ONNX int8 static")
+TORCH, FP32, DYNAMIC, STATIC = WAYS
+IMAGE_MODEL = "MobileNetV2 / MNIST"
+
+
+def export_targets(models: dict) -> list:
+    """``{"target", "value", "met"}`` of each target, from the models' records."""
+    rows = []
+    worst = max(r["max_abs_proba_diff_vs_estimator"][FP32] for r in models.values())
+    same = min(r["same_labels_as_estimator"][FP32] for r in models.values())
+    rows.append({"target": "fp32 graph: max abs Δ predict_proba ≤ 1e-4, same labels",
+                 "value": f"max {worst:.2g}, labels identical: {same == 1.0}",
+                 "met": worst <= 1e-4 and same == 1.0})
+    slower = [f"{name}: {cell} ({lat[FP32]:.1f} vs {lat[TORCH]:.1f} ms)"
+              for name, r in models.items() for cell, lat in r["latency_ms"].items()
+              if lat[FP32] > lat[TORCH]]
+    rows.append({"target": "ONNX fp32 latency ≤ the estimator's at every batch size",
+                 "value": "everywhere" if not slower else "slower at " + "; ".join(slower),
+                 "met": not slower})
+    if IMAGE_MODEL in models:
+        r = models[IMAGE_MODEL]
+        for way in (STATIC, DYNAMIC):
+            drop = r["accuracy"][FP32] - r["accuracy"][way]
+            speed = {cell: lat[FP32] / lat[way] for cell, lat in r["latency_ms"].items()
+                     if cell.endswith("batch 64")}
+            rows.append({
+                "target": f"image model, {way}: ≤ 1 point accuracy lost, ≥ 1.5x ONNX fp32 at "
+                          "batch 64",
+                "value": f"{100 * drop:.1f} points lost; " + ", ".join(
+                    f"x{s:.2f} ({cell.split(',')[0]})" for cell, s in speed.items()),
+                "met": drop <= 0.01 and all(s >= 1.5 for s in speed.values())})
+    return rows
+
+
+def _ms(value: float) -> str:
+    return f"{value:.3f}" if value < 1 else f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def export_markdown(records: list) -> str:
+    """Per model a table of the four ways; install sizes; the targets."""
+    models = {r["model"]: r for r in records if "model" in r}
+    lines = []
+    for name, r in models.items():
+        fit = ("fitted earlier, read from --fit-cache" if r["fit_seconds"] is None
+               else f"fit {r['fit_seconds']:.0f} s")
+        lines += [f"**{name}** ({r['n_test']} test samples; {fit}, export "
+                  f"{r['export_seconds']:.1f} s)", ""]
+        rows = []
+        for way in WAYS:
+            diff = "—" if way == TORCH else f"{r['max_abs_proba_diff_vs_estimator'][way]:.1g}"
+            rows.append([way, f"{r['file_mb'][way]:.1f}", f"{r['accuracy'][way]:.3f}", diff,
+                         *(_ms(lat[way]) for lat in r["latency_ms"].values())])
+        lines += [markdown_table(["", "file (MB)", "accuracy", "max \\|Δp\\| vs estimator",
+                                  *r["latency_ms"]], rows), ""]
+    rows = [[r["install"], f"{r['mb']:.0f}", r.get("distributions", 1)]
+            for r in records if "install" in r]
+    lines += [markdown_table(["what predicting needs installed", "MB", "distributions"], rows),
+              ""]
+    rows = [[t["target"], t["value"], "yes" if t["met"] else "no"]
+            for t in export_targets(models)]
+    lines.append(markdown_table(["target", "measured", "met"], rows))
+    return "\n".join(lines)
+
+
+def export_tables(meta: dict, records: list) -> dict:
+    return {"main": export_markdown(records)}
+
+
+# -- the README -------------------------------------------------------------------------------
+
+TABLES = {"adaptation": adaptation_tables, "distillation": distillation_tables,
+          "export": export_tables, "inspection": inspection_tables,
+          "linear_transfer": linear_transfer_tables}
+
+
+def generate(names=None) -> dict:
+    """``{"<name>/<table>": markdown}`` of every results file ``TABLES`` knows."""
+    tables = {}
+    for name in names or TABLES:
+        meta, records = read_results(RESULTS / f"{name}.json")
+        tables[f"{name}/meta"] = meta_block(name, meta)
+        tables.update({f"{name}/{key}": text
+                       for key, text in TABLES[name](meta, records).items()})
+    return tables
+
+
+def marked(text: str) -> dict:
+    """``{name: body}`` of the marked tables in ``text``."""
+    return {m["name"]: m["body"] for m in MARKED.finditer(text)}
+
+
+def rewrite(text: str, tables: dict) -> str:
+    """``text`` with the body of each marked table replaced by ``tables[name]``."""
+    def body(match):
+        if match["name"] not in tables:
+            raise KeyError(f"{match['name']!r} is marked in the README but nothing generates it;"
+                           f" known: {sorted(tables)}")
+        return f"{match[1]}{tables[match['name']]}\n{match[4]}"
+
+    return MARKED.sub(body, text)
+
+
+def differences(text: str, tables: dict) -> list:
+    """Names of the tables whose README copy differs from the generated one,
+    is missing from the README, or is marked there but not generated."""
+    shown = marked(text)
+    found = [name for name, body in shown.items()
+             if name not in tables or body != tables[name] + "\n"]
+    return found + [f"{name} (not in the README)" for name in tables if name not in shown]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true",
+                        help="change nothing; exit 1 if a README table differs from its results")
+    args = parser.parse_args(argv)
+    text = README.read_text()
+    tables = generate()
+    if args.check:
+        differ = differences(text, tables)
+        for name in differ:
+            print(f"{README.relative_to(ROOT)}: table {name} differs from "
+                  "benchmarks/results; run python benchmarks/report.py", file=sys.stderr)
+        return 1 if differ else 0
+    new = rewrite(text, tables)
+    if new != text:
+        README.write_text(new)
+    missing = [name for name in tables if name not in marked(new)]
+    for name in missing:
+        print(f"not in the README (add its markers): {name}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The tables of benchmarks/README.md are those benchmarks/results generates.
+
+A figure in the benchmark docs changes only by rerunning its benchmark (which
+rewrites ``benchmarks/results/<name>.json``) and then ``python
+benchmarks/report.py``, which rewrites the README's marked tables.
+"""
+
+import importlib.util
+import json
+import pathlib
+
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+META_FIELDS = ("date", "commit", "machine", "versions", "command")
+VERSIONED = ("python", "torch", "torchvision", "scikit-learn", "skorch", "numpy")
+# Files whose benchmark writes a shape of its own; a strict xfail, so that the
+# file's name leaves this set when its benchmark writes the results format.
+NOT_CONVERTED = {"auto.json"}
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+report = _load("report")
+
+
+def test_readme_tables_are_generated_from_results():
+    differ = report.differences(report.README.read_text(), report.generate())
+    assert not differ, (f"benchmarks/README.md tables differ from benchmarks/results: {differ}; "
+                        "rerun the benchmark, then python benchmarks/report.py")
+
+
+def test_check_names_an_edited_table():
+    tables = report.generate()
+    text = report.README.read_text()
+    name = "linear_transfer/main"
+    edited = text.replace(tables[name], tables[name].replace("0.122", "0.123", 1))
+    assert edited != text
+    assert report.differences(edited, tables) == [name]
+    assert report.rewrite(edited, tables) == text
+
+
+def test_marked_table_without_results_is_reported():
+    text = "<!-- table: nothing/main -->\n| a |\n<!-- end table -->\n"
+    assert report.differences(text, {}) == ["nothing/main"]
+    with pytest.raises(KeyError, match="nothing/main"):
+        report.rewrite(text, {})
+
+
+@pytest.mark.parametrize("path", sorted((BENCHMARKS / "results").glob("*.json")),
+                         ids=lambda path: path.name)
+def test_results_file_has_meta(path, request):
+    if path.name in NOT_CONVERTED:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="not in the results format"))
+    stored = json.loads(path.read_text())
+    assert isinstance(stored, dict) and set(stored) == {"meta", "records"}
+    meta = stored["meta"]
+    assert all(field in meta for field in META_FIELDS)
+    assert {"cpu", "cores", "gpu"} <= set(meta["machine"])
+    assert set(VERSIONED) <= set(meta["versions"])
+    assert isinstance(stored["records"], list) and stored["records"]
+    for run in meta.get("runs", []):
+        assert all(field in run for field in META_FIELDS)
+
+
+def test_combined_runs_keep_each_run_and_tag_its_records():
+    results = _load("_results")
+    first = ({"date": "2026-01-01T00:00Z", "command": "python a.py"}, [{"x": 1}, {"x": 2}])
+    second = ({"date": "2026-01-02T00:00Z", "command": "python a.py --more"}, [{"x": 3}])
+    meta, records = results.combine_runs([first, second], command="python a.py --merge")
+    assert [run["command"] for run in meta["runs"]] == ["python a.py", "python a.py --more"]
+    assert [r["run"] for r in records] == [0, 0, 1]
+    assert meta["date"] == "2026-01-02T00:00Z" and meta["command"] == "python a.py --merge"
+    meta, records = results.combine_runs([(meta, records), first])
+    assert len(meta["runs"]) == 3 and [r["run"] for r in records] == [0, 0, 1, 2, 2]
