@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ast
 import datetime
-import importlib.util
 import os
 import platform
 import statistics
@@ -24,15 +23,8 @@ from torch import nn
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-# _results by its path: benchmarks/distributed.py loads this module with its
-# folder off sys.path.
-_spec = importlib.util.spec_from_file_location(
-    "_results", os.path.join(os.path.dirname(os.path.abspath(__file__)), "_results.py"))
-_results = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_results)
-combine_runs, command_line, read_results, run_meta, write_results = (
-    _results.combine_runs, _results.command_line, _results.read_results, _results.run_meta,
-    _results.write_results)
+# the results format, for the benchmarks that import _common
+from _results import combine_runs, command_line, read_results, run_meta, write_results  # noqa: F401
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

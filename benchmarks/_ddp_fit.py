@@ -1,4 +1,4 @@
-"""One data-parallel measurement for benchmarks/distributed.py: fit on real
+"""One data-parallel measurement for benchmarks/scale_out.py: fit on real
 MNIST digits and write the test accuracy and the fit's wall time (rank 0).
 
     python benchmarks/_ddp_fit.py TASK OUT.json [--quick]

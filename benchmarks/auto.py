@@ -123,7 +123,6 @@ import io
 import json
 import math
 import os
-import sys
 import time
 import warnings
 from dataclasses import dataclass
@@ -200,10 +199,6 @@ def digits_transfer(seed: int, per_class: int = 5):
 @lru_cache(maxsize=None)
 def text_task(dataset: str):
     """benchmarks/text.py's task: its loaders, its fixed test set."""
-    # the text encoder's libraries try `import distributed`, which here finds
-    # benchmarks/distributed.py; that script takes its folder off sys.path
-    if HERE not in sys.path:
-        sys.path.insert(0, HERE)
     import text
 
     if dataset == "RT":

@@ -63,9 +63,6 @@ from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
 from _common import header
-# imported here, not in texture_ssl_task: a fit can import Dask's `distributed`,
-# which from this directory is benchmarks/distributed.py, and that takes this
-# directory off sys.path
 from strategies import texture_task
 from sktransfer import (
     DANN,

@@ -25,8 +25,8 @@ import sys
 
 import numpy as np
 
-# _results by its path, leaving sys.path alone: this folder holds a
-# distributed.py that would shadow Dask's package for whoever imports report.
+# _results by its path, so that the test suite can load this module without
+# putting benchmarks/ on sys.path
 _spec = importlib.util.spec_from_file_location(
     "_results", pathlib.Path(__file__).resolve().with_name("_results.py"))
 _results = importlib.util.module_from_spec(_spec)
@@ -264,34 +264,80 @@ GRADCAM, IG, GXI = "gradcam", "integrated_gradients", "gradient_x_input"
 
 
 def inspection_tables(meta: dict, records: list) -> dict:
-    images = next(r for r in records if r["part"] == "images")
-    table = next(r for r in records if r["part"] == "table")
+    parts = {r["part"]: r for r in records}
+    tables = {"images": _image_attribution_table(parts["images"])}
+    if "text" in parts:
+        tables["text"] = _text_attribution_table(parts["text"])
+    tables["table"] = _table_attribution_table(parts["table"])
+    return tables
+
+
+def _image_attribution_table(images: dict) -> str:
     g, ig = images[GRADCAM], images[IG]
     corr_ok = g["sanity_full"] <= 0.2 and ig["sanity_full"] <= 0.2
-    image_rows = [
+    rows = [
         [f"pointing game, {images['n_test']} images", f"{g['pointing']:.3f}",
          f"{ig['pointing']:.3f}",
          f"Grad-CAM ≥ 0.8: {'met' if g['pointing'] >= 0.8 else '**not met**'}"],
-        [f"correlation after full randomisation ({images['n_sanity']} images)",
+        [f"correlation after full randomisation ({images['n_sanity']} images, absolute)",
          f"{g['sanity_full']:.3f}", f"{ig['sanity_full']:.3f}",
          f"≤ 0.2: {'met' if corr_ok else '**not met**'}"],
         ["seconds per image", f"{g['s_per_image']:.2g}", f"{ig['s_per_image']:.2g}", "—"]]
+    title = f"figure (test accuracy {images['test_accuracy']:.3f})" \
+        if "test_accuracy" in images else "figure"
+    return markdown_table([title, "Grad-CAM", f"Integrated Gradients ({ig['n_steps']} steps)",
+                           "target"], rows)
+
+
+def _text_attribution_table(text: dict) -> str:
+    methods = (GXI, IG)
+    ks = list(text[GXI]["comprehensiveness"])
+    rows = []
+    for k in ks:
+        cells = [f"drop deleting the top {k} token{'s' if k != '1' else ''} "
+                 "(random)"]
+        for method in methods:
+            drop = text[method]["comprehensiveness"][k]
+            cells.append(f"{drop['top']:.3f} ({drop['random']:.3f}): "
+                         f"{_ratio(drop['ratio'])}")
+        ratio = text[GXI]["comprehensiveness"][k]["ratio"]
+        cells.append(f"≥ 2×: {'met' if ratio is not None and ratio >= 2 else '**not met**'}")
+        rows.append(cells)
+    sanity = [text[m]["sanity_full"] for m in methods]
+    rows.append([f"correlation after full randomisation ({text['n_sanity']} texts, signed)",
+                 *(f"{v:.3f}" for v in sanity),
+                 f"≤ 0.2: {'met' if sanity[0] <= 0.2 else '**not met**'}"])
+    rows.append(["seconds per text", *(f"{text[m]['s_per_text']:.2g}" for m in methods), "—"])
+    return markdown_table([f"Rotten Tomatoes ({text['n_test']} test texts, test accuracy "
+                           f"{text['test_accuracy']:.3f})", "gradient × input",
+                           "Integrated Gradients", "target (gradient × input)"], rows)
+
+
+def _ratio(value) -> str:
+    return "—" if value is None else f"{value:.1f}×"
+
+
+def _table_attribution_table(table: dict) -> str:
     t_ig, t_gxi = table[IG], table[GXI]
-    corr_ok = t_ig["sanity_full"] <= 0.2 and t_gxi["sanity_full"] <= 0.2
-    table_rows = [
-        ["Spearman vs permutation importance", f"{t_ig['spearman_vs_permutation']:.3f}",
-         f"{t_gxi['spearman_vs_permutation']:.3f}", "—"],
-        [f"correlation after full randomisation ({table['n_sanity']} rows)",
-         f"{t_ig['sanity_full']:.3f}", f"{t_gxi['sanity_full']:.3f}",
-         f"≤ 0.2: {'met' if corr_ok else '**not met**'}"]]
+    rows = [["Spearman vs permutation importance", f"{t_ig['spearman_vs_permutation']:.3f}",
+             f"{t_gxi['spearman_vs_permutation']:.3f}", "—"]]
+    for compare in ("signed", "absolute"):
+        key = f"sanity_full_{compare}"
+        if key not in t_ig:
+            continue
+        ok = t_ig[key] <= 0.2 and t_gxi[key] <= 0.2
+        rows.append([f"correlation after full randomisation ({table['n_sanity']} rows, "
+                     f"{compare})", f"{t_ig[key]:.3f}", f"{t_gxi[key]:.3f}",
+                     f"≤ 0.2: {'met' if ok else '**not met**'}" if compare == "signed"
+                     else "— (magnitudes follow |x|)"])
+    if "sanity_full" in t_ig:
+        ok = t_ig["sanity_full"] <= 0.2 and t_gxi["sanity_full"] <= 0.2
+        rows.append([f"correlation after full randomisation ({table['n_sanity']} rows)",
+                     f"{t_ig['sanity_full']:.3f}", f"{t_gxi['sanity_full']:.3f}",
+                     f"≤ 0.2: {'met' if ok else '**not met**'}"])
     dataset = table["dataset"].replace("_", " ")
-    return {
-        "images": markdown_table(["figure", "Grad-CAM",
-                                  f"Integrated Gradients ({ig['n_steps']} steps)", "target"],
-                                 image_rows),
-        "table": markdown_table([f"table ({dataset}, test accuracy "
-                                 f"{table['test_accuracy']:.3f})", "Integrated Gradients",
-                                 "gradient × input", "target"], table_rows)}
+    return markdown_table([f"table ({dataset}, test accuracy {table['test_accuracy']:.3f})",
+                           "Integrated Gradients", "gradient × input", "target"], rows)
 
 
 # -- export -----------------------------------------------------------------------------------

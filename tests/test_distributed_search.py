@@ -79,7 +79,7 @@ def one_torch_thread():
     """Serial fits on one torch thread, as in each worker below: with two
     threads on two cores that other jobs share, these tiny fits run 10-50x
     slower (the threads wait for each other). Scores do not depend on it
-    (benchmarks/distributed.py compares serial fits on every core with the
+    (benchmarks/scale_out.py compares serial fits on every core with the
     workers' one thread each)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -52,8 +52,8 @@ default parameters on MNIST pixels, and ImageNet MobileNetV2 fine-tuned whole
 at 32 px for 5 epochs; fit time (the process group's rendezvous excluded),
 epochs and test accuracy on 1,000 held-out digits.
 
-    .venv/bin/python benchmarks/distributed.py            # 2,000 digits, 48 fits per backend
-    .venv/bin/python benchmarks/distributed.py --quick    # smoke run: 300 digits, small images
+    .venv/bin/python benchmarks/scale_out.py            # 2,000 digits, 48 fits per backend
+    .venv/bin/python benchmarks/scale_out.py --quick    # smoke run: 300 digits, small images
 """
 
 from __future__ import annotations
@@ -81,18 +81,9 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 import sktransfer
 from sktransfer import ImageBackbone, PretrainedClassifier
 
-# This file's name is that of Dask's package, which joblib's dask backend and
-# sktransfer import as `distributed`. So this directory leaves sys.path (which
-# worker processes copy, and Ray adds to its workers' when it is there) and
-# _common is imported by its path.
+from _common import header, log, markdown_table, met, mnist_digits, timed
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-_spec = importlib.util.spec_from_file_location("_common", os.path.join(_HERE, "_common.py"))
-_common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_common)
-header, log, markdown_table, met, mnist_digits, timed = (
-    _common.header, _common.log, _common.markdown_table, _common.met, _common.mnist_digits,
-    _common.timed)
 
 ALPHAS = [0.01, 0.1, 1.0, 10.0]
 SIZES = [32, 48, 64, 96]
