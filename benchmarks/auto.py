@@ -79,14 +79,16 @@ Per target and seed, every model fitted on the training set and scored
 The auto's winner (``best_params_["candidate"]`` and ``["recipe"]``) is
 listed for every fit.
 
-Printed: the environment header, then one markdown table per comparison
-(seed means ± std) and the winners. Written: every row to
-``benchmarks/results/auto.json`` (``--out``), a list of dicts with target,
-seed, model, test_score, seconds, budget, the auto's winner, recipe and
-wall / budget ratio of that (target, seed), and what each search chose; the
-file is rewritten after every (target, seed), so a stopped run keeps what it
-measured; with ``--append`` it keeps the file's rows of the (target, seed)
-pairs this run does not measure.
+Written: ``benchmarks/results/auto.json`` (``--out``) in the results format
+(``_results.py``): the run's meta record, then one record per fit with
+target, seed, model, test_score, seconds, budget, the auto's winner, recipe,
+validation score, leaderboard and wall / budget ratio of that (target,
+seed), and what each search chose. The file is rewritten after every
+(target, seed), so a stopped run keeps what it measured; with ``--append``
+it keeps the stored records (and their runs' meta) of the (target, seed)
+pairs this run does not measure, and ``--seed-list`` reruns chosen seeds.
+Printed at the end, and by ``--report`` from the stored file: the tables of
+``benchmarks/README.md`` (``report.py``'s auto tables, seed means ± std).
 
     .venv/bin/python benchmarks/auto.py            # every target, 3 seeds, every comparison
     .venv/bin/python benchmarks/auto.py --quick    # smoke run: a few minutes on 2 CPU cores
@@ -120,7 +122,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import math
 import os
 import time
@@ -130,7 +131,7 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from _common import header, log, markdown_table, met
+from _common import combine_runs, header, log, read_results, run_meta, write_results
 from sklearn.datasets import load_digits
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.metrics import accuracy_score
@@ -158,9 +159,7 @@ from sktransfer._auto.space import (
 IMAGES, TEXT, TABULAR = "images", "text", "tabular"
 IMAGE_SIZE = 32
 N_TEST = 1000
-MARGIN = 0.01  # auto >= best rival - MARGIN; auto within MARGIN of the grid's best
-GRID_SHARE = 0.20  # auto's wall time <= this share of GridSearchCV's
-BUDGET_RATIO = 1.10  # auto's wall time <= this many budgets
+# the targets (auto >= best rival - 0.01, ...) are checked by report.py's auto tables
 COMPARISONS = ("baselines", "grid", "halving", "flaml")
 AUTO, DEFAULT, PROBE = "auto", "default", "exact probe"
 GRID, HALVING, FLAML = "GridSearchCV", "HalvingGridSearchCV", "FLAML"
@@ -471,161 +470,6 @@ def flaml_automl():
     return AutoML()
 
 
-# -- tables ---------------------------------------------------------------------------------
-
-
-def _values(rows, target, model, key="test_score"):
-    return [r[key] for r in rows if r["target"] == target and r["model"] == model
-            and r["error"] is None]
-
-
-def _mean(values) -> float:
-    return float(np.mean(values)) if values else math.nan
-
-
-def _ms(values, digits=3) -> str:
-    if not values:
-        return "-"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
-
-
-def _secs(rows, target, model) -> str:
-    values = [r["seconds"] for r in rows if r["target"] == target and r["model"] == model]
-    return f"{np.mean(values):.1f}" if values else "-"
-
-
-def _errors(rows, target, model) -> str:
-    bad = [r for r in rows if r["target"] == target and r["model"] == model and r["error"]]
-    return "; ".join(f"seed {r['seed']}: {r['error']}" for r in bad)
-
-
-def _chosen(rows, target, model) -> str:
-    picks = [r.get("chosen") for r in rows if r["target"] == target and r["model"] == model
-             and r.get("chosen")]
-    counts = {}
-    for pick in picks:
-        counts[pick] = counts.get(pick, 0) + 1
-    return "; ".join(f"{name} x{n}" if n > 1 else name for name, n in counts.items()) or "-"
-
-
-def baselines_tables(rows, targets) -> str:
-    lines, checks = [], []
-    for t in targets:
-        models = list(dict.fromkeys(r["model"] for r in rows if r["target"] == t.name
-                                    and r["model"] not in (GRID, HALVING, FLAML)))
-        for model in models:
-            error = _errors(rows, t.name, model)
-            lines.append([t.name, model, _ms(_values(rows, t.name, model)),
-                          _secs(rows, t.name, model),
-                          _chosen(rows, t.name, model) if model == AUTO else "",
-                          error or ""])
-        rivals = [m for m in models if m != AUTO]
-        auto = _mean(_values(rows, t.name, AUTO))
-        scored = [(m, _mean(_values(rows, t.name, m))) for m in rivals]
-        scored = [(m, s) for m, s in scored if not math.isnan(s)]
-        if not scored or math.isnan(auto):
-            checks.append([t.name, f"{auto:.3f}", "-", "-", "not run"])
-            continue
-        best, best_score = max(scored, key=lambda pair: pair[1])
-        checks.append([t.name, f"{auto:.3f}", best, f"{best_score:.3f}",
-                       met(auto >= best_score - MARGIN)])
-    return (markdown_table(["target", "model", "test accuracy", "fit s", "auto's winners",
-                            "errors"], lines)
-            + "\n\n" + markdown_table(["target", "auto", "best rival", "its accuracy",
-                                       f"auto >= best - {MARGIN}"], checks))
-
-
-def rows_for(rows, target):
-    return [r for r in rows if r["target"] == target.name]
-
-
-def search_table(rows, targets, model, check: bool) -> str:
-    lines = []
-    for t in targets:
-        if not any(r["model"] == model for r in rows_for(rows, t)):
-            continue
-        auto, other = _values(rows, t.name, AUTO), _values(rows, t.name, model)
-        auto_s = _mean(_values(rows, t.name, AUTO, "seconds"))
-        other_s = _mean([r["seconds"] for r in rows_for(rows, t) if r["model"] == model])
-        line = [t.name, _ms(auto), f"{auto_s:.1f}", _ms(other), f"{other_s:.1f}",
-                _chosen(rows, t.name, model)]
-        if not check:
-            line.append(_iterations(rows, t, model))
-        if check:
-            ok = other and auto
-            line += [f"{_mean(auto) - _mean(other):+.3f}" if ok else "-",
-                     f"{auto_s / other_s:.2f}" if other_s else "-",
-                     met(_mean(auto) >= _mean(other) - MARGIN) if ok else "not run",
-                     met(auto_s <= GRID_SHARE * other_s) if ok else "not run"]
-        line.append(_errors(rows, t.name, model) or "")
-        lines.append(line)
-    headers = ["target", "auto", "auto s", model, f"{model} s", f"{model}'s choices"]
-    if not check:
-        headers.append("samples (candidates) per iteration")
-    if check:
-        headers += ["auto - search", "auto s / search s", f"within {MARGIN}",
-                    f"<= {GRID_SHARE:.0%} of its time"]
-    return markdown_table(headers + ["errors"], lines) if lines else "(no target run)"
-
-
-def _iterations(rows, target, model) -> str:
-    runs = {" -> ".join(f"{n} ({c})" for n, c in zip(r["samples_per_iteration"],
-                                                    r["candidates_per_iteration"]))
-            for r in rows_for(rows, target)
-            if r["model"] == model and r.get("samples_per_iteration")}
-    return "; ".join(sorted(runs)) or "-"
-
-
-def flaml_table(rows, targets) -> str:
-    lines = []
-    for t in targets:
-        if not any(r["model"] == FLAML for r in rows_for(rows, t)):
-            continue
-        budget = rows_for(rows, t)[0]["budget"]
-        lines.append([t.name, f"{budget:.0f}", _ms(_values(rows, t.name, AUTO)),
-                      _secs(rows, t.name, AUTO), _ms(_values(rows, t.name, FLAML)),
-                      _secs(rows, t.name, FLAML), _chosen(rows, t.name, FLAML),
-                      _errors(rows, t.name, FLAML) or ""])
-    return markdown_table(["target", "budget s", "auto", "auto s", "FLAML", "FLAML s",
-                           "FLAML's best learner", "errors"], lines)
-
-
-def budget_table(rows, targets):
-    lines, worst = [], 0.0
-    for t in targets:
-        autos = [r for r in rows_for(rows, t) if r["model"] == AUTO]
-        if not autos:
-            continue
-        ratios = [r["seconds"] / r["budget"] for r in autos]
-        worst = max(worst, max(ratios))
-        lines.append([t.name, f"{autos[0]['budget']:.0f}",
-                      _ms([r["seconds"] for r in autos], 1), f"{max(ratios):.3f}",
-                      met(max(ratios) <= BUDGET_RATIO)])
-    return markdown_table(["target", "budget s", "auto wall s", "max wall / budget",
-                           f"<= {BUDGET_RATIO}"], lines), worst
-
-
-def winners_table(rows, targets) -> str:
-    lines = []
-    for t in targets:
-        for r in rows_for(rows, t):
-            if r["model"] != AUTO:
-                continue
-            lines.append([t.name, r["seed"], r.get("chosen") or "-", r.get("recipe") or "-",
-                          _fmt(r.get("validation_score")), _fmt(r["test_score"]),
-                          _fmt(r.get("transfer_gain"), "+.3f"), r["error"] or ""])
-    return markdown_table(["target", "seed", "candidate", "recipe", "validation", "test",
-                           "transfer gain", "error"], lines)
-
-
-def _fmt(value, spec=".3f") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    return format(value, spec)
-
-
 # -- output ---------------------------------------------------------------------------------
 
 
@@ -642,20 +486,24 @@ def _plain(value):
     return value
 
 
-def write_rows(rows, path) -> None:
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with open(path, "w") as out:
-        json.dump(_plain(rows), out, indent=1)
-
-
-def kept_rows(path, targets, n_seeds) -> list[dict]:
-    """The rows already in ``path`` of every (target, seed) this run does not measure."""
-    if not os.path.exists(path):
-        return []
-    with open(path) as stored:
-        rows = json.load(stored)
-    measured = {(t.name, seed) for t in targets for seed in range(n_seeds)}
-    return [r for r in rows if (r["target"], r["seed"]) not in measured]
+def store(path, meta: dict, rows: list, append: bool) -> None:
+    """Write this run's rows to ``path`` in the results format; with
+    ``append``, beside the stored rows of every (target, seed) it did not
+    measure (a stored run left without rows is dropped)."""
+    runs = []
+    if append and os.path.exists(path):
+        old_meta, old_rows = read_results(path)
+        measured = {(r["target"], r["seed"]) for r in rows}
+        runs.append((old_meta, [r for r in old_rows
+                                if (r["target"], r["seed"]) not in measured]))
+    meta, records = combine_runs([*runs, (meta, _plain(rows))])
+    used = sorted({r["run"] for r in records})
+    meta["runs"] = [meta["runs"][i] for i in used]
+    records = [{**r, "run": used.index(r["run"])} for r in records]
+    if len(meta["runs"]) == 1:
+        meta, records = {**meta["runs"][0]}, [{k: v for k, v in r.items() if k != "run"}
+                                              for r in records]
+    write_results(path, meta, records)
 
 
 def main(argv=None):
@@ -665,6 +513,8 @@ def main(argv=None):
     parser.add_argument("--targets", nargs="*", choices=list(TARGETS),
                         help=f"default: all of {list(TARGETS)}")
     parser.add_argument("--seeds", type=int, help="seeds 0 .. N-1 (default 3)")
+    parser.add_argument("--seed-list", type=int, nargs="+",
+                        help="these seeds instead of 0 .. N-1 (with --append: to rerun some)")
     parser.add_argument("--budget-scale", type=float,
                         help="multiplies every target's budget (default 1)")
     parser.add_argument("--skip", default=None,
@@ -673,10 +523,16 @@ def main(argv=None):
     parser.add_argument("--out", default=os.path.join(HERE, "results", "auto.json"))
     parser.add_argument("--append", action="store_true",
                         help="keep --out's rows of other (target, seed) pairs and add these")
+    parser.add_argument("--report", action="store_true",
+                        help="print the tables of --out's stored rows, fit nothing")
     args = parser.parse_args(argv)
+    if args.report:
+        print_report(args.out)
+        return
 
     keys = args.targets or list(QUICK_TARGETS if args.quick else TARGETS)
     n_seeds = args.seeds if args.seeds is not None else (1 if args.quick else 3)
+    seeds = args.seed_list or list(range(n_seeds))
     scale = args.budget_scale if args.budget_scale is not None else (
         0.25 if args.quick else 1.0)
     skip = ({"grid", "halving"} if args.quick else set()) if args.skip is None else {
@@ -689,7 +545,8 @@ def main(argv=None):
     targets = [TARGETS[k] for k in keys]
 
     print(header("AutoTransferClassifier vs its candidates, grid searches and FLAML"))
-    print(f"targets: {', '.join(t.name for t in targets)} | seeds 0-{n_seeds - 1} | budgets: "
+    print(f"targets: {', '.join(t.name for t in targets)} | seeds "
+          f"{', '.join(map(str, seeds))} | budgets: "
           + ", ".join(f"{t.key} {t.budget * scale:.0f} s" for t in targets)
           + f" | skipped: {', '.join(sorted(skip)) or 'none'} | load average "
           f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)
@@ -698,42 +555,24 @@ def main(argv=None):
         print("note: flaml is not installed (pip install -c constraints.txt "
               "'FLAML[automl]==2.8.0'): the FLAML row is skipped", flush=True)
 
+    meta = run_meta(argv, budget_scale=scale, threads=args.threads, skip=sorted(skip))
     warm_up({t.kind for t in targets})
     rows, start = [], time.perf_counter()
-    kept = kept_rows(args.out, targets, n_seeds) if args.append else []
     for target in targets:
-        for seed in range(n_seeds):
+        for seed in seeds:
             rows += run_target(target, seed, target.budget * scale, skip)
-            write_rows(kept + rows, args.out)
+            store(args.out, meta, rows, args.append)
     log(f"done in {(time.perf_counter() - start) / 60:.1f} min; rows written to {args.out}; "
         f"load average {os.getloadavg()[0]:.1f}")
+    print_report(args.out)
 
-    print("\n## 1. Auto vs the default, the exact probe and the baselines "
-          "(test accuracy, mean ± std over seeds; fit seconds, mean)\n")
-    print(baselines_tables(rows, targets) if "baselines" not in skip
-          else "skipped (--skip baselines)")
-    print(f"\n## 2. Auto vs {GRID} over the same candidates (full epoch budgets, the "
-          "search's folds)\n")
-    print(search_table(rows, targets, GRID, check=True) if "grid" not in skip
-          else "skipped (--skip grid)")
-    print(f"\n## 3. Auto vs {HALVING} (resource n_samples; it takes no time limit, so its "
-          "wall time is reported beside)\n")
-    print(search_table(rows, targets, HALVING, check=False) if "halving" not in skip
-          else "skipped (--skip halving)")
-    print("\n## 4. Auto vs FLAML AutoML at the same budget (tabular target)\n")
-    if "flaml" in skip:
-        print("skipped (--skip flaml)")
-    elif not any(r["model"] == FLAML for r in rows):
-        print("not run (flaml not installed, or no tabular target)")
-    else:
-        print(flaml_table(rows, targets))
-    table, worst = budget_table(rows, targets)
-    print("\n## 5. Budget kept (auto fit wall time / time_budget)\n")
-    print(table)
-    print(f"\nmax wall / budget over every fit: {worst:.3f} "
-          f"(target <= {BUDGET_RATIO}: {met(worst <= BUDGET_RATIO)})")
-    print("\n## The auto's winners\n")
-    print(winners_table(rows, targets))
+
+def print_report(path) -> None:
+    from report import auto_tables
+
+    meta, records = read_results(path)
+    for name, table in auto_tables(meta, records).items():
+        print(f"\n## {name}\n\n{table}")
 
 
 if __name__ == "__main__":

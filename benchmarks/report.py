@@ -63,9 +63,9 @@ def meta_block(name: str, meta: dict) -> str:
     when = _when(dates[0]) if len(dates) == 1 else \
         f"{_when(dates[0]).removesuffix(' UTC')} - {_when(dates[-1])}"
     commits = list(dict.fromkeys(run.get("commit") for run in runs))
-    reconstructed = meta.get("reconstructed", {})
+    reconstructed = [meta.get("reconstructed", {}), *(run.get("reconstructed", {}) for run in runs)]
     commit = ", ".join(c[:10] if c else "unknown" for c in commits)
-    if "commit" in reconstructed:
+    if any("commit" in fields for fields in reconstructed):
         commit += " (not recorded by the run: the commit that stored the file)"
     elif any(run.get("dirty") for run in runs):
         commit += " with uncommitted changes"
@@ -412,7 +412,147 @@ def export_tables(meta: dict, records: list) -> dict:
 
 # -- the README -------------------------------------------------------------------------------
 
-TABLES = {"adaptation": adaptation_tables, "distillation": distillation_tables,
+# -- auto -------------------------------------------------------------------------------------
+
+AUTO, DEFAULT, PROBE = "auto", "default", "exact probe"
+GRID, HALVING, FLAML = "GridSearchCV", "HalvingGridSearchCV", "FLAML"
+SEARCHES = (GRID, HALVING, FLAML)
+AUTO_MARGIN = 0.01  # auto >= best rival - this; auto within this of the grid's best
+GRID_SHARE = 0.20  # auto's wall time <= this share of GridSearchCV's
+BUDGET_RATIO = 1.10  # auto's wall time <= this many budgets
+
+
+def _scores(records, target, model, key="test_score") -> list:
+    return [r[key] for r in records if r["target"] == target and r["model"] == model
+            and r.get("error") is None and r.get(key) is not None]
+
+
+def _mean_std(values, digits=3) -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.mean(values):.{digits}f} ± {np.std(values):.{digits}f}"
+
+
+def _auto_targets(records) -> list:
+    return list(dict.fromkeys(r["target"] for r in records))
+
+
+def _best_baseline(records, target):
+    """(name, scores) of the baseline with the best mean test score."""
+    names = dict.fromkeys(r["model"] for r in records if r["target"] == target
+                          and r["model"].startswith("baseline: "))
+    scored = [(name.removeprefix("baseline: "), _scores(records, target, name))
+              for name in names]
+    scored = [(name, values) for name, values in scored if values]
+    return max(scored, key=lambda pair: np.mean(pair[1]), default=(None, []))
+
+
+def auto_summary_table(records) -> str:
+    rows = []
+    for target in _auto_targets(records):
+        auto = _scores(records, target, AUTO)
+        seconds = _scores(records, target, AUTO, "seconds")
+        budget = next(r["budget"] for r in records if r["target"] == target)
+        default, probe = _scores(records, target, DEFAULT), _scores(records, target, PROBE)
+        baseline, base_scores = _best_baseline(records, target)
+        rivals = [v for v in (default, probe, base_scores) if v]
+        if not auto or not rivals:
+            verdict = "not run"
+        else:
+            best = max(np.mean(v) for v in rivals)
+            gap = np.mean(auto) - best
+            verdict = _met(gap >= -AUTO_MARGIN) + (f" ({gap:+.3f})" if gap < 0 else "")
+        rows.append([target, len(auto), f"{budget:.0f}",
+                     f"{_mean_std(auto)} ({np.mean(seconds):.0f} s)" if auto else "-",
+                     _mean_std(default), _mean_std(probe),
+                     f"{_mean_std(base_scores)} ({baseline})" if baseline else "-", verdict])
+    return markdown_table(["target", "seeds", "budget s", "auto (fit s)", "default fine-tune",
+                           "exact probe", "best baseline", f"auto ≥ best − {AUTO_MARGIN}"],
+                          rows)
+
+
+def _iterations(records, target) -> str:
+    runs = {" → ".join(f"{n} ({c})" for n, c in zip(r["samples_per_iteration"],
+                                                   r["candidates_per_iteration"]))
+            for r in records if r["target"] == target and r["model"] == HALVING
+            and r.get("samples_per_iteration")}
+    return "; ".join(sorted(runs)) or "-"
+
+
+def auto_search_table(records) -> str:
+    rows = []
+    for target in _auto_targets(records):
+        models = {r["model"] for r in records if r["target"] == target}
+        if not models & set(SEARCHES):
+            continue
+        auto = _scores(records, target, AUTO)
+        auto_s = np.mean(_scores(records, target, AUTO, "seconds"))
+        row = [target, _mean_std(auto)]
+        grid = _scores(records, target, GRID)
+        if grid:
+            grid_s = np.mean(_scores(records, target, GRID, "seconds"))
+            gap = np.mean(auto) - np.mean(grid)
+            row += [f"{_mean_std(grid)} ({grid_s:.0f} s)",
+                    f"{gap:+.3f}: {_met(gap >= -AUTO_MARGIN)}",
+                    f"{auto_s / grid_s:.2f}: {_met(auto_s <= GRID_SHARE * grid_s)}"]
+        else:
+            row += ["not run"] * 3
+        halving = _scores(records, target, HALVING)
+        row.append(f"{_mean_std(halving)} ({np.mean(_scores(records, target, HALVING, 'seconds')):.0f}"
+                   f" s; samples (candidates) {_iterations(records, target)})"
+                   if halving else _errors_of(records, target, HALVING) or "not run")
+        flaml = _scores(records, target, FLAML)
+        row.append(f"{_mean_std(flaml)} ({np.mean(_scores(records, target, FLAML, 'seconds')):.0f} s)"
+                   if flaml else "")
+        rows.append(row)
+    return markdown_table(["target", "auto", "GridSearchCV (s)", "auto − grid, within "
+                           f"{AUTO_MARGIN}", f"auto s / grid s, ≤ {GRID_SHARE:.2f}",
+                           "HalvingGridSearchCV", "FLAML (same budget)"], rows)
+
+
+def _errors_of(records, target, model) -> str:
+    errors = sorted({r["error"] for r in records if r["target"] == target
+                     and r["model"] == model and r.get("error")})
+    return "; ".join(errors)
+
+
+def auto_budget_table(records) -> str:
+    rows, worst = [], 0.0
+    for target in _auto_targets(records):
+        autos = [r for r in records if r["target"] == target and r["model"] == AUTO]
+        ratios = [r["seconds"] / r["budget"] for r in autos]
+        worst = max([worst, *ratios])
+        rows.append([target, f"{autos[0]['budget']:.0f}", f"{max(ratios):.3f}",
+                     _met(max(ratios) <= BUDGET_RATIO)])
+    rows.append(["every fit", "", f"{worst:.3f}", _met(worst <= BUDGET_RATIO)])
+    return markdown_table(["target", "budget s", "max wall / budget",
+                           f"≤ {BUDGET_RATIO}"], rows)
+
+
+def auto_winners_table(records) -> str:
+    rows = []
+    for target in _auto_targets(records):
+        for r in records:
+            if r["target"] != target or r["model"] != AUTO:
+                continue
+            rows.append([target, r["seed"], r.get("chosen") or "-",
+                         "-" if r.get("validation_score") is None
+                         else f"{r['validation_score']:.3f}",
+                         "-" if r.get("test_score") is None else f"{r['test_score']:.3f}",
+                         "-" if r.get("transfer_gain") is None
+                         else f"{r['transfer_gain']:+.3f}"])
+    return markdown_table(["target", "seed", "chosen", "validation", "test",
+                           "transfer gain (validation)"], rows)
+
+
+def auto_tables(meta: dict, records: list) -> dict:
+    return {"summary": auto_summary_table(records), "searches": auto_search_table(records),
+            "budget": auto_budget_table(records), "winners": auto_winners_table(records)}
+
+
+TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "distillation": distillation_tables,
           "export": export_tables, "inspection": inspection_tables,
           "linear_transfer": linear_transfer_tables}
 
