@@ -60,7 +60,7 @@ def meta_block(name: str, meta: dict) -> str:
     """Where the stored numbers come from: commands, dates, commit, machine, versions."""
     runs = meta.get("runs", [meta])
     dates = sorted(run["date"] for run in runs)
-    when = _when(dates[0]) if len(dates) == 1 else \
+    when = _when(dates[0]) if dates[0] == dates[-1] else \
         f"{_when(dates[0]).removesuffix(' UTC')} - {_when(dates[-1])}"
     commits = list(dict.fromkeys(run.get("commit") for run in runs))
     reconstructed = [meta.get("reconstructed", {}), *(run.get("reconstructed", {}) for run in runs)]
