@@ -17,6 +17,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes, load_digits
 from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.linear_model import LogisticRegression, RidgeCV
@@ -152,6 +153,18 @@ def test_tabular_features_of_a_fitted_mlp(mlp, table):
     assert model.task == "transformer"
     np.testing.assert_allclose(model.transform(X_test), features.transform(X_test),
                                atol=TOLERANCE)
+
+
+def test_column_transformer_with_a_tabular_source(table):
+    # a source MLP's hidden layer on some columns, scaled raw columns beside
+    X, y, X_test, _ = (part.astype(np.float32) if part.dtype.kind == "f" else part
+                       for part in table)
+    source = quiet(PretrainedClassifier(MLP(hidden_layer_sizes=(16,)), max_epochs=3,
+                                        device="cpu", random_state=0), X[:, :48], y)
+    columns = ColumnTransformer([("source", TransferFeatures(source, stage=1), list(range(48))),
+                                 ("rest", StandardScaler(), list(range(48, 64)))])
+    pipe = quiet(make_pipeline(columns, LogisticRegression(max_iter=500)), X, y)
+    assert_parity(pipe, OnnxModel(to_onnx(pipe, X[:5]).SerializeToString()), X_test)
 
 
 # -- images -----------------------------------------------------------------------------------
