@@ -1,4 +1,5 @@
-"""Automatic transfer: let AutoTransferClassifier choose the recipe.
+"""Automatic transfer: let AutoTransferClassifier choose the recipe
+================================================================
 
 Two real few-shot targets, each searched within a stated wall-clock budget:
 

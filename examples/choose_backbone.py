@@ -1,4 +1,7 @@
-"""Choose a backbone before fine-tuning: rank candidates with transferability scores.
+"""Choose a backbone before fine-tuning
+====================================
+
+Rank candidates with transferability scores, then fine-tune them.
 
 ``rank_backbones`` embeds the target's training images once per candidate and
 scores the features (LogME, H-score) and the source model's own ImageNet

