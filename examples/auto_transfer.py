@@ -1,5 +1,7 @@
-"""Automatic transfer: let AutoTransferClassifier choose the recipe
-================================================================
+"""Automatic transfer within a time budget
+=======================================
+
+Let AutoTransferClassifier choose the recipe.
 
 Two real few-shot targets, each searched within a stated wall-clock budget:
 

@@ -1,5 +1,5 @@
-"""Deploy fitted models without torch: ONNX and int8
-=================================================
+"""Deploy without torch: ONNX and int8
+===================================
 
 Deploy fitted models without torch: export them to ONNX with
 ``sktransfer.to_onnx``, predict with ``sktransfer.OnnxModel`` (onnxruntime and

@@ -1,5 +1,7 @@
-"""Source -> target transfer with the tabular MLP backbone, on real digits
-=======================================================================
+"""Source → target transfer with the tabular MLP
+=============================================
+
+Source -> target transfer with the tabular MLP backbone, on real digits.
 
 The classic workflow: train a network on a source task with plenty of labels,
 pass the *fitted* estimator as ``backbone=`` of a new estimator, and fine-tune
