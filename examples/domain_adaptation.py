@@ -27,7 +27,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+# sphinx-gallery runs the script from its own folder without defining __file__
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
 from partial_labels import da_task, digits_as_mnist  # noqa: E402  (the benchmark's data)
 
 from sktransfer import DANN, MLP, MMD, Coral, PretrainedClassifier, PseudoLabel  # noqa: E402
