@@ -50,7 +50,7 @@ def smaller(code: str) -> str:
 def test_the_pages_have_their_blocks():
     assert len(blocks_of(README)) >= 1
     assert len(blocks()) >= 16
-    # the user guide's pages are where the README's usage moved: each shows code
+    # every topic page of the user guide shows code
     for topic in ("images", "tabular", "features", "linear", "text", "unlabeled",
                   "distillation", "caching", "transferability", "auto", "strategies",
                   "scaling", "inspection", "onnx"):
