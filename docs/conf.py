@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))  # _gallery.py
 
 import sktransfer  # noqa: E402
 
@@ -64,7 +65,7 @@ sphinx_gallery_conf = {
     "plot_gallery": "True",
     "abort_on_example_error": True,
     "download_all_examples": False,
-    "image_scrapers": ("matplotlib",),
+    "image_scrapers": ("_gallery.tight_matplotlib_scraper",),
     "within_subsection_order": "FileNameSortKey",
     "min_reported_time": 1,
 }
