@@ -84,5 +84,5 @@ html_theme_options = {
 html_sidebars = {"index": [], "getting_started": [], "benchmarks": []}
 html_show_sourcelink = False
 
-# the examples read this to run at small sizes (see examples/GALLERY_HEADER.rst)
+# the executed examples draw their figures off-screen
 os.environ.setdefault("MPLBACKEND", "Agg")
