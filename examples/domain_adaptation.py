@@ -1,4 +1,7 @@
-"""Unlabeled data in sktransfer: domain adaptation and semi-supervised
+"""Unlabeled data: domain adaptation and semi-supervised fine-tuning
+=================================================================
+
+Unlabeled data in sktransfer: domain adaptation and semi-supervised
 fine-tuning, with scikit-learn's -1 convention for unlabeled samples.
 
 1. Domain adaptation: MNIST digits (labeled, the source domain) and
@@ -24,7 +27,9 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, StratifiedKFold
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+# sphinx-gallery runs the script from its own folder without defining __file__
+HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
+sys.path.insert(0, str(HERE.parent / "benchmarks"))
 from partial_labels import da_task, digits_as_mnist  # noqa: E402  (the benchmark's data)
 
 from sktransfer import DANN, MLP, MMD, Coral, PretrainedClassifier, PseudoLabel  # noqa: E402

@@ -1,9 +1,13 @@
-"""Deploy fitted models without torch: export them to ONNX with
+"""Deploy without torch: ONNX and int8
+===================================
+
+Deploy fitted models without torch: export them to ONNX with
 ``sktransfer.to_onnx``, predict with ``sktransfer.OnnxModel`` (onnxruntime and
 numpy only) in a process where torch cannot be imported, and make an int8 copy
 of the image model with ``quantize_onnx``.
 
 Three models on real data, offline:
+
 - a MobileNetV2 fine-tuned on 500 MNIST digits at 64 px (uint8 digits in:
   the resize and normalisation are inside the graph);
 - all-MiniLM-L6-v2 (frozen, with the exact linear probe) on 200 Rotten
@@ -15,6 +19,9 @@ Needs ``pip install 'sktransfer[onnx]'``. About seven minutes on two shared
 CPU cores (most of it fine-tuning MobileNetV2):
 
     .venv/bin/python examples/export_onnx.py
+
+With ``SKTRANSFER_EXAMPLES_SMALL=1`` MobileNetV2 is fine-tuned for one epoch on
+200 digits.
 
 Printed on 2026-12-07 (2 CPU cores with AVX-512 VNNI): in the process
 without torch, the three graphs gave the estimators' labels on every test
@@ -42,6 +49,11 @@ from sklearn.preprocessing import StandardScaler
 from sktransfer import (MLP, ImageBackbone, PretrainedClassifier, TextEncoder,
                         compare_quantized, quantize_onnx, to_onnx)
 
+# SKTRANSFER_EXAMPLES_SMALL=1 (set by `make docs`): a shorter fine-tune of fewer
+# digits, so that the documentation builds in minutes
+SMALL = os.environ.get("SKTRANSFER_EXAMPLES_SMALL") == "1"
+N_IMAGES = 200 if SMALL else 500
+
 
 def rotten_tomatoes():
     """(texts, labels) of the fresh / rotten snippets (the "plot" rows dropped)."""
@@ -64,8 +76,9 @@ X, y = mnist_data()
 order = rng.permutation(len(y))
 X, y = X[order].reshape(-1, 28, 28).astype(np.uint8), y[order]
 images = PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=64),
-                              weights="IMAGENET1K_V1", max_epochs=4, random_state=0)
-images.fit(X[:500], y[:500])
+                              weights="IMAGENET1K_V1", max_epochs=1 if SMALL else 4,
+                              random_state=0)
+images.fit(X[:N_IMAGES], y[:N_IMAGES])
 to_onnx(images, X[:8], os.path.join(out, "digits.onnx"))
 X_test, y_test = X[4000:4500], y[4000:4500]
 

@@ -1,4 +1,7 @@
-"""Why did it predict that? Attributions, a sanity check and the worst
+"""Why did it predict that? Attributions and worst predictions
+===========================================================
+
+Why did it predict that? Attributions, a sanity check and the worst
 predictions of two fitted estimators, drawn to PNG files.
 
 Images: an ImageNet MobileNetV2 (IMAGENET1K_V1, offline) fine-tuned at 64 px

@@ -1,4 +1,7 @@
-"""Parameter transfer for linear models on real data (offline, about 10 s).
+"""Parameter transfer for linear models on real data
+=================================================
+
+Offline, about 10 s.
 
 1. Regression: an Auto MPG model fitted on American cars (``StandardScaler``
    + ``RidgeCV``) moved to European and Japanese cars with 30 labelled ones:

@@ -1,4 +1,7 @@
-"""Classification -> regression transfer: fine-tune a digit classifier's trunk
+"""Classification → regression transfer
+====================================
+
+Classification -> regression transfer: fine-tune a digit classifier's trunk
 as a regressor with few labels, and compare R^2 with the same MLP trained
 from scratch.
 

@@ -1,4 +1,7 @@
-"""Source -> target transfer with the tabular MLP backbone, on real digits.
+"""Source → target transfer with the tabular MLP
+=============================================
+
+Source -> target transfer with the tabular MLP backbone, on real digits.
 
 The classic workflow: train a network on a source task with plenty of labels,
 pass the *fitted* estimator as ``backbone=`` of a new estimator, and fine-tune
@@ -43,8 +46,11 @@ fixed seeds, so a run prints the same numbers every time on one machine.
 Run (about a minute on two CPU cores):
 
     .venv/bin/python examples/source_to_target.py
+
+With ``SKTRANSFER_EXAMPLES_SMALL=1`` each number comes from 2 draws, not 5.
 """
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -58,7 +64,10 @@ from sktransfer import MLP, PretrainedClassifier
 
 HIDDEN = MLP(hidden_layer_sizes=(128, 64))  # the trunk: two stages, 128 then 64 ReLU units
 FINE_TUNE = dict(lr=1e-3, batch_size=8, max_epochs=100)
-SEEDS = range(5)  # random draws of the few target labels
+# SKTRANSFER_EXAMPLES_SMALL=1 (set by `make docs`): 2 draws, so that the
+# documentation builds in minutes
+SMALL = os.environ.get("SKTRANSFER_EXAMPLES_SMALL") == "1"
+SEEDS = range(2 if SMALL else 5)  # random draws of the few target labels
 COMMON = dict(device="cpu")
 
 

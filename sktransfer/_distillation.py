@@ -90,7 +90,7 @@ class DistilledClassifier(ClassifierMixin, BaseEstimator):
         was fitted, else the clone fitted on the labeled samples).
     n_features_in_ : int
         Number of features seen during fit (the student's; tables only).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features seen during fit (the student's), when ``X``
         was a DataFrame with string column names.
 

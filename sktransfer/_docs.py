@@ -317,7 +317,7 @@ ATTRIBUTES = """\
         What the estimator was fitted on.
     n_features_in_ : int
         Number of features (tabular data only).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names of a pandas DataFrame X (tabular data only).
     image_size_ : int
         Side of the images the network was trained on (images only).

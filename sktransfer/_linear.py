@@ -354,7 +354,7 @@ class TransferLogisticRegression(_LogisticBase):
         L-BFGS iterations of the fit.
     n_features_in_ : int
         Number of features of ``X`` (before any source preprocessing).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names of ``X``, when it has them.
 
     See Also
@@ -673,7 +673,7 @@ class TransferRidge(_RidgeBase):
         The source coefficients (zeros without a source).
     n_features_in_ : int
         Number of features of ``X`` (before any source preprocessing).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names of ``X``, when it has them.
 
     See Also

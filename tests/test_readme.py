@@ -1,7 +1,8 @@
-"""Every Python block of README.md runs as written, each on its own (so also
-all in order: each block defines what it uses), so the README cannot drift
-from the code. To keep the suite fast the blocks run with smaller sizes: the
-substitutions in ``SMALLER`` (documented in the README's Usage section)."""
+"""Every Python block of README.md and of the documentation's Markdown pages
+(``docs/**/*.md``) runs as written, each on its own (so also all in order:
+each block defines what it uses), so the text cannot drift from the code. To
+keep the suite fast the blocks run with smaller sizes: the substitutions in
+``SMALLER`` (documented on the user guide's index page)."""
 
 import pathlib
 import re
@@ -9,7 +10,9 @@ import warnings
 
 import pytest
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 
 # (pattern, replacement): 32 px instead of 64, one epoch, 60 images, a
 # 10-second time budget. The image size is ImageBackbone("mobilenet_v2",
@@ -25,8 +28,17 @@ SMALLER = [
 ]
 
 
-def blocks():
-    return re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+def blocks_of(page: pathlib.Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", page.read_text(), re.S)
+
+
+def blocks() -> list[str]:
+    return [block for page in PAGES for block in blocks_of(page)]
+
+
+def block_ids() -> list[tuple[str, int]]:
+    return [(page.relative_to(ROOT).as_posix(), index)
+            for page in PAGES for index in range(len(blocks_of(page)))]
 
 
 def smaller(code: str) -> str:
@@ -35,12 +47,18 @@ def smaller(code: str) -> str:
     return code
 
 
-def test_the_readme_has_its_blocks():
-    assert len(blocks()) >= 8
+def test_the_pages_have_their_blocks():
+    assert len(blocks_of(README)) >= 1
+    assert len(blocks()) >= 16
+    # every topic page of the user guide shows code
+    for topic in ("images", "tabular", "features", "linear", "text", "unlabeled",
+                  "distillation", "caching", "transferability", "auto", "strategies",
+                  "scaling", "inspection", "onnx"):
+        assert blocks_of(ROOT / "docs" / "user_guide" / f"{topic}.md"), topic
 
 
 def test_every_substitution_applies():
-    # a pattern the README no longer matches would leave its blocks at full size
+    # a pattern no block matches any more would leave its blocks at full size
     code = "\n".join(blocks())
     for pattern, _ in SMALLER:
         assert re.search(pattern, code), pattern
@@ -55,14 +73,14 @@ def test_every_substitution_applies():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("index", range(len(blocks())))
-def test_readme_block_runs_alone(index, tmp_path, monkeypatch):
-    code = blocks()[index]
+@pytest.mark.parametrize("page, index", block_ids(), ids=[f"{p}-{i}" for p, i in block_ids()])
+def test_block_runs_alone(page, index, tmp_path, monkeypatch):
+    code = blocks_of(ROOT / page)[index]
     if "all-MiniLM-L6-v2" in code:
         pytest.importorskip("transformers")
     monkeypatch.chdir(tmp_path)  # blocks write files (joblib, safetensors)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # short budgets, tiny folds: expected warnings
         # run as a script is: a block's `if __name__ == "__main__":` part runs too
-        exec(compile(smaller(code), f"README.md block {index}", "exec"),
+        exec(compile(smaller(code), f"{page} block {index}", "exec"),
              {"__name__": "__main__"})

@@ -413,7 +413,7 @@ _SHARED_ATTRIBUTES = """
         "images", "text" or "tabular".
     n_features_in_ : int
         Number of columns of a table (tabular data only).
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Column names of a DataFrame (tabular data with string column names
         only).
 """
@@ -433,7 +433,7 @@ class AutoTransferClassifier(ClassifierMixin, BaseAutoTransfer):
     held-out folds. The best candidate is refitted on all the data, and the
     estimator then behaves as that model.
 
-    Read more in the README's "Automatic transfer" section.
+    Read more in the user guide's "Automatic transfer" page (``docs/user_guide/auto.md``).
 
     Parameters
     ----------{_SHARED_PARAMETERS}
@@ -521,7 +521,7 @@ class AutoTransferRegressor(RegressorMixin, BaseAutoTransfer):
     ridge regression for tables), scored by R² unless ``scoring`` says
     otherwise.
 
-    Read more in the README's "Automatic transfer" section.
+    Read more in the user guide's "Automatic transfer" page (``docs/user_guide/auto.md``).
 
     Parameters
     ----------{_SHARED_PARAMETERS}

@@ -258,7 +258,7 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
     """Score candidate backbones on the target images (or texts) and rank
     them, best first.
 
-    Each candidate's features are the embeddings of :class:`TransferFeatures`
+    Each candidate's features are the embeddings of :class:`~sktransfer.TransferFeatures`
     (the same code path as the transformer). ``logme`` and ``h_score`` score
     those features; ``leep`` and ``nce`` score the candidate's own label
     predictions (e.g. its ImageNet classes), which exist for:
@@ -267,7 +267,7 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
       the torchvision head applied to the trunk's output;
     - a torchvision classification model given as an ``nn.Module``: its own
       head;
-    - a fitted :class:`PretrainedClassifier`: its ``predict_proba``.
+    - a fitted :class:`~sktransfer.PretrainedClassifier`: its ``predict_proba``.
 
     For other candidates (a custom module, a fitted regressor, weights read
     from a file) these metrics are NaN and ``notes`` says why. Nothing is
@@ -278,12 +278,12 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
     candidates : dict or list
         ``{display name: spec}``, or a list of specs (names are derived). A
         spec is a registry name (weights "DEFAULT"), a tuple ``(name,
-        weights)``, a fitted image :class:`PretrainedClassifier` or
-        :class:`TransferRegressor`, an ``nn.Module`` (its own parameters), or
-        an unfitted :class:`TransferFeatures`, which chooses the cut
+        weights)``, a fitted image :class:`~sktransfer.PretrainedClassifier` or
+        :class:`~sktransfer.TransferRegressor`, an ``nn.Module`` (its own parameters), or
+        an unfitted :class:`~sktransfer.TransferFeatures`, which chooses the cut
         (``stage``), the weights and the image size for that candidate.
     X : images or texts
-        Target images or texts, in any form :class:`TransferFeatures`
+        Target images or texts, in any form :class:`~sktransfer.TransferFeatures`
         accepts (texts for text encoders such as "all-MiniLM-L6-v2").
     y : array-like of shape (n_samples,)
         Target labels (class labels, or continuous targets: then only
@@ -292,21 +292,21 @@ def rank_backbones(candidates, X, y, *, metrics=METRICS, image_size=None, max_le
         Scores to compute; the first one orders the rows.
     image_size : int or None, default=None
         Side of the square input for every image candidate; None uses each
-        backbone's own size. An :class:`ImageBackbone` (also inside a
-        :class:`TransferFeatures` candidate) keeps its own ``image_size``
+        backbone's own size. An :class:`~sktransfer.ImageBackbone` (also inside a
+        :class:`~sktransfer.TransferFeatures` candidate) keeps its own ``image_size``
         unless that is None.
     max_length : int, default=128
         Text candidates: texts are truncated at this many tokens (a
-        :class:`TransferFeatures` candidate keeps its own).
+        :class:`~sktransfer.TransferFeatures` candidate keeps its own).
     batch_size : int, default=64
         Images per inference batch (candidates other than TransferFeatures).
     cache : bool, default=True
-        Keep the embeddings in :class:`TransferFeatures`' activation cache,
+        Keep the embeddings in :class:`~sktransfer.TransferFeatures`' activation cache,
         so ranking again (or fitting a model on the winner) does not recompute
         them. Applies to every candidate.
     cache_dir : str, path or None, default=None
         Directory of the on-disk activation cache, as for
-        :class:`TransferFeatures`. Applies to every candidate.
+        :class:`~sktransfer.TransferFeatures`. Applies to every candidate.
     device : str, default="auto"
         "auto" uses CUDA when available, else the CPU (candidates other than
         TransferFeatures).

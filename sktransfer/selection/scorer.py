@@ -32,7 +32,7 @@ def make_transferability_scorer(metric="logme"):
 
     The scorer computes ``estimator.transform(X)`` and returns the score of
     those features on ``y``, so ``GridSearchCV`` can choose a backbone, a cut
-    (``stage``) or weights for :class:`TransferFeatures` without training a
+    (``stage``) or weights for :class:`~sktransfer.TransferFeatures` without training a
     model on top. Higher is better, as scikit-learn expects.
 
     Parameters
@@ -45,7 +45,7 @@ def make_transferability_scorer(metric="logme"):
     -------
     scorer : callable
         ``scorer(estimator, X, y) -> float`` for fitted estimators with
-        ``transform`` (a :class:`TransferFeatures`, or a Pipeline of
+        ``transform`` (a :class:`~sktransfer.TransferFeatures`, or a Pipeline of
         transformers).
 
     See Also

@@ -279,7 +279,7 @@ def logme(features, y, *, task="auto"):
     Parameters
     ----------
     features : array-like of shape (n_samples, n_features)
-        Features of the target samples (e.g. from :class:`TransferFeatures`).
+        Features of the target samples (e.g. from :class:`~sktransfer.TransferFeatures`).
     y : array-like of shape (n_samples,) or (n_samples, n_targets)
         Class labels (scored as one-hot columns, one per class), a 0/1
         label-indicator matrix, or continuous targets.
