@@ -219,7 +219,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     sizes = dict(n_train=64, n_test=8, epochs=1, ig_steps=4, n_sanity=4, n_text_train=20,
                  n_text_test=8) if args.quick else \
-        dict(n_train=512, n_test=96, epochs="auto", ig_steps=16, n_sanity=8,
+        dict(n_train=512, n_test=64, epochs="auto", ig_steps=16, n_sanity=8,
              n_text_train=200, n_text_test=200)
     vars(args).update(sizes)
     import torch
