@@ -63,10 +63,13 @@ def meta_block(name: str, meta: dict) -> str:
     when = _when(dates[0]) if dates[0] == dates[-1] else \
         f"{_when(dates[0]).removesuffix(' UTC')} - {_when(dates[-1])}"
     commits = list(dict.fromkeys(run.get("commit") for run in runs))
-    reconstructed = [meta.get("reconstructed", {}), *(run.get("reconstructed", {}) for run in runs)]
+    guessed = [i + 1 for i, run in enumerate(runs)
+               if "commit" in {**meta.get("reconstructed", {}), **run.get("reconstructed", {})}]
     commit = ", ".join(c[:10] if c else "unknown" for c in commits)
-    if any("commit" in fields for fields in reconstructed):
-        commit += " (not recorded by the run: the commit that stored the file)"
+    if guessed:
+        which = "" if len(guessed) == len(runs) else \
+            f"run{'s' if len(guessed) > 1 else ''} {', '.join(map(str, guessed))}: "
+        commit += f" ({which}not recorded by the run: the commit that stored the file)"
     elif any(run.get("dirty") for run in runs):
         commit += " with uncommitted changes"
     machine = meta["machine"]
