@@ -28,4 +28,5 @@ L2SP = "l2sp"
 UNLABELED = (IGNORE, PSEUDO_LABEL, FIXMATCH)
 DOMAIN_ADAPTATIONS = (CORAL, MMD, DANN, CDAN, MCC, AUTO)
 REGULARIZATIONS = (L2SP,)
+ACCOUNTANTS = ("rdp", "prv")  # DP(accountant=...): Opacus's privacy accountants
 UNLABELED_TARGET = -1  # a classifier's encoded target of an unlabeled sample
