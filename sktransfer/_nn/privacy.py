@@ -10,6 +10,7 @@ here and only by a private fit.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import warnings
 from dataclasses import dataclass
@@ -55,18 +56,27 @@ def plan(dp, n_train: int, batch_size: int, epochs: int) -> PrivacyPlan:
     """The noise multiplier that Opacus's ``get_noise_multiplier`` finds
     for ``dp.epsilon`` at the fit's delta, over ``epochs`` epochs of
     Poisson-sampled batches of ``batch_size`` samples on average."""
-    _opacus()
-    from opacus.accountants.utils import get_noise_multiplier
-
     batch_size = min(int(batch_size), int(n_train))
     sample_rate = batch_size / n_train
     steps = int(epochs) * steps_per_epoch(n_train, batch_size)
     delta = dp.delta_for(n_train)
-    sigma = get_noise_multiplier(target_epsilon=float(dp.epsilon), target_delta=delta,
-                                 sample_rate=sample_rate, steps=steps,
-                                 accountant=dp.accountant)
+    sigma = _noise_multiplier(float(dp.epsilon), delta, sample_rate, steps, dp.accountant)
     return PrivacyPlan(dp.accountant, float(dp.epsilon), delta, float(dp.max_grad_norm),
                        sample_rate, batch_size, steps, float(sigma))
+
+
+@functools.lru_cache(maxsize=64)
+def _noise_multiplier(epsilon: float, delta: float, sample_rate: float, steps: int,
+                      accountant: str) -> float:
+    """Opacus's ``get_noise_multiplier`` (a search of a second or two, kept
+    for the folds and candidates of a search that share it)."""
+    _opacus()
+    from opacus.accountants.utils import get_noise_multiplier
+
+    with _valid_bounds():
+        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta,
+                                          sample_rate=sample_rate, steps=steps,
+                                          accountant=accountant))
 
 
 def epsilon_of(accountant: str, noise_multiplier: float, sample_rate: float, steps: int,
@@ -80,7 +90,20 @@ def epsilon_of(accountant: str, noise_multiplier: float, sample_rate: float, ste
         return 0.0
     meter = create_accountant(accountant)
     meter.history = [(noise_multiplier, sample_rate, int(steps))]
-    return float(meter.get_epsilon(delta=delta))
+    with _valid_bounds():
+        return float(meter.get_epsilon(delta=delta))
+
+
+@contextlib.contextmanager
+def _valid_bounds():
+    """The RDP accountant warns when the best of its fixed Rényi orders is at
+    the end of their range (very little or very much noise, as the search
+    for the noise multiplier tries): its epsilon is then still an upper
+    bound, only a looser one, and the user has no setting to widen the
+    orders, so the warning is not passed on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Optimal order is the", category=UserWarning)
+        yield
 
 
 class PoissonBatches(Sampler):
@@ -184,10 +207,17 @@ class PrivateTraining:
                 "sample_rate": plan_.sample_rate, "privacy_steps": self.steps}
 
     def close(self):
-        """Remove the per-sample hooks and attributes; the plain optimizer."""
+        """Remove the per-sample hooks and what Opacus left on the modules
+        and parameters (a pickled network must neither need Opacus nor keep
+        a batch's activations); the plain optimizer."""
         self.grad_sample.remove_hooks()
-        for param in self.grad_sample._module.parameters():
-            for name in ("grad_sample", "summed_grad", "_forward_counter"):
+        module = self.grad_sample._module
+        for part in module.modules():
+            for name in ("activations", "max_batch_len"):
+                part.__dict__.pop(name, None)
+        for param in module.parameters():
+            for name in ("grad_sample", "summed_grad", "_forward_counter",
+                         "_current_grad_sample"):
                 if hasattr(param, name):
                     delattr(param, name)
         return self.optimizer.original_optimizer
