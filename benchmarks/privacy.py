@@ -37,22 +37,17 @@ it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-from sklearn.metrics import roc_auc_score  # noqa: E402
-
-from benchmarks._common import mnist_digits, run_meta, write_results  # noqa: E402
-from benchmarks.report import privacy_tables  # noqa: E402
-from sktransfer import DP, ImageBackbone, PretrainedClassifier  # noqa: E402
+from _common import mnist_digits, run_meta, write_results
+from report import privacy_tables
+from sktransfer import DP, ImageBackbone, PretrainedClassifier
 
 METHODS = {"probe": dict(freeze_depth="all"),
            "fine_tune": dict(freeze_depth=3, bn_mode="frozen")}

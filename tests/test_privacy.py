@@ -190,6 +190,15 @@ def test_settings_that_bypass_the_guarantee_are_refused(digits, setting, match):
     assert not hasattr(clf, "net_")
 
 
+def test_a_private_student_is_refused(source, digits):
+    from sktransfer import DistilledClassifier
+
+    X, y = digits
+    student = PretrainedClassifier(**PRIVATE_MLP, privacy=DP())
+    with pytest.raises(ValueError, match="distillation.*privacy=None in the student"):
+        DistilledClassifier(source, student).fit(X, y)
+
+
 # -- the fitted model --------------------------------------------------------------------------
 
 
