@@ -663,7 +663,10 @@ class DP(Method):
     private samples. Inside ``GridSearchCV`` every candidate and fold is
     one fit on (parts of) the same data: the privacy spent by the search
     is the composition of each fit's ``epsilon_spent_``, and the chosen
-    candidate is not itself private.
+    candidate is not itself private. Outside the guarantee, as in DP-SGD
+    generally: a classifier's label set (``classes_``) and the mean and
+    scale by which :class:`TransferRegressor` standardises its targets are
+    taken from ``y`` as it is.
 
     Trainable BatchNorm layers mix the samples of a batch, which per-sample
     clipping cannot bound: a trainable stage with BatchNorm needs

@@ -131,6 +131,25 @@ def test_every_per_sample_gradient_is_clipped(digits, monkeypatch):
     assert clipped_some
 
 
+def test_an_empty_poisson_draw_still_takes_its_noisy_step(digits, monkeypatch):
+    from opacus.optimizers import DPOptimizer
+
+    sizes = []
+    add_noise = DPOptimizer.add_noise
+
+    def observed(self):
+        sizes.append(len(self.grad_samples[0]))
+        add_noise(self)
+
+    monkeypatch.setattr(DPOptimizer, "add_noise", observed)
+    X, y = digits
+    head = PretrainedClassifier(**dict(PRIVATE_MLP, max_epochs=2, batch_size=2),
+                                privacy=DP(epsilon=8.0)).fit(X[:40], y[:40])
+    assert head.privacy_steps_ == len(sizes) == 2 * 20
+    assert 0 in sizes and max(sizes) > 1  # sampled, not cut: some draws are empty
+    assert np.isfinite(head.predict_proba(X[:40])).all()
+
+
 def test_only_trainable_parameters_change_and_the_cache_serves_a_frozen_trunk(
         tiny_backbone, digits32):
     X, y = digits32
