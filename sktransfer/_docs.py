@@ -239,7 +239,8 @@ default=None
         ``domain_adaptation``, ``early_stopping``, ``lr="auto"``,
         ``head_init="probe"``, ``regularization``, ``max_grad_norm``,
         ``unfreeze_at``, ``precision`` "16" or "bf16" ("auto" is fp32
-        here) and data-parallel fits. Inside ``GridSearchCV`` the privacy
+        here), a text encoder's embeddings (``freeze_depth=0``) and
+        data-parallel fits. Inside ``GridSearchCV`` the privacy
         spent composes over candidates and folds; a grid searches
         ``privacy__epsilon``.
     source_head : {"auto", "keep", "new"}, default="auto"

@@ -544,6 +544,10 @@ def _privacy_refusals(recipe: Recipe, domain_adaptation) -> list:
         (f"precision={recipe.runtime.precision!r}", "precision='32' (or 'auto')",
          "per-sample clipping and noise are computed in full precision")
         if recipe.runtime.precision in ("16", "bf16") else None,
+        ("freeze_depth=0 with a text encoder", "freeze_depth=1 or more",
+         "its embedding stage adds position embeddings that every sample shares, whose "
+         "per-sample gradients Opacus cannot compute")
+        if recipe.input_kind == TEXT and recipe.freezing.depth == 0 else None,
         ("distillation", "privacy=None in the student",
          "the teacher's soft targets come from a model fitted on the same samples "
          "without privacy") if methods.distillation is not None else None,

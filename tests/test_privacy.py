@@ -17,7 +17,7 @@ from sklearn.model_selection import GridSearchCV
 
 from sktransfer import DP, MLP, L2SP, PretrainedClassifier, PseudoLabel, TransferRegressor
 
-from .conftest import QUICK_MLP, quiet_fit, tiny
+from .conftest import HELD_OUT, LABELS, QUICK_MLP, TEXTS, quiet_fit, text_params, tiny
 
 opacus = pytest.importorskip(
     "opacus", reason="privacy=DP(...) needs Opacus: install the 'privacy' extra")
@@ -207,6 +207,20 @@ def test_settings_that_bypass_the_guarantee_are_refused(digits, setting, match):
         clf.fit(X, y)
     assert "privacy=None" in str(raised.value)
     assert not hasattr(clf, "net_")
+
+
+def test_a_text_encoder_keeps_its_embeddings_frozen(minilm_path):
+    clf = PretrainedClassifier(**text_params(freeze_depth=0), privacy=DP())
+    with pytest.raises(ValueError, match="freeze_depth=1 or more"):
+        clf.fit(TEXTS, LABELS)
+
+
+@pytest.mark.slow
+def test_a_private_fine_tune_of_a_text_encoders_last_stage(minilm_path):
+    clf = PretrainedClassifier(**text_params(freeze_depth=3, lr=1e-2, max_epochs=3),
+                               privacy=DP(epsilon=8.0)).fit(TEXTS, LABELS)
+    assert clf.epsilon_spent_ <= 8.0
+    assert clf.predict(HELD_OUT).shape == (2,)
 
 
 def test_a_private_student_is_refused(source, digits):
