@@ -124,7 +124,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                               AutoAdaptation],
         "precision": [StrOptions(set(opt.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
-        "privacy": [None, DP],
+        "privacy": [None, StrOptions(set(opt.PRIVACY)), DP],
         "source_head": [StrOptions(set(opt.SOURCE_HEAD_MODES))],
         "cache": ["boolean"],
         "cache_dir": [None, str, os.PathLike],

@@ -225,8 +225,9 @@ default=None
         elsewhere; "16" uses float16 autocast with loss scaling.
     max_grad_norm : float or None, default=None
         Clip the gradient norm of the trainable parameters to this value.
-    privacy : DP or None, default=None
-        Differentially private training: :class:`DP` trains the trainable
+    privacy : DP, "dp" or None, default=None
+        Differentially private training: :class:`DP` ("dp": its defaults,
+        epsilon 8) trains the trainable
         parameters by DP-SGD through Opacus (the ``privacy`` extra) with
         Poisson-sampled batches, each sample's gradient clipped to
         ``DP.max_grad_norm`` and Gaussian noise calibrated by Opacus's

@@ -3,8 +3,9 @@ objects (scikit-learn's ``kernel=RBF(length_scale=...)`` pattern): what
 unlabeled samples do (``unlabeled=PseudoLabel(...)`` / ``FixMatch(...)``),
 how source and target features are aligned (``domain_adaptation=Coral(...)``
 / ``MMD(...)`` / ``DANN(...)`` / ``CDAN(...)`` / ``MCC(...)``, or
-``AutoAdaptation(...)`` to choose among them without target labels) and how the backbone is regularised
-(``regularization=L2SP(...)``).
+``AutoAdaptation(...)`` to choose among them without target labels), how the backbone is regularised
+(``regularization=L2SP(...)``) and how training is kept differentially
+private (``privacy=DP(...)``).
 
 Each is a ``BaseEstimator``, so ``clone`` copies it and a grid searches its
 settings (``unlabeled__threshold``); each string shorthand ("pseudo_label",
@@ -701,6 +702,7 @@ class DP(Method):
     3.0
     """
 
+    shorthand = opt.DP
     _parameter_constraints = {
         "epsilon": [Interval(Real, 0, None, closed="neither")],
         "delta": [None, Interval(Real, 0, 1, closed="neither")],
@@ -734,7 +736,7 @@ class DP(Method):
 
 _ALIGNMENTS = {cls.shorthand: cls for cls in (Coral, MMD, DANN, CDAN, MCC)}
 _SHORTHANDS = {cls.shorthand: cls for cls in (PseudoLabel, FixMatch, *_ALIGNMENTS.values(),
-                                              AutoAdaptation, L2SP)}
+                                              AutoAdaptation, L2SP, DP)}
 
 
 def resolve_method(value):

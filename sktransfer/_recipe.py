@@ -506,7 +506,7 @@ def _check_combinations(recipe: Recipe) -> None:
 
 
 def _privacy(params: _Params, task: str, input_kind: str) -> DP | None:
-    privacy = params.take("privacy")
+    privacy = resolve_method(params.take("privacy"))
     if privacy is not None:
         privacy.check(parameter="privacy", task=task, input_kind=input_kind)
     return privacy

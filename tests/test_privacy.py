@@ -51,6 +51,14 @@ def test_dp_is_a_method_object_a_grid_can_search():
     copy = clone(clf).set_params(privacy__epsilon=1.0)
     assert copy.privacy.epsilon == 1.0 and clf.privacy.epsilon == 3.0
     assert DP().delta_for(1000) == pytest.approx(1e-4)
+
+
+def test_the_shorthand_is_dp_with_its_defaults(digits):
+    X, y = digits
+    clf = PretrainedClassifier(**dict(PRIVATE_MLP, max_epochs=1), privacy="dp").fit(X, y)
+    assert clf.epsilon_spent_ <= 8.0 and clf.epsilon_spent_ > 7.0
+    with pytest.raises(ValueError, match="privacy"):
+        PretrainedClassifier(**PRIVATE_MLP, privacy="private").fit(X, y)
     assert DP(delta=1e-6).delta_for(1000) == 1e-6
 
 
