@@ -3,9 +3,9 @@ objects (scikit-learn's ``kernel=RBF(length_scale=...)`` pattern): what
 unlabeled samples do (``unlabeled=PseudoLabel(...)`` / ``FixMatch(...)``),
 how source and target features are aligned (``domain_adaptation=Coral(...)``
 / ``MMD(...)`` / ``DANN(...)`` / ``CDAN(...)`` / ``MCC(...)``, or
-``AutoAdaptation(...)`` to choose among them without target labels), how the backbone is regularised
-(``regularization=L2SP(...)``) and how training is kept differentially
-private (``privacy=DP(...)``).
+``AutoAdaptation(...)`` to choose among them without target labels), how
+the backbone is regularised (``regularization=L2SP(...)``) and how training
+is kept differentially private (``privacy=DP(...)``).
 
 Each is a ``BaseEstimator``, so ``clone`` copies it and a grid searches its
 settings (``unlabeled__threshold``); each string shorthand ("pseudo_label",

@@ -11,8 +11,8 @@ to skorch: parameter groups per stage, mixed precision (autocast, and loss
 scaling for float16), gradient clipping, the backbone regularisation,
 the unlabeled samples' terms, DP-SGD (Poisson-sampled batches, per-sample
 clipping and noise, ``sktransfer._nn.privacy``), channels_last inputs and
-non-blocking copies to the device. The learning-rate range test is a callback on a copy of the
-net, so it runs the same training step.
+non-blocking copies to the device. The learning-rate range test is a
+callback on a copy of the net, so it runs the same training step.
 """
 
 from __future__ import annotations
@@ -238,13 +238,13 @@ class TransferNetMixin:
         device_type = torch.device(self.device).type
         self.scaler_ = torch.amp.GradScaler(device_type, enabled=self.precision == "16")
         self.steps_done_ = 0  # training steps so far (the unlabeled terms' ramp reads it)
-        # a data-parallel fit (torchrun): DDP trains module_
         if distributed.active() and self.recipe.privacy is not None:
             raise ValueError(
                 "privacy trains in one process (its per-sample clipping and noise are not "
                 "shared between processes); run the private fit without torchrun, or set "
                 "privacy=None."
             )
+        # a data-parallel fit (torchrun): DDP trains module_
         self.data_parallel_ = DataParallel(self.module_, self.device) if distributed.active() \
             else None
         if self.recipe.optimisation.regularization is not None:
