@@ -612,7 +612,11 @@ def privacy_targets(meta: dict, records: list) -> str:
 
 
 def privacy_tables(meta: dict, records: list) -> dict:
-    return {"main": privacy_table(records), "targets": privacy_targets(meta, records)}
+    """One table per part (images, texts), and the targets (on the images)."""
+    parts = dict.fromkeys(r["part"] for r in records)
+    return {**{part: privacy_table([r for r in records if r["part"] == part])
+               for part in parts},
+            "targets": privacy_targets(meta, [r for r in records if r["part"] == "mnist"])}
 
 
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "distillation": distillation_tables,
