@@ -231,6 +231,13 @@ def test_a_private_fine_tune_of_a_text_encoders_last_stage(minilm_path):
     assert clf.predict(HELD_OUT).shape == (2,)
 
 
+def test_without_opacus_the_fit_says_what_to_install(digits, monkeypatch):
+    monkeypatch.setitem(sys.modules, "opacus", None)  # import opacus raises ImportError
+    X, y = digits
+    with pytest.raises(ImportError, match=r"sktransfer\[privacy\]"):
+        PretrainedClassifier(**PRIVATE_MLP, privacy=DP(epsilon=2.5)).fit(X, y)
+
+
 def test_a_private_student_is_refused(source, digits):
     from sktransfer import DistilledClassifier
 
