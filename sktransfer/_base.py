@@ -26,7 +26,7 @@ from ._compat import (
 from ._backbone import Backbone, declared_input_kind, network_of
 from ._images import check_images, check_same_layout
 from ._adaptation_search import SearchResult, search as search_adaptation
-from ._methods import L2SP, Alignment, AutoAdaptation, SemiSupervised, resolve_method
+from ._methods import DP, L2SP, Alignment, AutoAdaptation, SemiSupervised, resolve_method
 from ._options import IMAGES, TABULAR, TEXT
 from ._recipe import Recipe, input_kind_of
 from ._text import check_texts
@@ -124,6 +124,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                               AutoAdaptation],
         "precision": [StrOptions(set(opt.PRECISIONS))],
         "max_grad_norm": [None, Interval(Real, 0, None, closed="neither")],
+        "privacy": [None, StrOptions(set(opt.PRIVACY)), DP],
         "source_head": [StrOptions(set(opt.SOURCE_HEAD_MODES))],
         "cache": ["boolean"],
         "cache_dir": [None, str, os.PathLike],
@@ -144,8 +145,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                  lr_schedule="cosine", warmup_epochs=1.0, early_stopping=False,
                  validation_fraction=0.1, n_iter_no_change=10, augment="auto",
                  unlabeled=None, domain_adaptation=None, precision="auto",
-                 max_grad_norm=None, source_head="auto", cache=True, cache_dir=None,
-                 n_jobs=None, device="auto", random_state=None, verbose=0):
+                 max_grad_norm=None, privacy=None, source_head="auto", cache=True,
+                 cache_dir=None, n_jobs=None, device="auto", random_state=None, verbose=0):
         self.backbone = backbone
         self.weights = weights
         self.freeze_depth = freeze_depth
@@ -174,6 +175,7 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
         self.domain_adaptation = domain_adaptation
         self.precision = precision
         self.max_grad_norm = max_grad_norm
+        self.privacy = privacy
         self.source_head = source_head
         self.cache = cache
         self.cache_dir = cache_dir
@@ -439,6 +441,8 @@ class BaseTransferEstimator(BaseEstimator, metaclass=ABCMeta):
                                       else result.probe_alpha)
         if result.best_epoch is not None:
             fitted["best_epoch_"] = result.best_epoch
+        if result.privacy is not None:
+            fitted.update({f"{name}_": value for name, value in result.privacy.items()})
         if result.input_kind == IMAGES:
             fitted.update(image_size_=result.image_size, preprocessing_=result.preprocessing,
                           input_signature_=data.signature,

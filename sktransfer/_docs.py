@@ -225,6 +225,25 @@ default=None
         elsewhere; "16" uses float16 autocast with loss scaling.
     max_grad_norm : float or None, default=None
         Clip the gradient norm of the trainable parameters to this value.
+    privacy : DP, "dp" or None, default=None
+        Differentially private training: :class:`DP` ("dp": its defaults,
+        epsilon 8) trains the trainable
+        parameters by DP-SGD through Opacus (the ``privacy`` extra) with
+        Poisson-sampled batches, each sample's gradient clipped to
+        ``DP.max_grad_norm`` and Gaussian noise calibrated by Opacus's
+        accountant to spend at most ``DP.epsilon`` at ``DP.delta`` over the
+        fit's ``max_epochs`` (the fit runs them all: no convergence rule).
+        ``freeze_depth="all"`` makes a private linear probe (DP-SGD on the
+        head, over cached activations); a trainable stage with BatchNorm
+        needs ``bn_mode="frozen"``. Refused with settings that would break
+        or leak around the guarantee: ``unlabeled`` methods and
+        ``domain_adaptation``, ``early_stopping``, ``lr="auto"``,
+        ``head_init="probe"``, ``regularization``, ``max_grad_norm``,
+        ``unfreeze_at``, ``precision`` "16" or "bf16" ("auto" is fp32
+        here), a text encoder's embeddings (``freeze_depth=0``) and
+        data-parallel fits. Inside ``GridSearchCV`` the privacy
+        spent composes over candidates and folds; a grid searches
+        ``privacy__epsilon``.
     source_head : {"auto", "keep", "new"}, default="auto"
         What happens to the head of a source that brings one (a fitted
         estimator or a ``save_weights`` file): "auto" keeps it when the
@@ -284,7 +303,8 @@ default=None
 # Fitted attributes shared by the estimators: the {attributes} placeholder.
 ATTRIBUTES = """\
     history_ : list of dict
-        One record per epoch: "epoch", "train_loss", "dur" (and
+        One record per epoch: "epoch", "train_loss" (not with ``privacy``),
+        "dur" (and
         "valid_loss", "valid_score" with early stopping; "unlabeled_loss"
         and "adaptation_loss", the unlabeled samples' terms before their
         weights, with ``unlabeled`` / ``domain_adaptation``); empty for an
@@ -323,6 +343,20 @@ ATTRIBUTES = """\
         Side of the images the network was trained on (images only).
     device_ : str
         Device the network lives on.
+    epsilon_spent_ : float
+        With ``privacy``: the epsilon Opacus's accountant reports for the
+        steps taken (at most ``DP.epsilon``; less when a deadline stopped
+        the fit early).
+    delta_ : float
+        With ``privacy``: the delta of the guarantee.
+    noise_multiplier_ : float
+        With ``privacy``: the noise's standard deviation relative to the
+        clipping norm.
+    sample_rate_ : float
+        With ``privacy``: the Poisson sampling rate of a batch,
+        ``batch_size / n`` (at most 1).
+    privacy_steps_ : int
+        With ``privacy``: the noisy optimizer steps taken.
     cache_info_ : dict
         Whether frozen-stage activations were cached ("used"), at which
         module ("cut"), why not ("reason"), and how many images came

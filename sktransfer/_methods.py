@@ -3,8 +3,9 @@ objects (scikit-learn's ``kernel=RBF(length_scale=...)`` pattern): what
 unlabeled samples do (``unlabeled=PseudoLabel(...)`` / ``FixMatch(...)``),
 how source and target features are aligned (``domain_adaptation=Coral(...)``
 / ``MMD(...)`` / ``DANN(...)`` / ``CDAN(...)`` / ``MCC(...)``, or
-``AutoAdaptation(...)`` to choose among them without target labels) and how the backbone is regularised
-(``regularization=L2SP(...)``).
+``AutoAdaptation(...)`` to choose among them without target labels), how
+the backbone is regularised (``regularization=L2SP(...)``) and how training
+is kept differentially private (``privacy=DP(...)``).
 
 Each is a ``BaseEstimator``, so ``clone`` copies it and a grid searches its
 settings (``unlabeled__threshold``); each string shorthand ("pseudo_label",
@@ -636,11 +637,106 @@ class L2SP(Method):
         return 0.5 * self.strength * l2sp_penalty(module, reference)
 
 
+# -- privacy ------------------------------------------------------------------------------
+
+
+class DP(Method):
+    """Differentially private training (DP-SGD, Abadi et al., CCS 2016)
+    through Opacus: each optimizer step draws its batch by Poisson sampling
+    (every training sample joins with probability ``batch_size / n``),
+    clips each sample's gradient of the trainable parameters to
+    ``max_grad_norm`` and adds Gaussian noise of standard deviation
+    ``noise_multiplier * max_grad_norm`` to their sum. The noise multiplier
+    is the smallest that Opacus's accountant (``get_noise_multiplier``)
+    finds to spend at most ``epsilon`` at ``delta`` over the fit's steps
+    (``max_epochs`` times ``ceil(n / batch_size)``); the fitted estimator
+    reports what the accountant says was spent (``epsilon_spent_``,
+    ``delta_``, ``noise_multiplier_``).
+
+    The guarantee covers the fitted network (and what it predicts) with
+    respect to the samples of ``X``: only the trainable parameters get
+    private gradients. Frozen stages are a fixed function of each sample,
+    so their activations may come from the activation cache
+    (``freeze_depth="all"`` trains the head alone, by DP-SGD: the exact
+    closed-form probe is not private and is not used). The number of steps
+    is fixed in advance (no convergence rule, no validation split), and
+    ``history_`` records no training loss, which is a statistic of the
+    private samples. Inside ``GridSearchCV`` every candidate and fold is
+    one fit on (parts of) the same data: the privacy spent by the search
+    is the composition of each fit's ``epsilon_spent_``, and the chosen
+    candidate is not itself private. Outside the guarantee, as in DP-SGD
+    generally: a classifier's label set (``classes_``) and the mean and
+    scale by which :class:`TransferRegressor` standardises its targets are
+    taken from ``y`` as it is.
+
+    Trainable BatchNorm layers mix the samples of a batch, which per-sample
+    clipping cannot bound: a trainable stage with BatchNorm needs
+    ``bn_mode="frozen"``, under which a private fit keeps every BatchNorm
+    layer's statistics *and* affine parameters as pretrained.
+
+    Parameters
+    ----------
+    epsilon : float, default=8.0
+        The privacy budget of the fit.
+    delta : float or None, default=None
+        The probability with which the ``epsilon`` bound may fail; None is
+        ``1 / (10 n)`` for ``n`` training samples (below ``1 / n``, as the
+        guarantee needs).
+    max_grad_norm : float, default=1.0
+        The clipping norm of each sample's gradient.
+    accountant : {"rdp", "prv"}, default="rdp"
+        Opacus's accountant that calibrates the noise and reports
+        ``epsilon_spent_``: Rényi DP ("rdp", Mironov 2017) or the privacy
+        random variable accountant ("prv", Gopi et al. 2021, a tighter
+        bound).
+
+    See Also
+    --------
+    PretrainedClassifier : Its ``privacy`` parameter takes this method.
+
+    Examples
+    --------
+    >>> from sktransfer import DP, PretrainedClassifier
+    >>> clf = PretrainedClassifier("mlp", privacy=DP(epsilon=3.0))
+    >>> clf.get_params()["privacy__epsilon"]
+    3.0
+    """
+
+    shorthand = opt.DP
+    _parameter_constraints = {
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "delta": [None, Interval(Real, 0, 1, closed="neither")],
+        "max_grad_norm": [Interval(Real, 0, None, closed="neither")],
+        "accountant": [StrOptions(set(opt.ACCOUNTANTS))],
+    }
+
+    def __init__(self, epsilon=8.0, delta=None, max_grad_norm=1.0, accountant="rdp"):
+        self.epsilon = epsilon
+        self.delta = delta
+        self.max_grad_norm = max_grad_norm
+        self.accountant = accountant
+
+    def delta_for(self, n_samples):
+        """The delta of a fit on ``n_samples`` training samples.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of samples the fit trains on.
+
+        Returns
+        -------
+        delta : float
+            ``delta``, or for None ``1 / (10 * n_samples)``.
+        """
+        return float(self.delta) if self.delta is not None else 1.0 / (10 * n_samples)
+
+
 # -- shorthands ---------------------------------------------------------------------------
 
 _ALIGNMENTS = {cls.shorthand: cls for cls in (Coral, MMD, DANN, CDAN, MCC)}
 _SHORTHANDS = {cls.shorthand: cls for cls in (PseudoLabel, FixMatch, *_ALIGNMENTS.values(),
-                                              AutoAdaptation, L2SP)}
+                                              AutoAdaptation, L2SP, DP)}
 
 
 def resolve_method(value):

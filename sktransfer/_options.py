@@ -25,7 +25,10 @@ IGNORE, PSEUDO_LABEL, FIXMATCH = "ignore", "pseudo_label", "fixmatch"
 CORAL, MMD, DANN, CDAN, MCC = "coral", "mmd", "dann", "cdan", "mcc"
 AUTO = "auto"  # domain_adaptation="auto": AutoAdaptation's defaults
 L2SP = "l2sp"
+DP = "dp"  # privacy="dp": DP's defaults
 UNLABELED = (IGNORE, PSEUDO_LABEL, FIXMATCH)
 DOMAIN_ADAPTATIONS = (CORAL, MMD, DANN, CDAN, MCC, AUTO)
 REGULARIZATIONS = (L2SP,)
+PRIVACY = (DP,)
+ACCOUNTANTS = ("rdp", "prv")  # DP(accountant=...): Opacus's privacy accountants
 UNLABELED_TARGET = -1  # a classifier's encoded target of an unlabeled sample

@@ -31,7 +31,7 @@ from ._backbone import (
     declared_input_kind,
 )
 from ._canonical import canonical
-from ._methods import Alignment, AutoAdaptation, L2SP, SemiSupervised, resolve_method
+from ._methods import DP, Alignment, AutoAdaptation, L2SP, SemiSupervised, resolve_method
 from . import _options as opt
 from ._options import IMAGES, TABULAR, TEXT
 from ._text import refuse_texts_for_table
@@ -220,6 +220,7 @@ class Recipe:
     stopping: StoppingGroup
     methods: MethodsGroup
     runtime: RuntimeGroup
+    privacy: DP | None = None  # DP-SGD (``sktransfer._nn.privacy``), or None
 
     @classmethod
     def from_estimator(cls, estimator, *, input_kind: str, multi_task: bool = False,
@@ -244,6 +245,10 @@ class Recipe:
                                  unlabeled_samples, adaptation, head)
         if distillation is not None:
             methods = dataclasses.replace(methods, distillation=distillation)
+        privacy = _privacy(params, task, input_kind)
+        precision = params.take("precision")
+        if privacy is not None and precision == "auto":
+            precision = "32"  # per-sample gradients in full precision
         recipe = cls(
             task=task, loss=params.take("loss") if task == "regression" else "cross_entropy",
             input_kind=input_kind, backbone=backbone,
@@ -255,13 +260,16 @@ class Recipe:
                                    params.take("early_stopping"),
                                    params.take("validation_fraction")),
             methods=methods,
-            runtime=RuntimeGroup(params.take("precision"), params.take("cache"),
+            privacy=privacy,
+            runtime=RuntimeGroup(precision, params.take("cache"),
                                  params.take("cache_dir"), params.take("n_jobs"),
                                  params.take("device"), _seed(random_state),
                                  params.take("verbose"), _reproducible(random_state)),
         )
         params.check_all_read()
         _check_combinations(recipe)
+        if privacy is not None:
+            _check_privacy(recipe, params.values["domain_adaptation"])
         return recipe
 
     # -- decisions that need the loaded network ---------------------------------------
@@ -276,8 +284,9 @@ class Recipe:
     def exact_probe(self, n_stages: int, frozen: list, head_from_source: bool) -> bool:
         """Whether the head is solved exactly: the whole trunk frozen
         throughout, a new linear head, the same inputs every epoch and only
-        labeled samples in training (a convex problem)."""
-        return (len(frozen) == n_stages and self.head.hidden == ()
+        labeled samples in training (a convex problem), without privacy (a
+        private probe trains the head by DP-SGD)."""
+        return (self.privacy is None and len(frozen) == n_stages and self.head.hidden == ()
                 and self.freezing.frozen_throughout and self.methods.augment is None
                 and not head_from_source and not self.methods.trains_unlabeled
                 and self.methods.distillation is None)
@@ -494,6 +503,67 @@ def _check_combinations(recipe: Recipe) -> None:
     if (recipe.methods.trains_unlabeled and recipe.methods.adaptation is not None
             and recipe.freezing.depth == "all" and recipe.freezing.frozen_throughout):
         raise _all_frozen_adaptation(recipe)
+
+
+def _privacy(params: _Params, task: str, input_kind: str) -> DP | None:
+    privacy = resolve_method(params.take("privacy"))
+    if privacy is not None:
+        privacy.check(parameter="privacy", task=task, input_kind=input_kind)
+    return privacy
+
+
+def _privacy_refusals(recipe: Recipe, domain_adaptation) -> list:
+    """``(setting, fix, why)`` of each setting that a private fit refuses."""
+    optimisation, methods = recipe.optimisation, recipe.methods
+    return [
+        (f"unlabeled={methods.unlabeled!r}", "unlabeled='ignore' or None",
+         "its pseudo-labels are targets computed from the private samples outside the "
+         "per-sample clipping") if methods.semi_supervised is not None else None,
+        (f"domain_adaptation={domain_adaptation!r}", "domain_adaptation=None",
+         "its loss couples samples of a batch, so one sample's gradient is not its own")
+        if domain_adaptation is not None else None,
+        ("early_stopping=True", "early_stopping=False",
+         "choosing when to stop on held-out private samples spends privacy no accountant "
+         "counts") if recipe.stopping.early_stopping else None,
+        ("lr='auto'", "a fixed lr (e.g. lr=1e-2)",
+         "the range test trains on the private samples without noise")
+        if optimisation.find_lr else None,
+        ("head_init='probe'", "head_init='random'",
+         "the exact probe solves the head on the private samples without noise")
+        if recipe.head.init == "probe" else None,
+        (f"regularization={optimisation.regularization!r}", "regularization=None",
+         "its penalty's gradient would bypass the noisy per-sample gradients")
+        if optimisation.regularization is not None else None,
+        (f"max_grad_norm={optimisation.max_grad_norm!r}",
+         "max_grad_norm=None and privacy=DP(max_grad_norm=...)",
+         "a private fit clips each sample's gradient instead")
+        if optimisation.max_grad_norm is not None else None,
+        (f"unfreeze_at={recipe.freezing.unfreeze_at!r}", "unfreeze_at=None",
+         "stages released during the fit would train without per-sample gradients")
+        if recipe.freezing.unfreeze_at is not None else None,
+        (f"precision={recipe.runtime.precision!r}", "precision='32' (or 'auto')",
+         "per-sample clipping and noise are computed in full precision")
+        if recipe.runtime.precision in ("16", "bf16") else None,
+        ("freeze_depth=0 with a text encoder", "freeze_depth=1 or more",
+         "its embedding stage adds position embeddings that every sample shares, whose "
+         "per-sample gradients Opacus cannot compute")
+        if recipe.input_kind == TEXT and recipe.freezing.depth == 0 else None,
+        ("distillation", "privacy=None in the student",
+         "the teacher's soft targets come from a model fitted on the same samples "
+         "without privacy") if methods.distillation is not None else None,
+    ]
+
+
+def _check_privacy(recipe: Recipe, domain_adaptation) -> None:
+    """The settings a private fit refuses: those that let the private
+    samples reach the network around DP-SGD's clipped, noisy gradients."""
+    for refused in _privacy_refusals(recipe, domain_adaptation):
+        if refused is not None:
+            setting, fix, why = refused
+            raise ValueError(
+                f"privacy={recipe.privacy!r} cannot be combined with {setting}: {why}. "
+                f"Set {fix}, or privacy=None."
+            )
 
 
 def _check_distillation(recipe: Recipe) -> None:

@@ -71,7 +71,7 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
                  warmup_epochs=1.0, early_stopping=False, validation_fraction=0.1,
                  n_iter_no_change=10, augment="auto", unlabeled=None,
                  domain_adaptation=None, precision="auto", max_grad_norm=None,
-                 source_head="auto", cache=True, cache_dir=None, n_jobs=None,
+                 privacy=None, source_head="auto", cache=True, cache_dir=None, n_jobs=None,
                  device="auto", random_state=None, verbose=0):
         super().__init__(
             backbone, weights=weights, freeze_depth=freeze_depth, head=head,
@@ -83,7 +83,8 @@ class TransferRegressor(RegressorMixin, BaseTransferEstimator):
             warmup_epochs=warmup_epochs, early_stopping=early_stopping,
             validation_fraction=validation_fraction, n_iter_no_change=n_iter_no_change,
             augment=augment, unlabeled=unlabeled, domain_adaptation=domain_adaptation,
-            precision=precision, max_grad_norm=max_grad_norm, source_head=source_head,
+            precision=precision, max_grad_norm=max_grad_norm, privacy=privacy,
+            source_head=source_head,
             cache=cache, cache_dir=cache_dir, n_jobs=n_jobs, device=device,
             random_state=random_state, verbose=verbose,
         )

@@ -15,7 +15,7 @@ import pytest
 import sktransfer
 
 PACKAGE = pathlib.Path(sktransfer.__file__).parent
-HEAVY = ("torch", "torchvision", "skorch")
+HEAVY = ("torch", "torchvision", "skorch", "opacus")
 
 # Each module's rank: a module may import only modules of a lower rank.
 RANKS = {
@@ -48,6 +48,8 @@ RANKS = {
     "sktransfer._nn.digests": 0,
     "sktransfer._nn.distributed": 0,
     "sktransfer._nn.batches": 0,
+    # DP-SGD through Opacus (imported by a private fit only)
+    "sktransfer._nn.privacy": 1,
     "sktransfer._nn.runtime": 1,
     "sktransfer._nn.backbones": 1,
     "sktransfer._nn.tabular": 1,

@@ -250,8 +250,8 @@ def test_probe_solutions_are_shared_through_cache_dir(mnist, monkeypatch, tmp_pa
     assert not (tmp_path / "sktransfer-probes").exists()
 
 
-@pytest.mark.parametrize("estimator_class, most", [(PretrainedClassifier, 35),
-                                                   (TransferRegressor, 36)])
+@pytest.mark.parametrize("estimator_class, most", [(PretrainedClassifier, 36),
+                                                   (TransferRegressor, 37)])
 def test_constructor_keeps_its_parameters_few(estimator_class, most):
     """Settings of one input kind or one method live in the backbone and
     method objects, not in the constructor."""

@@ -11,7 +11,7 @@ from sklearn.model_selection import train_test_split
 
 from .._options import IMAGES, TEXT
 from .data import STRONG, ImageDataset, TabularDataset, TwoViewDataset, subset
-from .freezing import freeze, frozen_stages, hold_all_norms
+from .freezing import freeze, freeze_norms, frozen_stages, hold_all_norms, trainable_norms
 from .frozen_cut import CachedActivations
 from .inference import Batching
 from .model import NewHead, attach_head, backbone_name, check_image_size, load_trunk
@@ -101,7 +101,27 @@ def build_network(recipe, data, targets, sample_weight, *, n_outputs: int, class
     freeze(module, frozen)
     if recipe.freezing.bn_mode == "frozen":
         hold_all_norms(module)
+    if recipe.privacy is not None:
+        _private_norms(recipe, module)
     return Network(module, frozen, plain, prep, size, trunk.weights)
+
+
+def _private_norms(recipe, module) -> None:
+    """A private fit trains no BatchNorm layer: in training mode one
+    normalises each sample by its batch, which per-sample clipping cannot
+    bound. With ``bn_mode="frozen"`` their statistics and affine parameters
+    stay as pretrained; otherwise a trainable one is refused."""
+    if recipe.freezing.bn_mode == "frozen":
+        freeze_norms(module)
+        return
+    names = trainable_norms(module)
+    if names:
+        raise ValueError(
+            f"privacy cannot train BatchNorm layers ({len(names)} in the trainable stages, "
+            f"e.g. {names[0]!r}): they mix the samples of a batch. Set bn_mode='frozen' "
+            "(their statistics and affine parameters stay as pretrained), or freeze their "
+            "stages (freeze_depth='all' trains the head alone)."
+        )
 
 
 def split(recipe, targets, positions):

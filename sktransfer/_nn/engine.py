@@ -69,6 +69,7 @@ class FitResult:
     # predict reads the activations it finds cached under this key / cut
     cache_key: str | None = None
     cache_cut: object = None
+    privacy: dict | None = None  # what a private fit's accountant says it spent
 
     @property
     def device(self) -> str:
@@ -203,7 +204,7 @@ def _fits_dir(recipe):
 
 # the FitResult values that a restored fit takes from the fit it repeats
 _OUTCOMES = ("history", "lr", "converged", "probe_alpha", "best_epoch", "first_loss",
-             "trained_unlabeled", "cache_info")
+             "trained_unlabeled", "cache_info", "privacy")
 
 
 def _outcomes(result: FitResult) -> dict:
@@ -254,7 +255,7 @@ def _result(net, run: Prepared, network, solution, dtype: str) -> FitResult:
         image_size=network.image_size,
         # a refit without the cache must not keep a previous fit's key
         cache_key=run.cached.key if run.cached.used else None,
-        cache_cut=run.cached.skipped_cut)
+        cache_cut=run.cached.skipped_cut, privacy=getattr(net, "privacy_spent_", None))
 
 
 def _outputs(result: FitResult, dataset, workers: int, features: bool = False) -> np.ndarray:

@@ -75,6 +75,21 @@ def hold_all_norms(module) -> None:
     module.train(module.training)
 
 
+def trainable_norms(module) -> list[str]:
+    """Names of the trunk's BatchNorm layers with trainable parameters."""
+    return [name for name in norm_names(module.trunk)
+            if any(p.requires_grad for p in module.trunk.get_submodule(name).parameters())]
+
+
+def freeze_norms(module) -> None:
+    """Freeze the affine parameters of every BatchNorm layer of the trunk
+    (a private fit's ``bn_mode="frozen"``: per-sample gradients are not
+    computed for layers that keep statistics)."""
+    for name in norm_names(module.trunk):
+        for param in module.trunk.get_submodule(name).parameters():
+            param.requires_grad_(False)
+
+
 def _release_held(module, stage: int, *, norms: bool) -> None:
     """Let ``stage`` run in training mode again; unless ``norms``, its
     BatchNorm layers stay held."""

