@@ -100,8 +100,8 @@ Printed at the end, and by ``--report`` from the stored file: the tables of
 ``--targets``, ``--budget-scale`` and ``--skip`` win over it). ``--skip``
 takes any of baselines, default (the default fine-tune alone: up to an
 hour per fit on BBC on one core), grid, halving, flaml. ``--threads N``
-sets torch's threads: on a machine where other work holds a core, two torch threads can
-run small convolutions many times slower than one.
+sets torch's threads: on a machine where other work holds a core, two
+torch threads can run small convolutions many times slower than one.
 
 Run time, measured on 2 CPU cores shared with other work (load 1-3.5,
 2026-12-06): ``--quick`` 2 min at load 1.3, 6 min at load 3.4 (where the
