@@ -96,7 +96,8 @@ def image_part(args) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf.fit(X, y)
-    row = {"n_train": args.n_train, "n_test": args.n_test, "network_size": NETWORK_SIZE,
+    row = {"n_train": args.n_train, "n_test": args.n_test, "n_sanity": args.n_sanity,
+           "network_size": NETWORK_SIZE,
            "epochs": int(clf.n_iter_), "fit_s": time.perf_counter() - start,
            "test_accuracy": clf.score(X_test, y_test)}
     for method in ("gradcam", "integrated_gradients"):
@@ -141,7 +142,8 @@ def text_part(args) -> dict:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf.fit(X, y)
-    row = {"n_train": len(y), "n_test": len(y_test), "epochs": int(clf.n_iter_),
+    row = {"n_train": len(y), "n_test": len(y_test), "n_sanity": args.n_sanity,
+           "epochs": int(clf.n_iter_),
            "fit_s": time.perf_counter() - start, "test_accuracy": clf.score(X_test, y_test)}
     classes = list(clf.classes_)
     rng = np.random.RandomState(0)
@@ -154,22 +156,26 @@ def text_part(args) -> dict:
         p_before = before[np.arange(len(X_test)), column]
         drops = {}
         for k in TOP_K:
-            top, random = [], []
-            for values, tokens in zip(result.attributions, result.tokens):
-                inner = [i for i, t in enumerate(tokens)
+            # the texts with more than k tokens (deleting them all leaves no text)
+            top, random, kept = [], [], []
+            for i, (values, tokens) in enumerate(zip(result.attributions, result.tokens)):
+                inner = [j for j, t in enumerate(tokens)
                          if not (t.startswith("[") and t.endswith("]"))]
-                n = min(k, len(inner))
-                order = sorted(inner, key=lambda i: -values[i])
-                top.append(without(tokens, set(order[:n])))
-                random.append([without(tokens, set(rng.choice(inner, n, replace=False)))
+                if len(inner) <= k:
+                    continue
+                order = sorted(inner, key=lambda j: -values[j])
+                top.append(without(tokens, set(order[:k])))
+                random.append([without(tokens, set(rng.choice(inner, k, replace=False)))
                                for _ in range(N_RANDOM)])
-            p_top = clf.predict_proba(top)[np.arange(len(top)), column]
+                kept.append(i)
+            kept = np.asarray(kept)
+            p_top = clf.predict_proba(top)[np.arange(len(top)), column[kept]]
             flat = [text for draws in random for text in draws]
-            p_random = clf.predict_proba(flat)[np.repeat(np.arange(len(top)), N_RANDOM),
-                                               np.repeat(column, N_RANDOM)]
-            drop_top = float(np.mean(p_before - p_top))
-            drop_random = float(np.mean(np.repeat(p_before, N_RANDOM) - p_random))
-            drops[k] = {"top": drop_top, "random": drop_random,
+            p_random = clf.predict_proba(flat)[np.arange(len(flat)),
+                                               np.repeat(column[kept], N_RANDOM)]
+            drop_top = float(np.mean(p_before[kept] - p_top))
+            drop_random = float(np.mean(np.repeat(p_before[kept], N_RANDOM) - p_random))
+            drops[str(k)] = {"top": drop_top, "random": drop_random, "n_texts": len(kept),
                         "ratio": drop_top / drop_random if drop_random > 0 else None}
         row[method] = {"comprehensiveness": drops, "s_per_text": seconds}
         check = sanity_check(clf, X_test[:args.n_sanity], method=method, n_steps=args.ig_steps)

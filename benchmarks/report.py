@@ -332,7 +332,7 @@ def _table_attribution_table(table: dict) -> str:
         rows.append([f"correlation after full randomisation ({table['n_sanity']} rows, "
                      f"{compare})", f"{t_ig[key]:.3f}", f"{t_gxi[key]:.3f}",
                      f"≤ 0.2: {'met' if ok else '**not met**'}" if compare == "signed"
-                     else "— (magnitudes follow |x|)"])
+                     else "— (magnitudes follow \\|x\\|)"])
     if "sanity_full" in t_ig:
         ok = t_ig["sanity_full"] <= 0.2 and t_gxi["sanity_full"] <= 0.2
         rows.append([f"correlation after full randomisation ({table['n_sanity']} rows)",
