@@ -39,7 +39,7 @@ demo: install
 test: install
 	$(PY) -m pytest -q
 
-# everything but the tests marked slow (real backbones fitted for seconds each)
+# everything but the tests marked slow (each takes seconds: real backbones, searches, the docs build)
 test-fast: install
 	$(PY) -m pytest -q -m "not slow"
 

@@ -98,6 +98,7 @@ def test_input_kind_is_inferred_from_the_data(tmp_path):
 # -- the search ----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tabular_search_fits_baselines_and_scratch_within_the_budget(iris):
     X, y = iris
     start = time.time()
@@ -150,6 +151,7 @@ def test_a_failing_candidate_is_recorded_and_the_search_goes_on(iris):
     assert rows["linear"]["fate"] == "best"
 
 
+@pytest.mark.slow
 def test_a_budget_too_small_for_training_gives_the_best_baseline(iris, monkeypatch):
     import sktransfer._auto.search as search
 
@@ -177,6 +179,7 @@ def test_nothing_fitted_raises_with_the_reasons(iris):
                                baselines=False).fit(X, y)
 
 
+@pytest.mark.slow
 def test_negative_transfer_is_reported(short_rungs):
     """A source that squeezes digits through two units trained on shuffled
     labels transfers nothing useful: the baselines win and the gain is
@@ -383,6 +386,7 @@ def test_source_from_a_weights_file(tmp_path, digits, iris):
 # -- images and texts ----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_image_search_ranks_cuts_and_fits_the_kept_pairs(tiny_backbone, digits32, short_rungs):
     X, y = digits32
     name, weights = tiny_backbone
@@ -401,6 +405,7 @@ def test_image_search_ranks_cuts_and_fits_the_kept_pairs(tiny_backbone, digits32
     assert not np.isnan(scratch["score"])
 
 
+@pytest.mark.slow
 def test_in_a_pipeline(iris):
     X, y = iris
     pipe = make_pipeline(StandardScaler(), AutoTransferClassifier(time_budget=6, random_state=0))

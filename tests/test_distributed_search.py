@@ -121,6 +121,7 @@ def dask_cluster(tmp_path_factory):
             cluster.close()
 
 
+@pytest.mark.slow
 def test_loky_grid_search_scores_as_the_serial_one(tabular, serial):
     search = grid_search(*tabular, n_jobs=2)
     assert_same_search(search, serial["grid"])

@@ -19,6 +19,7 @@ for module in ("sphinx", "myst_parser", "numpydoc", "sphinx_gallery", "pydata_sp
     pytest.importorskip(module)  # the 'docs' extra, which make test installs
 
 
+@pytest.mark.slow
 def test_the_site_builds_without_warnings(tmp_path):
     env = {**os.environ, "MPLBACKEND": "Agg"}
     result = subprocess.run(
