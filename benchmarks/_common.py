@@ -25,6 +25,7 @@ from torchvision.transforms.v2 import functional as TF
 
 # the results format, for the benchmarks that import _common
 from _results import combine_runs, command_line, read_results, run_meta, write_results  # noqa: F401
+from report import markdown_table  # noqa: F401  (the one table format, torch-free)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -207,10 +208,6 @@ def met(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-def markdown_table(headers, rows) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
-    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def log(message: str) -> None:

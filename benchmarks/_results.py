@@ -126,12 +126,16 @@ def combine_runs(runs, command: str | None = None) -> tuple[dict, list]:
     metas in ``meta["runs"]``, each record tagged with its run's index; the
     top-level date, commit, machine and versions are the last run's;
     ``command`` is the one that combined them (None when each run added
-    itself to the file)."""
+    itself to the file). A run left without records (all of them replaced
+    by a later run's) is dropped."""
     metas, records = [], []
     for meta, run_records in runs:
         first = len(metas)
         metas += [{k: v for k, v in m.items() if k != "runs"} for m in meta.get("runs", [meta])]
         records += [{**r, "run": first + r.get("run", 0)} for r in run_records]
+    used = sorted({r["run"] for r in records}) or list(range(len(metas)))
+    metas = [metas[i] for i in used]
+    records = [{**r, "run": used.index(r["run"])} for r in records]
     last = metas[-1]
     meta = {key: last.get(key) for key in ("date", "commit", "dirty", "machine", "versions")}
     return {**meta, "command": command, "runs": metas}, records

@@ -499,9 +499,6 @@ def store(path, meta: dict, rows: list, append: bool) -> None:
         runs.append((old_meta, [r for r in old_rows
                                 if (r["target"], r["seed"]) not in measured]))
     meta, records = combine_runs([*runs, (meta, _plain(rows))])
-    used = sorted({r["run"] for r in records})
-    meta["runs"] = [meta["runs"][i] for i in used]
-    records = [{**r, "run": used.index(r["run"])} for r in records]
     if len(meta["runs"]) == 1:
         meta, records = {**meta["runs"][0]}, [{k: v for k, v in r.items() if k != "run"}
                                               for r in records]

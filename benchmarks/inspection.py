@@ -147,11 +147,11 @@ def text_part(args) -> dict:
            "fit_s": time.perf_counter() - start, "test_accuracy": clf.score(X_test, y_test)}
     classes = list(clf.classes_)
     rng = np.random.RandomState(0)
+    before = clf.predict_proba(X_test)
     for method in ("gradient_x_input", "integrated_gradients"):
         start = time.perf_counter()
         result = attribute(clf, X_test, method=method, n_steps=args.ig_steps)
         seconds = (time.perf_counter() - start) / len(X_test)
-        before = clf.predict_proba(X_test)
         column = np.array([classes.index(t) for t in result.targets])
         p_before = before[np.arange(len(X_test)), column]
         drops = {}
