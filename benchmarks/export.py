@@ -90,8 +90,8 @@ from sktransfer import (  # noqa: E402
 )
 from sktransfer._onnx_quantize import cpu_int8_support  # noqa: E402
 
-from benchmarks._results import run_meta, write_results  # noqa: E402
-from benchmarks.report import (  # noqa: E402
+from _results import run_meta, write_results  # noqa: E402
+from report import (  # noqa: E402
     DYNAMIC,
     FP32,
     STATIC,
@@ -133,7 +133,6 @@ def pipeline_model(args):
 
 
 def text_model(args):
-    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
     from text import rotten_tomatoes
 
     rt = rotten_tomatoes()

