@@ -19,8 +19,10 @@ The private probes run ``--probe-epochs`` (40) epochs at batch
 and 2e-1 tried; 1.0 tested 0.867): larger batches average the noise over
 more clipped gradients. The fine-tunes run ``--epochs`` (10) epochs at
 batch ``--batch-size`` (256); the learning rates are ``--probe-lr`` (5e-2) for the private probe,
-``--fine-tune-lr`` (1e-2) for the private fine-tune (clipped, noisy gradients
-are small: DP-SGD runs at higher rates) and ``--plain-fine-tune-lr`` (1e-3)
+``--fine-tune-lr`` (1e-3) for the private fine-tune (AdamW's step does not
+grow or shrink with the gradients' scale, so clipping calls for no other
+rate; at 1e-2 the private fine-tunes at epsilon 1 and 3 ended at chance)
+and ``--plain-fine-tune-lr`` (1e-3)
 for the non-private one. Opacus computes the per-sample gradients of the
 trained convolutions with functorch's vmap. Each fit records its held-out accuracy, its training
 accuracy, the accountant's ``epsilon_spent_`` / ``delta_`` /
@@ -152,7 +154,7 @@ def parse(argv=None):
     parser.add_argument("--probe-epochs", type=int, default=40)
     parser.add_argument("--probe-batch-size", type=int, default=1000)
     parser.add_argument("--probe-lr", type=float, default=5e-2)
-    parser.add_argument("--fine-tune-lr", type=float, default=1e-2)
+    parser.add_argument("--fine-tune-lr", type=float, default=1e-3)
     parser.add_argument("--plain-fine-tune-lr", type=float, default=1e-3)
     parser.add_argument("--text-probe-lr", type=float, default=5e-2)
     parser.add_argument("--text-fine-tune-lr", type=float, default=1e-3)
