@@ -3,6 +3,8 @@ what a model learnt, Integrated Gradients' completeness, the
 model-randomisation test, the worst predictions, and the displays."""
 
 import pickle
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -20,7 +22,16 @@ from sktransfer.inspection import (
     top_losses,
 )
 
-from .conftest import HELD_OUT, LABELS, QUICK_MLP, TEXTS, quiet_fit, text_params, tiny
+from .conftest import (
+    HELD_OUT,
+    LABELS,
+    QUICK_MLP,
+    TEXTS,
+    cuda_tagged_pickle,
+    quiet_fit,
+    text_params,
+    tiny,
+)
 
 SIDE = 6  # the bright square's side, in pixels
 
@@ -140,6 +151,49 @@ def test_a_pickled_estimator_gives_the_same_attributions(square_model):
     for method in ("gradcam", "integrated_gradients"):
         np.testing.assert_allclose(attribute(loaded, X[:3], method, n_steps=8).attributions,
                                    attribute(clf, X[:3], method, n_steps=8).attributions)
+
+
+@pytest.mark.slow
+def test_a_model_fitted_on_cuda_explains_on_a_cpu_only_machine(square_model, tmp_path):
+    clf, X, _ = square_model
+    expected = attribute(clf, X[:3], "gradcam").attributions
+    payload = cuda_tagged_pickle(pickle.loads(pickle.dumps(clf)))  # tensors tagged cuda:0
+    (tmp_path / "X.pkl").write_bytes(pickle.dumps(X[:3]))
+    code = (
+        "import pickle, sys, warnings, numpy as np\n"
+        "import torch\n"
+        "from sktransfer.inspection import attribute\n"
+        "assert not torch.cuda.is_available()\n"
+        "with warnings.catch_warnings(record=True):\n"
+        "    warnings.simplefilter('always')\n"
+        "    clf = pickle.loads(sys.stdin.buffer.read())\n"
+        f"X = pickle.loads(open({str(tmp_path / 'X.pkl')!r}, 'rb').read())\n"
+        f"np.save({str(tmp_path / 'maps.npy')!r}, attribute(clf, X, 'gradcam').attributions)\n"
+    )
+    env = {"CUDA_VISIBLE_DEVICES": "", "PATH": "", "SKTRANSFER_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], input=payload, capture_output=True,
+                            env=env, timeout=300)
+    assert result.returncode == 0, result.stderr.decode()
+    np.testing.assert_allclose(np.load(tmp_path / "maps.npy"), expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_attributions_on_cuda_point_at_the_square_and_survive_pickling(tiny_backbone):
+    X, y, _ = squares(64, 0)
+    clf = quiet_fit(PretrainedClassifier(**tiny(tiny_backbone, max_epochs=4, lr=3e-2,
+                                                device="cuda")), X, y)
+    assert clf.device_ == "cuda"
+    X_test, y_test, centres = squares(24, 1)
+    X_test, centres = X_test[y_test == 1], centres[y_test == 1]
+    loaded = pickle.loads(pickle.dumps(clf))
+    for method in ("gradcam", "integrated_gradients"):
+        maps = attribute(clf, X_test[:8], method=method, target=1, n_steps=16).attributions
+        assert isinstance(maps, np.ndarray) and maps.shape == (8, 32, 32)
+        assert (np.abs(_peaks(maps) - centres[:8]).max(1) <= SIDE).mean() >= 0.8
+        np.testing.assert_allclose(
+            attribute(loaded, X_test[:8], method=method, target=1, n_steps=16).attributions,
+            maps, rtol=1e-4, atol=1e-6)
+    assert sanity_check(clf, X_test[:4], "gradcam").full_randomisation <= 0.2
 
 
 def test_sanity_check_gradcam_loses_its_correlation(square_model):
