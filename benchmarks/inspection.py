@@ -22,7 +22,10 @@
    ``sklearn.inspection.permutation_importance`` (log-loss, 10 repeats).
 4. Sanity: Adebayo et al.'s model randomisation; the rank correlation after
    full randomisation (target <= 0.2 for the default methods).
-5. Time per image (text) of each method.
+5. Time per image (text) of each method, and the peak of the process's
+   resident memory during the method's ``attribute`` call above what it was
+   when the call began (RSS sampled every millisecond by a thread, psutil),
+   with the fitted model already in memory.
 
 Writes benchmarks/results/inspection.json and prints a table. A few minutes
 on 2 CPU cores; ``--quick`` is a smoke run.
@@ -76,6 +79,35 @@ def textured_digits(n: int, seed: int):
     return images, y[pick], boxes
 
 
+class PeakMemory:
+    """``with PeakMemory() as peak: ...``; then ``peak.mb``: the most the
+    process's resident memory rose above its level at the start, sampled
+    every millisecond by a thread."""
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self._process = psutil.Process()
+        self._start = self._peak = self._process.memory_info().rss
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._done.wait(0.001):
+            self._peak = max(self._peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._done.set()
+        self._thread.join()
+        self._peak = max(self._peak, self._process.memory_info().rss)
+        self.mb = (self._peak - self._start) / 2**20
+        return False
+
+
 def pointing(maps, boxes) -> float:
     hits = []
     for heat, (top, left) in zip(maps, boxes):
@@ -103,10 +135,12 @@ def image_part(args) -> dict:
            "test_accuracy": clf.score(X_test, y_test)}
     for method in ("gradcam", "integrated_gradients"):
         start = time.perf_counter()
-        maps = attribute(clf, X_test, method=method, target=y_test,
-                         n_steps=args.ig_steps).attributions
+        with PeakMemory() as peak:
+            maps = attribute(clf, X_test, method=method, target=y_test,
+                             n_steps=args.ig_steps).attributions
         row[method] = {"pointing": pointing(maps, boxes),
-                       "s_per_image": (time.perf_counter() - start) / len(X_test)}
+                       "s_per_image": (time.perf_counter() - start) / len(X_test),
+                       "peak_mb": peak.mb}
         if method == "integrated_gradients":
             row[method]["n_steps"] = args.ig_steps
         check = sanity_check(clf, X_test[:args.n_sanity], method=method, n_steps=args.ig_steps)
@@ -151,7 +185,8 @@ def text_part(args) -> dict:
     before = clf.predict_proba(X_test)
     for method in ("gradient_x_input", "integrated_gradients"):
         start = time.perf_counter()
-        result = attribute(clf, X_test, method=method, n_steps=args.ig_steps)
+        with PeakMemory() as peak:
+            result = attribute(clf, X_test, method=method, n_steps=args.ig_steps)
         seconds = (time.perf_counter() - start) / len(X_test)
         column = np.array([classes.index(t) for t in result.targets])
         p_before = before[np.arange(len(X_test)), column]
@@ -178,7 +213,8 @@ def text_part(args) -> dict:
             drop_random = float(np.mean(np.repeat(p_before[kept], N_RANDOM) - p_random))
             drops[str(k)] = {"top": drop_top, "random": drop_random, "n_texts": len(kept),
                         "ratio": drop_top / drop_random if drop_random > 0 else None}
-        row[method] = {"comprehensiveness": drops, "s_per_text": seconds}
+        row[method] = {"comprehensiveness": drops, "s_per_text": seconds,
+                       "peak_mb": peak.mb}
         check = sanity_check(clf, X_test[:args.n_sanity], method=method, n_steps=args.ig_steps)
         row[method]["sanity_full"] = check.full_randomisation
     return row
@@ -208,8 +244,11 @@ def table_part(args) -> dict:
     row = {"dataset": "breast_cancer", "test_accuracy": clf.score(X_test, y_test),
            "n_sanity": TABLE_SANITY}
     for method in ("integrated_gradients", "gradient_x_input"):
-        values = attribute(clf, X_test, method=method, target=y_test).attributions
+        start = time.perf_counter()
+        with PeakMemory() as peak:
+            values = attribute(clf, X_test, method=method, target=y_test).attributions
         row[method] = {
+            "s_per_row": (time.perf_counter() - start) / len(X_test), "peak_mb": peak.mb,
             "spearman_vs_permutation": float(spearmanr(np.abs(values).mean(0),
                                                        permuted).statistic),
             **{f"sanity_full_{compare}": sanity_check(clf, X_test[:TABLE_SANITY],

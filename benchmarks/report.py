@@ -275,6 +275,14 @@ def inspection_tables(meta: dict, records: list) -> dict:
     return tables
 
 
+def _peak_row(label: str, *methods) -> list:
+    """The row of the methods' peak memory during ``attribute`` (above the
+    process's level when the call began), when the run measured it."""
+    if not all("peak_mb" in m for m in methods):
+        return []
+    return [[label, *(f"{m['peak_mb']:.0f}" for m in methods), "—"]]
+
+
 def _image_attribution_table(images: dict) -> str:
     g, ig = images[GRADCAM], images[IG]
     corr_ok = g["sanity_full"] <= 0.2 and ig["sanity_full"] <= 0.2
@@ -285,7 +293,8 @@ def _image_attribution_table(images: dict) -> str:
         [f"correlation after full randomisation ({images['n_sanity']} images, absolute)",
          f"{g['sanity_full']:.3f}", f"{ig['sanity_full']:.3f}",
          f"≤ 0.2: {'met' if corr_ok else '**not met**'}"],
-        ["seconds per image", f"{g['s_per_image']:.2g}", f"{ig['s_per_image']:.2g}", "—"]]
+        ["seconds per image", f"{g['s_per_image']:.2g}", f"{ig['s_per_image']:.2g}", "—"],
+        *_peak_row(f"peak memory of attribute() on {images['n_test']} images, MB", g, ig)]
     title = f"figure (test accuracy {images['test_accuracy']:.3f})" \
         if "test_accuracy" in images else "figure"
     return markdown_table([title, "Grad-CAM", f"Integrated Gradients ({ig['n_steps']} steps)",
@@ -311,6 +320,8 @@ def _text_attribution_table(text: dict) -> str:
                  *(f"{v:.3f}" for v in sanity),
                  f"≤ 0.2: {'met' if sanity[0] <= 0.2 else '**not met**'}"])
     rows.append(["seconds per text", *(f"{text[m]['s_per_text']:.2g}" for m in methods), "—"])
+    rows += _peak_row(f"peak memory of attribute() on {text['n_test']} texts, MB",
+                      *(text[m] for m in methods))
     return markdown_table([f"Rotten Tomatoes ({text['n_test']} test texts, test accuracy "
                            f"{text['test_accuracy']:.3f})", "gradient × input",
                            "Integrated Gradients", "target (gradient × input)"], rows)
@@ -338,6 +349,10 @@ def _table_attribution_table(table: dict) -> str:
         rows.append([f"correlation after full randomisation ({table['n_sanity']} rows)",
                      f"{t_ig['sanity_full']:.3f}", f"{t_gxi['sanity_full']:.3f}",
                      f"≤ 0.2: {'met' if ok else '**not met**'}"])
+    if "s_per_row" in t_ig:
+        rows.append(["seconds per row", f"{t_ig['s_per_row']:.2g}", f"{t_gxi['s_per_row']:.2g}",
+                     "—"])
+    rows += _peak_row("peak memory of attribute() on the test rows, MB", t_ig, t_gxi)
     dataset = table["dataset"].replace("_", " ")
     return markdown_table([f"table ({dataset}, test accuracy {table['test_accuracy']:.3f})",
                            "Integrated Gradients", "gradient × input", "target"], rows)
