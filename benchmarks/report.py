@@ -623,6 +623,132 @@ def privacy_tables(meta: dict, records: list) -> dict:
             "targets": privacy_targets(meta, records)}
 
 
+# -- transferability --------------------------------------------------------------------------
+
+TRANSFER_METRICS = ("logme", "h_score", "leep", "nce")
+TRANSFER_TAU = 0.6  # LogME's Kendall tau, mean over the targets, at least this
+TRANSFER_TIME = 0.05  # scoring every candidate: at most this share of fine-tuning them all
+LEEPS = "logme, LEEP's candidates"
+
+
+def target_key(target: str) -> str:
+    """The table name of a target: its first word ("MNIST 20/class" -> "mnist")."""
+    return target.split()[0].lower()
+
+
+def _mean_std_nan(values, digits=3) -> str:
+    values = np.asarray([np.nan if v is None else v for v in values], float)
+    if np.isnan(values).all():
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
+
+
+def _transfer_fits(records, target, seed=None, candidate=None) -> list:
+    return [r for r in records if r["kind"] == "fit" and r["target"] == target
+            and seed in (None, r["seed"]) and candidate in (None, r["candidate"])]
+
+
+def transfer_target_table(meta, records, target) -> str:
+    """Per candidate: test accuracy, fit time, each score and its time."""
+    rows = []
+    for name in meta["candidates"]:
+        fits = _transfer_fits(records, target, candidate=name)
+        cells = [name, _mean_std_nan([r["test_accuracy"] for r in fits]),
+                 f"{np.mean([r['fit_seconds'] for r in fits]):.1f}"]
+        for metric in TRANSFER_METRICS:
+            values = [r[metric] for r in fits]
+            cells.append("n/a (no source head)" if all(v is None for v in values)
+                         else _mean_std_nan(values))
+        cells.append(f"{np.mean([r['score_seconds'] for r in fits]):.2f}")
+        rows.append(cells)
+    return markdown_table(["candidate", "test accuracy", "fit (s)", "LogME", "H-score", "LEEP",
+                           "NCE", "scoring (s)"], rows)
+
+
+def kendall_tau(scores, accuracies) -> float:
+    """Kendall's tau-b over the candidates whose score is defined (NaN below 3)."""
+    from scipy.stats import kendalltau
+
+    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
+    finite = np.isfinite(scores)
+    if finite.sum() < 3:
+        return np.nan
+    return float(kendalltau(scores[finite], accuracies[finite]).statistic)
+
+
+def top_pick_regret(scores, accuracies) -> float:
+    """Best accuracy minus the accuracy of the candidate the score ranks first."""
+    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
+    if not np.isfinite(scores).any():
+        return np.nan
+    return float(accuracies.max() - accuracies[np.nanargmax(scores)])
+
+
+def transfer_per_run(meta, records, statistic) -> dict:
+    """{score: {target: [statistic per seed]}}: one row per score, and one for
+    LogME over only the candidates LEEP scores, to compare like with like."""
+    out = {}
+    for target in meta["targets"]:
+        for seed in dict.fromkeys(r["seed"] for r in _transfer_fits(records, target)):
+            fits = {r["candidate"]: r for r in _transfer_fits(records, target, seed)}
+            fits = [fits[name] for name in meta["candidates"]]
+            accuracies = [r["test_accuracy"] for r in fits]
+            scores = {m: np.array([np.nan if r[m] is None else r[m] for r in fits])
+                      for m in TRANSFER_METRICS}
+            scores[LEEPS] = np.where(np.isfinite(scores["leep"]), scores["logme"], np.nan)
+            for name, values in scores.items():
+                out.setdefault(name, {}).setdefault(target, []).append(
+                    statistic(values, accuracies))
+    return out
+
+
+def _mean_over_targets(per_target: dict) -> float:
+    means = [np.nanmean(v) for v in per_target.values() if np.isfinite(v).any()]
+    return float(np.mean(means)) if means else np.nan
+
+
+def transfer_statistic_table(meta, values, digits=2) -> str:
+    rows = [[score] + [_mean_std_nan(per_target[t], digits) for t in meta["targets"]]
+            + [f"{_mean_over_targets(per_target):.{digits}f}"]
+            for score, per_target in values.items()]
+    return markdown_table(["score", *meta["targets"], "mean"], rows)
+
+
+def _transfer_clocks(records) -> dict:
+    fits = [r for r in records if r["kind"] == "fit"]
+    ranks = [r for r in records if r["kind"] == "scoring"]
+    return {"wall": (sum(r["seconds"] for r in ranks), sum(r["fit_seconds"] for r in fits)),
+            "process CPU": (sum(r["cpu_seconds"] for r in ranks),
+                            sum(r["fit_cpu_seconds"] for r in fits))}
+
+
+def transferability_tables(meta: dict, records: list) -> dict:
+    """A table per target; Kendall's tau and the top pick's accuracy lost per
+    score; scoring's time against fine-tuning's; the targets."""
+    tables = {target_key(t): transfer_target_table(meta, records, t) for t in meta["targets"]}
+    taus = transfer_per_run(meta, records, kendall_tau)
+    tables["tau"] = transfer_statistic_table(meta, taus)
+    tables["regret"] = transfer_statistic_table(
+        meta, transfer_per_run(meta, records, top_pick_regret), digits=3)
+    clocks = _transfer_clocks(records)
+    tables["time"] = markdown_table(
+        ["clock", "scoring (rank_backbones, 4 scores)", "fine-tuning", "ratio"],
+        [[clock, f"{rank:.1f} s", f"{tune:.1f} s", f"{100 * rank / tune:.1f} %"]
+         for clock, (rank, tune) in clocks.items()])
+    logme = _mean_over_targets(taus["logme"])
+    share = clocks["wall"][0] / clocks["wall"][1]
+    verdict = (lambda ok: "smoke run (--quick): not a measurement") if meta.get("quick") \
+        else _met
+    tables["targets"] = markdown_table(["target", "measured", "met"], [
+        [f"LogME mean Kendall tau >= {TRANSFER_TAU}", f"{logme:.2f}",
+         verdict(logme >= TRANSFER_TAU)],
+        [f"scoring time <= {100 * TRANSFER_TIME:.0f} % of fine-tuning every candidate (wall)",
+         f"{100 * share:.1f} %", verdict(share <= TRANSFER_TIME)]])
+    return tables
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "distillation": distillation_tables,
           "export": export_tables, "inspection": inspection_tables,
           "linear_transfer": linear_transfer_tables, "privacy": privacy_tables}
