@@ -623,6 +623,45 @@ def privacy_tables(meta: dict, records: list) -> dict:
             "targets": privacy_targets(meta, records)}
 
 
+# -- overhead --------------------------------------------------------------------------------
+
+OVERHEAD_TARGET = 1.05  # sktransfer's median seconds / the channels_last hand loop's
+OVERHEAD_LOOPS = {"sktransfer": "`PretrainedClassifier.fit`",
+                  "hand_cl": "hand-written loop, channels_last",
+                  "hand": "hand-written loop, default format"}
+
+
+def _timed_seconds(records, loop) -> list:
+    return [r["seconds"] for r in records if r["loop"] == loop and not r["warm_up"]]
+
+
+def overhead_tables(meta: dict, records: list) -> dict:
+    """Median, min and max seconds per fit of each loop, its images/s and its
+    ratio to the channels_last hand loop; the target."""
+    hand = statistics.median(_timed_seconds(records, "hand_cl"))
+    images = meta["n"] * meta["epochs"]
+    rows = []
+    for loop, label in OVERHEAD_LOOPS.items():
+        t = _timed_seconds(records, loop)
+        rows.append([label, f"{statistics.median(t):.2f}", f"{min(t):.2f}", f"{max(t):.2f}",
+                     f"{images / statistics.median(t):.0f}",
+                     f"{statistics.median(t) / hand:.3f}"])
+    main = markdown_table(["loop", "median s/fit", "min s", "max s", "images/s",
+                           "ratio to hand (channels_last)"], rows)
+    ours = _timed_seconds(records, "sktransfer")
+    ratio = statistics.median(ours) / hand
+    fastest = min(ours) / min(_timed_seconds(records, "hand_cl"))
+    spread = max(max(t) / min(t) for t in (_timed_seconds(records, loop)
+                                           for loop in OVERHEAD_LOOPS))
+    verdict = (lambda ok: "smoke run (--quick): not a measurement") if meta.get("quick") \
+        else _met
+    targets = markdown_table(["target", "measured", "met"], [
+        [f"sktransfer / hand-written loop (channels_last) <= {OVERHEAD_TARGET}, medians",
+         f"{ratio:.3f} (fastest runs: {fastest:.3f}; repeats of one loop differ by up to "
+         f"x{spread:.2f})", verdict(ratio <= OVERHEAD_TARGET)]])
+    return {"main": main, "targets": targets}
+
+
 # -- transferability --------------------------------------------------------------------------
 
 TRANSFER_METRICS = ("logme", "h_score", "leep", "nce")
