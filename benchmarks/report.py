@@ -662,6 +662,52 @@ def overhead_tables(meta: dict, records: list) -> dict:
     return {"main": main, "targets": targets}
 
 
+# -- scaling ---------------------------------------------------------------------------------
+
+SCALING_TARGET = 0.9  # images/s at each n over that at the smallest n, at least
+
+
+def _scaling_seconds(records, part, **match) -> float | None:
+    """Median seconds of the fits of ``part`` matching ``match``."""
+    seconds = [r["seconds"] for r in records if r["part"] == part
+               and all(r[k] == v for k, v in match.items())]
+    return statistics.median(seconds) if seconds else None
+
+
+def scaling_tables(meta: dict, records: list) -> dict:
+    """Fit time and images/s against n (freeze_depth=0), and against the
+    frozen depth with the cache on and off."""
+    epochs, verdict = meta["epochs"], ((lambda ok: "smoke run (--quick)")
+                                       if meta.get("quick") else _met)
+    rows, base, notes = [], None, []
+    for n in meta["sizes"]:
+        seconds = _scaling_seconds(records, "samples", n=n)
+        speed = n * epochs / seconds
+        base = base or speed
+        rows.append([n, f"{seconds:.1f}", f"{speed:.0f}", f"{speed / base:.3f}",
+                     verdict(speed / base >= SCALING_TARGET)])
+        if n > meta["n_real"]:
+            notes.append(next(r["data"] for r in records if r["part"] == "samples"
+                              and r["n"] == n))
+    samples = markdown_table(["n", "fit s", "images/s", f"images/s ratio to n = "
+                              f"{meta['sizes'][0]:,}", f"target >= {SCALING_TARGET}"], rows)
+    if notes:
+        samples += "\n\n" + "\n".join(f"({note}.)" for note in notes)
+    rows, base, n = [], None, meta["depth_n"]
+    for depth in meta["depths"]:
+        on = _scaling_seconds(records, "depth", freeze_depth=depth, cache=True)
+        base = base or on
+        row = [depth, f"{on:.1f}", f"{n * epochs / on:.0f}", f"{base / on:.2f}"]
+        off = _scaling_seconds(records, "depth", freeze_depth=depth, cache=False)
+        row += (["-", "-", "-"] if off is None
+                else [f"{off:.1f}", f"{n * epochs / off:.0f}", f"{off / on:.2f}"])
+        rows.append(row)
+    depth = markdown_table(["freeze_depth", "fit s (cache=True)", "images/s",
+                            f"speed-up vs {meta['depths'][0]}", "fit s (cache=False)",
+                            "images/s", "cache speed-up"], rows)
+    return {"samples": samples, "depth": depth}
+
+
 # -- transferability --------------------------------------------------------------------------
 
 TRANSFER_METRICS = ("logme", "h_score", "leep", "nce")
