@@ -623,6 +623,57 @@ def privacy_tables(meta: dict, records: list) -> dict:
             "targets": privacy_targets(meta, records)}
 
 
+# -- memory ----------------------------------------------------------------------------------
+
+MEMORY_RSS_MB = 1.5 * 1024  # peak RSS of the predicting process, PSS with its workers: below
+MEMORY_THROUGHPUT = 1 / 1.2  # sktransfer's images/s over the plain loop's, at least
+MEMORY_LOOPS = {"sktransfer": "`PretrainedClassifier.predict_proba`",
+                "plain": "plain PyTorch DataLoader loop"}
+
+
+def memory_tables(meta: dict, records: list) -> dict:
+    """Images/s and memory peaks of each loop (the largest of its repeats);
+    the targets."""
+    def runs(loop):
+        return [r for r in records if r["loop"] == loop]
+
+    def peak(loop, key):
+        values = [r[key] for r in runs(loop)]
+        return None if None in values else max(values)
+
+    def mb(value):
+        return "n/a" if value is None else f"{value:.0f}"
+
+    speed = {loop: statistics.median([meta["n"] / r["seconds"] for r in runs(loop)])
+             for loop in MEMORY_LOOPS}
+    rows = [[label, f"{speed[loop]:.1f}", f"{speed[loop] / speed['plain']:.3f}",
+             *(mb(peak(loop, key)) for key in ("before_mb", "self_mb", "children_mb",
+                                              "tree_rss_mb", "tree_pss_mb"))]
+            for loop, label in MEMORY_LOOPS.items()]
+    main = markdown_table(["loop", "images/s (median)", "ratio to plain",
+                           "RSS before predict (MB)", "peak RSS self (MB)",
+                           "peak RSS largest worker (MB)", "peak RSS self + workers (MB)",
+                           "peak PSS self + workers (MB)"], rows)
+    own = peak("sktransfer", "self_mb")
+    shared, how = peak("sktransfer", "tree_pss_mb"), "PSS of the process and its workers"
+    if shared is None:
+        shared = own + peak("sktransfer", "children_mb")
+        how = "RSS of the process + its largest worker"
+    ratio = speed["sktransfer"] / speed["plain"]
+    seconds = {loop: [r["seconds"] for r in runs(loop)] for loop in MEMORY_LOOPS}
+    fastest = (f" (fastest runs: {min(seconds['plain']) / min(seconds['sktransfer']):.3f})"
+               if all(len(v) > 1 for v in seconds.values()) else "")
+    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    targets = markdown_table(["target", "measured", "met"], [
+        [f"peak RSS of the predicting process < 1.5 GB ({MEMORY_RSS_MB:.0f} MB)", f"{own:.0f} MB",
+         verdict(own < MEMORY_RSS_MB)],
+        [f"peak {how} < 1.5 GB", f"{shared:.0f} MB",
+         verdict(shared < MEMORY_RSS_MB)],
+        [f"throughput sktransfer / plain >= {MEMORY_THROUGHPUT:.3f} (1/1.2)",
+         f"{ratio:.3f}{fastest}", verdict(ratio >= MEMORY_THROUGHPUT)]])
+    return {"main": main, "targets": targets}
+
+
 # -- overhead --------------------------------------------------------------------------------
 
 OVERHEAD_TARGET = 1.05  # sktransfer's median seconds / the channels_last hand loop's
