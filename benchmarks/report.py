@@ -713,6 +713,45 @@ def overhead_tables(meta: dict, records: list) -> dict:
     return {"main": main, "targets": targets}
 
 
+# -- probe_solver ----------------------------------------------------------------------------
+
+PROBE_EXCESS = 1e-4  # sktransfer's relative objective excess at the fixed penalty, at most
+
+
+def probe_solver_tables(meta: dict, records: list) -> dict:
+    """Best-of-repeats seconds of both sides per size and penalty, the
+    objective excess or the chosen penalty, the test accuracy; the target."""
+    def cell(n, penalty, side):
+        return next(r for r in records if (r["n"], r["penalty"], r["side"]) == (n, penalty, side))
+
+    rows, slowest, worst = [], 0.0, 0.0
+    for n in meta["sizes"]:
+        for penalty in ("fixed", "auto"):
+            ours, theirs = cell(n, penalty, "sktransfer"), cell(n, penalty, "scikit-learn")
+            ratio = min(ours["seconds"]) / min(theirs["seconds"])
+            slowest = max(slowest, ratio)
+            if penalty == "fixed":
+                worst = max(worst, ours["objective_excess"])
+                what = f"{ours['objective_excess']:.1e} / {theirs['objective_excess']:.1e}"
+                accuracy = "-"
+            else:
+                what = f"alpha {ours['alpha']:g} / {theirs['alpha']:g}"
+                accuracy = f"{ours['test_accuracy']:.3f} / {theirs['test_accuracy']:.3f}"
+            rows.append([n, "probe_alpha=1" if penalty == "fixed" else '"auto"',
+                         f"{min(ours['seconds']):.2f} s", f"{min(theirs['seconds']):.2f} s",
+                         f"{ratio:.2f}", what, accuracy])
+    main = markdown_table(["n", "penalty", "sktransfer", "scikit-learn", "ratio",
+                           "objective excess (ours / sklearn) or chosen alpha",
+                           "test accuracy (ours / sklearn)"], rows)
+    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    targets = markdown_table(["target", "measured", "met"], [
+        ["sktransfer faster than scikit-learn in every row (ratio < 1)",
+         f"largest ratio {slowest:.2f}", verdict(slowest < 1)],
+        [f"sktransfer's objective excess <= {PROBE_EXCESS:g} (probe_alpha=1)",
+         f"largest {worst:.1e}", verdict(worst <= PROBE_EXCESS)]])
+    return {"main": main, "targets": targets}
+
+
 # -- scaling ---------------------------------------------------------------------------------
 
 SCALING_TARGET = 0.9  # images/s at each n over that at the smallest n, at least
