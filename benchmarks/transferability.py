@@ -37,15 +37,8 @@ model's own classifier: they are NaN for EfficientNet-Lite0 and CRAFT
 (sktransfer knows no head for them), and for the cut candidates they are
 those of the whole MobileNetV2, as ``rank_backbones`` defines them.
 
-    .venv/bin/python benchmarks/transferability.py             # 5 seeds, fits to convergence (hours on 2 CPU cores)
-    .venv/bin/python benchmarks/transferability.py --epochs 6  # the fixed 6-epoch budget (minutes)
-    .venv/bin/python benchmarks/transferability.py --quick --out /tmp/t.json   # smoke run (< 1 min)
-
-One record per fine-tune (its test accuracy, fit time and the candidate's
-scores) and one per ranking (its time) is written to
-``benchmarks/results/transferability.json`` in the format of ``_results``
-(``--out`` elsewhere; a ``--quick`` run writes only where ``--out`` says);
-``benchmarks/report.py`` makes the README's tables and the targets of it.
+    .venv/bin/python benchmarks/transferability.py             # 5 seeds, ~7 min on 2 idle CPU cores
+    .venv/bin/python benchmarks/transferability.py --quick     # smoke run (< 1 min)
 
 Reported: test accuracy and fit time per candidate; each score and the time
 to compute it; Kendall's tau between each score and the fine-tuned accuracy,
@@ -67,8 +60,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from _common import header, log, run_meta, write_results
-from report import TRANSFER_TAU, TRANSFER_TIME, target_key, transferability_tables
+from _common import header, log, markdown_table
+from scipy.stats import kendalltau
 from strategies import mnist_task, texture_task
 from torch import nn
 
@@ -76,10 +69,10 @@ from sktransfer import ImageBackbone, PretrainedClassifier, TransferFeatures
 from sktransfer.selection import rank_backbones
 
 METRICS = ("logme", "h_score", "leep", "nce")
-RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                       "benchmarks", "results", "transferability.json")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+TAU_TARGET = 0.6
+TIME_TARGET = 0.05
 
 
 # -- candidates ------------------------------------------------------------------
@@ -317,36 +310,86 @@ def run(targets, candidates, seeds, *, image_size, epochs, device):
                 log(f"  {candidate.name:<32} accuracy {accuracy:.3f} (fit {clock.wall:.1f} s)"
                     f"  LogME {rows[candidate.name]['logme']:.3f}")
             results.append({"target": target, "seed": seed, "rows": rows, "fits": fits,
-                            "rank_clock": rank_clock, "n_train": len(y),
-                            "n_test": len(y_test)})
+                            "rank_clock": rank_clock})
     return results
 
 
-# -- records ---------------------------------------------------------------------
+# -- tables ----------------------------------------------------------------------
 
 
-def _number(value):
-    """A score as JSON stores it: None where it is undefined (NaN)."""
-    value = float(value)
-    return value if np.isfinite(value) else None
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT met"
 
 
-def records_of(results) -> list:
-    """One record per fine-tune (its candidate's scores with it) and one per
-    ranking, each naming its target and seed."""
-    records = []
+def _mean_std(values, digits=3) -> str:
+    values = np.asarray(values, float)
+    if np.isnan(values).all():
+        return "n/a"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
+
+
+def target_table(results, target, candidates) -> str:
+    runs = [r for r in results if r["target"] == target]
+    lines = []
+    for c in candidates:
+        rows = [r["rows"][c.name] for r in runs]
+        cells = [c.name, _mean_std([r["fits"][c.name][0] for r in runs]),
+                 f"{np.mean([r['fits'][c.name][1].wall for r in runs]):.1f}"]
+        for metric in METRICS:
+            values = [row[metric] for row in rows]
+            cells.append("n/a (no source head)" if np.isnan(values).all()
+                         else _mean_std(values))
+        cells.append(f"{np.mean([row['seconds'] for row in rows]):.2f}")
+        lines.append(cells)
+    headers = ["candidate", "test accuracy", "fit (s)", "LogME", "H-score", "LEEP", "NCE",
+               "scoring (s)"]
+    return markdown_table(headers, lines)
+
+
+def tau(scores, accuracies) -> float:
+    """Kendall's tau-b over the candidates whose score is defined (NaN below 3)."""
+    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
+    finite = np.isfinite(scores)
+    if finite.sum() < 3:
+        return np.nan
+    return float(kendalltau(scores[finite], accuracies[finite]).statistic)
+
+
+def regret(scores, accuracies) -> float:
+    """Best accuracy minus the accuracy of the candidate the score ranks first."""
+    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
+    if not np.isfinite(scores).any():
+        return np.nan
+    return float(accuracies.max() - accuracies[np.nanargmax(scores)])
+
+
+def per_run(results, candidates, statistic) -> dict:
+    """{row name: {target: [statistic per seed]}}: one row per metric, and one
+    for LogME over only the candidates LEEP scores, to compare like with like."""
+    out = {}
     for r in results:
-        records.append({"kind": "scoring", "target": r["target"], "seed": r["seed"],
-                        "seconds": r["rank_clock"].wall, "cpu_seconds": r["rank_clock"].cpu,
-                        "n_train": r["n_train"], "n_test": r["n_test"]})
-        for name, (accuracy, clock) in r["fits"].items():
-            row = r["rows"][name]
-            records.append({"kind": "fit", "target": r["target"], "seed": r["seed"],
-                            "candidate": name, "test_accuracy": float(accuracy),
-                            "fit_seconds": clock.wall, "fit_cpu_seconds": clock.cpu,
-                            **{metric: _number(row[metric]) for metric in METRICS},
-                            "score_seconds": float(row["seconds"])})
-    return records
+        accuracies = [r["fits"][c.name][0] for c in candidates]
+        scores = {m: np.array([r["rows"][c.name][m] for c in candidates]) for m in METRICS}
+        scores["logme, LEEP's candidates"] = np.where(np.isfinite(scores["leep"]),
+                                                      scores["logme"], np.nan)
+        for name, values in scores.items():
+            out.setdefault(name, {}).setdefault(r["target"], []).append(
+                statistic(values, accuracies))
+    return out
+
+
+def mean_over_targets(per_target: dict) -> float:
+    means = [np.nanmean(v) for v in per_target.values() if np.isfinite(v).any()]
+    return float(np.mean(means)) if means else np.nan
+
+
+def statistic_table(values, targets, digits=2) -> str:
+    lines = [[metric] + [_mean_std(per_target[t], digits) for t, _ in targets]
+             + [f"{mean_over_targets(per_target):.{digits}f}"]
+             for metric, per_target in values.items()]
+    return markdown_table(["score"] + [t for t, _ in targets] + ["mean"], lines)
 
 
 def main(argv=None):
@@ -360,13 +403,7 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--n-test", type=int, default=500, help="MNIST test digits")
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: torch's own choice)")
-    parser.add_argument("--out", default=RESULTS,
-                        help="the results file (a --quick run writes only where --out says)")
     args = parser.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
     seeds = list(range(1 if args.quick else args.seeds))
     epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
     epochs, image_size = (2, 32) if args.quick else (epochs, args.image_size)
@@ -376,43 +413,60 @@ def main(argv=None):
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
     print(header("transferability scores vs fine-tuning", device))
-    load_start = os.getloadavg()[0]
-    print(f"load average at start: {load_start:.1f}", flush=True)
+    print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
     targets = [
         (f"MNIST {mnist_per_class}/class", lambda s: mnist_task(mnist_per_class, s, n_test)),
         ("textures 10/class", lambda s: texture_task(10, s)),
         ("faces 20/class", lambda s: faces_task(20, s)),
     ]
-    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
-                    threads=torch.get_num_threads(), device=device, seeds=seeds,
-                    max_epochs=epochs, image_size=image_size, batch_size=32,
-                    targets=[t for t, _ in targets], tau_target=TRANSFER_TAU,
-                    time_target=TRANSFER_TIME, load_average_start=load_start)
-    start = time.perf_counter()
     candidates = make_candidates(image_size, device, args.quick)
-    meta["candidates"] = [c.name for c in candidates]
     warm_up(candidates, *targets[0][1](0)[:2], image_size=image_size, device=device)
     results = run(targets, candidates, seeds, image_size=image_size, epochs=epochs,
                   device=device)
-    meta["seconds"] = time.perf_counter() - start
-    meta["load_average_end"] = os.getloadavg()[0]
-    records = records_of(results)
 
-    tables = transferability_tables(meta, records)
-    for target in meta["targets"]:
-        print(f"\n### {target}\n\n{tables[target_key(target)]}")
-    for key, title in (("tau", "Kendall's tau between each score and fine-tuned test accuracy"),
-                       ("regret", "Accuracy lost by fine-tuning only the top-ranked candidate"),
-                       ("time", "Time: scoring every candidate vs fine-tuning every candidate"),
-                       ("targets", "Targets")):
-        print(f"\n### {title}\n\n{tables[key]}")
-    print(f"\nload average at the end: {meta['load_average_end']:.1f} "
-          f"(on {os.cpu_count()} cores)")
-    if args.quick and args.out == RESULTS:
-        log("smoke run: nothing written (give --out to keep its records)")
-        return
-    write_results(args.out, meta, records)
-    log(f"records in {args.out} ({meta['seconds']:.0f} s)")
+    print()
+    print(f"{len(seeds)} seed(s) (a seed draws the labeled images and the initialisation); "
+          f"{len(candidates)} candidates fine-tuned with PretrainedClassifier's default "
+          f"recipe, max_epochs={epochs} at {image_size} px, batch 32; scores on the same "
+          "training images, from one forward pass each. Cells are mean ± std over seeds; "
+          "times are wall-clock means.")
+    print("LEEP/NCE of the cut candidates are the whole MobileNetV2's (its ImageNet head on "
+          "its whole trunk); n/a: sktransfer knows no source head for that network.")
+    for target, _ in targets:
+        print(f"\n### {target}\n")
+        print(target_table(results, target, candidates))
+
+    taus = per_run(results, candidates, tau)
+    print("\n### Kendall's tau between each score and fine-tuned test accuracy\n")
+    print("Per target and seed over the candidates whose score is defined (LEEP/NCE: the "
+          "MobileNetV2 ones), then mean ± std over seeds; `mean` averages the targets.\n")
+    print(statistic_table(taus, targets))
+    print("\n### Accuracy lost by fine-tuning only the top-ranked candidate\n")
+    print("Best accuracy of all candidates minus that of the candidate the score ranks "
+          "first (0 = it picks the best; on a tie, the first listed).\n")
+    print(statistic_table(per_run(results, candidates, regret), targets, digits=3))
+
+    tune = [clock for r in results for _, clock in r["fits"].values()]
+    rank = [r["rank_clock"] for r in results]
+    wall = sum(c.wall for c in rank) / sum(c.wall for c in tune)
+    cpu = sum(c.cpu for c in rank) / sum(c.cpu for c in tune)
+    print("\n### Time: scoring every candidate vs fine-tuning every candidate\n")
+    print(markdown_table(
+        ["clock", "scoring (rank_backbones, 4 scores)", "fine-tuning", "ratio"],
+        [["wall", f"{sum(c.wall for c in rank):.1f} s", f"{sum(c.wall for c in tune):.1f} s",
+          f"{100 * wall:.1f} %"],
+         ["process CPU", f"{sum(c.cpu for c in rank):.1f} s",
+          f"{sum(c.cpu for c in tune):.1f} s", f"{100 * cpu:.1f} %"]]))
+    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
+
+    logme_tau = mean_over_targets(taus["logme"])
+    print("\n### Targets\n")
+    print(markdown_table(["target", "measured", "met"], [
+        [f"LogME mean Kendall tau >= {TAU_TARGET}", f"{logme_tau:.2f}",
+         met(logme_tau >= TAU_TARGET)],
+        [f"scoring time <= {100 * TIME_TARGET:.0f} % of fine-tuning every candidate (wall)",
+         f"{100 * wall:.1f} %", met(wall <= TIME_TARGET)],
+    ]))
 
 
 if __name__ == "__main__":
