@@ -801,7 +801,8 @@ def scaling_tables(meta: dict, records: list) -> dict:
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "distillation": distillation_tables,
           "export": export_tables, "inspection": inspection_tables,
           "linear_transfer": linear_transfer_tables, "memory": memory_tables,
-          "overhead": overhead_tables, "privacy": privacy_tables, "scaling": scaling_tables}
+          "overhead": overhead_tables, "privacy": privacy_tables,
+          "probe_solver": probe_solver_tables, "scaling": scaling_tables}
 
 
 def generate(names=None) -> dict:
