@@ -29,11 +29,16 @@ Memory, per measured process (after one warm-up batch):
 torch, the model). Throughput is images/s of the timed call alone.
 
     .venv/bin/python benchmarks/memory.py            # 20,000 PNG files, 64 px, batch 64, 2 repeats (~4 min, 2 CPU cores)
-    .venv/bin/python benchmarks/memory.py --quick    # smoke run (< 1 min)
+    .venv/bin/python benchmarks/memory.py --quick --out /tmp/m.json   # smoke run (< 1 min)
 
 Targets: peak RSS of the predicting process, and peak PSS of it and its
 workers together, < 1.5 GB;
 throughput sktransfer / plain >= 1/1.2.
+
+One record per measurement (its loop, repeat, seconds and memory peaks) is
+written to ``benchmarks/results/memory.json`` in the format of ``_results``
+(``--out`` elsewhere; a ``--quick`` run writes only where ``--out`` says);
+``benchmarks/report.py`` makes the README's table and targets of it.
 """
 
 from __future__ import annotations
@@ -53,19 +58,19 @@ from _common import (
     PlainImages,
     header,
     log,
-    markdown_table,
-    median,
-    met,
     mnist_digits,
     noise_warning,
+    run_meta,
     timed,
     torchvision_model,
     weights_file,
+    write_results,
 )
+from report import MEMORY_RSS_MB, MEMORY_THROUGHPUT, memory_tables
 
-RSS_TARGET_MB = 1.5 * 1024
-THROUGHPUT_TARGET = 1 / 1.2  # sktransfer images/s over plain images/s
 RESULT = "RESULT "
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "memory.json")
 
 
 # -- the measured processes ---------------------------------------------------------
@@ -266,6 +271,8 @@ def main(argv=None):
                              "gets n_jobs=workers, or n_jobs=1 for 0)")
     parser.add_argument("--fit-n", type=int, default=300, help="files the classifier is fit on")
     parser.add_argument("--repeats", type=int, default=2, help="measurements of each")
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
     # set by the driver for the measured processes
     parser.add_argument("--measure", choices=("sktransfer", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--files", help=argparse.SUPPRESS)
@@ -281,76 +288,46 @@ def main(argv=None):
         args.n, args.image_size, args.fit_n, args.repeats = 512, 32, 64, 1
     print(header("memory: predict_proba over PNG files vs a plain DataLoader loop"))
     workers = 2 if args.workers is None else args.workers
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick, n=args.n,
+                    image_size=args.image_size, batch_size=args.batch_size, workers=workers,
+                    fit_n=args.fit_n, repeats=args.repeats,
+                    target=f"peak RSS of the predicting process and peak PSS of it and its "
+                           f"workers < {MEMORY_RSS_MB:.0f} MB; throughput sktransfer / plain "
+                           f">= {MEMORY_THROUGHPUT:.3f} (1/1.2)")
+    records = []
     with tempfile.TemporaryDirectory(prefix="sktransfer-memory-") as tmp:
         files = os.path.join(tmp, "png")
         os.mkdir(files)
         log(f"writing {args.n} PNG files to {files} (not timed)")
-        y, note = write_pngs(args.n, files)
+        y, meta["data"] = write_pngs(args.n, files)
         model_path = os.path.join(tmp, "classifier.joblib")
         log(f"fitting the classifier on {args.fit_n} files (not timed)")
         fit_classifier(args, files, y, model_path)
         weights_path = weights_file("mobilenet_v2", "IMAGENET1K_V1")
-        print(f"data: {note}, as {args.n} 28x28 grayscale PNG files -> {args.image_size} px; "
-              f"batch {args.batch_size}, {workers} DataLoader worker(s), device cpu; "
-              f"classifier: MobileNetV2 IMAGENET1K_V1, freeze_depth='all', fit 1 epoch on "
-              f"{args.fit_n} files; each measurement in a fresh process, {args.repeats} "
-              "repeat(s) alternated")
-        results = {"sktransfer": [], "plain": []}
+        print(f"data: {meta['data']}, as {args.n} 28x28 grayscale PNG files -> "
+              f"{args.image_size} px; batch {args.batch_size}, {workers} DataLoader "
+              f"worker(s), device cpu; classifier: MobileNetV2 IMAGENET1K_V1, "
+              f"freeze_depth='all', fit 1 epoch on {args.fit_n} files; each measurement in "
+              f"a fresh process, {args.repeats} repeat(s) alternated")
         for repeat in range(args.repeats):
-            order = list(results) if repeat % 2 == 0 else list(results)[::-1]
+            order = ["sktransfer", "plain"][::1 if repeat % 2 == 0 else -1]
             for kind in order:
                 result = run_measurement(kind, args, files, model_path, weights_path, workers)
-                results[kind].append(result)
+                records.append({"loop": kind, "repeat": repeat, "seed": 0, **result})
                 log(f"repeat {repeat} {kind:<10} {args.n / result['seconds']:7.1f} images/s, "
                     f"peak RSS {result['self_mb']:.0f} MB (with workers "
                     f"{result['tree_rss_mb']} MB)")
-    report(results, args.n)
-
-
-def report(results, n):
-    def peak(kind, key):
-        values = [r[key] for r in results[kind]]
-        return None if None in values else max(values)
-
-    def mb(value):
-        return "n/a" if value is None else f"{value:.0f}"
-
-    speed = {kind: median([n / r["seconds"] for r in runs]) for kind, runs in results.items()}
-    rows = []
-    for kind, label in (("sktransfer", "PretrainedClassifier.predict_proba"),
-                        ("plain", "plain PyTorch DataLoader loop")):
-        rows.append((label, f"{speed[kind]:.1f}", f"{speed[kind] / speed['plain']:.3f}",
-                     mb(peak(kind, "before_mb")), mb(peak(kind, "self_mb")),
-                     mb(peak(kind, "children_mb")), mb(peak(kind, "tree_rss_mb")),
-                     mb(peak(kind, "tree_pss_mb"))))
-    print()
-    print(markdown_table(("loop", "images/s (median)", "ratio to plain",
-                          "RSS before predict (MB)", "peak RSS self (MB)",
-                          "peak RSS largest worker (MB)", "peak RSS self + workers (MB)",
-                          "peak PSS self + workers (MB)"), rows))
-    own = peak("sktransfer", "self_mb")
-    shared, how = peak("sktransfer", "tree_pss_mb"), "peak PSS of the process + its workers"
-    if shared is None:
-        shared = own + peak("sktransfer", "children_mb")
-        how = "peak RSS of the process + its largest worker"
-    ratio = speed["sktransfer"] / speed["plain"]
-    print()
-    print(f"sktransfer memory: peak RSS of the predicting process = {own:.0f} MB, {how} = "
-          f"{shared:.0f} MB; target < {RSS_TARGET_MB:.0f} MB: "
-          f"{met(max(own, shared) < RSS_TARGET_MB)}")
-    total_rss = peak("sktransfer", "tree_rss_mb")
-    if total_rss is not None:
-        print(f"(summed RSS of the process and its workers, shared pages counted in each: "
-              f"{total_rss:.0f} MB)")
-    print(f"throughput sktransfer / plain = {ratio:.3f}; target >= {THROUGHPUT_TARGET:.3f} "
-          f"(1/1.2): {met(ratio >= THROUGHPUT_TARGET)}")
-    seconds = {kind: [r["seconds"] for r in runs] for kind, runs in results.items()}
-    if all(len(v) > 1 for v in seconds.values()):
-        print(f"throughput ratio of the fastest runs = "
-              f"{min(seconds['plain']) / min(seconds['sktransfer']):.3f}")
-    warning = noise_warning(seconds)
+    tables = memory_tables(meta, records)
+    print(f"\n{tables['main']}\n\n{tables['targets']}")
+    warning = noise_warning({kind: [r["seconds"] for r in records if r["loop"] == kind]
+                             for kind in ("sktransfer", "plain")})
     if warning:
         print(warning)
+    if args.quick and args.out == RESULTS:
+        log("smoke run: nothing written (give --out to keep its records)")
+        return
+    write_results(args.out, meta, records)
+    log(f"records in {args.out}")
 
 
 if __name__ == "__main__":

@@ -11,16 +11,20 @@ with 0 workers, as skorch uses by default. Both timed regions start from the
 weights file and the uint8 array and end with a trained model.
 
     .venv/bin/python benchmarks/overhead.py            # 1,000 digits, 64 px, 2 epochs, 5 repeats (~3 min, 2 CPU cores)
-    .venv/bin/python benchmarks/overhead.py --quick    # smoke run (< 1 min)
+    .venv/bin/python benchmarks/overhead.py --quick --out /tmp/o.json   # smoke run (< 1 min)
 
-The two are timed alternately (the first of each is a warm-up, not counted);
-the table gives the median seconds per fit and the ratio sktransfer / hand,
-whose target is <= 1.05.
+The three loops are timed in rotating order (the first of each is a
+warm-up, not counted). One record per fit, the warm-ups marked, is written to
+``benchmarks/results/overhead.json`` in the format of ``_results`` (``--out``
+elsewhere; a ``--quick`` run writes only where ``--out`` says);
+``benchmarks/report.py`` makes the README's table of it: the median seconds
+per fit and the ratio sktransfer / hand, whose target is <= 1.05.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from functools import partial
 
 import numpy as np
@@ -29,21 +33,22 @@ from _common import (
     PlainImages,
     header,
     log,
-    markdown_table,
-    median,
-    met,
     mnist_digits,
     noise_warning,
+    run_meta,
     timed,
     torchvision_model,
     weights_file,
+    write_results,
 )
+from report import OVERHEAD_TARGET, overhead_tables
 from torch import nn
 from torch.utils.data import DataLoader
 
 from sktransfer import ImageBackbone, PretrainedClassifier
 
-TARGET = 1.05  # sktransfer seconds / hand-written seconds
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "overhead.json")
 SETTINGS = {"weights": "IMAGENET1K_V1", "freeze_depth": 0, "optimizer": "adamw", "lr": 1e-3,
             "weight_decay": 1e-4, "lr_schedule": "constant", "warmup_epochs": 0.0,
             "augment": None, "precision": "32", "device": "cpu"}
@@ -87,16 +92,17 @@ def run(args):
     loops = {"sktransfer": lambda seed: fit_sktransfer(X, y, args, seed),
              "hand": lambda seed: fit_by_hand(X, y, args, seed, path),
              "hand_cl": lambda seed: fit_by_hand(X, y, args, seed, path, channels_last=True)}
-    times = {name: [] for name in loops}
-    for repeat in range(args.repeats + 1):  # repeat 0 warms both up
+    records = []
+    for repeat in range(args.repeats + 1):  # repeat 0 warms each up
         order = list(loops)[repeat % len(loops):] + list(loops)[:repeat % len(loops)]
-        for name in order:
+        for position, name in enumerate(order):
             seconds, _ = timed(partial(loops[name], repeat))
-            if repeat:
-                times[name].append(seconds)
+            records.append({"loop": name, "repeat": repeat, "seed": repeat,
+                            "position": position, "warm_up": repeat == 0,
+                            "seconds": seconds})
             note = " (warm-up, not counted)" if repeat == 0 else ""
             log(f"repeat {repeat} {name:<10} {seconds:7.2f} s{note}")
-    return times, data_note
+    return records, data_note
 
 
 def main(argv=None):
@@ -108,6 +114,8 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=5, help="timed runs of each")
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
     args = parser.parse_args(argv)
     if args.quick:
         args.n, args.image_size, args.epochs, args.repeats = 256, 32, 1, 3
@@ -124,28 +132,26 @@ def main(argv=None):
           "nn.CrossEntropyLoss, one AdamW group; sktransfer trains images in channels_last "
           "memory format, so the target is checked against the hand loop doing the same "
           "(the plain-format hand loop is shown too)")
-    times, data_note = run(args)
-    print(f"data: {data_note}")
-    hand = median(times["hand_cl"])
-    rows = []
-    for name, label in (("sktransfer", "PretrainedClassifier.fit"),
-                        ("hand_cl", "hand-written PyTorch loop, channels_last"),
-                        ("hand", "hand-written PyTorch loop, default format")):
-        t = times[name]
-        rows.append((label, f"{median(t):.2f}", f"{min(t):.2f}", f"{max(t):.2f}",
-                     f"{args.n * args.epochs / median(t):.0f}", f"{median(t) / hand:.3f}"))
-    print()
-    print(f"{args.repeats} timed runs of each, in rotating order, after one warm-up run of each")
-    print(markdown_table(("loop", "median s/fit", "min s", "max s", "images/s",
-                          "ratio to hand (channels_last)"), rows))
-    ratio = median(times["sktransfer"]) / hand
-    print(f"\nratio sktransfer / hand (channels_last) = {ratio:.3f} (medians); "
-          f"target <= {TARGET}: {met(ratio <= TARGET)}")
-    print(f"ratio of the fastest runs = "
-          f"{min(times['sktransfer']) / min(times['hand_cl']):.3f}")
-    warning = noise_warning(times)
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
+                    threads=torch.get_num_threads(), n=args.n, image_size=args.image_size,
+                    epochs=args.epochs, batch_size=args.batch_size, repeats=args.repeats,
+                    settings=SETTINGS, target=f"sktransfer / hand (channels_last) <= "
+                                              f"{OVERHEAD_TARGET} (medians)")
+    records, meta["data"] = run(args)
+    print(f"data: {meta['data']}")
+    tables = overhead_tables(meta, records)
+    print(f"\n{args.repeats} timed runs of each, in rotating order, after one warm-up run "
+          f"of each\n\n{tables['main']}\n\n{tables['targets']}")
+    warning = noise_warning({name: [r["seconds"] for r in records
+                                    if r["loop"] == name and not r["warm_up"]]
+                             for name in dict.fromkeys(r["loop"] for r in records)})
     if warning:
         print(warning)
+    if args.quick and args.out == RESULTS:
+        log("smoke run: nothing written (give --out to keep its records)")
+        return
+    write_results(args.out, meta, records)
+    log(f"records in {args.out}")
 
 
 if __name__ == "__main__":

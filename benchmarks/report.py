@@ -638,9 +638,186 @@ def privacy_tables(meta: dict, records: list) -> dict:
             "targets": privacy_targets(meta, records)}
 
 
+# -- memory ----------------------------------------------------------------------------------
+
+MEMORY_RSS_MB = 1.5 * 1024  # peak RSS of the predicting process, PSS with its workers: below
+MEMORY_THROUGHPUT = 1 / 1.2  # sktransfer's images/s over the plain loop's, at least
+MEMORY_LOOPS = {"sktransfer": "`PretrainedClassifier.predict_proba`",
+                "plain": "plain PyTorch DataLoader loop"}
+
+
+def memory_tables(meta: dict, records: list) -> dict:
+    """Images/s and memory peaks of each loop (the largest of its repeats);
+    the targets."""
+    def runs(loop):
+        return [r for r in records if r["loop"] == loop]
+
+    def peak(loop, key):
+        values = [r[key] for r in runs(loop)]
+        return None if None in values else max(values)
+
+    def mb(value):
+        return "n/a" if value is None else f"{value:.0f}"
+
+    speed = {loop: statistics.median([meta["n"] / r["seconds"] for r in runs(loop)])
+             for loop in MEMORY_LOOPS}
+    rows = [[label, f"{speed[loop]:.1f}", f"{speed[loop] / speed['plain']:.3f}",
+             *(mb(peak(loop, key)) for key in ("before_mb", "self_mb", "children_mb",
+                                              "tree_rss_mb", "tree_pss_mb"))]
+            for loop, label in MEMORY_LOOPS.items()]
+    main = markdown_table(["loop", "images/s (median)", "ratio to plain",
+                           "RSS before predict (MB)", "peak RSS self (MB)",
+                           "peak RSS largest worker (MB)", "peak RSS self + workers (MB)",
+                           "peak PSS self + workers (MB)"], rows)
+    own = peak("sktransfer", "self_mb")
+    shared, how = peak("sktransfer", "tree_pss_mb"), "PSS of the process and its workers"
+    if shared is None:
+        shared = own + peak("sktransfer", "children_mb")
+        how = "RSS of the process + its largest worker"
+    ratio = speed["sktransfer"] / speed["plain"]
+    seconds = {loop: [r["seconds"] for r in runs(loop)] for loop in MEMORY_LOOPS}
+    fastest = (f" (fastest runs: {min(seconds['plain']) / min(seconds['sktransfer']):.3f})"
+               if all(len(v) > 1 for v in seconds.values()) else "")
+    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    targets = markdown_table(["target", "measured", "met"], [
+        [f"peak RSS of the predicting process < 1.5 GB ({MEMORY_RSS_MB:.0f} MB)", f"{own:.0f} MB",
+         verdict(own < MEMORY_RSS_MB)],
+        [f"peak {how} < 1.5 GB", f"{shared:.0f} MB",
+         verdict(shared < MEMORY_RSS_MB)],
+        [f"throughput sktransfer / plain >= {MEMORY_THROUGHPUT:.3f} (1/1.2)",
+         f"{ratio:.3f}{fastest}", verdict(ratio >= MEMORY_THROUGHPUT)]])
+    return {"main": main, "targets": targets}
+
+
+# -- overhead --------------------------------------------------------------------------------
+
+OVERHEAD_TARGET = 1.05  # sktransfer's median seconds / the channels_last hand loop's
+OVERHEAD_LOOPS = {"sktransfer": "`PretrainedClassifier.fit`",
+                  "hand_cl": "hand-written loop, channels_last",
+                  "hand": "hand-written loop, default format"}
+
+
+def _timed_seconds(records, loop) -> list:
+    return [r["seconds"] for r in records if r["loop"] == loop and not r["warm_up"]]
+
+
+def overhead_tables(meta: dict, records: list) -> dict:
+    """Median, min and max seconds per fit of each loop, its images/s and its
+    ratio to the channels_last hand loop; the target."""
+    hand = statistics.median(_timed_seconds(records, "hand_cl"))
+    images = meta["n"] * meta["epochs"]
+    rows = []
+    for loop, label in OVERHEAD_LOOPS.items():
+        t = _timed_seconds(records, loop)
+        rows.append([label, f"{statistics.median(t):.2f}", f"{min(t):.2f}", f"{max(t):.2f}",
+                     f"{images / statistics.median(t):.0f}",
+                     f"{statistics.median(t) / hand:.3f}"])
+    main = markdown_table(["loop", "median s/fit", "min s", "max s", "images/s",
+                           "ratio to hand (channels_last)"], rows)
+    ours = _timed_seconds(records, "sktransfer")
+    ratio = statistics.median(ours) / hand
+    fastest = min(ours) / min(_timed_seconds(records, "hand_cl"))
+    spread = max(max(t) / min(t) for t in (_timed_seconds(records, loop)
+                                           for loop in OVERHEAD_LOOPS))
+    verdict = (lambda ok: "smoke run (--quick): not a measurement") if meta.get("quick") \
+        else _met
+    targets = markdown_table(["target", "measured", "met"], [
+        [f"sktransfer / hand-written loop (channels_last) <= {OVERHEAD_TARGET}, medians",
+         f"{ratio:.3f} (fastest runs: {fastest:.3f}; repeats of one loop differ by up to "
+         f"x{spread:.2f})", verdict(ratio <= OVERHEAD_TARGET)]])
+    return {"main": main, "targets": targets}
+
+
+# -- probe_solver ----------------------------------------------------------------------------
+
+PROBE_EXCESS = 1e-4  # sktransfer's relative objective excess at the fixed penalty, at most
+
+
+def probe_solver_tables(meta: dict, records: list) -> dict:
+    """Best-of-repeats seconds of both sides per size and penalty, the
+    objective excess or the chosen penalty, the test accuracy; the target."""
+    def cell(n, penalty, side):
+        return next(r for r in records if (r["n"], r["penalty"], r["side"]) == (n, penalty, side))
+
+    rows, slowest, worst = [], 0.0, 0.0
+    for n in meta["sizes"]:
+        for penalty in ("fixed", "auto"):
+            ours, theirs = cell(n, penalty, "sktransfer"), cell(n, penalty, "scikit-learn")
+            ratio = min(ours["seconds"]) / min(theirs["seconds"])
+            slowest = max(slowest, ratio)
+            if penalty == "fixed":
+                worst = max(worst, ours["objective_excess"])
+                what = f"{ours['objective_excess']:.1e} / {theirs['objective_excess']:.1e}"
+                accuracy = "-"
+            else:
+                what = f"alpha {ours['alpha']:g} / {theirs['alpha']:g}"
+                accuracy = f"{ours['test_accuracy']:.3f} / {theirs['test_accuracy']:.3f}"
+            rows.append([n, "probe_alpha=1" if penalty == "fixed" else '"auto"',
+                         f"{min(ours['seconds']):.2f} s", f"{min(theirs['seconds']):.2f} s",
+                         f"{ratio:.2f}", what, accuracy])
+    main = markdown_table(["n", "penalty", "sktransfer", "scikit-learn", "ratio",
+                           "objective excess (ours / sklearn) or chosen alpha",
+                           "test accuracy (ours / sklearn)"], rows)
+    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    targets = markdown_table(["target", "measured", "met"], [
+        ["sktransfer faster than scikit-learn in every row (ratio < 1)",
+         f"largest ratio {slowest:.2f}", verdict(slowest < 1)],
+        [f"sktransfer's objective excess <= {PROBE_EXCESS:g} (probe_alpha=1)",
+         f"largest {worst:.1e}", verdict(worst <= PROBE_EXCESS)]])
+    return {"main": main, "targets": targets}
+
+
+# -- scaling ---------------------------------------------------------------------------------
+
+SCALING_TARGET = 0.9  # images/s at each n over that at the smallest n, at least
+
+
+def _scaling_seconds(records, part, **match) -> float | None:
+    """Median seconds of the fits of ``part`` matching ``match``."""
+    seconds = [r["seconds"] for r in records if r["part"] == part
+               and all(r[k] == v for k, v in match.items())]
+    return statistics.median(seconds) if seconds else None
+
+
+def scaling_tables(meta: dict, records: list) -> dict:
+    """Fit time and images/s against n (freeze_depth=0), and against the
+    frozen depth with the cache on and off."""
+    epochs, verdict = meta["epochs"], ((lambda ok: "smoke run (--quick)")
+                                       if meta.get("quick") else _met)
+    rows, base, notes = [], None, []
+    for n in meta["sizes"]:
+        seconds = _scaling_seconds(records, "samples", n=n)
+        speed = n * epochs / seconds
+        base = base or speed
+        rows.append([n, f"{seconds:.1f}", f"{speed:.0f}", f"{speed / base:.3f}",
+                     verdict(speed / base >= SCALING_TARGET)])
+        if n > meta["n_real"]:
+            notes.append(next(r["data"] for r in records if r["part"] == "samples"
+                              and r["n"] == n))
+    samples = markdown_table(["n", "fit s", "images/s", f"images/s ratio to n = "
+                              f"{meta['sizes'][0]:,}", f"target >= {SCALING_TARGET}"], rows)
+    if notes:
+        samples += "\n\n" + "\n".join(f"({note}.)" for note in notes)
+    rows, base, n = [], None, meta["depth_n"]
+    for depth in meta["depths"]:
+        on = _scaling_seconds(records, "depth", freeze_depth=depth, cache=True)
+        base = base or on
+        row = [depth, f"{on:.1f}", f"{n * epochs / on:.0f}", f"{base / on:.2f}"]
+        off = _scaling_seconds(records, "depth", freeze_depth=depth, cache=False)
+        row += (["-", "-", "-"] if off is None
+                else [f"{off:.1f}", f"{n * epochs / off:.0f}", f"{off / on:.2f}"])
+        rows.append(row)
+    depth = markdown_table(["freeze_depth", "fit s (cache=True)", "images/s",
+                            f"speed-up vs {meta['depths'][0]}", "fit s (cache=False)",
+                            "images/s", "cache speed-up"], rows)
+    return {"samples": samples, "depth": depth}
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "distillation": distillation_tables,
           "export": export_tables, "inspection": inspection_tables,
-          "linear_transfer": linear_transfer_tables, "privacy": privacy_tables}
+          "linear_transfer": linear_transfer_tables, "memory": memory_tables,
+          "overhead": overhead_tables, "privacy": privacy_tables,
+          "probe_solver": probe_solver_tables, "scaling": scaling_tables}
 
 
 def generate(names=None) -> dict:

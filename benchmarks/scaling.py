@@ -17,29 +17,40 @@ frozen-stage activation caching can apply) and the sizes below.
    figures are for a single fit, without reuse across fits.
 
     .venv/bin/python benchmarks/scaling.py            # the sizes above, 3 epochs, 64 px (~6 min, 2 CPU cores)
-    .venv/bin/python benchmarks/scaling.py --quick    # smoke run (< 1 min)
+    .venv/bin/python benchmarks/scaling.py --quick --out /tmp/s.json   # smoke run (< 1 min)
+
+One record per fit (its part, n, frozen depth, cache setting, repeat and
+seconds; the cache's ``cache_info_``) is written to
+``benchmarks/results/scaling.json`` in the format of ``_results`` (``--out``
+elsewhere; a ``--quick`` run writes only where ``--out`` says);
+``benchmarks/report.py`` makes the README's two tables of it.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from functools import partial
 
+import torch
 from _common import (
     N_MNIST,
     header,
     log,
-    markdown_table,
     median,
-    met,
     mnist_digits,
+    run_meta,
     timed,
+    write_results,
 )
+from report import SCALING_TARGET, scaling_tables
 
 import sktransfer
 from sktransfer import ImageBackbone, PretrainedClassifier
 
-LINEAR_TARGET = 0.9  # images/s at n over images/s at the smallest n
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "scaling.json")
 SETTINGS = {"weights": "IMAGENET1K_V1", "augment": None, "device": "cpu"}
 
 
@@ -52,58 +63,49 @@ def depth(value: str):
     return value if value == "all" else int(value)
 
 
-def fit_time(X, y, args, **params):
-    """Median seconds of ``args.repeats`` fits, and the last fitted estimator.
+def fit_times(X, y, args, **params):
+    """``args.repeats`` fits: a record of each (its seconds; the last one's
+    ``cache_info_``), and the median seconds.
 
     Each fit starts with an empty activation cache, so it measures one fit
     on its own, not one that reuses activations an earlier fit cached (as
     the folds of a grid search do).
     """
-    times, clf = [], None
-    for _ in range(args.repeats):
+    records, clf = [], None
+    for repeat in range(args.repeats):
         getattr(sktransfer, "clear_cache", lambda: None)()
         clf = PretrainedClassifier(backbone(args), **SETTINGS, max_epochs=args.epochs,
                                    batch_size=args.batch_size, random_state=0, **params)
         seconds, _ = timed(partial(clf.fit, X, y))
-        times.append(seconds)
-    return median(times), clf
+        records.append({"n": len(y), "freeze_depth": params["freeze_depth"],
+                        "cache": params.get("cache"), "repeat": repeat, "seed": 0,
+                        "seconds": seconds})
+    records[-1]["cache_info"] = json.loads(json.dumps(getattr(clf, "cache_info_", None),
+                                                      default=str))
+    return records, median([r["seconds"] for r in records])
 
 
-def sample_rows(args):
-    rows, notes, base = [], [], None
+def sample_records(args):
+    records = []
     for n in args.sizes:
         X, y, note = mnist_digits(n)
-        seconds, _ = fit_time(X, y, args, freeze_depth=0)
-        speed = n * args.epochs / seconds
-        base = base or speed
-        ratio = speed / base
-        rows.append((n, f"{seconds:.1f}", f"{speed:.0f}", f"{ratio:.3f}",
-                     met(ratio >= LINEAR_TARGET)))
-        if n > N_MNIST:
-            notes.append(note)
-        log(f"n={n:<6} freeze_depth=0  {seconds:7.1f} s  {speed:6.0f} images/s")
-    return rows, notes
+        fits, seconds = fit_times(X, y, args, freeze_depth=0)
+        records += [{"part": "samples", **r, "data": note} for r in fits]
+        log(f"n={n:<6} freeze_depth=0  {seconds:7.1f} s  {n * args.epochs / seconds:6.0f} "
+            "images/s")
+    return records
 
 
-def depth_rows(args):
+def depth_records(args):
     X, y, note = mnist_digits(args.depth_n)
-    rows, infos, base = [], [], None
+    records = []
     for d in args.depths:
-        seconds, clf = fit_time(X, y, args, freeze_depth=d, cache=True)
-        speed = args.depth_n * args.epochs / seconds
-        base = base or seconds
-        row = [d, f"{seconds:.1f}", f"{speed:.0f}", f"{base / seconds:.2f}"]
-        log(f"n={args.depth_n:<6} freeze_depth={d!s:<4} {seconds:7.1f} s  {speed:6.0f} images/s")
-        if d != 0:
-            off, _ = fit_time(X, y, args, freeze_depth=d, cache=False)
-            row += [f"{off:.1f}", f"{args.depth_n * args.epochs / off:.0f}",
-                    f"{off / seconds:.2f}"]
-            infos.append(f"freeze_depth={d}: cache_info_ = {clf.cache_info_}")
-            log(f"n={args.depth_n:<6} freeze_depth={d!s:<4} {off:7.1f} s  (cache=False)")
-        else:
-            row += ["-", "-", "-"]
-        rows.append(row)
-    return rows, note, infos
+        for cache in (True, False) if d != 0 else (True,):
+            fits, seconds = fit_times(X, y, args, freeze_depth=d, cache=cache)
+            records += [{"part": "depth", **r, "data": note} for r in fits]
+            log(f"n={args.depth_n:<6} freeze_depth={d!s:<4} {seconds:7.1f} s  "
+                f"{args.depth_n * args.epochs / seconds:6.0f} images/s  (cache={cache})")
+    return records
 
 
 def main(argv=None):
@@ -117,6 +119,8 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=1, help="fits per row (median)")
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
     args = parser.parse_args(argv)
     if args.quick:
         args.sizes, args.depth_n, args.image_size, args.epochs = [128, 256], 128, 32, 2
@@ -126,23 +130,26 @@ def main(argv=None):
           f"{args.repeats} fit(s) per row (median); images/s = n * epochs / fit seconds")
     PretrainedClassifier(backbone(args), **SETTINGS, max_epochs=1).fit(
         *mnist_digits(32)[:2])  # warm-up, not reported
-    samples, notes = sample_rows(args)
-    depths, depth_note, infos = depth_rows(args)
-    print()
-    print("fit time vs number of samples (freeze_depth=0); baseline: the smallest n")
-    print(markdown_table(("n", "fit s", "images/s", "images/s ratio to smallest n",
-                          f"target >= {LINEAR_TARGET}"), samples))
-    for note in notes:
-        print(f"data: {note}")
-    print()
-    print(f"fit time vs frozen depth (n={args.depth_n}; {depth_note}); baseline: "
-          "freeze_depth=0")
-    columns = ["freeze_depth", "fit s (cache=True)", "images/s (cache=True)",
-               "speed-up vs freeze_depth=0", "fit s (cache=False)", "images/s (cache=False)",
-               "cache speed-up (False s / True s)"]
-    print(markdown_table(columns, depths))
-    for info in infos:
-        print(info)
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
+                    threads=torch.get_num_threads(), epochs=args.epochs,
+                    image_size=args.image_size, batch_size=args.batch_size,
+                    repeats=args.repeats, sizes=args.sizes, depths=args.depths,
+                    depth_n=args.depth_n, n_real=N_MNIST, settings=SETTINGS,
+                    target=f"images/s at each n >= {SCALING_TARGET} of that at the "
+                           "smallest n (freeze_depth=0)")
+    records = sample_records(args) + depth_records(args)
+    tables = scaling_tables(meta, records)
+    print(f"\nfit time vs number of samples (freeze_depth=0); baseline: the smallest n\n\n"
+          f"{tables['samples']}\n\nfit time vs frozen depth (n={args.depth_n}); baseline: "
+          f"freeze_depth=0\n\n{tables['depth']}")
+    for r in records:
+        if r["part"] == "depth" and r["cache"] and r.get("cache_info"):
+            print(f"freeze_depth={r['freeze_depth']}: cache_info_ = {r['cache_info']}")
+    if args.quick and args.out == RESULTS:
+        log("smoke run: nothing written (give --out to keep its records)")
+        return
+    write_results(args.out, meta, records)
+    log(f"records in {args.out}")
 
 
 if __name__ == "__main__":
