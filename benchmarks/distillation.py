@@ -22,6 +22,14 @@ Tabular: scikit-learn's digits (1,797; 1,297 to train, 500 held out), teacher
 distilled on the training digits (all labeled), against the student on the
 labels alone.
 
+Text (``--parts text``): Rotten Tomatoes snippets (``benchmarks/text.py``'s
+loader), ``--text-per-class`` (200) fresh and as many rotten labeled,
+``--text-unlabeled`` (4,000) others unlabeled, 1,000 held out. The teacher is
+``benchmarks/export.py``'s text model (all-MiniLM-L6-v2, frozen, and the
+exact probe); the student TF-IDF of 1-2 grams, made dense, then
+``MLP(hidden_layer_sizes=(256,))`` for ``--text-student-epochs`` (20),
+distilled on every training snippet, against the same student on the labels.
+
 Each row reports the held-out accuracy, its share of the teacher's, and the
 latency of ``predict_proba`` on 64 samples in one batch (torch eager, the
 estimators' own preprocessing included, the activation cache off), median of
@@ -37,7 +45,7 @@ One record per model and part is written to
 (``--append``: as one more run of that file); ``benchmarks/report.py`` makes
 the README's tables of it.
 
-    python benchmarks/distillation.py            # ~40 min on 2 busy cores
+    python benchmarks/distillation.py            # every part: ~45 min on 2 busy cores
     python benchmarks/distillation.py --parts images --students mlp --mlp-epochs 30 \
         --labels-only-epochs 30 --append        # the MLP student trained longer
     python benchmarks/distillation.py --quick    # smoke run (1 epoch, 600 unlabeled)

@@ -27,8 +27,8 @@
    when the call began (RSS sampled every millisecond by a thread, psutil),
    with the fitted model already in memory.
 
-Writes benchmarks/results/inspection.json and prints a table. A few minutes
-on 2 CPU cores; ``--quick`` is a smoke run.
+Writes benchmarks/results/inspection.json and prints a table. About 50
+minutes on one CPU core (the image part 35); ``--quick`` is a smoke run.
 """
 
 from __future__ import annotations
