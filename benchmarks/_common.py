@@ -215,6 +215,16 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
+def store(args, default_out, meta: dict, records: list) -> None:
+    """Write the run's records to ``args.out``, except for a ``--quick``
+    smoke run left at the default path (it must not replace a measurement)."""
+    if args.quick and args.out == default_out:
+        log("smoke run: nothing written (give --out to keep its records)")
+        return
+    write_results(args.out, meta, records)
+    log(f"records in {args.out}")
+
+
 def parse_overrides(pairs):
     """``--set NAME=VALUE ...`` as a dict of parameters; values are Python
     literals (``1e-2``, ``(64,)``, ``None``), or bare strings (``cosine``)."""

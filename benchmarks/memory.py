@@ -64,7 +64,7 @@ from _common import (
     timed,
     torchvision_model,
     weights_file,
-    write_results,
+    store,
 )
 from report import MEMORY_RSS_MB, MEMORY_THROUGHPUT, memory_tables
 
@@ -323,11 +323,7 @@ def main(argv=None):
                              for kind in ("sktransfer", "plain")})
     if warning:
         print(warning)
-    if args.quick and args.out == RESULTS:
-        log("smoke run: nothing written (give --out to keep its records)")
-        return
-    write_results(args.out, meta, records)
-    log(f"records in {args.out}")
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from _common import (
     timed,
     torchvision_model,
     weights_file,
-    write_results,
+    store,
 )
 from report import OVERHEAD_TARGET, overhead_tables
 from torch import nn
@@ -147,11 +147,7 @@ def main(argv=None):
                              for name in dict.fromkeys(r["loop"] for r in records)})
     if warning:
         print(warning)
-    if args.quick and args.out == RESULTS:
-        log("smoke run: nothing written (give --out to keep its records)")
-        return
-    write_results(args.out, meta, records)
-    log(f"records in {args.out}")
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":

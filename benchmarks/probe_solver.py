@@ -51,7 +51,7 @@ from sklearn.linear_model import LogisticRegression, LogisticRegressionCV
 from sklearn.model_selection import StratifiedKFold
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import header, log, mnist_digits, run_meta, timed, write_results  # noqa: E402
+from _common import header, log, mnist_digits, run_meta, store, timed  # noqa: E402
 from report import PROBE_EXCESS, probe_solver_tables  # noqa: E402
 
 from sktransfer import ImageBackbone, TransferFeatures  # noqa: E402
@@ -143,11 +143,7 @@ def main(argv=None):
              "test_accuracy": float(model.score(test, y_test))}]
     tables = probe_solver_tables(meta, records)
     print(f"\n{tables['main']}\n\n{tables['targets']}")
-    if args.quick and args.out == RESULTS:
-        log("smoke run: nothing written (give --out to keep its records)")
-        return
-    write_results(args.out, meta, records)
-    log(f"records in {args.out}")
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":

@@ -42,7 +42,7 @@ from _common import (
     mnist_digits,
     run_meta,
     timed,
-    write_results,
+    store,
 )
 from report import SCALING_TARGET, scaling_tables
 
@@ -145,11 +145,7 @@ def main(argv=None):
     for r in records:
         if r["part"] == "depth" and r["cache"] and r.get("cache_info"):
             print(f"freeze_depth={r['freeze_depth']}: cache_info_ = {r['cache_info']}")
-    if args.quick and args.out == RESULTS:
-        log("smoke run: nothing written (give --out to keep its records)")
-        return
-    write_results(args.out, meta, records)
-    log(f"records in {args.out}")
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":
