@@ -814,15 +814,18 @@ def probe_penalty_search_tables(meta: dict, records: list) -> dict:
     main = markdown_table(["task", "seed", *(f"{head} ({n} its)" for n in settings
                                              for head in ("alpha", "solve s"))], rows)
 
+    def best(problem, iterations):
+        return min(cell(*problem, iterations)["seconds"])
+
     def summary_row(label, chosen):
         same = [f"{sum(cell(*p, n)['alpha'] == cell(*p, reference)['alpha'] for p in chosen)}"
                 f" of {len(chosen)}" for n in others]
         spans = []
         for n in settings:
-            seconds = [min(cell(*p, n)["seconds"]) for p in chosen]
+            seconds = [best(p, n) for p in chosen]
             spans.append(f"{min(seconds):.2f}" if min(seconds) == max(seconds) else
                          f"{min(seconds):.2f}-{max(seconds):.2f}")
-        ratios = [f"{statistics.median(min(cell(*p, n)['seconds']) / min(cell(*p, reference)['seconds']) for p in chosen):.2f}"
+        ratios = [f"{statistics.median(best(p, n) / best(p, reference) for p in chosen):.2f}"
                   for n in others]
         return [label, *same, *spans, *ratios]
 
@@ -883,10 +886,11 @@ def scaling_tables(meta: dict, records: list) -> dict:
     return {"samples": samples, "depth": depth}
 
 
-TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "distillation": distillation_tables,
-          "export": export_tables, "inspection": inspection_tables,
-          "linear_transfer": linear_transfer_tables, "memory": memory_tables,
-          "overhead": overhead_tables, "privacy": privacy_tables,
+TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
+          "distillation": distillation_tables, "export": export_tables,
+          "inspection": inspection_tables, "linear_transfer": linear_transfer_tables,
+          "memory": memory_tables, "overhead": overhead_tables, "privacy": privacy_tables,
+          "probe_penalty_search": probe_penalty_search_tables,
           "probe_solver": probe_solver_tables, "scaling": scaling_tables}
 
 
