@@ -103,7 +103,8 @@ def load(part: str, args):
 
 
 def estimator(args, part, method, private, seed) -> PretrainedClassifier:
-    """The fit of one row, without its privacy."""
+    """The fit of one row, without its privacy (a probe's rate, epochs or
+    expected batch left None are the estimator's and DP's defaults)."""
     if part == "mnist":
         backbone = dict(backbone=ImageBackbone("mobilenet_v2", image_size=args.image_size),
                         weights="IMAGENET1K_V1")
@@ -112,18 +113,24 @@ def estimator(args, part, method, private, seed) -> PretrainedClassifier:
         backbone = dict(backbone=TextEncoder("all-MiniLM-L6-v2", max_length=64))
         rates = (args.text_probe_lr, args.text_fine_tune_lr, args.text_plain_fine_tune_lr)
     lr = rates[0] if method == "probe" else rates[1] if private else rates[2]
-    probe = method == "probe"
-    return PretrainedClassifier(**backbone, lr=lr,
-                                max_epochs=args.probe_epochs if probe else args.epochs,
-                                batch_size=args.probe_batch_size if probe else args.batch_size,
-                                random_state=seed,
-                                device=args.device, **METHODS[method])
+    epochs = (args.probe_epochs or "auto") if method == "probe" else args.epochs
+    settings = {} if method == "probe" else dict(batch_size=args.batch_size)
+    return PretrainedClassifier(**backbone, lr=lr, max_epochs=epochs, random_state=seed,
+                                device=args.device, **settings, **METHODS[method])
+
+
+def privacy_of(args, method, epsilon):
+    """``DP(epsilon=...)`` of a row (a probe at ``--probe-batch-size``, when given)."""
+    if epsilon is None:
+        return None
+    batch = args.probe_batch_size if method == "probe" and args.probe_batch_size else "auto"
+    return DP(epsilon=epsilon, batch_size=batch)
 
 
 def one_fit(args, part, method, epsilon, seed, data) -> dict:
     X_train, y_train, X_test, y_test = data
     clf = estimator(args, part, method, epsilon is not None, seed)
-    clf.set_params(privacy=None if epsilon is None else DP(epsilon=epsilon))
+    clf.set_params(privacy=privacy_of(args, method, epsilon))
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
@@ -143,6 +150,17 @@ def one_fit(args, part, method, epsilon, seed, data) -> dict:
     return record
 
 
+def _key(record) -> tuple:
+    return record["part"], record["method"], record["epsilon"], record["seed"]
+
+
+def _without(stored, records):
+    """The stored ``(meta, records)`` less the fits that ``records`` measure again."""
+    meta, old = stored
+    again = {_key(record) for record in records}
+    return meta, [record for record in old if _key(record) not in again]
+
+
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=4000)
@@ -151,12 +169,15 @@ def parse(argv=None):
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--probe-epochs", type=int, default=40)
-    parser.add_argument("--probe-batch-size", type=int, default=1000)
-    parser.add_argument("--probe-lr", type=float, default=5e-2)
+    parser.add_argument("--probe-epochs", type=int, default=None,
+                        help="epochs of the private probes (default: the estimator's 'auto')")
+    parser.add_argument("--probe-batch-size", type=int, default=None,
+                        help="expected batch of the private probes (default: DP's 'auto')")
+    parser.add_argument("--probe-lr", type=float, default=None,
+                        help="rate of the private probes (default: the estimator's)")
     parser.add_argument("--fine-tune-lr", type=float, default=1e-3)
     parser.add_argument("--plain-fine-tune-lr", type=float, default=1e-3)
-    parser.add_argument("--text-probe-lr", type=float, default=5e-2)
+    parser.add_argument("--text-probe-lr", type=float, default=None)
     parser.add_argument("--text-fine-tune-lr", type=float, default=1e-3)
     parser.add_argument("--text-plain-fine-tune-lr", type=float, default=1e-4)
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
@@ -164,7 +185,11 @@ def parse(argv=None):
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--append", action="store_true",
-                        help="add this run to --out's runs instead of replacing them")
+                        help="add this run to --out's runs instead of replacing them (its "
+                             "fits replace the stored ones of the same part, method, "
+                             "epsilon and seed)")
+    parser.add_argument("--private-only", action="store_true",
+                        help="leave out the non-private fits")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 200 training and 100 held-out samples (digits at "
@@ -175,7 +200,7 @@ def parse(argv=None):
     if args.quick:
         args.n_train, args.n_test, args.n_attack = 200, 100, 100
         args.image_size, args.epochs, args.batch_size = 32, 2, 64
-        args.probe_epochs, args.probe_batch_size = 2, 64
+        args.probe_epochs = 2
         args.epsilons, args.seeds = [8.0], 1
     return args
 
@@ -187,14 +212,15 @@ def main(argv=None) -> int:
         data, notes[part] = load(part, args)
         records += [one_fit(args, part, method, epsilon, seed, data)
                     for seed in range(args.seeds) for method in args.methods
-                    for epsilon in [*args.epsilons, None]]
+                    for epsilon in [*args.epsilons, *([] if args.private_only else [None])]]
     meta = run_meta(argv, data=notes, quick=args.quick, image_size=args.image_size,
                     epochs=args.epochs, batch_size=args.batch_size,
                     probe_epochs=args.probe_epochs, probe_batch_size=args.probe_batch_size,
                     probe_lr=args.probe_lr, fine_tune_lr=args.fine_tune_lr,
                     plain_fine_tune_lr=args.plain_fine_tune_lr)
     if args.append and results_path(args.out).exists():
-        meta, records = combine_runs([read_results(args.out), (meta, records)])
+        meta, records = combine_runs([_without(read_results(args.out), records),
+                                      (meta, records)])
     path = write_results(args.out, meta, records)
     for name, table in privacy_tables(meta, records).items():
         print(f"\n{name}\n{table}")

@@ -101,7 +101,9 @@ PARAMETERS = _entries("""\
     lr : float, "auto" or None, default=None
         Learning rate of the head (stages get it times their factor, see
         ``layer_decay``). None uses 1e-3, or 5e-5 for a text encoder
-        (transformers are fine-tuned at rates 10-50x below a CNN's). "auto"
+        (transformers are fine-tuned at rates 10-50x below a CNN's), and
+        1e-2 for a private fit of the head alone (``privacy`` with
+        ``freeze_depth="all"``: a few hundred noisy steps from zero). "auto"
         runs a learning-rate range test inside ``fit`` (so once per CV
         fold): the rate rises geometrically from
         1e-7 to 1 over at most 100 steps on a copy of the network and the

@@ -689,6 +689,18 @@ class DP(Method):
         ``epsilon_spent_``: Rényi DP ("rdp", Mironov 2017) or the privacy
         random variable accountant ("prv", Gopi et al. 2021, a tighter
         bound).
+    batch_size : int or "auto", default="auto"
+        The expected size of the Poisson-sampled batches (the sampling
+        rate is ``batch_size / n``). The noise added to a step's averaged
+        gradient shrinks as its batch grows, so DP-SGD wants larger batches
+        than plain training. "auto": when only the head trains
+        (``freeze_depth="all"``), a quarter of the training samples, at
+        least the estimator's ``batch_size`` and at most 4,096 (a linear
+        head's per-sample gradients are small); when trunk stages train,
+        the estimator's ``batch_size`` (their per-sample gradients take
+        memory in proportion to the batch times the trained parameters).
+        The estimator's ``batch_size`` still sets the batches of
+        prediction and feature passes.
 
     See Also
     --------
@@ -708,13 +720,40 @@ class DP(Method):
         "delta": [None, Interval(Real, 0, 1, closed="neither")],
         "max_grad_norm": [Interval(Real, 0, None, closed="neither")],
         "accountant": [StrOptions(set(opt.ACCOUNTANTS))],
+        "batch_size": [Interval(Integral, 1, None, closed="left"), StrOptions({"auto"})],
     }
 
-    def __init__(self, epsilon=8.0, delta=None, max_grad_norm=1.0, accountant="rdp"):
+    def __init__(self, epsilon=8.0, delta=None, max_grad_norm=1.0, accountant="rdp",
+                 batch_size="auto"):
         self.epsilon = epsilon
         self.delta = delta
         self.max_grad_norm = max_grad_norm
         self.accountant = accountant
+        self.batch_size = batch_size
+
+    def expected_batch(self, n_samples, batch_size, head_only):
+        """The expected size of a step's Poisson-sampled batch.
+
+        Parameters
+        ----------
+        n_samples : int
+            Number of samples the fit trains on.
+        batch_size : int
+            The estimator's ``batch_size``.
+        head_only : bool
+            Whether only the head trains (the trunk is frozen).
+
+        Returns
+        -------
+        expected_batch : int
+            ``self.batch_size`` as given, or as "auto" resolves it (see the
+            class's parameters), at most ``n_samples``.
+        """
+        size = self.batch_size
+        if size == "auto":
+            size = (max(int(batch_size), min(n_samples // 4, opt.PRIVATE_HEAD_MAX_BATCH))
+                    if head_only else int(batch_size))
+        return max(1, min(int(size), int(n_samples)))
 
     def delta_for(self, n_samples):
         """The delta of a fit on ``n_samples`` training samples.

@@ -31,4 +31,5 @@ DOMAIN_ADAPTATIONS = (CORAL, MMD, DANN, CDAN, MCC, AUTO)
 REGULARIZATIONS = (L2SP,)
 PRIVACY = (DP,)
 ACCOUNTANTS = ("rdp", "prv")  # DP(accountant=...): Opacus's privacy accountants
+PRIVATE_HEAD_MAX_BATCH = 4096  # DP(batch_size="auto") when only the head trains
 UNLABELED_TARGET = -1  # a classifier's encoded target of an unlabeled sample

@@ -41,6 +41,9 @@ _UNSET = object()  # Recipe.from_estimator's adaptation: not chosen by a search
 # lr=None: the rate for the input kind (transformer encoders are fine-tuned
 # at rates 10-50x below a CNN's or an MLP's)
 DEFAULT_LR = {IMAGES: 1e-3, TABULAR: 1e-3, TEXT: 5e-5}
+# lr=None for a private fit of the head alone (DP-SGD from a zero-mean start,
+# a few hundred noisy steps: a CNN's rate underfits in that many)
+PRIVATE_HEAD_LR = 1e-2
 
 # max_epochs="auto": about this many optimizer steps, within these bounds
 STEP_BUDGET = 1000
@@ -115,14 +118,15 @@ class ScheduleGroup:
     max_epochs: object  # int, or "auto" until ``Recipe.resolved``
     batch_size: int
 
-    def epochs(self, n_train: int) -> int:
+    def epochs(self, n_train: int, batch_size: int | None = None) -> int:
         """``max_epochs``, or for "auto" enough epochs for about
-        ``STEP_BUDGET`` optimizer steps, at least 10 and at most 200
-        (scikit-learn MLP's ``max_iter``): a 25-sample target gets 200 steps
-        of its data, 50,000 images 10 epochs."""
+        ``STEP_BUDGET`` optimizer steps of ``batch_size`` (default: this
+        group's), at least 10 and at most 200 (scikit-learn MLP's
+        ``max_iter``): a 25-sample target gets 200 steps of its data, 50,000
+        images 10 epochs."""
         if self.max_epochs != "auto":
             return int(self.max_epochs)
-        return auto_epochs(n_train, self.batch_size)
+        return auto_epochs(n_train, self.batch_size if batch_size is None else batch_size)
 
 
 def auto_epochs(n_train: int, batch_size: int) -> int:
@@ -253,7 +257,8 @@ class Recipe:
             task=task, loss=params.take("loss") if task == "regression" else "cross_entropy",
             input_kind=input_kind, backbone=backbone,
             head=head, freezing=freezing,
-            optimisation=_optimisation_group(params, input_kind),
+            optimisation=_optimisation_group(
+                params, input_kind, private_head=privacy is not None and freezing.depth == "all"),
             schedule=ScheduleGroup(params.take("lr_schedule"), params.take("warmup_epochs"),
                                    params.take("max_epochs"), params.take("batch_size")),
             stopping=StoppingGroup(params.take("tol"), params.take("n_iter_no_change"),
@@ -271,6 +276,15 @@ class Recipe:
         if privacy is not None:
             _check_privacy(recipe, params.values["domain_adaptation"])
         return recipe
+
+    def training_batch(self, n_train: int) -> int:
+        """The batch a training step draws on ``n_train`` samples: a private
+        fit's expected Poisson batch (``DP.expected_batch``, which treats
+        freeze_depth="all" as the head alone), else ``batch_size``."""
+        if self.privacy is None:
+            return self.schedule.batch_size
+        return self.privacy.expected_batch(n_train, self.schedule.batch_size,
+                                           head_only=self.freezing.depth == "all")
 
     # -- decisions that need the loaded network ---------------------------------------
 
@@ -469,13 +483,17 @@ def _bottleneck(adaptation, input_kind: str, head: HeadGroup):
     return adaptation.bottleneck_width(input_kind)
 
 
-def _optimisation_group(params: _Params, input_kind: str) -> OptimisationGroup:
+def _optimisation_group(params: _Params, input_kind: str,
+                        private_head: bool) -> OptimisationGroup:
+    """``private_head``: a private fit trains the head alone (its own rate
+    for lr=None, ``PRIVATE_HEAD_LR``)."""
     lr = params.take("lr")
     regularization = resolve_method(params.take("regularization"))
     if regularization is not None:
         regularization.check(parameter="regularization", task="", input_kind=input_kind,
                              multi_task=False)
-    rate = DEFAULT_LR[input_kind] if lr is None or lr == "auto" else float(lr)
+    default = PRIVATE_HEAD_LR if private_head else DEFAULT_LR[input_kind]
+    rate = default if lr is None or lr == "auto" else float(lr)
     return OptimisationGroup(rate, lr == "auto", params.take("optimizer"),
                              params.take("weight_decay"), params.take("layer_decay"),
                              params.take("backbone_lr_mult"), regularization,

@@ -165,11 +165,67 @@ def test_only_trainable_parameters_change_and_the_cache_serves_a_frozen_trunk(
                                privacy=DP(epsilon=8.0)).fit(X, y)
     assert clf.cache_info_["used"]
     assert not hasattr(clf, "probe_alpha_")  # DP-SGD on the head, not the exact probe
-    assert clf.n_iter_ == 3 and clf.privacy_steps_ == 3 * math.ceil(len(X) / 16)
+    # a head alone draws a quarter of the 80 digits per step (DP(batch_size="auto"))
+    assert clf.n_iter_ == 3 and clf.privacy_steps_ == 3 * math.ceil(len(X) / 20)
     start = PretrainedClassifier(**tiny(tiny_backbone, freeze_depth="all", max_epochs=1))
     start = quiet_fit(start, X, y).net_.module_.trunk.state_dict()
     for name, value in clf.net_.module_.trunk.state_dict().items():
         torch.testing.assert_close(value, start[name], msg=name)
+
+
+# -- the private head's batches and rate ------------------------------------------------------
+
+
+@pytest.mark.parametrize("size, n, batch_size, head_only, expected", [
+    ("auto", 400, 32, True, 100),  # a quarter of the samples
+    ("auto", 50_000, 32, True, 4096),  # at most 4,096
+    ("auto", 60, 32, True, 32),  # at least the estimator's batch_size
+    ("auto", 20, 32, True, 20),  # at most every sample
+    ("auto", 50_000, 32, False, 32),  # trunk stages train: the estimator's batch_size
+    (256, 400, 32, False, 256),
+    (1000, 400, 32, True, 400),
+])
+def test_the_expected_batch(size, n, batch_size, head_only, expected):
+    assert DP(batch_size=size).expected_batch(n, batch_size, head_only) == expected
+
+
+def test_a_private_head_steps_on_a_quarter_of_the_samples_at_the_head_rate(source, digits):
+    X, y = digits
+    clf = PretrainedClassifier(source, freeze_depth="all", max_epochs=2, device="cpu",
+                               random_state=0, privacy=DP()).fit(X, y)
+    assert clf.sample_rate_ == pytest.approx(100 / len(X))
+    assert clf.privacy_steps_ == 2 * 4 and clf.lr_ == 1e-2
+    given = PretrainedClassifier(source, freeze_depth="all", max_epochs=2, device="cpu",
+                                 lr=1e-3, random_state=0, privacy=DP(batch_size=50)).fit(X, y)
+    assert given.sample_rate_ == pytest.approx(50 / len(X))
+    assert given.privacy_steps_ == 2 * 8 and given.lr_ == 1e-3
+
+
+@pytest.mark.slow
+def test_the_private_head_defaults_beat_plain_training_settings(digits):
+    """On 256 frozen features, the head's own batch and rate learn far
+    better at epsilon 8 than the estimator's plain defaults (batch 32, the
+    MLP's rate 1e-3; 0.84 against 0.71 here, 0.80 against 0.64-0.70 on
+    two other seeds), each with max_epochs="auto"."""
+    X, y = digits
+    settings = dict(backbone=MLP(hidden_layer_sizes=(256,)), freeze_depth="all", device="cpu",
+                    random_state=0)
+    tuned = PretrainedClassifier(**settings, privacy=DP(epsilon=8.0)).fit(X[:300], y[:300])
+    plain = PretrainedClassifier(**settings, lr=1e-3,
+                                 privacy=DP(epsilon=8.0, batch_size=32)).fit(X[:300], y[:300])
+    assert tuned.epsilon_spent_ <= 8.0 and plain.epsilon_spent_ <= 8.0
+    # max_epochs="auto" counts the private batches (75 of the 300 digits):
+    # about 1,000 steps, at most 200 epochs
+    assert tuned.n_iter_ == 200 and tuned.privacy_steps_ == 200 * 4
+    assert plain.privacy_steps_ == 100 * math.ceil(300 / 32)
+    held_out = tuned.score(X[300:], y[300:]), plain.score(X[300:], y[300:])
+    assert held_out[0] > held_out[1] + 0.05, held_out
+
+
+def test_an_invalid_private_batch_is_refused(digits):
+    X, y = digits
+    with pytest.raises(ValueError, match="batch_size"):
+        PretrainedClassifier(**PRIVATE_MLP, privacy=DP(batch_size=0)).fit(X, y)
 
 
 # -- BatchNorm ---------------------------------------------------------------------------------

@@ -106,7 +106,8 @@ def _fine_tune(recipe, run: Prepared, augmented, targets, sample_weight):
         collate_fn=collate_for(train_set), num_workers=run.batching.num_workers,
         labeled=np.arange(n_labeled) if partial else None,
         unlabeled=np.arange(n_labeled, n_labeled + len(run.unlabeled)) if partial else None)
-    recipe = recipe.resolved(max_epochs=recipe.schedule.epochs(n_labeled))
+    recipe = recipe.resolved(
+        max_epochs=recipe.schedule.epochs(n_labeled, recipe.training_batch(n_labeled)))
     with skipping(module.trunk, run.cached.skipped_cut):
         if recipe.optimisation.find_lr:
             recipe = recipe.resolved(lr=find_lr(module, train_set, recipe, data,

@@ -81,7 +81,7 @@ def epoch_steps(recipe, n_train: int) -> int:
     """Optimizer steps in one epoch of ``n_train`` samples: the even cut's
     batches, or a private fit's Poisson-sampled steps."""
     if recipe.privacy is not None:
-        return privacy.steps_per_epoch(n_train, recipe.schedule.batch_size)
+        return privacy.steps_per_epoch(n_train, recipe.training_batch(n_train))
     return steps_per_epoch(n_train, recipe.schedule.batch_size)
 
 
@@ -199,8 +199,9 @@ class TransferNetMixin:
         self.optimizer_ = make_optimizer(groups, name=optimisation.optimizer, lr=self.lr)
         if self.recipe.privacy is not None:
             # the module's per-sample gradients, clipped, noised and accounted
-            plan = privacy.plan(self.recipe.privacy, self.data.n_train,
-                                self.recipe.schedule.batch_size, self.recipe.schedule.max_epochs)
+            n_train = self.data.n_train
+            plan = privacy.plan(self.recipe.privacy, n_train, self.recipe.training_batch(n_train),
+                                self.recipe.schedule.max_epochs)
             self.private_ = privacy.PrivateTraining(self.module_, self.optimizer_, plan)
             self.optimizer_ = self.private_.optimizer
         return self
