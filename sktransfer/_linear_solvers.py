@@ -85,6 +85,25 @@ class RidgeProblem:
         coef = self.w0 + change
         return coef, self.r_mean + self.w0 @ self.x_mean - coef @ self.x_mean
 
+    def log_evidence(self, alpha):
+        """Log marginal likelihood of the centred targets, up to a constant,
+        when the change ``V`` is drawn from ``N(0, sigma^2 / alpha)`` per
+        coefficient and the errors from ``N(0, sigma^2)`` (in the
+        ``sqrt(s)``-scaled rows), with each output's ``sigma^2`` set to its
+        maximum-likelihood value; summed over outputs. The centring takes one
+        degree of freedom (the intercept's)."""
+        n_outputs = self.b.shape[1]
+        dof = max(self.b.shape[0] - 1, 1)
+        ratio = np.zeros_like(self.sv) if np.isinf(alpha) else (
+            np.full_like(self.sv, np.inf) if alpha == 0 else self.sv**2 / alpha)
+        projected = self.u.T @ self.b
+        outside = np.maximum((self.b**2).sum(0) - (projected**2).sum(0), 0.0)
+        with np.errstate(divide="ignore"):
+            quadratic = (projected**2 / (1.0 + ratio)[:, None]).sum(0) + outside
+            tiny = np.finfo(float).tiny
+            return float(-0.5 * dof * np.log(np.maximum(quadratic, tiny) / dof).sum()
+                         - 0.5 * n_outputs * np.log1p(ratio).sum())
+
     def loo_errors(self, alpha):
         """Leave-one-out residuals (in the ``sqrt(s)``-scaled rows, as
         :class:`~sklearn.linear_model.RidgeCV` reports them), shape (n, t);

@@ -28,7 +28,7 @@ ESTIMATORS = [PretrainedClassifier(**DEFAULTS), TransferRegressor(**DEFAULTS),
 # The linear transfer estimators with source=None (plain logistic / ridge
 # regression; their sources are tested in test_linear.py), passing every check.
 LINEAR_ESTIMATORS = [TransferLogisticRegression(), TransferLogisticRegressionCV(),
-                     TransferRidge(), TransferRidgeCV()]
+                     TransferRidge(), TransferRidgeCV(), TransferRidgeCV(criterion="evidence")]
 
 # check name -> one-line reason. PretrainedClassifier and TransferRegressor
 # have none: each would be a bug to close. DistilledClassifier's follows from

@@ -339,6 +339,75 @@ def test_ridge_cv_keeps_the_target_only_model_when_clearly_better(seed):
     np.testing.assert_allclose(model.source_coef_, 5.0)
 
 
+def test_log_evidence_is_the_gaussian_marginal_likelihood():
+    """Differences between penalties equal those of the dense Gaussian
+    log-likelihood of the centred residuals, with covariance
+    sigma^2 (I + A A^T / alpha) and sigma^2 at its maximum."""
+    from sktransfer._linear_solvers import RidgeProblem
+
+    (Xs, ys), (Xt, yt), _ = _shifted_tasks(1, 12)
+    w0 = LinearRegression().fit(Xs, ys).coef_[None, :]
+    problem = RidgeProblem.build(Xt, yt[:, None], np.ones(len(yt)), w0)
+    A = Xt - Xt.mean(0)
+    r = yt - Xt @ w0[0]
+    r = r - r.mean()
+    dof = len(yt) - 1
+
+    def dense(alpha):
+        cov = np.eye(len(yt)) + A @ A.T / alpha
+        quadratic = r @ np.linalg.solve(cov, r)
+        return -0.5 * dof * np.log(quadratic / dof) - 0.5 * np.linalg.slogdet(cov)[1]
+
+    alphas = [0.01, 0.3, 10.0, 1e4]
+    ours = np.array([problem.log_evidence(a) for a in alphas])
+    theirs = np.array([dense(a) for a in alphas])
+    np.testing.assert_allclose(ours - ours[0], theirs - theirs[0], rtol=1e-8, atol=1e-8)
+    assert problem.log_evidence(np.inf) == pytest.approx(-0.5 * dof * np.log(r @ r / dof))
+
+
+def test_ridge_evidence_keeps_a_right_source_and_refuses_a_wrong_one():
+    for seed in range(3):
+        (Xs, ys), (Xt, yt), (Xtest, ytest) = _shifted_tasks(seed, 10)
+        source = LinearRegression().fit(Xs, ys)
+        model = TransferRidgeCV(source=source, criterion="evidence").fit(Xt, yt)
+        assert model.source_used_ and model.transfer_gain_ > 0
+        evidence = model.cv_results_["log_evidence"]
+        assert evidence[list(model.alphas_).index(model.alpha_)] == evidence.max()
+        assert model.score(Xtest, ytest) > TransferRidgeCV().fit(Xt, yt).score(Xtest, ytest)
+    rng = np.random.RandomState(0)
+    X, y = rng.randn(30, 20), rng.randn(30)
+    with pytest.warns(NegativeTransferWarning, match="more likely without"):
+        wrong = TransferRidgeCV(source=(np.full(20, 5.0), 0.0), criterion="evidence").fit(X, y)
+    assert not wrong.source_used_
+    plain = TransferRidgeCV(criterion="evidence").fit(X, y)
+    np.testing.assert_allclose(wrong.coef_, plain.coef_)
+    assert plain.alpha_ == plain.alphas_[np.argmax(plain.cv_results_["log_evidence"])]
+
+
+def test_ridge_evidence_is_steadier_than_leave_one_out_on_ten_real_cars():
+    """Auto MPG: a ridge fitted on the American cars moved to 10 European or
+    Japanese ones, over five draws (the held-out cars fixed)."""
+    from mlxtend.data import autompg_data
+
+    X, y = autompg_data()
+    features, american = X[:, :6].astype(float), X[:, 6] == 1
+    source = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(features[american],
+                                                                   y[american])
+    target = np.random.RandomState(0).permutation(np.flatnonzero(~american))
+    test, pool = target[:40], target[40:]
+    scores = {"cv": [], "evidence": []}
+    for seed in range(5):
+        rows = np.random.RandomState(seed).permutation(pool)[:10]
+        for criterion, kept in scores.items():
+            model = TransferRidgeCV(source=source, criterion=criterion)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", NegativeTransferWarning)
+                model.fit(features[rows], y[rows])
+            kept.append(model.score(features[test], y[test]))
+    assert np.mean(scores["evidence"]) > np.mean(scores["cv"]) + 0.05, scores
+    assert np.std(scores["evidence"]) < np.std(scores["cv"]), scores
+
+
 def test_ridge_cv_loo_matches_explicit_leave_one_out():
     from sklearn.model_selection import LeaveOneOut
 
