@@ -75,7 +75,8 @@ from sklearn.preprocessing import StandardScaler  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from _results import combine_runs, command_line, read_results, run_meta, write_results  # noqa: E402
-from report import linear_transfer_summary  # noqa: E402
+from report import EVIDENCE, linear_transfer_summary  # noqa: E402
+from report import LINEAR_ROWS as ROWS  # noqa: E402
 from sktransfer import (  # noqa: E402
     NegativeTransferWarning,
     TransferLogisticRegression,
@@ -84,7 +85,6 @@ from sktransfer import (  # noqa: E402
 )
 
 SIZES = (10, 30, 100)
-ROWS = ("target only", "source only", "pooled", "warm start", "Transfer...CV")
 DATASETS = ("mpg-origin", "mpg-year", "digits-embed", "rt-movies")
 RESULTS = os.path.join(ROOT, "benchmarks", "results", "linear_transfer.json")
 
@@ -340,9 +340,19 @@ def run_cell(task, n, seed):
     seconds = time.perf_counter() - start
     cell["Transfer...CV"] = (model.score(task.test_X, task.test_y), seconds)
     negative = any(issubclass(w.category, NegativeTransferWarning) for w in caught)
+    extra = {}
+    if task.kind == "regression":
+        evidence = TransferRidgeCV(source=task.source, criterion="evidence")
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", NegativeTransferWarning)
+            evidence.fit(X, y)
+        cell[EVIDENCE] = (evidence.score(task.test_X, task.test_y), time.perf_counter() - start)
+        extra = {"evidence_alpha_": evidence.alpha_,
+                 "evidence_source_used_": bool(evidence.source_used_)}
     return {row: {"score": float(s), "seconds": float(t)} for row, (s, t) in cell.items()} | {
         "alpha_": model.alpha_, "transfer_gain_": model.transfer_gain_,
-        "source_used_": bool(model.source_used_), "negative_transfer_warning": negative}
+        "source_used_": bool(model.source_used_), "negative_transfer_warning": negative} | extra
 
 
 # -- report ----------------------------------------------------------------------------
@@ -365,6 +375,9 @@ def main():
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--out", default=RESULTS)
+    parser.add_argument("--append", action="store_true",
+                        help="keep --out's stored cells of the other datasets (this run's "
+                             "datasets replace theirs)")
     parser.add_argument("--report", nargs="+", metavar="JSON",
                         help="print the table of stored runs instead of running (several: "
                              "combined into --out)")
@@ -372,6 +385,7 @@ def main():
     if args.report:
         return report(args.report, args.out)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
+    stored = read_results(args.out) if args.append and os.path.exists(args.out) else None
     started = time.perf_counter()
     tasks = []
     with threadpool_limits(1, "blas"):
@@ -391,13 +405,18 @@ def main():
                 means = {r: np.mean([c[r]["score"] for c in cells]) for r in ROWS}
                 print(f"{task.name} n={n}: " + ", ".join(f"{r} {v:.3f}"
                                                         for r, v in means.items()), flush=True)
-                write_results(args.out, meta, records)  # a long run keeps what it has measured
-    meta["seconds"] = time.perf_counter() - started
+                if not args.append:  # a long run keeps what it has measured
+                    write_results(args.out, meta, records)
+    seconds = meta["seconds"] = time.perf_counter() - started
+    if args.append and stored is not None:
+        old_meta, old = stored
+        kept = [r for r in old if r["dataset"] not in args.datasets]
+        meta, records = combine_runs([(old_meta, kept), (meta, records)])
     write_results(args.out, meta, records)
     table, verdicts = linear_transfer_summary(records)
     print(table)
     print(json.dumps(verdicts, indent=1))
-    print(f"total {meta['seconds']:.0f} s; records in {args.out}")
+    print(f"total {seconds:.0f} s; records in {args.out}")
 
 
 if __name__ == "__main__":

@@ -187,11 +187,14 @@ def adaptation_tables(meta: dict, records: list) -> dict:
 # -- linear_transfer --------------------------------------------------------------------------
 
 TOLERANCE = 0.005  # Transfer...CV within this of the best other row
+LINEAR_ROWS = ("target only", "source only", "pooled", "warm start", "Transfer...CV")
+EVIDENCE = "Transfer...CV (evidence)"  # regression only: TransferRidgeCV(criterion="evidence")
 
 
 def linear_transfer_summary(records: list) -> tuple[str, dict]:
     """Per dataset and size, mean ± std over seeds of each row's score; the targets."""
-    methods = [k for k, v in records[0].items() if isinstance(v, dict) and "score" in v]
+    methods = [k for k, v in records[0].items() if isinstance(v, dict) and "score" in v
+               and k != EVIDENCE]
     others = [m for m in methods if m != "Transfer...CV"]
     rows, verdicts = [], {}
     for dataset in dict.fromkeys(r["dataset"] for r in records):
@@ -216,8 +219,32 @@ def linear_transfer_summary(records: list) -> tuple[str, dict]:
     return table, verdicts
 
 
+def linear_transfer_evidence(records: list) -> str:
+    """The regression cells: ``TransferRidgeCV`` choosing by leave-one-out
+    and by evidence, against the best row that is neither."""
+    rows = []
+    for dataset in dict.fromkeys(r["dataset"] for r in records if EVIDENCE in r):
+        for n in dict.fromkeys(r["n"] for r in records if r["dataset"] == dataset):
+            cells = [r for r in records if r["dataset"] == dataset and r["n"] == n]
+            means = {m: statistics.mean(c[m]["score"] for c in cells)
+                     for m in (*LINEAR_ROWS, EVIDENCE)}
+            stds = {m: statistics.pstdev(c[m]["score"] for c in cells)
+                    for m in ("Transfer...CV", EVIDENCE)}
+            best = max(means[m] for m in LINEAR_ROWS if m != "Transfer...CV")
+            rows.append([dataset, n, *(f"{means[m]:.3f} ± {stds[m]:.3f}"
+                                       for m in ("Transfer...CV", EVIDENCE)),
+                         f"{best:.3f}", f"{means[EVIDENCE] - best:+.3f}",
+                         f"{means[EVIDENCE] - means['Transfer...CV']:+.3f}"])
+    return markdown_table(["dataset", "n", "leave-one-out (the default)", "evidence",
+                           "best other row", "evidence − best other",
+                           "evidence − leave-one-out"], rows)
+
+
 def linear_transfer_tables(meta: dict, records: list) -> dict:
-    return {"main": linear_transfer_summary(records)[0]}
+    tables = {"main": linear_transfer_summary(records)[0]}
+    if any(EVIDENCE in r for r in records):
+        tables["evidence"] = linear_transfer_evidence(records)
+    return tables
 
 
 # -- distillation -----------------------------------------------------------------------------
