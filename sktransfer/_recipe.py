@@ -98,6 +98,11 @@ class FreezingGroup:
         """Whether the frozen stages stay frozen for the whole fit."""
         return self.unfreeze_at is None
 
+    @property
+    def head_alone(self) -> bool:
+        """Whether only the head trains (freeze_depth="all")."""
+        return self.depth == "all"
+
 
 @dataclass(frozen=True)
 class OptimisationGroup:
@@ -258,7 +263,7 @@ class Recipe:
             input_kind=input_kind, backbone=backbone,
             head=head, freezing=freezing,
             optimisation=_optimisation_group(
-                params, input_kind, private_head=privacy is not None and freezing.depth == "all"),
+                params, input_kind, private_head=privacy is not None and freezing.head_alone),
             schedule=ScheduleGroup(params.take("lr_schedule"), params.take("warmup_epochs"),
                                    params.take("max_epochs"), params.take("batch_size")),
             stopping=StoppingGroup(params.take("tol"), params.take("n_iter_no_change"),
@@ -279,12 +284,12 @@ class Recipe:
 
     def training_batch(self, n_train: int) -> int:
         """The batch a training step draws on ``n_train`` samples: a private
-        fit's expected Poisson batch (``DP.expected_batch``, which treats
-        freeze_depth="all" as the head alone), else ``batch_size``."""
+        fit's expected Poisson batch (``DP.expected_batch``), else
+        ``batch_size``."""
         if self.privacy is None:
             return self.schedule.batch_size
         return self.privacy.expected_batch(n_train, self.schedule.batch_size,
-                                           head_only=self.freezing.depth == "all")
+                                           head_only=self.freezing.head_alone)
 
     # -- decisions that need the loaded network ---------------------------------------
 
