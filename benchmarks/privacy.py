@@ -13,16 +13,15 @@ max_grad_norm 1, RDP accountant) and without privacy:
 - "fine_tune": ``freeze_depth=3`` (the last two of MobileNetV2's five stages
   train) with ``bn_mode="frozen"``.
 
-The private probes run ``--probe-epochs`` (40) epochs at batch
-``--probe-batch-size`` (1,000): on 4,000 digits at epsilon 8 that tested
-0.897 against 0.882 for 10 epochs at batch 256 (seed 0, learning rates 5e-2
-and 2e-1 tried; 1.0 tested 0.867): larger batches average the noise over
-more clipped gradients. The fine-tunes run ``--epochs`` (10) epochs at
-batch ``--batch-size`` (256); the learning rates are ``--probe-lr`` (5e-2) for the private probe,
-``--fine-tune-lr`` (1e-3) for the private fine-tune (AdamW's step does not
-grow or shrink with the gradients' scale, so clipping calls for no other
-rate; at 1e-2 the private fine-tunes at epsilon 1 and 3 ended at chance)
-and ``--plain-fine-tune-lr`` (1e-3)
+The private probes run at the estimator's defaults for a private head
+(``max_epochs="auto"``, ``DP(batch_size="auto")``: a quarter of the
+training set per step, ``lr=None``: 1e-2) unless ``--probe-epochs``,
+``--probe-batch-size`` or ``--probe-lr`` / ``--text-probe-lr`` are given.
+The fine-tunes run ``--epochs`` (10) epochs at batch ``--batch-size``
+(256); their rates are ``--fine-tune-lr`` (1e-3) for the private
+fine-tune (AdamW's step does not grow or shrink with the gradients' scale,
+so clipping calls for no other rate; at 1e-2 the private fine-tunes at
+epsilon 1 and 3 ended at chance) and ``--plain-fine-tune-lr`` (1e-3)
 for the non-private one. Opacus computes the per-sample gradients of the
 trained convolutions with functorch's vmap. Each fit records its held-out accuracy, its training
 accuracy, the accountant's ``epsilon_spent_`` / ``delta_`` /
@@ -37,7 +36,7 @@ shuffled order: ``--n-train`` (4,000) train, ``--n-test`` (1,000) held out,
 ``TextEncoder("all-MiniLM-L6-v2", max_length=64)``: the probe
 (``freeze_depth="all"``) and a fine-tune of the last of its four stages
 (``freeze_depth=3``; a private fit keeps the embeddings frozen), at rates
-``--text-probe-lr`` (5e-2), ``--text-fine-tune-lr`` (1e-3) and
+``--text-probe-lr`` (the default), ``--text-fine-tune-lr`` (1e-3) and
 ``--text-plain-fine-tune-lr`` (1e-4).
 
 Targets: at epsilon = 8 the private probe within 3 points of the non-private
@@ -49,7 +48,7 @@ format of ``_results``; ``benchmarks/report.py`` makes the README's tables of
 it.
 
     python benchmarks/privacy.py            # 3 seeds; a private MNIST fine-tune takes
-                                            # ~30 min on one core, a probe ~30 s
+                                            # ~25-30 min on one core, a probe ~2.5 min
     python benchmarks/privacy.py --methods probe
     python benchmarks/privacy.py --methods fine_tune --seeds 1 --append
     python benchmarks/privacy.py --quick    # smoke run: tiny sizes, 1 seed, epsilon 8
