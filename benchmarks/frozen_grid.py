@@ -19,7 +19,7 @@ Both use AdamW, the same weight decay, batch size, epochs and a constant
 learning rate. The target is a total-time ratio skorch / sktransfer >= 10
 with mean CV accuracies within 0.01 per candidate.
 
-    .venv/bin/python benchmarks/frozen_grid.py            # 2,000 digits, cv=5 (~15 min on one core)
+    .venv/bin/python benchmarks/frozen_grid.py            # 2,000 digits, cv=5 (~9 min on 2 cores, 2 threads)
     .venv/bin/python benchmarks/frozen_grid.py --quick --out /tmp/f.json   # smoke run (< 1 min)
 
 One record per search (side and frozen depth: its seconds) and one per

@@ -38,7 +38,7 @@ model's own classifier: they are NaN for EfficientNet-Lite0 and CRAFT
 those of the whole MobileNetV2, as ``rank_backbones`` defines them.
 
     .venv/bin/python benchmarks/transferability.py             # 5 seeds to convergence: hours on CPU
-    .venv/bin/python benchmarks/transferability.py --epochs 6  # 5 seeds, 6 epochs: minutes
+    .venv/bin/python benchmarks/transferability.py --epochs 6  # 5 seeds, 6 epochs: ~30 min on one core
     .venv/bin/python benchmarks/transferability.py --quick --out /tmp/t.json   # smoke run (< 1 min)
 
 One record per fine-tune (target, seed, candidate: its test accuracy, epochs,
