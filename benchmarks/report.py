@@ -913,12 +913,184 @@ def scaling_tables(meta: dict, records: list) -> dict:
     return {"samples": samples, "depth": depth}
 
 
+# -- transferability -------------------------------------------------------------------------
+
+TRANSFER_METRICS = {"logme": "LogME", "h_score": "H-score", "leep": "LEEP", "nce": "NCE"}
+LOGME_LEEP = "logme, LEEP's candidates"  # LogME over only the candidates LEEP scores
+TAU_TARGET = 0.6  # LogME's Kendall tau with fine-tuned accuracy, mean over targets, at least
+SCORING_SHARE = 0.05  # scoring every candidate / fine-tuning every candidate (wall), at most
+
+
+def _score(record: dict, metric: str) -> float:
+    """A stored score; None (a score the candidate has not) is NaN."""
+    value = record[metric]
+    return np.nan if value is None else float(value)
+
+
+def _nan_mean_std(values, digits=3) -> str:
+    values = np.asarray(values, float)
+    if np.isnan(values).all():
+        return "n/a (no source head)"
+    if len(values) == 1:
+        return f"{values[0]:.{digits}f}"
+    return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
+
+
+def _kendall_tau(scores, accuracies) -> float:
+    """Kendall's tau-b over the candidates whose score is defined (NaN below 3)."""
+    from scipy.stats import kendalltau
+
+    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
+    finite = np.isfinite(scores)
+    if finite.sum() < 3:
+        return np.nan
+    return float(kendalltau(scores[finite], accuracies[finite]).statistic)
+
+
+def _regret(scores, accuracies) -> float:
+    """Best accuracy minus that of the candidate the score ranks first (the
+    first listed on a tie)."""
+    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
+    if not np.isfinite(scores).any():
+        return np.nan
+    return float(accuracies.max() - accuracies[np.nanargmax(scores)])
+
+
+def _per_run(fits: list, statistic) -> dict:
+    """``{score: {target: [statistic per seed]}}`` over each (target, seed)'s candidates."""
+    out = {}
+    for target, seed in dict.fromkeys((r["target"], r["seed"]) for r in fits):
+        run = [r for r in fits if (r["target"], r["seed"]) == (target, seed)]
+        accuracies = [r["test_accuracy"] for r in run]
+        scores = {m: np.array([_score(r, m) for r in run]) for m in TRANSFER_METRICS}
+        scores[LOGME_LEEP] = np.where(np.isfinite(scores["leep"]), scores["logme"], np.nan)
+        for name, values in scores.items():
+            out.setdefault(name, {}).setdefault(target, []).append(
+                statistic(values, accuracies))
+    return out
+
+
+def _mean_over_targets(per_target: dict) -> float:
+    means = [np.nanmean(v) for v in per_target.values() if np.isfinite(v).any()]
+    return float(np.mean(means)) if means else np.nan
+
+
+def _score_statistic_table(values: dict, targets: list, digits: int) -> str:
+    rows = [[name, *(_nan_mean_std(per_target[t], digits) if t in per_target else "-"
+                     for t in targets), f"{_mean_over_targets(per_target):.{digits}f}"]
+            for name, per_target in values.items()]
+    return markdown_table(["score", *targets, "mean"], rows)
+
+
+def _target_key(target: str) -> str:
+    """``"MNIST 20/class"`` -> ``"mnist"``: the table's name in the README markers."""
+    return target.split()[0].lower()
+
+
+def transferability_tables(meta: dict, records: list) -> dict:
+    """Per target each candidate's accuracy, fit time and scores; Kendall's
+    tau of each score with the accuracy; the accuracy lost by its top pick;
+    the time of scoring against fine-tuning every candidate; the targets."""
+    fits = [r for r in records if r["part"] == "fit"]
+    rankings = [r for r in records if r["part"] == "ranking"]
+    targets = list(dict.fromkeys(r["target"] for r in fits))
+    candidates = list(dict.fromkeys(r["candidate"] for r in fits))
+    tables = {}
+    for target in targets:
+        rows = []
+        for candidate in candidates:
+            runs = [r for r in fits if (r["target"], r["candidate"]) == (target, candidate)]
+            rows.append([candidate, _nan_mean_std([r["test_accuracy"] for r in runs]),
+                         f"{np.mean([r['fit_seconds'] for r in runs]):.1f}",
+                         f"{np.mean([r['epochs'] for r in runs]):.0f}",
+                         *(_nan_mean_std([_score(r, m) for r in runs])
+                           for m in TRANSFER_METRICS),
+                         f"{np.mean([r['score_seconds'] for r in runs]):.2f}"])
+        tables[_target_key(target)] = markdown_table(
+            ["candidate", "test accuracy", "fit (s)", "epochs", *TRANSFER_METRICS.values(),
+             "scoring (s)"], rows)
+    taus = _per_run(fits, _kendall_tau)
+    tables["tau"] = _score_statistic_table(taus, targets, 2)
+    tables["regret"] = _score_statistic_table(_per_run(fits, _regret), targets, 3)
+
+    def total(records, key):
+        return sum(r[key] for r in records)
+
+    wall = total(rankings, "seconds") / total(fits, "fit_seconds")
+    cpu = total(rankings, "cpu_seconds") / total(fits, "fit_cpu_seconds")
+    tables["time"] = markdown_table(
+        ["clock", f"scoring (rank_backbones, {len(TRANSFER_METRICS)} scores)", "fine-tuning",
+         "ratio"],
+        [["wall", f"{total(rankings, 'seconds'):,.1f} s", f"{total(fits, 'fit_seconds'):,.1f} s",
+          f"{100 * wall:.1f} %"],
+         ["process CPU", f"{total(rankings, 'cpu_seconds'):,.1f} s",
+          f"{total(fits, 'fit_cpu_seconds'):,.1f} s", f"{100 * cpu:.1f} %"]])
+    logme = _mean_over_targets(taus["logme"])
+    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    tables["targets"] = markdown_table(["target", "measured", "met"], [
+        [f"LogME mean Kendall tau >= {TAU_TARGET}", f"{logme:.2f}", verdict(logme >= TAU_TARGET)],
+        [f"scoring time <= {100 * SCORING_SHARE:.0f} % of fine-tuning every candidate (wall)",
+         f"{100 * wall:.1f} %", verdict(wall <= SCORING_SHARE)]])
+    return tables
+
+
+# -- frozen_grid -----------------------------------------------------------------------------
+
+GRID_SPEEDUP = 10  # skorch's total seconds / sktransfer's over the whole grid, at least
+GRID_AGREEMENT = 0.01  # |mean CV accuracy difference| per candidate, at most
+GRID_SIDES = {"sktransfer": "sktransfer", "skorch": "skorch + Freezer"}
+
+
+def _depth(depth) -> str:
+    return f'"{depth}"' if isinstance(depth, str) else str(depth)
+
+
+def frozen_grid_tables(meta: dict, records: list) -> dict:
+    """Each candidate's mean CV accuracy on both sides; each search's seconds
+    and the speed-up; the targets."""
+    candidates = [r for r in records if r["part"] == "candidate"]
+    searches = {(r["side"], r["freeze_depth"]): r["seconds"]
+                for r in records if r["part"] == "search"}
+    depths = list(dict.fromkeys(r["freeze_depth"] for r in candidates))
+    accuracy = {(r["side"], r["freeze_depth"], r["lr"]): r["mean_test_score"]
+                for r in candidates}
+    rows, diffs = [], []
+    for depth in depths:
+        for lr in dict.fromkeys(r["lr"] for r in candidates if r["freeze_depth"] == depth):
+            ours, theirs = accuracy[("sktransfer", depth, lr)], accuracy[("skorch", depth, lr)]
+            diffs.append(abs(ours - theirs))
+            rows.append([_depth(depth), f"{lr:.0e}".replace("e-0", "e-"), f"{ours:.4f}", f"{theirs:.4f}",
+                         f"{diffs[-1]:.4f}"])
+    main = markdown_table(["freeze_depth", "lr", "sktransfer CV acc", "skorch CV acc",
+                           "abs. diff"], rows)
+    rows = []
+    for label, keys in [*((f"freeze_depth={_depth(d)}", [d]) for d in depths),
+                        ("whole grid", depths)]:
+        seconds = {side: sum(searches[(side, d)] for d in keys) for side in GRID_SIDES}
+        rows.append([label, *(f"{seconds[side]:.1f}" for side in GRID_SIDES),
+                     f"{seconds['skorch'] / seconds['sktransfer']:.1f}x"])
+    times = markdown_table(["search", *(f"{side} (s)" for side in GRID_SIDES.values()),
+                            "speed-up"], rows)
+    speedup = (sum(searches[("skorch", d)] for d in depths)
+               / sum(searches[("sktransfer", d)] for d in depths))
+    within = sum(diff <= GRID_AGREEMENT for diff in diffs)
+    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    targets = markdown_table(["target", "measured", "met"], [
+        [f"skorch / sktransfer seconds over the whole grid >= {GRID_SPEEDUP}",
+         f"{speedup:.1f}x", verdict(speedup >= GRID_SPEEDUP)],
+        [f"mean CV accuracies within {GRID_AGREEMENT} for every candidate",
+         f"{within} of {len(diffs)} (largest difference {max(diffs):.4f})",
+         verdict(within == len(diffs))]])
+    return {"main": main, "times": times, "targets": targets}
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
           "distillation": distillation_tables, "export": export_tables,
           "inspection": inspection_tables, "linear_transfer": linear_transfer_tables,
           "memory": memory_tables, "overhead": overhead_tables, "privacy": privacy_tables,
           "probe_penalty_search": probe_penalty_search_tables,
-          "probe_solver": probe_solver_tables, "scaling": scaling_tables}
+          "probe_solver": probe_solver_tables, "scaling": scaling_tables,
+          "transferability": transferability_tables}
 
 
 def generate(names=None) -> dict:

@@ -37,16 +37,24 @@ model's own classifier: they are NaN for EfficientNet-Lite0 and CRAFT
 (sktransfer knows no head for them), and for the cut candidates they are
 those of the whole MobileNetV2, as ``rank_backbones`` defines them.
 
-    .venv/bin/python benchmarks/transferability.py             # 5 seeds, ~7 min on 2 idle CPU cores
-    .venv/bin/python benchmarks/transferability.py --quick     # smoke run (< 1 min)
+    .venv/bin/python benchmarks/transferability.py             # 5 seeds to convergence: hours on CPU
+    .venv/bin/python benchmarks/transferability.py --epochs 6  # 5 seeds, 6 epochs: ~30 min on one core
+    .venv/bin/python benchmarks/transferability.py --quick --out /tmp/t.json   # smoke run (< 1 min)
 
-Reported: test accuracy and fit time per candidate; each score and the time
-to compute it; Kendall's tau between each score and the fine-tuned accuracy,
-per target and averaged; the accuracy lost by fine-tuning only the top-ranked
-candidate; the total time of scoring against that of fine-tuning every
-candidate, by wall clock and by process CPU time (the machine may be shared;
-everything is warmed up once before timing). Targets: LogME mean tau >= 0.6;
-scoring <= 5 % of the wall time of fine-tuning every candidate.
+One record per fine-tune (target, seed, candidate: its test accuracy, epochs,
+wall and process CPU seconds, and the candidate's four scores, None where it
+has none) and one per ranking (target, seed: the wall and CPU seconds of
+``rank_backbones`` over every candidate) is written to
+``benchmarks/results/transferability.json`` in the format of ``_results``
+(``--out`` elsewhere; a ``--quick`` run writes only where ``--out`` says);
+``benchmarks/report.py`` makes the README's tables of it: per target each
+candidate's accuracy, fit time and scores; Kendall's tau between each score
+and the fine-tuned accuracy, per target and averaged; the accuracy lost by
+fine-tuning only the top-ranked candidate; the total time of scoring against
+that of fine-tuning every candidate, by wall clock and by process CPU time
+(the machine may be shared; everything is warmed up once before timing).
+Targets: LogME mean tau >= 0.6; scoring <= 5 % of the wall time of
+fine-tuning every candidate.
 """
 
 from __future__ import annotations
@@ -60,19 +68,19 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from _common import header, log, markdown_table
-from scipy.stats import kendalltau
+from _common import header, log, run_meta, store
+from report import transferability_tables
 from strategies import mnist_task, texture_task
 from torch import nn
 
 from sktransfer import ImageBackbone, PretrainedClassifier, TransferFeatures
 from sktransfer.selection import rank_backbones
 
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "transferability.json")
 METRICS = ("logme", "h_score", "leep", "nce")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-TAU_TARGET = 0.6
-TIME_TARGET = 0.05
 
 
 # -- candidates ------------------------------------------------------------------
@@ -268,7 +276,7 @@ def fine_tune(candidate, X, y, X_test, y_test, *, seed, image_size, epochs, devi
                                device=device)
     with Clock() as clock:
         clf.fit(X, y)
-    return clf.score(X_test, y_test), clock
+    return clf.score(X_test, y_test), clf.n_iter_, clock
 
 
 def score_candidates(candidates, X, y, *, seed, image_size, device):
@@ -291,9 +299,16 @@ def warm_up(candidates, X, y, *, image_size, device):
                   epochs=1, device=device)
 
 
-def run(targets, candidates, seeds, *, image_size, epochs, device):
-    """Per (target, seed): accuracies and fit clocks, score rows and the ranking clock."""
-    results = []
+def _score_value(row, metric):
+    """A score as stored: None where the candidate has none (NaN)."""
+    value = float(row[metric])
+    return None if np.isnan(value) else value
+
+
+def run(targets, candidates, seeds, *, image_size, epochs, device) -> list[dict]:
+    """One record per (target, seed, candidate) fine-tune, with its scores,
+    and one per (target, seed) ranking, with its clocks."""
+    records = []
     for target, make_task in targets:
         for seed in seeds:
             X, y, X_test, y_test = make_task(seed)
@@ -301,95 +316,24 @@ def run(targets, candidates, seeds, *, image_size, epochs, device):
                                                 image_size=image_size, device=device)
             log(f"{target}, seed {seed}: {len(y)} training images, {len(y_test)} test; "
                 f"scores in {rank_clock.wall:.1f} s")
-            fits = {}
+            records.append({"part": "ranking", "target": target, "seed": seed,
+                            "seconds": rank_clock.wall, "cpu_seconds": rank_clock.cpu})
             for candidate in candidates:
-                fits[candidate.name] = fine_tune(candidate, X, y, X_test, y_test, seed=seed,
-                                                 image_size=image_size, epochs=epochs,
-                                                 device=device)
-                accuracy, clock = fits[candidate.name]
-                log(f"  {candidate.name:<32} accuracy {accuracy:.3f} (fit {clock.wall:.1f} s)"
-                    f"  LogME {rows[candidate.name]['logme']:.3f}")
-            results.append({"target": target, "seed": seed, "rows": rows, "fits": fits,
-                            "rank_clock": rank_clock})
-    return results
-
-
-# -- tables ----------------------------------------------------------------------
-
-
-def met(ok: bool) -> str:
-    return "met" if ok else "NOT met"
-
-
-def _mean_std(values, digits=3) -> str:
-    values = np.asarray(values, float)
-    if np.isnan(values).all():
-        return "n/a"
-    if len(values) == 1:
-        return f"{values[0]:.{digits}f}"
-    return f"{np.nanmean(values):.{digits}f} ± {np.nanstd(values):.{digits}f}"
-
-
-def target_table(results, target, candidates) -> str:
-    runs = [r for r in results if r["target"] == target]
-    lines = []
-    for c in candidates:
-        rows = [r["rows"][c.name] for r in runs]
-        cells = [c.name, _mean_std([r["fits"][c.name][0] for r in runs]),
-                 f"{np.mean([r['fits'][c.name][1].wall for r in runs]):.1f}"]
-        for metric in METRICS:
-            values = [row[metric] for row in rows]
-            cells.append("n/a (no source head)" if np.isnan(values).all()
-                         else _mean_std(values))
-        cells.append(f"{np.mean([row['seconds'] for row in rows]):.2f}")
-        lines.append(cells)
-    headers = ["candidate", "test accuracy", "fit (s)", "LogME", "H-score", "LEEP", "NCE",
-               "scoring (s)"]
-    return markdown_table(headers, lines)
-
-
-def tau(scores, accuracies) -> float:
-    """Kendall's tau-b over the candidates whose score is defined (NaN below 3)."""
-    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
-    finite = np.isfinite(scores)
-    if finite.sum() < 3:
-        return np.nan
-    return float(kendalltau(scores[finite], accuracies[finite]).statistic)
-
-
-def regret(scores, accuracies) -> float:
-    """Best accuracy minus the accuracy of the candidate the score ranks first."""
-    scores, accuracies = np.asarray(scores, float), np.asarray(accuracies, float)
-    if not np.isfinite(scores).any():
-        return np.nan
-    return float(accuracies.max() - accuracies[np.nanargmax(scores)])
-
-
-def per_run(results, candidates, statistic) -> dict:
-    """{row name: {target: [statistic per seed]}}: one row per metric, and one
-    for LogME over only the candidates LEEP scores, to compare like with like."""
-    out = {}
-    for r in results:
-        accuracies = [r["fits"][c.name][0] for c in candidates]
-        scores = {m: np.array([r["rows"][c.name][m] for c in candidates]) for m in METRICS}
-        scores["logme, LEEP's candidates"] = np.where(np.isfinite(scores["leep"]),
-                                                      scores["logme"], np.nan)
-        for name, values in scores.items():
-            out.setdefault(name, {}).setdefault(r["target"], []).append(
-                statistic(values, accuracies))
-    return out
-
-
-def mean_over_targets(per_target: dict) -> float:
-    means = [np.nanmean(v) for v in per_target.values() if np.isfinite(v).any()]
-    return float(np.mean(means)) if means else np.nan
-
-
-def statistic_table(values, targets, digits=2) -> str:
-    lines = [[metric] + [_mean_std(per_target[t], digits) for t, _ in targets]
-             + [f"{mean_over_targets(per_target):.{digits}f}"]
-             for metric, per_target in values.items()]
-    return markdown_table(["score"] + [t for t, _ in targets] + ["mean"], lines)
+                accuracy, n_epochs, clock = fine_tune(
+                    candidate, X, y, X_test, y_test, seed=seed, image_size=image_size,
+                    epochs=epochs, device=device)
+                row = rows[candidate.name]
+                records.append({"part": "fit", "target": target, "seed": seed,
+                                "candidate": candidate.name, "n_train": len(y),
+                                "n_test": len(y_test), "test_accuracy": float(accuracy),
+                                "epochs": int(n_epochs), "fit_seconds": clock.wall,
+                                "fit_cpu_seconds": clock.cpu,
+                                **{m: _score_value(row, m) for m in METRICS},
+                                "score_seconds": row["seconds"],
+                                "n_features": int(row["n_features"])})
+                log(f"  {candidate.name:<32} accuracy {accuracy:.3f} (fit {clock.wall:.1f} s, "
+                    f"{n_epochs} epochs)  LogME {row['logme']:.3f}")
+    return records
 
 
 def main(argv=None):
@@ -403,6 +347,8 @@ def main(argv=None):
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--n-test", type=int, default=500, help="MNIST test digits")
     parser.add_argument("--device", default="auto", help='"auto", "cpu" or "cuda"')
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
     args = parser.parse_args(argv)
     seeds = list(range(1 if args.quick else args.seeds))
     epochs = args.epochs if args.epochs == "auto" else int(args.epochs)
@@ -413,60 +359,32 @@ def main(argv=None):
         device = "cuda" if torch.cuda.is_available() else "cpu"
 
     print(header("transferability scores vs fine-tuning", device))
-    print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
     targets = [
         (f"MNIST {mnist_per_class}/class", lambda s: mnist_task(mnist_per_class, s, n_test)),
         ("textures 10/class", lambda s: texture_task(10, s)),
         ("faces 20/class", lambda s: faces_task(20, s)),
     ]
     candidates = make_candidates(image_size, device, args.quick)
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
+                    threads=torch.get_num_threads(), device=device, seeds=len(seeds),
+                    max_epochs=epochs, image_size=image_size, batch_size=32,
+                    targets=[t for t, _ in targets], candidates=[c.name for c in candidates],
+                    load_average_start=os.getloadavg()[0])
+    print(f"load average at start: {meta['load_average_start']:.1f}", flush=True)
     warm_up(candidates, *targets[0][1](0)[:2], image_size=image_size, device=device)
-    results = run(targets, candidates, seeds, image_size=image_size, epochs=epochs,
+    records = run(targets, candidates, seeds, image_size=image_size, epochs=epochs,
                   device=device)
+    meta["load_average_end"] = os.getloadavg()[0]
 
-    print()
-    print(f"{len(seeds)} seed(s) (a seed draws the labeled images and the initialisation); "
-          f"{len(candidates)} candidates fine-tuned with PretrainedClassifier's default "
-          f"recipe, max_epochs={epochs} at {image_size} px, batch 32; scores on the same "
-          "training images, from one forward pass each. Cells are mean ± std over seeds; "
-          "times are wall-clock means.")
-    print("LEEP/NCE of the cut candidates are the whole MobileNetV2's (its ImageNet head on "
-          "its whole trunk); n/a: sktransfer knows no source head for that network.")
-    for target, _ in targets:
-        print(f"\n### {target}\n")
-        print(target_table(results, target, candidates))
-
-    taus = per_run(results, candidates, tau)
-    print("\n### Kendall's tau between each score and fine-tuned test accuracy\n")
-    print("Per target and seed over the candidates whose score is defined (LEEP/NCE: the "
-          "MobileNetV2 ones), then mean ± std over seeds; `mean` averages the targets.\n")
-    print(statistic_table(taus, targets))
-    print("\n### Accuracy lost by fine-tuning only the top-ranked candidate\n")
-    print("Best accuracy of all candidates minus that of the candidate the score ranks "
-          "first (0 = it picks the best; on a tie, the first listed).\n")
-    print(statistic_table(per_run(results, candidates, regret), targets, digits=3))
-
-    tune = [clock for r in results for _, clock in r["fits"].values()]
-    rank = [r["rank_clock"] for r in results]
-    wall = sum(c.wall for c in rank) / sum(c.wall for c in tune)
-    cpu = sum(c.cpu for c in rank) / sum(c.cpu for c in tune)
-    print("\n### Time: scoring every candidate vs fine-tuning every candidate\n")
-    print(markdown_table(
-        ["clock", "scoring (rank_backbones, 4 scores)", "fine-tuning", "ratio"],
-        [["wall", f"{sum(c.wall for c in rank):.1f} s", f"{sum(c.wall for c in tune):.1f} s",
-          f"{100 * wall:.1f} %"],
-         ["process CPU", f"{sum(c.cpu for c in rank):.1f} s",
-          f"{sum(c.cpu for c in tune):.1f} s", f"{100 * cpu:.1f} %"]]))
-    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
-
-    logme_tau = mean_over_targets(taus["logme"])
-    print("\n### Targets\n")
-    print(markdown_table(["target", "measured", "met"], [
-        [f"LogME mean Kendall tau >= {TAU_TARGET}", f"{logme_tau:.2f}",
-         met(logme_tau >= TAU_TARGET)],
-        [f"scoring time <= {100 * TIME_TARGET:.0f} % of fine-tuning every candidate (wall)",
-         f"{100 * wall:.1f} %", met(wall <= TIME_TARGET)],
-    ]))
+    tables = transferability_tables(meta, records)
+    print(f"\n{len(seeds)} seed(s); {len(candidates)} candidates fine-tuned with "
+          f"PretrainedClassifier's default recipe, max_epochs={epochs} at {image_size} px, "
+          "batch 32; cells are mean ± std over seeds, times wall-clock means")
+    for name, table in tables.items():
+        print(f"\n### transferability/{name}\n\n{table}")
+    print(f"\nload average at the end: {meta['load_average_end']:.1f} "
+          f"(on {os.cpu_count()} cores)")
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":
