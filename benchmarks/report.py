@@ -193,8 +193,7 @@ EVIDENCE = "Transfer...CV (evidence)"  # regression only: TransferRidgeCV(criter
 
 def linear_transfer_summary(records: list) -> tuple[str, dict]:
     """Per dataset and size, mean ± std over seeds of each row's score; the targets."""
-    methods = [k for k, v in records[0].items() if isinstance(v, dict) and "score" in v
-               and k != EVIDENCE]
+    methods = list(LINEAR_ROWS)
     others = [m for m in methods if m != "Transfer...CV"]
     rows, verdicts = [], {}
     for dataset in dict.fromkeys(r["dataset"] for r in records):
