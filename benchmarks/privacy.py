@@ -51,6 +51,7 @@ it.
                                             # ~25-30 min on one core, a probe ~2.5 min
     python benchmarks/privacy.py --methods probe
     python benchmarks/privacy.py --methods fine_tune --seeds 1 --append
+    python benchmarks/privacy.py --methods fine_tune --seed-list 1 --append   # add seed 1
     python benchmarks/privacy.py --quick    # smoke run: tiny sizes, 1 seed, epsilon 8
 """
 
@@ -182,6 +183,9 @@ def parse(argv=None):
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--epsilons", type=float, nargs="+", default=[1.0, 3.0, 8.0])
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seed-list", type=int, nargs="+",
+                        help="these seeds instead of 0 .. --seeds - 1 (with --append: to "
+                             "add or rerun some)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
     parser.add_argument("--append", action="store_true",
                         help="add this run to --out's runs instead of replacing them (its "
@@ -200,7 +204,9 @@ def parse(argv=None):
         args.n_train, args.n_test, args.n_attack = 200, 100, 100
         args.image_size, args.epochs, args.batch_size = 32, 2, 64
         args.probe_epochs = 2
-        args.epsilons, args.seeds = [8.0], 1
+        args.epsilons, args.seeds, args.seed_list = [8.0], 1, None
+    if args.seed_list is None:
+        args.seed_list = list(range(args.seeds))
     return args
 
 
@@ -210,7 +216,7 @@ def main(argv=None) -> int:
     for part in args.parts:
         data, notes[part] = load(part, args)
         records += [one_fit(args, part, method, epsilon, seed, data)
-                    for seed in range(args.seeds) for method in args.methods
+                    for seed in args.seed_list for method in args.methods
                     for epsilon in [*args.epsilons, *([] if args.private_only else [None])]]
     meta = run_meta(argv, data=notes, quick=args.quick, image_size=args.image_size,
                     epochs=args.epochs, batch_size=args.batch_size,
