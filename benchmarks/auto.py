@@ -133,6 +133,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 from _common import combine_runs, header, log, read_results, run_meta, write_results
+from report import AUTO, AUTO_AT_SHARE, DEFAULT, FLAML, GRID, GRID_SHARE, HALVING, PROBE
 from sklearn.datasets import load_digits
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.metrics import accuracy_score
@@ -161,9 +162,7 @@ IMAGES, TEXT, TABULAR = "images", "text", "tabular"
 IMAGE_SIZE = 32
 N_TEST = 1000
 # the targets (auto >= best rival - 0.01, ...) are checked by report.py's auto tables
-COMPARISONS = ("baselines", "default", "grid", "halving", "flaml")
-AUTO, DEFAULT, PROBE = "auto", "default", "exact probe"
-GRID, HALVING, FLAML = "GridSearchCV", "HalvingGridSearchCV", "FLAML"
+COMPARISONS = ("baselines", "default", "grid", "share", "halving", "flaml")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -397,16 +396,21 @@ def run_target(target: Target, seed: int, budget: float, skip) -> list[dict]:
         chosen = f" (chose {extra['chosen']})" if extra.get("chosen") else ""
         log(f"  {model:<40} {what}  fit {seconds:.1f} s{chosen}")
 
-    # the auto search
-    auto_made = auto_estimator(target, budget, seed, sources)
-    score, seconds, error, auto = run_one(lambda: auto_made, X, y, X_test, y_test)
-    winner = recipe = None
-    extra = {}
-    if auto is not None:
-        winner, recipe = auto.best_params_["candidate"], auto.best_params_["recipe"]
-        extra = {"validation_score": auto.best_score_, "transfer_gain": auto.transfer_gain_,
-                 "leaderboard": auto.leaderboard_.rows}
-    add(AUTO, score, seconds, error, chosen=winner, recipe=recipe, **extra)
+    def add_auto(model, seconds_budget):
+        """The auto search at ``seconds_budget``; its (winner, recipe)."""
+        made = auto_estimator(target, seconds_budget, seed, sources)
+        score, seconds, error, auto = run_one(lambda: made, X, y, X_test, y_test)
+        winner = recipe = None
+        extra = {}
+        if auto is not None:
+            winner, recipe = auto.best_params_["candidate"], auto.best_params_["recipe"]
+            extra = {"validation_score": auto.best_score_,
+                     "transfer_gain": auto.transfer_gain_, "leaderboard": auto.leaderboard_.rows}
+        add(model, score, seconds, error, chosen=winner, recipe=recipe,
+            **({} if model == AUTO else {"budget": seconds_budget}), **extra)
+        return winner, recipe
+
+    winner, recipe = add_auto(AUTO, budget)
 
     # what it chooses from, fitted on their own
     if "baselines" not in skip:
@@ -434,6 +438,8 @@ def run_target(target: Target, seed: int, budget: float, skip) -> list[dict]:
             search = GridSearchCV(pipe, grid, cv=folds, error_score=np.nan)
             score, seconds, error, extra = run_search(search, candidates, X, y, X_test, y_test)
             add(GRID, score, seconds, error, **extra)
+            if "share" not in skip and error is None:
+                add_auto(AUTO_AT_SHARE, GRID_SHARE * seconds)
         if "halving" not in skip:
             splitter = StratifiedKFold(len(folds), shuffle=True, random_state=search_seed(seed))
             search = HalvingGridSearchCV(pipe, grid, cv=splitter, factor=3,
