@@ -121,6 +121,20 @@ def read_results(name) -> tuple[dict, list]:
     return stored["meta"], stored["records"]
 
 
+def with_stored(path, meta: dict, records: list, key) -> tuple[dict, list]:
+    """This run's ``(meta, records)`` combined with the runs stored at
+    ``path``, less the stored records this run measures again (those whose
+    ``key(record)`` one of ``records`` has); just this run when nothing is
+    stored there."""
+    path = results_path(path)
+    if not path.exists():
+        return meta, records
+    stored_meta, stored = read_results(path)
+    again = {key(record) for record in records}
+    return combine_runs([(stored_meta, [r for r in stored if key(r) not in again]),
+                         (meta, records)])
+
+
 def combine_runs(runs, command: str | None = None) -> tuple[dict, list]:
     """One ``(meta, records)`` of several runs' ``(meta, records)``: the runs'
     metas in ``meta["runs"]``, each record tagged with its run's index; the

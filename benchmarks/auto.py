@@ -132,7 +132,8 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from _common import combine_runs, header, log, read_results, run_meta, write_results
+from _common import header, log, read_results, run_meta, write_results
+from _results import with_stored
 from report import AUTO, AUTO_AT_SHARE, DEFAULT, FLAML, GRID, GRID_SHARE, HALVING, PROBE
 from sklearn.datasets import load_digits
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
@@ -498,16 +499,12 @@ def store(path, meta: dict, rows: list, append: bool) -> None:
     """Write this run's rows to ``path`` in the results format; with
     ``append``, beside the stored rows of every (target, seed) it did not
     measure (a stored run left without rows is dropped)."""
-    runs = []
-    if append and os.path.exists(path):
-        old_meta, old_rows = read_results(path)
-        measured = {(r["target"], r["seed"]) for r in rows}
-        runs.append((old_meta, [r for r in old_rows
-                                if (r["target"], r["seed"]) not in measured]))
-    meta, records = combine_runs([*runs, (meta, _plain(rows))])
-    if len(meta["runs"]) == 1:
-        meta, records = {**meta["runs"][0]}, [{k: v for k, v in r.items() if k != "run"}
-                                              for r in records]
+    records = _plain(rows)
+    if append:
+        meta, records = with_stored(path, meta, records, lambda r: (r["target"], r["seed"]))
+        if len(meta.get("runs", [])) == 1:
+            meta, records = {**meta["runs"][0]}, [{k: v for k, v in r.items() if k != "run"}
+                                                  for r in records]
     write_results(path, meta, records)
 
 

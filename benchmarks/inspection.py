@@ -276,7 +276,7 @@ def main(argv=None):
     import torch
 
     from _common import header, run_meta, write_results
-    from _results import combine_runs, read_results
+    from _results import with_stored
     from report import inspection_tables
 
     torch.set_num_threads(args.threads)
@@ -287,10 +287,8 @@ def main(argv=None):
     for part in args.parts:
         records.append({"part": part, **PARTS[part](args)})
         print(json.dumps(records[-1], indent=1), flush=True)
-    if not args.quick and set(args.parts) != set(PARTS) and RESULTS.exists():
-        stored_meta, stored = read_results(RESULTS)
-        kept = [r for r in stored if r["part"] not in args.parts]
-        meta, records = combine_runs([(stored_meta, kept), (meta, records)])
+    if not args.quick and set(args.parts) != set(PARTS):
+        meta, records = with_stored(RESULTS, meta, records, lambda r: r["part"])
     if {"images", "table"} <= {r["part"] for r in records}:
         print("\n\n".join(inspection_tables(meta, records).values()))
     if not args.quick:

@@ -74,7 +74,14 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from _results import combine_runs, command_line, read_results, run_meta, write_results  # noqa: E402
+from _results import (  # noqa: E402
+    combine_runs,
+    command_line,
+    read_results,
+    run_meta,
+    with_stored,
+    write_results,
+)
 from report import EVIDENCE, linear_transfer_summary  # noqa: E402
 from report import LINEAR_ROWS as ROWS  # noqa: E402
 from sktransfer import (  # noqa: E402
@@ -385,7 +392,6 @@ def main():
     if args.report:
         return report(args.report, args.out)
     warnings.filterwarnings("ignore", category=ConvergenceWarning)
-    stored = read_results(args.out) if args.append and os.path.exists(args.out) else None
     started = time.perf_counter()
     tasks = []
     with threadpool_limits(1, "blas"):
@@ -408,10 +414,8 @@ def main():
                 if not args.append:  # a long run keeps what it has measured
                     write_results(args.out, meta, records)
     seconds = meta["seconds"] = time.perf_counter() - started
-    if args.append and stored is not None:
-        old_meta, old = stored
-        kept = [r for r in old if r["dataset"] not in args.datasets]
-        meta, records = combine_runs([(old_meta, kept), (meta, records)])
+    if args.append:
+        meta, records = with_stored(args.out, meta, records, lambda r: r["dataset"])
     write_results(args.out, meta, records)
     table, verdicts = linear_transfer_summary(records)
     print(table)

@@ -67,7 +67,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
 from _common import mnist_digits, run_meta, write_results
-from _results import combine_runs, read_results, results_path
+from _results import with_stored
 from report import privacy_tables
 from sktransfer import DP, ImageBackbone, PretrainedClassifier, TextEncoder
 
@@ -154,13 +154,6 @@ def _key(record) -> tuple:
     return record["part"], record["method"], record["epsilon"], record["seed"]
 
 
-def _without(stored, records):
-    """The stored ``(meta, records)`` less the fits that ``records`` measure again."""
-    meta, old = stored
-    again = {_key(record) for record in records}
-    return meta, [record for record in old if _key(record) not in again]
-
-
 def parse(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=4000)
@@ -223,9 +216,8 @@ def main(argv=None) -> int:
                     probe_epochs=args.probe_epochs, probe_batch_size=args.probe_batch_size,
                     probe_lr=args.probe_lr, fine_tune_lr=args.fine_tune_lr,
                     plain_fine_tune_lr=args.plain_fine_tune_lr)
-    if args.append and results_path(args.out).exists():
-        meta, records = combine_runs([_without(read_results(args.out), records),
-                                      (meta, records)])
+    if args.append:
+        meta, records = with_stored(args.out, meta, records, _key)
     path = write_results(args.out, meta, records)
     for name, table in privacy_tables(meta, records).items():
         print(f"\n{name}\n{table}")

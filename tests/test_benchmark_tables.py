@@ -78,3 +78,18 @@ def test_combined_runs_keep_each_run_and_tag_its_records():
     assert meta["date"] == "2026-01-02T00:00Z" and meta["command"] == "python a.py --merge"
     meta, records = results.combine_runs([(meta, records), first])
     assert len(meta["runs"]) == 3 and [r["run"] for r in records] == [0, 0, 1, 2, 2]
+
+
+def test_a_rerun_replaces_the_stored_records_it_measures_again(tmp_path):
+    results = _load("_results")
+    path = tmp_path / "x.json"
+    run = {"date": "2026-01-01T00:00Z", "command": "python x.py"}
+    assert results.with_stored(path, run, [{"k": 1}], lambda r: r["k"]) == (run, [{"k": 1}])
+    results.write_results(path, run, [{"k": 1, "v": "old"}, {"k": 2, "v": "old"}])
+    rerun = {"date": "2026-01-02T00:00Z", "command": "python x.py --k 2"}
+    meta, records = results.with_stored(path, rerun, [{"k": 2, "v": "new"}], lambda r: r["k"])
+    assert [(r["k"], r["v"], r["run"]) for r in records] == [(1, "old", 0), (2, "new", 1)]
+    assert [m["command"] for m in meta["runs"]] == ["python x.py", "python x.py --k 2"]
+    # a stored run whose every record is measured again is dropped
+    meta, records = results.with_stored(path, rerun, [{"k": 1}, {"k": 2}], lambda r: r["k"])
+    assert [m["command"] for m in meta["runs"]] == ["python x.py --k 2"]

@@ -25,7 +25,7 @@ from sklearn.utils.validation import (
 from .._base import atomic_fit
 from .._compat import Interval, StrOptions, _fit_context
 from .._exceptions import NegativeTransferWarning
-from .._options import IMAGES, TABULAR, TEXT
+from .._options import IMAGES, TABULAR
 from .leaderboard import Leaderboard
 from .networks import available_networks, kept_pairs, rank_pairs
 from .search import ONE_SHOT_SHARE, Budget, Search, SearchData, make_folds

@@ -13,7 +13,7 @@ import numpy as np
 
 from .._compat import _safe_indexing
 from .._options import IMAGES, TEXT
-from .space import DEFAULT_TEXT_ENCODER, Source, image_backbone, text_backbone
+from .space import Source, image_backbone, text_backbone
 
 RANKING_SAMPLES = 500  # LogME is computed on at most this many samples
 RANKING_SHARE = 0.2  # of the budget, at most, for ranking
