@@ -41,9 +41,25 @@ odd / even), 1,000 training digits with 30 % of each task's labels missing
 hidden_layer_sizes=(256, 128)))`` against one such model per task (each on
 the rows labeled for it); per-task test accuracy and total fit time.
 
+One record per fit is written to ``benchmarks/results/partial_labels.json``
+in the format of ``_results`` (``--out`` elsewhere; a ``--quick`` run writes
+only where ``--out`` says) as the run goes, so that an interrupted run keeps
+what it measured: its part (``da``, ``ssl``, ``mt``), row, seed, test
+accuracy, fit seconds and epochs trained; a domain-adaptation fit its pair
+(``mnist-digits`` or ``digits-mnist``) and its method and strength (skada's
+rows: ``reg``); a semi-supervised fit its target, ``unlabeled`` method,
+ratio and sample counts; a multi-task fit its tasks, labeled rows per task
+and test accuracy per task (the multi-task model one record for both tasks,
+the separate models one each). ``--append`` adds the run to the stored ones:
+its fits replace those of the same part, pair or target, row, tasks and
+seed, and the others stay, so the parts can be run apart.
+``partial_labels_tables`` in ``benchmarks/report.py`` makes the tables of
+it; the script prints those of the parts it ran.
+
     .venv/bin/python benchmarks/partial_labels.py                  # everything, 5 seeds
-    .venv/bin/python benchmarks/partial_labels.py --quick          # smoke run
+    .venv/bin/python benchmarks/partial_labels.py --quick --out /tmp/p.json   # smoke run
     .venv/bin/python benchmarks/partial_labels.py --parts da mt --seeds 5
+    .venv/bin/python benchmarks/partial_labels.py --parts ssl --seeds 5 --append
 
 Targets: the best of CORAL / MMD / DANN >= source only + 0.05 and
 >= skada's best on the same direction; FixMatch >= supervised only + 0.05;
@@ -53,16 +69,20 @@ multi-task >= separate models - 0.01 per task in less total fit time.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
 import os
 import time
 import warnings
+from functools import partial
 
 import numpy as np
 import torch
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
-from _common import header
+from _common import header, run_meta, store, write_results
+from _results import with_stored
+from report import partial_labels_tables
 from strategies import texture_task
 from sktransfer import (
     DANN,
@@ -75,6 +95,8 @@ from sktransfer import (
     PseudoLabel,
 )
 
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "partial_labels.json")
 SPLIT_SEED = 12345
 HIDDEN = (256, 128)
 
@@ -148,9 +170,18 @@ def skada_row(kind, seed, epochs, strength, X_fit, y_fit):
 
 
 ADAPTATIONS = {"CORAL": Coral, "MMD": MMD, "DANN": DANN}
+# the directions as adaptation.py names its pairs (report.py labels both alike)
+DIRECTIONS = {"MNIST -> digits": "mnist-digits", "digits -> MNIST": "digits-mnist"}
 
 
-def run_da(directions, seeds, strength, quick):
+def da_record(fits, pair, seed, row, score, seconds, epochs, **fields):
+    """Append the record of one domain-adaptation fit to ``fits``."""
+    fits.append({"part": "da", "pair": pair, "row": row, "seed": seed,
+                 "test_accuracy": float(score), "fit_seconds": seconds, "epochs": epochs,
+                 **fields})
+
+
+def run_da(directions, seeds, strength, quick, records, save):
     rows = ["source only", "CORAL", "MMD", "DANN", "skada DeepCoral", "skada DANN",
             "target labeled (upper bound)"]
     try:
@@ -158,38 +189,40 @@ def run_da(directions, seeds, strength, quick):
     except ImportError:
         rows = [r for r in rows if not r.startswith("skada")]
         print("skada is not installed: its rows are skipped (pip install skada==0.6.0)")
-    results = {}
     for direction in directions:
         X_fit, y_fit, X_test, y_test, X_adapt, y_adapt = da_task(direction)
         for seed in seeds:
+            fits = []
+            record = partial(da_record, fits, DIRECTIONS[direction], seed)
             start = time.perf_counter()
             base = ours(seed, unlabeled="ignore", max_epochs=3 if quick else "auto")
             base.fit(X_fit, y_fit)
-            times = {"source only": time.perf_counter() - start}
-            scores = {"source only": base.score(X_test, y_test)}
+            record("source only", base.score(X_test, y_test), time.perf_counter() - start,
+                   base.n_iter_, method=None, strength=None)
             epochs = base.n_iter_
             for row in rows[1:]:
                 start = time.perf_counter()
                 if row in ADAPTATIONS:
                     model = ours(seed, domain_adaptation=ADAPTATIONS[row](strength=strength),
                                  max_epochs=epochs).fit(X_fit, y_fit)
-                    score = model.score(X_test, y_test)
+                    record(row, model.score(X_test, y_test), time.perf_counter() - start,
+                           model.n_iter_, method=ADAPTATIONS[row].__name__, strength=strength)
                 elif row.startswith("skada"):
                     kind = "coral" if "Coral" in row else "dann"
                     model = skada_row(kind, seed, epochs, strength, X_fit, y_fit)
                     predicted = model.predict(X_test.astype(np.float32),
                                               sample_domain=np.full(len(X_test), -2))
-                    score = float(np.mean(predicted == y_test))
+                    record(row, np.mean(predicted == y_test), time.perf_counter() - start,
+                           epochs, reg=strength)
                 else:
                     model = ours(seed, max_epochs=3 if quick else "auto").fit(X_adapt, y_adapt)
-                    score = model.score(X_test, y_test)
-                times[row] = time.perf_counter() - start
-                scores[row] = score
-            for row in rows:
-                results.setdefault((direction, row), []).append((scores[row], times[row]))
+                    record(row, model.score(X_test, y_test), time.perf_counter() - start,
+                           model.n_iter_, method=None, strength=None)
+            records += fits
+            save()
             print(f"{direction} seed {seed}: " + ", ".join(
-                f"{r} {scores[r]:.3f}" for r in rows) + f" ({epochs} epochs)", flush=True)
-    return rows, results
+                f"{r['row']} {r['test_accuracy']:.3f}" for r in fits)
+                + f" ({epochs} epochs)", flush=True)
 
 
 # -- semi-supervised ---------------------------------------------------------------------------
@@ -224,10 +257,9 @@ def texture_ssl_task(seed, per_class=5):
 SSL_TARGETS = ("MNIST 10/class", "textures 5/class")
 
 
-def run_ssl(targets, seeds, image_size, epochs, ratio, n_unlabeled, quick):
+def run_ssl(targets, seeds, image_size, epochs, ratio, n_unlabeled, quick, records, save):
     rows = {"supervised only": "ignore", "pseudo-label": PseudoLabel(ratio=ratio),
             "FixMatch": FixMatch(ratio=ratio)}
-    results = {}
     for target in targets:
         for seed in seeds:
             if target == "MNIST 10/class":
@@ -243,20 +275,28 @@ def run_ssl(targets, seeds, image_size, epochs, ratio, n_unlabeled, quick):
                     weights="IMAGENET1K_V1", batch_size=32, device="cpu", random_state=seed,
                     unlabeled=method, max_epochs=epochs).fit(X_fit, y_fit)
                 seconds = time.perf_counter() - start
-                score = clf.score(X_test, y_test)
-                results.setdefault((target, row), []).append((score, seconds))
+                score = float(clf.score(X_test, y_test))
+                records.append({
+                    "part": "ssl", "target": target, "row": row, "seed": seed,
+                    "unlabeled": method if isinstance(method, str) else type(method).__name__,
+                    "ratio": None if isinstance(method, str) else ratio,
+                    "n_labeled": int(np.sum(y_fit != -1)), "n_unlabeled": int(np.sum(y_fit == -1)),
+                    "n_test": len(y_test), "test_accuracy": score, "fit_seconds": seconds,
+                    "epochs": clf.n_iter_})
+                save()
                 line.append(f"{row} {score:.3f} ({seconds:.0f} s)")
             print(f"SSL {target} seed {seed}: " + ", ".join(line), flush=True)
-    return list(rows), results
 
 
 # -- multi-task --------------------------------------------------------------------------------
 
 
-def run_mt(seeds, quick):
+MT_TASKS = ("digit", "odd/even")
+
+
+def run_mt(seeds, quick, records, save):
     X, y = mnist_flat()
     Y = np.c_[y, y % 2]
-    results = {}
     budget = dict(max_epochs=3) if quick else {}
     for seed in seeds:
         rng = np.random.RandomState(seed)
@@ -269,64 +309,40 @@ def run_mt(seeds, quick):
         joint = ours(seed, **budget).fit(X[train], Y_train)
         joint_time = time.perf_counter() - start
         predicted = joint.predict(X[test])
-        separate_time, line = 0.0, []
-        for task, name in enumerate(("digit", "odd/even")):
+        fits = [{"part": "mt", "row": "multi-task", "tasks": list(MT_TASKS), "seed": seed,
+                 "n_labeled": [int(np.sum(Y_train[:, task] != -1)) for task in range(2)],
+                 "test_accuracy": {name: float(np.mean(predicted[:, task] == Y[test, task]))
+                                   for task, name in enumerate(MT_TASKS)},
+                 "fit_seconds": joint_time, "epochs": joint.n_iter_}]
+        for task, name in enumerate(MT_TASKS):
             rows = Y_train[:, task] != -1
             start = time.perf_counter()
             alone = ours(seed, **budget).fit(X[train][rows], Y_train[rows, task])
-            separate_time += time.perf_counter() - start
-            joint_acc = float(np.mean(predicted[:, task] == Y[test, task]))
-            alone_acc = alone.score(X[test], Y[test, task])
-            results.setdefault(("multi-task", name), []).append((joint_acc, joint_time))
-            results.setdefault(("separate", name), []).append((alone_acc, np.nan))
-            line.append(f"{name}: multi-task {joint_acc:.3f} vs separate {alone_acc:.3f}")
-        results.setdefault(("separate", "time"), []).append((np.nan, separate_time))
-        print(f"MT seed {seed}: " + "; ".join(line)
-              + f"; fit {joint_time:.1f} s vs {separate_time:.1f} s", flush=True)
-    return results
+            fits.append({"part": "mt", "row": "separate", "tasks": [name], "seed": seed,
+                         "n_labeled": [int(rows.sum())],
+                         "test_accuracy": {name: float(alone.score(X[test], Y[test, task]))},
+                         "fit_seconds": time.perf_counter() - start, "epochs": alone.n_iter_})
+        records += fits
+        save()
+        separate_time = sum(r["fit_seconds"] for r in fits[1:])
+        print(f"MT seed {seed}: " + "; ".join(
+            f"{name}: multi-task {fits[0]['test_accuracy'][name]:.3f} vs separate "
+            f"{fits[1 + task]['test_accuracy'][name]:.3f}" for task, name in enumerate(MT_TASKS))
+            + f"; fit {joint_time:.1f} s vs {separate_time:.1f} s", flush=True)
 
 
-# -- tables ---------------------------------------------------------------------------------------
+# -- results ----------------------------------------------------------------------------------
 
 
-def stats(values):
-    scores = [v[0] for v in values]
-    times = [v[1] for v in values]
-    finite = [t for t in times if np.isfinite(t)]
-    return float(np.mean(scores)), float(np.std(scores)), float(np.mean(finite) if finite else np.nan)
+def _key(record) -> tuple:
+    """What a fit measures: its part, pair or target, row, tasks and seed."""
+    return (record["part"], record.get("pair"), record.get("target"), record["row"],
+            tuple(record.get("tasks", ())), record["seed"])
 
 
-def table(title, rows, columns, results):
-    lines = [f"\n{title}\n", "| row | " + " | ".join(columns) + " |",
-             "| --- |" + " --- |" * len(columns)]
-    for row in rows:
-        cells = []
-        for column in columns:
-            values = results.get((column, row))
-            if not values:
-                cells.append("not run")
-                continue
-            mean, std, seconds = stats(values)
-            cells.append(f"{mean:.3f} ± {std:.3f} ({seconds:.1f} s)")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def da_checks(directions, results):
-    lines = ["\n| check | setting | measured | result |", "| --- | --- | --- | --- |"]
-    for direction in directions:
-        base = stats(results[(direction, "source only")])[0]
-        ours_best = max(("CORAL", "MMD", "DANN"),
-                        key=lambda r: stats(results[(direction, r)])[0])
-        best = stats(results[(direction, ours_best)])[0]
-        lines.append(f"| best DA >= source only + 0.05 | {direction} | {ours_best} {best:.3f} "
-                     f"vs {base:.3f} + 0.05 | {'met' if best >= base + 0.05 else 'not met'} |")
-        skada_rows = [r for r in ("skada DeepCoral", "skada DANN") if (direction, r) in results]
-        if skada_rows:
-            skada_best = max(stats(results[(direction, r)])[0] for r in skada_rows)
-            lines.append(f"| best DA >= skada's best | {direction} | {best:.3f} vs "
-                         f"{skada_best:.3f} | {'met' if best >= skada_best else 'not met'} |")
-    return "\n".join(lines)
+# the tables printed after each part
+PRINTED = {"da": ("da", "da_targets"), "ssl": ("ssl", "ssl_seeds", "ssl_targets"),
+           "mt": ("mt", "mt_targets")}
 
 
 def main(argv=None):
@@ -338,8 +354,8 @@ def main(argv=None):
                         help="seeds are first-seed .. first-seed + seeds - 1 (to extend a run)")
     parser.add_argument("--parts", nargs="*", default=["da", "ssl", "mt"],
                         choices=["da", "ssl", "mt"])
-    parser.add_argument("--directions", nargs="*",
-                        default=["MNIST -> digits", "digits -> MNIST"])
+    parser.add_argument("--directions", nargs="*", default=list(DIRECTIONS),
+                        choices=list(DIRECTIONS))
     parser.add_argument("--strength", type=float, default=1.0)
     parser.add_argument("--image-size", type=int, default=32)
     parser.add_argument("--ssl-epochs", type=int, default=30)
@@ -347,43 +363,61 @@ def main(argv=None):
     parser.add_argument("--n-unlabeled", type=int, default=2000)
     parser.add_argument("--ssl-targets", nargs="*", default=list(SSL_TARGETS),
                         choices=SSL_TARGETS)
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to --out's runs instead of replacing them (its "
+                             "fits replace the stored ones of the same part, pair or target, "
+                             "row and seed; the other parts' stay)")
     args = parser.parse_args(argv)
     seeds = [args.first_seed + i for i in range(1 if args.quick else args.seeds)]
+    ssl_epochs = 2 if args.quick else args.ssl_epochs
+    n_unlabeled = 200 if args.quick else args.n_unlabeled
     warnings.filterwarnings("ignore", category=ConvergenceWarning)  # counted by n_iter_
     print(header("partial labels"))
     print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
+    try:
+        skada_version = importlib.metadata.version("skada")
+    except importlib.metadata.PackageNotFoundError:
+        skada_version = None
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
+                    threads=torch.get_num_threads(), parts=args.parts, seeds=seeds,
+                    hidden_layer_sizes=list(HIDDEN), split_seed=SPLIT_SEED,
+                    strength=args.strength, image_size=args.image_size,
+                    ssl_epochs=ssl_epochs, ratio=args.ratio, n_unlabeled=n_unlabeled,
+                    skada=skada_version)
+    records = []
+
+    def results():
+        """This run's ``(meta, records)``, with (``--append``) the stored ones
+        it does not replace."""
+        return with_stored(args.out, meta, records, _key) if args.append else (meta, records)
+
+    def save():  # as the run goes: an interrupted run keeps what it measured
+        if not (args.quick and args.out == RESULTS):
+            write_results(args.out, *results())
+
+    def show(part):
+        tables = partial_labels_tables(*results())
+        print("".join(f"\n{tables[key]}\n" for key in PRINTED[part] if key in tables),
+              flush=True)
+
     if "da" in args.parts:
-        rows, results = run_da(args.directions, seeds, args.strength, args.quick)
-        print(table("Domain adaptation: target test accuracy, mean ± std (mean fit s)",
-                    rows, args.directions, results))
-        print(da_checks(args.directions, results))
+        run_da(args.directions, seeds, args.strength, args.quick, records, save)
+        print("\nDomain adaptation: target test accuracy, mean ± std (mean fit s)")
+        show("da")
     if "ssl" in args.parts:
-        epochs = 2 if args.quick else args.ssl_epochs
-        n_unlabeled = 200 if args.quick else args.n_unlabeled
-        rows, results = run_ssl(args.ssl_targets, seeds, args.image_size, epochs, args.ratio,
-                                n_unlabeled, args.quick)
-        print(table(f"Semi-supervised (MNIST: {n_unlabeled} unlabeled), {epochs} epochs, "
-                    f"mu={args.ratio}: test accuracy, mean ± std (mean fit s)", rows,
-                    args.ssl_targets, results))
-        for target in args.ssl_targets:
-            base = stats(results[(target, "supervised only")])[0]
-            fixmatch = stats(results[(target, "FixMatch")])[0]
-            print(f"\n{target}: FixMatch >= supervised only + 0.05: {fixmatch:.3f} vs "
-                  f"{base:.3f} + 0.05: {'met' if fixmatch >= base + 0.05 else 'not met'}")
+        run_ssl(args.ssl_targets, seeds, args.image_size, ssl_epochs, args.ratio,
+                n_unlabeled, args.quick, records, save)
+        print(f"\nSemi-supervised (MNIST: {n_unlabeled} unlabeled), {ssl_epochs} epochs, "
+              f"mu={args.ratio}: test accuracy, mean ± std")
+        show("ssl")
     if "mt" in args.parts:
-        results = run_mt(seeds, args.quick)
+        run_mt(seeds, args.quick, records, save)
         print("\nMulti-task (MNIST, digit + odd/even, 30 % of each task's labels missing): "
-              "per-task test accuracy, mean ± std\n")
-        print("| task | multi-task | separate models | check (>= separate - 0.01) |")
-        print("| --- | --- | --- | --- |")
-        for name in ("digit", "odd/even"):
-            joint, alone = stats(results[("multi-task", name)]), stats(results[("separate", name)])
-            print(f"| {name} | {joint[0]:.3f} ± {joint[1]:.3f} | {alone[0]:.3f} ± {alone[1]:.3f}"
-                  f" | {'met' if joint[0] >= alone[0] - 0.01 else 'not met'} |")
-        joint_time = stats(results[("multi-task", "digit")])[2]
-        separate_time = stats(results[("separate", "time")])[2]
-        print(f"\nTotal fit time: multi-task {joint_time:.1f} s vs separate {separate_time:.1f} s"
-              f" ({'met' if joint_time < separate_time else 'not met'})")
+              "per-task test accuracy, mean ± std")
+        show("mt")
+    store(args, RESULTS, *results())
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
 
 

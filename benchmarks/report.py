@@ -101,6 +101,55 @@ def _spearman(a, b) -> float:
     return spearmanr(a, b).statistic
 
 
+def _accuracy_rows(records, column, columns, labels, cell, bold=()) -> list:
+    """One row per label (the records' ``"row"``), one cell per value of
+    ``column``: ``cell(the label's records there, bold)``, "not run" where
+    there are none; ``bold`` is true for the label of ``bold`` with the
+    highest mean test accuracy in the column."""
+    best = {}
+    for value in columns:
+        means = _mean_accuracies(records, column, value)
+        candidates = [label for label in bold if label in means]
+        best[value] = max(candidates, key=means.get) if candidates else None
+    rows = []
+    for label in labels:
+        cells = []
+        for value in columns:
+            group = [r for r in records if r[column] == value and r["row"] == label]
+            cells.append(cell(group, label == best[value]) if group else "not run")
+        rows.append([label, *cells])
+    return rows
+
+
+def _mean_accuracies(records, column, value) -> dict:
+    """``{row: mean test accuracy}`` of the records whose ``column`` is ``value``."""
+    accuracies = {}
+    for r in records:
+        if r[column] == value:
+            accuracies.setdefault(r["row"], []).append(r["test_accuracy"])
+    return {label: float(np.mean(acc)) for label, acc in accuracies.items()}
+
+
+def _adapted_vs(means: dict, adapted, margin: float, verdict=_met, gap=False) -> tuple:
+    """The cells of "the best of ``adapted`` >= source only + ``margin``" and
+    "the best of ``adapted`` >= skada's best row" (rows named "skada ...")
+    from one pair's ``{row: mean test accuracy}``; ``gap`` adds the gain
+    over source only to a target not met."""
+    best = max((label for label in means if label in adapted), key=means.get, default=None)
+    if best is None or "source only" not in means:
+        return "not run", "not run"
+    base = means["source only"]
+    ok = means[best] >= base + margin
+    over_source = (f"{verdict(ok)} ({best} {means[best]:.3f} vs {base:.3f}"
+                   + (f": {means[best] - base:+.3f}" if gap and not ok else "") + ")")
+    rivals = [label for label in means if label.startswith("skada ")]
+    rival = max(rivals, key=means.get) if rivals else None
+    over_skada = ("not run" if rival is None else
+                  f"{verdict(means[best] >= means[rival])} ({means[best]:.3f} vs "
+                  f"{rival.removeprefix('skada ')} {means[rival]:.3f})")
+    return over_source, over_skada
+
+
 def adaptation_tables(meta: dict, records: list) -> dict:
     """Accuracy per row and pair, the scorers' rankings, and the targets."""
     pairs = sorted({r["pair"] for r in records})
@@ -108,17 +157,11 @@ def adaptation_tables(meta: dict, records: list) -> dict:
     scorers = list(dict.fromkeys(k.removeprefix("score_") for r in records for k in r
                                  if k.startswith("score_")))
 
-    def accuracy(pair, label):
-        return [r["test_accuracy"] for r in records if r["pair"] == pair and r["row"] == label]
+    def cell(group, bold):
+        acc = [r["test_accuracy"] for r in group]
+        return f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})"
 
-    rows = []
-    for label in labels:
-        cells = []
-        for pair in pairs:
-            acc = accuracy(pair, label)
-            cells.append(f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})" if acc
-                         else "not run")
-        rows.append([label, *cells])
+    rows = _accuracy_rows(records, "pair", pairs, labels, cell)
     tables = {"accuracy": markdown_table(["row", *(PAIRS.get(p, p) for p in pairs)], rows)}
 
     rows, gaps = [], {}
@@ -150,20 +193,10 @@ def adaptation_tables(meta: dict, records: list) -> dict:
          "chosen setting's accuracy", "best setting's accuracy (target labels)"], rows)
 
     defaults = {r["row"] for r in records if r.get("method") and r.get("strength") == 1.0}
-    skada = {r["row"] for r in records if r["row"].startswith("skada ")}
     judged = [p for p in pairs if all((p, name) in gaps for name in scorers)]
-    over_source, over_skada = [], []
-    for pair in judged:
-        means = {label: np.mean(acc) for label in labels if (acc := accuracy(pair, label))}
-        best = max((label for label in means if label in defaults), key=means.get)
-        base = means["source only"]
-        over_source.append(f"{_met(means[best] >= base + 0.03)} ({best} {means[best]:.3f} vs "
-                           f"{base:.3f})")
-        rivals = [label for label in means if label in skada]
-        rival = max(rivals, key=means.get) if rivals else None
-        over_skada.append("not run" if rival is None else
-                          f"{_met(means[best] >= means[rival])} ({means[best]:.3f} vs "
-                          f"{rival.removeprefix('skada ')} {means[rival]:.3f})")
+    over_source, over_skada = zip(*(_adapted_vs(_mean_accuracies(records, "pair", pair),
+                                                 defaults, 0.03) for pair in judged)) \
+        if judged else ((), ())
     rows = [["best default method ≥ source only + 0.03", *over_source],
             ["best default method ≥ skada's best", *over_skada]]
     for name in scorers:
@@ -181,6 +214,129 @@ def adaptation_tables(meta: dict, records: list) -> dict:
                      f"{_met(within[top] >= 2)} ({top}: {within[top]} of {len(judged)})",
                      *([""] * (len(judged) - 1))])
     tables["targets"] = markdown_table(["target", *(PAIRS.get(p, p) for p in judged)], rows)
+    return tables
+
+
+# -- partial_labels --------------------------------------------------------------------------
+
+PARTIAL_DA_MARGIN = 0.05  # the best of CORAL / MMD / DANN over source only, at least
+PARTIAL_SSL_MARGIN = 0.05  # FixMatch over supervised only, at least
+PARTIAL_MT_TOLERANCE = 0.01  # the multi-task model below the separate ones, per task, at most
+UPPER_BOUND = "target labeled (upper bound)"
+SSL_LABELS = {"supervised only": 'supervised only (`unlabeled="ignore"`)'}
+MT_LABELS = {"odd/even": "odd / even"}
+
+
+def _smoke_or_met(meta: dict):
+    """``_met``, or a smoke run's note where a run of ``meta`` was ``--quick``."""
+    if any(run.get("quick") for run in meta.get("runs", [meta])):
+        return lambda ok: "smoke run (--quick)"
+    return _met
+
+
+def _bold_mean_std(group, bold) -> str:
+    text = _mean_std([r["test_accuracy"] for r in group])
+    return f"**{text}**" if bold else text
+
+
+def _partial_da_tables(records: list, verdict) -> dict:
+    pairs = list(dict.fromkeys(r["pair"] for r in records))
+    labels = list(dict.fromkeys(r["row"] for r in records))
+    ours = {r["row"] for r in records if r.get("method")}
+    headers = [PAIRS.get(p, p) for p in pairs]
+
+    def cell(group, bold):
+        return f"{_bold_mean_std(group, bold)} ({np.mean([r['fit_seconds'] for r in group]):.1f} s)"
+
+    rows = _accuracy_rows(records, "pair", pairs, labels, cell,
+                          bold=[label for label in labels if label != UPPER_BOUND])
+    over_source, over_skada = zip(*(_adapted_vs(_mean_accuracies(records, "pair", pair), ours,
+                                                PARTIAL_DA_MARGIN, verdict, gap=True)
+                                    for pair in pairs))
+    return {"da": markdown_table(["row", *headers], rows),
+            "da_targets": markdown_table(["target", *headers], [
+                [f"best DA ≥ source only + {PARTIAL_DA_MARGIN}", *over_source],
+                ["best DA ≥ skada's best", *over_skada]])}
+
+
+def _partial_ssl_tables(records: list, verdict) -> dict:
+    targets = list(dict.fromkeys(r["target"] for r in records))
+    labels = list(dict.fromkeys(r["row"] for r in records))
+    rows = _accuracy_rows(records, "target", targets, labels, _bold_mean_std, bold=labels)
+    tables = {"ssl": markdown_table(["row", *targets],
+                                    [[SSL_LABELS.get(row[0], row[0]), *row[1:]]
+                                     for row in rows])}
+    by_seed = {}  # (target, seed) -> {row: test accuracy}
+    for r in records:
+        by_seed.setdefault((r["target"], r["seed"]), {})[r["row"]] = r["test_accuracy"]
+    tables["ssl_seeds"] = markdown_table(["target", "seed", *labels], [
+        [target, seed, *(f"{acc[label]:.3f}" if label in acc else "not run"
+                         for label in labels)]
+        for (target, seed), acc in sorted(by_seed.items(), key=lambda item: (
+            targets.index(item[0][0]), item[0][1]))])
+    rows = []
+    for target in targets:
+        means = _mean_accuracies(records, "target", target)
+        if "FixMatch" not in means or "supervised only" not in means:
+            continue
+        fixmatch, base = means["FixMatch"], means["supervised only"]
+        paired = [acc for (t, _), acc in by_seed.items() if t == target
+                  and {"FixMatch", "supervised only"} <= set(acc)]
+        above = sum(acc["FixMatch"] > acc["supervised only"] for acc in paired)
+        measured = (f"{fixmatch:.3f} vs {base:.3f} ({fixmatch - base:+.3f}; above on {above} "
+                    f"of {len(paired)} seeds)")
+        rows.append([f"FixMatch ≥ supervised only + {PARTIAL_SSL_MARGIN}, {target}", measured,
+                     verdict(fixmatch >= base + PARTIAL_SSL_MARGIN)])
+    tables["ssl_targets"] = markdown_table(["target", "measured", "met"], rows)
+    return tables
+
+
+def _partial_mt_tables(records: list, verdict) -> dict:
+    tasks = list(dict.fromkeys(task for r in records for task in r["tasks"]))
+
+    def accuracy(row, task):
+        return [r["test_accuracy"][task] for r in records
+                if r["row"] == row and task in r["tasks"]]
+
+    main = markdown_table(["task", "multi-task", "separate models"], [
+        [MT_LABELS.get(task, task), _mean_std(accuracy("multi-task", task)),
+         _mean_std(accuracy("separate", task))] for task in tasks])
+    rows = []
+    for task in tasks:
+        joint, alone = accuracy("multi-task", task), accuracy("separate", task)
+        if joint and alone:
+            joint, alone = np.mean(joint), np.mean(alone)
+            label = MT_LABELS.get(task, task)
+            rows.append([f"multi-task ≥ separate − {PARTIAL_MT_TOLERANCE}, {label}",
+                         f"{joint:.3f} vs {alone:.3f}",
+                         verdict(joint >= alone - PARTIAL_MT_TOLERANCE)])
+
+    def seconds(row, seed):  # a seed's fits of the row, in total
+        return sum(r["fit_seconds"] for r in records if r["row"] == row and r["seed"] == seed)
+
+    seeds = sorted({r["seed"] for r in records if r["row"] == "multi-task"}
+                   & {r["seed"] for r in records if r["row"] == "separate"})
+    if seeds:
+        joint = np.mean([seconds("multi-task", seed) for seed in seeds])
+        alone = np.mean([seconds("separate", seed) for seed in seeds])
+        rows.append([("total fit time: the multi-task model < the separate ones (mean over "
+                      "seeds)"), f"{joint:.1f} s vs {alone:.1f} s", verdict(joint < alone)])
+    return {"mt": main, "mt_targets": markdown_table(["target", "measured", "met"], rows)}
+
+
+def partial_labels_tables(meta: dict, records: list) -> dict:
+    """Domain adaptation: each row's target test accuracy and fit seconds per
+    direction, the targets; semi-supervised: each row's test accuracy per
+    target, per seed, the targets; multi-task: per-task test accuracy of the
+    multi-task model and the separate ones, the targets. A part without
+    records has no tables."""
+    verdict = _smoke_or_met(meta)
+    tables = {}
+    for part, make in (("da", _partial_da_tables), ("ssl", _partial_ssl_tables),
+                       ("mt", _partial_mt_tables)):
+        part_records = [r for r in records if r["part"] == part]
+        if part_records:
+            tables.update(make(part_records, verdict))
     return tables
 
 

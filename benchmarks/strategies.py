@@ -40,8 +40,8 @@ import warnings
 
 import numpy as np
 import torch
-from _common import log, read_results, run_meta, store
-from _results import combine_runs
+from _common import run_meta, store
+from _results import with_stored
 from report import strategies_tables
 from sklearn.exceptions import ConvergenceWarning
 
@@ -165,14 +165,11 @@ def _key(record) -> tuple:
     return record["max_epochs"], record["target"], record["strategy"], record["seed"]
 
 
-def with_stored(path, meta, records) -> tuple[dict, list]:
+def appended(path, meta, records) -> tuple[dict, list]:
     """The stored runs of ``path`` less the fits ``records`` measure again,
     then this run; the records in the order of the budgets' first runs,
     ``TARGETS``, ``CONFIGS`` and seeds (the order of the tables' rows)."""
-    stored_meta, stored = read_results(path)
-    again = {_key(r) for r in records}
-    meta, records = combine_runs([(stored_meta, [r for r in stored if _key(r) not in again]),
-                                  (meta, records)])
+    meta, records = with_stored(path, meta, records, _key)
     budgets = list(dict.fromkeys(r["max_epochs"] for r in records))
 
     def position(names, name):
@@ -232,7 +229,7 @@ def main(argv=None):
     for table in strategies_tables(meta, records).values():
         print(f"\n{table}")
     if args.append and os.path.exists(args.out) and not (args.quick and args.out == RESULTS):
-        meta, records = with_stored(args.out, meta, records)
+        meta, records = appended(args.out, meta, records)
     store(args, RESULTS, meta, records)
 
 

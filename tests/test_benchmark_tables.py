@@ -135,3 +135,80 @@ def test_strategies_tables_group_targets_by_budget_and_rows():
     # one seed: no spread
     assert tables["epochs6-mnist10"].splitlines()[2:] == [
         "| linear probe (exact) | 0.600 | 1.0 | 0 (0 of 1) |"]
+
+
+def _partial_labels_records():
+    """Two seeds per fit, test accuracy mean ± 0.01: the mean given here."""
+    def seeds(record, mean, seconds=10.0):
+        return [{**record, "seed": seed, "test_accuracy": mean + delta,
+                 "fit_seconds": seconds + delta * 100} for seed, delta in ((0, -0.01), (1, 0.01))]
+
+    records = []
+    da = {"mnist-digits": {"source only": 0.61, "CORAL": 0.64, "MMD": 0.76, "DANN": 0.71,
+                           "skada DeepCoral": 0.66, "target labeled (upper bound)": 0.95},
+          "digits-mnist": {"source only": 0.48, "CORAL": 0.50, "MMD": 0.51, "DANN": 0.46,
+                           "skada DeepCoral": 0.52, "target labeled (upper bound)": 0.94}}
+    for pair, rows in da.items():
+        for row, mean in rows.items():
+            method = {"CORAL": "Coral", "MMD": "MMD", "DANN": "DANN"}.get(row)
+            records += seeds({"part": "da", "pair": pair, "row": row, "method": method,
+                              "strength": 1.0 if method else None, "epochs": 5}, mean)
+    for target, rows in {"MNIST 10/class": {"supervised only": 0.73, "pseudo-label": 0.83,
+                                            "FixMatch": 0.86},
+                         "textures 5/class": {"supervised only": 0.91, "pseudo-label": 0.78,
+                                              "FixMatch": 0.93}}.items():
+        for row, mean in rows.items():
+            records += seeds({"part": "ssl", "target": target, "row": row}, mean)
+    for seed, delta in ((0, -0.01), (1, 0.01)):
+        records.append({"part": "mt", "row": "multi-task", "tasks": ["digit", "odd/even"],
+                        "seed": seed, "fit_seconds": 10.0,
+                        "test_accuracy": {"digit": 0.90 + delta, "odd/even": 0.93 + delta}})
+        records += [{"part": "mt", "row": "separate", "tasks": [task], "seed": seed,
+                     "fit_seconds": 8.0, "test_accuracy": {task: accuracy + delta}}
+                    for task, accuracy in (("digit", 0.89), ("odd/even", 0.95))]
+    return records
+
+
+def test_partial_labels_tables_from_records():
+    tables = report.partial_labels_tables({}, _partial_labels_records())
+    assert set(tables) == {"da", "da_targets", "ssl", "ssl_seeds", "ssl_targets", "mt",
+                           "mt_targets"}
+    da = tables["da"].splitlines()
+    assert da[0] == "| row | MNIST → digits | digits → MNIST |"
+    assert "| MMD | **0.760 ± 0.010** (10.0 s) | 0.510 ± 0.010 (10.0 s) |" in da
+    assert ("| skada DeepCoral | 0.660 ± 0.010 (10.0 s) | **0.520 ± 0.010** (10.0 s) |"
+            in da)  # the best row but the upper bound is bold
+    assert ("| target labeled (upper bound) | 0.950 ± 0.010 (10.0 s) | 0.940 ± 0.010 "
+            "(10.0 s) |") in da
+    assert tables["da_targets"].splitlines()[2:] == [
+        ("| best DA ≥ source only + 0.05 | **met** (MMD 0.760 vs 0.610) | **not met** "
+         "(MMD 0.510 vs 0.480: +0.030) |"),
+        ("| best DA ≥ skada's best | **met** (0.760 vs DeepCoral 0.660) | **not met** "
+         "(0.510 vs DeepCoral 0.520) |")]
+    assert tables["ssl"].splitlines()[0] == "| row | MNIST 10/class | textures 5/class |"
+    assert ('| supervised only (`unlabeled="ignore"`) | 0.730 ± 0.010 | 0.910 ± 0.010 |'
+            in tables["ssl"].splitlines())
+    assert "| FixMatch | **0.860 ± 0.010** | **0.930 ± 0.010** |" in tables["ssl"]
+    assert "| MNIST 10/class | 1 | 0.740 | 0.840 | 0.870 |" in tables["ssl_seeds"]
+    assert len(tables["ssl_seeds"].splitlines()) == 2 + 4
+    assert tables["ssl_targets"].splitlines()[2:] == [
+        ("| FixMatch ≥ supervised only + 0.05, MNIST 10/class | 0.860 vs 0.730 (+0.130; "
+         "above on 2 of 2 seeds) | **met** |"),
+        ("| FixMatch ≥ supervised only + 0.05, textures 5/class | 0.930 vs 0.910 (+0.020; "
+         "above on 2 of 2 seeds) | **not met** |")]
+    assert tables["mt"].splitlines()[2:] == ["| digit | 0.900 ± 0.010 | 0.890 ± 0.010 |",
+                                             "| odd / even | 0.930 ± 0.010 | 0.950 ± 0.010 |"]
+    assert tables["mt_targets"].splitlines()[2:] == [
+        "| multi-task ≥ separate − 0.01, digit | 0.900 vs 0.890 | **met** |",
+        "| multi-task ≥ separate − 0.01, odd / even | 0.930 vs 0.950 | **not met** |",
+        ("| total fit time: the multi-task model < the separate ones (mean over seeds) | "
+         "10.0 s vs 16.0 s | **met** |")]
+
+
+def test_partial_labels_tables_of_one_part_and_of_a_smoke_run():
+    records = [r for r in _partial_labels_records() if r["part"] == "ssl"]
+    meta = {"runs": [{"quick": False}, {"quick": True}]}
+    tables = report.partial_labels_tables(meta, records)
+    assert set(tables) == {"ssl", "ssl_seeds", "ssl_targets"}
+    assert "**met**" not in tables["ssl_targets"]
+    assert tables["ssl_targets"].count("smoke run (--quick)") == 2
