@@ -1335,6 +1335,7 @@ def strategies_tables(meta: dict, records: list) -> dict:
 
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
           "distillation": distillation_tables, "export": export_tables,
+          "frozen_grid": frozen_grid_tables,
           "inspection": inspection_tables, "linear_transfer": linear_transfer_tables,
           "memory": memory_tables, "overhead": overhead_tables, "privacy": privacy_tables,
           "probe_penalty_search": probe_penalty_search_tables,
