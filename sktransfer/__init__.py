@@ -13,6 +13,7 @@ from ._backbone import MLP, ImageBackbone, TextEncoder
 from ._classifier import PretrainedClassifier
 from ._distillation import DistilledClassifier
 from ._exceptions import (
+    BudgetWarning,
     NegativeTransferWarning,
     OnnxExportError,
     SourceLabelsUnavailableError,
@@ -75,8 +76,9 @@ def __dir__():
 __all__ = [
     "AutoAdaptation",
     "AutoTransferClassifier",
-    "CDAN",
     "AutoTransferRegressor",
+    "BudgetWarning",
+    "CDAN",
     "DANN",
     "DP",
     "DistilledClassifier",

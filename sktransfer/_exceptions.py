@@ -28,6 +28,23 @@ class NegativeTransferWarning(UserWarning):
     """
 
 
+class BudgetWarning(UserWarning):
+    """The time budget was too small to compare every kind of candidate.
+
+    Issued by :class:`AutoTransferClassifier` / :class:`AutoTransferRegressor`
+    when no candidate trained by epochs (a fine-tune, LP-FT, a network from
+    scratch) finished its first trial on every validation fold within
+    ``time_budget``: the chosen model is then the best of the probes and
+    baselines, and a larger budget would let the networks be compared.
+
+    Examples
+    --------
+    >>> from sktransfer import BudgetWarning
+    >>> issubclass(BudgetWarning, UserWarning)
+    True
+    """
+
+
 class SourceLabelsUnavailableError(ValueError):
     """The source model's class probabilities are unknown.
 

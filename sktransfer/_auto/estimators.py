@@ -24,7 +24,7 @@ from sklearn.utils.validation import (
 
 from .._base import atomic_fit
 from .._compat import Interval, StrOptions, _fit_context
-from .._exceptions import NegativeTransferWarning
+from .._exceptions import BudgetWarning, NegativeTransferWarning
 from .._options import IMAGES, TABULAR
 from .leaderboard import Leaderboard
 from .networks import available_networks, kept_pairs, rank_pairs
@@ -247,6 +247,10 @@ class BaseAutoTransfer(BaseEstimator):
         budget.note(f"chose {entry.candidate.name} (validation score {entry.score:.4f}); "
                     f"fit took {self.elapsed_:.1f} s of {budget.seconds:.0f} s")
         self.search_log_ = list(budget.log)
+        untrained = _untrained_networks(search)
+        if untrained:
+            warnings.warn(f"time_budget={self.time_budget} s: {untrained}",
+                          BudgetWarning, stacklevel=3)
         if self.transfer_gain_ < 0:
             warnings.warn(
                 f"negative transfer: the best transfer candidate scored "
@@ -320,6 +324,23 @@ def _ranked_out(pair) -> Candidate:
                      cut="" if pair.stage is None else f"stage {pair.stage}")
 
 
+def _untrained_networks(search: Search) -> str:
+    """What to tell the user when candidates trained by epochs were left
+    out for budget and none of them finished a trial ("" otherwise)."""
+    networks = [e for e in search.entries if e.candidate.epochs]
+    left_out = [e for e in networks if e.fate in ("skipped for budget", "stopped for budget")]
+    if not left_out or any(e.last is not None for e in networks):
+        return ""
+    names = ", ".join(e.candidate.name for e in left_out[:3])
+    more = f" and {len(left_out) - 3} more" if len(left_out) > 3 else ""
+    spent = max(sum(t.seconds for t in e.trials) for e in left_out)
+    how_long = (f"one ran {spent:.0f} s on the folds without finishing" if spent > 0
+                else "none had time to start")
+    return (f"no network trained by epochs ({names}{more}) finished a trial on the "
+            f"validation folds ({how_long}), so the choice was among the probes and "
+            "baselines only. Raise time_budget to compare them; see leaderboard_.")
+
+
 _SHARED_PARAMETERS = """
     time_budget : float, default=600.0
         Wall-clock seconds for the whole ``fit``, the refit of the chosen
@@ -327,7 +348,8 @@ _SHARED_PARAMETERS = """
         time left is only what the refit needs; work that cannot stop
         midway (a feature pass, a probe, a baseline) starts only when its
         estimated time fits. With a budget too small for training, the
-        result is the best of the probes and baselines that fitted.
+        result is the best of the probes and baselines that fitted, and a
+        ``BudgetWarning`` says so.
     candidates : list or dict of estimators, default=None
         Models to choose from instead of the automatic candidates (a dict
         names them). Networks with ``max_epochs="auto"`` that train by
@@ -404,7 +426,9 @@ _SHARED_ATTRIBUTES = """
     transfer_gain_ : float
         Best validation score of a transfer candidate minus that of the
         best baseline without transfer (NaN when one side has none); a
-        ``NegativeTransferWarning`` is issued when it is negative.
+        ``NegativeTransferWarning`` is issued when it is negative. A
+        ``BudgetWarning`` is issued when no candidate trained by epochs
+        finished a trial within the budget.
     search_log_ : list of str
         Every decision of the search, with the time it was taken.
     elapsed_ : float
