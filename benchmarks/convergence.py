@@ -41,32 +41,51 @@ for the tabular target:
   ``PretrainedClassifier(MLP(hidden_layer_sizes=(128, 64)))`` with its
   defaults, trained on the target alone.
 
-Each cell is the test accuracy, mean ± std over seeds; the fit-time column is
-the mean over targets of the mean wall-clock seconds per fit (the pipeline's
-includes extracting the features). Every fit starts from an empty activation
-cache (``sktransfer.clear_cache()``), so a fit is timed alone, not helped by
-activations an earlier row cached. A row whose parameters this sktransfer
-does not know (a ``TypeError`` for an unknown keyword, or scikit-learn's
-``InvalidParameterError`` for a value it does not accept) is reported as
-"skipped: <reason>" instead of failing the run; any other error stops it.
+One record per fit (target, kind, row, seed: test accuracy, fit seconds,
+the ConvergenceWarnings it raised, epochs trained, None for the pipeline),
+one per row this sktransfer cannot build on a target (``"skipped"``, with
+the reason) and one per fitted tabular source (its training accuracy) is
+written to ``benchmarks/results/convergence.json`` in the format of
+``_results`` (``--out`` elsewhere; a ``--quick`` run writes only where
+``--out`` says; ``--append`` adds the run to the file, its records replacing
+the stored ones of the same target, row, seed, sktransfer and ``--set``).
+Each record says ``former``: whether the sktransfer that ran has no ``tol``
+/ ``head_init`` parameter (the code before the convergence rule and the
+exact probe, where "exact probe" is its SGD probe), and ``set``: the
+parameters ``--set`` put on it ("" for none). The run's meta says where the
+sktransfer that ran lives and its checkout's commit (``PYTHONPATH`` may
+point at another worktree). ``benchmarks/report.py`` (``convergence_tables``)
+makes the tables of it, which the script prints: each row's test accuracy
+per target, mean ± std over seeds with the mean wall-clock seconds per fit
+(the pipeline's includes extracting the features) and the fits that ended
+with a ConvergenceWarning; and the convergence checks. Every fit starts from
+an empty activation cache (``sktransfer.clear_cache()``), so a fit is timed
+alone, not helped by activations an earlier row cached. A row whose
+parameters this sktransfer does not know (a ``TypeError`` for an unknown
+keyword, or scikit-learn's ``InvalidParameterError`` for a value it does not
+accept) is reported as "skipped: <reason>" instead of failing the run; any
+other error stops it.
 
-The convergence checks, computed from the table (a check whose rows were not run
-or were skipped says "not run"):
-1. on every target, ``new_mean + new_std >= best_mean``, where best is the
-   row with the highest mean among exact probe, TransferFeatures + LR (images
-   only) and today's default, and new_mean,
-   new_std are the new default's mean and std over seeds;
+The convergence checks, per target, from the fits without ``--set`` on the
+current sktransfer (a check whose rows were not run or were skipped says
+"not run"):
+1. ``new_mean + new_std >= best_mean``, where best is the row with the
+   highest mean among exact probe, TransferFeatures + LR (images only) and
+   today's default, and new_mean, new_std are the new default's mean and std
+   over seeds;
 2. tabular target: new default mean >= scratch mean;
-3. on every image target: exact probe mean >= TransferFeatures + LR mean -
-   0.01, and the exact probe's mean fit time < today's default's (the fixed
-   10-epoch row). To compare the exact probe with the SGD probe that
-   ``freeze_depth="all"`` fitted in an earlier commit of sktransfer (check it
-   out in a worktree), run ``--configs "exact probe"`` once on this code and
-   once with ``PYTHONPATH`` on that worktree, where that row is the SGD
-   probe, on the same machine, and compare times.
+3. image targets: exact probe mean >= TransferFeatures + LR mean - 0.01;
+4. image targets: the exact probe's mean fit time < that of the SGD probe
+   that ``freeze_depth="all"`` fitted before the exact probe, from the
+   records of a run on that code: check out its commit in a worktree
+   (``git worktree add /tmp/old b345036``) and run ``--configs "exact
+   probe"`` with ``PYTHONPATH`` on it and ``--append``, then once more on
+   this code with ``--append``, on the same machine, one right after the
+   other, so that both times are measured alike.
 
     .venv/bin/python benchmarks/convergence.py                 # 5 seeds, every target
-    .venv/bin/python benchmarks/convergence.py --quick         # smoke run, < 1 min
+    .venv/bin/python benchmarks/convergence.py --quick --out /tmp/c.json   # smoke run
+    .venv/bin/python benchmarks/convergence.py --targets "MNIST 50/class" --append
     .venv/bin/python benchmarks/convergence.py --configs "new default" "exact probe"
     .venv/bin/python benchmarks/convergence.py --set lr=1e-2   # override a parameter
 
@@ -76,27 +95,30 @@ rows, not the tabular source, which keeps its defaults); its accuracies say
 nothing about convergence. ``--set NAME=VALUE`` sets a parameter on every
 PretrainedClassifier row in the same way (it wins over the row's own value).
 
-Run time, an estimate (not measured): --quick took 25 s on 2 CPU cores with
-an earlier commit of sktransfer that had no convergence rule (2026-12-02, one
-seed, MNIST 10/class and tabular, 2 epochs). The full run is about 120 image
-fits (4 targets x 6 rows x 5 seeds; MNIST 50/class has 5x the images of
-10/class) at 10 epochs where the fixed 10-epoch budget applies; scaled from
-that run and from strategies.py (255 fits of 6 epochs in ~22 min), about
-15-25 min on 2 idle CPU cores. The defaults (epochs derived from the data
-size, the exact probe's internal choice of penalty) change this: rerun
---quick and scale again.
+Run time, from the per-fit times of the 5-seed runs of 2026-12-02 on 2 CPU
+cores (benchmarks/README.md): per seed about 100 s on MNIST 10/class (the
+new default 21 s, LP-FT 27 s, scratch 43 s), 19 s on textures, 15 s on
+faces, 4 s on the tabular target and 13 min on MNIST 50/class (the new
+default, LP-FT and scratch at 200-340 s a fit): 5 seeds are about 12 min for
+the four smaller targets and 65 min for MNIST 50/class, about twice that on
+one thread beside another benchmark. --quick took 3.5 min on one thread
+beside two other benchmark runs (2026-12-07).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import time
 import warnings
 from functools import partial
 
 import numpy as np
-from _common import header, log, markdown_table, parse_overrides
+import torch
+from _common import header, log, parse_overrides, run_meta, store
+from _results import with_stored
+from report import convergence_tables
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
@@ -108,6 +130,8 @@ from transferability import faces_task
 import sktransfer
 from sktransfer import MLP, ImageBackbone, PretrainedClassifier, TransferFeatures
 
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "convergence.json")
 IMAGE_BASE = dict(weights="IMAGENET1K_V1", batch_size=32, device="cpu")  # + image_backbone()
 SOURCE_MLP = dict(backbone=MLP(hidden_layer_sizes=(128, 64)))
 FIXED_BUDGET = dict(max_epochs=10, n_iter_no_change=10)  # a fixed 10-epoch budget
@@ -126,7 +150,6 @@ CONFIGS = {
 }
 IMAGE_ONLY = {FEATURES_LR}
 TABULAR = "digits 0-4 -> 5-9, 5/class"
-PROBE_MARGIN = 0.01
 
 
 def applies(kind: str, config: str) -> bool:
@@ -224,26 +247,34 @@ def warm_up(image_size):
 # -- the run ---------------------------------------------------------------------------
 
 
-def run(targets, configs, seeds, image_size, overrides):
-    """``{(target, config): dict(acc=[...], time=[...], warned=int)}`` or a
-    skip reason string in place of the dict."""
-    results, skipped = {}, {}
+def run(targets, configs, seeds, image_size, overrides, former) -> list[dict]:
+    """One record per fit (every target x config x seed), one per row this
+    sktransfer cannot build on a target (``"skipped"``) and one per fitted
+    tabular source; ``former`` and ``--set``'s parameters go on each."""
+    records, skipped = [], {}
     sources = {}
+    tag = {"former": former, "set": ", ".join(f"{k}={v!r}" for k, v in overrides.items())}
     for target, kind, make_task in targets:
         for config in configs:
             if not applies(kind, config):
                 continue
+            cell = {"target": target, "kind": kind, "row": config, **tag}
             if (kind, config) in skipped:
-                results[(target, config)] = skipped[(kind, config)]
+                records.append({"part": "skipped", **cell, "seed": None,
+                                "reason": skipped[(kind, config)]})
                 continue
-            cell = dict(acc=[], time=[], warned=0)
+            fits = []
             for seed in seeds:
                 if kind == "tabular":
                     (X_src, y_src), (X, y, X_test, y_test) = make_task(seed)
                     if seed not in sources:
                         sources[seed] = fit_source(X_src, y_src, seed)
+                        train_accuracy = float(sources[seed].score(X_src, y_src))
+                        records.append({"part": "source", "target": target, "kind": kind,
+                                        "row": None, **tag, "seed": seed,
+                                        "train_accuracy": train_accuracy})
                         log(f"{'source':<26} seed {seed}: digits 0-4 training accuracy "
-                            f"{sources[seed].score(X_src, y_src):.3f}")
+                            f"{train_accuracy:.3f}")
                     make = partial(tabular_estimator, config, seed, sources[seed], overrides)
                 else:
                     X, y, X_test, y_test = make_task(seed)
@@ -251,109 +282,44 @@ def run(targets, configs, seeds, image_size, overrides):
                 try:
                     estimator, seconds, n_warnings = fit_timed(make, X, y)
                 except Skipped as reason:
-                    cell = skipped[(kind, config)] = f"skipped: {reason}"
-                    log(f"{target:<26} {config:<38} {cell}")
+                    skipped[(kind, config)] = f"skipped: {reason}"
+                    records.append({"part": "skipped", **cell, "seed": None,
+                                    "reason": skipped[(kind, config)]})
+                    log(f"{target:<26} {config:<38} {skipped[(kind, config)]}")
+                    fits = []
                     break
-                cell["acc"].append(estimator.score(X_test, y_test))
-                cell["time"].append(seconds)
-                cell["warned"] += n_warnings
-            results[(target, config)] = cell
-            if isinstance(cell, dict):
-                log(f"{target:<26} {config:<38} {np.mean(cell['acc']):.3f} ± "
-                    f"{np.std(cell['acc']):.3f}  ({np.mean(cell['time']):.2f} s/fit"
-                    + (f", {cell['warned']} ConvergenceWarning(s)" if cell["warned"] else "")
-                    + ")")
-    return results
+                epochs = getattr(estimator, "n_iter_", None)  # None: the pipeline
+                fits.append({"part": "fit", **cell, "seed": seed,
+                             "test_accuracy": float(estimator.score(X_test, y_test)),
+                             "fit_seconds": seconds, "convergence_warnings": n_warnings,
+                             "epochs": None if epochs is None else int(epochs)})
+            records += fits
+            if fits:
+                accuracies = [r["test_accuracy"] for r in fits]
+                warned = sum(r["convergence_warnings"] for r in fits)
+                log(f"{target:<26} {config:<38} {np.mean(accuracies):.3f} ± "
+                    f"{np.std(accuracies):.3f}  "
+                    f"({np.mean([r['fit_seconds'] for r in fits]):.2f} s/fit"
+                    + (f", {warned} ConvergenceWarning(s)" if warned else "") + ")")
+    return records
 
 
-def _ran(results, target, config):
-    cell = results.get((target, config))
-    return cell if isinstance(cell, dict) else None
+def _key(record) -> tuple:
+    """What a rerun measures again: the same part, target, row, seed, code and ``--set``."""
+    return (record["part"], record["target"], record["row"], record["seed"],
+            record["former"], record["set"])
 
 
-def _cell(results, target, config, values="acc", fmt="{:.3f} ± {:.3f}"):
-    cell = results.get((target, config))
-    if cell is None:
-        return "n/a"  # the row does not apply to this target
-    if isinstance(cell, str):
-        return "skipped"
-    return fmt.format(np.mean(cell[values]), np.std(cell[values]))
-
-
-def accuracy_table(results, targets, configs) -> str:
-    lines = []
-    for config in configs:
-        cells = [_cell(results, t, config) for t, _, _ in targets]
-        times = [np.mean(c["time"]) for t, _, _ in targets
-                 if (c := _ran(results, t, config)) is not None]
-        lines.append([config, *cells, f"{np.mean(times):.2f}" if times else "-"])
-    return markdown_table(["config", *(t for t, _, _ in targets), "mean fit time (s)"], lines)
-
-
-def time_table(results, targets, configs) -> str:
-    lines = [[config, *(_cell(results, t, config, "time", "{:.2f}") for t, _, _ in targets)]
-             for config in configs]
-    return markdown_table(["config", *(t for t, _, _ in targets)], lines)
-
-
-# -- the convergence checks ---------------------------------------------------------------
-
-
-def _stats(results, target, config):
-    cell = _ran(results, target, config)
-    if cell is None:
-        return None
-    return np.mean(cell["acc"]), np.std(cell["acc"]), np.mean(cell["time"])
-
-
-def _missing(results, target, configs):
-    gone = [c for c in configs if _ran(results, target, c) is None]
-    return f"not run ({', '.join(gone)})" if gone else None
-
-
-def check_default_vs_best(results, target, kind):
-    rivals = [PROBE, OLD] if kind == "tabular" else [PROBE, FEATURES_LR, OLD]
-    if (missing := _missing(results, target, [NEW, *rivals])):
-        return "", missing
-    mean, std, _ = _stats(results, target, NEW)
-    best = max(rivals, key=lambda c: _stats(results, target, c)[0])
-    best_mean = _stats(results, target, best)[0]
-    return (f"{mean:.3f} + {std:.3f} vs {best}: {best_mean:.3f}",
-            "met" if mean + std >= best_mean else "NOT met")
-
-
-def check_tabular_vs_scratch(results, target):
-    if (missing := _missing(results, target, [NEW, SCRATCH])):
-        return "", missing
-    new, scratch = _stats(results, target, NEW)[0], _stats(results, target, SCRATCH)[0]
-    return f"{new:.3f} vs {scratch:.3f}", "met" if new >= scratch else "NOT met"
-
-
-def check_probe(results, target):
-    if (missing := _missing(results, target, [PROBE, FEATURES_LR, OLD])):
-        return "", missing
-    probe, _, probe_time = _stats(results, target, PROBE)
-    features = _stats(results, target, FEATURES_LR)[0]
-    old_time = _stats(results, target, OLD)[2]
-    ok = probe >= features - PROBE_MARGIN and probe_time < old_time
-    return (f"accuracy {probe:.3f} vs {features:.3f} - {PROBE_MARGIN}; "
-            f"time {probe_time:.2f} s vs {old_time:.2f} s", "met" if ok else "NOT met")
-
-
-def checks_table(results, targets) -> str:
-    lines = []
-    for target, kind, _ in targets:
-        lines.append(["1. new default + std >= best of probe / features + LR / today",
-                      target, *check_default_vs_best(results, target, kind)])
-    for target, kind, _ in targets:
-        if kind == "tabular":
-            lines.append(["2. tabular: new default >= scratch", target,
-                          *check_tabular_vs_scratch(results, target)])
-    for target, kind, _ in targets:
-        if kind == "images":
-            lines.append(["3. exact probe >= features + LR - 0.01, faster than today's default",
-                          target, *check_probe(results, target)])
-    return markdown_table(["check", "target", "measured", "result"], lines)
+def sktransfer_checkout() -> dict:
+    """Where the sktransfer that runs lives, and its checkout's commit (None
+    outside a git checkout): ``PYTHONPATH`` may point at another worktree."""
+    path = os.path.dirname(os.path.dirname(os.path.abspath(sktransfer.__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=path, capture_output=True,
+                                text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    return {"path": path, "commit": commit}
 
 
 # -- main ------------------------------------------------------------------------------------
@@ -363,15 +329,24 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="convergence and defaults benchmark")
     parser.add_argument("--quick", action="store_true",
                         help="1 seed, MNIST 10/class and tabular, max_epochs=2, 100 test digits")
-    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0 .. SEEDS - 1")
+    parser.add_argument("--seed-list", type=int, nargs="+",
+                        help="these seeds instead of 0 .. --seeds - 1 (with --append: to add "
+                             "or rerun some)")
     parser.add_argument("--image-size", type=int, default=48)
     parser.add_argument("--n-test", type=int, default=500, help="MNIST test digits")
     parser.add_argument("--configs", nargs="*", help="run only these rows (names as printed)")
     parser.add_argument("--targets", nargs="*", help="run only these targets (names as printed)")
     parser.add_argument("--set", nargs="*", metavar="NAME=VALUE", dest="overrides",
                         help="set a parameter on every PretrainedClassifier row")
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to --out's runs instead of replacing them (its "
+                             "records replace the stored ones of the same target, row, seed, "
+                             "sktransfer (former or not) and --set)")
     args = parser.parse_args(argv)
-    seeds = list(range(1 if args.quick else args.seeds))
+    seeds = [0] if args.quick else args.seed_list or list(range(args.seeds))
     n_test = 100 if args.quick else args.n_test
     overrides = parse_overrides(args.overrides)
     if args.quick:
@@ -401,13 +376,23 @@ def main(argv=None):
         print(f"note: this sktransfer has no {', '.join(new_params)} parameter (no "
               "convergence rule or exact probe): 'new default' runs its fixed-budget defaults "
               "and 'exact probe' its SGD probe, so the checks below do not measure the "
-              "convergence defaults or the exact probe.")
+              "convergence defaults or the exact probe; its records are marked former.")
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
+                    threads=torch.get_num_threads(), seeds=seeds,
+                    targets=[name for name, _, _ in targets], configs=configs,
+                    overrides=overrides, image_size=args.image_size, n_test=n_test,
+                    batch_size=IMAGE_BASE["batch_size"],
+                    backbone=f"mobilenet_v2 {IMAGE_BASE['weights']}",
+                    device=IMAGE_BASE["device"], sktransfer=sktransfer_checkout(),
+                    former=bool(new_params), load_start=os.getloadavg()[0])
     warm_up(args.image_size)
-    results = run(targets, configs, seeds, args.image_size, overrides)
+    records = run(targets, configs, seeds, args.image_size, overrides, bool(new_params))
+    meta["load_end"] = os.getloadavg()[0]
 
     print()
     print(f"{len(seeds)} seed(s) (a seed draws the labeled samples and the initialisation), "
-          f"{args.image_size} px, batch 32, CPU; test accuracy mean ± std over seeds"
+          f"{args.image_size} px, batch 32, CPU; test accuracy mean ± std over seeds "
+          "(mean fit time)"
           + (f"; set on every PretrainedClassifier row: {overrides}" if overrides else ""))
     hidden = SOURCE_MLP["backbone"].hidden_layer_sizes
     print(f"Tabular: the source ({hidden} MLP, defaults, on every "
@@ -416,22 +401,23 @@ def main(argv=None):
           "regression on the frozen source's features there.")
     print("n/a: the row does not apply to that target; skipped: this sktransfer does not know "
           "one of the row's parameters.\n")
-    print(accuracy_table(results, targets, configs))
-    print("\nFit time (s), mean over seeds:\n")
-    print(time_table(results, targets, configs))
-    warned = {c: sum(cell["warned"] for (t, c2), cell in results.items()
-                     if c2 == c and isinstance(cell, dict)) for c in configs}
+    tables = convergence_tables(meta, records)
+    print(tables["accuracy"])
+    warned = {c: sum(r["convergence_warnings"] for r in records
+                     if r["part"] == "fit" and r["row"] == c) for c in configs}
     if any(warned.values()):
         print("\nConvergenceWarnings: " + ", ".join(f"{c}: {n}" for c, n in warned.items() if n))
-    print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
+    print(f"\nload average at the end: {meta['load_end']:.1f} (on {os.cpu_count()} cores)")
     print("\n### Convergence checks\n")
-    print("1: met when new mean + new std >= the best mean of the three rows. 3: compares "
-          "with the fit time of today's default (the fixed 10-epoch row), not with the SGD "
-          "probe of an earlier commit of sktransfer (to time that, see the docstring).\n")
-    print(checks_table(results, targets))
-    skipped = sorted({cell for cell in results.values() if isinstance(cell, str)})
-    for reason in skipped:
+    print("1: met when new mean + new std >= the best mean of the three rows. 4: compares "
+          "with the exact probe's fits on a former sktransfer stored in this run (to time "
+          "those, see the docstring).\n")
+    print(tables["targets"])
+    for reason in sorted({r["reason"] for r in records if r["part"] == "skipped"}):
         print(f"- {reason}")
+    if args.append and not (args.quick and args.out == RESULTS):
+        meta, records = with_stored(args.out, meta, records, _key)
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":

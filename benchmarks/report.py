@@ -1333,6 +1333,152 @@ def strategies_tables(meta: dict, records: list) -> dict:
     return tables
 
 
+# -- convergence -----------------------------------------------------------------------------
+
+CONV_NEW, CONV_PROBE, CONV_LPFT, CONV_OLD = ("new default", "exact probe", "LP-FT",
+                                             "today's default")
+CONV_FEATURES, CONV_SCRATCH = "TransferFeatures + LR", "scratch"
+CONVERGENCE_ROWS = (CONV_NEW, CONV_PROBE, CONV_LPFT, CONV_OLD, CONV_FEATURES, CONV_SCRATCH)
+CONVERGENCE_TARGETS = ("MNIST 10/class", "MNIST 50/class", "textures 10/class",
+                       "faces 10/class", "digits 0-4 -> 5-9, 5/class")
+CONVERGENCE_NOTES = {CONV_OLD: "10 epochs"}  # in the row's label
+CONVERGENCE_FORMER = "former sktransfer"  # a fit on an sktransfer without tol / head_init
+PROBE_MARGIN = 0.01  # the exact probe's mean below features + LR's, at most
+
+
+def _fit_time(seconds: float) -> str:
+    """Seconds to about three significant figures: 0.36 s, 20.8 s, 216 s."""
+    return f"{seconds:.2f} s" if seconds < 1 else \
+        f"{seconds:.1f} s" if seconds < 100 else f"{seconds:.0f} s"
+
+
+def _convergence_label(record: dict) -> str:
+    """The table row of a fit: its row's name, then in brackets the row's
+    note, "former sktransfer" for a fit on an sktransfer without the
+    convergence parameters and the parameters ``--set`` on it."""
+    notes = [note for note in [CONVERGENCE_NOTES.get(record["row"])] if note] + \
+        [CONVERGENCE_FORMER] * bool(record.get("former")) + \
+        ([record["set"]] if record.get("set") else [])
+    return record["row"] + (f" ({'; '.join(notes)})" if notes else "")
+
+
+def _position(names, name) -> int:
+    return names.index(name) if name in names else len(names)
+
+
+def _convergence_stats(fits: list, target: str, row: str):
+    """``(mean accuracy, std, mean fit seconds)`` of a row's fits on a target, or None."""
+    group = [r for r in fits if (r["target"], r["row"]) == (target, row)]
+    if not group:
+        return None
+    acc = [r["test_accuracy"] for r in group]
+    return float(np.mean(acc)), float(np.std(acc)), float(np.mean([r["fit_seconds"]
+                                                                     for r in group]))
+
+
+def _convergence_checks(fits: list, former: list, targets: list, kinds: dict, verdict) -> list:
+    """The rows of the targets table: one cell per target."""
+    def stats(rows, target, group=fits):
+        found = {row: _convergence_stats(group, target, row) for row in rows}
+        gone = [row for row, s in found.items() if s is None]
+        return found, (f"not run ({', '.join(gone)})" if gone else None)
+
+    best_row, scratch, probe, faster = [], [], [], []
+    for target in targets:
+        images = kinds[target] == "images"
+        rivals = [CONV_PROBE, CONV_FEATURES, CONV_OLD] if images else [CONV_PROBE, CONV_OLD]
+        found, missing = stats([CONV_NEW, *rivals], target)
+        if missing:
+            best_row.append(missing)
+        else:
+            mean, std, _ = found[CONV_NEW]
+            best = max(rivals, key=lambda row: found[row][0])
+            best_row.append(f"{verdict(mean + std >= found[best][0])} ({mean:.3f} + {std:.3f} "
+                            f"vs {best} {found[best][0]:.3f})")
+        if images:
+            scratch.append("n/a")
+        else:
+            found, missing = stats([CONV_NEW, CONV_SCRATCH], target)
+            new, old = found[CONV_NEW], found[CONV_SCRATCH]
+            scratch.append(missing or f"{verdict(new[0] >= old[0])} ({new[0]:.3f} ± "
+                                      f"{new[1]:.3f} vs {old[0]:.3f} ± {old[1]:.3f})")
+        if not images:
+            probe.append("n/a")
+            faster.append("n/a")
+            continue
+        found, missing = stats([CONV_PROBE, CONV_FEATURES], target)
+        ours, theirs = found[CONV_PROBE], found[CONV_FEATURES]
+        probe.append(missing or f"{verdict(ours[0] >= theirs[0] - PROBE_MARGIN)} "
+                                f"({ours[0]:.3f} vs {theirs[0]:.3f})")
+        before = _convergence_stats(former, target, CONV_PROBE)
+        if ours is None or before is None:
+            faster.append("not run (" + ", ".join(
+                ([CONV_PROBE] if ours is None else [])
+                + ([f"{CONV_PROBE} ({CONVERGENCE_FORMER})"] if before is None else [])) + ")")
+        else:
+            faster.append(f"{verdict(ours[2] < before[2])} ({_fit_time(ours[2])} vs "
+                          f"{_fit_time(before[2])}; accuracy {ours[0]:.3f} vs {before[0]:.3f})")
+    return [["new default + std ≥ best of {exact probe, features + LR, today's default}",
+             *best_row],
+            ["new default ≥ scratch (tabular transfer)", *scratch],
+            [f"exact probe ≥ features + LR − {PROBE_MARGIN}", *probe],
+            ['exact probe faster than the former `freeze_depth="all"` fit (an SGD probe, '
+             f"on the {CONVERGENCE_FORMER})", *faster]]
+
+
+def convergence_tables(meta: dict, records: list) -> dict:
+    """``accuracy``: each row's test accuracy per target (mean ± std over
+    seeds, the checked rows' best mean of a column in bold), its mean fit
+    seconds and how many fits ended with a ConvergenceWarning; ``targets``:
+    the convergence checks per target. A fit on an sktransfer without the
+    convergence parameters (``"former"``) or with parameters ``--set`` is a
+    row of its own; the checks take the fits of neither (or, where every fit
+    had a ``--set``, as in a ``--quick`` run, those of the first one's) and
+    the former exact probe's."""
+    fits = [r for r in records if r["part"] == "fit"]
+    skipped = {(r["target"], _convergence_label(r)) for r in records if r["part"] == "skipped"}
+    kinds = {r["target"]: r["kind"] for r in records if "kind" in r}
+    targets = sorted(kinds, key=lambda t: (_position(CONVERGENCE_TARGETS, t),
+                                           list(kinds).index(t)))
+    ordered = sorted(
+        [r for r in records if r["part"] in ("fit", "skipped")],
+        key=lambda r: (_position(CONVERGENCE_ROWS, r["row"]), bool(r.get("former")),
+                       r.get("set", "")))
+    labels = list(dict.fromkeys(map(_convergence_label, ordered)))
+    sets = list(dict.fromkeys(r.get("set", "") for r in fits))
+    checked_set = "" if "" in sets or not sets else sets[0]
+    checked = [r for r in fits if not r.get("former") and r.get("set", "") == checked_set]
+    former = [r for r in fits if r.get("former") and r.get("set", "") == checked_set]
+    n_fits = {}
+    for r in fits:
+        key = (r["target"], _convergence_label(r))
+        n_fits[key] = n_fits.get(key, 0) + 1
+    uneven = len(set(n_fits.values())) > 1  # then each cell says its number of fits
+
+    def cell(group, bold):
+        warned = sum(r["convergence_warnings"] > 0 for r in group)
+        notes = [f"{warned} of {len(group)} fits warned"] * bool(warned) + \
+            [f"n={len(group)}"] * uneven
+        seconds = _fit_time(float(np.mean([r["fit_seconds"] for r in group])))
+        return f"{_bold_mean_std(group, bold)} ({'; '.join([seconds, *notes])})"
+
+    labelled = [{**r, "row": _convergence_label(r)} for r in fits]
+    rows = _accuracy_rows(labelled, "target", targets, labels, cell,
+                          bold=list(dict.fromkeys(map(_convergence_label, checked))))
+    for row in rows:
+        for i, target in enumerate(targets, start=1):
+            if row[i] == "not run" and (target, row[0]) in skipped:
+                row[i] = "skipped"
+            elif row[i] == "not run" and kinds[target] == "tabular" and \
+                    row[0].startswith(CONV_FEATURES):
+                row[i] = "n/a"
+    headers = [t.replace("->", "→") for t in targets]
+    return {"accuracy": markdown_table(["config", *headers], rows),
+            "targets": markdown_table(
+                ["target", *headers],
+                _convergence_checks(checked, former, targets, kinds, _smoke_or_met(meta)))}
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
           "distillation": distillation_tables, "export": export_tables,
           "frozen_grid": frozen_grid_tables,
