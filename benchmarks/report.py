@@ -1479,6 +1479,188 @@ def convergence_tables(meta: dict, records: list) -> dict:
                 _convergence_checks(checked, former, targets, kinds, _smoke_or_met(meta)))}
 
 
+# -- text ------------------------------------------------------------------------------------
+
+TEXT_FT, TEXT_PROBE = "MiniLM fine-tune (default)", "MiniLM probe"
+TEXT_TFIDF = "TF-IDF + LR"
+TEXT_ROWS = (TEXT_FT, TEXT_PROBE, "TransferFeatures + LR", TEXT_TFIDF)
+TEXT_TRANSFER_ROWS = ("RT source -> fine-tune", "RT source -> probe",
+                      "RT source, no target labels", TEXT_FT, TEXT_PROBE)
+TEXT_DATASETS = ("RT", "BBC")
+TEXT_MARGIN = 0.10  # the fine-tuned MiniLM's mean over TF-IDF + LR's, at least
+TEXT_CHECKED_K = (10, 50)
+TEXT_OVERHEAD_TARGET = 1.05  # fit's fastest seconds / the hand-written loop's, at most
+TEXT_OVERHEAD_DEFAULT = (256, 3)  # the overhead run's texts and epochs by default
+TEXT_QUICK_FT = "MiniLM fine-tune (3 epochs, not the default budget)"
+
+
+def _text_slug(setting: str) -> str:
+    """``"n_test_rt=500 lr=0.001"`` -> ``"n_test_rt500-lr0.001"``: a setting's
+    part of a table's name."""
+    return re.sub(r"[^\w.-]", "", setting.replace(" ", "-"))
+
+
+def text_key(setting: str, table: str) -> str:
+    """The table's name: ``table`` for the default setting, else prefixed with it."""
+    return table if setting == "default" else f"{_text_slug(setting)}-{table}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.2f}" if value < 0.1 else f"{value:.1f}" if value < 100 else f"{value:,.0f}"
+
+
+def _text_order(records: list, rows: tuple) -> tuple[list, list]:
+    """The targets (by dataset, then labels per class) and rows (in ``rows``'
+    order, then any other) of ``records``."""
+    targets = sorted(dict.fromkeys((r["dataset"], r["k"], r["target"]) for r in records),
+                     key=lambda t: (TEXT_DATASETS.index(t[0]) if t[0] in TEXT_DATASETS
+                                    else len(TEXT_DATASETS), t[0], t[1]))
+    found = list(dict.fromkeys(r["row"] for r in records))
+    return ([t[2] for t in targets],
+            [row for row in rows if row in found] + [row for row in found if row not in rows])
+
+
+def _text_accuracy_table(records: list, rows: tuple, label=lambda row: row) -> str:
+    """One row per config: its test accuracy per target, mean ± std over seeds
+    (each column's best mean in bold), with the mean fit seconds and the mean
+    epochs of the fits trained by gradient steps; the fits that ended with a
+    ConvergenceWarning."""
+    targets, labels = _text_order(records, rows)
+    cells = {(r, t): [x for x in records if (x["row"], x["target"]) == (r, t)]
+             for r in labels for t in targets}
+    seeds = max(len(group) for group in cells.values())
+    means = {key: round(float(np.mean([x["test_accuracy"] for x in group])), 3)
+             for key, group in cells.items() if group}
+    best = {t: max(means[(r, t)] for r in labels if (r, t) in means) for t in targets}
+    table = []
+    for row in labels:
+        line = [label(row)]
+        for target in targets:
+            group = cells[(row, target)]
+            if not group:
+                line.append("not run")
+                continue
+            text = _mean_std([x["test_accuracy"] for x in group])
+            if len(labels) > 1 and means[(row, target)] == best[target]:
+                text = f"**{text}**"
+            notes = []
+            seconds = [x["fit_seconds"] for x in group]
+            if any(seconds):
+                notes.append(f"{_seconds(np.mean(seconds))} s")
+            epochs = [x["epochs"] for x in group if x.get("epochs")]
+            if epochs:
+                notes.append(f"{np.mean(epochs):.0f} epochs")
+            if len(group) != seeds:
+                notes.append(f"{len(group)} seeds")
+            line.append(f"{text} ({', '.join(notes)})" if notes else text)
+        fitted = [x for target in targets for x in cells[(row, target)] if x["fit_seconds"]]
+        line.append(f"{sum(x['warned'] for x in fitted)} of {len(fitted)}" if fitted else "-")
+        table.append(line)
+    return markdown_table(["config", *targets, "fits with a ConvergenceWarning"], table)
+
+
+def _text_seeds_table(records: list, rows: tuple) -> str:
+    """Each target and seed: every config's test accuracy."""
+    targets, labels = _text_order(records, rows)
+    accuracy = {(r["target"], r["seed"], r["row"]): r["test_accuracy"] for r in records}
+    return markdown_table(["target", "seed", *labels], [
+        [target, seed, *(f"{accuracy[(target, seed, row)]:.3f}"
+                         if (target, seed, row) in accuracy else "not run" for row in labels)]
+        for target in targets
+        for seed in sorted({r["seed"] for r in records if r["target"] == target})])
+
+
+def _text_checks_table(records: list, verdict) -> str:
+    """The fine-tuned MiniLM against TF-IDF + LR + ``TEXT_MARGIN`` on each
+    dataset at 10 and 50 labels per class."""
+    lines = []
+    for dataset in TEXT_DATASETS:
+        for k in TEXT_CHECKED_K:
+            target = f"{dataset} {k}/class"
+            found = {row: [r["test_accuracy"] for r in records
+                           if (r["target"], r["row"]) == (target, row)]
+                     for row in (TEXT_FT, TEXT_TFIDF)}
+            name = f"fine-tuned MiniLM ≥ TF-IDF + LR + {TEXT_MARGIN:.2f}, {target}"
+            gone = [row for row, acc in found.items() if not acc]
+            if gone:
+                lines.append([name, "", f"not run ({', '.join(gone)})"])
+                continue
+            ft, tfidf = np.mean(found[TEXT_FT]), np.mean(found[TEXT_TFIDF])
+            lines.append([name, f"{ft:.3f} vs {tfidf:.3f} + {TEXT_MARGIN:.2f}",
+                          verdict(ft >= tfidf + TEXT_MARGIN)])
+    return markdown_table(["target", "measured (means)", "met"], lines)
+
+
+def _text_source_table(sources: list) -> str:
+    """Each seed's source: its RT snippets, fit seconds and epochs."""
+    return markdown_table(["seed", "source snippets", "fit (s)", "epochs",
+                           "ConvergenceWarning"], [
+        [r["seed"], r["n_train"], _seconds(r["fit_seconds"]), r["epochs"],
+         "yes" if r["warned"] else "no"] for r in sorted(sources, key=lambda r: r["seed"])])
+
+
+def _text_overhead_tables(records: list, verdict) -> tuple[str, str]:
+    """Best and median seconds per fit of both loops, the best seconds in the
+    epochs, texts per second; the ratio against ``TEXT_OVERHEAD_TARGET``."""
+    texts = records[0]["n_train"] * records[0]["epochs"]
+    seconds = {loop: [r["fit_seconds"] for r in records if r["loop"] == loop]
+               for loop in ("sktransfer", "hand")}
+    in_epochs = {loop: [r["epoch_seconds"] for r in records if r["loop"] == loop]
+                 for loop in seconds}
+    main = markdown_table(
+        ["loop", "best s/fit", "median s/fit", "best s in epochs", "texts/s (best)"],
+        [[label, f"{min(seconds[loop]):.2f}", f"{statistics.median(seconds[loop]):.2f}",
+          f"{min(in_epochs[loop]):.2f}", f"{texts / min(seconds[loop]):.1f}"]
+         for loop, label in (("sktransfer", "`PretrainedClassifier.fit`"),
+                             ("hand", "hand-written loop"))])
+    ratio = min(seconds["sktransfer"]) / min(seconds["hand"])
+    medians = statistics.median(seconds["sktransfer"]) / statistics.median(seconds["hand"])
+    epochs = min(in_epochs["sktransfer"]) / min(in_epochs["hand"])
+    spread = max(max(t) / min(t) for t in seconds.values())
+    targets = markdown_table(["target", "measured", "met"], [
+        [f"sktransfer / hand-written loop <= {TEXT_OVERHEAD_TARGET}, fastest runs",
+         f"{ratio:.3f} (medians {medians:.3f}; epochs alone {epochs:.3f}; repeats of one "
+         f"loop differ by up to x{spread:.2f})", verdict(ratio <= TEXT_OVERHEAD_TARGET)]])
+    return main, targets
+
+
+def text_tables(meta: dict, records: list) -> dict:
+    """Per setting (the options a run's numbers depend on, recorded as
+    ``"setting"``: ``"default"``, ``"quick"``, ``"n_test_rt=500 lr=0.001"``,
+    ...; the default setting's tables unprefixed, the others'
+    ``"<setting>-<table>"``): ``main``, each config's accuracy per target with
+    fit seconds and epochs; ``seeds``, every fit's accuracy; ``checks``, the
+    fine-tune against TF-IDF; ``transfer`` and ``source``, the RT source ->
+    sentiment target rows and the sources. Per overhead run (texts, epochs):
+    ``overhead`` and ``overhead_targets`` (``overhead-<n>texts-<e>epochs...``
+    for other sizes than the default)."""
+    tables = {}
+    for setting in dict.fromkeys(r["setting"] for r in records if r["part"] != "overhead"):
+        quick = setting.split()[0] == "quick"
+        verdict = (lambda ok: "smoke run (--quick)") if quick else _met
+        label = (lambda row: TEXT_QUICK_FT if row == TEXT_FT else row) if quick else \
+            (lambda row: row)
+        fits = [r for r in records if r["part"] == "fit" and r["setting"] == setting]
+        if fits:
+            tables[text_key(setting, "main")] = _text_accuracy_table(fits, TEXT_ROWS, label)
+            tables[text_key(setting, "seeds")] = _text_seeds_table(fits, TEXT_ROWS)
+            tables[text_key(setting, "checks")] = _text_checks_table(fits, verdict)
+        transfer = [r for r in records if r["part"] == "transfer" and r["setting"] == setting]
+        if transfer:
+            tables[text_key(setting, "transfer")] = _text_accuracy_table(
+                transfer, TEXT_TRANSFER_ROWS, label)
+            tables[text_key(setting, "source")] = _text_source_table(
+                [r for r in records if r["part"] == "source" and r["setting"] == setting])
+    overheads = [r for r in records if r["part"] == "overhead"]
+    for size in dict.fromkeys((r["n_train"], r["epochs"]) for r in overheads):
+        runs = [r for r in overheads if (r["n_train"], r["epochs"]) == size]
+        verdict = _smoke_or_met(meta)
+        key = "overhead" if size == TEXT_OVERHEAD_DEFAULT else \
+            f"overhead-{size[0]}texts-{size[1]}epochs"
+        tables[key], tables[f"{key}_targets"] = _text_overhead_tables(runs, verdict)
+    return tables
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
           "distillation": distillation_tables, "export": export_tables,
           "frozen_grid": frozen_grid_tables,

@@ -106,11 +106,11 @@ the epochs alone (sktransfer's ``history_`` durations vs the hand loop's
 epoch loop) is shown beside the whole fit.
 
     .venv/bin/python benchmarks/text.py              # 5 seeds, RT + BBC, k 10/50/200, transfer
-    .venv/bin/python benchmarks/text.py --quick      # smoke run (~1 min, 2 CPU cores)
+    .venv/bin/python benchmarks/text.py --quick --out /tmp/t.json   # smoke run (~1 min)
     .venv/bin/python benchmarks/text.py --targets RT --k 10 50 --no-transfer
     .venv/bin/python benchmarks/text.py --configs "MiniLM probe" "TF-IDF + LR"
     .venv/bin/python benchmarks/text.py --max-length bbc=256 --set lr=1e-4
-    .venv/bin/python benchmarks/text.py --overhead   # fit vs hand loop: 256 snippets, 3 epochs
+    .venv/bin/python benchmarks/text.py --overhead --append  # fit vs hand loop, into text.json
     .venv/bin/python benchmarks/text.py --overhead --overhead-samples 64 --overhead-epochs 1
 
 ``--quick``: 1 seed, k=10 only, test sets of 200 texts (drawn the same way,
@@ -135,8 +135,31 @@ a day on 2 CPU cores; a GPU
 been lent to this work yet).
 ``--k 10 50`` (the checked targets), ``--targets``, ``--configs`` and
 ``--seeds 1`` shorten it, and ``--seeds N --seed-from S`` runs seeds S to
-S+N-1 only, so that one measurement can be split over processes (every fit
-is logged on its own line, which is how such runs are merged).
+S+N-1 only, so that one measurement can be split over runs, each added to
+the results file with ``--append``.
+
+Results: one record per fit is written to ``benchmarks/results/text.json``
+in the format of ``_results`` (``--out`` elsewhere; a ``--quick`` run
+writes only where ``--out`` says) as the run goes, so that an interrupted
+run keeps what it measured. Every record has its part (``fit``: the
+accuracy rows; ``transfer``: the transfer rows; ``source``: a transfer
+source's fit; ``overhead``: one timed fit of the overhead run), its
+``setting`` (the options the numbers depend on besides the seeds:
+``"default"``, or e.g. ``"quick"``, ``"n_test_rt=500 lr=0.001"``, from
+``--quick``, ``--device``, ``--max-length``, ``--n-test-*`` and ``--set``;
+an overhead fit's ``"n_train=256 epochs=3"``) and its seed; a fit its
+dataset, k, target, row, training and test sizes, max_length, test
+accuracy, fit seconds, epochs trained (None for the pipelines) and whether
+it ended with a ConvergenceWarning (the "no target labels" row: the
+source's accuracy, 0 s); a source its snippets, seconds, epochs and
+warning; an overhead fit its loop (``sktransfer`` or ``hand``), texts,
+epochs, seconds and seconds in the epochs (the warm-ups are not recorded).
+``--append`` adds the run to the stored ones: its records replace those of
+the same part, setting, target, row (loop) and seed, and the others stay,
+so that runs of different rows, targets, seeds, settings and the overhead
+share one file. ``text_tables`` in ``benchmarks/report.py`` makes the
+tables of it, one set per setting; the script prints those of its own
+records.
 """
 
 from __future__ import annotations
@@ -155,12 +178,14 @@ import torch
 from _common import (
     header,
     log,
-    markdown_table,
-    median,
-    met,
     noise_warning,
     parse_overrides,
+    run_meta,
+    store,
+    write_results,
 )
+from _results import with_stored
+from report import TEXT_CHECKED_K, TEXT_MARGIN, text_key, text_tables
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -171,13 +196,13 @@ import sktransfer
 from sktransfer import PretrainedClassifier, TextEncoder, TransferFeatures
 
 MODEL = "all-MiniLM-L6-v2"
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "text.json")
 SPLIT_SEED = 12345  # the test sets and the transfer's movie split, whatever the run seed
 MAX_LENGTH = {"RT": 64, "BBC": 128}
 N_TEST = {"RT": 1000, "BBC": 500}
 BBC_TOPICS = ("business", "entertainment", "politics", "sports", "tech")
 N_BBC = 2225
-MARGIN = 0.10  # the accuracy check: fine-tuned MiniLM >= TF-IDF + LR + 0.10 at k = 10 and 50
-CHECKED_K = (10, 50)
 
 FT, PROBE, FEATURES_LR, TFIDF = ("MiniLM fine-tune (default)", "MiniLM probe",
                                  "TransferFeatures + LR", "TF-IDF + LR")
@@ -192,7 +217,6 @@ SRC_FT, SRC_PROBE, SRC_ZERO = ("RT source -> fine-tune", "RT source -> probe",
                                "RT source, no target labels")
 TRANSFER_ROWS = (SRC_FT, SRC_PROBE, SRC_ZERO, FT, PROBE)
 
-OVERHEAD_TARGET = 1.05
 # the overhead run's settings, for both loops (max_length goes to the TextEncoder)
 OVERHEAD = dict(freeze_depth=0, optimizer="adamw", lr=1e-4, weight_decay=1e-4, batch_size=16,
                 max_length=64, lr_schedule="constant", warmup_epochs=0.0, n_iter_no_change=10,
@@ -370,40 +394,40 @@ def fit_timed(estimator, X, y):
     return estimator, seconds, n_warnings
 
 
-def new_cell():
-    return dict(acc=[], time=[], warned=[], epochs=[])
+def fit_record(estimator, X_test, y_test, seconds, n_warnings, **fields) -> dict:
+    """One fit's record: ``fields`` and its test accuracy, seconds, epochs
+    trained (a PretrainedClassifier's ``n_iter_``, 0 for the exact probe;
+    None for a pipeline) and whether it ended with a ConvergenceWarning."""
+    epochs = int(estimator.n_iter_) if isinstance(estimator, PretrainedClassifier) else None
+    return {**fields, "test_accuracy": float(estimator.score(X_test, y_test)),
+            "fit_seconds": float(seconds), "epochs": epochs,
+            "warned": n_warnings > 0}  # a fit may warn more than once
 
 
-def record(cell, accuracy, seconds, n_warnings, estimator=None):
-    cell["acc"].append(float(accuracy))
-    cell["time"].append(float(seconds))
-    cell["warned"].append(n_warnings > 0)  # a fit may warn more than once
-    if isinstance(estimator, PretrainedClassifier) and estimator.n_iter_:
-        cell["epochs"].append(estimator.n_iter_)  # 0 for the exact probe
+def n_warned(fits) -> int:
+    """How many of the fits ended with a ConvergenceWarning."""
+    return sum(r["warned"] for r in fits)
 
 
-def _epochs(cell) -> str:
-    return f", {np.mean(cell['epochs']):.0f} epochs" if cell["epochs"] else ""
+def _epochs(fits) -> str:
+    epochs = [r["epochs"] for r in fits if r["epochs"]]
+    return f", {np.mean(epochs):.0f} epochs" if epochs else ""
 
 
-def n_warned(cell) -> int:
-    """How many of the cell's fits ended with a ConvergenceWarning."""
-    return sum(cell["warned"])
+def log_cell(target, config, fits):
+    accuracy = [r["test_accuracy"] for r in fits]
+    warned = (f", ConvergenceWarning in {n_warned(fits)} of {len(fits)} fits"
+              if n_warned(fits) else "")
+    log(f"{target:<28} {config:<30} {np.mean(accuracy):.3f} ± {np.std(accuracy):.3f}"
+        f"  ({np.mean([r['fit_seconds'] for r in fits]):.2f} s/fit{_epochs(fits)}{warned})")
 
 
-def log_cell(target, config, cell):
-    warned = (f", ConvergenceWarning in {n_warned(cell)} of {len(cell['warned'])} fits"
-              if n_warned(cell) else "")
-    log(f"{target:<28} {config:<30} {np.mean(cell['acc']):.3f} ± {np.std(cell['acc']):.3f}"
-        f"  ({np.mean(cell['time']):.2f} s/fit{_epochs(cell)}{warned})")
-
-
-def log_fit(target, config, seed, cell):
-    """One line per fit, so that a run stopped early still leaves its results."""
-    epochs = f", {cell['epochs'][-1]} epochs" if cell["epochs"] else ""
-    warned = ", ConvergenceWarning" if cell["warned"][-1] else ""
-    log(f"  seed {seed} {target:<24} {config:<30} {cell['acc'][-1]:.3f} "
-        f"({cell['time'][-1]:.1f} s{epochs}{warned})")
+def log_fit(fit):
+    """One line per fit, so that a run stopped early still shows its results."""
+    epochs = f", {fit['epochs']} epochs" if fit["epochs"] else ""
+    warned = ", ConvergenceWarning" if fit["warned"] else ""
+    log(f"  seed {fit['seed']} {fit['target']:<24} {fit['row']:<30} "
+        f"{fit['test_accuracy']:.3f} ({fit['fit_seconds']:.1f} s{epochs}{warned})")
 
 
 def warm_up(device):
@@ -417,41 +441,50 @@ def warm_up(device):
 # -- the accuracy runs ----------------------------------------------------------------------
 
 
-def run(tasks, ks, configs, seeds, device, overrides):
-    """``{(target, config): cell}`` for every dataset task at every k."""
-    results = {}
+def run(tasks, ks, configs, seeds, device, overrides, setting, records, save):
+    """Every dataset task at every k: one record per fit, added to
+    ``records`` (``save()`` after each)."""
     for task in tasks:
         X_test, y_test = task.test_set()
         for k in ks:
             target = f"{task.name} {k}/class"
-            cells = {config: new_cell() for config in configs}
+            fits = {config: [] for config in configs}
             for seed in seeds:
                 X, y = task.train(k, seed)
                 for config in configs:
                     estimator = make_estimator(config, seed, task.max_length, device, overrides)
                     estimator, seconds, n_warn = fit_timed(estimator, X, y)
-                    record(cells[config], estimator.score(X_test, y_test), seconds, n_warn,
-                           estimator)
-                    log_fit(target, config, seed, cells[config])
+                    fit = fit_record(estimator, X_test, y_test, seconds, n_warn, part="fit",
+                                     setting=setting, dataset=task.name, k=k, target=target,
+                                     row=config, seed=seed, n_train=len(X),
+                                     n_test=len(X_test), max_length=task.max_length)
+                    fits[config].append(fit)
+                    records.append(fit)
+                    save()
+                    log_fit(fit)
             for config in configs:
-                results[(target, config)] = cells[config]
-                log_cell(target, config, cells[config])
-    return results
+                log_cell(target, config, fits[config])
 
 
-def run_transfer(source_task, target, ks, seeds, device, overrides, quick_epochs):
-    """``({(target, row): cell}, source fit seconds)``: see the module docstring."""
-    results, source_times = {}, []
+def run_transfer(source_task, target, ks, seeds, device, overrides, quick_epochs, setting,
+                 records, save):
+    """The transfer rows (see the module docstring): one record per fit and
+    per source, added to ``records`` (``save()`` after each)."""
     X_test, y_test = target.test_set()
     to_target = {"fresh": "positive", "rotten": "negative"}
     L = target.max_length
     ft_params = {} if quick_epochs is None else dict(max_epochs=quick_epochs)
-    cells = {(k, row): new_cell() for k in ks for row in TRANSFER_ROWS}
+    fits = {(k, row): [] for k in ks for row in TRANSFER_ROWS}
+    common = dict(setting=setting, dataset=target.name, n_test=len(X_test), max_length=L)
     for seed in seeds:
         X_src, y_src = source_task.train(SOURCE_PER_CLASS, seed)
         source = minilm(seed, L, device, **{**ft_params, **overrides.get(FT, {})})
         source, seconds, n_warn = fit_timed(source, X_src, y_src)
-        source_times.append(seconds)
+        records.append({"part": "source", "setting": setting, "dataset": source_task.name,
+                        "seed": seed, "n_train": len(X_src), "max_length": L,
+                        "fit_seconds": float(seconds), "epochs": int(source.n_iter_),
+                        "warned": n_warn > 0})
+        save()
         log(f"source seed {seed}: {len(X_src)} RT snippets, {seconds:.1f} s, "
             f"{source.n_iter_} epochs" + (", ConvergenceWarning" if n_warn else ""))
         zero = source.predict(X_test)
@@ -460,8 +493,13 @@ def run_transfer(source_task, target, ks, seeds, device, overrides, quick_epochs
         zero_accuracy = float(np.mean(zero == y_test))
         for k in ks:
             X, y = target.train(k, seed)
-            record(cells[(k, SRC_ZERO)], zero_accuracy, 0.0, 0)
-            log_fit(f"{target.name} {k}/class", SRC_ZERO, seed, cells[(k, SRC_ZERO)])
+            name = f"{target.name} {k}/class"
+            fit = {"part": "transfer", **common, "k": k, "target": name, "row": SRC_ZERO,
+                   "seed": seed, "n_train": 0, "test_accuracy": zero_accuracy,
+                   "fit_seconds": 0.0, "epochs": None, "warned": False}
+            fits[(k, SRC_ZERO)].append(fit)
+            records.append(fit)
+            log_fit(fit)
             rows = {
                 SRC_FT: lambda: PretrainedClassifier(
                     backbone=source, device=device, random_state=seed,
@@ -474,53 +512,16 @@ def run_transfer(source_task, target, ks, seeds, device, overrides, quick_epochs
             }
             for row, make in rows.items():
                 estimator, seconds, n_warn = fit_timed(make(), X, y)
-                record(cells[(k, row)], estimator.score(X_test, y_test), seconds, n_warn,
-                       estimator)
-                log_fit(f"{target.name} {k}/class", row, seed, cells[(k, row)])
+                fit = fit_record(estimator, X_test, y_test, seconds, n_warn, part="transfer",
+                                 **common, k=k, target=name, row=row, seed=seed,
+                                 n_train=len(X))
+                fits[(k, row)].append(fit)
+                records.append(fit)
+                save()
+                log_fit(fit)
     for k in ks:
         for row in TRANSFER_ROWS:
-            name = f"{target.name} {k}/class"
-            results[(name, row)] = cells[(k, row)]
-            log_cell(name, row, cells[(k, row)])
-    return results, source_times
-
-
-# -- tables and checks -----------------------------------------------------------------------
-
-
-def _cell(results, target, config, values="acc", fmt="{:.3f} ± {:.3f}"):
-    cell = results.get((target, config))
-    if cell is None:
-        return "not run"
-    text = fmt.format(np.mean(cell[values]), np.std(cell[values]))
-    return text + _epochs(cell) if values == "time" else text
-
-
-def tables(results, targets, configs) -> str:
-    accuracy = [[config, *(_cell(results, t, config) for t in targets)] for config in configs]
-    seconds = [[config, *(_cell(results, t, config, "time", "{:.2f}") for t in targets)]
-               for config in configs]
-    return (markdown_table(["config", *targets], accuracy)
-            + "\n\nFit time (s), mean over seeds (and the mean epochs, n_iter_, of the "
-              "fits trained by gradient steps):\n\n"
-            + markdown_table(["config", *targets], seconds))
-
-
-def check_rows(results, datasets):
-    lines = []
-    for dataset in datasets:
-        for k in CHECKED_K:
-            target = f"{dataset} {k}/class"
-            ft, tfidf = results.get((target, FT)), results.get((target, TFIDF))
-            name = f"fine-tuned MiniLM >= TF-IDF + LR + {MARGIN:.2f}"
-            if ft is None or tfidf is None:
-                gone = [c for c, cell in ((FT, ft), (TFIDF, tfidf)) if cell is None]
-                lines.append([name, target, "", f"not run ({', '.join(gone)})"])
-                continue
-            a, b = np.mean(ft["acc"]), np.mean(tfidf["acc"])
-            lines.append([name, target, f"{a:.3f} vs {b:.3f} + {MARGIN:.2f}",
-                          "met" if a >= b + MARGIN else "NOT met"])
-    return markdown_table(["check", "target", "measured (means)", "result"], lines)
+            log_cell(f"{target.name} {k}/class", row, fits[(k, row)])
 
 
 # -- overhead -----------------------------------------------------------------------------------
@@ -577,7 +578,8 @@ def fit_by_hand(texts, y, seed, epochs, where):
     return end - start, end - epochs_start
 
 
-def run_overhead(args):
+def run_overhead(args) -> list[dict]:
+    """One record per timed fit (the warm-ups are not recorded)."""
     from sktransfer._nn.text import model_source
 
     where, local = model_source(MODEL)  # a lookup, outside the timed regions
@@ -590,14 +592,19 @@ def run_overhead(args):
     loops = {"sktransfer": lambda seed: fit_sktransfer(texts, y, seed, args.overhead_epochs),
              "hand": lambda seed: fit_by_hand(texts, y, seed, args.overhead_epochs, where)}
     times = {name: [] for name in loops}
-    epoch_times = {name: [] for name in loops}
+    records = []
+    setting = f"n_train={len(texts)} epochs={args.overhead_epochs}"
     for repeat in range(args.overhead_repeats + 1):  # repeat 0 warms both up
         order = list(loops) if repeat % 2 == 0 else list(loops)[::-1]
         for name in order:
             seconds, in_epochs = loops[name](repeat)
             if repeat:
                 times[name].append(seconds)
-                epoch_times[name].append(in_epochs)
+                records.append({"part": "overhead", "setting": setting, "loop": name,
+                                "seed": repeat, "n_train": len(texts),
+                                "epochs": args.overhead_epochs, "max_length":
+                                OVERHEAD["max_length"], "fit_seconds": seconds,
+                                "epoch_seconds": in_epochs})
             note = " (warm-up, not counted)" if repeat == 0 else ""
             log(f"repeat {repeat} {name:<10} {seconds:7.2f} s (epochs {in_epochs:.2f} s){note}")
     print()
@@ -607,25 +614,21 @@ def run_overhead(args):
           f"{OVERHEAD['lr']:g} weight decay {OVERHEAD['weight_decay']:g}, constant rate, no "
           f"warm-up, {args.overhead_epochs} epoch(s), float32, CPU; "
           f"{args.overhead_repeats} timed run(s) of each after one warm-up of each")
-    rows = []
-    for name, label in (("sktransfer", "PretrainedClassifier.fit"),
-                        ("hand", "hand-written transformers + PyTorch loop")):
-        t, e = times[name], epoch_times[name]
-        rows.append((label, f"{min(t):.2f}", f"{median(t):.2f}", f"{min(e):.2f}",
-                     f"{len(texts) * args.overhead_epochs / min(t):.1f}"))
-    print(markdown_table(("loop", "best s/fit", "median s/fit", "best s in epochs",
-                          "texts/s (best)"), rows))
-    ratio = min(times["sktransfer"]) / min(times["hand"])
-    print(f"\nratio sktransfer / hand = {ratio:.3f} (fastest runs), "
-          f"{median(times['sktransfer']) / median(times['hand']):.3f} (medians); epochs "
-          f"alone {min(epoch_times['sktransfer']) / min(epoch_times['hand']):.3f} (fastest)")
-    print(f"target <= {OVERHEAD_TARGET}: {met(ratio <= OVERHEAD_TARGET)}")
+    for table in text_tables({}, records).values():  # the times, then the target
+        print(f"\n{table}")
     warning = noise_warning(times)
     if warning:
         print(warning)
+    return records
 
 
 # -- main -----------------------------------------------------------------------------------------
+
+
+def _key(record) -> tuple:
+    """What a record measures: its part, setting, target, row (loop) and seed."""
+    return (record["part"], record["setting"], record.get("target"), record.get("row"),
+            record.get("loop"), record["seed"])
 
 
 def parse_max_length(values):
@@ -673,7 +676,20 @@ def main(argv=None):
     parser.add_argument("--overhead-samples", type=int, default=256)
     parser.add_argument("--overhead-epochs", type=int, default=3)
     parser.add_argument("--overhead-repeats", type=int, default=2)
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to --out's runs instead of replacing them (its "
+                             "records replace the stored ones of the same part, setting, "
+                             "target, row and seed; the others stay)")
     args = parser.parse_args(argv)
+    argv_meta = None if argv is None else [__file__, *argv]
+    records = []
+
+    def results(meta):
+        """This run's ``(meta, records)``, with (``--append``) the stored ones
+        it does not replace."""
+        return with_stored(args.out, meta, records, _key) if args.append else (meta, records)
 
     if args.overhead:
         print(header("text fit overhead vs a hand-written transformers loop"))
@@ -681,8 +697,16 @@ def main(argv=None):
         transformers.utils.logging.disable_progress_bar()
         print(f"transformers {transformers.__version__}; load average at start: "
               f"{os.getloadavg()[0]:.1f}", flush=True)
-        run_overhead(args)
+        meta = run_meta(argv_meta, quick=False, overhead=True,
+                        threads=torch.get_num_threads(), model=MODEL,
+                        transformers=transformers.__version__,
+                        load_average_start=os.getloadavg()[0],
+                        repeats=args.overhead_repeats,
+                        overhead_params={k: v for k, v in OVERHEAD.items()})
+        records += run_overhead(args)
+        meta["load_average_end"] = os.getloadavg()[0]
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
+        store(args, RESULTS, *results(meta))
         return
 
     seeds = list(range(args.seed_from, args.seed_from + (1 if args.quick else args.seeds)))
@@ -714,6 +738,16 @@ def main(argv=None):
             raise SystemExit(f"unknown targets {unknown or args.targets}; use RT, BBC or "
                              "'RT 10/class'-style names")
 
+    # the options the numbers depend on, beside the seeds and what runs
+    setting = " ".join(
+        (["quick"] if args.quick else [])
+        + ([f"device={args.device}"] if args.device != "cpu" else [])
+        + [f"max_length_{d.lower()}={lengths[d]}" for d in lengths
+           if lengths[d] != MAX_LENGTH[d]]
+        + [f"n_test_{d.lower()}={n_test[d]}" for d in n_test
+           if not args.quick and n_test[d] != N_TEST[d]]
+        + [f"{name}={value}" for name, value in sorted(extra.items())]) or "default"
+
     print(header("text backbones", args.device))
     import transformers
 
@@ -729,27 +763,38 @@ def main(argv=None):
                                 n_test["RT"], lengths["RT"]))
     if "BBC" in datasets:
         tasks.append(split_task("BBC", *bbc_news(), n_test["BBC"], lengths["BBC"]))
+    meta = run_meta(argv_meta, quick=args.quick, setting=setting,
+                    threads=torch.get_num_threads(), device=args.device, model=MODEL,
+                    transformers=transformers.__version__, seeds=seeds, ks=ks,
+                    configs=configs, datasets=datasets, max_length=lengths,
+                    n_test={t.name: len(t.test) for t in tasks}, split_seed=SPLIT_SEED,
+                    overrides=overrides, transfer=transfer,
+                    load_average_start=os.getloadavg()[0])
+
+    def save():  # as the run goes: an interrupted run keeps what it measured
+        if not (args.quick and args.out == RESULTS):
+            write_results(args.out, *results(meta))
+
     warm_up(args.device)
 
-    results = {}
-    targets = []
     for task in tasks:
         task_ks = [k for k in ks if wanted_targets is None or not any(
             t.startswith(f"{task.name} ") for t in wanted_targets)
             or f"{task.name} {k}/class" in wanted_targets]
-        targets += [f"{task.name} {k}/class" for k in task_ks]
-        results.update(run([task], task_ks, configs, seeds, args.device, overrides))
+        run([task], task_ks, configs, seeds, args.device, overrides, setting, records, save)
 
-    transfer_results, transfer_targets, how, source_times = {}, [], None, []
+    how = None
     if transfer:
         source_task, target_task, how = transfer_tasks(
             rt, 200 if args.quick else 1000, lengths["RT"])
         log(how)
         transfer_ks = [10] if args.quick else args.transfer_k
-        transfer_results, source_times = run_transfer(
-            source_task, target_task, transfer_ks, seeds, args.device, overrides,
-            quick_epochs)
-        transfer_targets = [f"{target_task.name} {k}/class" for k in transfer_ks]
+        meta.update(transfer_target=how, transfer_ks=transfer_ks,
+                    source_per_class=SOURCE_PER_CLASS)
+        run_transfer(source_task, target_task, transfer_ks, seeds, args.device, overrides,
+                     quick_epochs, setting, records, save)
+    meta["load_average_end"] = os.getloadavg()[0]
+    tables = text_tables(meta, records)
 
     print()
     print(f"{len(seeds)} seed(s) (a seed draws the labeled texts and the initialisation); "
@@ -760,28 +805,30 @@ def main(argv=None):
     if args.quick:
         print("--quick: the fine-tune rows ran max_epochs=3; their accuracies say nothing "
               "about fine-tuning.")
+    print("(each cell: mean fit seconds and, for the fits trained by gradient steps, mean "
+          "epochs (n_iter_); the number of seeds where a cell has fewer than the others)")
     print()
-    print(tables(results, targets, configs))
-    warned = {c: sum(n_warned(results[(t, c)]) for t in targets if (t, c) in results)
-              for c in configs}
-    n_fits = {c: sum(len(results[(t, c)]["acc"]) for t in targets if (t, c) in results)
-              for c in configs}
-    print("\nFits that ended with a ConvergenceWarning: "
-          + ", ".join(f"{c}: {warned[c]} of {n_fits[c]}" for c in configs))
+    print(tables.get(text_key(setting, "main"), "(no accuracy rows run)"))
+    fits = [r for r in records if r["part"] == "fit"]
+    print("\nFits that ended with a ConvergenceWarning: " + ", ".join(
+        f"{c}: {n_warned([r for r in fits if r['row'] == c])} of "
+        f"{sum(r['row'] == c for r in fits)}" for c in configs))
 
     if transfer:
+        sources = [r["fit_seconds"] for r in records if r["part"] == "source"]
         print(f"\n### Transfer: RT source ({SOURCE_PER_CLASS}/class, defaults) -> sentiment "
               "target\n")
-        print(how + f"; source fit {np.mean(source_times):.1f} s (mean, not in the table); "
+        print(how + f"; source fit {np.mean(sources):.1f} s (mean, not in the table); "
               "the 'no target labels' row is the source's own predictions, not fitted.\n")
-        print(tables(transfer_results, transfer_targets, TRANSFER_ROWS))
-        print("\nFits that ended with a ConvergenceWarning: " + ", ".join(
-            f"{row}: {sum(n_warned(transfer_results[(t, row)]) for t in transfer_targets)}"
-            for row in TRANSFER_ROWS if row != SRC_ZERO))
+        print(tables[text_key(setting, "transfer")])
+        print()
+        print(tables[text_key(setting, "source")])
 
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
-    print("\n### Accuracy checks: fine-tuned MiniLM vs TF-IDF + LR\n")
-    print(check_rows(results, ["RT", "BBC"]))
+    print(f"\n### Accuracy checks: fine-tuned MiniLM vs TF-IDF + LR + {TEXT_MARGIN:.2f} at "
+          f"{' and '.join(map(str, TEXT_CHECKED_K))}/class\n")
+    print(tables.get(text_key(setting, "checks"), "(no accuracy rows run)"))
+    store(args, RESULTS, *results(meta))
 
 
 if __name__ == "__main__":

@@ -292,3 +292,88 @@ def test_convergence_tables_of_a_partial_smoke_run():
         "| exact probe ≥ features + LR − 0.01 | smoke run (--quick) (0.710 vs 0.720) |",
         ('| exact probe faster than the former `freeze_depth="all"` fit (an SGD probe, on '
          "the former sktransfer) | not run (exact probe (former sktransfer)) |")]
+
+
+def _text_fit(setting, target, row, seed, accuracy, seconds=1.0, epochs=None, warned=False,
+              part="fit"):
+    dataset, k = target.rsplit(" ", 1)
+    return {"part": part, "setting": setting, "dataset": dataset,
+            "k": int(k.split("/")[0]), "target": target, "row": row, "seed": seed,
+            "test_accuracy": accuracy, "fit_seconds": seconds, "epochs": epochs,
+            "warned": warned}
+
+
+def _text_records():
+    records = []
+    for seed, delta in ((0, -0.01), (1, 0.01)):
+        for target, ft, tfidf in (("BBC 10/class", 0.94, 0.92), ("RT 10/class", 0.62, 0.51),
+                                  ("RT 50/class", 0.70, 0.65)):
+            records += [
+                _text_fit("default", target, "TF-IDF + LR", seed, tfidf + delta, 0.02),
+                _text_fit("default", target, "MiniLM probe", seed, 0.60 + delta, 0.5, 0),
+                _text_fit("default", target, "MiniLM fine-tune (default)", seed, ft + delta,
+                          25.0, 50 if seed else 40, warned=seed == 1)]
+        records.append(_text_fit("default", "RT unseen movies 10/class",
+                                 "RT source, no target labels", seed, 0.76 + delta, 0.0,
+                                 part="transfer"))
+        records.append(_text_fit("default", "RT unseen movies 10/class",
+                                 "RT source -> probe", seed, 0.75 + delta, 1.4, 0,
+                                 part="transfer"))
+        records.append({"part": "source", "setting": "default", "dataset": "RT source",
+                        "seed": seed, "n_train": 400, "fit_seconds": 870.0 + seed,
+                        "epochs": 30, "warned": False})
+        records.append(_text_fit("n_test_rt=500 lr=0.001", "RT 10/class",
+                                 "MiniLM fine-tune (default)", seed, 0.58, 20.0, 33))
+        for loop, seconds in (("sktransfer", 27.0), ("hand", 28.0)):
+            records.append({"part": "overhead", "setting": "n_train=256 epochs=3",
+                            "loop": loop, "seed": seed + 1, "n_train": 256, "epochs": 3,
+                            "fit_seconds": seconds + seed, "epoch_seconds": seconds - 2})
+    records += [_text_fit("quick", "RT 10/class", row, 0, accuracy, 1.0, 3 if "tune" in row
+                          else None) for row, accuracy in (("MiniLM fine-tune (default)", 0.43),
+                                                           ("TF-IDF + LR", 0.61))]
+    return records
+
+
+def test_text_tables_from_records():
+    tables = report.text_tables({}, _text_records())
+    assert set(tables) == {"main", "seeds", "checks", "transfer", "source",
+                           "n_test_rt500-lr0.001-main", "n_test_rt500-lr0.001-seeds",
+                           "n_test_rt500-lr0.001-checks", "quick-main", "quick-seeds",
+                           "quick-checks", "overhead", "overhead_targets"}
+    main = tables["main"].splitlines()
+    assert main[0] == ("| config | RT 10/class | RT 50/class | BBC 10/class | "
+                       "fits with a ConvergenceWarning |")
+    assert main[2] == ("| MiniLM fine-tune (default) | **0.620 ± 0.010** (25.0 s, 45 epochs) "
+                       "| **0.700 ± 0.010** (25.0 s, 45 epochs) | **0.940 ± 0.010** (25.0 s, "
+                       "45 epochs) | 3 of 6 |")
+    assert main[3] == ("| MiniLM probe | 0.600 ± 0.010 (0.5 s) | 0.600 ± 0.010 (0.5 s) | "
+                       "0.600 ± 0.010 (0.5 s) | 0 of 6 |")
+    assert main[4].startswith("| TF-IDF + LR | 0.510 ± 0.010 (0.02 s) |")
+    assert len(main) == 5  # no TransferFeatures + LR row was run
+    assert "| RT 50/class | 1 | 0.710 | 0.610 | 0.660 |" in tables["seeds"]
+    assert tables["checks"].splitlines()[2:] == [
+        "| fine-tuned MiniLM ≥ TF-IDF + LR + 0.10, RT 10/class | 0.620 vs 0.510 + 0.10 | "
+        "**met** |",
+        "| fine-tuned MiniLM ≥ TF-IDF + LR + 0.10, RT 50/class | 0.700 vs 0.650 + 0.10 | "
+        "**not met** |",
+        "| fine-tuned MiniLM ≥ TF-IDF + LR + 0.10, BBC 10/class | 0.940 vs 0.920 + 0.10 | "
+        "**not met** |",
+        "| fine-tuned MiniLM ≥ TF-IDF + LR + 0.10, BBC 50/class | | not run (MiniLM "
+        "fine-tune (default), TF-IDF + LR) |"]
+    assert tables["transfer"].splitlines()[2:] == [
+        "| RT source -> probe | 0.750 ± 0.010 (1.4 s) | 0 of 2 |",
+        "| RT source, no target labels | **0.760 ± 0.010** | - |"]
+    assert tables["source"].splitlines()[2:] == ["| 0 | 400 | 870 | 30 | no |",
+                                                 "| 1 | 400 | 871 | 30 | no |"]
+    assert tables["n_test_rt500-lr0.001-main"].splitlines()[2] == (
+        "| MiniLM fine-tune (default) | 0.580 ± 0.000 (20.0 s, 33 epochs) | 0 of 2 |")
+    quick = tables["quick-main"].splitlines()
+    assert quick[2] == ("| MiniLM fine-tune (3 epochs, not the default budget) | 0.430 (1.0 s, "
+                        "3 epochs) | 0 of 1 |")
+    assert "smoke run (--quick)" in tables["quick-checks"]
+    assert tables["overhead"].splitlines()[2:] == [
+        "| `PretrainedClassifier.fit` | 27.00 | 27.50 | 25.00 | 28.4 |",
+        "| hand-written loop | 28.00 | 28.50 | 26.00 | 27.4 |"]
+    assert tables["overhead_targets"].splitlines()[2] == (
+        "| sktransfer / hand-written loop <= 1.05, fastest runs | 0.964 (medians 0.965; epochs "
+        "alone 0.962; repeats of one loop differ by up to x1.04) | **met** |")
