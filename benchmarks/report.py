@@ -826,8 +826,7 @@ def privacy_targets(meta: dict, records: list) -> str:
          f"{sum('epsilon_spent' in r for r in spent)} of {len(spent)}",
          all("epsilon_spent" in r for r in spent)),
     ]
-    verdict = (lambda ok: "smoke run (--quick): not a measurement") if meta.get("quick") \
-        else _met
+    verdict = _smoke_or_met(meta)
     return markdown_table(["target", "value", "met"],
                           [[what, value, verdict(ok)] for what, value, ok in checks])
 
@@ -880,7 +879,7 @@ def memory_tables(meta: dict, records: list) -> dict:
     seconds = {loop: [r["seconds"] for r in runs(loop)] for loop in MEMORY_LOOPS}
     fastest = (f" (fastest runs: {min(seconds['plain']) / min(seconds['sktransfer']):.3f})"
                if all(len(v) > 1 for v in seconds.values()) else "")
-    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    verdict = _smoke_or_met(meta)
     targets = markdown_table(["target", "measured", "met"], [
         [f"peak RSS of the predicting process < 1.5 GB ({MEMORY_RSS_MB:.0f} MB)", f"{own:.0f} MB",
          verdict(own < MEMORY_RSS_MB)],
@@ -946,8 +945,7 @@ def overhead_tables(meta: dict, records: list) -> dict:
     fastest = min(ours) / min(_timed_seconds(records, "hand_cl"))
     spread = max(max(t) / min(t) for t in (_timed_seconds(records, loop)
                                            for loop in OVERHEAD_LOOPS))
-    verdict = (lambda ok: "smoke run (--quick): not a measurement") if meta.get("quick") \
-        else _met
+    verdict = _smoke_or_met(meta)
     targets = markdown_table(["target", "measured", "met"], [
         [f"sktransfer / hand-written loop (channels_last) <= {OVERHEAD_TARGET}, medians",
          f"{ratio:.3f} (fastest runs: {fastest:.3f}; repeats of one loop differ by up to "
@@ -985,7 +983,7 @@ def probe_solver_tables(meta: dict, records: list) -> dict:
     main = markdown_table(["n", "penalty", "sktransfer", "scikit-learn", "ratio",
                            "objective excess (ours / sklearn) or chosen alpha",
                            "test accuracy (ours / sklearn)"], rows)
-    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    verdict = _smoke_or_met(meta)
     targets = markdown_table(["target", "measured", "met"], [
         ["sktransfer faster than scikit-learn in every row (ratio < 1)",
          f"largest ratio {slowest:.2f}", verdict(slowest < 1)],
@@ -1057,8 +1055,7 @@ def _scaling_seconds(records, part, **match) -> float | None:
 def scaling_tables(meta: dict, records: list) -> dict:
     """Fit time and images/s against n (freeze_depth=0), and against the
     frozen depth with the cache on and off."""
-    epochs, verdict = meta["epochs"], ((lambda ok: "smoke run (--quick)")
-                                       if meta.get("quick") else _met)
+    epochs, verdict = meta["epochs"], _smoke_or_met(meta)
     rows, base, notes = [], None, []
     for n in meta["sizes"]:
         seconds = _scaling_seconds(records, "samples", n=n)
@@ -1201,7 +1198,7 @@ def transferability_tables(meta: dict, records: list) -> dict:
          ["process CPU", f"{total(rankings, 'cpu_seconds'):,.1f} s",
           f"{total(fits, 'fit_cpu_seconds'):,.1f} s", f"{100 * cpu:.1f} %"]])
     logme = _mean_over_targets(taus["logme"])
-    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    verdict = _smoke_or_met(meta)
     tables["targets"] = markdown_table(["target", "measured", "met"], [
         [f"LogME mean Kendall tau >= {TAU_TARGET}", f"{logme:.2f}", verdict(logme >= TAU_TARGET)],
         [f"scoring time <= {100 * SCORING_SHARE:.0f} % of fine-tuning every candidate (wall)",
@@ -1249,7 +1246,7 @@ def frozen_grid_tables(meta: dict, records: list) -> dict:
     speedup = (sum(searches[("skorch", d)] for d in depths)
                / sum(searches[("sktransfer", d)] for d in depths))
     within = sum(diff <= GRID_AGREEMENT for diff in diffs)
-    verdict = (lambda ok: "smoke run (--quick)") if meta.get("quick") else _met
+    verdict = _smoke_or_met(meta)
     targets = markdown_table(["target", "measured", "met"], [
         [f"skorch / sktransfer seconds over the whole grid >= {GRID_SPEEDUP}",
          f"{speedup:.1f}x", verdict(speedup >= GRID_SPEEDUP)],
@@ -1637,7 +1634,7 @@ def text_tables(meta: dict, records: list) -> dict:
     tables = {}
     for setting in dict.fromkeys(r["setting"] for r in records if r["part"] != "overhead"):
         quick = setting.split()[0] == "quick"
-        verdict = (lambda ok: "smoke run (--quick)") if quick else _met
+        verdict = _smoke_or_met({"quick": quick})
         label = (lambda row: TEXT_QUICK_FT if row == TEXT_FT else row) if quick else \
             (lambda row: row)
         fits = [r for r in records if r["part"] == "fit" and r["setting"] == setting]
