@@ -505,7 +505,19 @@ def store(path, meta: dict, rows: list, append: bool) -> None:
         if len(meta.get("runs", [])) == 1:
             meta, records = {**meta["runs"][0]}, [{k: v for k, v in r.items() if k != "run"}
                                                   for r in records]
-    write_results(path, meta, records)
+    write_results(path, meta, in_target_order(records))
+
+
+def in_target_order(records: list) -> list:
+    """``records`` by target in the order of ``TARGETS``, then by seed (the
+    order of the tables' rows, whichever run measured them)."""
+    names = [t.name for t in TARGETS.values()]
+
+    def position(record):
+        name = record["target"]
+        return names.index(name) if name in names else len(names), record["seed"]
+
+    return sorted(records, key=position)
 
 
 def main(argv=None):
