@@ -1333,6 +1333,68 @@ def strategies_tables(meta: dict, records: list) -> dict:
     return tables
 
 
+# -- gpu_throughput --------------------------------------------------------------------------
+
+GPU_THROUGHPUT_TARGET = 0.9  # sktransfer's images/s over the hand-tuned loop's, medians, at least
+GPU_LOOPS = {"sktransfer": "`PretrainedClassifier.fit`",
+             "hand_uint8": "hand-tuned (uint8 batches, normalised on device)",
+             "hand_per_image": "hand-tuned, per-image CPU preprocessing (diagnostic)"}
+GPU_BASELINE = "hand_uint8"
+
+
+def _gpu_setups(records: list) -> dict:
+    """``{(device name, image size, batch size, steps): label}`` of the
+    records' setups, labelled by the device and, where the records mix
+    settings, the settings."""
+    setups = list(dict.fromkeys((r["device_name"], r["image_size"], r["batch_size"], r["steps"])
+                                for r in records))
+    mixed = len({setup[1:] for setup in setups}) > 1
+    return {setup: setup[0] + (f" ({setup[1]} px, batch {setup[2]}, {setup[3]} steps)"
+                               if mixed else "") for setup in setups}
+
+
+def gpu_throughput_tables(meta: dict, records: list) -> dict:
+    """Images/s of each loop per device and model (median over repeats) and
+    its ratio to the hand-tuned loop; the target per device and model (a
+    smoke run's or a CPU run's not judged)."""
+    smoke = _smoke_or_met(meta)
+    rows, targets = [], []
+    for setup, device in _gpu_setups(records).items():
+        mine = [r for r in records
+                if (r["device_name"], r["image_size"], r["batch_size"], r["steps"]) == setup]
+        cpu = all(r["cuda"] is None for r in mine)
+
+        def verdict(ok):
+            return "CPU run: the target is for a GPU" if cpu and smoke is _met else smoke(ok)
+
+        for model in dict.fromkeys(r["model"] for r in mine):
+            speeds = {loop: [r["images_per_second"] for r in mine
+                             if (r["model"], r["loop"]) == (model, loop)] for loop in GPU_LOOPS}
+            base = statistics.median(speeds[GPU_BASELINE])
+            for loop, label in GPU_LOOPS.items():
+                runs = [r for r in mine if (r["model"], r["loop"]) == (model, loop)]
+                if not runs:
+                    continue
+                layout = ", ".join(dict.fromkeys(
+                    f"{r['precision']}, channels_last={r['channels_last']}" for r in runs))
+                rows.append([device, model, label, layout,
+                             f"{statistics.median(speeds[loop]):.1f}",
+                             f"{statistics.median(speeds[loop]) / base:.3f}"])
+            ours = speeds["sktransfer"]
+            ratio = statistics.median(ours) / base
+            notes = [f"fastest runs: {max(ours) / max(speeds[GPU_BASELINE]):.3f}"]
+            if min(len(v) for v in speeds.values() if v) > 1:
+                spread = max(max(v) / min(v) for v in speeds.values() if v)
+                notes.append(f"repeats of one loop differ by up to x{spread:.2f}")
+            targets.append([f"{model} on {device}: sktransfer / hand-tuned >= "
+                            f"{GPU_THROUGHPUT_TARGET}, medians",
+                            f"{ratio:.3f} ({'; '.join(notes)})",
+                            verdict(ratio >= GPU_THROUGHPUT_TARGET)])
+    return {"main": markdown_table(["device", "model", "loop", "precision / layout",
+                                    "images/s (median)", "ratio to hand-tuned"], rows),
+            "targets": markdown_table(["target", "measured", "met"], targets)}
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
           "distillation": distillation_tables, "export": export_tables,
           "frozen_grid": frozen_grid_tables,

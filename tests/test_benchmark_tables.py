@@ -212,3 +212,59 @@ def test_partial_labels_tables_of_one_part_and_of_a_smoke_run():
     assert set(tables) == {"ssl", "ssl_seeds", "ssl_targets"}
     assert "**met**" not in tables["ssl_targets"]
     assert tables["ssl_targets"].count("smoke run (--quick)") == 2
+
+
+def _gpu_throughput_records(device="NVIDIA H100 80GB HBM3", cuda="12.8", speeds=None):
+    """Two repeats of each loop on each model: images/s as given, per repeat."""
+    speeds = speeds or {("resnet50", "sktransfer"): (950.0, 1000.0),
+                        ("resnet50", "hand_uint8"): (1000.0, 1050.0),
+                        ("resnet50", "hand_per_image"): (400.0, 420.0),
+                        ("mobilenet_v2", "sktransfer"): (2000.0, 2100.0),
+                        ("mobilenet_v2", "hand_uint8"): (2500.0, 2600.0),
+                        ("mobilenet_v2", "hand_per_image"): (900.0, 950.0)}
+    return [{"model": model, "loop": loop, "repeat": repeat, "seed": 0, "device_name": device,
+             "cuda": cuda, "cudnn": 91000 if cuda else None, "image_size": 224,
+             "batch_size": 64, "steps": 100, "images": 6400, "seconds": 6400 / speed,
+             "images_per_second": speed, "precision": "bf16" if cuda else "32",
+             "channels_last": bool(cuda)}
+            for (model, loop), pair in speeds.items() for repeat, speed in enumerate(pair)]
+
+
+def test_gpu_throughput_tables_from_records():
+    tables = report.gpu_throughput_tables({"quick": False}, _gpu_throughput_records())
+    assert set(tables) == {"main", "targets"}
+    main = tables["main"].splitlines()
+    assert main[0] == ("| device | model | loop | precision / layout | images/s (median) | "
+                       "ratio to hand-tuned |")
+    assert len(main) == 2 + 6
+    assert main[2] == ("| NVIDIA H100 80GB HBM3 | resnet50 | `PretrainedClassifier.fit` | bf16, "
+                       "channels_last=True | 975.0 | 0.951 |")
+    assert ("| NVIDIA H100 80GB HBM3 | mobilenet_v2 | hand-tuned, per-image CPU preprocessing "
+            "(diagnostic) | bf16, channels_last=True | 925.0 | 0.363 |") in main
+    assert tables["targets"].splitlines()[2:] == [
+        ("| resnet50 on NVIDIA H100 80GB HBM3: sktransfer / hand-tuned >= 0.9, medians | 0.951 "
+         "(fastest runs: 0.952; repeats of one loop differ by up to x1.05) | **met** |"),
+        ("| mobilenet_v2 on NVIDIA H100 80GB HBM3: sktransfer / hand-tuned >= 0.9, medians | "
+         "0.804 (fastest runs: 0.808; repeats of one loop differ by up to x1.06) | "
+         "**not met** |")]
+
+
+def test_gpu_throughput_tables_of_a_cpu_run_and_a_smoke_run():
+    records = _gpu_throughput_records() + _gpu_throughput_records(device="CPU (AMD EPYC, 1 thread)",
+                                                                  cuda=None)
+    tables = report.gpu_throughput_tables({}, records)
+    targets = tables["targets"].splitlines()[2:]
+    assert len(targets) == 4
+    assert targets[0].endswith("| **met** |")
+    assert targets[2].startswith("| resnet50 on CPU (AMD EPYC, 1 thread): ")
+    assert targets[2].endswith("| CPU run: the target is for a GPU |")
+    assert "| CPU (AMD EPYC, 1 thread) | resnet50 | `PretrainedClassifier.fit` | 32, " \
+        "channels_last=False | 975.0 | 0.951 |" in tables["main"]
+    # a setting that differs names the settings of each device's rows
+    mixed = records + [{**r, "device_name": "NVIDIA H100 80GB HBM3", "image_size": 64}
+                       for r in _gpu_throughput_records()]
+    assert "| NVIDIA H100 80GB HBM3 (64 px, batch 64, 100 steps) | resnet50 |" in \
+        report.gpu_throughput_tables({}, mixed)["main"]
+    smoke = report.gpu_throughput_tables({"runs": [{"quick": True}]}, records)["targets"]
+    assert smoke.count("smoke run (--quick)") == 4
+
