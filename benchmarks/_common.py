@@ -208,8 +208,6 @@ def met(ok: bool) -> str:
     return "yes" if ok else "NO"
 
 
-
-
 def log(message: str) -> None:
     """A progress line, so that a long run shows it is alive."""
     print(message, flush=True)

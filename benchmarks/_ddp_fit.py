@@ -1,7 +1,9 @@
 """One data-parallel measurement for benchmarks/scale_out.py: fit on real
-MNIST digits and write the test accuracy and the fit's wall time (rank 0).
+MNIST digits and write (rank 0) the test accuracy, the fit's wall time, the
+epochs trained and their budget, the training and test digits, the torch
+threads and processes, and the seed to OUT.json.
 
-    python benchmarks/_ddp_fit.py TASK OUT.json [--quick]
+    python benchmarks/_ddp_fit.py TASK OUT.json [--quick] [--seed 0]
     torchrun --standalone --nproc_per_node=2 benchmarks/_ddp_fit.py TASK OUT.json
 
 TASK: "mlp" (the tabular MLP on the digits' pixels, default parameters) or
@@ -26,19 +28,19 @@ def digits(n_train, n_test):
     return X[:n_train], y[:n_train], X[-n_test:], y[-n_test:]
 
 
-def task(name, quick):
+def task(name, quick, seed):
     from sktransfer import ImageBackbone, PretrainedClassifier
 
     if name == "mlp":
         X, y, X_test, y_test = digits(600 if quick else 2000, 1000)
         flat = lambda a: a.reshape(len(a), -1) / 255.0  # noqa: E731
-        return PretrainedClassifier(backbone="mlp", random_state=0,
+        return PretrainedClassifier(backbone="mlp", random_state=seed,
                                     max_epochs=5 if quick else "auto"), \
             flat(X), y, flat(X_test), y_test
     X, y, X_test, y_test = digits(200 if quick else 600, 1000)
     return PretrainedClassifier(ImageBackbone("mobilenet_v2", image_size=32),
                                 weights="IMAGENET1K_V1",
-                                max_epochs=2 if quick else 5, random_state=0,
+                                max_epochs=2 if quick else 5, random_state=seed,
                                 device="cpu"), X, y, X_test, y_test
 
 
@@ -48,6 +50,7 @@ def main():
     parser.add_argument("out")
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per process")
+    parser.add_argument("--seed", type=int, default=0, help="the estimator's random_state")
     args = parser.parse_args()
     import torch
 
@@ -56,7 +59,7 @@ def main():
 
     import sktransfer
 
-    clf, X, y, X_test, y_test = task(args.task, args.quick)
+    clf, X, y, X_test, y_test = task(args.task, args.quick, args.seed)
     if torch.distributed.is_available() and os.environ.get("WORLD_SIZE", "1") != "1":
         # join before the clock starts: the group's rendezvous is not the fit's cost
         from sktransfer._nn import distributed
@@ -70,7 +73,9 @@ def main():
     if sktransfer.is_main_process():
         with open(args.out, "w") as f:
             json.dump(dict(task=args.task, wall=wall, accuracy=float(accuracy),
-                           epochs=int(clf.n_iter_), threads=torch.get_num_threads(),
+                           epochs=int(clf.n_iter_), max_epochs=clf.max_epochs,
+                           n_train=len(X), n_test=len(X_test), seed=args.seed,
+                           threads=torch.get_num_threads(),
                            cpus=len(os.sched_getaffinity(0)),
                            processes=int(os.environ.get("WORLD_SIZE", "1"))), f)
 

@@ -18,8 +18,21 @@ the epoch; hand loops: wall clock with CUDA synchronised). Throughput is
 images/s of the timed pass, the median over the repeats.
 
     .venv/bin/python benchmarks/gpu_throughput.py                 # CUDA, 224 px, batch 64, 100 steps (~4 min on one GPU)
-    .venv/bin/python benchmarks/gpu_throughput.py --quick         # smoke run on the CPU (< 1 min)
-    .venv/bin/python benchmarks/gpu_throughput.py --device cpu --image-size 64 --steps 5
+    .venv/bin/python benchmarks/gpu_throughput.py --models resnet50 --append   # one model again
+    .venv/bin/python benchmarks/gpu_throughput.py --quick --out /tmp/g.json    # smoke run on the CPU (< 1 min)
+    .venv/bin/python benchmarks/gpu_throughput.py --device cpu --image-size 64 --steps 5 --out /tmp/g.json
+
+One record per timed pass (model, loop, repeat, seed: images, seconds,
+images/s, the precision and memory layout it ran with, and the device's
+name, its CUDA and cuDNN versions, the image size, batch size and steps) is
+written to ``benchmarks/results/gpu_throughput.json`` in the format of
+``_results``; the meta record holds the device (name, compute capability,
+memory, bf16 support), the CUDA and cuDNN versions and every setting
+(``--out`` elsewhere; a ``--quick`` run writes only where ``--out`` says;
+``--append`` adds the run to the file, its passes replacing the stored ones
+of the same device, settings, model, loop, seed and repeat).
+``benchmarks/report.py`` makes the README's tables of it: images/s per
+device, model and loop with the ratio to the hand-tuned loop, and the target.
 
 Target: sktransfer / hand-tuned >= 0.9. ResNet-50 uses random weights
 (``weights=None``; no ImageNet file for it offline, and throughput does not
@@ -29,6 +42,7 @@ depend on the values of the weights); MobileNetV2 uses ``IMAGENET1K_V1``.
 from __future__ import annotations
 
 import argparse
+import os
 from functools import partial
 
 import numpy as np
@@ -39,23 +53,25 @@ from _common import (
     PlainImages,
     header,
     log,
-    markdown_table,
-    median,
-    met,
     mnist_digits,
     noise_warning,
     resized_rgb,
     resolve_device,
+    run_meta,
+    store,
     timed,
     torchvision_model,
     weights_file,
 )
+from _results import cpu_model, with_stored
+from report import gpu_throughput_tables
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
 
 from sktransfer import ImageBackbone, PretrainedClassifier
 
-TARGET = 0.9  # sktransfer images/s over hand-tuned images/s
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                       "benchmarks", "results", "gpu_throughput.json")
 WEIGHTS = {"resnet50": None, "mobilenet_v2": "IMAGENET1K_V1"}
 SETTINGS = {"freeze_depth": 0, "optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4,
             "lr_schedule": "constant", "warmup_epochs": 0.0, "augment": None,
@@ -66,12 +82,13 @@ PASSES = 2  # warm-up pass + timed pass
 
 
 def sktransfer_pass(name, X, y, args):
-    """Images/s of the timed (second) epoch of a fit, and what the net ran with."""
+    """Seconds of the timed (second) epoch of a fit, and what the net ran with."""
     clf = PretrainedClassifier(ImageBackbone(name, image_size=args.image_size),
                                weights=WEIGHTS[name], max_epochs=PASSES, batch_size=args.batch_size,
-                               device=args.device, random_state=0, **SETTINGS).fit(X, y)
+                               device=args.device, random_state=args.seed, **SETTINGS).fit(X, y)
     net = clf.net_
-    return len(X) / clf.history_[-1]["dur"], f"{net.precision}, channels_last={net.channels_last}"
+    return {"seconds": float(clf.history_[-1]["dur"]), "precision": str(net.precision),
+            "channels_last": bool(net.channels_last)}
 
 
 def _autocast_dtype(device):
@@ -88,7 +105,7 @@ def _uint8_batches(X, y, batch_size, pin):
 
 
 def hand_pass(name, X, y, args, inputs):
-    """Images/s of the timed pass of a hand-tuned loop.
+    """Seconds of the timed pass of a hand-tuned loop, and what it ran with.
 
     ``inputs="uint8"``: uint8 batches normalised on the device;
     ``inputs="per-image"``: sktransfer's per-image CPU preprocessing.
@@ -99,7 +116,7 @@ def hand_pass(name, X, y, args, inputs):
     benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True  # the hand-tuned loop only
     try:
-        torch.manual_seed(0)
+        torch.manual_seed(args.seed)
         path = None if WEIGHTS[name] is None else weights_file(name, WEIGHTS[name])
         model = torchvision_model(name, len(np.unique(y)), path).to(device).train()
         if cuda:
@@ -136,42 +153,62 @@ def hand_pass(name, X, y, args, inputs):
     finally:
         torch.backends.cudnn.benchmark = benchmark
     precision = "bf16" if dtype is not None else "32"
-    return len(X) / seconds, f"{precision}, channels_last={cuda}"
+    return {"seconds": seconds, "precision": precision, "channels_last": cuda}
 
 
+# the loops by the name their records carry (report.GPU_LOOPS labels them)
 LOOPS = {
-    "PretrainedClassifier.fit": sktransfer_pass,
-    "hand-tuned (uint8 batches, normalised on device)": partial(hand_pass, inputs="uint8"),
-    "hand-tuned, per-image CPU preprocessing (diagnostic)":
-        partial(hand_pass, inputs="per-image"),
+    "sktransfer": sktransfer_pass,
+    "hand_uint8": partial(hand_pass, inputs="uint8"),
+    "hand_per_image": partial(hand_pass, inputs="per-image"),
 }
-BASELINE = "hand-tuned (uint8 batches, normalised on device)"
 
 
-def run(args, X, y):
-    rows, verdicts = [], []
+def device_info(device: str) -> dict:
+    """The device's name and what bounds its throughput: CUDA and cuDNN
+    versions, compute capability, memory, bf16 support (None on the CPU)."""
+    cuda = torch.device(device).type == "cuda"
+    info = {"device": device, "device_name": device_name(device),
+            "cuda": torch.version.cuda if cuda else None,
+            "cudnn": torch.backends.cudnn.version() if cuda else None}
+    if cuda:
+        properties = torch.cuda.get_device_properties(torch.device(device))
+        info.update(capability=f"{properties.major}.{properties.minor}",
+                    memory_gib=round(properties.total_memory / 1024**3, 1),
+                    bf16=torch.cuda.is_bf16_supported())
+    return info
+
+
+def device_name(device: str) -> str:
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(torch.device(device))
+    threads = torch.get_num_threads()
+    return f"CPU ({cpu_model()}, {threads} thread{'' if threads == 1 else 's'})"
+
+
+def run(args, X, y, device: dict) -> list[dict]:
+    """One record per timed pass: every model x repeat x loop, the loops'
+    order reversed on odd repeats."""
+    records = []
+    setting = {"device_name": device["device_name"], "cuda": device["cuda"],
+               "cudnn": device["cudnn"], "image_size": args.image_size,
+               "batch_size": args.batch_size, "steps": args.steps}
     for name in args.models:
-        speeds = {loop: [] for loop in LOOPS}
-        setups = {}
         for repeat in range(args.repeats):
             order = list(LOOPS) if repeat % 2 == 0 else list(LOOPS)[::-1]
             for loop in order:
-                speed, setups[loop] = LOOPS[loop](name, X, y, args)
-                speeds[loop].append(speed)
-                log(f"{name:<13} repeat {repeat} {loop:<52} {speed:8.1f} images/s")
-        base = median(speeds[BASELINE])
-        for loop in LOOPS:
-            ratio = median(speeds[loop]) / base
-            rows.append((name, loop, setups[loop], f"{median(speeds[loop]):.1f}",
-                         f"{ratio:.3f}"))
-        ratio = median(speeds["PretrainedClassifier.fit"]) / base
-        best = max(speeds["PretrainedClassifier.fit"]) / max(speeds[BASELINE])
-        verdicts.append(f"{name}: sktransfer / hand-tuned = {ratio:.3f} (medians; fastest "
-                        f"runs {best:.3f}); target >= {TARGET}: {met(ratio >= TARGET)}")
-        warning = noise_warning(speeds)
-        if warning:
-            verdicts.append(f"{name}: {warning}")
-    return rows, verdicts
+                measured = LOOPS[loop](name, X, y, args)
+                records.append({"model": name, "loop": loop, "repeat": repeat,
+                                "seed": args.seed, **setting, "images": len(X), **measured,
+                                "images_per_second": len(X) / measured["seconds"]})
+                log(f"{name:<13} repeat {repeat} {loop:<15} "
+                    f"{records[-1]['images_per_second']:8.1f} images/s")
+    return records
+
+
+def _key(record) -> tuple:
+    return (record["device_name"], record["image_size"], record["batch_size"], record["steps"],
+            record["model"], record["loop"], record["seed"], record["repeat"])
 
 
 def main(argv=None):
@@ -184,6 +221,14 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--steps", type=int, default=100, help="optimizer steps per pass")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the models' initialisation and the batch order")
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to --out's runs instead of replacing them (its "
+                             "passes replace the stored ones of the same device, settings, "
+                             "model, loop, seed and repeat)")
     args = parser.parse_args(argv)
     if args.quick:
         args.device, args.image_size, args.batch_size, args.steps, args.repeats = (
@@ -206,12 +251,25 @@ def main(argv=None):
           "throughput does not depend on the weights), mobilenet_v2 IMAGENET1K_V1; "
           "freeze_depth=0, AdamW lr 1e-3 wd 1e-4, constant rate, no augmentation; "
           "cudnn.benchmark is set for the hand-tuned loops only")
-    rows, verdicts = run(args, X, y)
-    print()
-    print(markdown_table(("model", "loop", "precision / layout", "images/s",
-                          "ratio to hand-tuned"), rows))
-    print()
-    print("\n".join(verdicts))
+    device = device_info(args.device)
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick, **device,
+                    threads=torch.get_num_threads(), models=args.models,
+                    weights={name: WEIGHTS[name] for name in args.models},
+                    image_size=args.image_size, batch_size=args.batch_size, steps=args.steps,
+                    passes=PASSES, repeats=args.repeats, seed=args.seed, data=data_note,
+                    settings=SETTINGS, cudnn_benchmark="hand-tuned loops only")
+    records = run(args, X, y, device)
+    tables = gpu_throughput_tables(meta, records)
+    print(f"\n{tables['main']}\n\n{tables['targets']}")
+    for name in args.models:
+        warning = noise_warning({loop: [r["images_per_second"] for r in records
+                                        if (r["model"], r["loop"]) == (name, loop)]
+                                 for loop in LOOPS})
+        if warning:
+            print(f"{name}: {warning}")
+    if args.append and not (args.quick and args.out == RESULTS):
+        meta, records = with_stored(args.out, meta, records, _key)
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":

@@ -1658,6 +1658,168 @@ def text_tables(meta: dict, records: list) -> dict:
     return tables
 
 
+# -- gpu_throughput --------------------------------------------------------------------------
+
+GPU_THROUGHPUT_TARGET = 0.9  # sktransfer's images/s over the hand-tuned loop's, medians, at least
+GPU_LOOPS = {"sktransfer": "`PretrainedClassifier.fit`",
+             "hand_uint8": "hand-tuned (uint8 batches, normalised on device)",
+             "hand_per_image": "hand-tuned, per-image CPU preprocessing (diagnostic)"}
+GPU_BASELINE = "hand_uint8"
+
+
+def _gpu_setups(records: list) -> dict:
+    """``{(device name, image size, batch size, steps): label}`` of the
+    records' setups, labelled by the device and, where the records mix
+    settings, the settings."""
+    setups = list(dict.fromkeys((r["device_name"], r["image_size"], r["batch_size"], r["steps"])
+                                for r in records))
+    mixed = len({setup[1:] for setup in setups}) > 1
+    return {setup: setup[0] + (f" ({setup[1]} px, batch {setup[2]}, {setup[3]} steps)"
+                               if mixed else "") for setup in setups}
+
+
+def gpu_throughput_tables(meta: dict, records: list) -> dict:
+    """Images/s of each loop per device and model (median over repeats) and
+    its ratio to the hand-tuned loop; the target per device and model (a
+    smoke run's or a CPU run's not judged)."""
+    smoke = _smoke_or_met(meta)
+    rows, targets = [], []
+    for setup, device in _gpu_setups(records).items():
+        mine = [r for r in records
+                if (r["device_name"], r["image_size"], r["batch_size"], r["steps"]) == setup]
+        cpu = all(r["cuda"] is None for r in mine)
+
+        def verdict(ok):
+            return "CPU run: the target is for a GPU" if cpu and smoke is _met else smoke(ok)
+
+        for model in dict.fromkeys(r["model"] for r in mine):
+            speeds = {loop: [r["images_per_second"] for r in mine
+                             if (r["model"], r["loop"]) == (model, loop)] for loop in GPU_LOOPS}
+            base = statistics.median(speeds[GPU_BASELINE])
+            for loop, label in GPU_LOOPS.items():
+                runs = [r for r in mine if (r["model"], r["loop"]) == (model, loop)]
+                if not runs:
+                    continue
+                layout = ", ".join(dict.fromkeys(
+                    f"{r['precision']}, channels_last={r['channels_last']}" for r in runs))
+                rows.append([device, model, label, layout,
+                             f"{statistics.median(speeds[loop]):.1f}",
+                             f"{statistics.median(speeds[loop]) / base:.3f}"])
+            ours = speeds["sktransfer"]
+            ratio = statistics.median(ours) / base
+            notes = [f"fastest runs: {max(ours) / max(speeds[GPU_BASELINE]):.3f}"]
+            if min(len(v) for v in speeds.values() if v) > 1:
+                spread = max(max(v) / min(v) for v in speeds.values() if v)
+                notes.append(f"repeats of one loop differ by up to x{spread:.2f}")
+            targets.append([f"{model} on {device}: sktransfer / hand-tuned >= "
+                            f"{GPU_THROUGHPUT_TARGET}, medians",
+                            f"{ratio:.3f} ({'; '.join(notes)})",
+                            verdict(ratio >= GPU_THROUGHPUT_TARGET)])
+    return {"main": markdown_table(["device", "model", "loop", "precision / layout",
+                                    "images/s (median)", "ratio to hand-tuned"], rows),
+            "targets": markdown_table(["target", "measured", "met"], targets)}
+
+
+# -- scale_out -------------------------------------------------------------------------------
+
+SCALE_OUT_BACKENDS = {"serial": "serial", "loky": "loky (`n_jobs=2`)",
+                      "dask": "Dask (2 workers)", "ray": "Ray (2 CPUs)"}
+RAY_DEFAULT_NICENESS = 15
+DDP_PROCESSES = {1: "1 x {threads}", 2: "2 x {threads} (torchrun, DDP)"}
+
+
+def _backend_label(search: dict, runs: int) -> str:
+    """The backend's name; Ray's with its workers' niceness; the run's number
+    where the searches come from more than one run."""
+    label = SCALE_OUT_BACKENDS.get(search["backend"], search["backend"])
+    if search["backend"] == "ray":
+        niceness = search["ray_niceness"]
+        label += (f", Ray's default niceness {niceness}" if niceness == RAY_DEFAULT_NICENESS
+                  else f", `--ray-niceness {niceness}`")
+    return label + (f" (run {search.get('run', 0) + 1})" if runs > 1 else "")
+
+
+def _scores_as_serial(mine: list, serial: list) -> str:
+    """Whether a search's candidates scored as the serial search's, bit for bit."""
+    if not serial:
+        return "no serial search"
+    if [r["params"] for r in mine] != [r["params"] for r in serial]:
+        return "NO (other candidates)"
+    same = all(a["fold_scores"] == b["fold_scores"] and a["mean_test_score"]
+               == b["mean_test_score"] for a, b in zip(mine, serial))
+    if same:
+        return "yes, bit for bit"
+    diff = max(abs(a["mean_test_score"] - b["mean_test_score"]) for a, b in zip(mine, serial))
+    return f"NO (max diff {diff:.2e})"
+
+
+def _ddp_title(record: dict) -> str:
+    if record["task"] == "mlp":
+        epochs = "defaults" if record["max_epochs"] == "auto" else \
+            f"{record['max_epochs']} epochs"
+        return f"MLP on MNIST pixels, {epochs}"
+    return f"MobileNetV2 ImageNet, 32 px, whole network, {record['max_epochs']} epochs"
+
+
+def scale_out_tables(meta: dict, records: list) -> dict:
+    """Each backend's search, serial first, then loky, Dask and Ray, each by
+    run (start-up, seconds, per fit, overhead per fit against loky, best
+    candidate, scores against the serial search's, activations computed and
+    cache hits); the data-parallel fits against one process, with their
+    ratio."""
+    order = list(SCALE_OUT_BACKENDS)
+    searches = sorted((r for r in records if r["part"] == "search"), key=lambda r: (
+        order.index(r["backend"]) if r["backend"] in order else len(order), r.get("run", 0)))
+    runs = len({r.get("run", 0) for r in searches})
+
+    def candidates(search):
+        return sorted((r for r in records if r["part"] == "candidate"
+                       and (r["backend"], r["ray_niceness"])
+                       == (search["backend"], search["ray_niceness"])),
+                      key=lambda r: r["candidate"])
+
+    serial = next((candidates(s) for s in searches if s["backend"] == "serial"), [])
+    loky = next((s for s in searches if s["backend"] == "loky"), None)
+    rows = []
+    for search in searches:
+        mine, fits = candidates(search), search["fits"]
+        best = min(mine, key=lambda r: (r["rank"], r["candidate"]))
+        overhead = ("" if loky is None or search["backend"] in ("serial", "loky")
+                    else f"{(search['seconds'] - loky['seconds']) / fits:+.3f}")
+        startup = search["startup_seconds"]
+        computed = str(search["computed"]) + (f" (an image at most {search['repeats']}x)"
+                                               if search["repeats"] > 1 else "")
+        rows.append([_backend_label(search, runs), "" if startup is None else f"{startup:.1f}",
+                     f"{search['seconds']:.1f}", f"{search['seconds'] / fits:.2f}", overhead,
+                     search["threads"], f"{best['mean_test_score']:.4f}",
+                     ", ".join(f"{k}={v}" for k, v in sorted(best["params"].items())),
+                     "(reference)" if search["backend"] == "serial"
+                     else _scores_as_serial(mine, serial),
+                     computed, search["lookups"] - search["computed"]])
+    tables = {"main": markdown_table(
+        ["backend", "start-up (s)", "search (s)", "s/fit", "overhead/fit vs loky (s)",
+         "torch threads/fit", "best CV acc", "best params", "scores = serial",
+         "activations computed", "cache hits"], rows)}
+    fits = [r for r in records if r["part"] == "ddp"]
+    if fits:
+        rows = []
+        for task in dict.fromkeys(r["task"] for r in fits):
+            mine = sorted((r for r in fits if r["task"] == task), key=lambda r: r["processes"])
+            for r in mine:
+                rows.append([_ddp_title(r), DDP_PROCESSES.get(
+                    r["processes"], f"{r['processes']} x {{threads}}").format(
+                        threads=r["threads"]), f"{r['wall']:.1f}", r["epochs"],
+                    f"{r['accuracy']:.3f}"])
+            if len(mine) > 1:
+                one, many = mine[0], mine[-1]
+                rows.append([_ddp_title(one), f"{many['processes']} vs {one['processes']}",
+                             f"{many['wall'] / one['wall']:.2f}x", "",
+                             f"{many['accuracy'] - one['accuracy']:+.3f}"])
+        tables["ddp"] = markdown_table(["fit", "processes x torch threads", "fit (s)",
+                                        "epochs", "test accuracy"], rows)
+    return tables
+
+
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
           "distillation": distillation_tables, "export": export_tables,
           "frozen_grid": frozen_grid_tables,

@@ -52,8 +52,23 @@ default parameters on MNIST pixels, and ImageNet MobileNetV2 fine-tuned whole
 at 32 px for 5 epochs; fit time (the process group's rendezvous excluded),
 epochs and test accuracy on 1,000 held-out digits.
 
-    .venv/bin/python benchmarks/scale_out.py            # 2,000 digits, 48 fits per backend
-    .venv/bin/python benchmarks/scale_out.py --quick    # smoke run: 300 digits, small images
+    .venv/bin/python benchmarks/scale_out.py --serial-threads 1   # 2,000 digits, 48 fits per backend
+    .venv/bin/python benchmarks/scale_out.py --backends serial ray --ray-niceness 0 --no-ddp --append
+    .venv/bin/python benchmarks/scale_out.py --quick --out /tmp/s.json   # smoke run: 300 digits, small images
+
+One record per search (backend, Ray's worker niceness for Ray, seed: its
+seconds, the start-up seconds of its backend, fits, torch threads per fit,
+activations computed, the most times one was computed, training-row
+look-ups), one per candidate of a search (backend, candidate: its
+parameters, each fold's CV accuracy, the mean and its rank) and one per
+data-parallel fit (task, processes: torch threads each, fit seconds, epochs,
+test accuracy, training and test digits) is written to
+``benchmarks/results/scale_out.json`` in the format of ``_results``
+(``--out`` elsewhere; a ``--quick`` run writes only where ``--out`` says;
+``--append`` adds the run to the file, its records replacing the stored ones
+of the same backend and Ray niceness, or of the same data-parallel task and
+processes). ``benchmarks/report.py`` makes the README's tables of it: the
+backends' searches, and the data-parallel fits.
 """
 
 from __future__ import annotations
@@ -81,9 +96,12 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 import sktransfer
 from sktransfer import ImageBackbone, PretrainedClassifier
 
-from _common import header, log, markdown_table, met, mnist_digits, timed
+from _common import header, log, mnist_digits, run_meta, store, timed
+from _results import with_stored
+from report import scale_out_tables
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+RESULTS = os.path.join(os.path.dirname(_HERE), "benchmarks", "results", "scale_out.json")
 
 ALPHAS = [0.01, 0.1, 1.0, 10.0]
 SIZES = [32, 48, 64, 96]
@@ -95,9 +113,10 @@ QUICK_SIZES = [32, 36, 40, 44]
 def make_search(args, cache_dir, n_jobs=None) -> GridSearchCV:
     estimator = PretrainedClassifier(
         ImageBackbone("mobilenet_v2"), weights="IMAGENET1K_V1", freeze_depth="all", head=(),
-        batch_size=args.batch_size, device="cpu", random_state=0, cache_dir=str(cache_dir))
+        batch_size=args.batch_size, device="cpu", random_state=args.seed,
+        cache_dir=str(cache_dir))
     grid = {"probe_alpha": ALPHAS, "backbone__image_size": args.sizes}
-    cv = StratifiedKFold(args.folds, shuffle=True, random_state=0)
+    cv = StratifiedKFold(args.folds, shuffle=True, random_state=args.seed)
     return GridSearchCV(estimator, grid, cv=cv, refit=False, n_jobs=n_jobs)
 
 
@@ -122,9 +141,9 @@ def disk_rows(cache_dir) -> list[tuple[str, str]]:
             for key in np.load(chunk).tolist()]
 
 
-def run_search(name, args, X, y, cache_root, backend=None, n_jobs=None) -> dict:
+def run_search(name, args, X, y, cache_root, backend=None, n_jobs=None) -> list[dict]:
     """Time one search under ``backend`` (a ``parallel_backend`` context
-    factory, or None), and gather what the table reports."""
+    factory, or None): its record and one per candidate."""
     cache_dir = Path(cache_root) / name
     search = make_search(args, cache_dir, n_jobs=n_jobs)
     context = backend() if backend is not None else contextlib.nullcontext()
@@ -134,13 +153,24 @@ def run_search(name, args, X, y, cache_root, backend=None, n_jobs=None) -> dict:
         parallel = backend is not None or n_jobs is not None
         threads = worker_threads(n_jobs) if parallel else str(torch.get_num_threads())
     computed = disk_rows(cache_dir)
-    n_candidates = len(search.cv_results_["params"])
+    results = search.cv_results_
+    n_candidates = len(results["params"])
     train_rows = sum(len(train) for train, _ in search.cv.split(X, y))
     log(f"  {seconds:.1f} s, {len(computed)} activations computed")
-    return {"name": name, "seconds": seconds, "search": search, "threads": threads,
-            "fits": n_candidates * args.folds, "computed": len(computed),
-            "repeats": max(Counter(computed).values(), default=0),
-            "lookups": n_candidates * train_rows}
+    which = {"backend": name, "ray_niceness": RAY_NICENESS if name == "ray" else None,
+             "seed": args.seed}
+    records = [{"part": "search", **which, "seconds": seconds, "startup_seconds": None,
+                "fits": n_candidates * args.folds, "threads": threads,
+                "computed": len(computed),
+                "repeats": max(Counter(computed).values(), default=0),
+                "lookups": n_candidates * train_rows}]
+    for i, params in enumerate(results["params"]):
+        records.append({"part": "candidate", **which, "candidate": i, "params": params,
+                        "fold_scores": [float(results[f"split{k}_test_score"][i])
+                                        for k in range(args.folds)],
+                        "mean_test_score": float(results["mean_test_score"][i]),
+                        "rank": int(results["rank_test_score"][i])})
+    return records
 
 
 # -- the backends ----------------------------------------------------------------------------
@@ -191,13 +221,13 @@ def ray_instance():
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
-def started(stack: contextlib.ExitStack, context) -> str:
+def started(stack: contextlib.ExitStack, context) -> float:
     """Enter ``context`` on ``stack``; the seconds it took to start."""
     seconds, _ = timed(lambda: stack.enter_context(context))
-    return f"{seconds:.1f}"
+    return seconds
 
 
-def ddp_fit(task: str, processes: int, quick: bool) -> dict:
+def ddp_fit(task: str, processes: int, quick: bool, seed: int) -> dict:
     """One fit of ``_ddp_fit.py``: in this machine's 2 cores as one process
     with 2 torch threads, or under torchrun as 2 processes of 1 thread."""
     script = os.path.join(_HERE, "_ddp_fit.py")
@@ -211,66 +241,30 @@ def ddp_fit(task: str, processes: int, quick: bool) -> dict:
                        f"--nproc_per_node={processes}", script, task, out]
             threads = str(max(1, len(os.sched_getaffinity(0)) // processes))
         env = dict(os.environ, OMP_NUM_THREADS=threads, PYTHONWARNINGS="ignore")
-        extra = ["--threads", threads] + (["--quick"] if quick else [])
+        extra = ["--threads", threads, "--seed", str(seed)] + (["--quick"] if quick else [])
         subprocess.run(command + extra, env=env, check=True,
                        capture_output=True, text=True)
         with open(out) as f:
             return json.load(f)
 
 
-def ddp_table(args) -> str:
-    """The data-parallel fit (torchrun, gloo) against one process, same cores."""
-    lines = []
-    for task, title in (("mlp", "MLP on MNIST pixels"),
-                        ("mobilenet", "MobileNetV2 ImageNet, 32 px, whole network")):
-        one = ddp_fit(task, 1, args.quick)
-        two = ddp_fit(task, 2, args.quick)
+def ddp_records(args) -> list[dict]:
+    """The data-parallel fit (torchrun, gloo) against one process, same cores:
+    one record per task and number of processes."""
+    records = []
+    for task in ("mlp", "mobilenet"):
+        one = ddp_fit(task, 1, args.quick, args.seed)
+        two = ddp_fit(task, 2, args.quick, args.seed)
         log(f"{task}: 1 process {one['wall']:.1f} s {one['accuracy']:.3f}, "
             f"2 processes {two['wall']:.1f} s {two['accuracy']:.3f}")
-        for row in (one, two):
-            lines.append([title, row["processes"], row["threads"], f"{row['wall']:.1f}",
-                          row["epochs"], f"{row['accuracy']:.3f}"])
-        lines.append([title, "2 vs 1", "", f"{two['wall'] / one['wall']:.2f}x", "",
-                      f"{two['accuracy'] - one['accuracy']:+.3f}"])
-    return markdown_table(["fit", "processes", "torch threads each", "fit (s)", "epochs",
-                           "test accuracy"], lines)
+        records += [{"part": "ddp", **row} for row in (one, two)]
+    return records
 
 
-# -- the report ----------------------------------------------------------------------------
-
-def same_scores(search, serial) -> bool:
-    keys = ["mean_test_score", *(f"split{i}_test_score" for i in range(serial.n_splits_))]
-    return (search.cv_results_["params"] == serial.cv_results_["params"]
-            and all(np.array_equal(search.cv_results_[k], serial.cv_results_[k]) for k in keys))
-
-
-def max_score_diff(search, serial) -> float:
-    return float(np.max(np.abs(search.cv_results_["mean_test_score"]
-                               - serial.cv_results_["mean_test_score"])))
-
-
-def table(rows, startup) -> str:
-    serial = rows[0]["search"]
-    loky = next((row for row in rows if row["name"] == "loky"), None)
-    lines = []
-    for row in rows:
-        search, fits = row["search"], row["fits"]
-        overhead = ("" if loky is None or row is loky or row["name"] == "serial"
-                    else f"{(row['seconds'] - loky['seconds']) / fits:+.3f}")
-        same = met(same_scores(search, serial))
-        if same == "NO":
-            same += f" (max diff {max_score_diff(search, serial):.2e})"
-        lines.append([
-            row["name"], startup.get(row["name"], ""), f"{row['seconds']:.1f}", fits,
-            f"{row['seconds'] / fits:.2f}", overhead, row["threads"],
-            f"{search.best_score_:.4f}",
-            ", ".join(f"{k}={v}" for k, v in sorted(search.best_params_.items())),
-            same, f"{row['computed']} (an image at most {row['repeats']}x)",
-            row["lookups"] - row["computed"]])
-    return markdown_table(
-        ["backend", "start-up (s)", "search (s)", "fits", "s/fit",
-         "overhead/fit vs loky (s)", "torch threads/fit", "best CV acc", "best params",
-         "scores = serial", "activations computed", "cache hits"], lines)
+def _key(record) -> tuple:
+    if record["part"] == "ddp":
+        return record["part"], record["task"], record["processes"]
+    return record["backend"], record["ray_niceness"]
 
 
 def main(argv=None):
@@ -287,8 +281,16 @@ def main(argv=None):
                         help="also the data-parallel fit under torchrun (2 processes vs 1)")
     parser.add_argument("--ray-niceness", type=int, default=15,
                         help="niceness of Ray's workers (Ray's default: 15; 0 on a busy machine)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="the folds' shuffle and the estimators' random_state")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: 300 digits at {QUICK_SIZES} px")
+    parser.add_argument("--out", default=RESULTS,
+                        help="the results file (a --quick run writes only where --out says)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to --out's runs instead of replacing them (its "
+                             "records replace the stored ones of the same backend and Ray "
+                             "niceness, or data-parallel task and processes)")
     args = parser.parse_args(argv)
     global RAY_NICENESS
     RAY_NICENESS = args.ray_niceness
@@ -305,38 +307,53 @@ def main(argv=None):
           f"freeze_depth='all', head=() (the exact linear probe), batch {args.batch_size}; "
           "a new cache_dir per backend")
 
+    meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
+                    threads=torch.get_num_threads(), serial_threads=args.serial_threads,
+                    n=args.n, data=data_note, folds=args.folds, batch_size=args.batch_size,
+                    probe_alphas=ALPHAS, image_sizes=args.sizes, seed=args.seed,
+                    backends=["serial", *(b for b in args.backends if b != "serial")],
+                    ray_niceness=RAY_NICENESS if "ray" in args.backends else None,
+                    ddp=args.ddp, backbone="mobilenet_v2 IMAGENET1K_V1",
+                    joblib=joblib.__version__, distributed=version("distributed"),
+                    ray=version("ray"))
     if args.serial_threads:
         torch.set_num_threads(args.serial_threads)
-    rows, startup = [], {}
+    records = []
+
+    def search(name, *, startup=None, **kwargs):
+        found = run_search(name, args, X, y, scratch, **kwargs)
+        found[0]["startup_seconds"] = startup
+        records.extend(found)
+
     with tempfile.TemporaryDirectory(prefix="sktransfer-distributed-") as scratch:
         sktransfer.clear_cache()
-        rows.append(run_search("serial", args, X, y, scratch))
+        search("serial")
         sktransfer.clear_cache()  # later rows run in other processes; free the memory
         if "loky" in args.backends:
             log("loky: starting 2 workers ...")
             # loky starts its workers at the first Parallel call and keeps them:
             # start them, with what a fit imports, before the search
-            startup["loky"] = f"{timed(lambda: worker_threads(n_jobs=2))[0]:.1f}"
-            rows.append(run_search("loky", args, X, y, scratch, n_jobs=2))
+            search("loky", startup=timed(lambda: worker_threads(n_jobs=2))[0], n_jobs=2)
         if "dask" in args.backends:
             log("dask: starting LocalCluster (2 workers x 1 thread) ...")
             with contextlib.ExitStack() as stack:
-                startup["dask"] = started(stack, dask_cluster(Path(scratch) / "dask-local"))
-                rows.append(run_search("dask", args, X, y, scratch,
-                                       backend=lambda: joblib.parallel_backend("dask")))
+                search("dask", startup=started(stack, dask_cluster(Path(scratch) / "dask-local")),
+                       backend=lambda: joblib.parallel_backend("dask"))
         if "ray" in args.backends:
             log("ray: ray.init(num_cpus=2) ...")
             with contextlib.ExitStack() as stack:
-                startup["ray"] = started(stack, ray_instance())
-                rows.append(run_search("ray", args, X, y, scratch,
-                                       backend=lambda: joblib.parallel_backend("ray", n_jobs=2)))
+                search("ray", startup=started(stack, ray_instance()),
+                       backend=lambda: joblib.parallel_backend("ray", n_jobs=2))
 
+    if args.ddp:
+        records += ddp_records(args)
+    tables = scale_out_tables(meta, records)
     print()
-    print(table(rows, startup))
+    print(tables["main"])
     distinct = len(args.sizes) * len(X)
     print()
     print(f"Activations of {len(X)} images x {len(args.sizes)} sizes = {distinct} distinct; "
-          f"each search's fits look up {rows[0]['lookups']} training rows. Overhead per fit: "
+          f"each search's fits look up {records[0]['lookups']} training rows. Overhead per fit: "
           "(backend's search time - loky's) / fits; start-up is not in the search time.")
     if args.ddp:
         print()
@@ -345,7 +362,10 @@ def main(argv=None):
               f"({'600 / 200' if args.quick else '2,000 / 600'} training digits for the MLP / "
               "MobileNetV2, the last 1,000 of the 5,000 for testing); the fit's wall time, "
               "rendezvous excluded")
-        print(ddp_table(args))
+        print(tables["ddp"])
+    if args.append and not (args.quick and args.out == RESULTS):
+        meta, records = with_stored(args.out, meta, records, _key)
+    store(args, RESULTS, meta, records)
 
 
 if __name__ == "__main__":

@@ -377,3 +377,133 @@ def test_text_tables_from_records():
     assert tables["overhead_targets"].splitlines()[2] == (
         "| sktransfer / hand-written loop <= 1.05, fastest runs | 0.964 (medians 0.965; epochs "
         "alone 0.962; repeats of one loop differ by up to x1.04) | **met** |")
+
+
+def _gpu_throughput_records(device="NVIDIA H100 80GB HBM3", cuda="12.8", speeds=None):
+    """Two repeats of each loop on each model: images/s as given, per repeat."""
+    speeds = speeds or {("resnet50", "sktransfer"): (950.0, 1000.0),
+                        ("resnet50", "hand_uint8"): (1000.0, 1050.0),
+                        ("resnet50", "hand_per_image"): (400.0, 420.0),
+                        ("mobilenet_v2", "sktransfer"): (2000.0, 2100.0),
+                        ("mobilenet_v2", "hand_uint8"): (2500.0, 2600.0),
+                        ("mobilenet_v2", "hand_per_image"): (900.0, 950.0)}
+    return [{"model": model, "loop": loop, "repeat": repeat, "seed": 0, "device_name": device,
+             "cuda": cuda, "cudnn": 91000 if cuda else None, "image_size": 224,
+             "batch_size": 64, "steps": 100, "images": 6400, "seconds": 6400 / speed,
+             "images_per_second": speed, "precision": "bf16" if cuda else "32",
+             "channels_last": bool(cuda)}
+            for (model, loop), pair in speeds.items() for repeat, speed in enumerate(pair)]
+
+
+def test_gpu_throughput_tables_from_records():
+    tables = report.gpu_throughput_tables({"quick": False}, _gpu_throughput_records())
+    assert set(tables) == {"main", "targets"}
+    main = tables["main"].splitlines()
+    assert main[0] == ("| device | model | loop | precision / layout | images/s (median) | "
+                       "ratio to hand-tuned |")
+    assert len(main) == 2 + 6
+    assert main[2] == ("| NVIDIA H100 80GB HBM3 | resnet50 | `PretrainedClassifier.fit` | bf16, "
+                       "channels_last=True | 975.0 | 0.951 |")
+    assert ("| NVIDIA H100 80GB HBM3 | mobilenet_v2 | hand-tuned, per-image CPU preprocessing "
+            "(diagnostic) | bf16, channels_last=True | 925.0 | 0.363 |") in main
+    assert tables["targets"].splitlines()[2:] == [
+        ("| resnet50 on NVIDIA H100 80GB HBM3: sktransfer / hand-tuned >= 0.9, medians | 0.951 "
+         "(fastest runs: 0.952; repeats of one loop differ by up to x1.05) | **met** |"),
+        ("| mobilenet_v2 on NVIDIA H100 80GB HBM3: sktransfer / hand-tuned >= 0.9, medians | "
+         "0.804 (fastest runs: 0.808; repeats of one loop differ by up to x1.06) | "
+         "**not met** |")]
+
+
+def test_gpu_throughput_tables_of_a_cpu_run_and_a_smoke_run():
+    records = _gpu_throughput_records() + _gpu_throughput_records(device="CPU (AMD EPYC, 1 thread)",
+                                                                  cuda=None)
+    tables = report.gpu_throughput_tables({}, records)
+    targets = tables["targets"].splitlines()[2:]
+    assert len(targets) == 4
+    assert targets[0].endswith("| **met** |")
+    assert targets[2].startswith("| resnet50 on CPU (AMD EPYC, 1 thread): ")
+    assert targets[2].endswith("| CPU run: the target is for a GPU |")
+    assert "| CPU (AMD EPYC, 1 thread) | resnet50 | `PretrainedClassifier.fit` | 32, " \
+        "channels_last=False | 975.0 | 0.951 |" in tables["main"]
+    # a setting that differs names the settings of each device's rows
+    mixed = records + [{**r, "device_name": "NVIDIA H100 80GB HBM3", "image_size": 64}
+                       for r in _gpu_throughput_records()]
+    assert "| NVIDIA H100 80GB HBM3 (64 px, batch 64, 100 steps) | resnet50 |" in \
+        report.gpu_throughput_tables({}, mixed)["main"]
+    smoke = report.gpu_throughput_tables({"runs": [{"quick": True}]}, records)["targets"]
+    assert smoke.count("smoke run (--quick)") == 4
+
+
+def _scale_out_records():
+    """Serial, loky, Dask and two Ray searches of 2 candidates x 2 folds (Dask's
+    second candidate scored apart), and the data-parallel fits."""
+    params = [{"backbone__image_size": 32, "probe_alpha": 0.1},
+              {"backbone__image_size": 48, "probe_alpha": 0.1}]
+    searches = {("serial", None): (20.0, None, 0), ("loky", None): (10.0, 2.0, 0),
+                ("dask", None): (12.0, 3.0, 0), ("ray", 15): (50.0, 1.5, 0),
+                ("ray", 0): (11.0, 1.4, 1)}
+    records = []
+    for (backend, niceness), (seconds, startup, run) in searches.items():
+        which = {"backend": backend, "ray_niceness": niceness, "seed": 0, "run": run}
+        records.append({"part": "search", **which, "seconds": seconds,
+                        "startup_seconds": startup, "fits": 4, "threads": "1",
+                        "computed": 200 if backend != "loky" else 230,
+                        "repeats": 1 if backend != "loky" else 2, "lookups": 400})
+        for i, (param, scores) in enumerate(zip(params, ([0.8, 0.9], [0.9, 0.95]))):
+            if backend == "dask" and i == 1:
+                scores = [0.9, 0.9500001]
+            records.append({"part": "candidate", **which, "candidate": i, "params": param,
+                            "fold_scores": scores, "mean_test_score": sum(scores) / len(scores),
+                            "rank": 2 - i})
+    for task, max_epochs, epochs in (("mlp", "auto", 16), ("mobilenet", 5, 5)):
+        for processes, threads, wall, accuracy in ((1, 2, 10.0, 0.91), (2, 1, 6.0, 0.90)):
+            records.append({"part": "ddp", "task": task, "processes": processes,
+                            "threads": threads, "wall": wall, "accuracy": accuracy,
+                            "epochs": epochs, "max_epochs": max_epochs, "n_train": 2000,
+                            "n_test": 1000, "seed": 0, "cpus": 2, "run": 0})
+    return records
+
+
+def test_scale_out_tables_from_records():
+    tables = report.scale_out_tables({}, _scale_out_records())
+    assert set(tables) == {"main", "ddp"}
+    main = tables["main"].splitlines()
+    assert main[0] == ("| backend | start-up (s) | search (s) | s/fit | overhead/fit vs loky (s) "
+                       "| torch threads/fit | best CV acc | best params | scores = serial | "
+                       "activations computed | cache hits |")
+    assert main[2:] == [
+        ("| serial (run 1) | | 20.0 | 5.00 | | 1 | 0.9250 | backbone__image_size=48, "
+         "probe_alpha=0.1 | (reference) | 200 | 200 |"),
+        ("| loky (`n_jobs=2`) (run 1) | 2.0 | 10.0 | 2.50 | | 1 | 0.9250 | "
+         "backbone__image_size=48, probe_alpha=0.1 | yes, bit for bit | 230 (an image at most "
+         "2x) | 170 |"),
+        ("| Dask (2 workers) (run 1) | 3.0 | 12.0 | 3.00 | +0.500 | 1 | 0.9250 | "
+         "backbone__image_size=48, probe_alpha=0.1 | NO (max diff 5.00e-08) | 200 | 200 |"),
+        ("| Ray (2 CPUs), Ray's default niceness 15 (run 1) | 1.5 | 50.0 | 12.50 | +10.000 | 1 "
+         "| 0.9250 | backbone__image_size=48, probe_alpha=0.1 | yes, bit for bit | 200 | 200 |"),
+        ("| Ray (2 CPUs), `--ray-niceness 0` (run 2) | 1.4 | 11.0 | 2.75 | +0.250 | 1 | 0.9250 "
+         "| backbone__image_size=48, probe_alpha=0.1 | yes, bit for bit | 200 | 200 |")]
+    assert tables["ddp"].splitlines()[2:] == [
+        "| MLP on MNIST pixels, defaults | 1 x 2 | 10.0 | 16 | 0.910 |",
+        "| MLP on MNIST pixels, defaults | 2 x 1 (torchrun, DDP) | 6.0 | 16 | 0.900 |",
+        "| MLP on MNIST pixels, defaults | 2 vs 1 | 0.60x | | -0.010 |",
+        "| MobileNetV2 ImageNet, 32 px, whole network, 5 epochs | 1 x 2 | 10.0 | 5 | 0.910 |",
+        ("| MobileNetV2 ImageNet, 32 px, whole network, 5 epochs | 2 x 1 (torchrun, DDP) | 6.0 "
+         "| 5 | 0.900 |"),
+        "| MobileNetV2 ImageNet, 32 px, whole network, 5 epochs | 2 vs 1 | 0.60x | | -0.010 |"]
+
+
+def test_scale_out_tables_of_one_run_without_the_data_parallel_fits():
+    records = [{k: v for k, v in r.items() if k != "run"} for r in _scale_out_records()
+               if r["part"] != "ddp" and r.get("ray_niceness") != 0]
+    tables = report.scale_out_tables({}, records)
+    assert set(tables) == {"main"}
+    assert "(run " not in tables["main"]
+    assert "| serial | | 20.0 | 5.00 |" in tables["main"]
+    # a serial search stored after the others (an appended run) is still the first row
+    rerun = [r for r in records if r["backend"] != "serial"] + [
+        {**r, "seconds": 30.0} for r in records if r["backend"] == "serial"]
+    assert report.scale_out_tables({}, rerun)["main"].splitlines()[2].startswith(
+        "| serial | | 30.0 | 7.50 |")
+    without_serial = [r for r in records if r["backend"] != "serial"]
+    assert "| no serial search |" in report.scale_out_tables({}, without_serial)["main"]
