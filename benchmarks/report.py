@@ -1824,7 +1824,8 @@ TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": ca
           "distillation": distillation_tables, "export": export_tables,
           "frozen_grid": frozen_grid_tables,
           "inspection": inspection_tables, "linear_transfer": linear_transfer_tables,
-          "memory": memory_tables, "overhead": overhead_tables, "privacy": privacy_tables,
+          "memory": memory_tables, "overhead": overhead_tables,
+          "partial_labels": partial_labels_tables, "privacy": privacy_tables,
           "probe_penalty_search": probe_penalty_search_tables,
           "probe_solver": probe_solver_tables, "scaling": scaling_tables,
           "transferability": transferability_tables}
