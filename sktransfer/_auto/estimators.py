@@ -334,7 +334,7 @@ def _untrained_networks(search: Search) -> str:
     names = ", ".join(e.candidate.name for e in left_out[:3])
     more = f" and {len(left_out) - 3} more" if len(left_out) > 3 else ""
     spent = max(sum(t.seconds for t in e.trials) for e in left_out)
-    how_long = (f"one ran {spent:.0f} s on the folds without finishing" if spent > 0
+    how_long = (f"the longest ran {spent:.0f} s before it was stopped" if spent > 0
                 else "none had time to start")
     return (f"no network trained by epochs ({names}{more}) finished a trial on the "
             f"validation folds ({how_long}), so the choice was among the probes and "
