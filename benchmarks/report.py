@@ -1827,7 +1827,8 @@ TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": ca
           "memory": memory_tables, "overhead": overhead_tables,
           "partial_labels": partial_labels_tables, "privacy": privacy_tables,
           "probe_penalty_search": probe_penalty_search_tables,
-          "probe_solver": probe_solver_tables, "scaling": scaling_tables,
+          "probe_solver": probe_solver_tables, "scale_out": scale_out_tables,
+          "scaling": scaling_tables,
           "transferability": transferability_tables}
 
 
