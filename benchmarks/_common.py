@@ -24,7 +24,8 @@ from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
 # the results format, for the benchmarks that import _common
-from _results import combine_runs, command_line, read_results, run_meta, write_results  # noqa: F401
+from _results import (combine_runs, command_line, read_results, run_meta,  # noqa: F401
+                      with_stored, write_results)
 from report import markdown_table  # noqa: F401  (the one table format, torch-free)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -213,14 +214,44 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def store(args, default_out, meta: dict, records: list) -> None:
-    """Write the run's records to ``args.out``, except for a ``--quick``
-    smoke run left at the default path (it must not replace a measurement)."""
-    if args.quick and args.out == default_out:
-        log("smoke run: nothing written (give --out to keep its records)")
+def add_results_options(parser, default_out, replaced: str) -> None:
+    """``--out`` (the results file, ``default_out`` unless given) and
+    ``--append``; ``replaced`` names what makes a stored record one that an
+    appended run measures again (``"target, row and seed"``)."""
+    parser.add_argument("--out", default=default_out,
+                        help="the results file (a --quick run writes only where --out says)")
+    parser.add_argument("--append", action="store_true",
+                        help="add this run to --out's runs instead of replacing them (its "
+                             f"records replace the stored ones of the same {replaced})")
+
+
+def kept(args, default_out) -> bool:
+    """Whether the run's records are written: not for a ``--quick`` smoke
+    run left at the default path (it must not replace a measurement)."""
+    return not (args.quick and args.out == default_out)
+
+
+def combined(args, meta: dict, records: list, key) -> tuple[dict, list]:
+    """This run's ``(meta, records)``, with (``--append``) the stored runs'
+    records it does not measure again (``key`` says which are the same)."""
+    return with_stored(args.out, meta, records, key) if args.append else (meta, records)
+
+
+def store(args, default_out, meta: dict, records: list, key=None, *,
+          order=None, quiet: bool = False) -> None:
+    """Write the run's records to ``args.out`` (with ``--append`` and a
+    ``key``: after the stored ones it does not measure again; ``order``
+    sorts the records written), except for a smoke run (``kept``).
+    ``quiet`` for the scripts that write after every fit."""
+    if not kept(args, default_out):
+        if not quiet:
+            log("smoke run: nothing written (give --out to keep its records)")
         return
-    write_results(args.out, meta, records)
-    log(f"records in {args.out}")
+    if key is not None:
+        meta, records = combined(args, meta, records, key)
+    write_results(args.out, meta, order(records) if order else records)
+    if not quiet:
+        log(f"records in {args.out}")
 
 
 def parse_overrides(pairs):

@@ -116,8 +116,7 @@ from functools import partial
 
 import numpy as np
 import torch
-from _common import header, log, parse_overrides, run_meta, store
-from _results import with_stored
+from _common import add_results_options, header, log, parse_overrides, run_meta, store
 from report import convergence_tables
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
@@ -339,12 +338,8 @@ def main(argv=None):
     parser.add_argument("--targets", nargs="*", help="run only these targets (names as printed)")
     parser.add_argument("--set", nargs="*", metavar="NAME=VALUE", dest="overrides",
                         help="set a parameter on every PretrainedClassifier row")
-    parser.add_argument("--out", default=RESULTS,
-                        help="the results file (a --quick run writes only where --out says)")
-    parser.add_argument("--append", action="store_true",
-                        help="add this run to --out's runs instead of replacing them (its "
-                             "records replace the stored ones of the same target, row, seed, "
-                             "sktransfer (former or not) and --set)")
+    add_results_options(parser, RESULTS, "target, row, seed, sktransfer (former or not) "
+                                         "and --set")
     args = parser.parse_args(argv)
     seeds = [0] if args.quick else args.seed_list or list(range(args.seeds))
     n_test = 100 if args.quick else args.n_test
@@ -415,9 +410,7 @@ def main(argv=None):
     print(tables["targets"])
     for reason in sorted({r["reason"] for r in records if r["part"] == "skipped"}):
         print(f"- {reason}")
-    if args.append and not (args.quick and args.out == RESULTS):
-        meta, records = with_stored(args.out, meta, records, _key)
-    store(args, RESULTS, meta, records)
+    store(args, RESULTS, meta, records, _key)
 
 
 if __name__ == "__main__":

@@ -48,6 +48,7 @@ from functools import partial
 import numpy as np
 import torch
 from _common import (
+    add_results_options,
     IMAGENET_MEAN,
     IMAGENET_STD,
     PlainImages,
@@ -63,7 +64,7 @@ from _common import (
     torchvision_model,
     weights_file,
 )
-from _results import cpu_model, with_stored
+from _results import cpu_model
 from report import gpu_throughput_tables
 from torch import nn
 from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorDataset
@@ -223,12 +224,7 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0,
                         help="the models' initialisation and the batch order")
-    parser.add_argument("--out", default=RESULTS,
-                        help="the results file (a --quick run writes only where --out says)")
-    parser.add_argument("--append", action="store_true",
-                        help="add this run to --out's runs instead of replacing them (its "
-                             "passes replace the stored ones of the same device, settings, "
-                             "model, loop, seed and repeat)")
+    add_results_options(parser, RESULTS, "device, settings, model, loop, seed and repeat")
     args = parser.parse_args(argv)
     if args.quick:
         args.device, args.image_size, args.batch_size, args.steps, args.repeats = (
@@ -267,9 +263,7 @@ def main(argv=None):
                                  for loop in LOOPS})
         if warning:
             print(f"{name}: {warning}")
-    if args.append and not (args.quick and args.out == RESULTS):
-        meta, records = with_stored(args.out, meta, records, _key)
-    store(args, RESULTS, meta, records)
+    store(args, RESULTS, meta, records, _key)
 
 
 if __name__ == "__main__":

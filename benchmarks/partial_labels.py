@@ -80,8 +80,7 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
-from _common import header, run_meta, store, write_results
-from _results import with_stored
+from _common import add_results_options, combined, header, run_meta, store
 from report import partial_labels_tables
 from strategies import texture_task
 from sktransfer import (
@@ -363,12 +362,8 @@ def main(argv=None):
     parser.add_argument("--n-unlabeled", type=int, default=2000)
     parser.add_argument("--ssl-targets", nargs="*", default=list(SSL_TARGETS),
                         choices=SSL_TARGETS)
-    parser.add_argument("--out", default=RESULTS,
-                        help="the results file (a --quick run writes only where --out says)")
-    parser.add_argument("--append", action="store_true",
-                        help="add this run to --out's runs instead of replacing them (its "
-                             "fits replace the stored ones of the same part, pair or target, "
-                             "row and seed; the other parts' stay)")
+    add_results_options(parser, RESULTS, "part, pair or target, row and seed; the other "
+                                         "parts' stay")
     args = parser.parse_args(argv)
     seeds = [args.first_seed + i for i in range(1 if args.quick else args.seeds)]
     ssl_epochs = 2 if args.quick else args.ssl_epochs
@@ -388,17 +383,11 @@ def main(argv=None):
                     skada=skada_version)
     records = []
 
-    def results():
-        """This run's ``(meta, records)``, with (``--append``) the stored ones
-        it does not replace."""
-        return with_stored(args.out, meta, records, _key) if args.append else (meta, records)
-
     def save():  # as the run goes: an interrupted run keeps what it measured
-        if not (args.quick and args.out == RESULTS):
-            write_results(args.out, *results())
+        store(args, RESULTS, meta, records, _key, quiet=True)
 
     def show(part):
-        tables = partial_labels_tables(*results())
+        tables = partial_labels_tables(*combined(args, meta, records, _key))
         print("".join(f"\n{tables[key]}\n" for key in PRINTED[part] if key in tables),
               flush=True)
 
@@ -417,7 +406,7 @@ def main(argv=None):
         print("\nMulti-task (MNIST, digit + odd/even, 30 % of each task's labels missing): "
               "per-task test accuracy, mean ± std")
         show("mt")
-    store(args, RESULTS, *results())
+    store(args, RESULTS, meta, records, _key)
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
 
 

@@ -44,7 +44,8 @@ probe; the attack's AUC on every private model <= 0.55; the accountant's
 epsilon reported for every private fit.
 
 One record per fit is written to ``benchmarks/results/privacy.json`` in the
-format of ``_results``; ``benchmarks/report.py`` makes the README's tables of
+format of ``_results`` (``--out`` elsewhere; a ``--quick`` run writes only
+where ``--out`` says); ``benchmarks/report.py`` makes the README's tables of
 it.
 
     python benchmarks/privacy.py            # 3 seeds; a private MNIST fine-tune takes
@@ -52,7 +53,7 @@ it.
     python benchmarks/privacy.py --methods probe
     python benchmarks/privacy.py --methods fine_tune --seeds 1 --append
     python benchmarks/privacy.py --methods fine_tune --seed-list 1 --append   # add seed 1
-    python benchmarks/privacy.py --quick    # smoke run: tiny sizes, 1 seed, epsilon 8
+    python benchmarks/privacy.py --quick --out /tmp/p.json  # smoke run: tiny sizes, 1 seed, epsilon 8
 """
 
 from __future__ import annotations
@@ -66,14 +67,14 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import roc_auc_score
 
-from _common import mnist_digits, run_meta, write_results
-from _results import with_stored
+from _common import add_results_options, combined, mnist_digits, run_meta, store
 from report import privacy_tables
 from sktransfer import DP, ImageBackbone, PretrainedClassifier, TextEncoder
 
 METHODS = {"probe": dict(freeze_depth="all"),
            "fine_tune": dict(freeze_depth=3, bn_mode="frozen")}
 PARTS = ("mnist", "rotten_tomatoes")
+RESULTS = "privacy"  # benchmarks/results/privacy.json
 
 
 def membership_auc(clf, members, member_labels, others, other_labels) -> float:
@@ -180,18 +181,13 @@ def parse(argv=None):
                         help="these seeds instead of 0 .. --seeds - 1 (with --append: to "
                              "add or rerun some)")
     parser.add_argument("--methods", nargs="+", choices=list(METHODS), default=list(METHODS))
-    parser.add_argument("--append", action="store_true",
-                        help="add this run to --out's runs instead of replacing them (its "
-                             "fits replace the stored ones of the same part, method, "
-                             "epsilon and seed)")
     parser.add_argument("--private-only", action="store_true",
                         help="leave out the non-private fits")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 200 training and 100 held-out samples (digits at "
                              "32 px), 2 epochs, 1 seed, epsilon 8")
-    parser.add_argument("--out", default="privacy",
-                        help="results name or path (default benchmarks/results/privacy.json)")
+    add_results_options(parser, RESULTS, "part, method, epsilon and seed")
     args = parser.parse_args(argv)
     if args.quick:
         args.n_train, args.n_test, args.n_attack = 200, 100, 100
@@ -216,12 +212,10 @@ def main(argv=None) -> int:
                     probe_epochs=args.probe_epochs, probe_batch_size=args.probe_batch_size,
                     probe_lr=args.probe_lr, fine_tune_lr=args.fine_tune_lr,
                     plain_fine_tune_lr=args.plain_fine_tune_lr)
-    if args.append:
-        meta, records = with_stored(args.out, meta, records, _key)
-    path = write_results(args.out, meta, records)
+    meta, records = combined(args, meta, records, _key)
     for name, table in privacy_tables(meta, records).items():
         print(f"\n{name}\n{table}")
-    print(f"\nwrote {path}")
+    store(args, RESULTS, meta, records)
     return 0
 
 

@@ -96,8 +96,7 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold
 import sktransfer
 from sktransfer import ImageBackbone, PretrainedClassifier
 
-from _common import header, log, mnist_digits, run_meta, store, timed
-from _results import with_stored
+from _common import add_results_options, header, log, mnist_digits, run_meta, store, timed
 from report import scale_out_tables
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -285,12 +284,8 @@ def main(argv=None):
                         help="the folds' shuffle and the estimators' random_state")
     parser.add_argument("--quick", action="store_true",
                         help=f"smoke run: 300 digits at {QUICK_SIZES} px")
-    parser.add_argument("--out", default=RESULTS,
-                        help="the results file (a --quick run writes only where --out says)")
-    parser.add_argument("--append", action="store_true",
-                        help="add this run to --out's runs instead of replacing them (its "
-                             "records replace the stored ones of the same backend and Ray "
-                             "niceness, or data-parallel task and processes)")
+    add_results_options(parser, RESULTS, "backend and Ray niceness, or data-parallel "
+                                         "task and processes")
     args = parser.parse_args(argv)
     global RAY_NICENESS
     RAY_NICENESS = args.ray_niceness
@@ -363,9 +358,7 @@ def main(argv=None):
               "MobileNetV2, the last 1,000 of the 5,000 for testing); the fit's wall time, "
               "rendezvous excluded")
         print(tables["ddp"])
-    if args.append and not (args.quick and args.out == RESULTS):
-        meta, records = with_stored(args.out, meta, records, _key)
-    store(args, RESULTS, meta, records)
+    store(args, RESULTS, meta, records, _key)
 
 
 if __name__ == "__main__":

@@ -40,8 +40,7 @@ import warnings
 
 import numpy as np
 import torch
-from _common import run_meta, store
-from _results import with_stored
+from _common import add_results_options, run_meta, store
 from report import strategies_tables
 from sklearn.exceptions import ConvergenceWarning
 
@@ -165,17 +164,15 @@ def _key(record) -> tuple:
     return record["max_epochs"], record["target"], record["strategy"], record["seed"]
 
 
-def appended(path, meta, records) -> tuple[dict, list]:
-    """The stored runs of ``path`` less the fits ``records`` measure again,
-    then this run; the records in the order of the budgets' first runs,
-    ``TARGETS``, ``CONFIGS`` and seeds (the order of the tables' rows)."""
-    meta, records = with_stored(path, meta, records, _key)
+def in_table_order(records) -> list:
+    """The records in the order of the budgets' first runs, ``TARGETS``,
+    ``CONFIGS`` and seeds (the order of the tables' rows)."""
     budgets = list(dict.fromkeys(r["max_epochs"] for r in records))
 
     def position(names, name):
         return names.index(name) if name in names else len(names)
 
-    return meta, sorted(records, key=lambda r: (
+    return sorted(records, key=lambda r: (
         budgets.index(r["max_epochs"]), position(TARGETS, r["target"]),
         position(list(CONFIGS), r["strategy"]), r["seed"]))
 
@@ -194,12 +191,7 @@ def main(argv=None):
     parser.add_argument("--n-test", type=int, default=500)
     parser.add_argument("--configs", nargs="*", help="run only these rows (names as printed)")
     parser.add_argument("--targets", nargs="*", help="run only these settings (names as printed)")
-    parser.add_argument("--out", default=RESULTS,
-                        help="the results file (a --quick run writes only where --out says)")
-    parser.add_argument("--append", action="store_true",
-                        help="add this run to --out's runs instead of replacing them (its fits "
-                             "replace the stored ones of the same epoch budget, target, "
-                             "strategy and seed)")
+    add_results_options(parser, RESULTS, "epoch budget, target, strategy and seed")
     args = parser.parse_args(argv)
     seeds = [0] if args.quick else args.seed_list or list(range(args.seeds))
     epochs = 2 if args.quick else (args.epochs if args.epochs == "auto" else int(args.epochs))
@@ -228,9 +220,7 @@ def main(argv=None):
     print(f"{len(seeds)} seed(s), {epochs} epochs, {args.image_size} px, test accuracy mean ± std")
     for table in strategies_tables(meta, records).values():
         print(f"\n{table}")
-    if args.append and os.path.exists(args.out) and not (args.quick and args.out == RESULTS):
-        meta, records = appended(args.out, meta, records)
-    store(args, RESULTS, meta, records)
+    store(args, RESULTS, meta, records, _key, order=in_table_order)
 
 
 if __name__ == "__main__":

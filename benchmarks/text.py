@@ -176,15 +176,14 @@ import numpy as np
 import pandas as pd
 import torch
 from _common import (
+    add_results_options,
     header,
     log,
     noise_warning,
     parse_overrides,
     run_meta,
     store,
-    write_results,
 )
-from _results import with_stored
 from report import TEXT_CHECKED_K, TEXT_MARGIN, text_key, text_tables
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -676,20 +675,11 @@ def main(argv=None):
     parser.add_argument("--overhead-samples", type=int, default=256)
     parser.add_argument("--overhead-epochs", type=int, default=3)
     parser.add_argument("--overhead-repeats", type=int, default=2)
-    parser.add_argument("--out", default=RESULTS,
-                        help="the results file (a --quick run writes only where --out says)")
-    parser.add_argument("--append", action="store_true",
-                        help="add this run to --out's runs instead of replacing them (its "
-                             "records replace the stored ones of the same part, setting, "
-                             "target, row and seed; the others stay)")
+    add_results_options(parser, RESULTS, "part, setting, target, row and seed; the others "
+                                         "stay")
     args = parser.parse_args(argv)
     argv_meta = None if argv is None else [__file__, *argv]
     records = []
-
-    def results(meta):
-        """This run's ``(meta, records)``, with (``--append``) the stored ones
-        it does not replace."""
-        return with_stored(args.out, meta, records, _key) if args.append else (meta, records)
 
     if args.overhead:
         print(header("text fit overhead vs a hand-written transformers loop"))
@@ -706,7 +696,7 @@ def main(argv=None):
         records += run_overhead(args)
         meta["load_average_end"] = os.getloadavg()[0]
         print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
-        store(args, RESULTS, *results(meta))
+        store(args, RESULTS, meta, records, _key)
         return
 
     seeds = list(range(args.seed_from, args.seed_from + (1 if args.quick else args.seeds)))
@@ -772,8 +762,7 @@ def main(argv=None):
                     load_average_start=os.getloadavg()[0])
 
     def save():  # as the run goes: an interrupted run keeps what it measured
-        if not (args.quick and args.out == RESULTS):
-            write_results(args.out, *results(meta))
+        store(args, RESULTS, meta, records, _key, quiet=True)
 
     warm_up(args.device)
 
@@ -828,7 +817,7 @@ def main(argv=None):
     print(f"\n### Accuracy checks: fine-tuned MiniLM vs TF-IDF + LR + {TEXT_MARGIN:.2f} at "
           f"{' and '.join(map(str, TEXT_CHECKED_K))}/class\n")
     print(tables.get(text_key(setting, "checks"), "(no accuracy rows run)"))
-    store(args, RESULTS, *results(meta))
+    store(args, RESULTS, meta, records, _key)
 
 
 if __name__ == "__main__":

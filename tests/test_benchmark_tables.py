@@ -507,3 +507,38 @@ def test_scale_out_tables_of_one_run_without_the_data_parallel_fits():
         "| serial | | 30.0 | 7.50 |")
     without_serial = [r for r in records if r["backend"] != "serial"]
     assert "| no serial search |" in report.scale_out_tables({}, without_serial)["main"]
+
+
+def test_store_appends_with_the_key_and_keeps_smoke_runs_out_of_the_default_file(
+        tmp_path, monkeypatch):
+    """The scripts' ``--out`` / ``--append`` and their one ``store`` call:
+    an appended run replaces the stored records of its key; a ``--quick``
+    run left at the default path writes nothing."""
+    import argparse
+
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    common = _load("_common")
+    default = tmp_path / "default.json"
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    common.add_results_options(parser, str(default), "k")
+    assert "same k" in parser.format_help()
+    key = lambda r: r["k"]  # noqa: E731
+    run = {"date": "2026-01-01T00:00Z", "command": "python x.py"}
+
+    common.store(parser.parse_args(["--quick"]), str(default), run, [{"k": 1}], key)
+    assert not default.exists()
+    common.store(parser.parse_args([]), str(default), run,
+                 [{"k": 1, "v": "old"}, {"k": 2, "v": "old"}], key)
+    rerun = {"date": "2026-01-02T00:00Z", "command": "python x.py --k 2"}
+    args = parser.parse_args(["--append"])
+    assert [r["v"] for r in common.combined(args, rerun, [{"k": 2, "v": "new"}], key)[1]] \
+        == ["old", "new"]
+    common.store(args, str(default), rerun, [{"k": 2, "v": "new"}], key,
+                 order=lambda records: sorted(records, key=lambda r: -r["k"]))
+    meta, records = json.loads(default.read_text()).values()
+    assert [(r["k"], r["v"]) for r in records] == [(2, "new"), (1, "old")]
+    assert len(meta["runs"]) == 2
+    # without --append the file holds this run alone
+    common.store(parser.parse_args([]), str(default), rerun, [{"k": 3, "v": "new"}], key)
+    assert [r["k"] for r in json.loads(default.read_text())["records"]] == [3]
