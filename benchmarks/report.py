@@ -1052,6 +1052,19 @@ def _scaling_seconds(records, part, **match) -> float | None:
     return statistics.median(seconds) if seconds else None
 
 
+def demo_tables(meta: dict, records: list) -> dict:
+    """``main``: each model's test accuracy, fit seconds and epochs, and the
+    transfer gain (the pretrained model's accuracy minus the other's)."""
+    rows = [[r["model"], f"{r['test_accuracy']:.3f}", f"{r['fit_seconds']:.1f}", r["epochs"]]
+            for r in records]
+    accuracy = {r["model"]: r["test_accuracy"] for r in records}
+    table = markdown_table(["model", "test accuracy", "fit s", "epochs"], rows)
+    if {"ImageNet pretrained", "random init"} <= set(accuracy):
+        gain = accuracy["ImageNet pretrained"] - accuracy["random init"]
+        table += f"\n\nTransfer gain: {gain:+.3f} accuracy over random initialisation."
+    return {"main": table}
+
+
 def scaling_tables(meta: dict, records: list) -> dict:
     """Fit time and images/s against n (freeze_depth=0), and against the
     frozen depth with the cache on and off."""
@@ -1332,14 +1345,12 @@ def strategies_tables(meta: dict, records: list) -> dict:
 
 # -- convergence -----------------------------------------------------------------------------
 
-CONV_NEW, CONV_PROBE, CONV_LPFT, CONV_OLD = ("new default", "exact probe", "LP-FT",
-                                             "today's default")
+CONV_NEW, CONV_PROBE, CONV_LPFT, CONV_OLD = ("default", "exact probe", "LP-FT",
+                                             "fixed 10 epochs")
 CONV_FEATURES, CONV_SCRATCH = "TransferFeatures + LR", "scratch"
 CONVERGENCE_ROWS = (CONV_NEW, CONV_PROBE, CONV_LPFT, CONV_OLD, CONV_FEATURES, CONV_SCRATCH)
 CONVERGENCE_TARGETS = ("MNIST 10/class", "MNIST 50/class", "textures 10/class",
                        "faces 10/class", "digits 0-4 -> 5-9, 5/class")
-CONVERGENCE_NOTES = {CONV_OLD: "10 epochs"}  # in the row's label
-CONVERGENCE_FORMER = "former sktransfer"  # a fit on an sktransfer without tol / head_init
 PROBE_MARGIN = 0.01  # the exact probe's mean below features + LR's, at most
 
 
@@ -1350,13 +1361,9 @@ def _fit_time(seconds: float) -> str:
 
 
 def _convergence_label(record: dict) -> str:
-    """The table row of a fit: its row's name, then in brackets the row's
-    note, "former sktransfer" for a fit on an sktransfer without the
-    convergence parameters and the parameters ``--set`` on it."""
-    notes = [note for note in [CONVERGENCE_NOTES.get(record["row"])] if note] + \
-        [CONVERGENCE_FORMER] * bool(record.get("former")) + \
-        ([record["set"]] if record.get("set") else [])
-    return record["row"] + (f" ({'; '.join(notes)})" if notes else "")
+    """The table row of a fit: its row's name, then in brackets the
+    parameters ``--set`` on it."""
+    return record["row"] + (f" ({record['set']})" if record.get("set") else "")
 
 
 def _position(names, name) -> int:
@@ -1373,14 +1380,14 @@ def _convergence_stats(fits: list, target: str, row: str):
                                                                      for r in group]))
 
 
-def _convergence_checks(fits: list, former: list, targets: list, kinds: dict, verdict) -> list:
+def _convergence_checks(fits: list, targets: list, kinds: dict, verdict) -> list:
     """The rows of the targets table: one cell per target."""
-    def stats(rows, target, group=fits):
-        found = {row: _convergence_stats(group, target, row) for row in rows}
+    def stats(rows, target):
+        found = {row: _convergence_stats(fits, target, row) for row in rows}
         gone = [row for row, s in found.items() if s is None]
         return found, (f"not run ({', '.join(gone)})" if gone else None)
 
-    best_row, scratch, probe, faster = [], [], [], []
+    best_row, scratch, probe = [], [], []
     for target in targets:
         images = kinds[target] == "images"
         rivals = [CONV_PROBE, CONV_FEATURES, CONV_OLD] if images else [CONV_PROBE, CONV_OLD]
@@ -1401,37 +1408,24 @@ def _convergence_checks(fits: list, former: list, targets: list, kinds: dict, ve
                                       f"{new[1]:.3f} vs {old[0]:.3f} ± {old[1]:.3f})")
         if not images:
             probe.append("n/a")
-            faster.append("n/a")
             continue
         found, missing = stats([CONV_PROBE, CONV_FEATURES], target)
         ours, theirs = found[CONV_PROBE], found[CONV_FEATURES]
         probe.append(missing or f"{verdict(ours[0] >= theirs[0] - PROBE_MARGIN)} "
                                 f"({ours[0]:.3f} vs {theirs[0]:.3f})")
-        before = _convergence_stats(former, target, CONV_PROBE)
-        if ours is None or before is None:
-            faster.append("not run (" + ", ".join(
-                ([CONV_PROBE] if ours is None else [])
-                + ([f"{CONV_PROBE} ({CONVERGENCE_FORMER})"] if before is None else [])) + ")")
-        else:
-            faster.append(f"{verdict(ours[2] < before[2])} ({_fit_time(ours[2])} vs "
-                          f"{_fit_time(before[2])}; accuracy {ours[0]:.3f} vs {before[0]:.3f})")
-    return [["new default + std ≥ best of {exact probe, features + LR, today's default}",
+    return [["default + std ≥ best of {exact probe, features + LR, fixed 10 epochs}",
              *best_row],
-            ["new default ≥ scratch (tabular transfer)", *scratch],
-            [f"exact probe ≥ features + LR − {PROBE_MARGIN}", *probe],
-            ['exact probe faster than the former `freeze_depth="all"` fit (an SGD probe, '
-             f"on the {CONVERGENCE_FORMER})", *faster]]
+            ["default ≥ scratch (tabular transfer)", *scratch],
+            [f"exact probe ≥ features + LR − {PROBE_MARGIN}", *probe]]
 
 
 def convergence_tables(meta: dict, records: list) -> dict:
     """``accuracy``: each row's test accuracy per target (mean ± std over
     seeds, the checked rows' best mean of a column in bold), its mean fit
     seconds and how many fits ended with a ConvergenceWarning; ``targets``:
-    the convergence checks per target. A fit on an sktransfer without the
-    convergence parameters (``"former"``) or with parameters ``--set`` is a
-    row of its own; the checks take the fits of neither (or, where every fit
-    had a ``--set``, as in a ``--quick`` run, those of the first one's) and
-    the former exact probe's."""
+    the convergence checks per target. A fit with parameters ``--set`` is a
+    row of its own; the checks take the fits without (or, where every fit had
+    a ``--set``, as in a ``--quick`` run, those of the first one's)."""
     fits = [r for r in records if r["part"] == "fit"]
     skipped = {(r["target"], _convergence_label(r)) for r in records if r["part"] == "skipped"}
     kinds = {r["target"]: r["kind"] for r in records if "kind" in r}
@@ -1439,13 +1433,11 @@ def convergence_tables(meta: dict, records: list) -> dict:
                                            list(kinds).index(t)))
     ordered = sorted(
         [r for r in records if r["part"] in ("fit", "skipped")],
-        key=lambda r: (_position(CONVERGENCE_ROWS, r["row"]), bool(r.get("former")),
-                       r.get("set", "")))
+        key=lambda r: (_position(CONVERGENCE_ROWS, r["row"]), r.get("set", "")))
     labels = list(dict.fromkeys(map(_convergence_label, ordered)))
     sets = list(dict.fromkeys(r.get("set", "") for r in fits))
     checked_set = "" if "" in sets or not sets else sets[0]
-    checked = [r for r in fits if not r.get("former") and r.get("set", "") == checked_set]
-    former = [r for r in fits if r.get("former") and r.get("set", "") == checked_set]
+    checked = [r for r in fits if r.get("set", "") == checked_set]
     n_fits = {}
     for r in fits:
         key = (r["target"], _convergence_label(r))
@@ -1473,7 +1465,7 @@ def convergence_tables(meta: dict, records: list) -> dict:
     return {"accuracy": markdown_table(["config", *headers], rows),
             "targets": markdown_table(
                 ["target", *headers],
-                _convergence_checks(checked, former, targets, kinds, _smoke_or_met(meta)))}
+                _convergence_checks(checked, targets, kinds, _smoke_or_met(meta)))}
 
 
 # -- text ------------------------------------------------------------------------------------
@@ -1821,7 +1813,8 @@ def scale_out_tables(meta: dict, records: list) -> dict:
 
 
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
-          "distillation": distillation_tables, "export": export_tables,
+          "convergence": convergence_tables, "distillation": distillation_tables,
+          "export": export_tables,
           "frozen_grid": frozen_grid_tables,
           "inspection": inspection_tables, "linear_transfer": linear_transfer_tables,
           "memory": memory_tables, "overhead": overhead_tables,

