@@ -26,7 +26,10 @@ batches and the subsample. Rows:
 - with ``--strengths``: each method at the other strengths too, so that a
   scorer can choose a strength;
 - "target labeled (upper bound)": source-only settings fitted on the
-  target's unlabeled half with its labels.
+  target's unlabeled half with its labels (``--no-upper-bound``: left out).
+
+``--methods`` fits only the rows named; ``--set NAME=VALUE`` sets a
+parameter on every row (skada's aside), and its rows are labelled with it.
 
 For each seed, each scorer (prediction entropy, IWV, DEV) rates every
 adapted model and the source-only one; reported: Spearman's rank
@@ -37,6 +40,8 @@ with target labels). One record per fit is written to
 ``_results``; ``benchmarks/report.py`` makes the README's tables of it.
 
     .venv/bin/python benchmarks/adaptation.py --quick --pairs mnist-digits --seeds 2
+    .venv/bin/python benchmarks/adaptation.py --quick --pairs digits-mnist --seeds 2 \
+        --methods CORAL MMD --no-upper-bound --set lr_schedule=constant --out /tmp/a.json
     .venv/bin/python benchmarks/adaptation.py --seeds 5     # the full run (hours on CPU)
 
 Targets: the best default method >= source only + 0.03 on every pair
@@ -64,6 +69,7 @@ from _common import (
     combine_runs,
     command_line,
     header,
+    parse_overrides,
     read_results,
     run_meta,
     weights_file,
@@ -82,6 +88,7 @@ METHODS = {"CORAL": Coral, "MMD": MMD, "DANN": DANN, "CDAN": CDAN, "MCC": MCC}
 SCORERS = {"entropy": PredictionEntropyScorer(), "IWV": ImportanceWeightedScorer(),
            "DEV": DeepEmbeddedValidation()}
 PAIRS = ("mnist-digits", "digits-mnist", "mnist-mnistm")
+SOURCE_ONLY = "source only"
 
 
 # -- data ------------------------------------------------------------------------------------
@@ -165,25 +172,36 @@ def model(seed, epochs, **params):
                                 max_epochs=epochs, **params)
 
 
-def rows_of(strengths):
-    rows = [("source only", None)]
+def rows_of(strengths, methods):
+    """``(label, method)`` of each row: source only (``None``), then each of
+    ``methods`` (names of ``METHODS`` and "source only") at each strength."""
+    rows = [(SOURCE_ONLY, None)] if SOURCE_ONLY in methods else []
     for name, cls in METHODS.items():
-        for strength in strengths:
+        for strength in strengths if name in methods else ():
             label = name if strength == 1.0 else f"{name} s={strength:g}"
             rows.append((label, cls(strength=strength)))
     return rows
 
 
-def run(pairs, seeds, epochs, n_source, n_val, strengths, out_rows, save):
+def labelled(label, overrides):
+    """A row's label with the parameters ``--set`` on it, as a row of its own."""
+    return f"{label} ({', '.join(f'{k}={v!r}' for k, v in overrides.items())})" \
+        if overrides else label
+
+
+def run(pairs, seeds, epochs, n_source, n_val, strengths, methods, upper, overrides,
+        out_rows, save):
     for pair in pairs:
         for seed in seeds:
             data = task(pair, seed, n_source, n_val)
             fitted = {}
-            for label, method in rows_of(strengths):
+            for label, method in rows_of(strengths, methods):
+                label = labelled(label, overrides)
                 start = time.perf_counter()
                 params = {"unlabeled": "ignore"} if method is None else \
                     {"domain_adaptation": method}
-                clf = model(seed, epochs, **params).fit(data["X_fit"], data["y_fit"])
+                clf = model(seed, epochs, **params, **overrides).fit(data["X_fit"],
+                                                                     data["y_fit"])
                 seconds = time.perf_counter() - start
                 row = {"pair": pair, "seed": seed, "row": label,
                        "method": None if method is None else type(method).__name__,
@@ -198,10 +216,13 @@ def run(pairs, seeds, epochs, n_source, n_val, strengths, out_rows, save):
                 print(f"{pair} seed {seed} {label}: {row['test_accuracy']:.3f} "
                       f"({seconds:.0f} s) " + " ".join(
                           f"{n}={row['score_' + n]:.3f}" for n in SCORERS), flush=True)
+            if not upper:
+                continue
             start = time.perf_counter()
-            upper = model(seed, epochs).fit(data["X_adapt"], data["y_adapt"])
-            out_rows.append({"pair": pair, "seed": seed, "row": "target labeled (upper bound)",
-                             "test_accuracy": float(upper.score(data["X_test"],
+            bound = model(seed, epochs, **overrides).fit(data["X_adapt"], data["y_adapt"])
+            out_rows.append({"pair": pair, "seed": seed,
+                             "row": labelled("target labeled (upper bound)", overrides),
+                             "test_accuracy": float(bound.score(data["X_test"],
                                                                 data["y_test"])),
                              "seconds": time.perf_counter() - start})
             save()
@@ -295,6 +316,13 @@ def main(argv=None):
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--val", type=int, default=300, help="held-out source samples")
     parser.add_argument("--strengths", type=float, nargs="*", default=[1.0])
+    parser.add_argument("--methods", nargs="+", choices=[SOURCE_ONLY, *METHODS],
+                        default=[SOURCE_ONLY, *METHODS], help="the rows to fit")
+    parser.add_argument("--no-upper-bound", action="store_true",
+                        help="leave out the target-labeled upper bound")
+    parser.add_argument("--set", nargs="*", metavar="NAME=VALUE", dest="overrides",
+                        help="set a parameter on every PretrainedClassifier row (its rows are "
+                             "labelled with it, rows of their own)")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results"
                                              / "adaptation.json"))
     parser.add_argument("--skada", action="store_true",
@@ -330,7 +358,7 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
 
     meta = run_meta(script, threads=torch.get_num_threads(), quick=args.quick, epochs=epochs,
-                    n_source=n_source)
+                    n_source=n_source, overrides=parse_overrides(args.overrides))
 
     def save():  # after every fit: an interrupted run keeps its rows
         write_results(out, meta, rows)
@@ -339,7 +367,8 @@ def main(argv=None):
         run_skada(args.pairs, seeds, 10 if epochs == "auto" else epochs, n_source, args.val,
                   rows, save)
     else:
-        run(args.pairs, seeds, epochs, n_source, args.val, args.strengths, rows, save)
+        run(args.pairs, seeds, epochs, n_source, args.val, args.strengths, args.methods,
+            not args.no_upper_bound, parse_overrides(args.overrides), rows, save)
     print(summary(meta, rows))
     print(f"\nload average at the end: {os.getloadavg()[0]:.1f} (on {os.cpu_count()} cores)")
 

@@ -1813,7 +1813,8 @@ def scale_out_tables(meta: dict, records: list) -> dict:
 
 
 TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": cache_keys_tables,
-          "convergence": convergence_tables, "distillation": distillation_tables,
+          "convergence": convergence_tables, "demo": demo_tables,
+          "distillation": distillation_tables,
           "export": export_tables,
           "frozen_grid": frozen_grid_tables,
           "inspection": inspection_tables, "linear_transfer": linear_transfer_tables,
