@@ -284,6 +284,43 @@ def test_a_fold_past_its_allowance_ends_as_a_finished_fit(iris):
     assert 1 <= trial.epochs_reached < 500 and len(trial.scores) == 3
 
 
+def test_a_trial_stops_early_enough_for_its_own_refit(iris):
+    """A network's first trial has no estimate of its refit; it must still
+    leave the refit (all samples, once) the time its folds' fits imply,
+    or the chosen model is refitted for a fraction of its epochs."""
+    X, y = iris
+    search = _search_on(X, y, seconds=3)
+    slow = search.add(Candidate("slow", _mlp(batch_size=2, n_iter_no_change=1000),
+                                "fine-tune", backbone="mlp", epochs=True))
+    trial = search._run(slow, 500, None)
+    assert trial.stopped and slow.fate == "stopped for budget"
+    share = search._refit_share()
+    assert share == pytest.approx(1.25 * 150 / 100 / 3)
+    # the trial used its share of the time, and what is left fits its refit
+    assert search.budget.left() >= share * trial.seconds * 0.9
+    # what it ran without finishing is a lower bound on the next trial of
+    # the backbone: one at the same epochs is not started
+    again = search.add(Candidate("again", _mlp(batch_size=2, lr=3e-3, n_iter_no_change=1000),
+                                 "fine-tune", backbone="mlp", epochs=True))
+    assert search._predicted(again, 500) == pytest.approx(trial.seconds)
+    assert search._run(again, 500, search._predicted(again, 500)) is None
+    assert again.fate == "skipped for budget"
+
+
+def test_a_refit_cut_short_by_the_deadline_is_reported(iris):
+    X, y = iris
+    search = _search_on(X, y)
+    entry = search.add(Candidate("net", _mlp(batch_size=2, n_iter_no_change=1000),
+                                 "fine-tune", backbone="mlp", epochs=True))
+    search._run(entry, 2, None)
+    entry.trials[-1].epochs = 400  # validated at more epochs than the time left allows
+    search.budget.end = time.time() + 0.5
+    chosen, model = search.refit(X, y)
+    assert chosen is entry and 1 <= model.n_iter_ < 400
+    assert "stopped at the budget's end" in search.refit_cut
+    assert search.refit_cut in search.budget.log[-1]
+
+
 def test_a_converged_candidate_is_not_trained_again_in_later_rungs(iris, monkeypatch):
     import sktransfer._auto.search as search_module
 

@@ -237,7 +237,7 @@ class BaseAutoTransfer(BaseEstimator):
         self.best_params_ = {"candidate": entry.candidate.name,
                              "recipe": entry.candidate.recipe, **entry.candidate.params}
         if entry.candidate.epochs:
-            self.best_params_["max_epochs"] = entry.last.epochs
+            self.best_params_["max_epochs"] = entry.last.refit_epochs
         self.leaderboard_ = Leaderboard([e.row() for e in search.entries])
         self.transfer_gain_ = search.best_of(True) - search.best_of(False)
         self.elapsed_ = budget.elapsed()
@@ -247,6 +247,10 @@ class BaseAutoTransfer(BaseEstimator):
         budget.note(f"chose {entry.candidate.name} (validation score {entry.score:.4f}); "
                     f"fit took {self.elapsed_:.1f} s of {budget.seconds:.0f} s")
         self.search_log_ = list(budget.log)
+        if search.refit_cut:
+            warnings.warn(f"time_budget={self.time_budget} s: {search.refit_cut}; the model "
+                          "may be undertrained. Raise time_budget.", BudgetWarning,
+                          stacklevel=3)
         untrained = _untrained_networks(search)
         if untrained:
             warnings.warn(f"time_budget={self.time_budget} s: {untrained}",

@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from sklearn.base import clone
 from sklearn.model_selection import (
     KFold,
@@ -153,6 +153,13 @@ class Trial:
         return max(run) if run else self.epochs
 
     @property
+    def refit_epochs(self) -> int | None:
+        """The epochs a refit of this trial's candidate trains for: those
+        the trial was given, or, when its time allowance ended a fold's fit,
+        the most a fold reached."""
+        return self.epochs_reached if any(self.capped) else self.epochs
+
+    @property
     def converged(self) -> bool:
         """Every fold's fit stopped by its convergence rule, before its
         epochs: training longer would not change it."""
@@ -269,20 +276,32 @@ class Search:
     def __init__(self, data: SearchData, budget: Budget, n_jobs=None):
         self.data, self.budget, self.n_jobs = data, budget, n_jobs
         self.entries: list[Entry] = []
+        self.refit_cut = ""  # set by ``refit`` when the deadline cut it short
 
     # -- what is left --------------------------------------------------------------
 
-    def _refit_reserve(self, extra: Entry | None = None) -> float:
-        """Time kept for refitting the best entry so far (or ``extra``, if
-        it would need more)."""
-        n, n_train = len(self.data.y), self.data.n_train
-        best = self.best()
-        estimates = [e.refit_seconds(n, n_train) for e in (best, extra) if e is not None]
-        return max([s for s in estimates if s is not None], default=0.0)
+    def _margin(self) -> float:
+        return max(SAFETY_SHARE * self.budget.seconds, SAFETY_SECONDS)
+
+    def _refit_share(self) -> float:
+        """A refit's time as a share of the trial it follows: the refit fits
+        all ``n`` samples once, the trial ``k`` folds of ``n_train``, as
+        many at once as there are workers."""
+        n, n_train, k = len(self.data.y), self.data.n_train, len(self.data.folds)
+        workers = min(k, effective_n_jobs(self.n_jobs))
+        return REFIT_MARGIN * n / max(n_train, 1) * workers / k
 
     def _stop_at(self, entry: Entry, until: float | None = None) -> float:
-        margin = max(SAFETY_SHARE * self.budget.seconds, SAFETY_SECONDS)
-        stop_at = self.budget.end - self._refit_reserve(entry) - margin
+        """When a trial of ``entry`` must stop: early enough for the refit
+        of whichever entry is best after it, the best so far (its refit
+        estimated from its last trial) or ``entry`` itself (its refit grows
+        with the trial, by ``_refit_share``)."""
+        now = time.time()
+        best = self.best()
+        other = (best.refit_seconds(len(self.data.y), self.data.n_train)
+                 if best is not None and best is not entry else None)
+        left = self.budget.end - self._margin() - now
+        stop_at = now + min(left - (other or 0.0), left / (1.0 + self._refit_share()))
         return stop_at if until is None else min(stop_at, until)
 
     def _run(self, entry: Entry, epochs, predicted: float | None,
@@ -376,6 +395,12 @@ class Search:
         if self._trained_enough(entry, epochs):
             return
         allowance = PROMOTE_SHARE * (self._stop_at(entry) - time.time())
+        per_epoch = self._predicted(entry, 1)
+        if per_epoch is not None and allowance < per_epoch * (entry.last.epochs_reached + 1):
+            # it would end at fewer epochs than it has already trained
+            self.budget.note(f"{entry.candidate.name}: no time to train it past its "
+                             f"{entry.last.epochs_reached} epochs ({max(allowance, 0):.1f} s)")
+            return
         self.budget.note(f"{entry.candidate.name}: trained to its whole budget ({epochs} "
                          f"epochs) within {max(allowance, 0):.1f} s")
         if allowance > 0:
@@ -392,8 +417,7 @@ class Search:
         refit_per_epoch = REFIT_MARGIN * per_epoch / k * n / max(n_train, 1)
         best = self.best()
         other = best.refit_seconds(n, n_train) if best is not None and best is not entry else 0
-        margin = max(SAFETY_SHARE * self.budget.seconds, SAFETY_SECONDS)
-        left = self.budget.end - margin - (other or 0.0) - time.time()
+        left = self.budget.end - self._margin() - (other or 0.0) - time.time()
         fits = int(left / (per_epoch + refit_per_epoch))
         if fits >= epochs or fits <= entry.last.epochs:
             return epochs
@@ -407,14 +431,19 @@ class Search:
 
     def _predicted(self, entry: Entry, epochs: int) -> float | None:
         """Seconds a trial at ``epochs`` should take, from this candidate's
-        earlier trial or from another of the same backbone."""
+        earlier trial or from another of the same backbone; failing those,
+        at least what a trial of the backbone stopped at the deadline ran
+        without finishing."""
         own = [t.per_epoch() for t in entry.trials if t.per_epoch() is not None]
         if own:
             return own[-1] * epochs
-        similar = [t.per_epoch() for e in self.entries
-                   if e.candidate.backbone == entry.candidate.backbone
-                   and e.candidate.epochs for t in e.trials if t.per_epoch() is not None]
-        return max(similar) * epochs if similar else None
+        same = [t for e in self.entries if e.candidate.backbone == entry.candidate.backbone
+                and e.candidate.epochs for t in e.trials]
+        similar = [t.per_epoch() for t in same if t.per_epoch() is not None]
+        if similar:
+            return max(similar) * epochs
+        stopped = [t.seconds / t.epochs for t in same if t.stopped and t.epochs]
+        return min(stopped) * epochs if stopped else None
 
     # -- the outcome ---------------------------------------------------------------
 
@@ -442,7 +471,7 @@ class Search:
                 return None, None
             model = clone(entry.candidate.estimator)
             if entry.candidate.epochs:
-                model.set_params(max_epochs=entry.last.epochs)
+                model.set_params(max_epochs=entry.last.refit_epochs)
             self.budget.note(f"refit {entry.candidate.name} on all {len(y)} samples")
             try:
                 with warnings.catch_warnings(), deadline(self.budget.end, finish=True):
@@ -454,10 +483,25 @@ class Search:
                 tried.append(entry)
                 continue
             entry.fate = "best"
+            self.refit_cut = self._refit_cut(entry, model)
+            if self.refit_cut:
+                self.budget.note(self.refit_cut)
             for other in self.entries:
                 if other.fate == "" and other.last is not None:
                     other.fate = "kept"
             return entry, model
+
+
+    def _refit_cut(self, entry: Entry, model) -> str:
+        """What to tell the user when the budget's end stopped the refit of
+        a network short of the epochs its validation trained ("" when it
+        ran them, or its convergence rule ended it)."""
+        planned = entry.last.refit_epochs if entry.candidate.epochs else None
+        reached = getattr(model, "n_iter_", None)
+        if not planned or reached is None or reached >= planned or time.time() < self.budget.end:
+            return ""
+        return (f"the refit of {entry.candidate.name} stopped at the budget's end after "
+                f"{reached} of the {planned} epochs it was validated at")
 
 
 def _outcome(trial: Trial) -> str:
@@ -465,4 +509,6 @@ def _outcome(trial: Trial) -> str:
         return f"failed ({trial.error})"
     if trial.stopped:
         return "stopped at the deadline"
-    return f"score {trial.score:.4f} ± {trial.score_std:.4f}"
+    ended = (f", its time ended the fits at {trial.epochs_reached} epochs"
+             if any(trial.capped) and trial.epochs_reached < trial.epochs else "")
+    return f"score {trial.score:.4f} ± {trial.score_std:.4f}{ended}"
