@@ -37,7 +37,7 @@ demo: install
 	$(PY) -m sktransfer.demo
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 # everything but the tests marked slow (each takes seconds: real backbones, searches, the docs build)
 test-fast: install

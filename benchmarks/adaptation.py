@@ -189,6 +189,12 @@ def labelled(label, overrides):
         if overrides else label
 
 
+def with_set(overrides):
+    """The record field of a row fitted with ``--set`` (none without):
+    report.py keeps such rows out of the scorers' pools and the targets."""
+    return {"set": dict(overrides)} if overrides else {}
+
+
 def run(pairs, seeds, epochs, n_source, n_val, strengths, methods, upper, overrides,
         out_rows, save):
     for pair in pairs:
@@ -207,7 +213,7 @@ def run(pairs, seeds, epochs, n_source, n_val, strengths, methods, upper, overri
                        "method": None if method is None else type(method).__name__,
                        "strength": None if method is None else method.strength,
                        "test_accuracy": float(clf.score(data["X_test"], data["y_test"])),
-                       "seconds": seconds, "epochs": clf.n_iter_}
+                       "seconds": seconds, "epochs": clf.n_iter_, **with_set(overrides)}
                 for name, scorer in SCORERS.items():
                     row[f"score_{name}"] = float(scorer(clf, data["X_score"], data["y_score"]))
                 fitted[label] = row
@@ -224,7 +230,7 @@ def run(pairs, seeds, epochs, n_source, n_val, strengths, methods, upper, overri
                              "row": labelled("target labeled (upper bound)", overrides),
                              "test_accuracy": float(bound.score(data["X_test"],
                                                                 data["y_test"])),
-                             "seconds": time.perf_counter() - start})
+                             "seconds": time.perf_counter() - start, **with_set(overrides)})
             save()
             print(f"{pair} seed {seed} upper bound: {out_rows[-1]['test_accuracy']:.3f}",
                   flush=True)

@@ -151,9 +151,13 @@ def _adapted_vs(means: dict, adapted, margin: float, verdict=_met, gap=False) ->
 
 
 def adaptation_tables(meta: dict, records: list) -> dict:
-    """Accuracy per row and pair, the scorers' rankings, and the targets."""
+    """Accuracy per row and pair, the scorers' rankings, and the targets.
+    Rows fitted with parameters set (``--set``: a ``set`` field) appear in
+    the accuracy table only: the scorers choose among, and the targets
+    judge, the rows at the script's settings."""
     pairs = sorted({r["pair"] for r in records})
     labels = list(dict.fromkeys(r["row"] for r in records))
+    table_records, records = records, [r for r in records if not r.get("set")]
     scorers = list(dict.fromkeys(k.removeprefix("score_") for r in records for k in r
                                  if k.startswith("score_")))
 
@@ -161,7 +165,7 @@ def adaptation_tables(meta: dict, records: list) -> dict:
         acc = [r["test_accuracy"] for r in group]
         return f"{np.mean(acc):.3f} ± {np.std(acc):.3f} (n={len(acc)})"
 
-    rows = _accuracy_rows(records, "pair", pairs, labels, cell)
+    rows = _accuracy_rows(table_records, "pair", pairs, labels, cell)
     tables = {"accuracy": markdown_table(["row", *(PAIRS.get(p, p) for p in pairs)], rows)}
 
     rows, gaps = [], {}

@@ -543,3 +543,24 @@ def test_demo_table_gives_each_model_and_the_transfer_gain():
                                        "| random init | 0.500 | 7.2 | 6 |"]
     assert table.endswith("Transfer gain: +0.470 accuracy over random initialisation.")
     assert "gain" not in report.demo_tables({}, records[:1])["main"]
+
+
+def test_adaptation_rows_fitted_with_parameters_set_stay_out_of_the_scorers_and_targets():
+    def row(label, seed, acc, score, method="MMD", **extra):
+        return {"pair": "digits-mnist", "seed": seed, "row": label, "method": method,
+                "strength": 1.0, "test_accuracy": acc, "score_IWV": score, **extra}
+
+    records = []
+    for seed in (0, 1):
+        records += [row("source only", seed, 0.60, 0.5, method=None),
+                    row("MMD", seed, 0.70, 0.6), row("CORAL", seed, 0.65, 0.7),
+                    row("MMD (lr_schedule='constant')", seed, 0.90, 0.9,
+                        set={"lr_schedule": "constant"})]
+    tables = report.adaptation_tables({}, records)
+    accuracy = tables["accuracy"]
+    assert "| MMD (lr_schedule='constant') | 0.900 ± 0.000 (n=2) |" in accuracy
+    # the scorer chooses CORAL among the two rows at the script's settings,
+    # not the set row it scores highest
+    assert "| digits → MNIST | IWV | adapted settings | -1.00 | 0.650 | 0.700 |" \
+        in tables["scorers"]
+    assert "MMD 0.700 vs 0.600" in tables["targets"]
