@@ -175,6 +175,20 @@ def test_a_budget_too_small_for_training_gives_the_best_baseline(iris, monkeypat
     assert auto.best_params_["recipe"] == "baseline"
 
 
+def test_the_estimator_warns_when_the_search_reports_a_refit_cut_short(iris, monkeypatch):
+    import sktransfer._auto.search as search
+
+    monkeypatch.setattr(search.Search, "_refit_cut",
+                        lambda self, entry, model: f"the refit of {entry.candidate.name} "
+                                                   "stopped at the budget's end after 3 of 9")
+    X, y = iris
+    with pytest.warns(BudgetWarning, match=r"time_budget=20 s: the refit of .* stopped at "
+                                           r"the budget's end.*Raise time_budget"):
+        auto = AutoTransferClassifier(time_budget=20, candidates=[LogisticRegression()],
+                                      baselines=False, random_state=0).fit(X, y)
+    assert any("stopped at the budget's end" in line for line in auto.search_log_)
+
+
 def test_nothing_fitted_raises_with_the_reasons(iris):
     X, y = iris
     with pytest.raises(ValueError, match="fitted no candidate.*broken: failed"):
