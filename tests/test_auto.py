@@ -23,6 +23,7 @@ from sktransfer import (
 )
 from sktransfer._auto.search import Budget, Search, SearchData, evaluate, make_folds
 from sktransfer._auto.space import (
+    BASELINE,
     SCRATCH,
     Candidate,
     Settings,
@@ -34,7 +35,7 @@ from sktransfer._deadline import BudgetExhausted, deadline
 from .conftest import QUICK_MLP
 
 FATES = ("best", "kept", "skipped for budget", "stopped for budget", "ranked out",
-         "not ranked for budget")
+         "not ranked for budget", "passed over: no time left for its refit")
 
 
 def _fate_ok(fate: str) -> bool:
@@ -298,20 +299,35 @@ def test_a_fold_past_its_allowance_ends_as_a_finished_fit(iris):
     assert 1 <= trial.epochs_reached < 500 and len(trial.scores) == 3
 
 
-def test_a_trial_stops_early_enough_for_its_own_refit(iris):
-    """A network's first trial has no estimate of its refit; it must still
-    leave the refit (all samples, once) the time its folds' fits imply,
-    or the chosen model is refitted for a fraction of its epochs."""
+def test_a_candidate_whose_refit_does_not_fit_in_the_time_left_is_passed_over(iris):
+    """The best validation score is no use when its refit would be cut at
+    the deadline after a fraction of its epochs: the next best whose refit
+    fits is chosen."""
+    X, y = iris
+    search = _search_on(X, y)
+    net = search.add(Candidate("net", _mlp(batch_size=2, n_iter_no_change=1000),
+                               "fine-tune", backbone="mlp", epochs=True))
+    linear = search.add(Candidate("linear", LogisticRegression(), BASELINE, transfer=False))
+    search._run(net, 3, None)
+    search._run(linear, None, None)
+    net.trials[-1].scores = [1.0, 1.0, 1.0]  # the best on validation
+    needs = net.refit_seconds(len(y), search.data.n_train)
+    # after the safety margin, half the time its refit needs
+    search.budget.end = time.time() + search._margin() + needs / 2
+    chosen, model = search.refit(X, y)
+    assert chosen is linear and linear.fate == "best"
+    assert net.fate == "passed over: no time left for its refit"
+    assert any(line.endswith("s left") and "pass over net" in line
+               for line in search.budget.log)
+
+
+def test_a_trial_stopped_for_budget_predicts_the_next_of_its_backbone(iris):
     X, y = iris
     search = _search_on(X, y, seconds=3)
     slow = search.add(Candidate("slow", _mlp(batch_size=2, n_iter_no_change=1000),
                                 "fine-tune", backbone="mlp", epochs=True))
     trial = search._run(slow, 500, None)
     assert trial.stopped and slow.fate == "stopped for budget"
-    share = search._refit_share()
-    assert share == pytest.approx(1.25 * 150 / 100 / 3)
-    # the trial used its share of the time, and what is left fits its refit
-    assert search.budget.left() >= share * trial.seconds * 0.9
     # what it ran without finishing is a lower bound on the next trial of
     # the backbone: one at the same epochs is not started
     again = search.add(Candidate("again", _mlp(batch_size=2, lr=3e-3, n_iter_no_change=1000),

@@ -34,8 +34,9 @@ class Leaderboard:
         scored), ``logme`` (the transferability score that ranked it, NaN
         when not ranked), ``seconds`` (its fits and scoring) and ``fate``:
         "best", "kept", "dropped at rung k", "skipped for budget", "stopped
-        for budget", "ranked out" (by LogME), "not ranked for budget" (the
-        ranking's share of the budget ran out first) or "failed: <the error>".
+        for budget", "passed over: no time left for its refit", "ranked
+        out" (by LogME), "not ranked for budget" (the ranking's share of the
+        budget ran out first) or "failed: <the error>".
         Best score first.
 
     Examples

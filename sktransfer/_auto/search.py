@@ -19,7 +19,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.model_selection import (
     KFold,
@@ -283,25 +283,14 @@ class Search:
     def _margin(self) -> float:
         return max(SAFETY_SHARE * self.budget.seconds, SAFETY_SECONDS)
 
-    def _refit_share(self) -> float:
-        """A refit's time as a share of the trial it follows: the refit fits
-        all ``n`` samples once, the trial ``k`` folds of ``n_train``, as
-        many at once as there are workers."""
-        n, n_train, k = len(self.data.y), self.data.n_train, len(self.data.folds)
-        workers = min(k, effective_n_jobs(self.n_jobs))
-        return REFIT_MARGIN * n / max(n_train, 1) * workers / k
-
     def _stop_at(self, entry: Entry, until: float | None = None) -> float:
-        """When a trial of ``entry`` must stop: early enough for the refit
-        of whichever entry is best after it, the best so far (its refit
-        estimated from its last trial) or ``entry`` itself (its refit grows
-        with the trial, by ``_refit_share``)."""
-        now = time.time()
+        """When a trial of ``entry`` must stop: early enough for the refit of
+        the best entry so far (a trial that leaves too little time for its
+        own refit is passed over by ``refit``)."""
         best = self.best()
         other = (best.refit_seconds(len(self.data.y), self.data.n_train)
                  if best is not None and best is not entry else None)
-        left = self.budget.end - self._margin() - now
-        stop_at = now + min(left - (other or 0.0), left / (1.0 + self._refit_share()))
+        stop_at = self.budget.end - self._margin() - (other or 0.0)
         return stop_at if until is None else min(stop_at, until)
 
     def _run(self, entry: Entry, epochs, predicted: float | None,
@@ -466,7 +455,7 @@ class Search:
         hands over to the next best. Returns (entry, fitted estimator)."""
         tried = []
         while True:
-            entry = self.best(exclude=tried)
+            entry = self._refittable(exclude=tried)
             if entry is None:
                 return None, None
             model = clone(entry.candidate.estimator)
@@ -491,6 +480,22 @@ class Search:
                     other.fate = "kept"
             return entry, model
 
+
+    def _refittable(self, exclude=()) -> Entry | None:
+        """The best entry whose estimated refit fits in the time left; the
+        better ones are passed over (with a note). When none fits, the best."""
+        n, n_train = len(self.data.y), self.data.n_train
+        left = self.budget.left() - self._margin()
+        ranked = sorted((e for e in self.entries if e.last is not None and e not in exclude),
+                        key=lambda e: -e.score)  # stable: a tie keeps the entry order
+        for entry in ranked:
+            needs = entry.refit_seconds(n, n_train)
+            if needs <= left:
+                return entry
+            entry.fate = entry.fate or "passed over: no time left for its refit"
+            self.budget.note(f"pass over {entry.candidate.name}: its refit needs about "
+                             f"{needs:.1f} s, {max(left, 0):.1f} s left")
+        return ranked[0] if ranked else None
 
     def _refit_cut(self, entry: Entry, model) -> str:
         """What to tell the user when the budget's end stopped the refit of
