@@ -312,13 +312,16 @@ def test_a_candidate_whose_refit_does_not_fit_in_the_time_left_is_passed_over(ir
     search._run(linear, None, None)
     net.trials[-1].scores = [1.0, 1.0, 1.0]  # the best on validation
     needs = net.refit_seconds(len(y), search.data.n_train)
-    # after the safety margin, half the time its refit needs
-    search.budget.end = time.time() + search._margin() + needs / 2
+    search.budget.end = time.time() + needs / 2  # half the time its refit needs
     chosen, model = search.refit(X, y)
     assert chosen is linear and linear.fate == "best"
     assert net.fate == "passed over: no time left for its refit"
     assert any(line.endswith("s left") and "pass over net" in line
                for line in search.budget.log)
+    # with no time for any refit, the best is refitted (and cut at the deadline)
+    net.fate = linear.fate = ""
+    search.budget.end = time.time()
+    assert search._refittable() is net and net.fate == linear.fate == ""
 
 
 def test_a_trial_stopped_for_budget_predicts_the_next_of_its_backbone(iris):

@@ -484,18 +484,18 @@ class Search:
     def _refittable(self, exclude=()) -> Entry | None:
         """The best entry whose estimated refit fits in the time left; the
         better ones are passed over (with a note). When none fits, the best."""
-        n, n_train = len(self.data.y), self.data.n_train
-        left = self.budget.left() - self._margin()
+        n, n_train, left = len(self.data.y), self.data.n_train, self.budget.left()
         ranked = sorted((e for e in self.entries if e.last is not None and e not in exclude),
                         key=lambda e: -e.score)  # stable: a tie keeps the entry order
-        for entry in ranked:
-            needs = entry.refit_seconds(n, n_train)
-            if needs <= left:
-                return entry
+        fits = [e for e in ranked if e.refit_seconds(n, n_train) <= left]
+        if not fits:
+            return ranked[0] if ranked else None
+        for entry in ranked[:ranked.index(fits[0])]:
             entry.fate = entry.fate or "passed over: no time left for its refit"
             self.budget.note(f"pass over {entry.candidate.name}: its refit needs about "
-                             f"{needs:.1f} s, {max(left, 0):.1f} s left")
-        return ranked[0] if ranked else None
+                             f"{entry.refit_seconds(n, n_train):.1f} s, {max(left, 0):.1f} s "
+                             "left")
+        return fits[0]
 
     def _refit_cut(self, entry: Entry, model) -> str:
         """What to tell the user when the budget's end stopped the refit of
