@@ -4,10 +4,11 @@ the winner, all inside one wall-clock deadline.
 
 Every fit runs under ``sktransfer._deadline.deadline``: a network stops
 after the batch during which the deadline passes. Fits of candidates stop
-early enough to leave the winner's estimated refit time; the refit itself
-ends at the budget's end as a finished fit. Work that cannot be cut short
-(a feature pass, a probe, a scikit-learn baseline) is started only when its
-estimated time fits in what is left.
+early enough to leave the best candidate's estimated refit time; a better
+candidate whose own refit would not fit in the time left is passed over;
+the refit itself ends at the budget's end as a finished fit. Work that
+cannot be cut short (a feature pass, a probe, a scikit-learn baseline) is
+started only when its estimated time fits in what is left.
 """
 
 from __future__ import annotations
@@ -479,7 +480,6 @@ class Search:
                 if other.fate == "" and other.last is not None:
                     other.fate = "kept"
             return entry, model
-
 
     def _refittable(self, exclude=()) -> Entry | None:
         """The best entry whose estimated refit fits in the time left; the
