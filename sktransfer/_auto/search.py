@@ -437,13 +437,16 @@ class Search:
 
     # -- the outcome ---------------------------------------------------------------
 
-    def best(self, exclude=()) -> Entry | None:
+    def ranked(self, exclude=()) -> list[Entry]:
+        """The scored entries, best score first; a tie goes to the candidate
+        entered first (the cheaper kind: baselines and probes come before
+        networks trained by epochs)."""
         scored = [e for e in self.entries if e.last is not None and e not in exclude]
-        if not scored:
-            return None
-        # best score; a tie goes to the candidate entered first (the cheaper
-        # kind: baselines and probes come before networks trained by epochs)
-        return max(scored, key=lambda e: e.score)
+        return sorted(scored, key=lambda e: -e.score)  # sorted is stable
+
+    def best(self, exclude=()) -> Entry | None:
+        ranked = self.ranked(exclude)
+        return ranked[0] if ranked else None
 
     def best_of(self, transfer: bool) -> float:
         scores = [e.score for e in self.entries
@@ -485,8 +488,7 @@ class Search:
         """The best entry whose estimated refit fits in the time left; the
         better ones are passed over (with a note). When none fits, the best."""
         n, n_train, left = len(self.data.y), self.data.n_train, self.budget.left()
-        ranked = sorted((e for e in self.entries if e.last is not None and e not in exclude),
-                        key=lambda e: -e.score)  # stable: a tie keeps the entry order
+        ranked = self.ranked(exclude)
         fits = [e for e in ranked if e.refit_seconds(n, n_train) <= left]
         if not fits:
             return ranked[0] if ranked else None
