@@ -36,12 +36,16 @@ install: $(VENV)/.installed
 demo: install
 	$(PY) -m sktransfer.demo
 
+# one pytest-xdist worker per core (one torch thread each, tests/conftest.py),
+# each test file on one worker so that its module fixtures run once
+XDIST := -n auto --dist loadfile
+
 test: install
-	$(PY) -m pytest -q --durations=30
+	$(PY) -m pytest -q $(XDIST) --durations=30
 
 # everything but the tests marked slow (each takes seconds: real backbones, searches, the docs build)
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q $(XDIST) -m "not slow"
 
 # the documentation site, offline, into docs/_build/html; the gallery's
 # examples are executed, at small sizes (SKTRANSFER_EXAMPLES_SMALL=1)

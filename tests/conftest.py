@@ -2,6 +2,7 @@
 ships 5,000), a tiny registered backbone, short texts for the text encoder,
 and settings shared by several test modules."""
 
+import os
 import pickle
 import secrets
 import shutil
@@ -19,6 +20,15 @@ from sklearn.exceptions import ConvergenceWarning
 from torch import nn
 
 from sktransfer import L2SP, MLP, ImageBackbone, PretrainedClassifier, TextEncoder
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test`` runs one worker per core), each worker
+    and the processes it starts use one thread, so that workers do not
+    oversubscribe the cores."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)

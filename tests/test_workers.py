@@ -91,6 +91,7 @@ def test_dask_workers_cap_torch_threads(monkeypatch):
     monkeypatch.setattr(runtime, "worker_threads", lambda: 1)
     before = torch.get_num_threads()
     try:
+        torch.set_num_threads(2)
         runtime.cap_worker_threads()
         assert torch.get_num_threads() == 1
     finally:
