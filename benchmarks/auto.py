@@ -77,16 +77,17 @@ Per target and seed, every model fitted on the training set and scored
    flaml (``FLAML[automl]``) is not installed.
 5. Budget kept: the auto's fit wall time / its budget, at most 1.10.
 The auto's winner (``best_params_["candidate"]`` and ``["recipe"]``) is
-listed for every fit.
+listed for every search.
 
 Written: ``benchmarks/results/auto.json`` (``--out``) in the results format
 (``_results.py``): the run's meta record, then one record per fit with
-target, seed, model, test_score, seconds, budget, the auto's winner, recipe,
-validation score, leaderboard and wall / budget ratio of that (target,
-seed), and what each search chose. The file is rewritten after every
+target, seed, model, test_score, seconds and budget; each search's record
+adds what it chose, and the auto's its recipe, validation score, transfer
+gain and leaderboard. The file is rewritten after every
 (target, seed), so a stopped run keeps what it measured; with ``--append``
-it keeps the stored records (and their runs' meta) of the (target, seed)
-pairs this run does not measure, and ``--seed-list`` reruns chosen seeds.
+each record it writes replaces the stored one of the same target, seed and
+model, the others stay (with their runs' meta), and ``--seed-list`` reruns
+chosen seeds.
 Printed at the end, and by ``--report`` from the stored file: the tables of
 ``benchmarks/README.md`` (``report.py``'s auto tables, seed means ± std).
 
@@ -94,12 +95,16 @@ Printed at the end, and by ``--report`` from the stored file: the tables of
     .venv/bin/python benchmarks/auto.py --quick    # smoke run: a few minutes on 2 CPU cores
     .venv/bin/python benchmarks/auto.py --targets mnist10 faces digits --skip grid,halving
     .venv/bin/python benchmarks/auto.py --targets rt50 --seeds 1 --budget-scale 2
+    # the searches alone, beside the stored rows of the other comparisons
+    .venv/bin/python benchmarks/auto.py --targets mnist50 --seed-list 0 --threads 1 \
+        --skip auto,baselines,flaml --append
 
 ``--quick``: 1 seed, targets mnist10 and digits, budgets x 0.25 (60 s and
 15 s), comparisons grid and halving skipped (explicit ``--seeds``,
 ``--targets``, ``--budget-scale`` and ``--skip`` win over it). ``--skip``
-takes any of baselines, default (the default fine-tune alone: up to an
-hour per fit on BBC on one core), grid, halving, flaml. ``--threads N``
+takes any of auto (the search at the target's budget), baselines, default
+(the default fine-tune alone: up to an hour per fit on BBC on one core),
+grid, share (the search at a fifth of the grid's seconds), halving, flaml. ``--threads N``
 sets torch's threads: on a machine where other work holds a core, two
 torch threads can run small convolutions many times slower than one.
 
@@ -170,7 +175,7 @@ IMAGES, TEXT, TABULAR = "images", "text", "tabular"
 IMAGE_SIZE = 32
 N_TEST = 1000
 # the targets (auto >= best rival - 0.01, ...) are checked by report.py's auto tables
-COMPARISONS = ("baselines", "default", "grid", "share", "halving", "flaml")
+COMPARISONS = ("auto", "baselines", "default", "grid", "share", "halving", "flaml")
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -418,7 +423,8 @@ def run_target(target: Target, seed: int, budget: float, skip) -> list[dict]:
             **({} if model == AUTO else {"budget": seconds_budget}), **extra)
         return winner, recipe
 
-    winner, recipe = add_auto(AUTO, budget)
+    if "auto" not in skip:
+        add_auto(AUTO, budget)
 
     # what it chooses from, fitted on their own
     if "baselines" not in skip:
@@ -472,9 +478,6 @@ def run_target(target: Target, seed: int, budget: float, skip) -> list[dict]:
             except Exception as exc:
                 add(FLAML, math.nan, time.perf_counter() - start, _error(exc))
 
-    ratio = rows[0]["seconds"] / budget
-    for row in rows:
-        row.update(auto_winner=winner, auto_recipe=recipe, auto_ratio=ratio)
     return rows
 
 
@@ -504,11 +507,12 @@ def _plain(value):
 
 def store(path, meta: dict, rows: list, append: bool) -> None:
     """Write this run's rows to ``path`` in the results format; with
-    ``append``, beside the stored rows of every (target, seed) it did not
-    measure (a stored run left without rows is dropped)."""
+    ``append``, beside the stored rows of every (target, seed, model) it did
+    not measure (a stored run left without rows is dropped)."""
     records = _plain(rows)
     if append:
-        meta, records = with_stored(path, meta, records, lambda r: (r["target"], r["seed"]))
+        meta, records = with_stored(path, meta, records,
+                                    lambda r: (r["target"], r["seed"], r["model"]))
         if len(meta.get("runs", [])) == 1:
             meta, records = {**meta["runs"][0]}, [{k: v for k, v in r.items() if k != "run"}
                                                   for r in records]
@@ -543,7 +547,7 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", default=os.path.join(HERE, "results", "auto.json"))
     parser.add_argument("--append", action="store_true",
-                        help="keep --out's rows of other (target, seed) pairs and add these")
+                        help="keep --out's rows of the (target, seed, model) this run does not measure")
     parser.add_argument("--report", action="store_true",
                         help="print the tables of --out's stored rows, fit nothing")
     args = parser.parse_args(argv)

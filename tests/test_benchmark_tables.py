@@ -8,6 +8,7 @@ benchmarks/report.py``, which rewrites the README's marked tables.
 import importlib.util
 import json
 import pathlib
+import sys
 
 import pytest
 
@@ -22,6 +23,7 @@ NOT_CONVERTED: set = set()
 def _load(name):
     spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
@@ -564,3 +566,27 @@ def test_adaptation_rows_fitted_with_parameters_set_stay_out_of_the_scorers_and_
     assert "| digits → MNIST | IWV | adapted settings | -1.00 | 0.650 | 0.700 |" \
         in tables["scorers"]
     assert "MMD 0.700 vs 0.600" in tables["targets"]
+
+
+@pytest.mark.slow
+def test_auto_benchmark_appends_per_target_seed_and_model(tmp_path, monkeypatch):
+    """benchmarks/auto.py --append: a run of some comparisons (the grid
+    alone, say) replaces the stored rows of those models for its (target,
+    seed) and keeps the others', so a long search can be added later."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    auto = _load("auto")
+    path = tmp_path / "auto.json"
+
+    def row(model, score, seed=0):
+        return {"target": "MNIST 10/class", "seed": seed, "model": model,
+                "test_score": score, "seconds": 1.0, "budget": 60.0, "error": None}
+
+    first = {"date": "2026-01-01T00:00Z", "command": "python auto.py"}
+    auto.store(path, first, [row(auto.AUTO, 0.8), row(auto.GRID, 0.7), row(auto.AUTO, 0.9, 1)],
+               append=False)
+    later = {"date": "2026-01-02T00:00Z", "command": "python auto.py --skip auto --append"}
+    auto.store(path, later, [row(auto.GRID, 0.85)], append=True)
+    meta, records = json.loads(path.read_text()).values()
+    assert sorted((r["seed"], r["model"], r["test_score"], r["run"]) for r in records) == sorted(
+        [(0, auto.AUTO, 0.8, 0), (0, auto.GRID, 0.85, 1), (1, auto.AUTO, 0.9, 0)])
+    assert [run["command"] for run in meta["runs"]] == [first["command"], later["command"]]
