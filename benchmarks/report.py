@@ -1826,7 +1826,7 @@ TABLES = {"adaptation": adaptation_tables, "auto": auto_tables, "cache_keys": ca
           "partial_labels": partial_labels_tables, "privacy": privacy_tables,
           "probe_penalty_search": probe_penalty_search_tables,
           "probe_solver": probe_solver_tables, "scale_out": scale_out_tables,
-          "scaling": scaling_tables,
+          "scaling": scaling_tables, "strategies": strategies_tables,
           "transferability": transferability_tables}
 
 
