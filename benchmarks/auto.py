@@ -104,9 +104,10 @@ Printed at the end, and by ``--report`` from the stored file: the tables of
 ``--targets``, ``--budget-scale`` and ``--skip`` win over it). ``--skip``
 takes any of auto (the search at the target's budget), baselines, default
 (the default fine-tune alone: up to an hour per fit on BBC on one core),
-grid, share (the search at a fifth of the grid's seconds), halving, flaml. ``--threads N``
-sets torch's threads: on a machine where other work holds a core, two
-torch threads can run small convolutions many times slower than one.
+grid, share (the search at a fifth of the grid's seconds), halving, flaml.
+``--threads N`` sets torch's threads: on a machine where other work holds a
+core, two torch threads can run small convolutions many times slower than
+one.
 
 Run time, measured on 2 CPU cores shared with other work (load 1-3.5,
 2026-12-06): ``--quick`` 2 min at load 1.3, 6 min at load 3.4 (where the
@@ -410,7 +411,7 @@ def run_target(target: Target, seed: int, budget: float, skip) -> list[dict]:
         log(f"  {model:<40} {what}  fit {seconds:.1f} s{chosen}")
 
     def add_auto(model, seconds_budget):
-        """The auto search at ``seconds_budget``; its (winner, recipe)."""
+        """The auto search at ``seconds_budget``, its row added."""
         made = auto_estimator(target, seconds_budget, seed, sources)
         score, seconds, error, auto = run_one(lambda: made, X, y, X_test, y_test)
         winner = recipe = None
@@ -421,7 +422,6 @@ def run_target(target: Target, seed: int, budget: float, skip) -> list[dict]:
                      "transfer_gain": auto.transfer_gain_, "leaderboard": auto.leaderboard_.rows}
         add(model, score, seconds, error, chosen=winner, recipe=recipe,
             **({} if model == AUTO else {"budget": seconds_budget}), **extra)
-        return winner, recipe
 
     if "auto" not in skip:
         add_auto(AUTO, budget)
